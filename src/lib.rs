@@ -1,0 +1,9 @@
+//! wraith: triggerless online schema change for MySQL and MariaDB.
+//!
+//! The modules mirror the data path of `shared/docs/design.md`: `cli`/`config` turn the gh-ost
+//! command line into one [`config::Config`]; `mysql` owns connections, flavor differences and the
+//! one SQL quoting function; `inspect` runs the preflight checks and produces the [`inspect::Plan`];
+//! `migration` drives the state machine; `sandbox` starts throw-away servers for the demo and tests.
+
+pub mod sandbox;
+pub mod binlog;

@@ -1,0 +1,235 @@
+//! Real servers for the tests: a MariaDB primary and replica started once per test run
+//! (`wraith::sandbox`), or external servers named by WRAITH_TEST_PRIMARY and WRAITH_TEST_REPLICA
+//! (`mysql://user:password@host:port`, for MySQL 8.x from `docker/`). Each test gets its own
+//! schema. If `mariadbd` is missing the tests fail and say how to install it; they never skip.
+
+#![allow(dead_code)]
+
+use std::process::Output;
+use std::sync::OnceLock;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use wraith::sandbox::{self, Pair, Server, ServerSpec};
+
+/// Where a test server is and how to log in.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+impl Endpoint {
+    fn from_url(url: &str) -> Endpoint {
+        let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad server URL {url}: {e}"));
+        Endpoint {
+            host: opts.ip_or_hostname().to_string(),
+            port: opts.tcp_port(),
+            user: opts.user().unwrap_or("root").to_string(),
+            password: opts.pass().unwrap_or("").to_string(),
+        }
+    }
+
+    fn of(server: &Server) -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port: server.port,
+            user: "root".into(),
+            password: String::new(),
+        }
+    }
+
+    pub async fn conn(&self) -> Conn {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.clone()))
+            .prefer_socket(false);
+        Conn::new(opts)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}:{}: {e}", self.host, self.port))
+    }
+
+    /// The connection flags wraith takes for this server.
+    pub fn flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            format!("--host={}", self.host),
+            format!("--port={}", self.port),
+            format!("--user={}", self.user),
+        ];
+        if !self.password.is_empty() {
+            flags.push(format!("--password={}", self.password));
+        }
+        flags
+    }
+}
+
+pub struct Servers {
+    pub primary: Endpoint,
+    pub replica: Endpoint,
+    _pair: Option<Pair>,
+}
+
+/// The shared primary and replica, started on first use.
+pub fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        if let (Ok(p), Ok(r)) = (
+            std::env::var("WRAITH_TEST_PRIMARY"),
+            std::env::var("WRAITH_TEST_REPLICA"),
+        ) {
+            return Servers {
+                primary: Endpoint::from_url(&p),
+                replica: Endpoint::from_url(&r),
+                _pair: None,
+            };
+        }
+        let pair = on_own_runtime(Pair::start("test"))
+            .unwrap_or_else(|e| panic!("cannot start the test servers: {e:#}"));
+        Servers {
+            primary: Endpoint::of(&pair.primary),
+            replica: Endpoint::of(&pair.replica),
+            _pair: Some(pair),
+        }
+    })
+}
+
+/// A server of its own, started on first use, for tests that change global settings.
+/// Keyed by name; the spec of the first call wins.
+pub fn solo(spec: ServerSpec) -> Endpoint {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SOLOS: OnceLock<Mutex<HashMap<String, Server>>> = OnceLock::new();
+    let solos = SOLOS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut solos = solos.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(server) = solos.get(&spec.name) {
+        return Endpoint::of(server);
+    }
+    let name = spec.name.clone();
+    let server = on_own_runtime(sandbox::start_server(spec))
+        .unwrap_or_else(|e| panic!("cannot start server {name}: {e:#}"));
+    let endpoint = Endpoint::of(&server);
+    solos.insert(name, server);
+    endpoint
+}
+
+/// Runs a future to completion on a fresh runtime in a fresh thread, so it can be called from
+/// inside a test's own runtime.
+fn on_own_runtime<F, T>(fut: F) -> T
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(fut)
+    })
+    .join()
+    .expect("server start-up thread panicked")
+}
+
+/// Creates (anew) a schema named after the test on the primary and waits for the replica.
+pub async fn fresh_schema(name: &str) -> String {
+    let s = servers();
+    let schema = format!("t_{name}");
+    let mut c = s.primary.conn().await;
+    c.query_drop(format!("DROP DATABASE IF EXISTS `{schema}`")).await.unwrap();
+    c.query_drop(format!("CREATE DATABASE `{schema}`")).await.unwrap();
+    schema
+}
+
+/// Runs SQL statements on the primary in `schema`, then waits for the replica.
+pub async fn primary_sql(schema: &str, statements: &[&str]) {
+    let s = servers();
+    let mut c = s.primary.conn().await;
+    c.query_drop(format!("USE `{schema}`")).await.unwrap();
+    for stmt in statements {
+        c.query_drop(*stmt)
+            .await
+            .unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    }
+    sync_replica().await;
+}
+
+/// Waits until the replica has applied everything written on the primary so far.
+pub async fn sync_replica() {
+    let s = servers();
+    let mut p = s.primary.conn().await;
+    let pos: String = p.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap_or_default();
+    let mut r = s.replica.conn().await;
+    let waited: Option<i64> = r
+        .exec_first("SELECT MASTER_GTID_WAIT(?, 60)", (pos,))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(0), "replica did not catch up with the primary");
+}
+
+/// The tables of `schema` on `endpoint`, sorted.
+pub async fn tables(endpoint: &Endpoint, schema: &str) -> Vec<String> {
+    let mut c = endpoint.conn().await;
+    c.exec(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+        (schema,),
+    )
+    .await
+    .unwrap()
+}
+
+/// A deterministic checksum of a table's rows: (row count, SHA-256 over every row's columns in
+/// primary-key order). Two tables with the same rows give the same answer.
+pub async fn table_checksum(endpoint: &Endpoint, schema: &str, table: &str) -> (u64, String) {
+    let mut c = endpoint.conn().await;
+    c.query_drop("SET SESSION group_concat_max_len = 1073741824").await.unwrap();
+    let columns: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .unwrap();
+    assert!(!columns.is_empty(), "table {schema}.{table} does not exist");
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| format!("IFNULL(HEX(`{c}`), 'NULL')"))
+        .collect();
+    let row: (u64, Option<String>) = c
+        .query_first(format!(
+            "SELECT COUNT(*), SHA2(GROUP_CONCAT(SHA2(CONCAT_WS('|', {cols}), 256) ORDER BY {order} SEPARATOR ''), 256) \
+             FROM `{schema}`.`{table}`",
+            cols = cols.join(", "),
+            order = (1..=columns.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (row.0, row.1.unwrap_or_default())
+}
+
+/// The wraith binary built for these tests.
+pub fn wraith_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wraith")
+}
+
+/// Runs wraith with `args` (and no standard input) and returns what it did.
+pub async fn run_wraith(args: &[String]) -> Output {
+    tokio::process::Command::new(wraith_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("running wraith")
+}
+
+/// wraith's standard error, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

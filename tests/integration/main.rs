@@ -1,0 +1,6 @@
+//! The integration suite: one test binary, so the server pair starts once per run.
+//!
+//! Every test here runs wraith (or its library) against real servers started by [`harness`] and
+//! asserts on the data those servers hold afterwards.
+
+mod harness;
