@@ -2,8 +2,15 @@
 //!
 //! The modules mirror the data path of `shared/docs/design.md`: `cli`/`config` turn the gh-ost
 //! command line into one [`config::Config`]; `mysql` owns connections, flavor differences and the
-//! one SQL quoting function; `inspect` runs the preflight checks and produces the [`inspect::Plan`];
-//! `migration` drives the state machine; `sandbox` starts throw-away servers for the demo and tests.
+//! one SQL quoting function; `inspect` runs the preflight checks and produces the
+//! [`inspect::Plan`]; `binlog` streams and decodes row events; `migration` drives the state
+//! machine; `sandbox` starts throw-away servers for `demo` and the tests.
 
-pub mod sandbox;
 pub mod binlog;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod inspect;
+pub mod migration;
+pub mod mysql;
+pub mod sandbox;

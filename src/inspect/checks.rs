@@ -1,0 +1,467 @@
+//! The preflight checks: a registry of small named functions over gathered [`Facts`].
+//!
+//! In: [`Facts`] (read from the servers once, by `inspect::gather`) and the [`Config`]. Out: for
+//! each check that fails, a [`Failure`] that says what is wrong and how to fix it. A check is one
+//! function and one line in [`CHECKS`]; it declares the [`Phase`] it runs in. Checks never touch a
+//! server, so each is unit-testable on hand-made facts.
+
+use super::Facts;
+use crate::config::Config;
+
+/// When a check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before anything is created.
+    BeforeStart,
+}
+
+/// A failed check: its name and a message that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub check: &'static str,
+    pub message: String,
+}
+
+/// The outcome of one check.
+pub type Outcome = Result<(), String>;
+
+pub struct Check {
+    pub name: &'static str,
+    pub phase: Phase,
+    pub run: fn(&Facts, &Config) -> Outcome,
+}
+
+/// Every check, in the order they run.
+pub const CHECKS: &[Check] = &[
+    Check {
+        name: "server-version",
+        phase: Phase::BeforeStart,
+        run: server_version,
+    },
+    Check {
+        name: "log-bin",
+        phase: Phase::BeforeStart,
+        run: log_bin,
+    },
+    Check {
+        name: "binlog-format",
+        phase: Phase::BeforeStart,
+        run: binlog_format,
+    },
+    Check {
+        name: "binlog-row-image",
+        phase: Phase::BeforeStart,
+        run: binlog_row_image,
+    },
+    Check {
+        name: "log-slave-updates",
+        phase: Phase::BeforeStart,
+        run: log_slave_updates,
+    },
+    Check {
+        name: "binlog-compression",
+        phase: Phase::BeforeStart,
+        run: binlog_compression,
+    },
+    Check {
+        name: "partial-json",
+        phase: Phase::BeforeStart,
+        run: partial_json,
+    },
+    Check {
+        name: "privileges",
+        phase: Phase::BeforeStart,
+        run: privileges,
+    },
+    Check {
+        name: "replica-server-id",
+        phase: Phase::BeforeStart,
+        run: replica_server_id,
+    },
+    Check {
+        name: "table-exists",
+        phase: Phase::BeforeStart,
+        run: table_exists,
+    },
+    Check {
+        name: "table-engine",
+        phase: Phase::BeforeStart,
+        run: table_engine,
+    },
+    Check {
+        name: "foreign-keys",
+        phase: Phase::BeforeStart,
+        run: foreign_keys,
+    },
+    Check {
+        name: "triggers",
+        phase: Phase::BeforeStart,
+        run: triggers,
+    },
+    Check {
+        name: "alter-renames-table",
+        phase: Phase::BeforeStart,
+        run: alter_renames_table,
+    },
+    Check {
+        name: "column-renames",
+        phase: Phase::BeforeStart,
+        run: column_renames,
+    },
+    Check {
+        name: "leftover-helper-tables",
+        phase: Phase::BeforeStart,
+        run: leftover_helper_tables,
+    },
+];
+
+/// Runs every check of `phase` and returns all failures.
+pub fn run(phase: Phase, facts: &Facts, cfg: &Config) -> Vec<Failure> {
+    CHECKS
+        .iter()
+        .filter(|c| c.phase == phase)
+        .filter_map(|c| {
+            (c.run)(facts, cfg).err().map(|message| Failure {
+                check: c.name,
+                message,
+            })
+        })
+        .collect()
+}
+
+fn server_version(f: &Facts, _: &Config) -> Outcome {
+    f.inspected.flavor.check_supported()?;
+    f.primary.flavor.check_supported()
+}
+
+fn log_bin(f: &Facts, _: &Config) -> Outcome {
+    if f.inspected.log_bin {
+        Ok(())
+    } else {
+        Err(format!(
+            "binary logging is off on {} (log_bin=OFF); wraith reads row changes from the binlog. Start the server with --log-bin (and --binlog-format=ROW)",
+            f.inspected.endpoint
+        ))
+    }
+}
+
+fn binlog_format(f: &Facts, cfg: &Config) -> Outcome {
+    if cfg.flags.assume_rbr || f.inspected.binlog_format.eq_ignore_ascii_case("ROW") {
+        return Ok(());
+    }
+    Err(format!(
+        "binlog_format is {} on {}; wraith needs ROW. Run `SET GLOBAL binlog_format='ROW'` (and restart replication on a replica so its SQL thread picks it up), or set it in the server's configuration",
+        f.inspected.binlog_format, f.inspected.endpoint
+    ))
+}
+
+fn binlog_row_image(f: &Facts, _: &Config) -> Outcome {
+    if f.inspected.binlog_row_image.eq_ignore_ascii_case("FULL") {
+        return Ok(());
+    }
+    Err(format!(
+        "binlog_row_image is {} on {}; wraith needs FULL row images, or changed rows would lose columns. Run `SET GLOBAL binlog_row_image='FULL'` and set it in the server's configuration",
+        f.inspected.binlog_row_image, f.inspected.endpoint
+    ))
+}
+
+fn log_slave_updates(f: &Facts, _: &Config) -> Outcome {
+    if !f.reading_replica() || f.inspected.log_replica_updates {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is a replica without {}=ON: the changes it replicates are not in its own binlog, so wraith would miss them. Enable it in the replica's configuration (it needs a restart), or run on the primary with --allow-on-master",
+        f.inspected.endpoint,
+        f.inspected.flavor.log_replica_updates_variable()
+    ))
+}
+
+fn binlog_compression(f: &Facts, _: &Config) -> Outcome {
+    if f.inspected.log_bin_compress {
+        return Err(format!(
+            "log_bin_compress=ON on {}: MariaDB writes compressed binlog events that wraith cannot decode. Run `SET GLOBAL log_bin_compress=OFF` for the duration of the migration",
+            f.inspected.endpoint
+        ));
+    }
+    Ok(())
+}
+
+fn partial_json(f: &Facts, _: &Config) -> Outcome {
+    if f.inspected
+        .binlog_row_value_options
+        .to_ascii_uppercase()
+        .contains("PARTIAL_JSON")
+    {
+        return Err(format!(
+            "binlog_row_value_options=PARTIAL_JSON on {}: JSON updates are logged as partial diffs that cannot be replayed as full rows. Run `SET GLOBAL binlog_row_value_options=''`",
+            f.inspected.endpoint
+        ));
+    }
+    Ok(())
+}
+
+/// What the grants of one user allow, read from `SHOW GRANTS`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Grants {
+    pub all_global: bool,
+    pub super_priv: bool,
+    pub replication_slave: bool,
+    pub replication_client: bool,
+    pub all_on_schema: bool,
+    /// Roles are granted: their privileges are not listed, so missing ones are only suspected.
+    pub has_roles: bool,
+}
+
+impl Grants {
+    /// Reads `SHOW GRANTS` lines for the user, with `schema` the database migrated.
+    pub fn parse(lines: &[String], schema: &str) -> Grants {
+        let mut g = Grants::default();
+        let schema_patterns = [
+            format!("ON `{}`.*", schema.replace('_', "\\_")),
+            format!("ON `{schema}`.*"),
+        ];
+        for line in lines {
+            let upper = line.to_ascii_uppercase();
+            let Some(rest) = upper.strip_prefix("GRANT ") else {
+                continue;
+            };
+            let Some(on_at) = rest.find(" ON ") else {
+                // `GRANT role TO user`
+                g.has_roles = true;
+                continue;
+            };
+            let privs = &rest[..on_at];
+            let target = &line["GRANT ".len() + on_at..];
+            let global = target.starts_with(" ON *.*");
+            let has = |p: &str| privs.split(',').any(|x| x.trim() == p);
+            let all = privs.trim().starts_with("ALL");
+            if global {
+                g.all_global |= all;
+                g.super_priv |= has("SUPER");
+                g.replication_slave |= all || has("REPLICATION SLAVE");
+                g.replication_client |=
+                    all || has("REPLICATION CLIENT") || has("BINLOG MONITOR") || has("SUPER");
+            }
+            if all
+                && (global
+                    || schema_patterns
+                        .iter()
+                        .any(|p| target.trim_start().starts_with(p.trim_start())))
+            {
+                g.all_on_schema = true;
+            }
+        }
+        g
+    }
+
+    fn missing(&self) -> Vec<&'static str> {
+        if self.all_global {
+            return vec![];
+        }
+        let mut missing = vec![];
+        if !self.replication_slave {
+            missing.push("REPLICATION SLAVE ON *.*");
+        }
+        if !self.replication_client {
+            missing.push("REPLICATION CLIENT ON *.* (BINLOG MONITOR on MariaDB)");
+        }
+        if !self.all_on_schema {
+            missing.push("ALL PRIVILEGES ON <database>.*");
+        }
+        missing
+    }
+}
+
+fn privileges(f: &Facts, cfg: &Config) -> Outcome {
+    let mut problems = Vec::new();
+    for (who, server) in [("inspected", &f.inspected), ("primary", &f.primary)] {
+        let missing = server.grants.missing();
+        if missing.is_empty() || server.grants.has_roles {
+            continue;
+        }
+        problems.push(format!(
+            "the user on the {who} server {} lacks {}",
+            server.endpoint,
+            missing
+                .join(", ")
+                .replace("<database>", &crate::mysql::sql::quote_ident(&cfg.database))
+        ));
+        if f.same_server() {
+            break;
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}; grant them (e.g. GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO ...; GRANT ALL ON {}.* TO ...)",
+            problems.join("; "),
+            crate::mysql::sql::quote_ident(&cfg.database)
+        ))
+    }
+}
+
+fn replica_server_id(f: &Facts, cfg: &Config) -> Outcome {
+    let id = cfg.flags.replica_server_id;
+    if f.inspected.server_id == id || f.primary.server_id == id {
+        return Err(format!(
+            "--replica-server-id={id} is the server_id of a server in the topology; choose another with --replica-server-id"
+        ));
+    }
+    if f.registered_replica_ids.contains(&id) {
+        return Err(format!(
+            "--replica-server-id={id} is already used by a replica of {} (is another wraith or gh-ost running?); choose another with --replica-server-id",
+            f.inspected.endpoint
+        ));
+    }
+    Ok(())
+}
+
+fn table_exists(f: &Facts, cfg: &Config) -> Outcome {
+    if f.table.is_some() {
+        return Ok(());
+    }
+    Err(format!(
+        "table {}.{} does not exist on {}; check --database and --table",
+        crate::mysql::sql::quote_ident(&cfg.database),
+        crate::mysql::sql::quote_ident(&cfg.table),
+        f.inspected.endpoint
+    ))
+}
+
+fn table_engine(f: &Facts, cfg: &Config) -> Outcome {
+    match &f.table {
+        Some(t) if !t.engine.eq_ignore_ascii_case("InnoDB") => Err(format!(
+            "table {} uses the {} engine; wraith migrates InnoDB tables only",
+            crate::mysql::sql::quote_ident(&cfg.table),
+            t.engine
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn foreign_keys(f: &Facts, cfg: &Config) -> Outcome {
+    if cfg.flags.skip_foreign_key_checks {
+        return Ok(());
+    }
+    if !f.parent_foreign_keys.is_empty() {
+        return Err(format!(
+            "table {} is referenced by foreign keys ({}); swapping it would leave them pointing at the old table. wraith does not migrate parent tables of foreign keys",
+            crate::mysql::sql::quote_ident(&cfg.table),
+            f.parent_foreign_keys.join(", ")
+        ));
+    }
+    if !f.child_foreign_keys.is_empty() && !cfg.flags.discard_foreign_keys {
+        return Err(format!(
+            "table {} has foreign keys ({}); pass --discard-foreign-keys to migrate it without them (they are not recreated), or drop them first",
+            crate::mysql::sql::quote_ident(&cfg.table),
+            f.child_foreign_keys.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn triggers(f: &Facts, cfg: &Config) -> Outcome {
+    if f.triggers.is_empty() || cfg.flags.include_triggers {
+        return Ok(());
+    }
+    Err(format!(
+        "table {} has triggers ({}); pass --include-triggers to carry them over to the new table, or drop them first",
+        crate::mysql::sql::quote_ident(&cfg.table),
+        f.triggers.join(", ")
+    ))
+}
+
+fn alter_renames_table(_: &Facts, cfg: &Config) -> Outcome {
+    match &cfg.alter.table_rename {
+        Some(to) => Err(format!(
+            "the ALTER renames the table (RENAME {to}); wraith changes a table in place and cannot rename it. Rename it separately with RENAME TABLE"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn column_renames(_: &Facts, cfg: &Config) -> Outcome {
+    let renames = &cfg.alter.renames;
+    if renames.is_empty() || cfg.flags.approve_renamed_columns || cfg.flags.skip_renamed_columns {
+        return Ok(());
+    }
+    let list: Vec<String> = renames
+        .iter()
+        .map(|r| format!("{} -> {}", r.from, r.to))
+        .collect();
+    Err(format!(
+        "the ALTER renames columns ({}); pass --approve-renamed-columns to copy their values under the new names, or --skip-renamed-columns to treat them as dropped and added",
+        list.join(", ")
+    ))
+}
+
+fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
+    let mut problems = Vec::new();
+    for name in &f.existing_helper_tables {
+        let flag = if *name == cfg.old_table() {
+            if cfg.flags.initially_drop_old_table {
+                continue;
+            }
+            "--initially-drop-old-table"
+        } else {
+            if cfg.flags.initially_drop_ghost_table {
+                continue;
+            }
+            "--initially-drop-ghost-table"
+        };
+        problems.push(format!(
+            "{} (drop it, or pass {flag})",
+            crate::mysql::sql::quote_ident(name)
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "helper tables of an earlier run exist: {}. Make sure no other migration of this table is running first",
+            problems.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn all_privileges_on_star_is_enough() {
+        let g = Grants::parse(
+            &lines(&["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"]),
+            "app",
+        );
+        assert!(g.missing().is_empty());
+    }
+
+    #[test]
+    fn replication_grants_plus_all_on_the_schema_are_enough() {
+        let g = Grants::parse(
+            &lines(&[
+                "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `w`@`%`",
+                "GRANT ALL PRIVILEGES ON `app`.* TO `w`@`%`",
+            ]),
+            "app",
+        );
+        assert!(g.missing().is_empty(), "{g:?}");
+        let g = Grants::parse(
+            &lines(&["GRANT REPLICATION CLIENT, REPLICATION SLAVE ON *.* TO `w`@`%`"]),
+            "app",
+        );
+        assert_eq!(g.missing(), vec!["ALL PRIVILEGES ON <database>.*"]);
+        let g = Grants::parse(
+            &lines(&["GRANT SELECT ON *.* TO `w`@`%`", "GRANT `dba` TO `w`@`%`"]),
+            "app",
+        );
+        assert!(g.has_roles);
+        assert_eq!(g.missing().len(), 3);
+    }
+}

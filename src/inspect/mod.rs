@@ -1,0 +1,207 @@
+//! Inspecting the servers and the table before anything is created.
+//!
+//! In: connections to the inspected server (whose binlog is read) and the primary (where the
+//! ghost table is written), and the [`Config`]. Out: [`Facts`], read once; the preflight
+//! [`checks`] judge them. After the ghost table exists, [`plan::build`] compares it with the
+//! original and yields the [`Plan`]. Invariant: nothing here writes to a server.
+
+pub mod alter;
+pub mod checks;
+pub mod plan;
+pub mod schema;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+pub use plan::Plan;
+pub use schema::TableSchema;
+
+use crate::config::Config;
+use crate::mysql::{self, sql, Endpoint, Flavor};
+use checks::Grants;
+
+/// The settings of one server that decide whether wraith can work with it.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub endpoint: Endpoint,
+    pub flavor: Flavor,
+    pub server_id: u32,
+    pub log_bin: bool,
+    pub binlog_format: String,
+    pub binlog_row_image: String,
+    pub log_replica_updates: bool,
+    pub log_bin_compress: bool,
+    pub binlog_row_value_options: String,
+    pub grants: Grants,
+}
+
+impl ServerFacts {
+    pub async fn read(
+        conn: &mut Conn,
+        endpoint: &Endpoint,
+        database: &str,
+    ) -> Result<ServerFacts, mysql_async::Error> {
+        let flavor = Flavor::detect(conn).await?;
+        let var = |v: Option<String>| v.unwrap_or_default();
+        let on = |v: &str| v.eq_ignore_ascii_case("ON") || v == "1";
+        let server_id: u32 = var(mysql::variable(conn, "server_id").await?)
+            .parse()
+            .unwrap_or(0);
+        let log_bin = on(&var(mysql::variable(conn, "log_bin").await?));
+        let binlog_format = var(mysql::variable(conn, "binlog_format").await?);
+        let binlog_row_image = var(mysql::variable(conn, "binlog_row_image").await?);
+        let log_replica_updates = on(&var(mysql::variable(
+            conn,
+            flavor.log_replica_updates_variable(),
+        )
+        .await?));
+        let log_bin_compress = flavor.has_binlog_compression()
+            && on(&var(mysql::variable(conn, "log_bin_compress").await?));
+        let binlog_row_value_options = if flavor.has_partial_json() {
+            var(mysql::variable(conn, "binlog_row_value_options").await?)
+        } else {
+            String::new()
+        };
+        let grant_lines: Vec<String> = conn.query("SHOW GRANTS FOR CURRENT_USER()").await?;
+        Ok(ServerFacts {
+            endpoint: endpoint.clone(),
+            flavor,
+            server_id,
+            log_bin,
+            binlog_format,
+            binlog_row_image,
+            log_replica_updates,
+            log_bin_compress,
+            binlog_row_value_options,
+            grants: Grants::parse(&grant_lines, database),
+        })
+    }
+}
+
+/// Everything the preflight checks look at.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The server whose binlog is read (`--host`).
+    pub inspected: ServerFacts,
+    /// The server the ghost table is written on (the same one with `--allow-on-master`).
+    pub primary: ServerFacts,
+    /// The original table, as the inspected server has it.
+    pub table: Option<TableSchema>,
+    pub child_foreign_keys: Vec<String>,
+    pub parent_foreign_keys: Vec<String>,
+    pub triggers: Vec<String>,
+    /// Ghost, changelog and old tables that already exist on the primary.
+    pub existing_helper_tables: Vec<String>,
+    /// Server ids of replicas registered with the inspected server.
+    pub registered_replica_ids: Vec<u32>,
+}
+
+impl Facts {
+    pub fn same_server(&self) -> bool {
+        self.inspected.endpoint == self.primary.endpoint
+    }
+
+    /// True when the binlog is read from a replica rather than the primary itself.
+    pub fn reading_replica(&self) -> bool {
+        !self.same_server()
+    }
+}
+
+/// Reads every fact the checks need.
+pub async fn gather(
+    cfg: &Config,
+    inspected: (&mut Conn, &Endpoint),
+    primary: Option<(&mut Conn, &Endpoint)>,
+) -> Result<Facts, mysql_async::Error> {
+    let (iconn, iendpoint) = inspected;
+    let inspected_facts = ServerFacts::read(iconn, iendpoint, &cfg.database).await?;
+    let (primary_facts, pconn) = match primary {
+        Some((pconn, pendpoint)) => (
+            ServerFacts::read(pconn, pendpoint, &cfg.database).await?,
+            Some(pconn),
+        ),
+        None => (inspected_facts.clone(), None),
+    };
+    let db = cfg.database.as_str();
+    let table = TableSchema::read(iconn, db, &cfg.table).await?;
+    let child_foreign_keys: Vec<String> = iconn
+        .exec(
+            "SELECT DISTINCT CONSTRAINT_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY 1",
+            (db, &cfg.table),
+        )
+        .await?;
+    let parent_foreign_keys: Vec<String> = iconn
+        .exec(
+            "SELECT DISTINCT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME, '.', CONSTRAINT_NAME) FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE REFERENCED_TABLE_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? \
+             AND NOT (TABLE_SCHEMA = REFERENCED_TABLE_SCHEMA AND TABLE_NAME = REFERENCED_TABLE_NAME) ORDER BY 1",
+            (db, &cfg.table),
+        )
+        .await?;
+    let triggers: Vec<String> = iconn
+        .exec(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? ORDER BY 1",
+            (db, &cfg.table),
+        )
+        .await?;
+    let helpers = [cfg.ghost_table(), cfg.changelog_table(), cfg.old_table()];
+    let existing_helper_tables = {
+        let conn = match pconn {
+            Some(c) => c,
+            None => &mut *iconn,
+        };
+        let mut found = Vec::new();
+        for name in helpers {
+            let exists: Option<String> = conn
+                .exec_first(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (db, &name),
+                )
+                .await?;
+            if exists.is_some() {
+                found.push(name);
+            }
+        }
+        found
+    };
+    let replica_rows: Vec<mysql_async::Row> = iconn
+        .query(inspected_facts.flavor.replica_hosts_sql())
+        .await?;
+    let registered_replica_ids = replica_rows
+        .iter()
+        .filter_map(|r| r.get_opt::<u32, _>("Server_id").and_then(|v| v.ok()))
+        .collect();
+    Ok(Facts {
+        inspected: inspected_facts,
+        primary: primary_facts,
+        table,
+        child_foreign_keys,
+        parent_foreign_keys,
+        triggers,
+        existing_helper_tables,
+        registered_replica_ids,
+    })
+}
+
+/// The number of rows in the table: exact (`COUNT(*)`) or the optimizer's estimate.
+pub async fn row_count(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    exact: bool,
+) -> Result<u64, mysql_async::Error> {
+    if exact {
+        let n: Option<u64> = conn.query_first(sql::count_rows(schema, table)).await?;
+        return Ok(n.unwrap_or(0));
+    }
+    let rows: Vec<mysql_async::Row> = conn.query(sql::explain_select_all(schema, table)).await?;
+    Ok(rows
+        .first()
+        .and_then(|r| {
+            r.get_opt::<Option<u64>, _>("rows")
+                .and_then(|v| v.ok())
+                .flatten()
+        })
+        .unwrap_or(0))
+}

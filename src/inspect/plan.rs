@@ -1,0 +1,311 @@
+//! What the migration will do with the columns and which key it walks.
+//!
+//! In: the original table, the ghost table after the ALTER, the ALTER's detected renames and the
+//! user's choices. Out: [`Plan`]: the column mapping (shared, renamed, dropped, added; generated
+//! columns never written) and the shared unique key the copier chunks by and the applier matches
+//! rows with. Invariant: a key is chosen only if it is unique, with the same columns, in both
+//! tables; without one, rows could be duplicated or lost, so there is no plan.
+
+use super::alter::ColumnRename;
+use super::schema::{Index, TableSchema};
+
+/// One column copied from the original table to the ghost table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedColumn {
+    pub original: String,
+    pub ghost: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub original: TableSchema,
+    pub ghost: TableSchema,
+    /// Columns whose values are carried over, in the original table's order.
+    pub columns: Vec<MappedColumn>,
+    /// Original columns whose values are not carried over.
+    pub dropped: Vec<String>,
+    /// Ghost columns that get their defaults (or are generated).
+    pub added: Vec<String>,
+    /// The unique key, named as in the original table.
+    pub key: Index,
+    /// The same key's columns as named in the ghost table.
+    pub ghost_key_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no shared unique key: the table has no PRIMARY KEY or UNIQUE key{0}; wraith needs one to copy rows and match changes. Add a primary key first (a separate migration), or keep one in the ALTER")]
+    NoUniqueKey(String),
+    #[error("no shared unique key: the ALTER removes or changes every unique key the table has ({0}); keep at least one unique key on the same columns, e.g. do not DROP PRIMARY KEY without adding another unique key over columns that exist in both tables")]
+    NoSharedKey(String),
+    #[error("the only shared unique keys have nullable columns ({0}); rows with NULLs there cannot be matched. Make the columns NOT NULL first, or pass --allow-nullable-unique-key if you know they hold no NULLs")]
+    OnlyNullableKeys(String),
+    #[error(
+        "no column is shared between the original and the new table; there is nothing to copy"
+    )]
+    NoSharedColumns,
+}
+
+/// Builds the plan. `renames` are honoured (mapped) unless `skip_renames`.
+pub fn build(
+    original: &TableSchema,
+    ghost: &TableSchema,
+    renames: &[ColumnRename],
+    skip_renames: bool,
+    allow_nullable_key: bool,
+) -> Result<Plan, PlanError> {
+    let ghost_name = |name: &str| -> String {
+        if !skip_renames {
+            if let Some(r) = renames.iter().find(|r| r.from.eq_ignore_ascii_case(name)) {
+                return r.to.clone();
+            }
+        }
+        name.to_string()
+    };
+
+    let mut columns = Vec::new();
+    let mut dropped = Vec::new();
+    for col in original.columns.iter().filter(|c| !c.generated) {
+        let target = ghost_name(&col.name);
+        match ghost.column(&target) {
+            Some(g) if !g.generated => columns.push(MappedColumn {
+                original: col.name.clone(),
+                ghost: g.name.clone(),
+            }),
+            _ => dropped.push(col.name.clone()),
+        }
+    }
+    if columns.is_empty() {
+        return Err(PlanError::NoSharedColumns);
+    }
+    let added = ghost
+        .columns
+        .iter()
+        .filter(|g| {
+            !columns
+                .iter()
+                .any(|m| m.ghost.eq_ignore_ascii_case(&g.name))
+        })
+        .map(|g| g.name.clone())
+        .collect();
+
+    let unique: Vec<&Index> = original.indexes.iter().filter(|i| i.unique).collect();
+    if unique.is_empty() {
+        return Err(PlanError::NoUniqueKey(String::new()));
+    }
+    // Candidates in order of preference: PRIMARY first, then non-nullable, then fewer columns.
+    let mut candidates = unique.clone();
+    candidates.sort_by_key(|i| {
+        (
+            !i.is_primary(),
+            original.index_is_nullable(i),
+            i.columns.len(),
+        )
+    });
+    let mut nullable_shared = Vec::new();
+    for key in candidates {
+        let mapped: Vec<String> = key.columns.iter().map(|c| ghost_name(c)).collect();
+        let shared_columns = key
+            .columns
+            .iter()
+            .all(|c| columns.iter().any(|m| m.original.eq_ignore_ascii_case(c)));
+        let ghost_has = ghost.indexes.iter().any(|g| {
+            g.unique
+                && g.columns.len() == mapped.len()
+                && g.columns
+                    .iter()
+                    .zip(&mapped)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        });
+        if !(shared_columns && ghost_has) {
+            continue;
+        }
+        if original.index_is_nullable(key) || ghost_nullable(ghost, &mapped) {
+            if !allow_nullable_key {
+                nullable_shared.push(key.name.clone());
+                continue;
+            }
+        }
+        return Ok(Plan {
+            original: original.clone(),
+            ghost: ghost.clone(),
+            columns,
+            dropped,
+            added,
+            key: key.clone(),
+            ghost_key_columns: mapped,
+        });
+    }
+    if !nullable_shared.is_empty() {
+        return Err(PlanError::OnlyNullableKeys(nullable_shared.join(", ")));
+    }
+    Err(PlanError::NoSharedKey(
+        unique
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))
+}
+
+fn ghost_nullable(ghost: &TableSchema, columns: &[String]) -> bool {
+    columns
+        .iter()
+        .any(|c| ghost.column(c).is_none_or(|c| c.nullable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::Column;
+    use super::*;
+
+    fn col(name: &str, nullable: bool) -> Column {
+        Column {
+            name: name.into(),
+            data_type: "int".into(),
+            column_type: "int(11)".into(),
+            nullable,
+            charset: None,
+            collation: None,
+            generated: false,
+        }
+    }
+
+    fn idx(name: &str, cols: &[&str]) -> Index {
+        Index {
+            name: name.into(),
+            unique: true,
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    fn table(columns: Vec<Column>, indexes: Vec<Index>) -> TableSchema {
+        TableSchema {
+            schema: "d".into(),
+            name: "t".into(),
+            engine: "InnoDB".into(),
+            columns,
+            indexes,
+        }
+    }
+
+    #[test]
+    fn shared_columns_dropped_and_added_are_mapped() {
+        let orig = table(
+            vec![col("id", false), col("a", true), col("b", true)],
+            vec![idx("PRIMARY", &["id"])],
+        );
+        let ghost = table(
+            vec![col("id", false), col("b", true), col("c", true)],
+            vec![idx("PRIMARY", &["id"])],
+        );
+        let plan = build(&orig, &ghost, &[], false, false).unwrap();
+        assert_eq!(
+            plan.columns
+                .iter()
+                .map(|m| m.original.as_str())
+                .collect::<Vec<_>>(),
+            vec!["id", "b"]
+        );
+        assert_eq!(plan.dropped, vec!["a"]);
+        assert_eq!(plan.added, vec!["c"]);
+        assert_eq!(plan.key.name, "PRIMARY");
+    }
+
+    #[test]
+    fn renamed_columns_carry_their_values_unless_skipped() {
+        let orig = table(
+            vec![col("id", false), col("a", true)],
+            vec![idx("PRIMARY", &["id"])],
+        );
+        let ghost = table(
+            vec![col("id", false), col("z", true)],
+            vec![idx("PRIMARY", &["id"])],
+        );
+        let renames = [ColumnRename {
+            from: "a".into(),
+            to: "z".into(),
+        }];
+        let plan = build(&orig, &ghost, &renames, false, false).unwrap();
+        assert_eq!(
+            plan.columns[1],
+            MappedColumn {
+                original: "a".into(),
+                ghost: "z".into()
+            }
+        );
+        let plan = build(&orig, &ghost, &renames, true, false).unwrap();
+        assert_eq!(plan.dropped, vec!["a"]);
+        assert_eq!(plan.added, vec!["z"]);
+    }
+
+    #[test]
+    fn generated_columns_are_never_written() {
+        let mut g = col("g", true);
+        g.generated = true;
+        let orig = table(
+            vec![col("id", false), g.clone()],
+            vec![idx("PRIMARY", &["id"])],
+        );
+        let plan = build(&orig, &orig, &[], false, false).unwrap();
+        assert_eq!(plan.columns.len(), 1);
+        assert_eq!(plan.added, vec!["g"]);
+    }
+
+    #[test]
+    fn primary_key_is_preferred_then_a_non_null_unique_key() {
+        let orig = table(
+            vec![col("id", false), col("u", false), col("n", true)],
+            vec![idx("PRIMARY", &["id"]), idx("u", &["u"]), idx("n", &["n"])],
+        );
+        assert_eq!(
+            build(&orig, &orig, &[], false, false).unwrap().key.name,
+            "PRIMARY"
+        );
+        let mut ghost = orig.clone();
+        ghost.indexes.remove(0);
+        assert_eq!(
+            build(&orig, &ghost, &[], false, false).unwrap().key.name,
+            "u"
+        );
+        ghost.indexes.retain(|i| i.name == "n");
+        let e = build(&orig, &ghost, &[], false, false).unwrap_err();
+        assert_eq!(e, PlanError::OnlyNullableKeys("n".into()));
+        assert_eq!(
+            build(&orig, &ghost, &[], false, true).unwrap().key.name,
+            "n"
+        );
+        ghost.indexes.clear();
+        assert!(matches!(
+            build(&orig, &ghost, &[], false, false),
+            Err(PlanError::NoSharedKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_table_without_unique_keys_has_no_plan() {
+        let orig = table(vec![col("a", false)], vec![]);
+        assert!(matches!(
+            build(&orig, &orig, &[], false, false),
+            Err(PlanError::NoUniqueKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_over_a_renamed_column_is_followed() {
+        let orig = table(
+            vec![col("id", false), col("v", true)],
+            vec![idx("PRIMARY", &["id"])],
+        );
+        let ghost = table(
+            vec![col("ident", false), col("v", true)],
+            vec![idx("PRIMARY", &["ident"])],
+        );
+        let renames = [ColumnRename {
+            from: "id".into(),
+            to: "ident".into(),
+        }];
+        let plan = build(&orig, &ghost, &renames, false, false).unwrap();
+        assert_eq!(plan.ghost_key_columns, vec!["ident"]);
+    }
+}

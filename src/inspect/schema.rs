@@ -1,0 +1,145 @@
+//! A table's shape as the server's `information_schema` describes it.
+//!
+//! In: a connection, a schema and a table name. Out: [`TableSchema`]: columns in order (with the
+//! facts the binlog decoder and the copier need) and indexes. `None` when the table is missing.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `DATA_TYPE`, lower case: `int`, `varchar`, `enum` ...
+    pub data_type: String,
+    /// `COLUMN_TYPE`: `int(10) unsigned`, `enum('a','b')` ...
+    pub column_type: String,
+    pub nullable: bool,
+    pub charset: Option<String>,
+    pub collation: Option<String>,
+    /// A virtual or stored generated column: never written.
+    pub generated: bool,
+}
+
+impl Column {
+    pub fn unsigned(&self) -> bool {
+        self.column_type.contains("unsigned")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub name: String,
+    pub unique: bool,
+    pub columns: Vec<String>,
+}
+
+impl Index {
+    pub fn is_primary(&self) -> bool {
+        self.name == "PRIMARY"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSchema {
+    pub schema: String,
+    pub name: String,
+    pub engine: String,
+    pub columns: Vec<Column>,
+    pub indexes: Vec<Index>,
+}
+
+impl TableSchema {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// True when any column of `index` may be NULL.
+    pub fn index_is_nullable(&self, index: &Index) -> bool {
+        index
+            .columns
+            .iter()
+            .any(|c| self.column(c).is_none_or(|c| c.nullable))
+    }
+
+    /// Reads the table; `Ok(None)` when it does not exist (views count as missing).
+    pub async fn read(
+        conn: &mut Conn,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<TableSchema>, mysql_async::Error> {
+        let engine: Option<(Option<String>, String)> = conn
+            .exec_first(
+                "SELECT ENGINE, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (schema, table),
+            )
+            .await?;
+        let Some((engine, kind)) = engine else {
+            return Ok(None);
+        };
+        if kind != "BASE TABLE" {
+            return Ok(None);
+        }
+        type ColumnRow = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<ColumnRow> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, EXTRA \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (schema, table),
+            )
+            .await?;
+        let columns = rows
+            .into_iter()
+            .map(
+                |(name, data_type, column_type, nullable, charset, collation, extra)| {
+                    let extra = extra.to_ascii_uppercase();
+                    Column {
+                        name,
+                        data_type: data_type.to_ascii_lowercase(),
+                        column_type: column_type.to_ascii_lowercase(),
+                        nullable: nullable == "YES",
+                        charset,
+                        collation,
+                        generated: extra.contains("VIRTUAL")
+                            || extra.contains("STORED")
+                            || extra.contains("PERSISTENT"),
+                    }
+                },
+            )
+            .collect();
+        let index_rows: Vec<(String, i64, String)> = conn
+            .exec(
+                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+                (schema, table),
+            )
+            .await?;
+        let mut indexes: Vec<Index> = Vec::new();
+        for (name, non_unique, column) in index_rows {
+            match indexes.last_mut() {
+                Some(last) if last.name == name => last.columns.push(column),
+                _ => indexes.push(Index {
+                    name,
+                    unique: non_unique == 0,
+                    columns: vec![column],
+                }),
+            }
+        }
+        Ok(Some(TableSchema {
+            schema: schema.to_string(),
+            name: table.to_string(),
+            engine: engine.unwrap_or_default(),
+            columns,
+            indexes,
+        }))
+    }
+}

@@ -1,0 +1,257 @@
+//! Every difference between MySQL and MariaDB that wraith cares about, in one place.
+//!
+//! In: `@@version` and `@@version_comment`, read once per server. Out: a [`Flavor`] that answers
+//! which statement or variable name to use. Nothing else in the crate asks "is this MariaDB?".
+
+use std::fmt;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    MySql,
+    MariaDb,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flavor {
+    pub kind: Kind,
+    pub version: (u32, u32, u32),
+    /// `@@version` as the server reports it.
+    pub text: String,
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (a, b, c) = self.version;
+        let name = match self.kind {
+            Kind::MySql => "MySQL",
+            Kind::MariaDb => "MariaDB",
+        };
+        write!(f, "{name} {a}.{b}.{c}")
+    }
+}
+
+impl Flavor {
+    /// Reads the version of the server behind `conn`.
+    pub async fn detect(conn: &mut Conn) -> Result<Flavor, mysql_async::Error> {
+        let (version, comment): (String, String) = conn
+            .query_first("SELECT @@version, @@version_comment")
+            .await?
+            .unwrap_or_default();
+        Ok(Flavor::parse(&version, &comment))
+    }
+
+    /// `10.11.6-MariaDB-0+deb12u1-log` / `8.0.36` / `5.5.5-10.6.12-MariaDB` (old replication prefix).
+    pub fn parse(version: &str, comment: &str) -> Flavor {
+        let mariadb = version.contains("MariaDB") || comment.contains("MariaDB");
+        let text = version
+            .strip_prefix("5.5.5-")
+            .filter(|_| mariadb)
+            .unwrap_or(version);
+        let mut numbers = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u32>().unwrap_or(0));
+        let version = (
+            numbers.next().unwrap_or(0),
+            numbers.next().unwrap_or(0),
+            numbers.next().unwrap_or(0),
+        );
+        Flavor {
+            kind: if mariadb { Kind::MariaDb } else { Kind::MySql },
+            version,
+            text: version_text(version),
+        }
+    }
+
+    fn mysql_at_least(&self, v: (u32, u32, u32)) -> bool {
+        self.kind == Kind::MySql && self.version >= v
+    }
+
+    /// Refuses servers wraith does not know how to migrate on.
+    pub fn check_supported(&self) -> Result<(), String> {
+        let ok = match self.kind {
+            Kind::MySql => self.version >= (5, 7, 0),
+            Kind::MariaDb => self.version >= (10, 5, 0),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{self} is not supported; wraith supports MySQL 5.7, 8.0 and 8.4 and MariaDB 10.5 or later"
+            ))
+        }
+    }
+
+    /// The statement that shows this server's replication source.
+    pub fn replica_status_sql(&self) -> &'static str {
+        if self.mysql_at_least((8, 0, 22)) {
+            "SHOW REPLICA STATUS"
+        } else {
+            "SHOW SLAVE STATUS"
+        }
+    }
+
+    /// Column names of the replica status for (source host, source port, IO running, SQL
+    /// running, seconds behind).
+    pub fn replica_status_columns(&self) -> [&'static str; 5] {
+        if self.mysql_at_least((8, 0, 22)) {
+            [
+                "Source_Host",
+                "Source_Port",
+                "Replica_IO_Running",
+                "Replica_SQL_Running",
+                "Seconds_Behind_Source",
+            ]
+        } else {
+            [
+                "Master_Host",
+                "Master_Port",
+                "Slave_IO_Running",
+                "Slave_SQL_Running",
+                "Seconds_Behind_Master",
+            ]
+        }
+    }
+
+    /// The statement that lists replicas registered with this server (server ids in use).
+    pub fn replica_hosts_sql(&self) -> &'static str {
+        if self.mysql_at_least((8, 0, 22)) {
+            "SHOW REPLICAS"
+        } else {
+            "SHOW SLAVE HOSTS"
+        }
+    }
+
+    /// The statement that shows the current binlog file and position.
+    pub fn binlog_status_sql(&self) -> &'static str {
+        if self.mysql_at_least((8, 2, 0)) {
+            "SHOW BINARY LOG STATUS"
+        } else {
+            "SHOW MASTER STATUS"
+        }
+    }
+
+    /// The variable that says whether a replica writes what it replicates to its own binlog.
+    pub fn log_replica_updates_variable(&self) -> &'static str {
+        if self.mysql_at_least((8, 0, 26)) {
+            "log_replica_updates"
+        } else {
+            "log_slave_updates"
+        }
+    }
+
+    /// MariaDB can compress binlog events, which the binlog decoder cannot read.
+    pub fn has_binlog_compression(&self) -> bool {
+        self.kind == Kind::MariaDb
+    }
+
+    /// MySQL 8.0's `binlog_row_value_options=PARTIAL_JSON` writes partial JSON updates.
+    pub fn has_partial_json(&self) -> bool {
+        self.mysql_at_least((8, 0, 3))
+    }
+
+    /// Version of the rows events in the binlog: 2 on MySQL 5.6+, 1 on MariaDB.
+    pub fn rows_event_version(&self) -> u8 {
+        match self.kind {
+            Kind::MySql => 2,
+            Kind::MariaDb => 1,
+        }
+    }
+
+    /// Whether `ALTER TABLE ... ALGORITHM=INSTANT` exists.
+    pub fn supports_instant_ddl(&self) -> bool {
+        match self.kind {
+            Kind::MySql => self.version >= (8, 0, 12),
+            Kind::MariaDb => self.version >= (10, 3, 0),
+        }
+    }
+
+    /// `RENAME TABLE` is allowed under `LOCK TABLES` when every table involved is write-locked
+    /// (MySQL 8.0.13+), which closes the cut-over race described in mysql-notes.md.
+    pub fn rename_under_lock_tables(&self) -> bool {
+        self.mysql_at_least((8, 0, 13))
+    }
+
+    /// Where pending metadata locks can be seen.
+    pub fn metadata_locks_table(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => "performance_schema.metadata_locks",
+            Kind::MariaDb => "information_schema.METADATA_LOCK_INFO",
+        }
+    }
+
+    /// GTID sets look like `uuid:1-5` on MySQL and `domain-server-seq` on MariaDB.
+    pub fn gtid_position_variable(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => "gtid_executed",
+            Kind::MariaDb => "gtid_binlog_pos",
+        }
+    }
+}
+
+fn version_text(v: (u32, u32, u32)) -> String {
+    format!("{}.{}.{}", v.0, v.1, v.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_flavors_are_recognised() {
+        let m = Flavor::parse("10.11.6-MariaDB-0+deb12u1-log", "Debian 12");
+        assert_eq!((m.kind, m.version), (Kind::MariaDb, (10, 11, 6)));
+        let m = Flavor::parse("5.5.5-10.6.12-MariaDB", "");
+        assert_eq!((m.kind, m.version), (Kind::MariaDb, (10, 6, 12)));
+        let m = Flavor::parse("8.0.36", "MySQL Community Server - GPL");
+        assert_eq!((m.kind, m.version), (Kind::MySql, (8, 0, 36)));
+        let m = Flavor::parse("5.7.44-log", "MySQL Community Server (GPL)");
+        assert_eq!((m.kind, m.version), (Kind::MySql, (5, 7, 44)));
+        assert_eq!(m.to_string(), "MySQL 5.7.44");
+    }
+
+    #[test]
+    fn replica_status_statement_follows_the_version() {
+        let old = Flavor::parse("8.0.21", "");
+        let new = Flavor::parse("8.0.22", "");
+        let lts = Flavor::parse("8.4.2", "");
+        let maria = Flavor::parse("11.4.2-MariaDB", "");
+        assert_eq!(old.replica_status_sql(), "SHOW SLAVE STATUS");
+        assert_eq!(new.replica_status_sql(), "SHOW REPLICA STATUS");
+        assert_eq!(maria.replica_status_sql(), "SHOW SLAVE STATUS");
+        assert_eq!(new.replica_status_columns()[0], "Source_Host");
+        assert_eq!(maria.replica_status_columns()[0], "Master_Host");
+        assert_eq!(lts.binlog_status_sql(), "SHOW BINARY LOG STATUS");
+        assert_eq!(new.binlog_status_sql(), "SHOW MASTER STATUS");
+        assert_eq!(lts.log_replica_updates_variable(), "log_replica_updates");
+        assert_eq!(
+            Flavor::parse("5.7.1", "").log_replica_updates_variable(),
+            "log_slave_updates"
+        );
+        assert_eq!(maria.log_replica_updates_variable(), "log_slave_updates");
+        assert_eq!(lts.replica_hosts_sql(), "SHOW REPLICAS");
+    }
+
+    #[test]
+    fn only_mysql_8_0_13_and_later_renames_under_lock_tables() {
+        assert!(!Flavor::parse("10.11.6-MariaDB", "").rename_under_lock_tables());
+        assert!(!Flavor::parse("8.0.12", "").rename_under_lock_tables());
+        assert!(Flavor::parse("8.0.13", "").rename_under_lock_tables());
+        assert!(Flavor::parse("8.4.0", "").rename_under_lock_tables());
+    }
+
+    #[test]
+    fn old_servers_are_refused() {
+        assert!(Flavor::parse("5.6.51", "").check_supported().is_err());
+        assert!(Flavor::parse("10.4.30-MariaDB", "")
+            .check_supported()
+            .is_err());
+        assert!(Flavor::parse("10.6.1-MariaDB", "")
+            .check_supported()
+            .is_ok());
+        assert!(Flavor::parse("5.7.10", "").check_supported().is_ok());
+    }
+}

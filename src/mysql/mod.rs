@@ -1,0 +1,186 @@
+//! Talking to servers.
+//!
+//! In: host/port and the connection part of [`Config`]. Out: dedicated `mysql_async::Conn`s (never
+//! a pool: a pool resets session state such as `LOCK TABLES`), the server's [`Flavor`], and the
+//! replication [`topology`]. Every difference between MySQL and MariaDB lives in [`flavor`]; every
+//! piece of SQL text is built in [`sql`], with its one quoting function.
+
+pub mod flavor;
+pub mod sql;
+pub mod topology;
+
+use std::fmt;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, SslOpts};
+
+pub use flavor::Flavor;
+
+use crate::config::{Config, Tls};
+
+/// A server address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl Endpoint {
+    /// Parses `host` or `host:port` (default port 3306).
+    pub fn parse(text: &str, default_port: u16) -> Option<Endpoint> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        match text.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => Some(Endpoint {
+                host: h.to_string(),
+                port: p.parse().ok()?,
+            }),
+            _ => Some(Endpoint {
+                host: text.to_string(),
+                port: default_port,
+            }),
+        }
+    }
+}
+
+/// How to log in; the same for every server unless --master-user/--master-password differ.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+    pub charset: String,
+    pub tls: Option<Tls>,
+    pub connect_timeout: Duration,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The credentials for the server wraith is pointed at (`--host`).
+    pub fn inspected(cfg: &Config) -> Credentials {
+        Credentials {
+            user: cfg.user.clone(),
+            password: cfg.password.clone(),
+            charset: cfg.flags.charset.clone(),
+            tls: cfg.tls.clone(),
+            connect_timeout: cfg.connect_timeout,
+        }
+    }
+
+    /// The credentials for the primary (`--master-user`/`--master-password` when given).
+    pub fn primary(cfg: &Config) -> Credentials {
+        Credentials {
+            user: cfg.master_user.clone(),
+            password: cfg.master_password.clone(),
+            ..Credentials::inspected(cfg)
+        }
+    }
+}
+
+/// Why a connection could not be made, worded for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {endpoint}: access denied for user '{user}' ({detail}); check --user and --password (or --conf, --ask-pass)")]
+    AccessDenied {
+        endpoint: Endpoint,
+        user: String,
+        detail: String,
+    },
+    #[error("cannot connect to {endpoint}: no answer within {secs:.1}s; check --host and --port, that the server is up and reachable, or raise --mysql-timeout")]
+    Timeout { endpoint: Endpoint, secs: f64 },
+    #[error("cannot connect to {endpoint}: {detail}; check --host and --port and that the server is running")]
+    Io { endpoint: Endpoint, detail: String },
+    #[error("cannot connect to {endpoint}: {detail}")]
+    Other { endpoint: Endpoint, detail: String },
+}
+
+fn ssl_opts(tls: &Tls) -> SslOpts {
+    let mut opts = SslOpts::default();
+    if let Some(ca) = &tls.ca {
+        opts = opts.with_root_certs(vec![ca.clone().into()]);
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        opts = opts.with_client_identity(Some(mysql_async::ClientIdentity::new(
+            cert.clone().into(),
+            key.clone().into(),
+        )));
+    }
+    if tls.allow_insecure {
+        opts = opts
+            .with_danger_accept_invalid_certs(true)
+            .with_danger_skip_domain_validation(true);
+    }
+    opts
+}
+
+/// Opens a dedicated connection. The session uses `--charset`, UTC (TIMESTAMP values travel as
+/// UTC), and no default database.
+pub async fn connect(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, ConnectError> {
+    let mut opts = OptsBuilder::default()
+        .ip_or_hostname(endpoint.host.clone())
+        .tcp_port(endpoint.port)
+        .user(Some(creds.user.clone()))
+        .pass(Some(creds.password.clone()))
+        .prefer_socket(false)
+        .init(vec![
+            format!("SET NAMES {}", creds.charset),
+            "SET SESSION time_zone = '+00:00'".to_string(),
+        ]);
+    if let Some(tls) = &creds.tls {
+        opts = opts.ssl_opts(ssl_opts(tls));
+    }
+    let attempt = tokio::time::timeout(creds.connect_timeout, Conn::new(opts)).await;
+    match attempt {
+        Err(_) => Err(ConnectError::Timeout {
+            endpoint: endpoint.clone(),
+            secs: creds.connect_timeout.as_secs_f64(),
+        }),
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(classify(endpoint, &creds.user, e)),
+    }
+}
+
+fn classify(endpoint: &Endpoint, user: &str, e: mysql_async::Error) -> ConnectError {
+    match e {
+        mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1698 => {
+            ConnectError::AccessDenied {
+                endpoint: endpoint.clone(),
+                user: user.to_string(),
+                detail: s.message,
+            }
+        }
+        mysql_async::Error::Io(io) => ConnectError::Io {
+            endpoint: endpoint.clone(),
+            detail: io.to_string(),
+        },
+        other => ConnectError::Other {
+            endpoint: endpoint.clone(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Reads one global/session variable as text (`None` when the server has no such variable).
+pub async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
+    let rows: Vec<(String, Option<String>)> = conn
+        .exec("SHOW GLOBAL VARIABLES WHERE Variable_name = ?", (name,))
+        .await?;
+    Ok(rows.into_iter().next().and_then(|(_, v)| v))
+}
