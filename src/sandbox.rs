@@ -18,7 +18,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use mysql_async::prelude::Queryable;
 
 /// How to install the server, said wherever it is missing.
-pub const INSTALL_HINT: &str = "install it with `apt-get update && apt-get install -y mariadb-server` \
+pub const INSTALL_HINT: &str =
+    "install it with `apt-get update && apt-get install -y mariadb-server` \
 (Debian/Ubuntu), or point the tests at running servers with WRAITH_TEST_PRIMARY and \
 WRAITH_TEST_REPLICA (mysql://user:password@host:port)";
 
@@ -115,7 +116,15 @@ impl Pair {
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/mysql/bin"].map(PathBuf::from))
+        .chain(
+            [
+                "/usr/sbin",
+                "/usr/local/sbin",
+                "/usr/bin",
+                "/usr/local/mysql/bin",
+            ]
+            .map(PathBuf::from),
+        )
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
@@ -210,7 +219,10 @@ pub async fn start_server(spec: ServerSpec) -> Result<Server> {
         .arg(&data)
         .status()?;
     if !status.success() {
-        bail!("copying the template data directory to {} failed", data.display());
+        bail!(
+            "copying the template data directory to {} failed",
+            data.display()
+        );
     }
     let port = free_port()?;
     let mut args: Vec<String> = vec![
@@ -305,9 +317,12 @@ rm -rf "$dir""#;
 }
 
 fn plugin_available(name: &str) -> bool {
-    ["/usr/lib/mysql/plugin", "/usr/lib/x86_64-linux-gnu/mariadb19/plugin"]
-        .iter()
-        .any(|dir| Path::new(dir).join(format!("{name}.so")).is_file())
+    [
+        "/usr/lib/mysql/plugin",
+        "/usr/lib/x86_64-linux-gnu/mariadb19/plugin",
+    ]
+    .iter()
+    .any(|dir| Path::new(dir).join(format!("{name}.so")).is_file())
 }
 
 /// Connects as root with an empty password to 127.0.0.1:`port`.
