@@ -120,11 +120,10 @@ pub fn build(
         if !(shared_columns && ghost_has) {
             continue;
         }
-        if original.index_is_nullable(key) || ghost_nullable(ghost, &mapped) {
-            if !allow_nullable_key {
-                nullable_shared.push(key.name.clone());
-                continue;
-            }
+        let nullable = original.index_is_nullable(key) || ghost_nullable(ghost, &mapped);
+        if nullable && !allow_nullable_key {
+            nullable_shared.push(key.name.clone());
+            continue;
         }
         return Ok(Plan {
             original: original.clone(),

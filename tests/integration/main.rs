@@ -4,3 +4,4 @@
 //! asserts on the data those servers hold afterwards.
 
 mod harness;
+mod preflight;

@@ -1,0 +1,528 @@
+//! Bad input never crashes and never leaves a mess: each refusal exits non-zero with a message
+//! naming the problem, creates no helper table and leaves the original table as it was.
+
+use mysql_async::prelude::Queryable;
+use wraith::sandbox::ServerSpec;
+
+use crate::harness::{
+    self, primary_sql, run_wraith, servers, stderr, table_checksum, tables, Endpoint,
+};
+
+const ORDERS: &str = "CREATE TABLE orders (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, customer VARCHAR(32) NOT NULL, amount DECIMAL(10,2), KEY (customer)) ENGINE=InnoDB";
+const FILL: &str =
+    "INSERT INTO orders (customer, amount) VALUES ('ann', 1.50), ('bob', 2.25), ('cy', NULL)";
+
+/// wraith flags for a migration of `schema`.`table` read from `endpoint`.
+fn args(
+    endpoint: &Endpoint,
+    schema: &str,
+    table: &str,
+    alter: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut a = endpoint.flags();
+    a.push(format!("--database={schema}"));
+    a.push(format!("--table={table}"));
+    a.push(format!("--alter={alter}"));
+    a.push("--mysql-timeout=5".into());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Runs wraith and asserts it refused with `expected` in its error, created nothing and left
+/// `table` exactly as it was, on the primary (where helper tables would be written).
+async fn assert_refused(
+    read_from: &Endpoint,
+    schema: &str,
+    table: &str,
+    alter: &str,
+    extra: &[&str],
+    expected: &str,
+) {
+    let primary = &servers().primary;
+    let before_tables = tables(primary, schema).await;
+    let before = if before_tables.iter().any(|t| t == table) {
+        Some(table_checksum(primary, schema, table).await)
+    } else {
+        None
+    };
+    let out = run_wraith(&args(read_from, schema, table, alter, extra)).await;
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "wraith should have refused; it said:\n{err}"
+    );
+    assert!(
+        err.contains(expected),
+        "expected `{expected}` in the error; wraith said:\n{err}"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error:") || last.contains(expected),
+        "the reason should end the output; last line: {last}"
+    );
+    assert_eq!(
+        tables(primary, schema).await,
+        before_tables,
+        "tables changed on the primary"
+    );
+    if let Some(before) = before {
+        assert_eq!(
+            table_checksum(primary, schema, table).await,
+            before,
+            "the original table changed"
+        );
+    }
+}
+
+async fn orders_schema(name: &str, extra: &[&str]) -> String {
+    let schema = harness::fresh_schema(name).await;
+    let mut stmts = vec![ORDERS, FILL];
+    stmts.extend_from_slice(extra);
+    primary_sql(&schema, &stmts).await;
+    schema
+}
+
+#[tokio::test]
+async fn a_noop_run_validates_and_leaves_nothing_behind() {
+    let schema = orders_schema("noop_ok", &[]).await;
+    let primary = &servers().primary;
+    let before = table_checksum(primary, &schema, "orders").await;
+    let out = run_wraith(&args(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN note TEXT",
+        &[],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tables(primary, &schema).await, vec!["orders"]);
+    assert_eq!(table_checksum(primary, &schema, "orders").await, before);
+}
+
+#[tokio::test]
+async fn an_unknown_flag_is_named() {
+    let out = run_wraith(&["--database=d".into(), "--tabel=orders".into()]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--tabel"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn an_out_of_range_chunk_size_is_named() {
+    let schema = orders_schema("chunk_range", &[]).await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &["--chunk-size=5"],
+        "--chunk-size=5 is out of range",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_table_is_named() {
+    let schema = orders_schema("missing_table", &[]).await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "no_such_table",
+        "ADD COLUMN c INT",
+        &[],
+        "`no_such_table` does not exist",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_table_without_a_unique_key_is_refused() {
+    let schema = harness::fresh_schema("no_unique_key").await;
+    primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE log (a INT, b TEXT, KEY (a))",
+            "INSERT INTO log VALUES (1, 'x'), (1, 'x')",
+        ],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "log",
+        "ADD COLUMN c INT",
+        &[],
+        "no shared unique key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_only_unique_key_is_refused() {
+    let schema = orders_schema("drop_pk", &[]).await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "MODIFY id INT NOT NULL, DROP PRIMARY KEY",
+        &[],
+        "removes or changes every unique key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_child_table_of_a_foreign_key_is_refused_without_discard_foreign_keys() {
+    let schema = orders_schema(
+        "fk_child",
+        &["CREATE TABLE items (id INT PRIMARY KEY, order_id INT, CONSTRAINT fk_order FOREIGN KEY (order_id) REFERENCES orders (id))"],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "items",
+        "ADD COLUMN c INT",
+        &[],
+        "has foreign keys (fk_order)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_parent_table_of_a_foreign_key_is_refused() {
+    let schema = orders_schema(
+        "fk_parent",
+        &["CREATE TABLE items (id INT PRIMARY KEY, order_id INT, CONSTRAINT fk_order FOREIGN KEY (order_id) REFERENCES orders (id))"],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &[],
+        "is referenced by foreign keys",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_table_with_triggers_is_refused_without_include_triggers() {
+    let schema = orders_schema(
+        "triggers",
+        &["CREATE TRIGGER orders_bi BEFORE INSERT ON orders FOR EACH ROW SET NEW.amount = IFNULL(NEW.amount, 0)"],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &[],
+        "has triggers (orders_bi)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn renaming_the_table_is_refused() {
+    let schema = orders_schema("rename_table", &[]).await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT, RENAME TO orders2",
+        &[],
+        "renames the table",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_column_rename_needs_approval() {
+    let schema = orders_schema("rename_column", &[]).await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "CHANGE customer client VARCHAR(32) NOT NULL",
+        &[],
+        "--approve-renamed-columns",
+    )
+    .await;
+    let out = run_wraith(&args(
+        &servers().replica,
+        &schema,
+        "orders",
+        "CHANGE customer client VARCHAR(32) NOT NULL",
+        &["--approve-renamed-columns"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["orders"]);
+}
+
+#[tokio::test]
+async fn an_alter_syntax_error_shows_the_servers_message_and_drops_the_ghost_table() {
+    let schema = orders_schema("syntax_error", &[]).await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT DEFAULT,",
+        &[],
+        "You have an error in your SQL syntax",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_alter_the_server_rejects_for_a_missing_column_shows_its_message() {
+    let schema = orders_schema("bad_column", &[]).await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "DROP COLUMN nope",
+        &[],
+        "nope",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_leftover_ghost_table_is_refused_unless_initially_dropped() {
+    let schema = orders_schema(
+        "leftover_ghost",
+        &["CREATE TABLE _orders_gho (id INT PRIMARY KEY)"],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &[],
+        "--initially-drop-ghost-table",
+    )
+    .await;
+    let out = run_wraith(&args(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &["--initially-drop-ghost-table"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["orders"]);
+}
+
+#[tokio::test]
+async fn running_on_the_primary_needs_allow_on_master() {
+    let schema = orders_schema("on_master", &[]).await;
+    assert_refused(
+        &servers().primary,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &[],
+        "--allow-on-master",
+    )
+    .await;
+    let out = run_wraith(&args(
+        &servers().primary,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &["--allow-on-master"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_nullable_unique_key_needs_allow_nullable_unique_key() {
+    let schema = harness::fresh_schema("nullable_key").await;
+    primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE t (u INT NULL, v INT, UNIQUE KEY (u))",
+            "INSERT INTO t VALUES (1, 1), (2, 2)",
+        ],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "t",
+        "ADD COLUMN c INT",
+        &[],
+        "--allow-nullable-unique-key",
+    )
+    .await;
+    let out = run_wraith(&args(
+        &servers().replica,
+        &schema,
+        "t",
+        "ADD COLUMN c INT",
+        &["--allow-nullable-unique-key"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_wrong_password_says_access_denied_and_never_echoes_it() {
+    let schema = orders_schema("wrong_password", &[]).await;
+    let mut endpoint = servers().replica.clone();
+    endpoint.password = "Sesame-4711".into();
+    let out = run_wraith(&args(&endpoint, &schema, "orders", "ADD COLUMN c INT", &[])).await;
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("access denied"), "{err}");
+    assert!(
+        !err.contains("Sesame-4711"),
+        "the password was echoed:\n{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unresponsive_host_times_out_with_a_clear_message() {
+    // A listener that accepts connections and never speaks: the handshake never comes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        password: String::new(),
+    };
+    let mut a = args(&endpoint, "d", "t", "ADD COLUMN c INT", &[]);
+    a.push("--mysql-timeout=1".into());
+    let started = std::time::Instant::now();
+    let out = run_wraith(&a).await;
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("no answer within 1.0s"), "{err}");
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "the timeout was not honoured"
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_reported_as_unreachable() {
+    let port = wraith::sandbox::free_port().unwrap();
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        password: String::new(),
+    };
+    let out = run_wraith(&args(&endpoint, "d", "t", "ADD COLUMN c INT", &[])).await;
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+/// A standalone server with one misconfiguration, read with --allow-on-master.
+async fn misconfigured(name: &str, server_arg: &str) -> (Endpoint, String) {
+    let endpoint = harness::solo(ServerSpec::new(name, 50).arg(server_arg));
+    let mut c = endpoint.conn().await;
+    c.query_drop("CREATE DATABASE IF NOT EXISTS app")
+        .await
+        .unwrap();
+    c.query_drop("USE app").await.unwrap();
+    c.query_drop("DROP TABLE IF EXISTS orders").await.unwrap();
+    c.query_drop(ORDERS).await.unwrap();
+    c.query_drop(FILL).await.unwrap();
+    (endpoint, "app".into())
+}
+
+/// Like [`assert_refused`], for a server outside the shared pair.
+async fn assert_refused_on(endpoint: &Endpoint, schema: &str, expected: &str) {
+    let before_tables = tables(endpoint, schema).await;
+    let before = table_checksum(endpoint, schema, "orders").await;
+    let out = run_wraith(&args(
+        endpoint,
+        schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &["--allow-on-master"],
+    ))
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "wraith should have refused:\n{err}");
+    assert!(err.contains(expected), "expected `{expected}`:\n{err}");
+    assert_eq!(tables(endpoint, schema).await, before_tables);
+    assert_eq!(table_checksum(endpoint, schema, "orders").await, before);
+}
+
+#[tokio::test]
+async fn statement_based_binlog_is_refused() {
+    let (endpoint, schema) = misconfigured("stmt", "--binlog-format=STATEMENT").await;
+    assert_refused_on(&endpoint, &schema, "binlog_format is STATEMENT").await;
+}
+
+#[tokio::test]
+async fn minimal_row_images_are_refused() {
+    let (endpoint, schema) = misconfigured("minimal", "--binlog-row-image=MINIMAL").await;
+    assert_refused_on(&endpoint, &schema, "binlog_row_image is MINIMAL").await;
+}
+
+#[tokio::test]
+async fn mariadb_binlog_compression_is_refused() {
+    let (endpoint, schema) = misconfigured("compress", "--log-bin-compress=ON").await;
+    assert_refused_on(&endpoint, &schema, "log_bin_compress=ON").await;
+}
+
+#[tokio::test]
+async fn a_server_without_a_binlog_is_refused() {
+    let (endpoint, schema) = misconfigured("nobinlog", "--skip-log-bin").await;
+    assert_refused_on(&endpoint, &schema, "binary logging is off").await;
+}
+
+#[tokio::test]
+async fn a_replica_without_log_slave_updates_is_refused() {
+    let replica = harness::solo(ServerSpec::new("no-lsu", 60).arg("--log-slave-updates=OFF"));
+    let primary = &servers().primary;
+    let mut c = replica.conn().await;
+    let status: Vec<mysql_async::Row> = c.query("SHOW SLAVE STATUS").await.unwrap();
+    if status.is_empty() {
+        c.query_drop(format!(
+            "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+            primary.host, primary.port, primary.user, primary.password
+        ))
+        .await
+        .unwrap();
+        c.query_drop("START SLAVE").await.unwrap();
+    }
+    let schema = orders_schema("no_lsu", &[]).await;
+    let mut p = primary.conn().await;
+    let pos: String = p
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    let waited: Option<i64> = c
+        .exec_first("SELECT MASTER_GTID_WAIT(?, 60)", (pos,))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(0), "the extra replica did not catch up");
+    assert_refused(
+        &replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &[],
+        "log_slave_updates=ON",
+    )
+    .await;
+}
