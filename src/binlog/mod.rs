@@ -1,1 +1,24 @@
-//! The binlog streamer and row-event decoding (being built; see issue 4).
+//! The binlog: a replica-protocol streamer and exact decoding of row events.
+//!
+//! In: a server's binary log (MySQL or MariaDB, row-based, full images), read over one dedicated
+//! connection registered as a replica; the (schema, table) names to follow and their columns.
+//! Out: [`StreamItem`]s on a bounded channel: decoded [`RowEvent`]s of the followed tables, and
+//! transaction boundaries whose positions are safe places to resume from.
+//!
+//! - [`value`]: row images to [`Cell`]s and cells to SQL literals (the one place that does so).
+//! - [`json`]: MySQL's binary JSON.
+//! - [`stream`]: the streamer: connection, positions, GTIDs, reconnects.
+//!
+//! Invariants owned here: every change to a followed table after the start position is handed out
+//! exactly once, in binlog order, even across reconnects; and every value is decoded exactly
+//! (see [`value`]).
+
+pub mod json;
+pub mod stream;
+pub mod value;
+
+pub use stream::{
+    BinlogPosition, Boundary, Flavor, RowEvent, StreamConfig, StreamError, StreamItem, Streamer,
+    WatchedTable,
+};
+pub use value::{Cell, ColumnInfo, DecodeError, RowImages, RowKind, TableDecoder};

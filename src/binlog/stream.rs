@@ -1,0 +1,826 @@
+//! The binlog streamer: one dedicated connection, registered as a replica, reading the binary log
+//! from a given position and handing out decoded changes of the followed tables.
+//!
+//! In: [`StreamConfig`] (where to connect, the replica server id, the start position, channel
+//! depth, reconnect policy), the [`WatchedTable`]s with their columns, and a
+//! [`CancellationToken`]. Out: [`StreamItem`]s on a bounded channel, in binlog order: the rows
+//! events of watched tables ([`RowEvent`]), DDL statements, and transaction boundaries
+//! ([`StreamItem::Commit`]) whose positions are safe places to resume from. Rows events of every
+//! other table are skipped by table id without decoding their rows.
+//!
+//! Invariant owned here: every change to a watched table after the start position is handed out
+//! exactly once and in order. When the connection drops (a network error, `KILL`, a server
+//! restart), the streamer reconnects (up to [`StreamConfig::max_reconnects`] times in a row),
+//! resumes from the last transaction boundary it passed, and suppresses whatever it already handed
+//! out of the transaction it was in the middle of (positions within one server's binlog are
+//! stable, so "already handed out" is "ends at or before the last position handed out").
+//!
+//! Flavor details handled here: MariaDB needs `@mariadb_slave_capability=4` and
+//! `@master_binlog_checksum` before the dump; its GTID events (type 162) are parsed from the raw
+//! payload; its compressed events (165-171) are refused loudly. The fake ROTATE that starts a
+//! stream carries a checksum that the decoder (which has not seen the format description yet)
+//! would read as part of the file name: it is verified and stripped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{
+    Event, EventData, GtidEvent, QueryEvent, RotateEvent, TableMapEvent, XidEvent,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Opts};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::value::{ColumnInfo, DecodeError, RowImages, RowKind, TableDecoder};
+
+/// A place in a server's binary log: a file and a byte offset in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BinlogPosition {
+    pub file: String,
+    pub pos: u64,
+}
+
+impl BinlogPosition {
+    pub fn new(file: impl Into<String>, pos: u64) -> Self {
+        BinlogPosition {
+            file: file.into(),
+            pos,
+        }
+    }
+}
+
+impl std::fmt::Display for BinlogPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.pos)
+    }
+}
+
+impl PartialOrd for BinlogPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for BinlogPosition {
+    /// Files compare by their numeric suffix (`bin.999999` < `bin.1000000`), then offsets.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.file.len(), &self.file, self.pos).cmp(&(other.file.len(), &other.file, other.pos))
+    }
+}
+
+/// Which server family the stream comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    MySql,
+    MariaDb,
+}
+
+/// A table whose row events the streamer decodes.
+#[derive(Debug, Clone)]
+pub struct WatchedTable {
+    pub schema: String,
+    pub table: String,
+    /// The table's columns in ordinal order ([`ColumnInfo::load`]).
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// How to stream.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// The server whose binlog is read. A dedicated connection is opened from these options
+    /// (never a pooled one: a pool would reset its session).
+    pub opts: Opts,
+    /// The server id this replica registers with; unique among the server's replicas.
+    pub server_id: u32,
+    /// Where to start: the first event read is the one at this position.
+    pub start: BinlogPosition,
+    /// MariaDB only: start from this GTID state (`domain-server-seq,...`) instead of `start`.
+    /// Reconnects always resume from a file position.
+    pub start_gtid: Option<String>,
+    /// Depth of the channel of [`StreamItem`]s (the backlog shown in the status line).
+    pub channel_capacity: usize,
+    /// Reconnect attempts in a row after a dropped connection before giving up.
+    pub max_reconnects: u32,
+    /// Pause between reconnect attempts.
+    pub reconnect_delay: Duration,
+    /// The server sends a heartbeat after this long without events; a silence of three periods
+    /// (plus 5 s) is taken as a dead connection.
+    pub heartbeat: Duration,
+    /// A boundary of a transaction that touched no watched table is handed out at most this often
+    /// (so consumers see progress without one item per foreign transaction).
+    pub progress_interval: Duration,
+}
+
+impl StreamConfig {
+    pub fn new(opts: Opts, server_id: u32, start: BinlogPosition) -> Self {
+        StreamConfig {
+            opts,
+            server_id,
+            start,
+            start_gtid: None,
+            channel_capacity: 1000,
+            max_reconnects: 5,
+            reconnect_delay: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(2),
+            progress_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A rows event of a watched table, decoded.
+#[derive(Debug, Clone)]
+pub struct RowEvent {
+    pub schema: String,
+    pub table: String,
+    pub kind: RowKind,
+    /// Before and after images per row: inserts have only after, deletes only before.
+    pub rows: Vec<RowImages>,
+    /// The end of this event in the binlog. Not a safe resume point by itself (a transaction may
+    /// still be open): resume from a [`Boundary`].
+    pub position: BinlogPosition,
+    /// The GTID of the transaction, if the server uses GTIDs.
+    pub gtid: Option<String>,
+    /// The event's timestamp (seconds since the epoch, from the server that wrote it first).
+    pub timestamp: u32,
+}
+
+/// The end of a transaction (or of a statement outside one): everything before `position` has been
+/// handed out, so it is a safe place to resume from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boundary {
+    pub position: BinlogPosition,
+    pub gtid: Option<String>,
+    /// The XA/InnoDB transaction id of an XID event.
+    pub xid: Option<u64>,
+    pub timestamp: u32,
+}
+
+/// What the streamer hands out.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    /// Rows of a watched table.
+    Rows(RowEvent),
+    /// A statement logged as text that is not a transaction wrapper: DDL (on any table),
+    /// or statement-based DML. A [`StreamItem::Commit`] follows.
+    Statement {
+        schema: String,
+        query: String,
+        position: BinlogPosition,
+        gtid: Option<String>,
+    },
+    /// A transaction boundary. Always handed out after a transaction with rows of a watched table
+    /// and after a statement; for other transactions at most once per `progress_interval`.
+    Commit(Boundary),
+}
+
+/// Why the streamer stopped.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    #[error("binlog connection to the server failed: {0}")]
+    Connect(#[source] mysql_async::Error),
+    #[error("binlog stream from {position} failed {attempts} times in a row; last error: {last}")]
+    GaveUp {
+        position: BinlogPosition,
+        attempts: u32,
+        last: String,
+    },
+    #[error(
+        "the server cannot send its binlog from {position}: {message} (was the binlog purged? \
+         the migration must start over)"
+    )]
+    Unreadable {
+        position: BinlogPosition,
+        message: String,
+    },
+    #[error(
+        "compressed binlog event (type {event_type}) at {position}: wraith cannot read MariaDB's \
+         compressed events; set log_bin_compress=OFF on the server"
+    )]
+    Compressed {
+        event_type: u8,
+        position: BinlogPosition,
+    },
+    #[error("decoding the rows event that ends at {position}: {source}")]
+    Decode {
+        position: BinlogPosition,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("malformed {what} event at {position}: {detail}")]
+    Malformed {
+        what: &'static str,
+        position: BinlogPosition,
+        detail: String,
+    },
+}
+
+/// A running streamer: a task reading the binlog and the receiving end of its channel.
+pub struct Streamer {
+    rx: mpsc::Receiver<StreamItem>,
+    task: JoinHandle<Result<(), StreamError>>,
+    cancel: CancellationToken,
+}
+
+impl Streamer {
+    /// Starts streaming in a new task. It runs until `cancel` is cancelled, the receiver is
+    /// dropped, or an error it cannot recover from (see [`Streamer::finish`]).
+    pub fn start(
+        config: StreamConfig,
+        tables: Vec<WatchedTable>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
+        let task_cancel = cancel.clone();
+        let task = tokio::spawn(async move { run(config, tables, tx, task_cancel).await });
+        Streamer { rx, task, cancel }
+    }
+
+    /// The next item, or `None` once the streamer has stopped (then see [`Streamer::finish`]).
+    pub async fn recv(&mut self) -> Option<StreamItem> {
+        self.rx.recv().await
+    }
+
+    /// The receiving end, for `select!` loops.
+    pub fn receiver(&mut self) -> &mut mpsc::Receiver<StreamItem> {
+        &mut self.rx
+    }
+
+    /// Items waiting in the channel: the backlog.
+    pub fn backlog(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Stops the streamer (cancelling its token) and returns how it ended.
+    pub async fn finish(self) -> Result<(), StreamError> {
+        self.cancel.cancel();
+        drop(self.rx);
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Where the stream stands; survives reconnects.
+struct State {
+    /// The last transaction boundary passed: where a new connection resumes.
+    resume: BinlogPosition,
+    /// The end of the last event handed out, if any: a replay suppresses everything up to it.
+    delivered: Option<BinlogPosition>,
+    /// The file the current connection is reading.
+    file: String,
+    /// GTID of the transaction being read.
+    gtid: Option<String>,
+    in_transaction: bool,
+    /// The open transaction had rows of a watched table.
+    had_rows: bool,
+    last_progress: Instant,
+    /// No boundary passed yet since a GTID start: a new connection starts from the GTID again.
+    resume_by_gtid: bool,
+    /// Per table id: the decoder of a watched table (with the table map it was built from), or
+    /// `None` for a table that is skipped.
+    tables: HashMap<u64, Option<KnownTable>>,
+}
+
+/// A watched table as the current table map describes it.
+struct KnownTable {
+    map: TableMapEvent<'static>,
+    decoder: Arc<TableDecoder>,
+    schema: String,
+    table: String,
+}
+
+enum SessionEnd {
+    Cancelled,
+    ConsumerGone,
+}
+
+/// A session failure: whether another connection may fix it.
+enum SessionError {
+    Retry(String),
+    Fatal(StreamError),
+}
+
+async fn run(
+    config: StreamConfig,
+    tables: Vec<WatchedTable>,
+    tx: mpsc::Sender<StreamItem>,
+    cancel: CancellationToken,
+) -> Result<(), StreamError> {
+    let watched: HashMap<(String, String), Vec<ColumnInfo>> = tables
+        .into_iter()
+        .map(|t| ((t.schema, t.table), t.columns))
+        .collect();
+    let mut state = State {
+        resume: config.start.clone(),
+        delivered: None,
+        file: config.start.file.clone(),
+        gtid: None,
+        in_transaction: false,
+        had_rows: false,
+        last_progress: Instant::now(),
+        resume_by_gtid: config.start_gtid.is_some(),
+        tables: HashMap::new(),
+    };
+    let mut failures = 0u32;
+    loop {
+        let use_gtid = state.resume_by_gtid;
+        let mut progressed = false;
+        let result = session(
+            &config,
+            use_gtid,
+            &watched,
+            &mut state,
+            &tx,
+            &cancel,
+            &mut progressed,
+        )
+        .await;
+        match result {
+            Ok(SessionEnd::Cancelled) | Ok(SessionEnd::ConsumerGone) => return Ok(()),
+            Err(SessionError::Fatal(e)) => return Err(e),
+            Err(SessionError::Retry(last)) => {
+                if progressed {
+                    failures = 0;
+                }
+                failures += 1;
+                if failures > config.max_reconnects {
+                    return Err(StreamError::GaveUp {
+                        position: state.resume.clone(),
+                        attempts: failures,
+                        last,
+                    });
+                }
+                tracing::warn!(
+                    "binlog stream interrupted ({last}); reconnecting from {} (attempt {failures} of {})",
+                    state.resume,
+                    config.max_reconnects
+                );
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(config.reconnect_delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Whether a server error means the binlog itself cannot be read from here (not a network blip).
+fn is_unreadable(e: &mysql_async::Error) -> Option<String> {
+    match e {
+        // ER_MASTER_FATAL_ERROR_READING_BINLOG: purged file, bad position, ...
+        mysql_async::Error::Server(s) if s.code == 1236 => Some(s.message.clone()),
+        _ => None,
+    }
+}
+
+async fn connect(
+    config: &StreamConfig,
+    use_gtid: bool,
+) -> Result<(Conn, Flavor, bool), SessionError> {
+    let mut conn = Conn::new(config.opts.clone())
+        .await
+        .map_err(|e| SessionError::Retry(format!("connecting: {e}")))?;
+    let setup: Result<(Flavor, bool), mysql_async::Error> = async {
+        let version: String = conn
+            .query_first("SELECT @@version")
+            .await?
+            .unwrap_or_default();
+        let flavor = if version.to_ascii_lowercase().contains("mariadb") {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        };
+        let checksum: String = conn
+            .query_first("SELECT @@global.binlog_checksum")
+            .await?
+            .unwrap_or_default();
+        let checksum_on = !checksum.eq_ignore_ascii_case("NONE");
+        let nanos = config.heartbeat.as_nanos().max(1_000_000);
+        conn.query_drop(format!("SET @master_heartbeat_period = {nanos}"))
+            .await?;
+        if flavor == Flavor::MariaDb {
+            conn.query_drop("SET @mariadb_slave_capability = 4").await?;
+            conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum")
+                .await?;
+            if use_gtid {
+                let gtid = config.start_gtid.clone().unwrap_or_default();
+                conn.exec_drop("SET @slave_connect_state = ?", (gtid,))
+                    .await?;
+            }
+        }
+        Ok((flavor, checksum_on))
+    }
+    .await;
+    let (flavor, checksum_on) =
+        setup.map_err(|e| SessionError::Retry(format!("preparing the replica session: {e}")))?;
+    Ok((conn, flavor, checksum_on))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    config: &StreamConfig,
+    use_gtid: bool,
+    watched: &HashMap<(String, String), Vec<ColumnInfo>>,
+    state: &mut State,
+    tx: &mpsc::Sender<StreamItem>,
+    cancel: &CancellationToken,
+    progressed: &mut bool,
+) -> Result<SessionEnd, SessionError> {
+    let (conn, _flavor, checksum_on) = tokio::select! {
+        _ = cancel.cancelled() => return Ok(SessionEnd::Cancelled),
+        c = connect(config, use_gtid) => c?,
+    };
+    let start = state.resume.clone();
+    let file = if use_gtid {
+        Vec::new()
+    } else {
+        start.file.clone().into_bytes()
+    };
+    let request = BinlogStreamRequest::new(config.server_id)
+        .with_filename(&file)
+        .with_pos(if use_gtid { 4 } else { start.pos });
+    let mut stream =
+        conn.get_binlog_stream(request)
+            .await
+            .map_err(|e| match is_unreadable(&e) {
+                Some(message) => SessionError::Fatal(StreamError::Unreadable {
+                    position: start.clone(),
+                    message,
+                }),
+                None => SessionError::Retry(format!("requesting the binlog: {e}")),
+            })?;
+    state.file = start.file.clone();
+    state.in_transaction = false;
+    state.had_rows = false;
+    state.gtid = None;
+    let idle = config.heartbeat * 3 + Duration::from_secs(5);
+    let mut seen_fde = false;
+    let end = loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => break SessionEnd::Cancelled,
+            _ = tx.closed() => break SessionEnd::ConsumerGone,
+            n = tokio::time::timeout(idle, stream.next()) => n,
+        };
+        let event = match next {
+            Err(_) => {
+                return Err(SessionError::Retry(format!(
+                    "no event or heartbeat for {idle:?}"
+                )))
+            }
+            Ok(None) => {
+                return Err(SessionError::Retry(
+                    "the server closed the binlog stream".into(),
+                ))
+            }
+            Ok(Some(Err(e))) => {
+                return Err(match is_unreadable(&e) {
+                    Some(message) => SessionError::Fatal(StreamError::Unreadable {
+                        position: state.resume.clone(),
+                        message,
+                    }),
+                    None => SessionError::Retry(e.to_string()),
+                })
+            }
+            Ok(Some(Ok(event))) => event,
+        };
+        *progressed = true;
+        if event.header().event_type_raw() == 15 {
+            seen_fde = true;
+        }
+        match handle_event(&event, checksum_on && !seen_fde, watched, state, config) {
+            Ok(items) => {
+                for item in items {
+                    tokio::select! {
+                        _ = cancel.cancelled() => { let _ = stream.close().await; return Ok(SessionEnd::Cancelled) }
+                        sent = tx.send(item) => if sent.is_err() { break; }
+                    }
+                }
+                if tx.is_closed() {
+                    break SessionEnd::ConsumerGone;
+                }
+            }
+            Err(e) => return Err(SessionError::Fatal(e)),
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.close()).await;
+    Ok(end)
+}
+
+const ROTATE: u8 = 4;
+const QUERY: u8 = 2;
+const XID: u8 = 16;
+const TABLE_MAP: u8 = 19;
+const MYSQL_GTID: u8 = 33;
+const MYSQL_ANONYMOUS_GTID: u8 = 34;
+const XA_PREPARE: u8 = 38;
+const PARTIAL_UPDATE_ROWS: u8 = 39;
+const MARIADB_GTID: u8 = 162;
+const ARTIFICIAL_FLAG: u16 = 0x20;
+
+fn is_rows_event(t: u8) -> bool {
+    matches!(t, 23..=25 | 30..=32 | PARTIAL_UPDATE_ROWS)
+}
+
+/// Processes one event; returns the items to hand out (already filtered for replays).
+fn handle_event(
+    event: &Event,
+    before_fde_with_checksum: bool,
+    watched: &HashMap<(String, String), Vec<ColumnInfo>>,
+    state: &mut State,
+    config: &StreamConfig,
+) -> Result<Vec<StreamItem>, StreamError> {
+    let header = event.header();
+    let t = header.event_type_raw();
+    let log_pos = u64::from(header.log_pos());
+    let real = log_pos != 0 && header.flags_raw() & ARTIFICIAL_FLAG == 0;
+    let here = BinlogPosition::new(state.file.clone(), log_pos);
+    let malformed = |what: &'static str, detail: String| StreamError::Malformed {
+        what,
+        position: here.clone(),
+        detail,
+    };
+    let mut items = Vec::new();
+    if (165..=171).contains(&t) {
+        return Err(StreamError::Compressed {
+            event_type: t,
+            position: here,
+        });
+    }
+    match t {
+        ROTATE => {
+            let name =
+                rotate_name(event, before_fde_with_checksum).map_err(|e| malformed("ROTATE", e))?;
+            let rotate: RotateEvent<'_> = event
+                .read_event()
+                .map_err(|e| malformed("ROTATE", e.to_string()))?;
+            state.file = name;
+            // A real rotate ends a file between transactions, so the next file's start is a
+            // resume point; a fake one restates where this connection starts (for a GTID start,
+            // the start of the file, which is not a resume point: keep resuming by GTID).
+            if !state.in_transaction && !state.resume_by_gtid {
+                state.resume = BinlogPosition::new(state.file.clone(), rotate.position());
+            }
+        }
+        MARIADB_GTID => {
+            let data = event.data();
+            if data.len() < 13 {
+                return Err(malformed("GTID", format!("{} bytes", data.len())));
+            }
+            let seq = u64::from_le_bytes(data[0..8].try_into().unwrap_or_default());
+            let domain = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
+            let flags = data[12];
+            state.gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
+            // FL_STANDALONE (1): a statement with no COMMIT/XID after it (DDL); its QUERY event
+            // ends the transaction.
+            let _standalone = flags & 1 != 0;
+            state.in_transaction = true;
+            state.had_rows = false;
+        }
+        MYSQL_GTID => {
+            let gtid: GtidEvent = event
+                .read_event()
+                .map_err(|e| malformed("GTID", e.to_string()))?;
+            state.gtid = Some(format!("{}:{}", uuid_text(&gtid.sid()), gtid.gno()));
+            state.in_transaction = true;
+            state.had_rows = false;
+        }
+        MYSQL_ANONYMOUS_GTID => {
+            state.gtid = None;
+            state.in_transaction = true;
+            state.had_rows = false;
+        }
+        QUERY => {
+            let q: QueryEvent<'_> = event
+                .read_event()
+                .map_err(|e| malformed("QUERY", e.to_string()))?;
+            let query = q.query();
+            let upper = query.trim_start().to_ascii_uppercase();
+            if upper.starts_with("BEGIN")
+                || upper.starts_with("XA START")
+                || upper.starts_with("XA END")
+            {
+                state.in_transaction = true;
+            } else {
+                let is_commit = upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK");
+                if !is_commit && real && state.delivered.as_ref().is_none_or(|d| &here > d) {
+                    items.push(StreamItem::Statement {
+                        schema: q.schema().into_owned(),
+                        query: query.into_owned(),
+                        position: here.clone(),
+                        gtid: state.gtid.clone(),
+                    });
+                    state.had_rows = true;
+                }
+                boundary(
+                    state,
+                    config,
+                    &here,
+                    None,
+                    header.timestamp(),
+                    real,
+                    &mut items,
+                );
+            }
+        }
+        XID => {
+            let xid: XidEvent = event
+                .read_event()
+                .map_err(|e| malformed("XID", e.to_string()))?;
+            boundary(
+                state,
+                config,
+                &here,
+                Some(xid.xid),
+                header.timestamp(),
+                real,
+                &mut items,
+            );
+        }
+        XA_PREPARE => boundary(
+            state,
+            config,
+            &here,
+            None,
+            header.timestamp(),
+            real,
+            &mut items,
+        ),
+        TABLE_MAP => {
+            let tme: TableMapEvent<'_> = event
+                .read_event()
+                .map_err(|e| malformed("TABLE_MAP", e.to_string()))?;
+            let id = tme.table_id();
+            let key = (
+                tme.database_name().into_owned(),
+                tme.table_name().into_owned(),
+            );
+            match watched.get(&key) {
+                None => {
+                    state.tables.insert(id, None);
+                }
+                Some(columns) => {
+                    let fresh =
+                        !matches!(state.tables.get(&id), Some(Some(known)) if known.map == tme);
+                    if fresh {
+                        let decoder = TableDecoder::new(&tme, columns).map_err(|source| {
+                            StreamError::Decode {
+                                position: here.clone(),
+                                source,
+                            }
+                        })?;
+                        let known = KnownTable {
+                            map: tme.clone().into_owned(),
+                            decoder: Arc::new(decoder),
+                            schema: key.0,
+                            table: key.1,
+                        };
+                        state.tables.insert(id, Some(known));
+                    }
+                }
+            }
+        }
+        t if is_rows_event(t) => {
+            let data = event.data();
+            let table_id = data.get(..6).map(|b| {
+                b.iter()
+                    .rev()
+                    .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+            });
+            let Some(Some(known)) = table_id.and_then(|id| state.tables.get(&id)) else {
+                return Ok(items);
+            };
+            let decoder = known.decoder.clone();
+            let (schema, table) = (known.schema.clone(), known.table.clone());
+            let rows = match event
+                .read_data()
+                .map_err(|e| malformed("rows", e.to_string()))?
+            {
+                Some(EventData::RowsEvent(rows)) => rows,
+                _ => return Err(malformed("rows", "not a rows event".into())),
+            };
+            let (kind, images) = decoder
+                .decode(&rows)
+                .map_err(|source| StreamError::Decode {
+                    position: here.clone(),
+                    source,
+                })?;
+            state.had_rows = true;
+            if state.delivered.as_ref().is_none_or(|d| &here > d) {
+                items.push(StreamItem::Rows(RowEvent {
+                    schema,
+                    table,
+                    kind,
+                    rows: images,
+                    position: here.clone(),
+                    gtid: state.gtid.clone(),
+                    timestamp: header.timestamp(),
+                }));
+                state.delivered = Some(here.clone());
+            }
+        }
+        _ => {}
+    }
+    Ok(items)
+}
+
+/// Ends a transaction at `here`: it becomes the resume point, and a Commit is handed out if the
+/// transaction had watched rows or a statement, or if progress is due.
+fn boundary(
+    state: &mut State,
+    config: &StreamConfig,
+    here: &BinlogPosition,
+    xid: Option<u64>,
+    timestamp: u32,
+    real: bool,
+    items: &mut Vec<StreamItem>,
+) {
+    let had_rows = std::mem::take(&mut state.had_rows);
+    state.in_transaction = false;
+    let gtid = state.gtid.take();
+    if !real {
+        return;
+    }
+    state.resume = here.clone();
+    state.resume_by_gtid = false;
+    let replayed = state.delivered.as_ref().is_some_and(|d| here <= d);
+    let due = state.last_progress.elapsed() >= config.progress_interval;
+    if !replayed && (had_rows || due) {
+        items.push(StreamItem::Commit(Boundary {
+            position: here.clone(),
+            gtid,
+            xid,
+            timestamp,
+        }));
+        state.delivered = Some(here.clone());
+        state.last_progress = Instant::now();
+    }
+}
+
+/// The file name of a ROTATE event. Before the format description event arrives, the decoder
+/// does not know that events carry a CRC32, so the checksum is still glued to the name: strip it
+/// when it verifies.
+fn rotate_name(event: &Event, maybe_checksum: bool) -> Result<String, String> {
+    let data = event.data();
+    if data.len() < 8 {
+        return Err(format!("{} bytes", data.len()));
+    }
+    let mut name = &data[8..];
+    if maybe_checksum && name.len() >= 4 {
+        let header = event.header();
+        let mut bytes = Vec::with_capacity(19 + data.len());
+        bytes.extend_from_slice(&header.timestamp().to_le_bytes());
+        bytes.push(header.event_type_raw());
+        bytes.extend_from_slice(&header.server_id().to_le_bytes());
+        bytes.extend_from_slice(&header.event_size().to_le_bytes());
+        bytes.extend_from_slice(&header.log_pos().to_le_bytes());
+        bytes.extend_from_slice(&header.flags_raw().to_le_bytes());
+        bytes.extend_from_slice(&data[..data.len() - 4]);
+        let stored = u32::from_le_bytes(data[data.len() - 4..].try_into().unwrap_or_default());
+        if crc32fast::hash(&bytes) == stored {
+            name = &name[..name.len() - 4];
+        }
+    }
+    String::from_utf8(name.to_vec()).map_err(|_| "file name is not UTF-8".to_string())
+}
+
+fn uuid_text(sid: &[u8; 16]) -> String {
+    let h = super::json::hex(sid).to_ascii_lowercase();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_by_file_number_then_offset() {
+        let p = |f: &str, n| BinlogPosition::new(f, n);
+        assert!(p("bin.000001", 900) < p("bin.000002", 4));
+        assert!(p("bin.999999", 900) < p("bin.1000000", 4));
+        assert!(p("bin.000002", 4) < p("bin.000002", 5));
+        assert_eq!(p("bin.000002", 4).to_string(), "bin.000002:4");
+    }
+
+    #[test]
+    fn uuids_print_in_the_usual_groups() {
+        let sid = [
+            0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
+            0x95, 0x62,
+        ];
+        assert_eq!(uuid_text(&sid), "3e11fa47-71ca-11e1-9e33-c80aa9429562");
+    }
+}
