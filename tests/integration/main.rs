@@ -3,5 +3,6 @@
 //! Every test here runs wraith (or its library) against real servers started by [`harness`] and
 //! asserts on the data those servers hold afterwards.
 
+mod binlog;
 mod harness;
 mod preflight;
