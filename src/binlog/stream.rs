@@ -267,12 +267,20 @@ impl Streamer {
     }
 }
 
+/// An event's place: its end position, and its index among events that share that position (the
+/// inner events of a MySQL transaction payload; 0 for every other event).
+type Cursor = (BinlogPosition, u32);
+
 /// Where the stream stands; survives reconnects.
 struct State {
     /// The last transaction boundary passed: where a new connection resumes.
     resume: BinlogPosition,
     /// The end of the last event handed out, if any: a replay suppresses everything up to it.
-    delivered: Option<BinlogPosition>,
+    delivered: Option<Cursor>,
+    /// The end of the last event with a real position in the current file, and how many events
+    /// without one (the inner events of a MySQL compressed transaction payload) followed it.
+    last_pos: u64,
+    sub: u32,
     /// The file the current connection is reading.
     file: String,
     /// GTID of the transaction being read.
@@ -320,6 +328,8 @@ async fn run(
     let mut state = State {
         resume: config.start.clone(),
         delivered: None,
+        last_pos: config.start.pos,
+        sub: 0,
         file: config.start.file.clone(),
         gtid: None,
         in_transaction: false,
@@ -457,6 +467,8 @@ async fn session(
                 None => SessionError::Retry(format!("requesting the binlog: {e}")),
             })?;
     state.file = start.file.clone();
+    state.last_pos = start.pos;
+    state.sub = 0;
     state.in_transaction = false;
     state.had_rows = false;
     state.gtid = None;
@@ -517,6 +529,7 @@ const ROTATE: u8 = 4;
 const QUERY: u8 = 2;
 const XID: u8 = 16;
 const TABLE_MAP: u8 = 19;
+const HEARTBEAT: u8 = 27;
 const MYSQL_GTID: u8 = 33;
 const MYSQL_ANONYMOUS_GTID: u8 = 34;
 const XA_PREPARE: u8 = 38;
@@ -539,8 +552,22 @@ fn handle_event(
     let header = event.header();
     let t = header.event_type_raw();
     let log_pos = u64::from(header.log_pos());
-    let real = log_pos != 0 && header.flags_raw() & ARTIFICIAL_FLAG == 0;
-    let here = BinlogPosition::new(state.file.clone(), log_pos);
+    if t == HEARTBEAT {
+        // Sent when the server has nothing new; its position restates the last event's.
+        return Ok(Vec::new());
+    }
+    let artificial = header.flags_raw() & ARTIFICIAL_FLAG != 0;
+    // Events inside a MySQL transaction payload have no position of their own: they take the
+    // payload's end and a running index, which a replay from the same boundary reproduces.
+    if log_pos != 0 && !artificial {
+        state.last_pos = log_pos;
+        state.sub = 0;
+    } else {
+        state.sub += 1;
+    }
+    let real = !artificial && state.last_pos != 0;
+    let here = BinlogPosition::new(state.file.clone(), state.last_pos);
+    let cursor: Cursor = (here.clone(), state.sub);
     let malformed = |what: &'static str, detail: String| StreamError::Malformed {
         what,
         position: here.clone(),
@@ -561,6 +588,8 @@ fn handle_event(
                 .read_event()
                 .map_err(|e| malformed("ROTATE", e.to_string()))?;
             state.file = name;
+            state.last_pos = rotate.position();
+            state.sub = 0;
             // A real rotate ends a file between transactions, so the next file's start is a
             // resume point; a fake one restates where this connection starts (for a GTID start,
             // the start of the file, which is not a resume point: keep resuming by GTID).
@@ -609,7 +638,7 @@ fn handle_event(
                 state.in_transaction = true;
             } else {
                 let is_commit = upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK");
-                if !is_commit && real && state.delivered.as_ref().is_none_or(|d| &here > d) {
+                if !is_commit && real && state.delivered.as_ref().is_none_or(|d| &cursor > d) {
                     items.push(StreamItem::Statement {
                         schema: q.schema().into_owned(),
                         query: query.into_owned(),
@@ -621,7 +650,7 @@ fn handle_event(
                 boundary(
                     state,
                     config,
-                    &here,
+                    &cursor,
                     None,
                     header.timestamp(),
                     real,
@@ -636,7 +665,7 @@ fn handle_event(
             boundary(
                 state,
                 config,
-                &here,
+                &cursor,
                 Some(xid.xid),
                 header.timestamp(),
                 real,
@@ -646,7 +675,7 @@ fn handle_event(
         XA_PREPARE => boundary(
             state,
             config,
-            &here,
+            &cursor,
             None,
             header.timestamp(),
             real,
@@ -712,7 +741,7 @@ fn handle_event(
                     source,
                 })?;
             state.had_rows = true;
-            if state.delivered.as_ref().is_none_or(|d| &here > d) {
+            if state.delivered.as_ref().is_none_or(|d| &cursor > d) {
                 items.push(StreamItem::Rows(RowEvent {
                     schema,
                     table,
@@ -722,7 +751,7 @@ fn handle_event(
                     gtid: state.gtid.clone(),
                     timestamp: header.timestamp(),
                 }));
-                state.delivered = Some(here.clone());
+                state.delivered = Some(cursor.clone());
             }
         }
         _ => {}
@@ -735,7 +764,7 @@ fn handle_event(
 fn boundary(
     state: &mut State,
     config: &StreamConfig,
-    here: &BinlogPosition,
+    cursor: &Cursor,
     xid: Option<u64>,
     timestamp: u32,
     real: bool,
@@ -747,9 +776,10 @@ fn boundary(
     if !real {
         return;
     }
+    let here = &cursor.0;
     state.resume = here.clone();
     state.resume_by_gtid = false;
-    let replayed = state.delivered.as_ref().is_some_and(|d| here <= d);
+    let replayed = state.delivered.as_ref().is_some_and(|d| cursor <= d);
     let due = state.last_progress.elapsed() >= config.progress_interval;
     if !replayed && (had_rows || due) {
         items.push(StreamItem::Commit(Boundary {
@@ -758,7 +788,7 @@ fn boundary(
             xid,
             timestamp,
         }));
-        state.delivered = Some(here.clone());
+        state.delivered = Some(cursor.clone());
         state.last_progress = Instant::now();
     }
 }
