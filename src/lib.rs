@@ -6,11 +6,17 @@
 //! [`inspect::Plan`]; `binlog` streams and decodes row events; `migration` drives the state
 //! machine; `sandbox` starts throw-away servers for `demo` and the tests.
 
+pub mod apply;
 pub mod binlog;
+pub mod changelog;
 pub mod cli;
 pub mod config;
+pub mod copy;
+pub mod cutover;
 pub mod demo;
 pub mod inspect;
 pub mod migration;
 pub mod mysql;
+pub mod progress;
 pub mod sandbox;
+pub mod throttle;

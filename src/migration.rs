@@ -7,16 +7,27 @@
 //! original table untouched; every state change is logged and written to the changelog table.
 
 use std::fmt;
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::apply::{self, Applier, ApplyPlan, Control, LoopSpec, LoopStatus};
+use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
+use crate::changelog::Changelog;
+use crate::config::{Config, CutOverMode};
+use crate::copy::{self, CopySpec};
+use crate::cutover::{self, CutOverError, CutOverSpec};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
+use crate::progress::Progress;
+use crate::throttle::{self, Gate, ThrottleSettings};
 
 /// The states of a migration, as written to the changelog's `state` hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +56,11 @@ pub struct Report {
     pub row_estimate: u64,
     /// The tables were swapped (false for a noop run).
     pub swapped: bool,
+    pub rows_copied: u64,
+    pub events_applied: u64,
+    /// How long writers were blocked at cut-over (when swapped).
+    pub locked_for: Option<Duration>,
+    pub copy_time: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +80,16 @@ pub enum MigrationError {
         context: String,
         source: mysql_async::Error,
     },
-    #[error("--execute: the live data path (binlog apply, row copy, cut-over) is not in this build yet; run without --execute for a noop run that validates the migration")]
-    ExecuteUnavailable,
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
+    #[error(transparent)]
+    Apply(#[from] apply::LoopError),
+    #[error(transparent)]
+    CutOver(#[from] CutOverError),
+    #[error("cut-over failed {attempts} times (--default-retries); last error: {last}")]
+    CutOverGaveUp { attempts: i64, last: CutOverError },
+    #[error("{0}")]
+    Other(String),
     #[error("cancelled")]
     Cancelled,
 }
@@ -89,11 +113,19 @@ pub struct Failed {
     pub error: MigrationError,
     /// Helper tables still present after cleanup (kept on purpose, or not droppable).
     pub left_behind: Vec<String>,
+    /// The tables had been swapped when the failure happened.
+    pub swapped: bool,
 }
 
 impl Failed {
     /// What the database holds after the failure, for the person at the terminal.
     pub fn aftermath(&self) -> String {
+        if self.swapped {
+            return format!(
+                "The tables WERE swapped: the table now holds the migrated data and the original is kept as the old table. Helper tables left: {}.",
+                if self.left_behind.is_empty() { "none".to_string() } else { self.left_behind.join(", ") }
+            );
+        }
         if self.left_behind.is_empty() {
             "The original table is untouched and no helper tables were left behind.".to_string()
         } else {
@@ -115,13 +147,20 @@ struct Run<'a> {
     pconn: Option<Conn>,
     /// Helper tables this run created (dropped on failure or noop).
     created: Vec<String>,
+    /// Background tasks (streamer loop, heartbeat, throttler, status) and their stop signal.
+    tasks: Vec<JoinHandle<()>>,
+    tasks_cancel: CancellationToken,
+    /// Set once the tables are swapped: from then on nothing may be dropped automatically.
+    swapped: bool,
+    gate: Gate,
+    loop_error: Arc<std::sync::Mutex<Option<apply::LoopError>>>,
 }
 
 /// Runs the migration described by `cfg`.
 pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Failed> {
     let mut run = Run {
         cfg,
-        cancel,
+        cancel: cancel.clone(),
         inspected: Endpoint {
             host: cfg.flags.host.clone(),
             port: cfg.flags.port,
@@ -132,9 +171,15 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         },
         pconn: None,
         created: Vec::new(),
+        tasks: Vec::new(),
+        tasks_cancel: cancel.child_token(),
+        swapped: false,
+        gate: Gate::default(),
+        loop_error: Arc::default(),
     };
     let started = Instant::now();
     let outcome = run.steps().await;
+    run.stop_tasks().await;
     // Cleanup: a noop run and a failed run drop what they created.
     let left_behind = run.cleanup().await;
     match outcome {
@@ -158,7 +203,11 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
                 "migration of {}.{} ended: failed: {error}",
                 cfg.database, cfg.table
             );
-            Err(Failed { error, left_behind })
+            Err(Failed {
+                error,
+                left_behind,
+                swapped: run.swapped,
+            })
         }
     }
 }
@@ -205,19 +254,381 @@ impl Run<'_> {
         );
         self.write_state(State::Prepare).await?;
 
+        // Copy, with the binlog applied from a position taken before the first chunk is read.
+        self.enter(State::Copy)?;
+        let progress = Arc::new(Progress::new(1000));
+        progress
+            .rows_estimate
+            .store(row_estimate, Ordering::Relaxed);
+        let (control, status) = self
+            .start_data_path(&mut iconn, &flavor, &plan, &progress)
+            .await?;
+        progress.copy_started.get_or_init(Instant::now);
+        self.copy(&plan, &progress).await?;
+        let _ = progress.copy_finished.set(Instant::now());
+        let copy_time = progress
+            .copy_started
+            .get()
+            .map(|s| s.elapsed())
+            .unwrap_or_default();
+        info!(
+            "row copy complete: {} rows in {:.1}s",
+            progress.rows_copied.load(Ordering::Relaxed),
+            copy_time.as_secs_f64()
+        );
+        self.wait_caught_up(&progress).await?;
+
+        let mut locked_for = None;
         if cfg.execute() {
-            return Err(MigrationError::ExecuteUnavailable);
+            self.postpone(&progress).await?;
+            self.enter(State::CutOver)?;
+            progress.set_state("cutting over");
+            let primary_flavor = Flavor::detect(self.pconn.as_mut().expect("primary connection"))
+                .await
+                .context("reading the primary's version")?;
+            let result = self.cut_over(primary_flavor, control, status).await;
+            if matches!(
+                result,
+                Ok(_)
+                    | Err(MigrationError::CutOver(
+                        CutOverError::LostWrites(..) | CutOverError::RenameNotSeen(_)
+                    ))
+            ) {
+                self.swapped = true;
+                self.created.retain(|t| *t != cfg.ghost_table());
+            }
+            locked_for = Some(result?);
+            self.created.retain(|t| *t != cfg.ghost_table());
+            if cfg.flags.ok_to_drop_table {
+                let old = cfg.old_table();
+                if let Some(c) = self.pconn.as_mut() {
+                    c.query_drop(sql::drop_table_if_exists(&cfg.database, &old))
+                        .await
+                        .context(format!("dropping {old}"))?;
+                }
+            }
+        } else {
+            info!("noop run (no --execute): rows copied and binlog applied to {}, not swapping; dropping the helper tables", sql::quote_ident(&cfg.ghost_table()));
         }
         self.enter(State::Cleanup)?;
-        info!("noop run (no --execute): validated the ALTER on {} and planned the copy; dropping the helper tables, nothing was swapped", sql::quote_ident(&cfg.ghost_table()));
         Ok(Report {
             inspected: self.inspected.clone(),
             primary: self.primary.clone(),
             flavor,
             plan,
             row_estimate,
-            swapped: false,
+            swapped: self.swapped,
+            rows_copied: progress.rows_copied.load(Ordering::Relaxed),
+            events_applied: progress.events_applied.load(Ordering::Relaxed),
+            locked_for,
+            copy_time,
         })
+    }
+
+    /// Starts the streamer (from the inspected server's current position), the apply loop, the
+    /// heartbeat, the throttler and the status line. Returns the apply loop's control and status.
+    async fn start_data_path(
+        &mut self,
+        iconn: &mut Conn,
+        flavor: &Flavor,
+        plan: &Plan,
+        progress: &Arc<Progress>,
+    ) -> Result<(watch::Sender<Control>, watch::Receiver<LoopStatus>), MigrationError> {
+        let cfg = self.cfg;
+        let db = cfg.database.as_str();
+        let (file, pos): (String, u64) = {
+            let row: Option<mysql_async::Row> = iconn
+                .query_first(flavor.binlog_status_sql())
+                .await
+                .context("reading the binlog position")?;
+            let row = row.ok_or_else(|| {
+                MigrationError::Other(format!(
+                    "{} shows no binlog position; is log_bin on?",
+                    self.inspected
+                ))
+            })?;
+            (
+                row.get_opt::<String, _>("File")
+                    .and_then(|v| v.ok())
+                    .unwrap_or_default(),
+                row.get_opt::<u64, _>("Position")
+                    .and_then(|v| v.ok())
+                    .unwrap_or(4),
+            )
+        };
+        info!(
+            "streaming the binlog of {} from {file}:{pos}",
+            self.inspected
+        );
+        let watched = vec![
+            WatchedTable {
+                schema: db.to_string(),
+                table: cfg.table.clone(),
+                columns: ColumnInfo::load(iconn, db, &cfg.table)
+                    .await
+                    .context("reading the table's columns")?,
+            },
+            WatchedTable {
+                schema: db.to_string(),
+                table: cfg.changelog_table(),
+                columns: changelog_columns(iconn, db, &cfg.changelog_table()).await?,
+            },
+        ];
+        let mut stream_config = StreamConfig::new(
+            mysql::opts(&self.inspected, &Credentials::inspected(cfg)),
+            cfg.flags.replica_server_id,
+            BinlogPosition::new(file, pos),
+        );
+        if cfg.flags.binlogsyncer_max_reconnect_attempts > 0 {
+            stream_config.max_reconnects = cfg.flags.binlogsyncer_max_reconnect_attempts;
+        } else {
+            stream_config.max_reconnects = 60;
+        }
+        let streamer = Streamer::start(stream_config, watched, self.tasks_cancel.clone());
+
+        let strict = !cfg.flags.skip_strict_mode;
+        let pcreds = Credentials::primary(cfg);
+        let applier = Applier::connect(
+            &self.primary,
+            &pcreds,
+            ApplyPlan::new(plan, db, &cfg.ghost_table()),
+            strict,
+        )
+        .await
+        .map_err(|e| MigrationError::Other(e.to_string()))?;
+        let (control_tx, control_rx) = watch::channel(Control::Apply);
+        let (status_tx, status_rx) = watch::channel(LoopStatus::default());
+        let spec = LoopSpec {
+            schema: db.to_string(),
+            original: cfg.table.clone(),
+            changelog: cfg.changelog_table(),
+            batch_size: cfg.flags.dml_batch_size as usize,
+        };
+        let (loop_progress, loop_cancel, run_cancel) = (
+            progress.clone(),
+            self.tasks_cancel.clone(),
+            self.cancel.clone(),
+        );
+        let loop_error: Arc<std::sync::Mutex<Option<apply::LoopError>>> = Arc::default();
+        self.loop_error = loop_error.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let result = apply::run_loop(
+                streamer,
+                applier,
+                spec,
+                loop_progress,
+                control_rx,
+                status_tx,
+                loop_cancel,
+            )
+            .await;
+            if let Err(e) = result {
+                warn!("apply loop stopped: {e}");
+                *loop_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                // The migration cannot go on without the applier.
+                run_cancel.cancel();
+            }
+        }));
+
+        let heartbeat_conn = mysql::connect(&self.primary, &pcreds).await?;
+        let changelog = Changelog {
+            schema: db.to_string(),
+            table: cfg.changelog_table(),
+        };
+        let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
+        let hb_cancel = self.tasks_cancel.clone();
+        self.tasks.push(tokio::spawn(async move {
+            changelog
+                .heartbeat_loop(heartbeat_conn, interval, hb_cancel)
+                .await
+        }));
+
+        let mut flag_files = Vec::new();
+        for f in [
+            &cfg.flags.throttle_flag_file,
+            &cfg.flags.throttle_additional_flag_file,
+        ] {
+            if !f.is_empty() {
+                flag_files.push(std::path::PathBuf::from(f));
+            }
+        }
+        let settings = ThrottleSettings {
+            max_lag: Duration::from_millis(cfg.flags.max_lag_millis as u64),
+            flag_files,
+            backlog_high: 0.5,
+        };
+        let (t_progress, t_gate, t_cancel) = (
+            progress.clone(),
+            self.gate.clone(),
+            self.tasks_cancel.clone(),
+        );
+        self.tasks.push(tokio::spawn(throttle::run(
+            settings, t_progress, t_gate, t_cancel,
+        )));
+
+        let (s_progress, s_cancel) = (progress.clone(), self.tasks_cancel.clone());
+        self.tasks
+            .push(tokio::spawn(crate::progress::report(s_progress, s_cancel)));
+        Ok((control_tx, status_rx))
+    }
+
+    async fn copy(&mut self, plan: &Plan, progress: &Arc<Progress>) -> Result<(), MigrationError> {
+        let cfg = self.cfg;
+        let spec = Arc::new(CopySpec::new(
+            plan,
+            &cfg.database,
+            &cfg.table,
+            &cfg.ghost_table(),
+            cfg.flags.copy_workers as usize,
+            cfg.flags.nice_ratio,
+            !cfg.flags.skip_strict_mode,
+        ));
+        let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
+        let result = copy::run(
+            spec,
+            self.primary.clone(),
+            Credentials::primary(cfg),
+            chunk_size,
+            self.gate.clone(),
+            progress.clone(),
+            self.cancel.clone(),
+        )
+        .await;
+        match result {
+            Err(copy::CopyError::Cancelled) => Err(self.why_cancelled()),
+            other => Ok(other?),
+        }
+    }
+
+    /// The error behind a cancellation: the apply loop's failure if it had one.
+    fn why_cancelled(&self) -> MigrationError {
+        match self
+            .loop_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(e) => MigrationError::Apply(e),
+            None => MigrationError::Cancelled,
+        }
+    }
+
+    /// Waits until the applier has caught up: empty backlog and a fresh heartbeat read back.
+    async fn wait_caught_up(&self, progress: &Progress) -> Result<(), MigrationError> {
+        let fresh =
+            Duration::from_millis((self.cfg.flags.heartbeat_interval_millis as u64 * 3).max(500));
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(self.why_cancelled());
+            }
+            // Close enough: the rest is drained under the cut-over lock, when writes are blocked.
+            let backlog = progress.backlog.load(Ordering::Relaxed);
+            let lag = progress.lag();
+            if backlog < progress.backlog_capacity / 10
+                && lag < Duration::from_secs(1)
+                && progress.heartbeat_age().is_some_and(|age| age < fresh)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stays synced while the postpone flag file exists.
+    async fn postpone(&self, progress: &Progress) -> Result<(), MigrationError> {
+        let file = &self.cfg.flags.postpone_cut_over_flag_file;
+        if file.is_empty() || !std::path::Path::new(file).exists() {
+            return Ok(());
+        }
+        info!("cut-over postponed while {file} exists");
+        progress.set_state("postponing cut-over");
+        while std::path::Path::new(file).exists() {
+            if self.cancel.is_cancelled() {
+                return Err(self.why_cancelled());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        info!("{file} is gone: cutting over");
+        Ok(())
+    }
+
+    /// Runs the cut-over, retrying failed attempts (nothing swapped) up to --default-retries.
+    async fn cut_over(
+        &self,
+        flavor: Flavor,
+        control: watch::Sender<Control>,
+        mut status: watch::Receiver<LoopStatus>,
+    ) -> Result<Duration, MigrationError> {
+        let cfg = self.cfg;
+        let spec = CutOverSpec {
+            primary: self.primary.clone(),
+            creds: Credentials::primary(cfg),
+            flavor,
+            schema: cfg.database.clone(),
+            table: cfg.table.clone(),
+            ghost: cfg.ghost_table(),
+            old: cfg.old_table(),
+            changelog: cfg.changelog_table(),
+            lock_timeout: Duration::from_secs(cfg.flags.cut_over_lock_timeout_seconds as u64),
+        };
+        let mut attempt = 0i64;
+        loop {
+            attempt += 1;
+            if self.cancel.is_cancelled() {
+                return Err(self.why_cancelled());
+            }
+            let token = format!(
+                "{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            );
+            let result = match cfg.cut_over {
+                CutOverMode::Atomic => cutover::atomic(&spec, &control, &mut status, &token).await,
+                CutOverMode::TwoStep => {
+                    cutover::two_step(&spec, &control, &mut status, &token).await
+                }
+            };
+            match result {
+                Ok(swapped) => return Ok(swapped.locked_for),
+                Err(e @ (CutOverError::LostWrites(..) | CutOverError::RenameNotSeen(_))) => {
+                    return Err(MigrationError::CutOver(e));
+                }
+                Err(e) if attempt >= cfg.flags.default_retries => {
+                    return Err(MigrationError::CutOverGaveUp {
+                        attempts: attempt,
+                        last: e,
+                    });
+                }
+                Err(e) => {
+                    let pause = if cfg.flags.cut_over_exponential_backoff {
+                        Duration::from_secs(
+                            (1u64 << attempt.min(16))
+                                .min(cfg.flags.exponential_backoff_max_interval as u64),
+                        )
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    warn!(
+                        "cut-over attempt {attempt} failed: {e}; retrying in {}s",
+                        pause.as_secs()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = self.cancel.cancelled() => return Err(self.why_cancelled()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the background tasks and waits for them.
+    async fn stop_tasks(&mut self) {
+        self.tasks_cancel.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
     }
 
     /// Connects, finds the primary, gathers facts and runs the preflight checks.
@@ -382,6 +793,27 @@ impl Run<'_> {
         }
         left
     }
+}
+
+/// The changelog's columns, as the streamer decodes them.
+async fn changelog_columns(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<Vec<ColumnInfo>, MigrationError> {
+    // The changelog is created on the primary; the inspected replica may not have it yet.
+    for _ in 0..200 {
+        let columns = ColumnInfo::load(conn, db, table)
+            .await
+            .context("reading the changelog's columns")?;
+        if !columns.is_empty() {
+            return Ok(columns);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(MigrationError::Other(format!(
+        "the changelog table {table} did not replicate to the inspected server within 10s; is replication running?"
+    )))
 }
 
 fn state_line(state: State) -> &'static str {

@@ -10,6 +10,7 @@
 //! (a failed test, Ctrl-C in the demo, a panic). Dropping a [`Server`] stops it at once.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -199,6 +200,9 @@ fn spawn_dir_reaper(dir: &Path) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Its own process group: a signal to ours (Ctrl-C, a killed test run) must not stop the
+        // watchdog before it has cleaned up.
+        .process_group(0)
         .spawn()
         .context("starting the cleanup watchdog")?;
     Ok(())
@@ -270,6 +274,9 @@ rm -rf "$dir""#;
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Its own process group: a signal to ours (Ctrl-C, a killed test run) must not stop the
+        // watchdog before it has cleaned up.
+        .process_group(0)
         .spawn()
         .context("starting mariadbd")?;
 

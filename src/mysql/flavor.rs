@@ -183,6 +183,54 @@ impl Flavor {
         }
     }
 
+    /// A query that counts proof that connection `?` (its id), running the cut-over RENAME, is
+    /// queued on the original table itself rather than on another name. Parameters: connection
+    /// id, schema, original table, ghost table.
+    ///
+    /// MySQL's `performance_schema.metadata_locks` shows the pending lock on the original table.
+    /// MariaDB's `METADATA_LOCK_INFO` shows granted locks only: the RENAME takes its locks in name
+    /// order (`_t_del` < `_t_gho` < `t`), so once it holds the ghost table's lock while still
+    /// waiting, the one it waits for is the original table's.
+    pub fn rename_queued_on_original_sql(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => {
+                "SELECT COUNT(*) FROM performance_schema.metadata_locks ml \
+                 JOIN performance_schema.threads th ON ml.OWNER_THREAD_ID = th.THREAD_ID \
+                 WHERE th.PROCESSLIST_ID = ? AND ml.OBJECT_SCHEMA = ? AND ml.OBJECT_NAME = ? \
+                 AND ml.LOCK_STATUS = 'PENDING' AND ? IS NOT NULL"
+            }
+            Kind::MariaDb => {
+                "SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO mli \
+                 JOIN information_schema.PROCESSLIST pl ON pl.ID = mli.THREAD_ID \
+                 WHERE mli.THREAD_ID = ? AND mli.TABLE_SCHEMA = ? AND ? IS NOT NULL AND mli.TABLE_NAME = ? \
+                 AND mli.LOCK_MODE LIKE '%EXCLUSIVE%' AND pl.STATE LIKE 'Waiting for table metadata lock%'"
+            }
+        }
+    }
+
+    /// A query that tells whether the lock instrumentation [`Self::rename_queued_on_original_sql`]
+    /// needs is available (one row when it is).
+    pub fn metadata_lock_instrument_sql(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => {
+                "SELECT 1 FROM performance_schema.setup_instruments WHERE NAME = 'wait/lock/metadata/sql/mdl' AND ENABLED = 'YES'"
+            }
+            Kind::MariaDb => {
+                "SELECT 1 FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'"
+            }
+        }
+    }
+
+    /// The statement that turns the instrumentation on (`--allow-setup-metadata-lock-instruments`).
+    pub fn metadata_lock_instrument_setup_sql(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => {
+                "UPDATE performance_schema.setup_instruments SET ENABLED = 'YES' WHERE NAME = 'wait/lock/metadata/sql/mdl'"
+            }
+            Kind::MariaDb => "INSTALL SONAME 'metadata_lock_info'",
+        }
+    }
+
     /// GTID sets look like `uuid:1-5` on MySQL and `domain-server-seq` on MariaDB.
     pub fn gtid_position_variable(&self) -> &'static str {
         match self.kind {

@@ -130,9 +130,9 @@ fn ssl_opts(tls: &Tls) -> SslOpts {
     opts
 }
 
-/// Opens a dedicated connection. The session uses `--charset`, UTC (TIMESTAMP values travel as
-/// UTC), and no default database.
-pub async fn connect(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, ConnectError> {
+/// The driver options for `endpoint`: `--charset`, UTC (TIMESTAMP values travel as UTC), TLS,
+/// no default database.
+pub fn opts(endpoint: &Endpoint, creds: &Credentials) -> mysql_async::Opts {
     let mut opts = OptsBuilder::default()
         .ip_or_hostname(endpoint.host.clone())
         .tcp_port(endpoint.port)
@@ -146,7 +146,13 @@ pub async fn connect(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, C
     if let Some(tls) = &creds.tls {
         opts = opts.ssl_opts(ssl_opts(tls));
     }
-    let attempt = tokio::time::timeout(creds.connect_timeout, Conn::new(opts)).await;
+    opts.into()
+}
+
+/// Opens a dedicated connection with [`opts`].
+pub async fn connect(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, ConnectError> {
+    let attempt =
+        tokio::time::timeout(creds.connect_timeout, Conn::new(opts(endpoint, creds))).await;
     match attempt {
         Err(_) => Err(ConnectError::Timeout {
             endpoint: endpoint.clone(),

@@ -27,24 +27,31 @@ pub fn quote_str(value: &str) -> String {
 
 pub fn create_table_like(schema: &str, new: &str, like: &str) -> String {
     format!(
-        "CREATE TABLE {} LIKE {}",
+        "CREATE /* wraith */ TABLE {} LIKE {}",
         qualified(schema, new),
         qualified(schema, like)
     )
 }
 
 pub fn alter_table(schema: &str, table: &str, body: &str) -> String {
-    format!("ALTER TABLE {} {}", qualified(schema, table), body)
+    format!(
+        "ALTER /* wraith */ TABLE {} {}",
+        qualified(schema, table),
+        body
+    )
 }
 
 pub fn drop_table_if_exists(schema: &str, table: &str) -> String {
-    format!("DROP TABLE IF EXISTS {}", qualified(schema, table))
+    format!(
+        "DROP /* wraith */ TABLE IF EXISTS {}",
+        qualified(schema, table)
+    )
 }
 
 /// gh-ost's changelog table: `id`, `last_update`, `hint` (unique), `value`.
 pub fn create_changelog(schema: &str, table: &str) -> String {
     format!(
-        "CREATE TABLE {} (\n  id BIGINT UNSIGNED AUTO_INCREMENT,\n  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  hint VARCHAR(64) CHARSET ascii NOT NULL,\n  value VARCHAR(4096) CHARSET ascii NOT NULL,\n  PRIMARY KEY (id),\n  UNIQUE KEY hint_uidx (hint)\n) AUTO_INCREMENT=256",
+        "CREATE /* wraith */ TABLE {} (\n  id BIGINT UNSIGNED AUTO_INCREMENT,\n  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  hint VARCHAR(64) CHARSET ascii NOT NULL,\n  value VARCHAR(4096) CHARSET ascii NOT NULL,\n  PRIMARY KEY (id),\n  UNIQUE KEY hint_uidx (hint)\n) AUTO_INCREMENT=256",
         qualified(schema, table)
     )
 }
@@ -79,6 +86,230 @@ pub fn count_rows(schema: &str, table: &str) -> String {
     format!("SELECT COUNT(*) FROM {}", qualified(schema, table))
 }
 
+/// A column list: `a`, `b`, `c`.
+pub fn column_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `DELETE FROM t WHERE <key matches any of keys>`; `keys` hold SQL literals per key column.
+/// With `null_safe`, keys may hold NULLs and are compared with `<=>`.
+pub fn delete_keys(
+    schema: &str,
+    table: &str,
+    key_columns: &[String],
+    keys: &[Vec<String>],
+    null_safe: bool,
+) -> String {
+    format!(
+        "DELETE /* wraith */ FROM {} WHERE {}",
+        qualified(schema, table),
+        keys_condition(key_columns, keys, null_safe)
+    )
+}
+
+/// A condition matching rows whose key is one of `keys`.
+pub fn keys_condition(key_columns: &[String], keys: &[Vec<String>], null_safe: bool) -> String {
+    if key_columns.len() == 1 && !null_safe {
+        let list: Vec<&str> = keys.iter().map(|k| k[0].as_str()).collect();
+        return format!("{} IN ({})", quote_ident(&key_columns[0]), list.join(", "));
+    }
+    let op = if null_safe { " <=> " } else { " = " };
+    keys.iter()
+        .map(|key| {
+            let parts: Vec<String> = key_columns
+                .iter()
+                .zip(key)
+                .map(|(c, v)| format!("{}{op}{v}", quote_ident(c)))
+                .collect();
+            format!("({})", parts.join(" AND "))
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// `INSERT INTO t (cols) VALUES (...), (...)`; `rows` hold SQL literals.
+pub fn insert_rows(schema: &str, table: &str, columns: &[String], rows: &[Vec<String>]) -> String {
+    let values: Vec<String> = rows.iter().map(|r| format!("({})", r.join(", "))).collect();
+    format!(
+        "INSERT /* wraith */ INTO {} ({}) VALUES {}",
+        qualified(schema, table),
+        column_list(columns),
+        values.join(", ")
+    )
+}
+
+/// The session settings of every connection that writes the ghost table: strict (a value that
+/// does not fit fails instead of being truncated), zero dates allowed, an explicit 0 in an
+/// AUTO_INCREMENT column kept.
+pub fn writer_session(strict: bool) -> String {
+    let strict = if strict { "STRICT_ALL_TABLES," } else { "" };
+    format!("SET SESSION sql_mode = '{strict}NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', SESSION time_zone = '+00:00'")
+}
+
+/// One side of a key range, as SQL with `?` placeholders: `(k1, k2) > (?, ?)` written out so that
+/// every server uses the index (`k1 > ? OR (k1 = ? AND k2 > ?)`). Returns the text and, for each
+/// `?`, the index of the key value it takes.
+pub fn key_bound(key_columns: &[String], greater: bool, inclusive: bool) -> (String, Vec<usize>) {
+    let (strict, last) = match (greater, inclusive) {
+        (true, false) => (">", ">"),
+        (true, true) => (">", ">="),
+        (false, false) => ("<", "<"),
+        (false, true) => ("<", "<="),
+    };
+    let mut terms = Vec::new();
+    let mut params = Vec::new();
+    for i in 0..key_columns.len() {
+        let mut parts = Vec::new();
+        for (j, col) in key_columns.iter().enumerate().take(i) {
+            parts.push(format!("{} = ?", quote_ident(col)));
+            params.push(j);
+        }
+        let op = if i + 1 == key_columns.len() {
+            last
+        } else {
+            strict
+        };
+        parts.push(format!("{} {op} ?", quote_ident(&key_columns[i])));
+        params.push(i);
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    (format!("({})", terms.join(" OR ")), params)
+}
+
+/// `ORDER BY k1 [DESC], k2 [DESC]`
+fn key_order(key_columns: &[String], desc: bool) -> String {
+    let dir = if desc { " DESC" } else { "" };
+    key_columns
+        .iter()
+        .map(|c| format!("{}{dir}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The smallest (or largest) key of the table.
+pub fn key_extreme(
+    schema: &str,
+    table: &str,
+    index: &str,
+    key_columns: &[String],
+    largest: bool,
+) -> String {
+    format!(
+        "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) ORDER BY {} LIMIT 1",
+        column_list(key_columns),
+        qualified(schema, table),
+        quote_ident(index),
+        key_order(key_columns, largest)
+    )
+}
+
+/// The key `rows` rows after the lower bound (exclusive, or inclusive for the first chunk) and not
+/// beyond the upper bound. Parameters: the lower bound's, then the upper bound's placeholders.
+pub fn chunk_end(
+    schema: &str,
+    table: &str,
+    index: &str,
+    key_columns: &[String],
+    lo_inclusive: bool,
+    rows: u64,
+) -> (String, Vec<usize>, Vec<usize>) {
+    let (lo, lo_params) = key_bound(key_columns, true, lo_inclusive);
+    let (hi, hi_params) = key_bound(key_columns, false, true);
+    (
+        format!(
+            "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi} ORDER BY {} LIMIT 1 OFFSET {}",
+            column_list(key_columns),
+            qualified(schema, table),
+            quote_ident(index),
+            key_order(key_columns, false),
+            rows.saturating_sub(1)
+        ),
+        lo_params,
+        hi_params,
+    )
+}
+
+/// Copies one key range: `INSERT IGNORE INTO ghost (...) SELECT ... FROM original WHERE lo < key
+/// <= hi LOCK IN SHARE MODE`. Parameters as in [`chunk_end`].
+#[allow(clippy::too_many_arguments)]
+pub fn copy_chunk(
+    schema: &str,
+    original: &str,
+    ghost: &str,
+    original_columns: &[String],
+    ghost_columns: &[String],
+    index: &str,
+    key_columns: &[String],
+    lo_inclusive: bool,
+) -> (String, Vec<usize>, Vec<usize>) {
+    let (lo, lo_params) = key_bound(key_columns, true, lo_inclusive);
+    let (hi, hi_params) = key_bound(key_columns, false, true);
+    (
+        format!(
+            "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi} LOCK IN SHARE MODE",
+            qualified(schema, ghost),
+            column_list(ghost_columns),
+            column_list(original_columns),
+            qualified(schema, original),
+            quote_ident(index)
+        ),
+        lo_params,
+        hi_params,
+    )
+}
+
+/// The cut-over sentry: a table under the old table's name, so that a RENAME left behind by a
+/// dead wraith cannot succeed.
+pub fn create_sentry(schema: &str, table: &str, comment: &str) -> String {
+    format!(
+        "CREATE /* wraith */ TABLE {} (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB COMMENT={}",
+        qualified(schema, table),
+        quote_str(comment)
+    )
+}
+
+/// `LOCK TABLES a WRITE, b WRITE`
+pub fn lock_tables_write(schema: &str, tables: &[&str]) -> String {
+    let list: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{} WRITE", qualified(schema, t)))
+        .collect();
+    format!("LOCK /* wraith */ TABLES {}", list.join(", "))
+}
+
+/// The atomic swap: `RENAME TABLE t TO _t_del, _t_gho TO t`.
+pub fn rename_swap(schema: &str, table: &str, old: &str, ghost: &str) -> String {
+    format!(
+        "RENAME /* wraith */ TABLE {} TO {}, {} TO {}",
+        qualified(schema, table),
+        qualified(schema, old),
+        qualified(schema, ghost),
+        qualified(schema, table)
+    )
+}
+
+/// `ALTER TABLE t RENAME TO u` (allowed under LOCK TABLES, unlike RENAME TABLE on MariaDB).
+pub fn alter_rename(schema: &str, table: &str, to: &str) -> String {
+    format!(
+        "ALTER /* wraith */ TABLE {} RENAME TO {}",
+        qualified(schema, table),
+        qualified(schema, to)
+    )
+}
+
+/// `RENAME TABLE a TO b`
+pub fn rename_table(schema: &str, from: &str, to: &str) -> String {
+    format!(
+        "RENAME /* wraith */ TABLE {} TO {}",
+        qualified(schema, from),
+        qualified(schema, to)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +319,39 @@ mod tests {
         assert_eq!(quote_ident("orders"), "`orders`");
         assert_eq!(quote_ident("we`ird"), "`we``ird`");
         assert_eq!(qualified("a b", "c"), "`a b`.`c`");
+    }
+
+    #[test]
+    fn key_conditions_use_in_for_one_column_and_or_for_several() {
+        let one = vec!["id".to_string()];
+        assert_eq!(
+            keys_condition(&one, &[vec!["1".into()], vec!["2".into()]], false),
+            "`id` IN (1, 2)"
+        );
+        let two = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            keys_condition(
+                &two,
+                &[
+                    vec!["1".into(), "'x'".into()],
+                    vec!["2".into(), "NULL".into()]
+                ],
+                true
+            ),
+            "(`a` <=> 1 AND `b` <=> 'x') OR (`a` <=> 2 AND `b` <=> NULL)"
+        );
+    }
+
+    #[test]
+    fn a_composite_key_bound_is_written_out_for_the_index() {
+        let cols = vec!["a".to_string(), "b".to_string()];
+        let (text, params) = key_bound(&cols, true, false);
+        assert_eq!(text, "((`a` > ?) OR (`a` = ? AND `b` > ?))");
+        assert_eq!(params, vec![0, 0, 1]);
+        let (text, _) = key_bound(&cols, false, true);
+        assert_eq!(text, "((`a` < ?) OR (`a` = ? AND `b` <= ?))");
+        let (text, params) = key_bound(&cols[..1], true, true);
+        assert_eq!((text.as_str(), params), ("((`a` >= ?))", vec![0]));
     }
 
     #[test]

@@ -227,15 +227,23 @@ pub fn wraith_bin() -> &'static str {
     env!("CARGO_BIN_EXE_wraith")
 }
 
-/// Runs wraith with `args` (and no standard input) and returns what it did.
+/// Runs wraith with `args` (and no standard input) and returns what it did. With
+/// WRAITH_TEST_STDERR=inherit, wraith's log goes straight to the terminal (for debugging; the
+/// returned stderr is then empty).
 pub async fn run_wraith(args: &[String]) -> Output {
-    tokio::process::Command::new(wraith_bin())
-        .args(args)
+    let mut cmd = tokio::process::Command::new(wraith_bin());
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("running wraith")
+        .kill_on_drop(true);
+    if std::env::var("WRAITH_TEST_STDERR").as_deref() == Ok("inherit") {
+        let status = cmd.status().await.expect("running wraith");
+        return Output {
+            status,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+    }
+    cmd.output().await.expect("running wraith")
 }
 
 /// wraith's standard error, as text.

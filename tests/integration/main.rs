@@ -5,4 +5,6 @@
 
 mod binlog;
 mod harness;
+mod migrate;
 mod preflight;
+mod writers;

@@ -1,0 +1,447 @@
+//! Replaying row events on the ghost table.
+//!
+//! In: decoded [`RowEvent`]s of the original table, in binlog order, and the [`Plan`]. Out: writes
+//! on the ghost table, a batch of events per transaction. Invariant (design.md, 3): applying is
+//! idempotent per key. Every event becomes "delete every key it names (before and after images),
+//! then insert its after-images", so an insert or update upserts the full mapped after-image, an
+//! update that changes the key removes the old key, and a delete deletes; replaying any suffix of
+//! the stream twice leaves the same table.
+//!
+//! A batch is one transaction sent in one round trip. When the key compares exactly (integers,
+//! decimals, temporals, binary strings, `_bin` collations), the batch is coalesced per key (the
+//! last image wins): one `DELETE ... IN` of every key touched and one multi-row `INSERT` of the
+//! final rows. Otherwise events are replayed one by one in binlog order, so keys that are equal
+//! only by collation (`'a'` and `'A'`) cannot be confused.
+//!
+//! A value that does not fit the new column (strict mode) and a duplicate on a new unique key are
+//! errors: the migration stops instead of losing or changing a row.
+//!
+//! [`stream_loop`] feeds it: the loop that consumes the binlog stream.
+
+pub mod stream_loop;
+
+pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::binlog::{Cell, RowEvent, RowKind};
+use crate::inspect::Plan;
+use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
+
+/// How row images of the original table map onto the ghost table.
+#[derive(Debug, Clone)]
+pub struct ApplyPlan {
+    pub schema: String,
+    pub ghost: String,
+    /// Ghost column names of the copied columns.
+    ghost_columns: Vec<String>,
+    /// For each copied column, its index in the original row image.
+    image_index: Vec<usize>,
+    /// Ghost names of the key columns.
+    key_columns: Vec<String>,
+    /// For each key column, its index in the original row image.
+    key_index: Vec<usize>,
+    key_nullable: bool,
+    /// Keys compare byte for byte as the server compares them, so batches may be coalesced.
+    exact_keys: bool,
+}
+
+/// Largest statement text built for one batch before it is split.
+const STATEMENT_BYTES: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("applying binlog events to the ghost table failed: {message}{hint}")]
+    Write { message: String, hint: &'static str },
+    #[error("a row event has {got} columns but the table has {expected}; was the table altered outside wraith during the migration?")]
+    Shape { got: usize, expected: usize },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+impl ApplyPlan {
+    pub fn new(plan: &Plan, schema: &str, ghost: &str) -> ApplyPlan {
+        let index_of = |name: &str| {
+            plan.original
+                .columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(name))
+                .expect("plan columns come from the original table")
+        };
+        ApplyPlan {
+            schema: schema.to_string(),
+            ghost: ghost.to_string(),
+            ghost_columns: plan.columns.iter().map(|m| m.ghost.clone()).collect(),
+            image_index: plan.columns.iter().map(|m| index_of(&m.original)).collect(),
+            key_columns: plan.ghost_key_columns.clone(),
+            key_index: plan.key.columns.iter().map(|c| index_of(c)).collect(),
+            key_nullable: plan.original.index_is_nullable(&plan.key),
+            exact_keys: plan.key.columns.iter().all(|c| {
+                plan.original
+                    .column(c)
+                    .is_some_and(|col| exact_comparison(&col.data_type, col.collation.as_deref()))
+            }),
+        }
+    }
+
+    /// The statements for a batch of events, in order; coalesced per key when keys compare
+    /// exactly.
+    pub fn batch_statements(&self, events: &[RowEvent]) -> Result<Vec<String>, ApplyError> {
+        if !self.exact_keys {
+            let mut out = Vec::new();
+            for event in events {
+                out.extend(self.statements(event)?);
+            }
+            return Ok(out);
+        }
+        // key -> final after-image (None: deleted), in first-touched order.
+        let mut order: Vec<Vec<String>> = Vec::new();
+        let mut last: std::collections::HashMap<Vec<String>, Option<Vec<String>>> =
+            std::collections::HashMap::new();
+        let width = self.width();
+        let mut touch = |key: Vec<String>, value: Option<Vec<String>>| {
+            if !last.contains_key(&key) {
+                order.push(key.clone());
+            }
+            last.insert(key, value);
+        };
+        for event in events {
+            for (before, after) in &event.rows {
+                for image in [before, after].into_iter().flatten() {
+                    if image.len() < width {
+                        return Err(ApplyError::Shape {
+                            got: image.len(),
+                            expected: width,
+                        });
+                    }
+                }
+                if let Some(before) = before {
+                    touch(self.key_of(before), None);
+                }
+                if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
+                    touch(self.key_of(after), Some(self.values_of(after)));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for keys in split_by_size(&order) {
+            out.push(sql::delete_keys(
+                &self.schema,
+                &self.ghost,
+                &self.key_columns,
+                keys,
+                self.key_nullable,
+            ));
+        }
+        let rows: Vec<Vec<String>> = order
+            .iter()
+            .filter_map(|k| last.get(k).cloned().flatten())
+            .collect();
+        for rows in split_by_size(&rows) {
+            out.push(sql::insert_rows(
+                &self.schema,
+                &self.ghost,
+                &self.ghost_columns,
+                rows,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn width(&self) -> usize {
+        self.image_index
+            .iter()
+            .chain(&self.key_index)
+            .copied()
+            .max()
+            .map_or(0, |m| m + 1)
+    }
+
+    fn key_of(&self, image: &[Cell]) -> Vec<String> {
+        self.key_index
+            .iter()
+            .map(|&i| image[i].sql_literal())
+            .collect()
+    }
+
+    fn values_of(&self, image: &[Cell]) -> Vec<String> {
+        self.image_index
+            .iter()
+            .map(|&i| image[i].sql_literal())
+            .collect()
+    }
+
+    /// The statements that make the ghost table reflect one rows event.
+    pub fn statements(&self, event: &RowEvent) -> Result<Vec<String>, ApplyError> {
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let width = self.width();
+        for (before, after) in &event.rows {
+            for image in [before, after].into_iter().flatten() {
+                if image.len() < width {
+                    return Err(ApplyError::Shape {
+                        got: image.len(),
+                        expected: width,
+                    });
+                }
+                let key = self.key_of(image);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
+                rows.push(self.values_of(after));
+            }
+        }
+        let mut out = Vec::with_capacity(2);
+        if !keys.is_empty() {
+            out.push(sql::delete_keys(
+                &self.schema,
+                &self.ghost,
+                &self.key_columns,
+                &keys,
+                self.key_nullable,
+            ));
+        }
+        if !rows.is_empty() {
+            out.push(sql::insert_rows(
+                &self.schema,
+                &self.ghost,
+                &self.ghost_columns,
+                &rows,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Splits literal tuples into runs whose text stays under [`STATEMENT_BYTES`].
+fn split_by_size(items: &[Vec<String>]) -> Vec<&[Vec<String>]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let len: usize = item.iter().map(|v| v.len() + 2).sum();
+        if size + len > STATEMENT_BYTES && i > start {
+            out.push(&items[start..i]);
+            start = i;
+            size = 0;
+        }
+        size += len;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+/// Whether the server compares values of this type exactly as their literals' bytes compare.
+fn exact_comparison(data_type: &str, collation: Option<&str>) -> bool {
+    match data_type {
+        "tinyint" | "smallint" | "mediumint" | "int" | "bigint" | "decimal" | "date"
+        | "datetime" | "timestamp" | "time" | "year" | "binary" | "varbinary" | "bit" | "enum"
+        | "set" => true,
+        "char" | "varchar" => collation.is_some_and(|c| c.ends_with("_bin")),
+        _ => false,
+    }
+}
+
+/// A connection that writes the ghost table.
+pub struct Applier {
+    conn: Conn,
+    plan: ApplyPlan,
+}
+
+const RETRIES: usize = 10;
+
+impl Applier {
+    pub async fn connect(
+        endpoint: &Endpoint,
+        creds: &Credentials,
+        plan: ApplyPlan,
+        strict: bool,
+    ) -> Result<Applier, ApplyError> {
+        let mut conn = mysql::connect(endpoint, creds).await?;
+        conn.query_drop(sql::writer_session(strict))
+            .await
+            .map_err(write_error)?;
+        Ok(Applier { conn, plan })
+    }
+
+    /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts.
+    pub async fn apply(&mut self, events: &[RowEvent]) -> Result<(), ApplyError> {
+        let statements = self.plan.batch_statements(events)?;
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            match self.transaction(&statements).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < RETRIES && is_retryable(&e) => {
+                    attempt += 1;
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+                }
+                Err(e) => {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    return Err(write_error(e));
+                }
+            }
+        }
+    }
+
+    /// The batch as one transaction in one round trip.
+    async fn transaction(&mut self, statements: &[String]) -> Result<(), mysql_async::Error> {
+        let mut text = String::from("START TRANSACTION");
+        for s in statements {
+            text.push_str(";\n");
+            text.push_str(s);
+        }
+        text.push_str(";\nCOMMIT");
+        self.conn.query_drop(text).await
+    }
+}
+
+/// Deadlocks (1213) and lock wait timeouts (1205) are retried.
+pub fn is_retryable(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205)
+}
+
+fn write_error(e: mysql_async::Error) -> ApplyError {
+    let (message, hint) = match &e {
+        mysql_async::Error::Server(s) if s.code == 1062 => (
+            s.message.clone(),
+            "; the new table has a unique key that the data violates: the ALTER cannot be applied to this data",
+        ),
+        mysql_async::Error::Server(s) if matches!(s.code, 1264 | 1265 | 1366 | 1406 | 1292) => (
+            s.message.clone(),
+            "; a value does not fit the new column definition, so the ALTER would change data",
+        ),
+        _ => (e.to_string(), ""),
+    };
+    ApplyError::Write { message, hint }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::BinlogPosition;
+    use crate::inspect::plan;
+    use crate::inspect::schema::{Column, Index, TableSchema};
+
+    fn col(name: &str) -> Column {
+        Column {
+            name: name.into(),
+            data_type: "int".into(),
+            column_type: "int(11)".into(),
+            nullable: false,
+            charset: None,
+            collation: None,
+            generated: false,
+        }
+    }
+
+    fn apply_plan() -> ApplyPlan {
+        let original = TableSchema {
+            schema: "d".into(),
+            name: "t".into(),
+            engine: "InnoDB".into(),
+            columns: vec![col("id"), col("gone"), col("v")],
+            indexes: vec![Index {
+                name: "PRIMARY".into(),
+                unique: true,
+                columns: vec!["id".into()],
+            }],
+        };
+        let mut ghost = original.clone();
+        ghost.columns.remove(1);
+        let p = plan::build(&original, &ghost, &[], false, false).unwrap();
+        ApplyPlan::new(&p, "d", "_t_gho")
+    }
+
+    type Image = Option<[i64; 3]>;
+
+    fn event(kind: RowKind, rows: Vec<(Image, Image)>) -> RowEvent {
+        let img = |r: Image| r.map(|a| a.iter().map(|&v| Cell::Int(v)).collect::<Vec<_>>());
+        RowEvent {
+            schema: "d".into(),
+            table: "t".into(),
+            kind,
+            rows: rows.into_iter().map(|(b, a)| (img(b), img(a))).collect(),
+            position: BinlogPosition::new("bin.000001", 4),
+            gtid: None,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn an_insert_upserts_the_mapped_after_image() {
+        let s = apply_plan()
+            .statements(&event(
+                RowKind::Insert,
+                vec![(None, Some([1, 9, 10])), (None, Some([2, 9, 20]))],
+            ))
+            .unwrap();
+        assert_eq!(
+            s,
+            vec![
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (1, 2)",
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 10), (2, 20)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_update_that_changes_the_key_removes_the_old_key() {
+        let s = apply_plan()
+            .statements(&event(
+                RowKind::Update,
+                vec![(Some([1, 0, 10]), Some([5, 0, 11]))],
+            ))
+            .unwrap();
+        assert_eq!(
+            s[0],
+            "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (1, 5)"
+        );
+        assert_eq!(
+            s[1],
+            "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (5, 11)"
+        );
+    }
+
+    #[test]
+    fn a_batch_with_exact_keys_is_coalesced_per_key_last_image_wins() {
+        let events = vec![
+            event(
+                RowKind::Insert,
+                vec![(None, Some([1, 0, 10])), (None, Some([2, 0, 20]))],
+            ),
+            event(RowKind::Update, vec![(Some([1, 0, 10]), Some([1, 0, 11]))]),
+            event(RowKind::Update, vec![(Some([2, 0, 20]), Some([3, 0, 21]))]),
+            event(RowKind::Delete, vec![(Some([3, 0, 21]), None)]),
+            event(RowKind::Insert, vec![(None, Some([4, 0, 40]))]),
+        ];
+        let s = apply_plan().batch_statements(&events).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (1, 2, 3, 4)",
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 11), (4, 40)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_delete_only_deletes() {
+        let s = apply_plan()
+            .statements(&event(RowKind::Delete, vec![(Some([3, 0, 1]), None)]))
+            .unwrap();
+        assert_eq!(
+            s,
+            vec!["DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (3)"]
+        );
+    }
+}

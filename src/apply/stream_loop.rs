@@ -1,0 +1,252 @@
+//! The loop between the binlog stream and the applier.
+//!
+//! In: the [`Streamer`]'s items and the coordinator's [`Control`]. Out: row events of the original
+//! table applied in batches (through [`Applier`]), heartbeat lag and the binlog position in
+//! [`Progress`], and a [`LoopStatus`] the cut-over reads. Invariant (design.md, 4): a cut-over
+//! marker is reported applied only once every event before it has been applied; after it, events
+//! of the original table are held, not applied, until the swap is seen in the binlog (held events
+//! are writes the swap would lose) or the coordinator resumes after an aborted cut-over. DDL on
+//! the original table by anyone else stops the migration.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Applier, ApplyError};
+use crate::binlog::{RowEvent, StreamError, StreamItem, Streamer};
+use crate::changelog::Entry;
+use crate::progress::Progress;
+
+/// What the coordinator tells the apply loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Apply everything as it comes.
+    Apply,
+    /// Apply up to the cut-over marker with this token, then hold events of the original table
+    /// until the swap is seen (or [`Control::Apply`] resumes and applies what was held).
+    ExpectMarker(String),
+}
+
+/// What the apply loop reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoopStatus {
+    /// The last expected marker whose preceding events are all applied.
+    pub marker_applied: Option<String>,
+    /// Row events of the original table seen after the marker and not applied.
+    pub held_after_marker: usize,
+    /// The swap (a RENAME of the original table) came through the binlog after the marker.
+    pub rename_seen: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("the binlog stream ended unexpectedly")]
+    StreamEnded,
+    #[error("the original table was changed by another statement during the migration ({0}); the ghost table no longer matches it. Start the migration again")]
+    ForeignDdl(String),
+}
+
+/// Names the loop needs.
+#[derive(Debug, Clone)]
+pub struct LoopSpec {
+    pub schema: String,
+    pub original: String,
+    pub changelog: String,
+    pub batch_size: usize,
+}
+
+/// True when `query`, run with default schema `default_schema`, names `schema`.`table`
+/// (qualified, or unqualified in that default schema).
+fn mentions_table(query: &str, default_schema: &str, schema: &str, table: &str) -> bool {
+    // Identifiers and dots, quotes stripped: `db`.`t` -> db . t
+    let mut words: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for ch in query.chars() {
+        if ch.is_alphanumeric() || ch == '_' || ch == '$' {
+            current.push(ch);
+        } else {
+            if !current.is_empty() {
+                words.push(std::mem::take(&mut current));
+            }
+            if ch == '.' {
+                words.push(".".into());
+            }
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words.iter().enumerate().any(|(i, w)| {
+        if !w.eq_ignore_ascii_case(table) {
+            return false;
+        }
+        let qualifier = (i >= 2 && words[i - 1] == ".").then(|| words[i - 2].as_str());
+        match qualifier {
+            Some(db) => db.eq_ignore_ascii_case(schema),
+            None => default_schema.eq_ignore_ascii_case(schema),
+        }
+    })
+}
+
+/// Consumes the binlog stream: applies row events of the original table in batches, reads the
+/// changelog (heartbeats, markers), and watches for DDL on the original table. Ends when the
+/// swap is seen after a marker (Ok), on cancellation (Ok), or on the first error.
+pub async fn run_loop(
+    mut streamer: Streamer,
+    mut applier: Applier,
+    spec: LoopSpec,
+    progress: Arc<Progress>,
+    mut control: watch::Receiver<Control>,
+    status: watch::Sender<LoopStatus>,
+    cancel: CancellationToken,
+) -> Result<(), LoopError> {
+    let mut pending: Vec<RowEvent> = Vec::new();
+    let mut held: Vec<RowEvent> = Vec::new();
+    let mut holding = false;
+    let result = loop {
+        progress
+            .backlog
+            .store(streamer.backlog(), Ordering::Relaxed);
+        let item = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Ok(()),
+            changed = control.changed() => {
+                if changed.is_ok() && *control.borrow_and_update() == Control::Apply && holding {
+                    // An aborted cut-over: apply what was held, then go on as before.
+                    holding = false;
+                    applier.apply(&held).await?;
+                    progress.events_applied.fetch_add(held.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
+                    held.clear();
+                    status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; });
+                }
+                continue;
+            }
+            item = streamer.recv() => item,
+        };
+        let Some(item) = item else {
+            break Err(match streamer.finish().await {
+                Err(e) => LoopError::Stream(e),
+                Ok(()) => LoopError::StreamEnded,
+            });
+        };
+        match item {
+            StreamItem::Rows(event)
+                if event.table == spec.original && event.schema == spec.schema =>
+            {
+                if holding {
+                    held.push(event);
+                    status.send_modify(|s| s.held_after_marker = held.len());
+                } else {
+                    pending.push(event);
+                }
+            }
+            StreamItem::Rows(event)
+                if event.table == spec.changelog && event.schema == spec.schema =>
+            {
+                for (_, after) in &event.rows {
+                    match after.as_deref().and_then(Entry::read) {
+                        Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
+                        Some(Entry::Marker(token))
+                            if !holding
+                                && *control.borrow() == Control::ExpectMarker(token.clone()) =>
+                        {
+                            flush(&mut applier, &mut pending, &progress).await?;
+                            holding = true;
+                            status.send_modify(|s| {
+                                s.marker_applied = Some(token.clone());
+                                s.held_after_marker = 0;
+                                s.rename_seen = false;
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            StreamItem::Rows(_) => {}
+            StreamItem::Statement { schema, query, .. } => {
+                if mentions_table(&query, &schema, &spec.schema, &spec.original) {
+                    let ours = query.contains("/* wraith */");
+                    if holding && ours && query.to_ascii_uppercase().contains("RENAME") {
+                        status.send_modify(|s| s.rename_seen = true);
+                        break Ok(());
+                    }
+                    if !ours {
+                        break Err(LoopError::ForeignDdl(query.chars().take(200).collect()));
+                    }
+                }
+            }
+            StreamItem::Commit(boundary) => progress.set_position(boundary.position.to_string()),
+        }
+        // Small batches while the stream is quiet (low latency), larger ones under load.
+        let cap = if streamer.backlog() > spec.batch_size {
+            spec.batch_size * 50
+        } else {
+            spec.batch_size
+        };
+        if pending.len() >= cap || (!pending.is_empty() && streamer.backlog() == 0) {
+            flush(&mut applier, &mut pending, &progress).await?;
+        }
+    };
+    if result.is_ok() && !holding {
+        flush(&mut applier, &mut pending, &progress).await?;
+    }
+    result
+}
+
+async fn flush(
+    applier: &mut Applier,
+    pending: &mut Vec<RowEvent>,
+    progress: &crate::progress::Progress,
+) -> Result<(), ApplyError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    applier.apply(pending).await?;
+    let rows: u64 = pending.iter().map(|e| e.rows.len() as u64).sum();
+    progress
+        .events_applied
+        .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+    pending.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions_table;
+
+    #[test]
+    fn ddl_is_matched_to_the_table_by_schema_and_name() {
+        assert!(mentions_table("ALTER TABLE t ADD c INT", "d", "d", "t"));
+        assert!(mentions_table(
+            "alter table `d`.`T` add c int",
+            "other",
+            "d",
+            "t"
+        ));
+        assert!(!mentions_table(
+            "ALTER TABLE `e`.`t` ADD c INT",
+            "d",
+            "d",
+            "t"
+        ));
+        assert!(!mentions_table("ALTER TABLE t ADD c INT", "e", "d", "t"));
+        assert!(!mentions_table(
+            "CREATE TABLE `_t_gho` LIKE `x`",
+            "d",
+            "d",
+            "t"
+        ));
+        assert!(mentions_table(
+            "RENAME TABLE `d`.`t` TO `d`.`_t_del`",
+            "",
+            "d",
+            "t"
+        ));
+    }
+}

@@ -1,0 +1,150 @@
+//! The changelog table `_<t>_ghc`: heartbeats, states and cut-over markers.
+//!
+//! In: a connection to the primary. Out: rows gh-ost's scripts know: id 1 is the heartbeat (its
+//! value a timestamp), hint `state` carries state changes and the cut-over marker
+//! `AllEventsUpToLockProcessed:<token>`. Rows written here come back through the binlog, which is
+//! how wraith measures lag and proves that the applier has caught up ([`Entry::read`]).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tokio_util::sync::CancellationToken;
+
+use crate::binlog::Cell;
+use crate::mysql::sql;
+
+/// The prefix of the cut-over marker's value.
+pub const MARKER_PREFIX: &str = "AllEventsUpToLockProcessed:";
+
+/// Seconds since the epoch, with microseconds, as the heartbeat writes it.
+pub fn now_text() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:06}", now.as_secs(), now.subsec_micros())
+}
+
+/// A changelog row read back from the binlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A heartbeat and how long it took to come back.
+    Heartbeat(Duration),
+    /// A cut-over marker with its token.
+    Marker(String),
+    /// Any other hint/value.
+    Other { hint: String, value: String },
+}
+
+impl Entry {
+    /// Reads an after image of the changelog table (`id, last_update, hint, value`).
+    pub fn read(image: &[Cell]) -> Option<Entry> {
+        let text = |cell: &Cell| match cell {
+            Cell::Bytes { bytes, .. } => Some(String::from_utf8_lossy(bytes).into_owned()),
+            _ => None,
+        };
+        let hint = text(image.get(2)?)?;
+        let value = text(image.get(3)?)?;
+        if hint == "heartbeat" {
+            let sent: f64 = value.parse().ok()?;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            return Some(Entry::Heartbeat(Duration::from_secs_f64(
+                (now - sent).max(0.0),
+            )));
+        }
+        if hint == "state" {
+            if let Some(token) = value.strip_prefix(MARKER_PREFIX) {
+                return Some(Entry::Marker(token.to_string()));
+            }
+        }
+        Some(Entry::Other { hint, value })
+    }
+}
+
+/// Writes to the changelog table.
+pub struct Changelog {
+    pub schema: String,
+    pub table: String,
+}
+
+impl Changelog {
+    pub async fn heartbeat(&self, conn: &mut Conn) -> Result<(), mysql_async::Error> {
+        conn.query_drop(sql::changelog_upsert(
+            &self.schema,
+            &self.table,
+            Some(1),
+            "heartbeat",
+            &now_text(),
+        ))
+        .await
+    }
+
+    pub async fn state(&self, conn: &mut Conn, value: &str) -> Result<(), mysql_async::Error> {
+        conn.query_drop(sql::changelog_upsert(
+            &self.schema,
+            &self.table,
+            None,
+            "state",
+            value,
+        ))
+        .await
+    }
+
+    pub async fn marker(&self, conn: &mut Conn, token: &str) -> Result<(), mysql_async::Error> {
+        self.state(conn, &format!("{MARKER_PREFIX}{token}")).await
+    }
+
+    /// Writes a heartbeat every `interval` until cancelled; a failed write is logged and retried.
+    pub async fn heartbeat_loop(
+        &self,
+        mut conn: Conn,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = cancel.cancelled() => return,
+            }
+            if let Err(e) = self.heartbeat(&mut conn).await {
+                tracing::warn!("writing the heartbeat failed: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(hint: &str, value: &str) -> Vec<Cell> {
+        let b = |s: &str| Cell::Bytes {
+            bytes: s.as_bytes().to_vec(),
+            charset: Some("ascii".into()),
+        };
+        vec![Cell::UInt(1), Cell::Null, b(hint), b(value)]
+    }
+
+    #[test]
+    fn heartbeats_and_markers_are_recognised() {
+        assert!(
+            matches!(Entry::read(&image("heartbeat", &now_text())), Some(Entry::Heartbeat(lag)) if lag < Duration::from_secs(1))
+        );
+        assert_eq!(
+            Entry::read(&image("state", "AllEventsUpToLockProcessed:42")),
+            Some(Entry::Marker("42".into()))
+        );
+        assert_eq!(
+            Entry::read(&image("state", "Copy")),
+            Some(Entry::Other {
+                hint: "state".into(),
+                value: "Copy".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Splitting the table into key ranges.
+//!
+//! In: the shared unique key and a connection to the primary. Out: [`Chunk`]s, consecutive ranges
+//! of the key from the smallest key to the largest one that existed when copying began, each
+//! holding about `chunk_size` rows. Rows inserted later beyond that largest key reach the ghost
+//! table through the binlog, not the copy. Boundaries are read from the index only (cheap), one
+//! at a time, so several workers can copy ranges while the next boundary is being found.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Row, Value};
+
+use crate::mysql::sql;
+
+/// A key range to copy: `lo < key <= hi` (`lo <= key` for the first chunk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    pub lo: Vec<Value>,
+    pub lo_inclusive: bool,
+    pub hi: Vec<Value>,
+    /// 0-based sequence number.
+    pub seq: u64,
+}
+
+impl Chunk {
+    /// Positional parameters for a statement whose placeholders take key values as listed.
+    pub fn params(&self, lo_order: &[usize], hi_order: &[usize]) -> Params {
+        Params::Positional(
+            lo_order
+                .iter()
+                .map(|&i| self.lo[i].clone())
+                .chain(hi_order.iter().map(|&i| self.hi[i].clone()))
+                .collect(),
+        )
+    }
+}
+
+/// Hands out consecutive chunks of the key range.
+pub struct Chunker {
+    schema: String,
+    table: String,
+    index: String,
+    key_columns: Vec<String>,
+    /// The current chunk size in rows; may be changed while copying.
+    pub chunk_size: Arc<AtomicI64>,
+    next_lo: Option<Vec<Value>>,
+    first: bool,
+    max: Option<Vec<Value>>,
+    seq: u64,
+}
+
+fn row_values(row: Row) -> Vec<Value> {
+    row.unwrap()
+}
+
+impl Chunker {
+    /// Reads the smallest and largest keys. An empty table yields no chunks.
+    pub async fn new(
+        conn: &mut Conn,
+        schema: &str,
+        table: &str,
+        index: &str,
+        key_columns: &[String],
+        chunk_size: Arc<AtomicI64>,
+    ) -> Result<Chunker, mysql_async::Error> {
+        let min: Option<Row> = conn
+            .query_first(sql::key_extreme(schema, table, index, key_columns, false))
+            .await?;
+        let max: Option<Row> = conn
+            .query_first(sql::key_extreme(schema, table, index, key_columns, true))
+            .await?;
+        Ok(Chunker {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            index: index.to_string(),
+            key_columns: key_columns.to_vec(),
+            chunk_size,
+            next_lo: min.map(row_values),
+            first: true,
+            max: max.map(row_values),
+            seq: 0,
+        })
+    }
+
+    /// The next chunk, or `None` when the range is covered.
+    pub async fn next(&mut self, conn: &mut Conn) -> Result<Option<Chunk>, mysql_async::Error> {
+        let (Some(lo), Some(max)) = (self.next_lo.take(), self.max.clone()) else {
+            return Ok(None);
+        };
+        let rows = self.chunk_size.load(Ordering::Relaxed).max(1) as u64;
+        let (query, lo_order, hi_order) = sql::chunk_end(
+            &self.schema,
+            &self.table,
+            &self.index,
+            &self.key_columns,
+            self.first,
+            rows,
+        );
+        let probe = Chunk {
+            lo: lo.clone(),
+            lo_inclusive: self.first,
+            hi: max.clone(),
+            seq: self.seq,
+        };
+        let end: Option<Row> = conn
+            .exec_first(query, probe.params(&lo_order, &hi_order))
+            .await?;
+        let hi = end.map(row_values).unwrap_or_else(|| max.clone());
+        let last = hi == max;
+        let chunk = Chunk {
+            lo,
+            lo_inclusive: self.first,
+            hi: hi.clone(),
+            seq: self.seq,
+        };
+        self.first = false;
+        self.seq += 1;
+        self.next_lo = if last { None } else { Some(hi) };
+        Ok(Some(chunk))
+    }
+}

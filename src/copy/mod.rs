@@ -1,0 +1,301 @@
+//! The parallel chunked row copier.
+//!
+//! In: the [`Plan`], the primary, the chunk size (changeable while running), the [`Gate`] that
+//! throttles it, and the run's cancellation token. Out: every row that existed when the copy began
+//! written to the ghost table, and counts in [`Progress`]. Invariant (design.md, 2): the copy never
+//! overwrites newer data: it writes with `INSERT IGNORE`, so a row the applier already wrote wins.
+//! Any row skipped for another reason (a duplicate on a new unique key, a value that does not fit)
+//! fails the copy with the server's warning: never a silent loss.
+//!
+//! Workers share one [`Chunker`]: each takes the next range, copies it with
+//! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (so a row is never copied from a half-committed
+//! state), and sleeps `--nice-ratio` times the chunk's duration afterwards.
+
+pub mod chunker;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+pub use chunker::{Chunk, Chunker};
+
+use crate::apply::is_retryable;
+use crate::inspect::Plan;
+use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
+use crate::progress::Progress;
+use crate::throttle::Gate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a new unique key, or a value that does not fit); fix the data or the ALTER")]
+    SkippedRow(String),
+    #[error("copying rows failed: {0}")]
+    Sql(#[from] mysql_async::Error),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What the copier needs to know, fixed for the run.
+#[derive(Debug, Clone)]
+pub struct CopySpec {
+    pub schema: String,
+    pub original: String,
+    pub ghost: String,
+    pub original_columns: Vec<String>,
+    pub ghost_columns: Vec<String>,
+    pub index: String,
+    pub key_columns: Vec<String>,
+    /// The name of the shared key on the ghost table (duplicates on it are expected).
+    pub ghost_key_name: String,
+    pub workers: usize,
+    pub nice_ratio: f64,
+    pub strict: bool,
+}
+
+impl CopySpec {
+    pub fn new(
+        plan: &Plan,
+        schema: &str,
+        original: &str,
+        ghost: &str,
+        workers: usize,
+        nice_ratio: f64,
+        strict: bool,
+    ) -> CopySpec {
+        let ghost_key_name = plan
+            .ghost
+            .indexes
+            .iter()
+            .find(|i| {
+                i.unique
+                    && i.columns.len() == plan.ghost_key_columns.len()
+                    && i.columns
+                        .iter()
+                        .zip(&plan.ghost_key_columns)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            })
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| "PRIMARY".into());
+        CopySpec {
+            schema: schema.to_string(),
+            original: original.to_string(),
+            ghost: ghost.to_string(),
+            original_columns: plan.columns.iter().map(|m| m.original.clone()).collect(),
+            ghost_columns: plan.columns.iter().map(|m| m.ghost.clone()).collect(),
+            index: plan.key.name.clone(),
+            key_columns: plan.key.columns.clone(),
+            ghost_key_name,
+            workers: workers.max(1),
+            nice_ratio,
+            strict,
+        }
+    }
+}
+
+/// Copies every row; returns when done, on the first error, or when cancelled.
+pub async fn run(
+    spec: Arc<CopySpec>,
+    primary: Endpoint,
+    creds: Credentials,
+    chunk_size: Arc<AtomicI64>,
+    gate: Gate,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) -> Result<(), CopyError> {
+    let mut conn = writer_conn(&primary, &creds, spec.strict).await?;
+    let chunker = Chunker::new(
+        &mut conn,
+        &spec.schema,
+        &spec.original,
+        &spec.index,
+        &spec.key_columns,
+        chunk_size,
+    )
+    .await?;
+    let chunker = Arc::new(Mutex::new(chunker));
+    let mut tasks = tokio::task::JoinSet::new();
+    // Worker 0 keeps the connection that read the key range; the others get their own.
+    let mut first = Some(conn);
+    for worker in 0..spec.workers {
+        let conn = match first.take() {
+            Some(c) => c,
+            None => writer_conn(&primary, &creds, spec.strict).await?,
+        };
+        let (spec, chunker, gate, progress, cancel) = (
+            spec.clone(),
+            chunker.clone(),
+            gate.clone(),
+            progress.clone(),
+            cancel.clone(),
+        );
+        tasks.spawn(work(worker, conn, spec, chunker, gate, progress, cancel));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = match joined {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => continue, // aborted after another worker failed
+        };
+        if let Err(e) = outcome {
+            if result.is_ok() {
+                result = Err(e);
+                // One failure stops the others.
+                tasks.abort_all();
+            }
+        }
+    }
+    result
+}
+
+async fn writer_conn(
+    primary: &Endpoint,
+    creds: &Credentials,
+    strict: bool,
+) -> Result<Conn, CopyError> {
+    let mut conn = mysql::connect(primary, creds).await?;
+    conn.query_drop(sql::writer_session(strict)).await?;
+    conn.query_drop("SET SESSION max_error_count = 65535")
+        .await?;
+    Ok(conn)
+}
+
+async fn work(
+    worker: usize,
+    mut conn: Conn,
+    spec: Arc<CopySpec>,
+    chunker: Arc<Mutex<Chunker>>,
+    gate: Gate,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) -> Result<(), CopyError> {
+    let statement = |lo_inclusive| {
+        sql::copy_chunk(
+            &spec.schema,
+            &spec.original,
+            &spec.ghost,
+            &spec.original_columns,
+            &spec.ghost_columns,
+            &spec.index,
+            &spec.key_columns,
+            lo_inclusive,
+        )
+    };
+    let (first_query, lo_order, hi_order) = statement(true);
+    let (query, ..) = statement(false);
+    loop {
+        gate.wait_for_copy(worker, &cancel).await;
+        if cancel.is_cancelled() {
+            return Err(CopyError::Cancelled);
+        }
+        let chunk = { chunker.lock().await.next(&mut conn).await? };
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let text = if chunk.lo_inclusive {
+            &first_query
+        } else {
+            &query
+        };
+        let copied = copy_one(&mut conn, &spec, text, &lo_order, &hi_order, &chunk).await?;
+        progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
+        progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
+        if spec.nice_ratio > 0.0 {
+            let pause = started.elapsed().mul_f64(spec.nice_ratio);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = cancel.cancelled() => return Err(CopyError::Cancelled),
+            }
+        }
+    }
+}
+
+/// Copies one chunk (retrying deadlocks) and checks its warnings.
+async fn copy_one(
+    conn: &mut Conn,
+    spec: &CopySpec,
+    query: &str,
+    lo_order: &[usize],
+    hi_order: &[usize],
+    chunk: &Chunk,
+) -> Result<u64, CopyError> {
+    let mut attempt = 0u64;
+    loop {
+        match conn
+            .exec_drop(query, chunk.params(lo_order, hi_order))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if attempt < 10 && is_retryable(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let copied = conn.affected_rows();
+    if conn.get_warnings() > 0 {
+        let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await?;
+        for (_level, code, message) in warnings {
+            if !expected_warning(code, &message, &spec.ghost_key_name) {
+                return Err(CopyError::SkippedRow(format!("{message} (warning {code})")));
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// A duplicate on the shared key means the applier already wrote a newer version of the row:
+/// expected. Anything else means a row was skipped or changed.
+fn expected_warning(code: u32, message: &str, ghost_key_name: &str) -> bool {
+    if code != 1062 {
+        return false;
+    }
+    // "Duplicate entry '5' for key 'PRIMARY'" (MariaDB, MySQL 5.7) or "... for key 't.PRIMARY'" (MySQL 8).
+    let Some(key) = message
+        .rsplit("for key '")
+        .next()
+        .and_then(|k| k.strip_suffix('\''))
+    else {
+        return false;
+    };
+    let key = key.rsplit('.').next().unwrap_or(key);
+    key.eq_ignore_ascii_case(ghost_key_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_warning;
+
+    #[test]
+    fn only_duplicates_on_the_shared_key_are_expected() {
+        assert!(expected_warning(
+            1062,
+            "Duplicate entry '5' for key 'PRIMARY'",
+            "PRIMARY"
+        ));
+        assert!(expected_warning(
+            1062,
+            "Duplicate entry '5' for key '_t_gho.PRIMARY'",
+            "PRIMARY"
+        ));
+        assert!(!expected_warning(
+            1062,
+            "Duplicate entry 'a@b' for key 'email_uidx'",
+            "PRIMARY"
+        ));
+        assert!(!expected_warning(
+            1265,
+            "Data truncated for column 'c' at row 3",
+            "PRIMARY"
+        ));
+    }
+}

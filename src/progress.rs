@@ -1,0 +1,198 @@
+//! Counters every stage updates, and the gh-ost status line built from them.
+//!
+//! In: atomics bumped by the copier, the applier and the streamer. Out: the status line
+//! (`Copy: 53000/100000 53.0%; Applied: 812; Backlog: 0/1000; Time: ...`) logged periodically and
+//! answered to `sup`, and an `indicatif` bar when standard error is a terminal.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const NEVER: u64 = u64::MAX;
+
+#[derive(Debug)]
+pub struct Progress {
+    pub started: Instant,
+    pub copy_started: OnceLock<Instant>,
+    pub copy_finished: OnceLock<Instant>,
+    pub rows_estimate: AtomicU64,
+    pub rows_copied: AtomicU64,
+    pub chunks_copied: AtomicU64,
+    pub events_applied: AtomicU64,
+    pub backlog: AtomicUsize,
+    pub backlog_capacity: usize,
+    /// Replication lag measured by the last heartbeat read back from the binlog, in ms.
+    pub lag_ms: AtomicU64,
+    /// When the last heartbeat was read back (ms since `started`).
+    pub last_heartbeat_ms: AtomicU64,
+    pub position: Mutex<String>,
+    pub state: Mutex<String>,
+}
+
+impl Progress {
+    pub fn new(backlog_capacity: usize) -> Progress {
+        Progress {
+            started: Instant::now(),
+            copy_started: OnceLock::new(),
+            copy_finished: OnceLock::new(),
+            rows_estimate: AtomicU64::new(0),
+            rows_copied: AtomicU64::new(0),
+            chunks_copied: AtomicU64::new(0),
+            events_applied: AtomicU64::new(0),
+            backlog: AtomicUsize::new(0),
+            backlog_capacity,
+            lag_ms: AtomicU64::new(0),
+            last_heartbeat_ms: AtomicU64::new(NEVER),
+            position: Mutex::new(String::new()),
+            state: Mutex::new("migrating".into()),
+        }
+    }
+
+    pub fn set_state(&self, state: impl Into<String>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.into();
+    }
+
+    pub fn set_position(&self, position: impl Into<String>) {
+        *self.position.lock().unwrap_or_else(|e| e.into_inner()) = position.into();
+    }
+
+    pub fn heartbeat_seen(&self, lag: Duration) {
+        self.lag_ms.store(lag.as_millis() as u64, Ordering::Relaxed);
+        self.last_heartbeat_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Time since the last heartbeat came back through the binlog (`None`: none yet).
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        let last = self.last_heartbeat_ms.load(Ordering::Relaxed);
+        (last != NEVER).then(|| {
+            self.started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last))
+        })
+    }
+
+    pub fn lag(&self) -> Duration {
+        Duration::from_millis(self.lag_ms.load(Ordering::Relaxed))
+    }
+
+    /// gh-ost's status line.
+    pub fn status_line(&self) -> String {
+        let copied = self.rows_copied.load(Ordering::Relaxed);
+        let estimate = self.rows_estimate.load(Ordering::Relaxed).max(copied);
+        let pct = if estimate == 0 {
+            100.0
+        } else {
+            copied as f64 * 100.0 / estimate as f64
+        };
+        let total = self.started.elapsed();
+        let copy_time = match (self.copy_started.get(), self.copy_finished.get()) {
+            (Some(s), Some(f)) => f.duration_since(*s),
+            (Some(s), None) => s.elapsed(),
+            _ => Duration::ZERO,
+        };
+        let eta = if self.copy_finished.get().is_some() {
+            "due".to_string()
+        } else if copied == 0 || copy_time.is_zero() {
+            "N/A".to_string()
+        } else {
+            let rate = copied as f64 / copy_time.as_secs_f64();
+            format!("{}s", ((estimate - copied) as f64 / rate).ceil() as u64)
+        };
+        format!(
+            "Copy: {copied}/{estimate} {pct:.1}%; Applied: {}; Backlog: {}/{}; Time: {}s(total), {}s(copy); streamer: {}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {eta}",
+            self.events_applied.load(Ordering::Relaxed),
+            self.backlog.load(Ordering::Relaxed),
+            self.backlog_capacity,
+            total.as_secs(),
+            copy_time.as_secs(),
+            self.position.lock().unwrap_or_else(|e| e.into_inner()),
+            self.lag().as_secs_f64(),
+            self.heartbeat_age().unwrap_or(total).as_secs_f64(),
+            self.state.lock().unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
+
+/// Logs the status line every 5 seconds (the first after 1 second) until cancelled; draws a bar
+/// instead when standard error is a terminal.
+pub async fn report(
+    progress: std::sync::Arc<Progress>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar =
+            indicatif::ProgressBar::new(progress.rows_estimate.load(Ordering::Relaxed).max(1));
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} rows {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut since_log = Duration::from_secs(4);
+    let tick = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = cancel.cancelled() => break,
+        }
+        since_log += tick;
+        if let Some(bar) = &bar {
+            let copied = progress.rows_copied.load(Ordering::Relaxed);
+            bar.set_length(
+                progress
+                    .rows_estimate
+                    .load(Ordering::Relaxed)
+                    .max(copied)
+                    .max(1),
+            );
+            bar.set_position(copied);
+            bar.set_message(
+                progress
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            );
+        }
+        if since_log >= Duration::from_secs(5) {
+            since_log = Duration::ZERO;
+            let line = progress.status_line();
+            match &bar {
+                Some(bar) => bar.suspend(|| tracing::info!("{line}")),
+                None => tracing::info!("{line}"),
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_has_gh_osts_shape() {
+        let p = Progress::new(1000);
+        p.rows_estimate.store(100_000, Ordering::Relaxed);
+        p.rows_copied.store(53_000, Ordering::Relaxed);
+        p.events_applied.store(812, Ordering::Relaxed);
+        p.set_position("bin.000003:44123");
+        let line = p.status_line();
+        assert!(
+            line.starts_with("Copy: 53000/100000 53.0%; Applied: 812; Backlog: 0/1000; Time: "),
+            "{line}"
+        );
+        assert!(
+            line.contains("; streamer: bin.000003:44123; Lag: 0.00s, HeartbeatLag: "),
+            "{line}"
+        );
+        assert!(line.contains("State: migrating; ETA: "), "{line}");
+        p.copy_finished.set(Instant::now()).unwrap();
+        assert!(p.status_line().ends_with("ETA: due"));
+    }
+}

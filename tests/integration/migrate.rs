@@ -1,0 +1,568 @@
+//! Live migrations: the table is written to while wraith copies, applies and swaps it, and it
+//! must end up identical, row for row and byte for byte, to a mirror table that received the
+//! same writes in the same transactions and was altered natively.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::harness::{
+    self, primary_sql, run_wraith, servers, stderr, sync_replica, tables, Endpoint,
+};
+use crate::writers::{differing_rows, Rng, Workload, Writers};
+
+/// Every column type wraith must carry exactly.
+const ALL_TYPES: &str = "CREATE TABLE t (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED, mi MEDIUMINT, mu MEDIUMINT UNSIGNED,
+  ii INT, iu INT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED,
+  de DECIMAL(20,6), dn DECIMAL(5,0), fl FLOAT, db DOUBLE, bt BIT(10),
+  en ENUM('a','b','c'), st SET('x','y','z'),
+  vu VARCHAR(64) CHARACTER SET utf8mb4, vl VARCHAR(64) CHARACTER SET latin1, vb VARBINARY(16),
+  ch CHAR(5), bn BINARY(8), tx TEXT, bl BLOB, js JSON,
+  d DATE, tm TIME(3), t0 TIME, dt DATETIME(6), d0 DATETIME, ts TIMESTAMP(2) NULL DEFAULT NULL, yr YEAR,
+  n INT NULL, g BIGINT AS (ii + 1) VIRTUAL
+) ENGINE=InnoDB";
+
+const ALL_TYPES_COLUMNS: &[&str] = &[
+    "id", "ti", "tu", "si", "su", "mi", "mu", "ii", "iu", "bi", "bu", "de", "dn", "fl", "db", "bt",
+    "en", "st", "vu", "vl", "vb", "ch", "bn", "tx", "bl", "js", "d", "tm", "t0", "dt", "d0", "ts",
+    "yr", "n",
+];
+
+fn all_types_values(r: &mut Rng) -> Vec<(String, String)> {
+    let int = |r: &mut Rng, lo: i64, hi: i64| -> String {
+        match r.below(6) {
+            0 => lo.to_string(),
+            1 => hi.to_string(),
+            2 => "0".into(),
+            _ => (lo as i128 + (r.next() as u128 % (hi as i128 - lo as i128) as u128) as i128)
+                .to_string(),
+        }
+    };
+    let v = |s: &str| s.to_string();
+    let mut out = vec![
+        (v("ti"), int(r, -128, 127)),
+        (v("tu"), int(r, 0, 255)),
+        (v("si"), int(r, -32768, 32767)),
+        (v("su"), int(r, 0, 65535)),
+        (v("mi"), int(r, -8_388_608, 8_388_607)),
+        (v("mu"), int(r, 0, 16_777_215)),
+        (v("ii"), int(r, i32::MIN as i64, i32::MAX as i64)),
+        (v("iu"), int(r, 0, u32::MAX as i64)),
+        (v("bi"), int(r, i64::MIN, i64::MAX)),
+        (
+            v("bu"),
+            r.pick(&[
+                "0",
+                "18446744073709551615",
+                "9223372036854775808",
+                "12345678901234567890",
+                "42",
+            ])
+            .to_string(),
+        ),
+        (
+            v("de"),
+            r.pick(&[
+                "-99999999999999.999999",
+                "0.000001",
+                "12345.678900",
+                "-0.5",
+                "0",
+            ])
+            .to_string(),
+        ),
+        (v("dn"), r.pick(&["-99999", "99999", "0", "17"]).to_string()),
+        (
+            v("fl"),
+            r.pick(&["1.5", "-3.4028235e38", "1.17549435e-38", "0.1", "-0"])
+                .to_string(),
+        ),
+        (
+            v("db"),
+            r.pick(&[
+                "0.1",
+                "-1.7976931348623157e308",
+                "2.2250738585072014e-308",
+                "3.141592653589793",
+                "1e-300",
+            ])
+            .to_string(),
+        ),
+        (
+            v("bt"),
+            r.pick(&["b'0'", "b'1111111111'", "b'1010'", "512"])
+                .to_string(),
+        ),
+        (v("en"), r.pick(&["'a'", "'b'", "'c'"]).to_string()),
+        (
+            v("st"),
+            r.pick(&["''", "'x'", "'x,z'", "'x,y,z'"]).to_string(),
+        ),
+        (
+            v("vu"),
+            r.pick(&["'héllo wörld'", "'😀 four bytes 𝄞'", "''", "'Ünïcødé ß'"])
+                .to_string(),
+        ),
+        (
+            v("vl"),
+            r.pick(&["'café'", "'naïve'", "'plain'", "'Ø'"]).to_string(),
+        ),
+        (
+            v("vb"),
+            r.pick(&["X'00FF00'", "X''", "X'DEADBEEF'"]).to_string(),
+        ),
+        (v("ch"), r.pick(&["'ab'", "''", "'abcde'"]).to_string()),
+        (
+            v("bn"),
+            r.pick(&["X'01'", "X'0102030405060708'", "X'00'", "''"])
+                .to_string(),
+        ),
+        (
+            v("tx"),
+            r.pick(&["'some text'", "REPEAT('long ', 500)", "''"])
+                .to_string(),
+        ),
+        (
+            v("bl"),
+            r.pick(&["X'000102'", "REPEAT(X'FF00', 3000)", "X''"])
+                .to_string(),
+        ),
+        (
+            v("js"),
+            r.pick(&[
+                "'{\"a\": 1, \"b\": [1, 2.5, \"x\"]}'",
+                "'[]'",
+                "'null'",
+                "'{\"nested\": {\"k\": \"ü\"}}'",
+            ])
+            .to_string(),
+        ),
+        (
+            v("d"),
+            r.pick(&[
+                "'2024-02-29'",
+                "'0000-00-00'",
+                "'1000-01-01'",
+                "'9999-12-31'",
+            ])
+            .to_string(),
+        ),
+        (
+            v("tm"),
+            r.pick(&[
+                "'-838:59:59.000'",
+                "'838:59:59.999'",
+                "'-00:00:00.500'",
+                "'12:34:56.789'",
+            ])
+            .to_string(),
+        ),
+        (
+            v("t0"),
+            r.pick(&["'-01:00:00'", "'00:00:00'", "'23:59:59'"])
+                .to_string(),
+        ),
+        (
+            v("dt"),
+            r.pick(&[
+                "'2026-11-24 12:00:00.123456'",
+                "'0000-00-00 00:00:00'",
+                "'1000-01-01 00:00:00.000001'",
+            ])
+            .to_string(),
+        ),
+        (
+            v("d0"),
+            r.pick(&["'2026-11-24 12:00:00'", "'0000-00-00 00:00:00'"])
+                .to_string(),
+        ),
+        (
+            v("ts"),
+            r.pick(&[
+                "'2038-01-19 03:14:07.99'",
+                "'1970-01-01 00:00:01.00'",
+                "NULL",
+                "'2026-03-29 02:30:00.5'",
+            ])
+            .to_string(),
+        ),
+        (v("yr"), r.pick(&["0", "1901", "2155", "2026"]).to_string()),
+        (v("n"), r.pick(&["NULL", "1", "NULL"]).to_string()),
+    ];
+    // Updates touch a random half of the columns.
+    if r.below(2) == 0 {
+        out.retain(|_| r.below(2) == 0);
+        if out.is_empty() {
+            out.push((v("n"), "7".into()));
+        }
+    }
+    out
+}
+
+fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|c| c.to_string()).collect()
+}
+
+/// Creates `t` and `mirror` (altered natively with `alter`) and fills both with `rows` rows.
+async fn setup(
+    schema: &str,
+    create: &str,
+    alter: &str,
+    rows: u64,
+    copied: &[&str],
+    values: fn(&mut Rng) -> Vec<(String, String)>,
+) {
+    let s = servers();
+    let mut c = s.primary.conn().await;
+    c.query_drop(format!("USE `{schema}`")).await.unwrap();
+    c.query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+        .await
+        .unwrap();
+    c.query_drop(create).await.unwrap();
+    c.query_drop("CREATE TABLE mirror LIKE t").await.unwrap();
+    c.query_drop(format!("ALTER TABLE mirror {alter}"))
+        .await
+        .unwrap();
+    let mut rng = Rng::new(99);
+    let mut batch = Vec::new();
+    for i in 0..rows {
+        let mut vals = values(&mut rng);
+        while vals.len() < 3 {
+            vals = values(&mut rng);
+        }
+        let names: Vec<String> = vals.iter().map(|(n, _)| format!("`{n}`")).collect();
+        let v: Vec<String> = vals.into_iter().map(|(_, v)| v).collect();
+        batch.push(format!(
+            "INSERT INTO t ({}) VALUES ({})",
+            names.join(", "),
+            v.join(", ")
+        ));
+        if batch.len() == 500 || i + 1 == rows {
+            c.query_drop(format!("START TRANSACTION; {}; COMMIT", batch.join("; ")))
+                .await
+                .unwrap();
+            batch.clear();
+        }
+    }
+    let cols = copied
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    c.query_drop(format!("INSERT INTO mirror ({cols}) SELECT {cols} FROM t"))
+        .await
+        .unwrap();
+    sync_replica().await;
+}
+
+fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
+    // Migrations run side by side here, so each reads the binlog with its own server id.
+    static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+    let server_id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut a = servers().replica.flags();
+    a.extend([
+        format!("--replica-server-id={server_id}"),
+        format!("--database={schema}"),
+        format!("--table={table}"),
+        format!("--alter={alter}"),
+        "--execute".into(),
+        "--chunk-size=500".into(),
+        "--heartbeat-interval-millis=50".into(),
+    ]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+async fn max_id(endpoint: &Endpoint, schema: &str) -> u64 {
+    let mut c = endpoint.conn().await;
+    c.query_first(format!("SELECT IFNULL(MAX(id), 0) FROM `{schema}`.t"))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Runs a migration of `schema`.t while `writers` write to it; returns wraith's stderr.
+async fn migrate_under_writes(
+    schema: &str,
+    alter: &str,
+    copied: &[&str],
+    values: fn(&mut Rng) -> Vec<(String, String)>,
+    writers: usize,
+    extra: &[&str],
+) -> (String, crate::writers::WriterStats) {
+    let workload = Workload {
+        schema: schema.to_string(),
+        table: "t".into(),
+        mirror: "mirror".into(),
+        copied_columns: columns(copied),
+        values,
+        max_id: max_id(&servers().primary, schema).await,
+    };
+    let w = Writers::start(
+        &servers().primary,
+        workload,
+        writers,
+        Duration::from_millis(2),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = run_wraith(&migrate_args(schema, "t", alter, extra)).await;
+    // Keep writing a little after the swap: those writes go to the new table.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = w.stop().await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "wraith failed:\n{err}");
+    (err, stats)
+}
+
+/// After a migration: the new `t` equals the mirror on the primary and on the replica.
+async fn assert_migrated(schema: &str, compared: &[&str]) {
+    sync_replica().await;
+    let s = servers();
+    let cols = columns(compared);
+    for endpoint in [&s.primary, &s.replica] {
+        assert_eq!(
+            differing_rows(endpoint, schema, "t", "mirror", &cols).await,
+            0,
+            "t differs from the mirror on {}:{}",
+            endpoint.host,
+            endpoint.port
+        );
+    }
+    let names = tables(&s.primary, schema).await;
+    assert!(
+        names.contains(&"_t_del".to_string()),
+        "the old table is kept as _t_del: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|t| t == "_t_gho" || t == "_t_ghc"),
+        "helper tables left: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_column_type_survives_a_migration_under_writes() {
+    let schema = harness::fresh_schema("all_types").await;
+    let alter = "ADD COLUMN extra VARCHAR(20) NOT NULL DEFAULT 'x', MODIFY ii BIGINT, ADD INDEX dt_idx (dt)";
+    setup(
+        &schema,
+        ALL_TYPES,
+        alter,
+        50_000,
+        ALL_TYPES_COLUMNS,
+        all_types_values,
+    )
+    .await;
+    let (log, stats) =
+        migrate_under_writes(&schema, alter, ALL_TYPES_COLUMNS, all_types_values, 4, &[]).await;
+    assert!(
+        stats.errors.is_empty(),
+        "writers saw errors: {:?}",
+        stats.errors
+    );
+    assert!(stats.commits > 50, "the writers barely wrote ({stats:?})");
+    let mut compared = ALL_TYPES_COLUMNS.to_vec();
+    compared.extend(["extra", "g"]);
+    assert_migrated(&schema, &compared).await;
+    eprintln!(
+        "all types: {stats:?}; longest writer statement {:?}\n{}",
+        stats.longest_statement,
+        log.lines()
+            .filter(|l| l.contains("swapped"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
+
+fn small_values(r: &mut Rng) -> Vec<(String, String)> {
+    vec![
+        ("a".into(), (r.next() % 1_000_000).to_string()),
+        ("b".into(), format!("'w{}'", r.below(1000))),
+        (
+            "c".into(),
+            if r.below(5) == 0 {
+                "NULL".into()
+            } else {
+                "NOW(3)".into()
+            },
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() {
+    let schema = harness::fresh_schema("swap_fire").await;
+    let copied = ["id", "a", "b", "c"];
+    setup(
+        &schema,
+        SMALL,
+        "ADD COLUMN d INT NOT NULL DEFAULT 0",
+        2_000,
+        &copied,
+        small_values,
+    )
+    .await;
+    let mut longest = Duration::ZERO;
+    let alter_of = |round: usize| {
+        if round.is_multiple_of(2) {
+            "ADD COLUMN d INT NOT NULL DEFAULT 0"
+        } else {
+            "DROP COLUMN d"
+        }
+    };
+    for round in 0..5 {
+        let alter = alter_of(round);
+        let workload = Workload {
+            schema: schema.clone(),
+            table: "t".into(),
+            mirror: "mirror".into(),
+            copied_columns: columns(&copied),
+            values: small_values,
+            max_id: max_id(&servers().primary, &schema).await,
+        };
+        let w = Writers::start(&servers().primary, workload, 8, Duration::ZERO).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let out = run_wraith(&migrate_args(&schema, "t", alter, &["--ok-to-drop-table"])).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stats = w.stop().await;
+        assert!(
+            out.status.success(),
+            "round {round}: wraith failed:\n{}",
+            stderr(&out)
+        );
+        assert!(
+            stats.errors.is_empty(),
+            "round {round}: writers saw errors: {:?}",
+            stats.errors
+        );
+        sync_replica().await;
+        let diff = differing_rows(
+            &servers().primary,
+            &schema,
+            "t",
+            "mirror",
+            &columns(&copied),
+        )
+        .await;
+        assert_eq!(
+            diff, 0,
+            "round {round}: {diff} rows lost or changed by the swap"
+        );
+        longest = longest.max(stats.longest_statement);
+        eprintln!(
+            "swap round {round}: {} commits, longest writer statement {:?}",
+            stats.commits, stats.longest_statement
+        );
+        // The mirror takes the schema of the next round's result.
+        let mut c = servers().primary.conn().await;
+        c.query_drop(format!(
+            "ALTER TABLE `{schema}`.mirror {}",
+            alter_of(round + 1)
+        ))
+        .await
+        .unwrap();
+    }
+    // Bound: the lock timeout (3 s) for the lock, as much for the marker, plus a margin.
+    assert!(
+        longest < Duration::from_secs(8),
+        "a writer waited {longest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_empty_table_and_a_one_row_table_migrate() {
+    for rows in [0u64, 1] {
+        let schema = harness::fresh_schema(&format!("tiny_{rows}")).await;
+        let copied = ["id", "a", "b", "c"];
+        setup(
+            &schema,
+            SMALL,
+            "ADD COLUMN d INT NOT NULL DEFAULT 0",
+            rows,
+            &copied,
+            small_values,
+        )
+        .await;
+        let out = run_wraith(&migrate_args(
+            &schema,
+            "t",
+            "ADD COLUMN d INT NOT NULL DEFAULT 0",
+            &[],
+        ))
+        .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut with_d = copied.to_vec();
+        with_d.push("d");
+        assert_migrated(&schema, &with_d).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_noop_run_copies_and_applies_but_never_swaps() {
+    let schema = harness::fresh_schema("noop_copy").await;
+    let copied = ["id", "a", "b", "c"];
+    setup(
+        &schema,
+        SMALL,
+        "ADD COLUMN d INT",
+        3_000,
+        &copied,
+        small_values,
+    )
+    .await;
+    let mut args = migrate_args(&schema, "t", "ADD COLUMN d INT", &[]);
+    args.retain(|a| a != "--execute");
+    let out = run_wraith(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        tables(&servers().primary, &schema).await,
+        vec!["mirror", "t"]
+    );
+    assert_eq!(
+        differing_rows(
+            &servers().primary,
+            &schema,
+            "t",
+            "mirror",
+            &columns(&copied)
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adding_a_unique_key_over_duplicate_data_fails_and_leaves_the_table_intact() {
+    let schema = harness::fresh_schema("dup_unique").await;
+    primary_sql(
+        &schema,
+        &[
+            SMALL,
+            "INSERT INTO t (a, b) SELECT seq % 100, 'dup' FROM seq_1_to_1000",
+        ],
+    )
+    .await;
+    let before = harness::table_checksum(&servers().primary, &schema, "t").await;
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD UNIQUE KEY a_uidx (a)",
+        &[],
+    ))
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("Duplicate entry") && err.contains("a_uidx"),
+        "{err}"
+    );
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["t"]);
+    assert_eq!(
+        harness::table_checksum(&servers().primary, &schema, "t").await,
+        before
+    );
+}
