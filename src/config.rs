@@ -70,6 +70,8 @@ pub struct Config {
     pub critical_load: Vec<LoadThreshold>,
     /// Flags accepted that this build does not act on yet (warned about once at start).
     pub not_yet_acted_on: Vec<&'static str>,
+    /// When the run started, as `YYYYMMDDhhmmss` UTC.
+    pub started_at: Option<String>,
 }
 
 impl Config {
@@ -95,8 +97,15 @@ impl Config {
         format!("_{}_ghc", self.helper_base())
     }
 
+    /// `_<t>_del`, or `_<t>_<YYYYMMDDhhmmss>_del` with `--timestamp-old-table` (the time the
+    /// run started, UTC).
     pub fn old_table(&self) -> String {
-        format!("_{}_del", self.helper_base())
+        match &self.started_at {
+            Some(stamp) if self.flags.timestamp_old_table => {
+                format!("_{}_{stamp}_del", self.helper_base())
+            }
+            _ => format!("_{}_del", self.helper_base()),
+        }
     }
 }
 
@@ -355,7 +364,32 @@ pub fn build(
         max_load,
         critical_load,
         not_yet_acted_on,
+        started_at: Some(utc_stamp(std::time::SystemTime::now())),
     })
+}
+
+/// `YYYYMMDDhhmmss` in UTC.
+fn utc_stamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn range(flag: &'static str, value: i64, min: i64, max: i64) -> Result<(), ConfigError> {
@@ -616,6 +650,19 @@ mod tests {
         );
         let c = with(&["--force-table-names=x"]).unwrap();
         assert_eq!(c.ghost_table(), "_x_gho");
+    }
+
+    #[test]
+    fn the_old_table_can_carry_a_timestamp() {
+        let mut c = with(&["--timestamp-old-table"]).unwrap();
+        c.started_at = Some(utc_stamp(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000),
+        ));
+        assert_eq!(c.old_table(), "_t_20251124160000_del");
+        assert_eq!(
+            utc_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
+            "20000229000000"
+        );
     }
 
     #[test]

@@ -283,9 +283,25 @@ impl Run<'_> {
             self.postpone(&progress).await?;
             self.enter(State::CutOver)?;
             progress.set_state("cutting over");
-            let primary_flavor = Flavor::detect(self.pconn.as_mut().expect("primary connection"))
+            let pconn = self.pconn.as_mut().expect("primary connection");
+            let primary_flavor = Flavor::detect(pconn)
                 .await
                 .context("reading the primary's version")?;
+            if cfg.cut_over == CutOverMode::Atomic
+                && cfg.flags.allow_setup_metadata_lock_instruments
+            {
+                let present: Option<u8> = pconn
+                    .query_first(primary_flavor.metadata_lock_instrument_sql())
+                    .await
+                    .context("checking the metadata lock instrumentation")?;
+                if present.is_none() {
+                    info!("enabling the metadata lock instrumentation (--allow-setup-metadata-lock-instruments)");
+                    pconn
+                        .query_drop(primary_flavor.metadata_lock_instrument_setup_sql())
+                        .await
+                        .context("enabling the metadata lock instrumentation")?;
+                }
+            }
             let result = self.cut_over(primary_flavor, control, status).await;
             if matches!(
                 result,

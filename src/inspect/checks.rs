@@ -109,6 +109,11 @@ pub const CHECKS: &[Check] = &[
         run: column_renames,
     },
     Check {
+        name: "cut-over-lock-proof",
+        phase: Phase::BeforeStart,
+        run: cut_over_lock_proof,
+    },
+    Check {
         name: "leftover-helper-tables",
         phase: Phase::BeforeStart,
         run: leftover_helper_tables,
@@ -393,6 +398,24 @@ fn column_renames(_: &Facts, cfg: &Config) -> Outcome {
     Err(format!(
         "the ALTER renames columns ({}); pass --approve-renamed-columns to copy their values under the new names, or --skip-renamed-columns to treat them as dropped and added",
         list.join(", ")
+    ))
+}
+
+/// The atomic cut-over unlocks only once the server shows its RENAME queued on the original
+/// table; that needs the server's metadata lock instrumentation.
+fn cut_over_lock_proof(f: &Facts, cfg: &Config) -> Outcome {
+    use crate::config::CutOverMode;
+    if !cfg.execute()
+        || cfg.cut_over != CutOverMode::Atomic
+        || f.primary_lock_instrument
+        || cfg.flags.allow_setup_metadata_lock_instruments
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "the atomic cut-over proves that no write can slip past the swap by reading the server's metadata locks, and {} does not show them. Pass --allow-setup-metadata-lock-instruments to let wraith enable them (`{}`), enable them yourself, or use --cut-over=two-step",
+        f.primary.endpoint,
+        f.primary.flavor.metadata_lock_instrument_setup_sql()
     ))
 }
 

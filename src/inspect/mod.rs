@@ -94,6 +94,8 @@ pub struct Facts {
     pub existing_helper_tables: Vec<String>,
     /// Server ids of replicas registered with the inspected server.
     pub registered_replica_ids: Vec<u32>,
+    /// The primary shows metadata locks (what the atomic cut-over's proof reads).
+    pub primary_lock_instrument: bool,
 }
 
 impl Facts {
@@ -146,8 +148,9 @@ pub async fn gather(
         )
         .await?;
     let helpers = [cfg.ghost_table(), cfg.changelog_table(), cfg.old_table()];
+    let mut pconn = pconn;
     let existing_helper_tables = {
-        let conn = match pconn {
+        let conn = match pconn.as_deref_mut() {
             Some(c) => c,
             None => &mut *iconn,
         };
@@ -165,6 +168,16 @@ pub async fn gather(
         }
         found
     };
+    let primary_lock_instrument = {
+        let conn = match pconn {
+            Some(c) => c,
+            None => &mut *iconn,
+        };
+        let row: Option<u8> = conn
+            .query_first(primary_facts.flavor.metadata_lock_instrument_sql())
+            .await?;
+        row.is_some()
+    };
     let replica_rows: Vec<mysql_async::Row> = iconn
         .query(inspected_facts.flavor.replica_hosts_sql())
         .await?;
@@ -181,6 +194,7 @@ pub async fn gather(
         triggers,
         existing_helper_tables,
         registered_replica_ids,
+        primary_lock_instrument,
     })
 }
 

@@ -179,15 +179,18 @@ pub async fn sync_replica() {
     assert_eq!(waited, Some(0), "replica did not catch up with the primary");
 }
 
-/// The tables of `schema` on `endpoint`, sorted.
+/// The tables of `schema` on `endpoint`, sorted byte by byte (`_t_del` before `t`).
 pub async fn tables(endpoint: &Endpoint, schema: &str) -> Vec<String> {
     let mut c = endpoint.conn().await;
-    c.exec(
-        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
-        (schema,),
-    )
-    .await
-    .unwrap()
+    let mut names: Vec<String> = c
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (schema,),
+        )
+        .await
+        .unwrap();
+    names.sort();
+    names
 }
 
 /// A deterministic checksum of a table's rows: (row count, SHA-256 over every row's columns in

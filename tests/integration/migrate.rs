@@ -566,3 +566,158 @@ async fn adding_a_unique_key_over_duplicate_data_fails_and_leaves_the_table_inta
         before
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_atomic_cut_over_needs_lock_instrumentation_or_permission_to_set_it_up() {
+    // A server without MariaDB's metadata_lock_info plugin, migrated on itself.
+    let server =
+        harness::solo(wraith::sandbox::ServerSpec::new("no-mdl-info", 70).arg("--plugin-load="));
+    let mut c = server.conn().await;
+    c.query_drop("CREATE DATABASE IF NOT EXISTS app")
+        .await
+        .unwrap();
+    c.query_drop("DROP TABLE IF EXISTS app.t, app._t_del")
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "USE app; {SMALL}; INSERT INTO t (a, b) SELECT seq, 'x' FROM seq_1_to_500"
+    ))
+    .await
+    .unwrap();
+    let mut args = server.flags();
+    args.extend(
+        [
+            "--database=app",
+            "--table=t",
+            "--alter=ADD COLUMN d INT",
+            "--execute",
+            "--allow-on-master",
+            "--replica-server-id=4242",
+        ]
+        .map(String::from),
+    );
+    let out = run_wraith(&args).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--allow-setup-metadata-lock-instruments"),
+        "{err}"
+    );
+    assert_eq!(tables(&server, "app").await, vec!["t"]);
+
+    args.push("--allow-setup-metadata-lock-instruments".into());
+    let out = run_wraith(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tables(&server, "app").await, vec!["_t_del", "t"]);
+    let columns: u64 = c
+        .query_first("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 't' AND COLUMN_NAME = 'd'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(columns, 1, "the new column is in the swapped table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
+    let schema = harness::fresh_schema("postpone").await;
+    let copied = ["id", "a", "b", "c"];
+    setup(
+        &schema,
+        SMALL,
+        "ADD COLUMN d INT",
+        1_000,
+        &copied,
+        small_values,
+    )
+    .await;
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    let flag_arg = format!("--postpone-cut-over-flag-file={}", flag.path().display());
+    let args = migrate_args(&schema, "t", "ADD COLUMN d INT", &[&flag_arg]);
+    let wraith = tokio::spawn(async move { run_wraith(&args).await });
+    // Well past the copy of 1000 rows: still postponed, still synced.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !wraith.is_finished(),
+        "wraith swapped although the postpone flag file exists"
+    );
+    let names = tables(&servers().primary, &schema).await;
+    assert!(names.contains(&"_t_gho".to_string()), "{names:?}");
+    let mut c = servers().primary.conn().await;
+    c.query_drop(format!("INSERT INTO `{schema}`.t (a, b) VALUES (-1, 'late'); INSERT INTO `{schema}`.mirror ({}) SELECT {} FROM `{schema}`.t WHERE a = -1", copied.join(", "), copied.join(", ")))
+        .await
+        .unwrap();
+    drop(flag);
+    let out = wraith.await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut with_d = copied.to_vec();
+    with_d.push("d");
+    assert_migrated(&schema, &with_d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_two_step_cut_over_swaps_the_tables() {
+    let schema = harness::fresh_schema("two_step").await;
+    let copied = ["id", "a", "b", "c"];
+    setup(
+        &schema,
+        SMALL,
+        "ADD COLUMN d INT",
+        2_000,
+        &copied,
+        small_values,
+    )
+    .await;
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD COLUMN d INT",
+        &["--cut-over=two-step"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut with_d = copied.to_vec();
+    with_d.push("d");
+    assert_migrated(&schema, &with_d).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_old_table_may_carry_a_timestamp_or_be_dropped() {
+    let schema = harness::fresh_schema("old_table").await;
+    primary_sql(
+        &schema,
+        &[
+            SMALL,
+            "INSERT INTO t (a, b) SELECT seq, 'x' FROM seq_1_to_100",
+        ],
+    )
+    .await;
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD COLUMN d INT",
+        &["--timestamp-old-table"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = tables(&servers().primary, &schema).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+    let old = &names[0];
+    assert!(
+        old.starts_with("_t_20")
+            && old.ends_with("_del")
+            && old.len() == "_t_20261124120000_del".len(),
+        "{names:?}"
+    );
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD COLUMN e INT",
+        &["--ok-to-drop-table"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        tables(&servers().primary, &schema).await,
+        vec![old.clone(), "t".to_string()]
+    );
+}
