@@ -15,7 +15,7 @@
 //! out of the transaction it was in the middle of (positions within one server's binlog are
 //! stable, so "already handed out" is "ends at or before the last position handed out").
 //!
-//! Flavor details handled here: MariaDB needs `@mariadb_slave_capability=4` and
+//! Flavor details handled here (the session statements come from `mysql::flavor`): MariaDB needs `@mariadb_slave_capability=4` and
 //! `@master_binlog_checksum` before the dump; its GTID events (type 162) are parsed from the raw
 //! payload; its compressed events (165-171) are refused loudly. The fake ROTATE that starts a
 //! stream carries a checksum that the decoder (which has not seen the format description yet)
@@ -73,12 +73,8 @@ impl Ord for BinlogPosition {
     }
 }
 
-/// Which server family the stream comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    MySql,
-    MariaDb,
-}
+/// Which server family the stream comes from (decided once, by [`crate::mysql::Flavor`]).
+pub use crate::mysql::flavor::Kind as Flavor;
 
 /// A table whose row events the streamer decodes.
 #[derive(Debug, Clone)]
@@ -398,15 +394,8 @@ async fn connect(
         .await
         .map_err(|e| SessionError::Retry(format!("connecting: {e}")))?;
     let setup: Result<(Flavor, bool), mysql_async::Error> = async {
-        let version: String = conn
-            .query_first("SELECT @@version")
-            .await?
-            .unwrap_or_default();
-        let flavor = if version.to_ascii_lowercase().contains("mariadb") {
-            Flavor::MariaDb
-        } else {
-            Flavor::MySql
-        };
+        let server = crate::mysql::Flavor::detect(&mut conn).await?;
+        let flavor = server.kind;
         let checksum: String = conn
             .query_first("SELECT @@global.binlog_checksum")
             .await?
@@ -415,15 +404,13 @@ async fn connect(
         let nanos = config.heartbeat.as_nanos().max(1_000_000);
         conn.query_drop(format!("SET @master_heartbeat_period = {nanos}"))
             .await?;
-        if flavor == Flavor::MariaDb {
-            conn.query_drop("SET @mariadb_slave_capability = 4").await?;
-            conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum")
+        for statement in server.binlog_dump_session() {
+            conn.query_drop(*statement).await?;
+        }
+        if use_gtid && flavor == Flavor::MariaDb {
+            let gtid = config.start_gtid.clone().unwrap_or_default();
+            conn.exec_drop("SET @slave_connect_state = ?", (gtid,))
                 .await?;
-            if use_gtid {
-                let gtid = config.start_gtid.clone().unwrap_or_default();
-                conn.exec_drop("SET @slave_connect_state = ?", (gtid,))
-                    .await?;
-            }
         }
         Ok((flavor, checksum_on))
     }

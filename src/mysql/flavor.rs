@@ -231,6 +231,19 @@ impl Flavor {
         }
     }
 
+    /// Session statements a binlog dump connection needs before `COM_BINLOG_DUMP`: MariaDB sends
+    /// events an old replica would understand (or none) unless told the replica's capability,
+    /// and checksummed events only when the replica announces the server's checksum.
+    pub fn binlog_dump_session(&self) -> &'static [&'static str] {
+        match self.kind {
+            Kind::MySql => &[],
+            Kind::MariaDb => &[
+                "SET @mariadb_slave_capability = 4",
+                "SET @master_binlog_checksum = @@global.binlog_checksum",
+            ],
+        }
+    }
+
     /// GTID sets look like `uuid:1-5` on MySQL and `domain-server-seq` on MariaDB.
     pub fn gtid_position_variable(&self) -> &'static str {
         match self.kind {
