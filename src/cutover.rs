@@ -14,9 +14,10 @@
 //!    of `t` instead of applying it;
 //! 3. connection B issues `RENAME TABLE t TO _t_del, _t_gho TO t`, which waits on the sentry;
 //! 4. A drops the sentry; B is granted `_t_del` and `_t_gho` and queues on `t`;
-//! 5. A unlocks only once the server shows that B is queued on `t` itself (not on another name),
-//!    so B is granted `t` before any writer waiting on it; otherwise B is killed and A unlocks
-//!    with nothing swapped;
+//! 5. A unlocks only once the server shows that B is queued on `t` itself (not on another name):
+//!    B holds the ghost table's lock (so it is past the sentry) and a later look shows it
+//!    waiting, so B is granted `t` before any writer waiting on it; otherwise B is killed and A
+//!    unlocks with nothing swapped;
 //! 6. after the swap, the binlog must show the RENAME with no change to `t` between the marker and
 //!    it; if one slipped through, the swap is reported as not proven, loudly.
 //!
@@ -236,7 +237,8 @@ async fn locked(
             .exec_first(proof, (b_id, &spec.schema, &spec.table, &spec.ghost))
             .await
             .map_err(step("checking the RENAME's locks"))?;
-        if n.unwrap_or(0) > 0 {
+        // Past the sentry (or pending on t); seen waiting afterwards, it waits on t itself.
+        if n.unwrap_or(0) > 0 && wait_for_state(c, b_id, "Waiting for table metadata lock").await {
             proven = true;
             break;
         }

@@ -183,14 +183,15 @@ impl Flavor {
         }
     }
 
-    /// A query that counts proof that connection `?` (its id), running the cut-over RENAME, is
-    /// queued on the original table itself rather than on another name. Parameters: connection
-    /// id, schema, original table, ghost table.
+    /// A query that counts proof that connection `?` (its id), running the cut-over RENAME, has
+    /// moved past the sentry towards the original table. Parameters: connection id, schema,
+    /// original table, ghost table.
     ///
-    /// MySQL's `performance_schema.metadata_locks` shows the pending lock on the original table.
-    /// MariaDB's `METADATA_LOCK_INFO` shows granted locks only: the RENAME takes its locks in name
-    /// order (`_t_del` < `_t_gho` < `t`), so once it holds the ghost table's lock while still
-    /// waiting, the one it waits for is the original table's.
+    /// MySQL's `performance_schema.metadata_locks` shows the pending lock on the original table
+    /// itself. MariaDB's `METADATA_LOCK_INFO` shows granted locks only: the RENAME takes its locks
+    /// in name order (`_t_del` < `_t_gho` < `t`), so once it holds the ghost table's lock it has
+    /// left the sentry behind; the caller must then see it waiting, in a later query, to know it
+    /// is queued on the original table.
     pub fn rename_queued_on_original_sql(&self) -> &'static str {
         match self.kind {
             Kind::MySql => {
@@ -200,10 +201,9 @@ impl Flavor {
                  AND ml.LOCK_STATUS = 'PENDING' AND ? IS NOT NULL"
             }
             Kind::MariaDb => {
-                "SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO mli \
-                 JOIN information_schema.PROCESSLIST pl ON pl.ID = mli.THREAD_ID \
-                 WHERE mli.THREAD_ID = ? AND mli.TABLE_SCHEMA = ? AND ? IS NOT NULL AND mli.TABLE_NAME = ? \
-                 AND mli.LOCK_MODE LIKE '%EXCLUSIVE%' AND pl.STATE LIKE 'Waiting for table metadata lock%'"
+                "SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO \
+                 WHERE THREAD_ID = ? AND TABLE_SCHEMA = ? AND ? IS NOT NULL AND TABLE_NAME = ? \
+                 AND LOCK_MODE LIKE '%EXCLUSIVE%'"
             }
         }
     }
