@@ -12,7 +12,7 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 
 use crate::binlog::Cell;
-use crate::mysql::sql;
+use crate::mysql::{self, sql, Credentials, Endpoint};
 
 /// The prefix of the cut-over marker's value.
 pub const MARKER_PREFIX: &str = "AllEventsUpToLockProcessed:";
@@ -97,10 +97,12 @@ impl Changelog {
         self.state(conn, &format!("{MARKER_PREFIX}{token}")).await
     }
 
-    /// Writes a heartbeat every `interval` until cancelled; a failed write is logged and retried.
+    /// Writes a heartbeat every `interval` until cancelled. A failed write is logged and tried
+    /// again at the next tick, on a new connection if the old one was lost.
     pub async fn heartbeat_loop(
         &self,
         mut conn: Conn,
+        reconnect: (Endpoint, Credentials),
         interval: Duration,
         cancel: CancellationToken,
     ) {
@@ -111,8 +113,14 @@ impl Changelog {
                 _ = tick.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            if let Err(e) = self.heartbeat(&mut conn).await {
-                tracing::warn!("writing the heartbeat failed: {e}");
+            let Err(e) = self.heartbeat(&mut conn).await else {
+                continue;
+            };
+            tracing::warn!("writing the heartbeat failed: {e}");
+            if mysql::failure(&e) == mysql::Failure::ConnectionLost {
+                if let Ok(fresh) = mysql::connect(&reconnect.0, &reconnect.1).await {
+                    conn = fresh;
+                }
             }
         }
     }

@@ -453,9 +453,10 @@ impl Run<'_> {
         };
         let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
         let hb_cancel = self.tasks_cancel.clone();
+        let reconnect = (self.primary.clone(), pcreds.clone());
         self.tasks.push(tokio::spawn(async move {
             changelog
-                .heartbeat_loop(heartbeat_conn, interval, hb_cancel)
+                .heartbeat_loop(heartbeat_conn, reconnect, interval, hb_cancel)
                 .await
         }));
 
@@ -490,20 +491,20 @@ impl Run<'_> {
 
     async fn copy(&mut self, plan: &Plan, progress: &Arc<Progress>) -> Result<(), MigrationError> {
         let cfg = self.cfg;
-        let spec = Arc::new(CopySpec::new(
+        let mut spec = CopySpec::new(
             plan,
             &cfg.database,
             &cfg.table,
             &cfg.ghost_table(),
-            cfg.flags.copy_workers as usize,
-            cfg.flags.nice_ratio,
-            !cfg.flags.skip_strict_mode,
-        ));
-        let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
-        let result = copy::run(
-            spec,
             self.primary.clone(),
             Credentials::primary(cfg),
+        );
+        spec.workers = cfg.flags.copy_workers as usize;
+        spec.nice_ratio = cfg.flags.nice_ratio;
+        spec.strict = !cfg.flags.skip_strict_mode;
+        let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
+        let result = copy::run(
+            Arc::new(spec),
             chunk_size,
             self.gate.clone(),
             progress.clone(),

@@ -252,6 +252,10 @@ fn exact_comparison(data_type: &str, collation: Option<&str>) -> bool {
 pub struct Applier {
     conn: Conn,
     plan: ApplyPlan,
+    /// Where to reconnect after a lost connection.
+    endpoint: Endpoint,
+    creds: Credentials,
+    strict: bool,
 }
 
 const RETRIES: usize = 10;
@@ -263,11 +267,14 @@ impl Applier {
         plan: ApplyPlan,
         strict: bool,
     ) -> Result<Applier, ApplyError> {
-        let mut conn = mysql::connect(endpoint, creds).await?;
-        conn.query_drop(sql::writer_session(strict))
-            .await
-            .map_err(write_error)?;
-        Ok(Applier { conn, plan })
+        let conn = mysql::connect_writer(endpoint, creds, strict).await?;
+        Ok(Applier {
+            conn,
+            plan,
+            endpoint: endpoint.clone(),
+            creds: creds.clone(),
+            strict,
+        })
     }
 
     /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts.
@@ -278,18 +285,29 @@ impl Applier {
         }
         let mut attempt = 0;
         loop {
-            match self.transaction(&statements).await {
+            let error = match self.transaction(&statements).await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < RETRIES && is_retryable(&e) => {
-                    attempt += 1;
-                    let _ = self.conn.query_drop("ROLLBACK").await;
-                    tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
-                }
-                Err(e) => {
-                    let _ = self.conn.query_drop("ROLLBACK").await;
-                    return Err(write_error(e));
+                Err(e) => e,
+            };
+            attempt += 1;
+            let _ = self.conn.query_drop("ROLLBACK").await;
+            match mysql::failure(&error) {
+                _ if attempt > RETRIES => return Err(write_error(error)),
+                mysql::Failure::Fatal => return Err(write_error(error)),
+                mysql::Failure::Transient => {}
+                mysql::Failure::ConnectionLost => {
+                    // The batch is one transaction: it was applied entirely or not at all, and
+                    // applying it again is harmless (idempotent per key).
+                    tracing::warn!("applier connection lost ({error}); reconnecting and applying the batch again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                    match mysql::connect_writer(&self.endpoint, &self.creds, self.strict).await {
+                        Ok(conn) => self.conn = conn,
+                        Err(e) if attempt >= RETRIES => return Err(e.into()),
+                        Err(_) => continue,
+                    }
                 }
             }
+            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
         }
     }
 
@@ -303,11 +321,6 @@ impl Applier {
         text.push_str(";\nCOMMIT");
         self.conn.query_drop(text).await
     }
-}
-
-/// Deadlocks (1213) and lock wait timeouts (1205) are retried.
-pub fn is_retryable(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205)
 }
 
 fn write_error(e: mysql_async::Error) -> ApplyError {

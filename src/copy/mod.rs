@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use chunker::{Chunk, Chunker};
 
-use crate::apply::is_retryable;
 use crate::inspect::Plan;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
 use crate::progress::Progress;
@@ -57,17 +56,20 @@ pub struct CopySpec {
     pub workers: usize,
     pub nice_ratio: f64,
     pub strict: bool,
+    /// Where to reconnect after a lost connection.
+    pub primary: Endpoint,
+    pub creds: Credentials,
 }
 
 impl CopySpec {
+    /// A spec with one worker, no nice ratio and strict mode; set those fields as needed.
     pub fn new(
         plan: &Plan,
         schema: &str,
         original: &str,
         ghost: &str,
-        workers: usize,
-        nice_ratio: f64,
-        strict: bool,
+        primary: Endpoint,
+        creds: Credentials,
     ) -> CopySpec {
         let ghost_key_name = plan
             .ghost
@@ -92,9 +94,11 @@ impl CopySpec {
             index: plan.key.name.clone(),
             key_columns: plan.key.columns.clone(),
             ghost_key_name,
-            workers: workers.max(1),
-            nice_ratio,
-            strict,
+            workers: 1,
+            nice_ratio: 0.0,
+            strict: true,
+            primary,
+            creds,
         }
     }
 }
@@ -102,14 +106,12 @@ impl CopySpec {
 /// Copies every row; returns when done, on the first error, or when cancelled.
 pub async fn run(
     spec: Arc<CopySpec>,
-    primary: Endpoint,
-    creds: Credentials,
     chunk_size: Arc<AtomicI64>,
     gate: Gate,
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
-    let mut conn = writer_conn(&primary, &creds, spec.strict).await?;
+    let mut conn = writer_conn(&spec.primary, &spec.creds, spec.strict).await?;
     let chunker = Chunker::new(
         &mut conn,
         &spec.schema,
@@ -123,10 +125,10 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     // Worker 0 keeps the connection that read the key range; the others get their own.
     let mut first = Some(conn);
-    for worker in 0..spec.workers {
+    for worker in 0..spec.workers.max(1) {
         let conn = match first.take() {
             Some(c) => c,
-            None => writer_conn(&primary, &creds, spec.strict).await?,
+            None => writer_conn(&spec.primary, &spec.creds, spec.strict).await?,
         };
         let (spec, chunker, gate, progress, cancel) = (
             spec.clone(),
@@ -218,7 +220,8 @@ async fn work(
     }
 }
 
-/// Copies one chunk (retrying deadlocks) and checks its warnings.
+/// Copies one chunk and checks its warnings. Deadlocks are retried; a lost connection is
+/// reopened and the chunk copied again (`INSERT IGNORE` of a key range is idempotent).
 async fn copy_one(
     conn: &mut Conn,
     spec: &CopySpec,
@@ -229,17 +232,32 @@ async fn copy_one(
 ) -> Result<u64, CopyError> {
     let mut attempt = 0u64;
     loop {
-        match conn
+        let error = match conn
             .exec_drop(query, chunk.params(lo_order, hi_order))
             .await
         {
             Ok(()) => break,
-            Err(e) if attempt < 10 && is_retryable(&e) => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            Err(e) => e,
+        };
+        attempt += 1;
+        match mysql::failure(&error) {
+            _ if attempt > RETRIES => return Err(error.into()),
+            mysql::Failure::Fatal => return Err(error.into()),
+            mysql::Failure::Transient => {}
+            mysql::Failure::ConnectionLost => {
+                tracing::warn!(
+                    "copy connection lost ({error}); reconnecting and copying chunk {} again",
+                    chunk.seq
+                );
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                match writer_conn(&spec.primary, &spec.creds, spec.strict).await {
+                    Ok(fresh) => *conn = fresh,
+                    Err(e) if attempt >= RETRIES => return Err(e),
+                    Err(_) => continue,
+                }
             }
-            Err(e) => return Err(e.into()),
         }
+        tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
     }
     let copied = conn.affected_rows();
     if conn.get_warnings() > 0 {
@@ -252,6 +270,9 @@ async fn copy_one(
     }
     Ok(copied)
 }
+
+/// Attempts at one chunk before giving up.
+const RETRIES: u64 = 10;
 
 /// A duplicate on the shared key means the applier already wrote a newer version of the row:
 /// expected. Anything else means a row was skipped or changed.

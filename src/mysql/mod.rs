@@ -183,6 +183,48 @@ fn classify(endpoint: &Endpoint, user: &str, e: mysql_async::Error) -> ConnectEr
     }
 }
 
+/// Opens a connection that writes the ghost table: [`connect`] plus the writer session
+/// ([`sql::writer_session`]) and room for every warning of a chunk.
+pub async fn connect_writer(
+    endpoint: &Endpoint,
+    creds: &Credentials,
+    strict: bool,
+) -> Result<Conn, ConnectError> {
+    let mut conn = connect(endpoint, creds).await?;
+    let setup = async {
+        conn.query_drop(sql::writer_session(strict)).await?;
+        conn.query_drop("SET SESSION max_error_count = 65535").await
+    };
+    setup
+        .await
+        .map_err(|e| classify(endpoint, &creds.user, e))?;
+    Ok(conn)
+}
+
+/// What to do about a failed statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A deadlock or lock wait timeout: roll back and run it again.
+    Transient,
+    /// The connection is gone (killed, network, server restart): reconnect and run it again.
+    ConnectionLost,
+    /// Anything else: give up and say why.
+    Fatal,
+}
+
+/// Classifies an error of a statement that is safe to repeat (idempotent writes).
+pub fn failure(e: &mysql_async::Error) -> Failure {
+    match e {
+        mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205 => Failure::Transient,
+        // Server gone away, lost connection, connection killed, server shutdown in progress.
+        mysql_async::Error::Server(s) if matches!(s.code, 2006 | 2013 | 1927 | 1053) => {
+            Failure::ConnectionLost
+        }
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => Failure::ConnectionLost,
+        _ => Failure::Fatal,
+    }
+}
+
 /// Reads one global/session variable as text (`None` when the server has no such variable).
 pub async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
     let rows: Vec<(String, Option<String>)> = conn

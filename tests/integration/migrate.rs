@@ -721,3 +721,83 @@ async fn the_old_table_may_carry_a_timestamp_or_be_dropped() {
         vec![old.clone(), "t".to_string()]
     );
 }
+
+/// Kills, on the primary, every connection running one of wraith's statements that matches
+/// `pattern`; returns how many were killed.
+async fn kill_wraith_connections(pattern: &str) -> usize {
+    let mut c = servers().primary.conn().await;
+    let ids: Vec<u64> = c
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND ID != CONNECTION_ID()",
+            (pattern,),
+        )
+        .await
+        .unwrap();
+    for id in &ids {
+        let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    ids.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
+    let schema = harness::fresh_schema("killed_writers").await;
+    let copied = ["id", "a", "b", "c"];
+    setup(
+        &schema,
+        SMALL,
+        "ADD COLUMN d INT",
+        60_000,
+        &copied,
+        small_values,
+    )
+    .await;
+    let workload = Workload {
+        schema: schema.clone(),
+        table: "t".into(),
+        mirror: "mirror".into(),
+        copied_columns: columns(&copied),
+        values: small_values,
+        max_id: max_id(&servers().primary, &schema).await,
+    };
+    let w = Writers::start(&servers().primary, workload, 4, Duration::from_millis(1)).await;
+    let args = migrate_args(
+        &schema,
+        "t",
+        "ADD COLUMN d INT",
+        &["--chunk-size=100", "--copy-workers=1"],
+    );
+    let wraith = tokio::spawn(async move { run_wraith(&args).await });
+    // The applier's batches are usually too quick to catch; it is killed when caught.
+    let (mut copy_kills, mut apply_kills) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (copy_kills < 2 || apply_kills < 2)
+        && !wraith.is_finished()
+        && std::time::Instant::now() < deadline
+    {
+        if copy_kills < 2 {
+            copy_kills += kill_wraith_connections("INSERT /* wraith */ IGNORE INTO%").await;
+        }
+        if apply_kills < 2 {
+            apply_kills += kill_wraith_connections("START TRANSACTION;%DELETE /* wraith */%").await;
+        }
+        tokio::time::sleep(Duration::from_millis(if copy_kills + apply_kills > 0 {
+            300
+        } else {
+            5
+        }))
+        .await;
+    }
+    let out = wraith.await.unwrap();
+    let stats = w.stop().await;
+    assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
+    assert!(
+        copy_kills >= 1,
+        "no copy connection was caught to kill; the copy was too quick"
+    );
+    eprintln!("killed {copy_kills} copy and {apply_kills} applier connections");
+    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    let mut with_d = copied.to_vec();
+    with_d.push("d");
+    assert_migrated(&schema, &with_d).await;
+}
