@@ -97,12 +97,15 @@ impl Credentials {
 /// Why a connection could not be made, worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot connect to {endpoint}: access denied for user '{user}' ({detail}); check --user and --password (or --conf, --ask-pass)")]
+    #[error("cannot connect to {endpoint}: access denied for user '{user}' ({detail}); check --user and --password (or --conf, --ask-pass){}", if *.tls { "" } else { ", and add --ssl if the server requires secure connections" })]
     AccessDenied {
         endpoint: Endpoint,
         user: String,
         detail: String,
+        tls: bool,
     },
+    #[error("cannot connect to {endpoint}: the server's TLS certificate did not verify ({detail}); pass --ssl-ca=<the CA that signed it>, or --ssl-allow-insecure to skip verification")]
+    Certificate { endpoint: Endpoint, detail: String },
     #[error("cannot connect to {endpoint}: no answer within {secs:.1}s; check --host and --port, that the server is up and reachable, or raise --mysql-timeout")]
     Timeout { endpoint: Endpoint, secs: f64 },
     #[error("cannot connect to {endpoint}: {detail}; check --host and --port and that the server is running")]
@@ -159,17 +162,24 @@ pub async fn connect(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, C
             secs: creds.connect_timeout.as_secs_f64(),
         }),
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(classify(endpoint, &creds.user, e)),
+        Ok(Err(e)) => Err(classify(endpoint, creds, e)),
     }
 }
 
-fn classify(endpoint: &Endpoint, user: &str, e: mysql_async::Error) -> ConnectError {
+fn classify(endpoint: &Endpoint, creds: &Credentials, e: mysql_async::Error) -> ConnectError {
     match e {
         mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1698 => {
             ConnectError::AccessDenied {
                 endpoint: endpoint.clone(),
-                user: user.to_string(),
+                user: creds.user.clone(),
                 detail: s.message,
+                tls: creds.tls.is_some(),
+            }
+        }
+        mysql_async::Error::Io(io) if io.to_string().contains("certificate") => {
+            ConnectError::Certificate {
+                endpoint: endpoint.clone(),
+                detail: io.to_string(),
             }
         }
         mysql_async::Error::Io(io) => ConnectError::Io {
@@ -195,9 +205,7 @@ pub async fn connect_writer(
         conn.query_drop(sql::writer_session(strict)).await?;
         conn.query_drop("SET SESSION max_error_count = 65535").await
     };
-    setup
-        .await
-        .map_err(|e| classify(endpoint, &creds.user, e))?;
+    setup.await.map_err(|e| classify(endpoint, creds, e))?;
     Ok(conn)
 }
 

@@ -526,3 +526,158 @@ async fn a_replica_without_log_slave_updates_is_refused() {
     )
     .await;
 }
+
+/// Makes a CA and a server certificate for 127.0.0.1 in `dir` with the openssl command.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command is needed for the TLS test: apt-get install -y openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wraith test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server-key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+#[tokio::test]
+async fn tls_flags_reach_the_server_and_verify_its_certificate() {
+    let dir = std::env::temp_dir().join(format!("wraith-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let path = |f: &str| dir.join(f).display().to_string();
+    let endpoint = harness::solo(
+        ServerSpec::new("tls", 80)
+            .arg(&format!("--ssl-ca={}", path("ca.pem")))
+            .arg(&format!("--ssl-cert={}", path("server.pem")))
+            .arg(&format!("--ssl-key={}", path("server-key.pem"))),
+    );
+    // From now on the server refuses connections without TLS.
+    let mut plain = endpoint.conn().await;
+    plain
+        .query_drop("SET GLOBAL require_secure_transport = ON")
+        .await
+        .unwrap();
+    drop(plain);
+    let run = |extra: Vec<String>| {
+        let mut a = args(
+            &endpoint,
+            "app",
+            "orders",
+            "ADD COLUMN c INT",
+            &["--allow-on-master"],
+        );
+        a.extend(extra);
+        run_wraith_owned(a)
+    };
+    // Set up over TLS.
+    let setup = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(endpoint.port)
+        .user(Some("root"))
+        .prefer_socket(false)
+        .ssl_opts(mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true));
+    let mut c = mysql_async::Conn::new(setup).await.unwrap();
+    c.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS app; USE app; DROP TABLE IF EXISTS orders; {ORDERS}; {FILL}"
+    ))
+    .await
+    .unwrap();
+
+    let out = run(vec![]).await;
+    assert!(
+        !out.status.success(),
+        "a plain connection should be refused:\n{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("add --ssl if the server requires secure connections"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(vec!["--ssl".into()]).await;
+    assert!(
+        !out.status.success(),
+        "a self-signed CA must not verify without --ssl-ca:\n{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("TLS certificate did not verify"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(vec![format!("--ssl-ca={}", path("ca.pem"))]).await;
+    assert!(
+        out.status.success(),
+        "--ssl-ca should verify the server:\n{}",
+        stderr(&out)
+    );
+    let out = run(vec!["--ssl".into(), "--ssl-allow-insecure".into()]).await;
+    assert!(
+        out.status.success(),
+        "--ssl-allow-insecure should connect:\n{}",
+        stderr(&out)
+    );
+    let tables: Vec<String> = c
+        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app'")
+        .await
+        .unwrap();
+    assert_eq!(tables, vec!["orders"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn run_wraith_owned(args: Vec<String>) -> std::process::Output {
+    run_wraith(&args).await
+}
