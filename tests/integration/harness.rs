@@ -225,6 +225,16 @@ pub async fn table_checksum(endpoint: &Endpoint, schema: &str, table: &str) -> (
     (row.0, row.1.unwrap_or_default())
 }
 
+/// A `--replica-server-id` no other wraith of this test run uses: migrations run side by side
+/// here, each reading a binlog with its own server id.
+pub fn unique_server_id_flag() -> String {
+    static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+    format!(
+        "--replica-server-id={}",
+        NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// The wraith binary built for these tests.
 pub fn wraith_bin() -> &'static str {
     env!("CARGO_BIN_EXE_wraith")

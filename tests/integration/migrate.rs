@@ -258,12 +258,9 @@ async fn setup(
 }
 
 fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
-    // Migrations run side by side here, so each reads the binlog with its own server id.
-    static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
-    let server_id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut a = servers().replica.flags();
     a.extend([
-        format!("--replica-server-id={server_id}"),
+        harness::unique_server_id_flag(),
         format!("--database={schema}"),
         format!("--table={table}"),
         format!("--alter={alter}"),

@@ -25,6 +25,7 @@ fn args(
     a.push(format!("--table={table}"));
     a.push(format!("--alter={alter}"));
     a.push("--mysql-timeout=5".into());
+    a.push(harness::unique_server_id_flag());
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
@@ -73,6 +74,24 @@ async fn assert_refused(
             "the original table changed"
         );
     }
+}
+
+/// Asserts that wraith refuses without `flag` (naming it), then succeeds with it, leaving only
+/// the original table behind (a noop run).
+async fn assert_refused_unless(
+    read_from: &Endpoint,
+    schema: &str,
+    table: &str,
+    alter: &str,
+    flag: &str,
+) {
+    assert_refused(read_from, schema, table, alter, &[], flag).await;
+    let out = run_wraith(&args(read_from, schema, table, alter, &[flag])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        tables(&servers().primary, schema).await,
+        vec![table.to_string()]
+    );
 }
 
 async fn orders_schema(name: &str, extra: &[&str]) -> String {
@@ -243,25 +262,15 @@ async fn renaming_the_table_is_refused() {
 #[tokio::test]
 async fn a_column_rename_needs_approval() {
     let schema = orders_schema("rename_column", &[]).await;
-    assert_refused(
+    let alter = "CHANGE customer client VARCHAR(32) NOT NULL";
+    assert_refused_unless(
         &servers().replica,
         &schema,
         "orders",
-        "CHANGE customer client VARCHAR(32) NOT NULL",
-        &[],
+        alter,
         "--approve-renamed-columns",
     )
     .await;
-    let out = run_wraith(&args(
-        &servers().replica,
-        &schema,
-        "orders",
-        "CHANGE customer client VARCHAR(32) NOT NULL",
-        &["--approve-renamed-columns"],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(tables(&servers().primary, &schema).await, vec!["orders"]);
 }
 
 #[tokio::test]
@@ -299,48 +308,27 @@ async fn a_leftover_ghost_table_is_refused_unless_initially_dropped() {
         &["CREATE TABLE _orders_gho (id INT PRIMARY KEY)"],
     )
     .await;
-    assert_refused(
+    assert_refused_unless(
         &servers().replica,
         &schema,
         "orders",
         "ADD COLUMN c INT",
-        &[],
         "--initially-drop-ghost-table",
     )
     .await;
-    let out = run_wraith(&args(
-        &servers().replica,
-        &schema,
-        "orders",
-        "ADD COLUMN c INT",
-        &["--initially-drop-ghost-table"],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(tables(&servers().primary, &schema).await, vec!["orders"]);
 }
 
 #[tokio::test]
 async fn running_on_the_primary_needs_allow_on_master() {
     let schema = orders_schema("on_master", &[]).await;
-    assert_refused(
+    assert_refused_unless(
         &servers().primary,
         &schema,
         "orders",
         "ADD COLUMN c INT",
-        &[],
         "--allow-on-master",
     )
     .await;
-    let out = run_wraith(&args(
-        &servers().primary,
-        &schema,
-        "orders",
-        "ADD COLUMN c INT",
-        &["--allow-on-master"],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[tokio::test]
@@ -354,24 +342,14 @@ async fn a_nullable_unique_key_needs_allow_nullable_unique_key() {
         ],
     )
     .await;
-    assert_refused(
+    assert_refused_unless(
         &servers().replica,
         &schema,
         "t",
         "ADD COLUMN c INT",
-        &[],
         "--allow-nullable-unique-key",
     )
     .await;
-    let out = run_wraith(&args(
-        &servers().replica,
-        &schema,
-        "t",
-        "ADD COLUMN c INT",
-        &["--allow-nullable-unique-key"],
-    ))
-    .await;
-    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[tokio::test]
