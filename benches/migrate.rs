@@ -1,0 +1,1160 @@
+//! `cargo bench --bench migrate`: wraith against the server's own ALTER, on real MariaDB servers.
+//!
+//! In: the `wraith` binary of this package (built by `cargo bench` with the release-like `bench`
+//! profile, or `WRAITH_BIN`), MariaDB's `mariadbd` (through `wraith::sandbox`), optionally
+//! Debian's `sysbench`, and the `WRAITH_BENCH_*` environment variables listed in
+//! `benches/README.md` (`WRAITH_BENCH_ROWS` sets the table size, default 1,000,000).
+//!
+//! Out: a results table on standard output, and exit code 0 when every run finished and every
+//! check passed (1 otherwise). Two scenarios run on one throw-away primary/replica pair:
+//!
+//! 1. idle: an `orders` table is altered with `ADD COLUMN` by `ALTER TABLE ... ALGORITHM=COPY`
+//!    (on a copy of it, on the primary) and by `wraith --execute` (reading the replica); the
+//!    results are compared (row counts, `CHECKSUM TABLE`, a CRC32 sum over the rows);
+//! 2. load: sysbench's `oltp_write_only` (or a built-in writer that does the same statements)
+//!    writes to `sbtest.sbtest1` on the primary while wraith migrates it. The cut-over is held
+//!    back with `--postpone-cut-over-flag-file` until the bench has paused the writers and seen
+//!    the ghost table equal the original, then happens under load again.
+//!
+//! Everything the bench starts (servers, sysbench, wraith) is stopped and removed when it ends.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use wraith::sandbox::{self, Server, ServerSpec};
+
+const ADD_COLUMN: &str = "ADD COLUMN note VARCHAR(64) NOT NULL DEFAULT ''";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&settings).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("a run failed or a check did not pass; see above");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the environment asked for.
+#[derive(Debug, Clone)]
+struct Settings {
+    rows: u64,
+    wraith: PathBuf,
+    extra_args: Vec<String>,
+    load: LoadKind,
+    threads: u32,
+    rate: u32,
+    warmup: Duration,
+    timeout: Duration,
+    buffer_pool: String,
+    only: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadKind {
+    Sysbench,
+    Builtin,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings> {
+        fn var(name: &str) -> Option<String> {
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        }
+        fn num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|_| anyhow!("{name}={v} is not a number")),
+            }
+        }
+        let wraith = var("WRAITH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wraith")));
+        if !wraith.is_file() {
+            bail!(
+                "the wraith binary {} does not exist; run `cargo build --release` or set WRAITH_BIN",
+                wraith.display()
+            );
+        }
+        let sysbench_found = sandbox::find_program("sysbench").is_some();
+        let load = match var("WRAITH_BENCH_LOAD").as_deref() {
+            None | Some("auto") if sysbench_found => LoadKind::Sysbench,
+            None | Some("auto") | Some("builtin") => LoadKind::Builtin,
+            Some("sysbench") if sysbench_found => LoadKind::Sysbench,
+            Some("sysbench") => bail!("WRAITH_BENCH_LOAD=sysbench but `sysbench` is not installed (apt-get install -y sysbench)"),
+            Some(other) => bail!("WRAITH_BENCH_LOAD={other}: expected auto, sysbench or builtin"),
+        };
+        Ok(Settings {
+            rows: num("WRAITH_BENCH_ROWS", 1_000_000u64)?.max(1),
+            wraith,
+            extra_args: var("WRAITH_BENCH_ARGS")
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+            load,
+            threads: num("WRAITH_BENCH_THREADS", 4u32)?.max(1),
+            rate: num("WRAITH_BENCH_RATE", 2000u32)?,
+            warmup: Duration::from_secs(num("WRAITH_BENCH_WARMUP", 15u64)?),
+            timeout: Duration::from_secs(num("WRAITH_BENCH_TIMEOUT", 900u64)?),
+            buffer_pool: var("WRAITH_BENCH_BUFFER_POOL").unwrap_or_else(|| "1G".into()),
+            only: var("WRAITH_BENCH_ONLY"),
+        })
+    }
+
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == scenario)
+    }
+}
+
+/// A primary and its replica, sized for the bench.
+struct Servers {
+    primary: Server,
+    replica: Server,
+}
+
+impl Servers {
+    async fn start(settings: &Settings) -> Result<Servers> {
+        let spec = |name: &str, id: u32| {
+            ServerSpec::new(name, id)
+                .arg(&format!(
+                    "--innodb-buffer-pool-size={}",
+                    settings.buffer_pool
+                ))
+                .arg("--innodb-log-file-size=512M")
+        };
+        let (primary, replica) = tokio::try_join!(
+            sandbox::start_server(spec("bench-primary", 1)),
+            sandbox::start_server(spec("bench-replica", 2)),
+        )?;
+        sandbox::attach_replica(&replica, &primary).await?;
+        Ok(Servers { primary, replica })
+    }
+
+    async fn sync(&self) -> Result<()> {
+        sandbox::sync_replica(&self.primary, &self.replica).await
+    }
+}
+
+async fn run(settings: &Settings) -> Result<bool> {
+    let clock = Instant::now();
+    println!(
+        "wraith migrate bench: {} rows, wraith {}, writers: {}",
+        settings.rows,
+        settings.wraith.display(),
+        match settings.load {
+            LoadKind::Sysbench => format!("sysbench oltp_write_only, {} threads", settings.threads),
+            LoadKind::Builtin => format!(
+                "built-in oltp_write_only loop, {} threads",
+                settings.threads
+            ),
+        }
+    );
+    let servers = Servers::start(settings)
+        .await
+        .context("starting the servers")?;
+    let mut conn = servers.primary.conn().await?;
+    let version: String = conn
+        .query_first("SELECT VERSION()")
+        .await?
+        .unwrap_or_default();
+    println!("load average before (1/5/15 min): {}", load_average());
+    println!(
+        "servers: {version}, primary 127.0.0.1:{}, replica 127.0.0.1:{}, {} CPUs, buffer pool {}",
+        servers.primary.port,
+        servers.replica.port,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        settings.buffer_pool
+    );
+
+    let mut rows = Vec::new();
+    let mut writers = None;
+    let mut all_ok = true;
+    if settings.runs("idle") {
+        let idle = idle(settings, &servers).await?;
+        all_ok &= idle.iter().all(|r| r.ok);
+        rows.extend(idle);
+    }
+    if settings.runs("load") {
+        let (row, w) = under_load(settings, &servers, clock).await?;
+        all_ok &= row.ok;
+        rows.push(row);
+        writers = Some(w);
+    }
+    print_results(settings, &rows, writers.as_ref());
+    println!("\nload average at the end (1/5/15 min): {}", load_average());
+    drop(servers);
+    Ok(all_ok)
+}
+
+/// One line of the results table.
+struct ResultRow {
+    name: String,
+    wall: Duration,
+    rows: u64,
+    copy: Option<(u64, f64)>,
+    blocked: Option<f64>,
+    check: String,
+    ok: bool,
+}
+
+/// Writers' throughput and stalls around a wraith run under load.
+struct WriterFigures {
+    before_tps: f64,
+    during_tps: f64,
+    after_tps: f64,
+    max_latency_copy_ms: f64,
+    max_latency_cutover_ms: f64,
+    paused_for: Duration,
+    postponed_for: Duration,
+    /// From wraith's "row copy complete" line to its cut-over postponement (binlog catch-up).
+    catch_up: Option<Duration>,
+}
+
+// ---- scenario 1: idle ----------------------------------------------------------------------------
+
+async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> {
+    let n = settings.rows;
+    let mut c = servers.primary.conn().await?;
+    println!("\n[idle] loading bench.orders with {n} rows ...");
+    let t = Instant::now();
+    c.query_drop("CREATE DATABASE bench").await?;
+    c.query_drop("USE bench").await?; // the sequence engine's tables live in the current database
+    c.query_drop(
+        "CREATE TABLE bench.orders (
+           id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+           customer_id INT NOT NULL,
+           quantity INT NOT NULL,
+           sku VARCHAR(32) NOT NULL,
+           title VARCHAR(100) NOT NULL,
+           amount DECIMAL(12,2) NOT NULL,
+           created_at DATETIME NOT NULL,
+           shipped_at DATETIME NULL,
+           KEY customer_idx (customer_id, created_at)
+         ) ENGINE=InnoDB",
+    )
+    .await?;
+    // In 100,000-row transactions, so the replica applies them as it goes.
+    let mut from = 1;
+    while from <= n {
+        let to = (from + 99_999).min(n);
+        c.query_drop(format!(
+            "INSERT INTO bench.orders (customer_id, quantity, sku, title, amount, created_at, shipped_at)
+             SELECT seq * 7919 % 50021, 1 + seq % 17, CONCAT('SKU-', LPAD(seq % 99991, 6, '0')),
+                    CONCAT('order ', seq, ' ', REPEAT('x', seq % 40)), (seq * 7907 % 10000000) / 100,
+                    TIMESTAMP'2025-01-01 00:00:00' + INTERVAL seq SECOND,
+                    IF(seq % 3 = 0, NULL, TIMESTAMP'2025-06-01 00:00:00' + INTERVAL seq MINUTE)
+             FROM seq_{from}_to_{to}"
+        ))
+        .await?;
+        from = to + 1;
+    }
+    // The native ALTER's copy exists on the primary only (sql_log_bin=0): the replica has nothing
+    // to do while wraith runs.
+    c.query_drop("SET SESSION sql_log_bin = 0").await?;
+    c.query_drop("CREATE TABLE bench.orders_native LIKE bench.orders")
+        .await?;
+    c.query_drop("INSERT INTO bench.orders_native SELECT * FROM bench.orders")
+        .await?;
+    servers.sync().await?;
+    println!("[idle] loaded in {:.1}s", t.elapsed().as_secs_f64());
+
+    println!("[idle] ALTER TABLE bench.orders_native {ADD_COLUMN}, ALGORITHM=COPY ...");
+    let t = Instant::now();
+    c.query_drop(format!(
+        "ALTER TABLE bench.orders_native {ADD_COLUMN}, ALGORITHM=COPY"
+    ))
+    .await?;
+    let native_wall = t.elapsed();
+    println!("[idle] native ALTER: {:.1}s", native_wall.as_secs_f64());
+    c.query_drop("SET SESSION sql_log_bin = 1").await?;
+
+    println!("[idle] wraith --execute on bench.orders (reading the replica) ...");
+    let args = wraith_args(settings, servers, "bench", "orders", &[]);
+    let run = Wraith::spawn(&settings.wraith, &args)?
+        .finish(settings.timeout)
+        .await;
+    run.print_summary("idle");
+
+    // Checks: the new table against the old one (counts) and against the natively altered copy.
+    let mut check = Vec::new();
+    let mut ok = run.ok && run.swapped_at.is_some();
+    if ok {
+        let new_rows = count(&mut c, "bench", "orders").await?;
+        let old_rows = count(&mut c, "bench", "_orders_del").await?;
+        let counts_ok = new_rows == n && old_rows == n;
+        check.push(format!(
+            "rows {new_rows}/{old_rows} {}",
+            if counts_ok { "ok" } else { "DIFFER" }
+        ));
+        let a = checksum_table(&mut c, "bench", "orders").await?;
+        let b = checksum_table(&mut c, "bench", "orders_native").await?;
+        check.push(format!(
+            "CHECKSUM TABLE {}",
+            if a == b {
+                "= native"
+            } else {
+                "DIFFERS from native"
+            }
+        ));
+        let cols = "id, customer_id, quantity, sku, title, amount, created_at, shipped_at, note";
+        let a = crc_sum(&mut c, "bench", "orders", cols).await?;
+        let b = crc_sum(&mut c, "bench", "orders_native", cols).await?;
+        check.push(format!(
+            "row CRC {}",
+            if a == b {
+                "= native"
+            } else {
+                "DIFFERS from native"
+            }
+        ));
+        ok = counts_ok && check.iter().all(|s| !s.contains("DIFFER"));
+    } else {
+        check.push(run.failure());
+    }
+    c.query_drop("DROP DATABASE bench").await?;
+    servers.sync().await?;
+    Ok(vec![
+        ResultRow {
+            name: "idle: ALTER ... ALGORITHM=COPY".into(),
+            wall: native_wall,
+            rows: n,
+            copy: None,
+            blocked: None,
+            check: "(reference)".into(),
+            ok: true,
+        },
+        ResultRow {
+            name: "idle: wraith --execute".into(),
+            wall: run.wall,
+            rows: n,
+            copy: run.copy,
+            blocked: run.blocked,
+            check: check.join(", "),
+            ok,
+        },
+    ])
+}
+
+// ---- scenario 2: under write load -------------------------------------------------------------
+
+async fn under_load(
+    settings: &Settings,
+    servers: &Servers,
+    clock: Instant,
+) -> Result<(ResultRow, WriterFigures)> {
+    let n = settings.rows;
+    let mut c = servers.primary.conn().await?;
+    println!("\n[load] preparing sbtest.sbtest1 with {n} rows ...");
+    let t = Instant::now();
+    c.query_drop("CREATE DATABASE sbtest").await?;
+    c.query_drop("USE sbtest").await?;
+    match settings.load {
+        LoadKind::Sysbench => sysbench_prepare(settings, &servers.primary).await?,
+        LoadKind::Builtin => builtin_prepare(&mut c, n).await?,
+    }
+    servers.sync().await?;
+    println!("[load] prepared in {:.1}s", t.elapsed().as_secs_f64());
+
+    let mut load = Load::start(settings, &servers.primary, clock).await?;
+    println!(
+        "[load] writers started; warming up for {}s",
+        settings.warmup.as_secs()
+    );
+    tokio::time::sleep(settings.warmup).await;
+
+    let flag = tempfile::Builder::new()
+        .prefix("wraith-bench-postpone-")
+        .tempfile()?
+        .into_temp_path();
+    let flag_arg = format!("--postpone-cut-over-flag-file={}", flag.display());
+    println!("[load] wraith --execute on sbtest.sbtest1 under load ...");
+    let args = wraith_args(settings, servers, "sbtest", "sbtest1", &[flag_arg.as_str()]);
+    let mut w = Wraith::spawn(&settings.wraith, &args)?;
+    let copy_phase_end = w
+        .wait_for("cut-over postponed while", settings.timeout)
+        .await;
+
+    // The exact check: writers paused, the ghost must converge to the original.
+    let mut check = Vec::new();
+    let mut converged = false;
+    let mut paused_for = Duration::ZERO;
+    if copy_phase_end.is_some() {
+        let paused = Instant::now();
+        load.pause().await;
+        let cols = "id, k, c, pad";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = (0, 0);
+        while Instant::now() < deadline {
+            let a = crc_sum(&mut c, "sbtest", "sbtest1", cols).await?;
+            let b = crc_sum(&mut c, "sbtest", "_sbtest1_gho", cols).await?;
+            last = (a.0, b.0);
+            if a == b {
+                converged = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        check.push(if converged {
+            format!("ghost = original with writers paused ({} rows)", last.0)
+        } else {
+            format!(
+                "ghost DIFFERS from original after 60s paused ({} vs {} rows)",
+                last.0, last.1
+            )
+        });
+        load.resume();
+        paused_for = paused.elapsed();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    drop(flag); // removes the file: wraith cuts over, under load again
+    let postponed_for = copy_phase_end.map_or(Duration::ZERO, |at| at.elapsed());
+    let run = w.finish(settings.timeout).await;
+    run.print_summary("load");
+    // A few seconds of writes to the new table, then stop.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let samples = load.stop().await?;
+
+    let mut ok = run.ok && run.swapped_at.is_some() && converged;
+    if run.ok && run.swapped_at.is_some() {
+        let new_rows = count(&mut c, "sbtest", "sbtest1").await?;
+        let old_rows = count(&mut c, "sbtest", "_sbtest1_del").await?;
+        // oltp_write_only deletes and re-inserts the same id, so both tables hold n rows.
+        let counts_ok = new_rows == n && old_rows == n;
+        ok &= counts_ok;
+        check.push(format!(
+            "rows new {new_rows}/old {old_rows} {}",
+            if counts_ok { "ok" } else { "DIFFER" }
+        ));
+    } else {
+        check.push(run.failure());
+    }
+
+    // Writer figures, on the bench clock.
+    let secs = |i: Instant| i.duration_since(clock).as_secs_f64();
+    let start = secs(run.started);
+    // Without a postponement (wraith failed or timed out), "during" runs to wraith's end.
+    let copy_end = secs(copy_phase_end.unwrap_or(run.ended_at));
+    // Without a swap there is no cut-over to look at: the windows are empty (NaN, printed "-").
+    let (cut_from, cut_to) = match (run.swapped_at, run.blocked) {
+        (Some(at), Some(b)) => (secs(at) - b, secs(at)),
+        _ => (f64::INFINITY, f64::INFINITY),
+    };
+    let figures = WriterFigures {
+        before_tps: mean_tps(&samples, start - settings.warmup.as_secs_f64() + 2.0, start),
+        during_tps: mean_tps(&samples, start + 1.0, copy_end),
+        after_tps: mean_tps(&samples, cut_to + 1.0, cut_to + 5.0),
+        max_latency_copy_ms: max_latency(&samples, start, copy_end),
+        max_latency_cutover_ms: max_latency(&samples, cut_from - 1.0, cut_to + 2.0),
+        paused_for,
+        postponed_for,
+        catch_up: run
+            .line_at("row copy complete")
+            .zip(copy_phase_end)
+            .map(|(copied, caught_up)| caught_up.saturating_duration_since(copied)),
+    };
+    c.query_drop("DROP DATABASE sbtest").await?;
+    Ok((
+        ResultRow {
+            name: format!(
+                "load: wraith --execute ({})",
+                match settings.load {
+                    LoadKind::Sysbench => "sysbench",
+                    LoadKind::Builtin => "built-in writers",
+                }
+            ),
+            wall: run.wall.saturating_sub(postponed_for),
+            rows: n,
+            copy: run.copy,
+            blocked: run.blocked,
+            check: check.join(", "),
+            ok,
+        },
+        figures,
+    ))
+}
+
+// ---- wraith as a child process ----------------------------------------------------------------
+
+fn wraith_args(
+    settings: &Settings,
+    servers: &Servers,
+    db: &str,
+    table: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "--host=127.0.0.1".to_string(),
+        format!("--port={}", servers.replica.port),
+        "--user=root".into(),
+        format!("--database={db}"),
+        format!("--table={table}"),
+        format!("--alter={ADD_COLUMN}"),
+        "--execute".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(settings.extra_args.iter().cloned());
+    args
+}
+
+/// A running wraith: its output lines, each stamped when it arrived.
+struct Wraith {
+    child: Child,
+    started: Instant,
+    lines_rx: mpsc::UnboundedReceiver<(Instant, String)>,
+    lines: Vec<(Instant, String)>,
+}
+
+/// What a finished wraith run showed.
+struct WraithRun {
+    ok: bool,
+    exit: String,
+    started: Instant,
+    wall: Duration,
+    ended_at: Instant,
+    /// Rows and seconds from "row copy complete: N rows in Xs".
+    copy: Option<(u64, f64)>,
+    /// Seconds from "tables swapped; writers were blocked for Xs", and when that line came.
+    blocked: Option<f64>,
+    swapped_at: Option<Instant>,
+    lines: Vec<(Instant, String)>,
+}
+
+impl Wraith {
+    fn spawn(bin: &std::path::Path, args: &[String]) -> Result<Wraith> {
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let started = Instant::now();
+        let (tx, lines_rx) = mpsc::unbounded_channel();
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        spawn_line_reader(out, tx.clone());
+        spawn_line_reader(err, tx);
+        Ok(Wraith {
+            child,
+            started,
+            lines_rx,
+            lines: Vec::new(),
+        })
+    }
+
+    /// Waits until a line contains `pattern`; None if wraith ended first or `timeout` passed.
+    async fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Option<Instant> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines_rx.recv()).await {
+                Ok(Some((at, line))) => {
+                    let hit = line.contains(pattern);
+                    self.lines.push((at, line));
+                    if hit {
+                        return Some(at);
+                    }
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for wraith to exit (interrupting it after `timeout`) and reads what it said.
+    async fn finish(mut self, timeout: Duration) -> WraithRun {
+        let remaining = timeout.saturating_sub(self.started.elapsed());
+        let exit = match tokio::time::timeout(remaining, self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(format!("wraith exited with {status}")),
+            Ok(Err(e)) => Err(format!("waiting for wraith: {e}")),
+            Err(_) => {
+                // Ctrl-C first, so wraith cleans up its helper tables; then SIGKILL.
+                if let Some(pid) = self.child.id() {
+                    // SAFETY: kill(2) on the pid of the child this bench started.
+                    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+                }
+                if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = self.child.kill().await;
+                }
+                Err(format!(
+                    "wraith did not finish within {}s (WRAITH_BENCH_TIMEOUT) and was interrupted",
+                    timeout.as_secs()
+                ))
+            }
+        };
+        let ended_at = Instant::now();
+        while let Some(line) = self.lines_rx.recv().await {
+            self.lines.push(line);
+        }
+        let mut run = WraithRun {
+            ok: exit.is_ok(),
+            exit: exit.err().unwrap_or_else(|| "exit 0".into()),
+            started: self.started,
+            wall: ended_at - self.started,
+            ended_at,
+            copy: None,
+            blocked: None,
+            swapped_at: None,
+            lines: self.lines,
+        };
+        for (at, line) in &run.lines {
+            if let Some(rest) = after(line, "row copy complete: ") {
+                // "N rows in Xs"
+                let mut words = rest.split_whitespace();
+                let rows = words.next().and_then(|w| w.parse().ok());
+                let secs = words
+                    .nth(2)
+                    .and_then(|w| w.trim_end_matches('s').parse().ok());
+                if let (Some(r), Some(s)) = (rows, secs) {
+                    run.copy = Some((r, s));
+                }
+            }
+            if let Some(rest) = after(line, "writers were blocked for ") {
+                run.blocked = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|w| w.trim_end_matches('s').parse().ok());
+                run.swapped_at = Some(*at);
+            }
+        }
+        run
+    }
+}
+
+fn spawn_line_reader<R>(stream: R, tx: mpsc::UnboundedSender<(Instant, String)>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send((Instant::now(), strip_ansi(&line))).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|i| &line[i + marker.len()..])
+}
+
+impl WraithRun {
+    fn print_summary(&self, scenario: &str) {
+        println!(
+            "[{scenario}] wraith: {} after {:.1}s",
+            self.exit,
+            self.wall.as_secs_f64()
+        );
+        let keys = [
+            "plan:",
+            "row copy complete",
+            "tables swapped",
+            "cut-over",
+            "ended:",
+            "WARN",
+            "ERROR",
+            "error",
+        ];
+        for (_, line) in self
+            .lines
+            .iter()
+            .filter(|(_, l)| keys.iter().any(|k| l.contains(k)))
+        {
+            println!("    {line}");
+        }
+        if !self.ok {
+            println!("    last lines:");
+            for (_, line) in &self.lines[self.lines.len().saturating_sub(30)..] {
+                println!("    | {line}");
+            }
+        }
+    }
+
+    /// When the first line containing `pattern` arrived.
+    fn line_at(&self, pattern: &str) -> Option<Instant> {
+        self.lines
+            .iter()
+            .find(|(_, l)| l.contains(pattern))
+            .map(|(at, _)| *at)
+    }
+
+    fn failure(&self) -> String {
+        if self.ok {
+            "wraith exited 0 but never logged the swap".into()
+        } else {
+            format!("FAILED: {}", self.exit)
+        }
+    }
+}
+
+// ---- the write load -----------------------------------------------------------------------------
+
+/// One reporting interval of the writers: its end on the bench clock, throughput, worst latency.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    end: f64,
+    tps: f64,
+    max_ms: f64,
+}
+
+fn mean_tps(samples: &[Sample], from: f64, to: f64) -> f64 {
+    let inside: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.end - 1.0 >= from && s.end <= to)
+        .map(|s| s.tps)
+        .collect();
+    if inside.is_empty() {
+        f64::NAN
+    } else {
+        inside.iter().sum::<f64>() / inside.len() as f64
+    }
+}
+
+fn max_latency(samples: &[Sample], from: f64, to: f64) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.end > from && s.end - 1.0 < to)
+        .map(|s| s.max_ms)
+        .fold(f64::NAN, f64::max)
+}
+
+/// The writers: sysbench as a child process, or tasks of this process.
+enum Load {
+    Sysbench {
+        child: Child,
+        samples: Arc<Mutex<Vec<Sample>>>,
+    },
+    Builtin {
+        stop: Arc<AtomicBool>,
+        paused: Arc<AtomicBool>,
+        tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
+        buckets: Arc<Mutex<BTreeMap<u64, (u64, f64)>>>,
+        t0: f64,
+    },
+}
+
+fn sysbench_common(settings: &Settings, primary: &Server) -> Vec<String> {
+    vec![
+        "oltp_write_only".into(),
+        "--db-driver=mysql".into(),
+        "--mysql-host=127.0.0.1".into(),
+        format!("--mysql-port={}", primary.port),
+        "--mysql-user=root".into(),
+        "--mysql-password=".into(),
+        "--mysql-db=sbtest".into(),
+        "--tables=1".into(),
+        format!("--table-size={}", settings.rows),
+    ]
+}
+
+async fn sysbench_prepare(settings: &Settings, primary: &Server) -> Result<()> {
+    let out = Command::new("sysbench")
+        .args(sysbench_common(settings, primary))
+        .arg("prepare")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running sysbench prepare")?;
+    if !out.status.success() {
+        bail!(
+            "sysbench prepare failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The table sysbench's `oltp_common.lua` creates, filled by the sequence engine.
+async fn builtin_prepare(c: &mut Conn, n: u64) -> Result<()> {
+    c.query_drop(
+        "CREATE TABLE sbtest.sbtest1 (
+           id INT NOT NULL AUTO_INCREMENT,
+           k INT NOT NULL DEFAULT 0,
+           c CHAR(120) NOT NULL DEFAULT '',
+           pad CHAR(60) NOT NULL DEFAULT '',
+           PRIMARY KEY (id),
+           KEY k_1 (k)
+         ) ENGINE=InnoDB",
+    )
+    .await?;
+    let mut from = 1;
+    while from <= n {
+        let to = (from + 99_999).min(n);
+        c.query_drop(format!(
+            "INSERT INTO sbtest.sbtest1 (id, k, c, pad)
+             SELECT seq, 1 + seq * 7919 % {n}, LEFT(CONCAT(MD5(seq), MD5(seq + 1), MD5(seq + 2), MD5(seq + 3)), 119),
+                    LEFT(CONCAT(MD5(-seq), MD5(-seq - 1)), 59)
+             FROM seq_{from}_to_{to}"
+        ))
+        .await?;
+        from = to + 1;
+    }
+    Ok(())
+}
+
+impl Load {
+    async fn start(settings: &Settings, primary: &Server, clock: Instant) -> Result<Load> {
+        match settings.load {
+            LoadKind::Sysbench => {
+                let mut child = Command::new("sysbench")
+                    .args(sysbench_common(settings, primary))
+                    .arg(format!("--threads={}", settings.threads))
+                    .arg(format!("--rate={}", settings.rate))
+                    .arg("--time=0")
+                    .arg("--report-interval=1")
+                    .arg("--percentile=100")
+                    .arg("run")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .context("starting sysbench run")?;
+                // sysbench stamps its reports with seconds since it started.
+                let t0 = clock.elapsed().as_secs_f64();
+                let samples = Arc::new(Mutex::new(Vec::new()));
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                spawn_line_reader(child.stdout.take().expect("piped"), tx.clone());
+                spawn_line_reader(child.stderr.take().expect("piped"), tx);
+                let sink = samples.clone();
+                tokio::spawn(async move {
+                    while let Some((_, line)) = rx.recv().await {
+                        match parse_sysbench(&line) {
+                            Some((s, tps, max_ms)) => sink.lock().unwrap().push(Sample {
+                                end: t0 + s,
+                                tps,
+                                max_ms,
+                            }),
+                            None if line.contains("FATAL") || line.contains("error") => {
+                                eprintln!("    sysbench: {line}")
+                            }
+                            None => {}
+                        }
+                    }
+                });
+                Ok(Load::Sysbench { child, samples })
+            }
+            LoadKind::Builtin => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let paused = Arc::new(AtomicBool::new(false));
+                let buckets = Arc::new(Mutex::new(BTreeMap::new()));
+                let t0 = clock.elapsed().as_secs_f64();
+                let start = Instant::now();
+                let mut tasks = Vec::new();
+                for i in 0..settings.threads {
+                    let conn = primary.conn().await?;
+                    tasks.push(tokio::spawn(builtin_writer(
+                        conn,
+                        settings.rows,
+                        u64::from(i) + 1,
+                        start,
+                        stop.clone(),
+                        paused.clone(),
+                        buckets.clone(),
+                    )));
+                }
+                Ok(Load::Builtin {
+                    stop,
+                    paused,
+                    tasks,
+                    buckets,
+                    t0,
+                })
+            }
+        }
+    }
+
+    async fn pause(&mut self) {
+        match self {
+            Load::Sysbench { child, .. } => {
+                if let Some(pid) = child.id() {
+                    // SAFETY: kill(2) on the pid of the child this bench started.
+                    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+                }
+            }
+            Load::Builtin { paused, .. } => {
+                paused.store(true, Ordering::SeqCst);
+                // Let transactions in flight commit.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    fn resume(&mut self) {
+        match self {
+            Load::Sysbench { child, .. } => {
+                if let Some(pid) = child.id() {
+                    // SAFETY: as in `pause`.
+                    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+                }
+            }
+            Load::Builtin { paused, .. } => paused.store(false, Ordering::SeqCst),
+        }
+    }
+
+    /// Stops the writers and returns their per-second samples.
+    async fn stop(self) -> Result<Vec<Sample>> {
+        match self {
+            Load::Sysbench { mut child, samples } => {
+                if let Some(pid) = child.id() {
+                    // SAFETY: as in `pause`.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+                let samples = samples.lock().unwrap().clone();
+                Ok(samples)
+            }
+            Load::Builtin {
+                stop,
+                tasks,
+                buckets,
+                t0,
+                ..
+            } => {
+                stop.store(true, Ordering::SeqCst);
+                for t in tasks {
+                    t.await??;
+                }
+                let buckets = buckets.lock().unwrap();
+                Ok(buckets
+                    .iter()
+                    .map(|(sec, (n, max_ms))| Sample {
+                        end: t0 + *sec as f64 + 1.0,
+                        tps: *n as f64,
+                        max_ms: *max_ms,
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// "[ 12s ] thds: 4 tps: 812.95 ... lat (ms,100%): 45.79 ..." → (12, 812.95, 45.79).
+fn parse_sysbench(line: &str) -> Option<(f64, f64, f64)> {
+    let secs = line
+        .trim_start()
+        .strip_prefix('[')?
+        .split(']')
+        .next()?
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .ok()?;
+    let tps = after(line, "tps: ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let max_ms = after(line, "%): ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((secs, tps, max_ms))
+}
+
+/// oltp_write_only's transaction, in a loop: update an indexed column, update a non-indexed one,
+/// delete a row and insert it again. Deadlocks and lock waits are retried, as sysbench does.
+async fn builtin_writer(
+    mut conn: Conn,
+    rows: u64,
+    seed: u64,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    buckets: Arc<Mutex<BTreeMap<u64, (u64, f64)>>>,
+) -> Result<()> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        1 + x % rows
+    };
+    while !stop.load(Ordering::Relaxed) {
+        if paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let (a, b, d) = (next(), next(), next());
+        let k = next();
+        let t = Instant::now();
+        let sql = format!(
+            "START TRANSACTION;
+             UPDATE sbtest.sbtest1 SET k = k + 1 WHERE id = {a};
+             UPDATE sbtest.sbtest1 SET c = CONCAT(MD5(RAND()), MD5(RAND())) WHERE id = {b};
+             DELETE FROM sbtest.sbtest1 WHERE id = {d};
+             INSERT INTO sbtest.sbtest1 (id, k, c, pad) VALUES ({d}, {k}, MD5(RAND()), MD5(RAND()));
+             COMMIT"
+        );
+        match conn.query_drop(sql).await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let sec = start.elapsed().as_secs();
+        let mut b = buckets.lock().unwrap();
+        let e = b.entry(sec).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 = e.1.max(ms);
+    }
+    Ok(())
+}
+
+// ---- checks ---------------------------------------------------------------------------------------
+
+async fn count(c: &mut Conn, db: &str, table: &str) -> Result<u64> {
+    Ok(
+        c.query_first(format!("SELECT COUNT(*) FROM `{db}`.`{table}`"))
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+async fn checksum_table(c: &mut Conn, db: &str, table: &str) -> Result<Option<u64>> {
+    let row: Option<(String, Option<u64>)> = c
+        .query_first(format!("CHECKSUM TABLE `{db}`.`{table}`"))
+        .await?;
+    Ok(row.and_then(|r| r.1))
+}
+
+/// Row count and the sum of CRC32 over `columns` of every row: equal tables give equal pairs.
+async fn crc_sum(c: &mut Conn, db: &str, table: &str, columns: &str) -> Result<(u64, String)> {
+    let row: Option<(u64, Option<String>)> = c
+        .query_first(format!(
+            "SELECT COUNT(*), CAST(SUM(CRC32(CONCAT_WS('#', {columns}))) AS CHAR) FROM `{db}`.`{table}`"
+        ))
+        .await?;
+    let (n, sum) = row.unwrap_or((0, None));
+    Ok((n, sum.unwrap_or_default()))
+}
+
+// ---- output ----
+/// The machine's load average, as other work on it skews the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+// ---- output -----------------------------------------------------------------------------------------
+
+fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&WriterFigures>) {
+    println!("\nresults ({} rows):", settings.rows);
+    println!(
+        "{:<38} {:>9} {:>10} {:>22} {:>10}  check",
+        "run", "wall", "rows/s", "copy phase", "cut-over"
+    );
+    for r in rows {
+        let copy = r.copy.map_or("-".to_string(), |(n, s)| {
+            format!("{s:.1}s ({:.0}/s)", n as f64 / s.max(0.001))
+        });
+        let blocked = r.blocked.map_or("-".to_string(), |b| format!("{b:.3}s"));
+        println!(
+            "{:<38} {:>8.1}s {:>10.0} {:>22} {:>10}  {}",
+            r.name,
+            r.wall.as_secs_f64(),
+            r.rows as f64 / r.wall.as_secs_f64().max(0.001),
+            copy,
+            blocked,
+            r.check
+        );
+    }
+    if let Some(w) = writers {
+        let f = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.0}")
+            } else {
+                "-".into()
+            }
+        };
+        println!("\nwriters on the primary (transactions/s, each 4 statements):");
+        println!(
+            "  before wraith:                 {:>8} tps",
+            f(w.before_tps)
+        );
+        println!(
+            "  during copy and catch-up:      {:>8} tps ({}%)",
+            f(w.during_tps),
+            f((w.during_tps / w.before_tps - 1.0) * 100.0)
+        );
+        println!("  after the swap:                {:>8} tps", f(w.after_tps));
+        if let Some(c) = w.catch_up {
+            println!(
+                "  wraith's catch-up after copy:  {:>8.1} s (row copy complete -> caught up)",
+                c.as_secs_f64()
+            );
+        }
+        println!(
+            "  worst latency during copy:     {:>8} ms",
+            f(w.max_latency_copy_ms)
+        );
+        println!(
+            "  worst latency at cut-over:     {:>8} ms (writers' view, 1 s intervals around the swap)",
+            f(w.max_latency_cutover_ms)
+        );
+        println!(
+            "  (writers were paused {:.1}s for the ghost = original check, with the cut-over postponed \
+             {:.1}s in all; the load row's wall time excludes the postponement)",
+            w.paused_for.as_secs_f64(),
+            w.postponed_for.as_secs_f64()
+        );
+    }
+}
