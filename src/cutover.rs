@@ -91,19 +91,10 @@ pub async fn atomic(
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
 ) -> Result<Swapped, CutOverError> {
-    let mut a = mysql::connect(&spec.primary, &spec.creds).await?;
-    let mut b = mysql::connect(&spec.primary, &spec.creds).await?;
+    let mut a = connect_with_lock_timeout(spec, spec.lock_timeout).await?;
+    let mut b =
+        connect_with_lock_timeout(spec, spec.lock_timeout * 3 + Duration::from_secs(5)).await?;
     let mut c = mysql::connect(&spec.primary, &spec.creds).await?;
-    let lock_secs = spec.lock_timeout.as_secs().max(1);
-    a.query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}"))
-        .await
-        .map_err(step("setting the lock timeout"))?;
-    b.query_drop(format!(
-        "SET SESSION lock_wait_timeout = {}",
-        lock_secs * 3 + 5
-    ))
-    .await
-    .map_err(step("setting the rename timeout"))?;
     let b_id: u64 = b
         .query_first("SELECT CONNECTION_ID()")
         .await
@@ -177,37 +168,7 @@ async fn locked(
     started: Instant,
 ) -> Result<Duration, CutOverError> {
     // 2. The marker, written while writes to t are blocked, awaited through the binlog.
-    control
-        .send(Control::ExpectMarker(token.to_string()))
-        .map_err(|_| CutOverError::LoopGone)?;
-    let changelog = Changelog {
-        schema: spec.schema.clone(),
-        table: spec.changelog.clone(),
-    };
-    changelog
-        .marker(c, token)
-        .await
-        .map_err(step("writing the marker"))?;
-    let waited = tokio::time::timeout(spec.lock_timeout, async {
-        loop {
-            if status.borrow().marker_applied.as_deref() == Some(token) {
-                return Ok(());
-            }
-            if status.changed().await.is_err() {
-                return Err(CutOverError::LoopGone);
-            }
-        }
-    })
-    .await;
-    match waited {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(CutOverError::Timeout(format!(
-                "the marker did not come back through the binlog within {:?} (the applier is behind); will retry",
-                spec.lock_timeout
-            )))
-        }
-    }
+    drain_to_marker(spec, c, control, status, token).await?;
 
     // 3. The rename, queued behind the lock.
     let rename = sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost);
@@ -268,6 +229,55 @@ async fn locked(
         locked_for.as_secs_f64()
     );
     Ok(locked_for)
+}
+
+/// A connection to the primary whose statements wait at most `timeout` for metadata locks.
+async fn connect_with_lock_timeout(
+    spec: &CutOverSpec,
+    timeout: Duration,
+) -> Result<Conn, CutOverError> {
+    let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
+    conn.query_drop(format!(
+        "SET SESSION lock_wait_timeout = {}",
+        timeout.as_secs().max(1)
+    ))
+    .await
+    .map_err(step("setting the lock wait timeout"))?;
+    Ok(conn)
+}
+
+/// Tells the apply loop to expect the marker `token`, writes it (on `c`, while the original table
+/// is locked), and waits up to the lock timeout until every event before it is applied.
+async fn drain_to_marker(
+    spec: &CutOverSpec,
+    c: &mut Conn,
+    control: &watch::Sender<Control>,
+    status: &mut watch::Receiver<LoopStatus>,
+    token: &str,
+) -> Result<(), CutOverError> {
+    control
+        .send(Control::ExpectMarker(token.to_string()))
+        .map_err(|_| CutOverError::LoopGone)?;
+    let changelog = Changelog {
+        schema: spec.schema.clone(),
+        table: spec.changelog.clone(),
+    };
+    changelog
+        .marker(c, token)
+        .await
+        .map_err(step("writing the marker"))?;
+    let applied = async {
+        while status.borrow().marker_applied.as_deref() != Some(token) {
+            status.changed().await.map_err(|_| CutOverError::LoopGone)?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(spec.lock_timeout, applied).await.map_err(|_| {
+        CutOverError::Timeout(format!(
+            "the marker did not come back through the binlog within {:?} (the applier is behind); will retry",
+            spec.lock_timeout
+        ))
+    })?
 }
 
 /// Polls until connection `id` shows `state` (up to 2 s).
@@ -335,42 +345,13 @@ pub async fn two_step(
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
 ) -> Result<Swapped, CutOverError> {
-    let mut a = mysql::connect(&spec.primary, &spec.creds).await?;
+    let mut a = connect_with_lock_timeout(spec, spec.lock_timeout).await?;
     let mut c = mysql::connect(&spec.primary, &spec.creds).await?;
-    a.query_drop(format!(
-        "SET SESSION lock_wait_timeout = {}",
-        spec.lock_timeout.as_secs().max(1)
-    ))
-    .await
-    .map_err(step("setting the lock timeout"))?;
     let started = Instant::now();
     a.query_drop(sql::lock_tables_write(&spec.schema, &[&spec.table]))
         .await
         .map_err(step("locking the original table"))?;
-    control
-        .send(Control::ExpectMarker(token.to_string()))
-        .map_err(|_| CutOverError::LoopGone)?;
-    let changelog = Changelog {
-        schema: spec.schema.clone(),
-        table: spec.changelog.clone(),
-    };
-    let drained = async {
-        changelog
-            .marker(&mut c, token)
-            .await
-            .map_err(step("writing the marker"))?;
-        tokio::time::timeout(spec.lock_timeout, async {
-            while status.borrow().marker_applied.as_deref() != Some(token) {
-                status.changed().await.map_err(|_| CutOverError::LoopGone)?;
-            }
-            Ok::<(), CutOverError>(())
-        })
-        .await
-        .map_err(|_| {
-            CutOverError::Timeout("the marker did not come back in time; will retry".into())
-        })?
-    }
-    .await;
+    let drained = drain_to_marker(spec, &mut c, control, status, token).await;
     if let Err(e) = drained {
         let _ = a.query_drop("UNLOCK TABLES").await;
         let _ = control.send(Control::Apply);

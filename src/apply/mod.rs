@@ -101,7 +101,6 @@ impl ApplyPlan {
         let mut order: Vec<Vec<String>> = Vec::new();
         let mut last: std::collections::HashMap<Vec<String>, Option<Vec<String>>> =
             std::collections::HashMap::new();
-        let width = self.width();
         let mut touch = |key: Vec<String>, value: Option<Vec<String>>| {
             if !last.contains_key(&key) {
                 order.push(key.clone());
@@ -111,12 +110,7 @@ impl ApplyPlan {
         for event in events {
             for (before, after) in &event.rows {
                 for image in [before, after].into_iter().flatten() {
-                    if image.len() < width {
-                        return Err(ApplyError::Shape {
-                            got: image.len(),
-                            expected: width,
-                        });
-                    }
+                    self.check_shape(image)?;
                 }
                 if let Some(before) = before {
                     touch(self.key_of(before), None);
@@ -160,6 +154,18 @@ impl ApplyPlan {
             .map_or(0, |m| m + 1)
     }
 
+    /// A row image must hold every column the plan reads.
+    fn check_shape(&self, image: &[Cell]) -> Result<(), ApplyError> {
+        let width = self.width();
+        if image.len() < width {
+            return Err(ApplyError::Shape {
+                got: image.len(),
+                expected: width,
+            });
+        }
+        Ok(())
+    }
+
     fn key_of(&self, image: &[Cell]) -> Vec<String> {
         self.key_index
             .iter()
@@ -178,15 +184,9 @@ impl ApplyPlan {
     pub fn statements(&self, event: &RowEvent) -> Result<Vec<String>, ApplyError> {
         let mut keys: Vec<Vec<String>> = Vec::new();
         let mut rows: Vec<Vec<String>> = Vec::new();
-        let width = self.width();
         for (before, after) in &event.rows {
             for image in [before, after].into_iter().flatten() {
-                if image.len() < width {
-                    return Err(ApplyError::Shape {
-                        got: image.len(),
-                        expected: width,
-                    });
-                }
+                self.check_shape(image)?;
                 let key = self.key_of(image);
                 if !keys.contains(&key) {
                     keys.push(key);
