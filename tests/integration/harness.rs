@@ -259,6 +259,26 @@ pub async fn run_wraith(args: &[String]) -> Output {
     cmd.output().await.expect("running wraith")
 }
 
+/// Runs wraith with `args`, writing `input` to its standard input.
+pub async fn run_wraith_with_input(args: &[String], input: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(wraith_bin())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running wraith");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .await
+        .expect("writing stdin");
+    drop(stdin);
+    child.wait_with_output().await.expect("running wraith")
+}
+
 /// wraith's standard error, as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -4,6 +4,7 @@
 //! asserts on the data those servers hold afterwards.
 
 mod binlog;
+mod cli;
 mod harness;
 mod migrate;
 mod preflight;
