@@ -8,4 +8,5 @@ mod cli;
 mod harness;
 mod migrate;
 mod preflight;
+mod shapes;
 mod writers;
