@@ -108,7 +108,9 @@ pub async fn run_loop(
 ) -> Result<(), LoopError> {
     let mut pending: Vec<RowEvent> = Vec::new();
     let mut held: Vec<RowEvent> = Vec::new();
-    let mut holding = false;
+    // The marker token events are being held for, after it was applied.
+    let mut holding: Option<String> = None;
+    let mut control_open = true;
     let result = loop {
         progress
             .backlog
@@ -116,10 +118,16 @@ pub async fn run_loop(
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
-            changed = control.changed() => {
-                if changed.is_ok() && *control.borrow_and_update() == Control::Apply && holding {
-                    // An aborted cut-over: apply what was held, then go on as before.
-                    holding = false;
+            changed = control.changed(), if control_open => {
+                if changed.is_err() {
+                    control_open = false; // the coordinator is gone; keep applying
+                    continue;
+                }
+                let now = control.borrow_and_update().clone();
+                if let Some(token) = holding.take_if(|t| now != Control::ExpectMarker(t.clone())) {
+                    // An aborted cut-over (resumed, or retried with a new marker): apply what was
+                    // held after marker `token`, then go on as before.
+                    tracing::info!("cut-over with marker {token} aborted: applying the {} held events", held.len());
                     applier.apply(&held).await?;
                     progress.events_applied.fetch_add(held.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
                     held.clear();
@@ -139,7 +147,7 @@ pub async fn run_loop(
             StreamItem::Rows(event)
                 if event.table == spec.original && event.schema == spec.schema =>
             {
-                if holding {
+                if holding.is_some() {
                     held.push(event);
                     status.send_modify(|s| s.held_after_marker = held.len());
                 } else {
@@ -153,11 +161,11 @@ pub async fn run_loop(
                     match after.as_deref().and_then(Entry::read) {
                         Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
                         Some(Entry::Marker(token))
-                            if !holding
+                            if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>
                         {
                             flush(&mut applier, &mut pending, &progress).await?;
-                            holding = true;
+                            holding = Some(token.clone());
                             status.send_modify(|s| {
                                 s.marker_applied = Some(token.clone());
                                 s.held_after_marker = 0;
@@ -172,7 +180,7 @@ pub async fn run_loop(
             StreamItem::Statement { schema, query, .. } => {
                 if mentions_table(&query, &schema, &spec.schema, &spec.original) {
                     let ours = query.contains("/* wraith */");
-                    if holding && ours && query.to_ascii_uppercase().contains("RENAME") {
+                    if holding.is_some() && ours && query.to_ascii_uppercase().contains("RENAME") {
                         status.send_modify(|s| s.rename_seen = true);
                         break Ok(());
                     }
@@ -193,7 +201,7 @@ pub async fn run_loop(
             flush(&mut applier, &mut pending, &progress).await?;
         }
     };
-    if result.is_ok() && !holding {
+    if result.is_ok() && holding.is_none() {
         flush(&mut applier, &mut pending, &progress).await?;
     }
     result

@@ -84,9 +84,10 @@ impl Chunker {
         })
     }
 
-    /// The next chunk, or `None` when the range is covered.
+    /// The next chunk, or `None` when the range is covered. The cursor moves only when the
+    /// boundary was read: after an error, the same chunk is handed out again.
     pub async fn next(&mut self, conn: &mut Conn) -> Result<Option<Chunk>, mysql_async::Error> {
-        let (Some(lo), Some(max)) = (self.next_lo.take(), self.max.clone()) else {
+        let (Some(lo), Some(max)) = (self.next_lo.clone(), self.max.clone()) else {
             return Ok(None);
         };
         let rows = self.chunk_size.load(Ordering::Relaxed).max(1) as u64;

@@ -197,7 +197,7 @@ async fn work(
         if cancel.is_cancelled() {
             return Err(CopyError::Cancelled);
         }
-        let chunk = { chunker.lock().await.next(&mut conn).await? };
+        let chunk = next_chunk(&mut conn, &spec, &chunker).await?;
         let Some(chunk) = chunk else {
             return Ok(());
         };
@@ -220,8 +220,34 @@ async fn work(
     }
 }
 
-/// Copies one chunk and checks its warnings. Deadlocks are retried; a lost connection is
-/// reopened and the chunk copied again (`INSERT IGNORE` of a key range is idempotent).
+/// The next chunk from the shared chunker, reconnecting after a lost connection.
+async fn next_chunk(
+    conn: &mut Conn,
+    spec: &CopySpec,
+    chunker: &Mutex<Chunker>,
+) -> Result<Option<Chunk>, CopyError> {
+    let mut attempt = 0u64;
+    loop {
+        let result = chunker.lock().await.next(conn).await;
+        match result {
+            Ok(chunk) => return Ok(chunk),
+            Err(e) => {
+                retry_or_fail(
+                    conn,
+                    spec,
+                    e,
+                    &mut attempt,
+                    "reading the next chunk boundary",
+                )
+                .await?
+            }
+        }
+    }
+}
+
+/// Copies one chunk and checks its warnings. Deadlocks are retried; after a lost connection
+/// (during the copy or the warnings check) the connection is reopened and the whole chunk copied
+/// again: `INSERT IGNORE` of a key range is idempotent, and a row it must skip is skipped again.
 async fn copy_one(
     conn: &mut Conn,
     spec: &CopySpec,
@@ -232,43 +258,73 @@ async fn copy_one(
 ) -> Result<u64, CopyError> {
     let mut attempt = 0u64;
     loop {
-        let error = match conn
-            .exec_drop(query, chunk.params(lo_order, hi_order))
-            .await
-        {
-            Ok(()) => break,
-            Err(e) => e,
-        };
-        attempt += 1;
-        match mysql::failure(&error) {
-            _ if attempt > RETRIES => return Err(error.into()),
-            mysql::Failure::Fatal => return Err(error.into()),
-            mysql::Failure::Transient => {}
-            mysql::Failure::ConnectionLost => {
-                tracing::warn!(
-                    "copy connection lost ({error}); reconnecting and copying chunk {} again",
-                    chunk.seq
-                );
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                match writer_conn(&spec.primary, &spec.creds, spec.strict).await {
-                    Ok(fresh) => *conn = fresh,
-                    Err(e) if attempt >= RETRIES => return Err(e),
-                    Err(_) => continue,
+        let result = async {
+            conn.exec_drop(query, chunk.params(lo_order, hi_order))
+                .await?;
+            let copied = conn.affected_rows();
+            let warnings: Vec<(String, u32, String)> = if conn.get_warnings() > 0 {
+                conn.query("SHOW WARNINGS").await?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, mysql_async::Error>((copied, warnings))
+        }
+        .await;
+        match result {
+            Ok((copied, warnings)) => {
+                for (_level, code, message) in warnings {
+                    if !expected_warning(code, &message, &spec.ghost_key_name) {
+                        return Err(CopyError::SkippedRow(format!("{message} (warning {code})")));
+                    }
                 }
+                return Ok(copied);
+            }
+            Err(e) => {
+                retry_or_fail(
+                    conn,
+                    spec,
+                    e,
+                    &mut attempt,
+                    &format!("copying chunk {}", chunk.seq),
+                )
+                .await?
             }
         }
-        tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
     }
-    let copied = conn.affected_rows();
-    if conn.get_warnings() > 0 {
-        let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await?;
-        for (_level, code, message) in warnings {
-            if !expected_warning(code, &message, &spec.ghost_key_name) {
-                return Err(CopyError::SkippedRow(format!("{message} (warning {code})")));
+}
+
+/// Decides what to do after a failed statement: wait and retry (deadlock), reconnect and retry
+/// (lost connection), or give up.
+async fn retry_or_fail(
+    conn: &mut Conn,
+    spec: &CopySpec,
+    error: mysql_async::Error,
+    attempt: &mut u64,
+    what: &str,
+) -> Result<(), CopyError> {
+    *attempt += 1;
+    match mysql::failure(&error) {
+        _ if *attempt > RETRIES => Err(error.into()),
+        mysql::Failure::Fatal => Err(error.into()),
+        mysql::Failure::Transient => {
+            tokio::time::sleep(Duration::from_millis(20 * *attempt)).await;
+            Ok(())
+        }
+        mysql::Failure::ConnectionLost => {
+            tracing::warn!(
+                "copy connection lost while {what} ({error}); reconnecting and trying again"
+            );
+            tokio::time::sleep(Duration::from_millis(200 * *attempt)).await;
+            match writer_conn(&spec.primary, &spec.creds, spec.strict).await {
+                Ok(fresh) => {
+                    *conn = fresh;
+                    Ok(())
+                }
+                Err(e) if *attempt >= RETRIES => Err(e),
+                Err(_) => Ok(()),
             }
         }
     }
-    Ok(copied)
 }
 
 /// Attempts at one chunk before giving up.
