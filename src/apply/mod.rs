@@ -47,6 +47,11 @@ pub struct ApplyPlan {
     key_nullable: bool,
     /// Keys compare byte for byte as the server compares them, so batches may be coalesced.
     exact_keys: bool,
+    /// The other unique keys both tables have: (ghost column names, row image indexes). Before
+    /// inserting after-images, rows holding the same values on these keys are deleted: such a row
+    /// is one the copy read at a newer state than this event (a later event rewrites it). A
+    /// duplicate on a key only the ghost table has still fails.
+    other_unique: Vec<(Vec<String>, Vec<usize>)>,
 }
 
 /// Largest statement text built for one batch before it is split.
@@ -79,6 +84,17 @@ impl ApplyPlan {
             key_columns: plan.ghost_key_columns.clone(),
             key_index: plan.key.columns.iter().map(|c| index_of(c)).collect(),
             key_nullable: plan.original.index_is_nullable(&plan.key),
+            other_unique: plan
+                .shared_unique_keys()
+                .into_iter()
+                .filter(|(o, _)| o.name != plan.key.name)
+                .map(|(o, g)| {
+                    (
+                        g.columns.clone(),
+                        o.columns.iter().map(|c| index_of(c)).collect(),
+                    )
+                })
+                .collect(),
             exact_keys: plan.key.columns.iter().all(|c| {
                 plan.original
                     .column(c)
@@ -99,9 +115,10 @@ impl ApplyPlan {
         }
         // key -> final after-image (None: deleted), in first-touched order.
         let mut order: Vec<Vec<String>> = Vec::new();
-        let mut last: std::collections::HashMap<Vec<String>, Option<Vec<String>>> =
+        type Final = Option<(Vec<String>, Vec<Vec<String>>)>;
+        let mut last: std::collections::HashMap<Vec<String>, Final> =
             std::collections::HashMap::new();
-        let mut touch = |key: Vec<String>, value: Option<Vec<String>>| {
+        let mut touch = |key: Vec<String>, value: Final| {
             if !last.contains_key(&key) {
                 order.push(key.clone());
             }
@@ -116,7 +133,10 @@ impl ApplyPlan {
                     touch(self.key_of(before), None);
                 }
                 if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
-                    touch(self.key_of(after), Some(self.values_of(after)));
+                    touch(
+                        self.key_of(after),
+                        Some((self.values_of(after), self.unique_literals(after))),
+                    );
                 }
             }
         }
@@ -130,10 +150,13 @@ impl ApplyPlan {
                 self.key_nullable,
             ));
         }
-        let rows: Vec<Vec<String>> = order
+        let finals: Vec<(Vec<String>, Vec<Vec<String>>)> = order
             .iter()
             .filter_map(|k| last.get(k).cloned().flatten())
             .collect();
+        let uniques: Vec<Vec<Vec<String>>> = finals.iter().map(|(_, u)| u.clone()).collect();
+        out.extend(self.clear_other_unique(&uniques));
+        let rows: Vec<Vec<String>> = finals.into_iter().map(|(v, _)| v).collect();
         for rows in split_by_size(&rows) {
             out.push(sql::insert_rows(
                 &self.schema,
@@ -152,6 +175,37 @@ impl ApplyPlan {
             .copied()
             .max()
             .map_or(0, |m| m + 1)
+    }
+
+    /// The literals of each other shared unique key in `image` (see `other_unique`).
+    fn unique_literals(&self, image: &[Cell]) -> Vec<Vec<String>> {
+        self.other_unique
+            .iter()
+            .map(|(_, idx)| idx.iter().map(|&i| image[i].sql_literal()).collect())
+            .collect()
+    }
+
+    /// Deletes rows that hold, on another shared unique key, a value some after-image takes.
+    /// `rows[r][u]` is row r's literals for unique key u. NULLs never conflict and are skipped.
+    fn clear_other_unique(&self, rows: &[Vec<Vec<String>>]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (u, (columns, _)) in self.other_unique.iter().enumerate() {
+            let values: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| r[u].clone())
+                .filter(|v| v.iter().all(|l| l != "NULL"))
+                .collect();
+            for chunk in split_by_size(&values) {
+                out.push(sql::delete_keys(
+                    &self.schema,
+                    &self.ghost,
+                    columns,
+                    chunk,
+                    false,
+                ));
+            }
+        }
+        out
     }
 
     /// A row image must hold every column the plan reads.
@@ -206,6 +260,13 @@ impl ApplyPlan {
                 self.key_nullable,
             ));
         }
+        let uniques: Vec<Vec<Vec<String>>> = event
+            .rows
+            .iter()
+            .filter_map(|(_, a)| a.as_deref())
+            .map(|a| self.unique_literals(a))
+            .collect();
+        out.extend(self.clear_other_unique(&uniques));
         if !rows.is_empty() {
             out.push(sql::insert_rows(
                 &self.schema,
@@ -443,6 +504,46 @@ mod tests {
             vec![
                 "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (1, 2, 3, 4)",
                 "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 11), (4, 40)",
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_holding_a_value_of_another_shared_unique_key_make_way() {
+        let original = TableSchema {
+            schema: "d".into(),
+            name: "t".into(),
+            engine: "InnoDB".into(),
+            columns: vec![col("id"), col("gone"), col("v")],
+            indexes: vec![
+                Index {
+                    name: "PRIMARY".into(),
+                    unique: true,
+                    columns: vec!["id".into()],
+                },
+                Index {
+                    name: "v_uidx".into(),
+                    unique: true,
+                    columns: vec!["v".into()],
+                },
+            ],
+        };
+        let mut ghost = original.clone();
+        ghost.columns.remove(1);
+        let p = plan::build(&original, &ghost, &[], false, false).unwrap();
+        let plan = ApplyPlan::new(&p, "d", "_t_gho");
+        let s = plan
+            .batch_statements(&[event(
+                RowKind::Update,
+                vec![(Some([1, 0, 10]), Some([1, 0, 11]))],
+            )])
+            .unwrap();
+        assert_eq!(
+            s,
+            vec![
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (1)",
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `v` IN (11)",
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 11)",
             ]
         );
     }

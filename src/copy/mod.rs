@@ -51,8 +51,13 @@ pub struct CopySpec {
     pub ghost_columns: Vec<String>,
     pub index: String,
     pub key_columns: Vec<String>,
-    /// The name of the shared key on the ghost table (duplicates on it are expected).
-    pub ghost_key_name: String,
+    /// Unique keys of the ghost table that the original table has too (same columns). A
+    /// duplicate on one of them is expected: on the shared key, the applier wrote the row first;
+    /// on another, the copy read a row newer than one the applier has not updated yet, and the
+    /// binlog event that gave the copied row its value follows (the original never held the
+    /// value twice), so the applier writes it. A duplicate on any other unique key (one the ALTER
+    /// adds) is a row the new table cannot hold.
+    pub tolerated_keys: Vec<String>,
     pub workers: usize,
     pub nice_ratio: f64,
     pub strict: bool,
@@ -71,20 +76,11 @@ impl CopySpec {
         primary: Endpoint,
         creds: Credentials,
     ) -> CopySpec {
-        let ghost_key_name = plan
-            .ghost
-            .indexes
-            .iter()
-            .find(|i| {
-                i.unique
-                    && i.columns.len() == plan.ghost_key_columns.len()
-                    && i.columns
-                        .iter()
-                        .zip(&plan.ghost_key_columns)
-                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
-            })
-            .map(|i| i.name.clone())
-            .unwrap_or_else(|| "PRIMARY".into());
+        let tolerated_keys = plan
+            .shared_unique_keys()
+            .into_iter()
+            .map(|(_, g)| g.name.clone())
+            .collect();
         CopySpec {
             schema: schema.to_string(),
             original: original.to_string(),
@@ -93,7 +89,7 @@ impl CopySpec {
             ghost_columns: plan.columns.iter().map(|m| m.ghost.clone()).collect(),
             index: plan.key.name.clone(),
             key_columns: plan.key.columns.clone(),
-            ghost_key_name,
+            tolerated_keys,
             workers: 1,
             nice_ratio: 0.0,
             strict: true,
@@ -273,7 +269,7 @@ async fn copy_one(
         match result {
             Ok((copied, warnings)) => {
                 for (_level, code, message) in warnings {
-                    if !expected_warning(code, &message, &spec.ghost_key_name) {
+                    if !expected_warning(code, &message, &spec.tolerated_keys) {
                         return Err(CopyError::SkippedRow(format!("{message} (warning {code})")));
                     }
                 }
@@ -330,9 +326,9 @@ async fn retry_or_fail(
 /// Attempts at one chunk before giving up.
 const RETRIES: u64 = 10;
 
-/// A duplicate on the shared key means the applier already wrote a newer version of the row:
-/// expected. Anything else means a row was skipped or changed.
-fn expected_warning(code: u32, message: &str, ghost_key_name: &str) -> bool {
+/// Whether a warning of `INSERT IGNORE` is expected: a duplicate on one of `tolerated_keys`
+/// (see [`CopySpec::tolerated_keys`]). Anything else means a row was skipped or changed.
+fn expected_warning(code: u32, message: &str, tolerated_keys: &[String]) -> bool {
     if code != 1062 {
         return false;
     }
@@ -345,7 +341,7 @@ fn expected_warning(code: u32, message: &str, ghost_key_name: &str) -> bool {
         return false;
     };
     let key = key.rsplit('.').next().unwrap_or(key);
-    key.eq_ignore_ascii_case(ghost_key_name)
+    tolerated_keys.iter().any(|k| k.eq_ignore_ascii_case(key))
 }
 
 #[cfg(test)]
@@ -353,26 +349,32 @@ mod tests {
     use super::expected_warning;
 
     #[test]
-    fn only_duplicates_on_the_shared_key_are_expected() {
+    fn only_duplicates_on_keys_both_tables_have_are_expected() {
+        let keys = vec!["PRIMARY".to_string(), "email_uidx".to_string()];
         assert!(expected_warning(
             1062,
             "Duplicate entry '5' for key 'PRIMARY'",
-            "PRIMARY"
+            &keys
         ));
         assert!(expected_warning(
             1062,
             "Duplicate entry '5' for key '_t_gho.PRIMARY'",
-            "PRIMARY"
+            &keys
+        ));
+        assert!(expected_warning(
+            1062,
+            "Duplicate entry 'a@b' for key 'email_uidx'",
+            &keys
         ));
         assert!(!expected_warning(
             1062,
-            "Duplicate entry 'a@b' for key 'email_uidx'",
-            "PRIMARY"
+            "Duplicate entry 'x' for key 'new_uidx'",
+            &keys
         ));
         assert!(!expected_warning(
             1265,
             "Data truncated for column 'c' at row 3",
-            "PRIMARY"
+            &keys
         ));
     }
 }

@@ -147,6 +147,40 @@ pub fn build(
     ))
 }
 
+impl Plan {
+    /// Unique keys the ghost table shares with the original (the same columns, by mapping), as
+    /// (original index, ghost index). The original never holds a value of one of them twice, so
+    /// a duplicate on one in the ghost table is a row not yet brought up to date, and a later
+    /// binlog event rewrites it. A unique key that only the ghost table has is not here.
+    pub fn shared_unique_keys(&self) -> Vec<(&Index, &Index)> {
+        let original_name = |ghost_column: &str| {
+            self.columns
+                .iter()
+                .find(|m| m.ghost.eq_ignore_ascii_case(ghost_column))
+                .map(|m| m.original.as_str())
+        };
+        self.ghost
+            .indexes
+            .iter()
+            .filter(|g| g.unique)
+            .filter_map(|g| {
+                let mapped: Option<Vec<&str>> =
+                    g.columns.iter().map(|c| original_name(c)).collect();
+                let mapped = mapped?;
+                let o = self.original.indexes.iter().find(|o| {
+                    o.unique
+                        && o.columns.len() == mapped.len()
+                        && o.columns
+                            .iter()
+                            .zip(&mapped)
+                            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+                })?;
+                Some((o, g))
+            })
+            .collect()
+    }
+}
+
 fn ghost_nullable(ghost: &TableSchema, columns: &[String]) -> bool {
     columns
         .iter()
@@ -279,6 +313,23 @@ mod tests {
             build(&orig, &ghost, &[], false, false),
             Err(PlanError::NoSharedKey(_))
         ));
+    }
+
+    #[test]
+    fn shared_unique_keys_exclude_keys_the_alter_adds() {
+        let orig = table(
+            vec![col("id", false), col("email", false), col("name", false)],
+            vec![idx("PRIMARY", &["id"]), idx("email_uidx", &["email"])],
+        );
+        let mut ghost = orig.clone();
+        ghost.indexes.push(idx("name_uidx", &["name"]));
+        let plan = build(&orig, &ghost, &[], false, false).unwrap();
+        let names: Vec<&str> = plan
+            .shared_unique_keys()
+            .iter()
+            .map(|(_, g)| g.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["PRIMARY", "email_uidx"]);
     }
 
     #[test]

@@ -798,3 +798,74 @@ async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
     with_d.push("d");
     assert_migrated(&schema, &with_d).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy() {
+    let schema = harness::fresh_schema("moving_unique").await;
+    primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, email VARCHAR(40) NOT NULL, n INT NOT NULL DEFAULT 0, UNIQUE KEY email_uidx (email))",
+            "INSERT INTO t (id, email) SELECT seq, CONCAT('user', seq, '@example.com') FROM seq_1_to_40000",
+            "CREATE TABLE mirror LIKE t",
+            "ALTER TABLE mirror ADD COLUMN d INT",
+            "INSERT INTO mirror (id, email, n) SELECT id, email, n FROM t",
+        ],
+    )
+    .await;
+    // Writers swap the emails of two random rows, through a temporary value, mirrored.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for w in 0..4u64 {
+        let mut c = servers().primary.conn().await;
+        c.query_drop(format!("USE `{schema}`")).await.unwrap();
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let mut rng = Rng::new(w + 17);
+            let (mut swaps, mut errors) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (a, b) = (1 + rng.below(40_000), 1 + rng.below(40_000));
+                if a == b {
+                    continue;
+                }
+                let text = format!(
+                    "START TRANSACTION; \
+                     SELECT email INTO @ea FROM t WHERE id = {a} FOR UPDATE; SELECT email INTO @eb FROM t WHERE id = {b} FOR UPDATE; \
+                     UPDATE t SET email = CONCAT('tmp', {w}, '-', {a}) WHERE id = {a}; UPDATE t SET email = @ea, n = n + 1 WHERE id = {b}; \
+                     UPDATE t SET email = @eb, n = n + 1 WHERE id = {a}; \
+                     DELETE FROM mirror WHERE id IN ({a}, {b}); INSERT INTO mirror (id, email, n) SELECT id, email, n FROM t WHERE id IN ({a}, {b}); \
+                     COMMIT"
+                );
+                match c.query_drop(text).await {
+                    Ok(()) => swaps += 1,
+                    Err(mysql_async::Error::Server(e)) if matches!(e.code, 1213 | 1205) => {
+                        let _ = c.query_drop("ROLLBACK").await;
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (swaps, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD COLUMN d INT",
+        &["--chunk-size=200", "--copy-workers=2"],
+    ))
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut swaps = 0;
+    for h in handles {
+        let (n, errors) = h.await.unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        swaps += n;
+    }
+    assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
+    assert!(
+        swaps > 100,
+        "only {swaps} swaps: the test did not exercise the copy"
+    );
+    assert_migrated(&schema, &["id", "email", "n", "d"]).await;
+}
