@@ -213,17 +213,22 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
 }
 
 impl Run<'_> {
-    fn enter(&self, state: State) -> Result<(), MigrationError> {
+    /// Enters `state`: logs it and, once the changelog table exists, records it there (hint
+    /// `state`), as gh-ost does.
+    async fn enter(&mut self, state: State) -> Result<(), MigrationError> {
         if self.cancel.is_cancelled() {
             return Err(MigrationError::Cancelled);
         }
         info!(state = %state, "{}", state_line(state));
+        if self.created.contains(&self.cfg.changelog_table()) {
+            self.write_state(state).await?;
+        }
         Ok(())
     }
 
     async fn steps(&mut self) -> Result<Report, MigrationError> {
         let cfg = self.cfg;
-        self.enter(State::Validate)?;
+        self.enter(State::Validate).await?;
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
         let original = facts.table.clone().expect("table-exists check passed");
@@ -232,7 +237,7 @@ impl Run<'_> {
             None => mysql::connect(&self.primary, &Credentials::primary(cfg)).await?,
         };
 
-        self.enter(State::Prepare)?;
+        self.enter(State::Prepare).await?;
         let plan = self.prepare(&mut pconn, &original).await;
         self.pconn = Some(pconn);
         let plan = plan?;
@@ -255,7 +260,7 @@ impl Run<'_> {
         self.write_state(State::Prepare).await?;
 
         // Copy, with the binlog applied from a position taken before the first chunk is read.
-        self.enter(State::Copy)?;
+        self.enter(State::Copy).await?;
         let progress = Arc::new(Progress::new(1000));
         progress
             .rows_estimate
@@ -281,7 +286,7 @@ impl Run<'_> {
         let mut locked_for = None;
         if cfg.execute() {
             self.postpone(&progress).await?;
-            self.enter(State::CutOver)?;
+            self.enter(State::CutOver).await?;
             progress.set_state("cutting over");
             let pconn = self.pconn.as_mut().expect("primary connection");
             let primary_flavor = Flavor::detect(pconn)
@@ -326,7 +331,7 @@ impl Run<'_> {
         } else {
             info!("noop run (no --execute): rows copied and binlog applied to {}, not swapping; dropping the helper tables", sql::quote_ident(&cfg.ghost_table()));
         }
-        self.enter(State::Cleanup)?;
+        self.enter(State::Cleanup).await?;
         Ok(Report {
             inspected: self.inspected.clone(),
             primary: self.primary.clone(),

@@ -14,7 +14,7 @@
 //! has happened and writes the new names from then on.
 
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,12 +32,9 @@ use crate::writers::{differing_rows, Rng, Workload, WriterStats, Writers};
 /// wraith's arguments to migrate `schema`.`table` for real, with a binlog server id no other
 /// migration of this run uses.
 fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
-    // migrate.rs counts from 1000; this file's migrations take their own range.
-    static NEXT_ID: AtomicU32 = AtomicU32::new(7000);
-    let server_id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut a = servers().replica.flags();
     a.extend([
-        format!("--replica-server-id={server_id}"),
+        harness::unique_server_id_flag(),
         format!("--database={schema}"),
         format!("--table={table}"),
         format!("--alter={alter}"),
