@@ -235,6 +235,23 @@ pub fn unique_server_id_flag() -> String {
     )
 }
 
+/// wraith's arguments to migrate `schema`.`table` for real, reading the replica, with a binlog
+/// server id of its own; `extra` flags are appended (a repeated flag: the last one wins).
+pub fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = servers().replica.flags();
+    a.extend([
+        unique_server_id_flag(),
+        format!("--database={schema}"),
+        format!("--table={table}"),
+        format!("--alter={alter}"),
+        "--execute".into(),
+        "--chunk-size=500".into(),
+        "--heartbeat-interval-millis=50".into(),
+    ]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
 /// The wraith binary built for these tests.
 pub fn wraith_bin() -> &'static str {
     env!("CARGO_BIN_EXE_wraith")

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 
 use crate::harness::{
-    self, primary_sql, run_wraith, servers, stderr, sync_replica, tables, Endpoint,
+    self, migrate_args, primary_sql, run_wraith, servers, stderr, sync_replica, tables, Endpoint,
 };
 use crate::writers::{differing_rows, Rng, Workload, Writers};
 
@@ -257,19 +257,20 @@ async fn setup(
     sync_replica().await;
 }
 
-fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
-    let mut a = servers().replica.flags();
-    a.extend([
-        harness::unique_server_id_flag(),
-        format!("--database={schema}"),
-        format!("--table={table}"),
-        format!("--alter={alter}"),
-        "--execute".into(),
-        "--chunk-size=500".into(),
-        "--heartbeat-interval-millis=50".into(),
-    ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+/// Writers' work on `schema`.t mirrored into `schema`.mirror, copying `copied` columns.
+async fn workload(
+    schema: &str,
+    copied: &[&str],
+    values: fn(&mut Rng) -> Vec<(String, String)>,
+) -> Workload {
+    Workload {
+        schema: schema.to_string(),
+        table: "t".into(),
+        mirror: "mirror".into(),
+        copied_columns: columns(copied),
+        values,
+        max_id: max_id(&servers().primary, schema).await,
+    }
 }
 
 async fn max_id(endpoint: &Endpoint, schema: &str) -> u64 {
@@ -289,14 +290,7 @@ async fn migrate_under_writes(
     writers: usize,
     extra: &[&str],
 ) -> (String, crate::writers::WriterStats) {
-    let workload = Workload {
-        schema: schema.to_string(),
-        table: "t".into(),
-        mirror: "mirror".into(),
-        copied_columns: columns(copied),
-        values,
-        max_id: max_id(&servers().primary, schema).await,
-    };
+    let workload = workload(schema, copied, values).await;
     let w = Writers::start(
         &servers().primary,
         workload,
@@ -413,14 +407,7 @@ async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() 
     };
     for round in 0..5 {
         let alter = alter_of(round);
-        let workload = Workload {
-            schema: schema.clone(),
-            table: "t".into(),
-            mirror: "mirror".into(),
-            copied_columns: columns(&copied),
-            values: small_values,
-            max_id: max_id(&servers().primary, &schema).await,
-        };
+        let workload = workload(&schema, &copied, small_values).await;
         let w = Writers::start(&servers().primary, workload, 8, Duration::ZERO).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let out = run_wraith(&migrate_args(&schema, "t", alter, &["--ok-to-drop-table"])).await;
@@ -749,14 +736,7 @@ async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
         small_values,
     )
     .await;
-    let workload = Workload {
-        schema: schema.clone(),
-        table: "t".into(),
-        mirror: "mirror".into(),
-        copied_columns: columns(&copied),
-        values: small_values,
-        max_id: max_id(&servers().primary, &schema).await,
-    };
+    let workload = workload(&schema, &copied, small_values).await;
     let w = Writers::start(&servers().primary, workload, 4, Duration::from_millis(1)).await;
     let args = migrate_args(
         &schema,

@@ -22,29 +22,12 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::io::AsyncReadExt;
 
-use crate::harness::{self, servers, stderr, sync_replica, tables, Endpoint};
+use crate::harness::{self, migrate_args, servers, stderr, sync_replica, tables, Endpoint};
 use crate::writers::{differing_rows, Rng, Workload, WriterStats, Writers};
 
 // ---------------------------------------------------------------------------------------------
 // Running wraith
 // ---------------------------------------------------------------------------------------------
-
-/// wraith's arguments to migrate `schema`.`table` for real, with a binlog server id no other
-/// migration of this run uses.
-fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
-    let mut a = servers().replica.flags();
-    a.extend([
-        harness::unique_server_id_flag(),
-        format!("--database={schema}"),
-        format!("--table={table}"),
-        format!("--alter={alter}"),
-        "--execute".into(),
-        "--chunk-size=500".into(),
-        "--heartbeat-interval-millis=50".into(),
-    ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
 
 /// A wraith process running in the background; its output is read as it comes so it never
 /// blocks on a full pipe.
