@@ -373,6 +373,10 @@ pub struct Flags {
     /// wraith: number of parallel row-copy workers
     #[arg(long, default_value_t = 2)]
     pub copy_workers: u32,
+    /// wraith: let rows the new table cannot hold (a duplicate on a unique key the ALTER adds, a
+    /// value that does not fit) be dropped, with a warning for each, instead of failing
+    #[arg(long)]
+    pub allow_skipped_rows: bool,
 }
 
 /// wraith's own commands; a word, so it never collides with gh-ost's flags.

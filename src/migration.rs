@@ -281,6 +281,10 @@ impl Run<'_> {
             progress.rows_copied.load(Ordering::Relaxed),
             copy_time.as_secs_f64()
         );
+        let skipped = progress.rows_skipped.load(Ordering::Relaxed);
+        if skipped > 0 {
+            warn!("{skipped} rows were skipped by the copy (--allow-skipped-rows): the new table does not have them");
+        }
         self.wait_caught_up(&progress).await?;
 
         let mut locked_for = None;
@@ -409,14 +413,11 @@ impl Run<'_> {
 
         let strict = !cfg.flags.skip_strict_mode;
         let pcreds = Credentials::primary(cfg);
-        let applier = Applier::connect(
-            &self.primary,
-            &pcreds,
-            ApplyPlan::new(plan, db, &cfg.ghost_table()),
-            strict,
-        )
-        .await
-        .map_err(|e| MigrationError::Other(e.to_string()))?;
+        let mut apply_plan = ApplyPlan::new(plan, db, &cfg.ghost_table());
+        apply_plan.allow_skipped_rows = cfg.flags.allow_skipped_rows;
+        let applier = Applier::connect(&self.primary, &pcreds, apply_plan, strict)
+            .await
+            .map_err(|e| MigrationError::Other(e.to_string()))?;
         let (control_tx, control_rx) = watch::channel(Control::Apply);
         let (status_tx, status_rx) = watch::channel(LoopStatus::default());
         let spec = LoopSpec {
@@ -507,6 +508,7 @@ impl Run<'_> {
         spec.workers = cfg.flags.copy_workers as usize;
         spec.nice_ratio = cfg.flags.nice_ratio;
         spec.strict = !cfg.flags.skip_strict_mode;
+        spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
         let result = copy::run(
             Arc::new(spec),

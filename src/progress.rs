@@ -17,6 +17,8 @@ pub struct Progress {
     pub copy_finished: OnceLock<Instant>,
     pub rows_estimate: AtomicU64,
     pub rows_copied: AtomicU64,
+    /// Rows the copy skipped under `--allow-skipped-rows`.
+    pub rows_skipped: AtomicU64,
     pub chunks_copied: AtomicU64,
     pub events_applied: AtomicU64,
     pub backlog: AtomicUsize,
@@ -37,6 +39,7 @@ impl Progress {
             copy_finished: OnceLock::new(),
             rows_estimate: AtomicU64::new(0),
             rows_copied: AtomicU64::new(0),
+            rows_skipped: AtomicU64::new(0),
             chunks_copied: AtomicU64::new(0),
             events_applied: AtomicU64::new(0),
             backlog: AtomicUsize::new(0),

@@ -52,6 +52,8 @@ pub struct ApplyPlan {
     /// is one the copy read at a newer state than this event (a later event rewrites it). A
     /// duplicate on a key only the ghost table has still fails.
     other_unique: Vec<(Vec<String>, Vec<usize>)>,
+    /// `--allow-skipped-rows`: insert with IGNORE, so a row the new table cannot hold is dropped.
+    pub allow_skipped_rows: bool,
 }
 
 /// Largest statement text built for one batch before it is split.
@@ -95,6 +97,7 @@ impl ApplyPlan {
                     )
                 })
                 .collect(),
+            allow_skipped_rows: false,
             exact_keys: plan.key.columns.iter().all(|c| {
                 plan.original
                     .column(c)
@@ -163,6 +166,7 @@ impl ApplyPlan {
                 &self.ghost,
                 &self.ghost_columns,
                 rows,
+                self.allow_skipped_rows,
             ));
         }
         Ok(out)
@@ -273,6 +277,7 @@ impl ApplyPlan {
                 &self.ghost,
                 &self.ghost_columns,
                 &rows,
+                self.allow_skipped_rows,
             ));
         }
         Ok(out)

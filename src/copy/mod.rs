@@ -31,7 +31,7 @@ use crate::throttle::Gate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a new unique key, or a value that does not fit); fix the data or the ALTER")]
+    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a new unique key, or a value that does not fit); fix the data or the ALTER, or pass --allow-skipped-rows to drop such rows knowingly")]
     SkippedRow(String),
     #[error("copying rows failed: {0}")]
     Sql(#[from] mysql_async::Error),
@@ -58,6 +58,8 @@ pub struct CopySpec {
     /// value twice), so the applier writes it. A duplicate on any other unique key (one the ALTER
     /// adds) is a row the new table cannot hold.
     pub tolerated_keys: Vec<String>,
+    /// `--allow-skipped-rows`: a skipped row is counted and logged instead of failing the copy.
+    pub allow_skipped_rows: bool,
     pub workers: usize,
     pub nice_ratio: f64,
     pub strict: bool,
@@ -90,6 +92,7 @@ impl CopySpec {
             index: plan.key.name.clone(),
             key_columns: plan.key.columns.clone(),
             tolerated_keys,
+            allow_skipped_rows: false,
             workers: 1,
             nice_ratio: 0.0,
             strict: true,
@@ -203,7 +206,9 @@ async fn work(
         } else {
             &query
         };
-        let copied = copy_one(&mut conn, &spec, text, &lo_order, &hi_order, &chunk).await?;
+        let (copied, skipped) =
+            copy_one(&mut conn, &spec, text, &lo_order, &hi_order, &chunk).await?;
+        progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
         progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
         if spec.nice_ratio > 0.0 {
@@ -241,7 +246,7 @@ async fn next_chunk(
     }
 }
 
-/// Copies one chunk and checks its warnings. Deadlocks are retried; after a lost connection
+/// Copies one chunk and checks its warnings; returns (rows copied, rows skipped). Deadlocks are retried; after a lost connection
 /// (during the copy or the warnings check) the connection is reopened and the whole chunk copied
 /// again: `INSERT IGNORE` of a key range is idempotent, and a row it must skip is skipped again.
 async fn copy_one(
@@ -251,7 +256,7 @@ async fn copy_one(
     lo_order: &[usize],
     hi_order: &[usize],
     chunk: &Chunk,
-) -> Result<u64, CopyError> {
+) -> Result<(u64, u64), CopyError> {
     let mut attempt = 0u64;
     loop {
         let result = async {
@@ -268,12 +273,20 @@ async fn copy_one(
         .await;
         match result {
             Ok((copied, warnings)) => {
+                let mut skipped = 0;
                 for (_level, code, message) in warnings {
                     if !expected_warning(code, &message, &spec.tolerated_keys) {
-                        return Err(CopyError::SkippedRow(format!("{message} (warning {code})")));
+                        let what = format!("{message} (warning {code})");
+                        if !spec.allow_skipped_rows {
+                            return Err(CopyError::SkippedRow(what));
+                        }
+                        tracing::warn!(
+                            "copy skipped a row, allowed by --allow-skipped-rows: {what}"
+                        );
+                        skipped += 1;
                     }
                 }
-                return Ok(copied);
+                return Ok((copied, skipped));
             }
             Err(e) => {
                 retry_or_fail(

@@ -132,10 +132,18 @@ pub fn keys_condition(key_columns: &[String], keys: &[Vec<String>], null_safe: b
 }
 
 /// `INSERT INTO t (cols) VALUES (...), (...)`; `rows` hold SQL literals.
-pub fn insert_rows(schema: &str, table: &str, columns: &[String], rows: &[Vec<String>]) -> String {
+/// With `ignore`, rows the table cannot hold are skipped with a warning (`INSERT IGNORE`).
+pub fn insert_rows(
+    schema: &str,
+    table: &str,
+    columns: &[String],
+    rows: &[Vec<String>],
+    ignore: bool,
+) -> String {
     let values: Vec<String> = rows.iter().map(|r| format!("({})", r.join(", "))).collect();
     format!(
-        "INSERT /* wraith */ INTO {} ({}) VALUES {}",
+        "INSERT /* wraith */ {}INTO {} ({}) VALUES {}",
+        if ignore { "IGNORE " } else { "" },
         qualified(schema, table),
         column_list(columns),
         values.join(", ")

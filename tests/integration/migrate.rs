@@ -552,6 +552,48 @@ async fn adding_a_unique_key_over_duplicate_data_fails_and_leaves_the_table_inta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn allow_skipped_rows_drops_the_rows_a_new_unique_key_cannot_hold_and_says_so() {
+    let schema = harness::fresh_schema("dup_allowed").await;
+    primary_sql(
+        &schema,
+        &[
+            SMALL,
+            "INSERT INTO t (a, b) SELECT seq % 100, 'dup' FROM seq_1_to_1000",
+        ],
+    )
+    .await;
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD UNIQUE KEY a_uidx (a)",
+        &["--allow-skipped-rows"],
+    ))
+    .await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("900 rows were skipped by the copy"), "{err}");
+    let mut c = servers().primary.conn().await;
+    let (rows, distinct): (u64, u64) = c
+        .query_first(format!(
+            "SELECT COUNT(*), COUNT(DISTINCT a) FROM `{schema}`.t"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rows, distinct),
+        (100, 100),
+        "one row per value of the new unique key"
+    );
+    let old: u64 = c
+        .query_first(format!("SELECT COUNT(*) FROM `{schema}`._t_del"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old, 1000, "the old table keeps every row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_atomic_cut_over_needs_lock_instrumentation_or_permission_to_set_it_up() {
     // A server without MariaDB's metadata_lock_info plugin, migrated on itself.
     let server =
