@@ -559,11 +559,12 @@ impl Run<'_> {
     }
 
     /// Stays synced while the postpone flag file exists.
-    async fn postpone(&self, progress: &Progress) -> Result<(), MigrationError> {
+    async fn postpone(&mut self, progress: &Progress) -> Result<(), MigrationError> {
         let file = &self.cfg.flags.postpone_cut_over_flag_file;
         if file.is_empty() || !std::path::Path::new(file).exists() {
             return Ok(());
         }
+        self.enter(State::Postpone).await?;
         info!("cut-over postponed while {file} exists");
         progress.set_state("postponing cut-over");
         while std::path::Path::new(file).exists() {

@@ -114,6 +114,11 @@ pub const CHECKS: &[Check] = &[
         run: cut_over_lock_proof,
     },
     Check {
+        name: "disk-space",
+        phase: Phase::BeforeStart,
+        run: disk_space,
+    },
+    Check {
         name: "leftover-helper-tables",
         phase: Phase::BeforeStart,
         run: leftover_helper_tables,
@@ -419,6 +424,24 @@ fn cut_over_lock_proof(f: &Facts, cfg: &Config) -> Outcome {
     ))
 }
 
+/// The copy needs about as much room as the table takes now; ask for a tenth more.
+fn disk_space(f: &Facts, _: &Config) -> Outcome {
+    let Some(free) = f.primary_free_bytes else {
+        return Ok(());
+    };
+    let needed = f.table_bytes + f.table_bytes / 10;
+    if free >= needed {
+        return Ok(());
+    }
+    let mib = |b: u64| b / (1 << 20);
+    Err(format!(
+        "{} has {} MiB free where it keeps its data, and the copy of the table needs about {} MiB; free some space first",
+        f.primary.endpoint,
+        mib(free),
+        mib(needed)
+    ))
+}
+
 fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
     let mut problems = Vec::new();
     for name in &f.existing_helper_tables {
@@ -451,6 +474,83 @@ fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::ServerFacts;
+    use crate::mysql::{Endpoint, Flavor};
+
+    fn server() -> ServerFacts {
+        ServerFacts {
+            endpoint: Endpoint {
+                host: "127.0.0.1".into(),
+                port: 3306,
+            },
+            flavor: Flavor::parse("10.11.6-MariaDB", ""),
+            server_id: 1,
+            log_bin: true,
+            binlog_format: "ROW".into(),
+            binlog_row_image: "FULL".into(),
+            log_replica_updates: true,
+            log_bin_compress: false,
+            binlog_row_value_options: String::new(),
+            grants: Grants {
+                all_global: true,
+                ..Grants::default()
+            },
+        }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            inspected: server(),
+            primary: server(),
+            table: None,
+            child_foreign_keys: vec![],
+            parent_foreign_keys: vec![],
+            triggers: vec![],
+            existing_helper_tables: vec![],
+            registered_replica_ids: vec![],
+            primary_lock_instrument: true,
+            table_bytes: 100 << 20,
+            primary_free_bytes: None,
+        }
+    }
+
+    fn config() -> Config {
+        let parsed =
+            crate::cli::parse(["wraith", "--database=d", "--table=t", "--alter=ADD c INT"])
+                .unwrap();
+        crate::config::build(parsed, || Ok(String::new())).unwrap()
+    }
+
+    #[test]
+    fn the_copy_needs_room_for_the_table_when_free_space_is_known() {
+        let mut f = facts();
+        assert_eq!(
+            disk_space(&f, &config()),
+            Ok(()),
+            "unknown free space is not a failure"
+        );
+        f.primary_free_bytes = Some(50 << 20);
+        let e = disk_space(&f, &config()).unwrap_err();
+        assert!(
+            e.contains("50 MiB free") && e.contains("about 110 MiB"),
+            "{e}"
+        );
+        f.primary_free_bytes = Some(200 << 20);
+        assert_eq!(disk_space(&f, &config()), Ok(()));
+    }
+
+    #[test]
+    fn every_check_passes_on_a_healthy_setup() {
+        let mut f = facts();
+        f.table = Some(crate::inspect::TableSchema {
+            schema: "d".into(),
+            name: "t".into(),
+            engine: "InnoDB".into(),
+            columns: vec![],
+            indexes: vec![],
+        });
+        assert_eq!(run(Phase::BeforeStart, &f, &config()), vec![]);
+    }
 
     fn lines(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -96,6 +96,10 @@ pub struct Facts {
     pub registered_replica_ids: Vec<u32>,
     /// The primary shows metadata locks (what the atomic cut-over's proof reads).
     pub primary_lock_instrument: bool,
+    /// Bytes the original table takes (data and indexes): about what its copy will need.
+    pub table_bytes: u64,
+    /// Free bytes where the primary keeps its data, when that can be known from here.
+    pub primary_free_bytes: Option<u64>,
 }
 
 impl Facts {
@@ -168,6 +172,22 @@ pub async fn gather(
         }
         found
     };
+    let table_bytes: Option<u64> = iconn
+        .exec_first(
+            "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, &cfg.table),
+        )
+        .await?;
+    let primary_free_bytes = match pconn.as_deref_mut() {
+        Some(c) => free_bytes(c, &primary_facts.endpoint).await,
+        None => free_bytes(iconn, &primary_facts.endpoint).await,
+    };
+    if primary_free_bytes.is_none() {
+        tracing::info!(
+            "free disk space on {} cannot be checked from here (neither the DISKS plugin nor a local data directory)",
+            primary_facts.endpoint
+        );
+    }
     let primary_lock_instrument = {
         let conn = match pconn {
             Some(c) => c,
@@ -195,7 +215,39 @@ pub async fn gather(
         existing_helper_tables,
         registered_replica_ids,
         primary_lock_instrument,
+        table_bytes: table_bytes.unwrap_or(0),
+        primary_free_bytes,
     })
+}
+
+/// Free bytes under the server's data directory: from MariaDB's `information_schema.DISKS` when
+/// that plugin is active, else from `statvfs` when the server runs on this host.
+async fn free_bytes(conn: &mut Conn, endpoint: &Endpoint) -> Option<u64> {
+    let datadir: String = conn.query_first("SELECT @@datadir").await.ok().flatten()?;
+    // DISKS: (Disk, Path, Total, Used, Available) in KiB; the longest mount path holding datadir.
+    if let Ok(rows) = conn
+        .query::<(String, u64), _>("SELECT Path, Available FROM information_schema.DISKS")
+        .await
+    {
+        if let Some((_, kib)) = rows
+            .into_iter()
+            .filter(|(path, _)| datadir.starts_with(path.as_str()))
+            .max_by_key(|(path, _)| path.len())
+        {
+            return Some(kib * 1024);
+        }
+    }
+    let local = matches!(endpoint.host.as_str(), "127.0.0.1" | "localhost" | "::1");
+    if !local {
+        return None;
+    }
+    let path = std::ffi::CString::new(datadir).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut st) == 0)
+            .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    }
 }
 
 /// The number of rows in the table: exact (`COUNT(*)`) or the optimizer's estimate.

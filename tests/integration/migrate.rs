@@ -669,6 +669,17 @@ async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
     let names = tables(&servers().primary, &schema).await;
     assert!(names.contains(&"_t_gho".to_string()), "{names:?}");
     let mut c = servers().primary.conn().await;
+    let state: Option<String> = c
+        .query_first(format!(
+            "SELECT value FROM `{schema}`._t_ghc WHERE hint = 'state'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        state.as_deref(),
+        Some("Postpone"),
+        "the changelog records the state"
+    );
     c.query_drop(format!("INSERT INTO `{schema}`.t (a, b) VALUES (-1, 'late'); INSERT INTO `{schema}`.mirror ({}) SELECT {} FROM `{schema}`.t WHERE a = -1", copied.join(", "), copied.join(", ")))
         .await
         .unwrap();
