@@ -248,6 +248,10 @@ pub async fn start_server(spec: ServerSpec) -> Result<Server> {
         "--innodb-flush-log-at-trx-commit=2".into(),
         "--sync-binlog=0".into(),
         "--max-connections=400".into(),
+        // Replicas apply in parallel, so a replica keeps up with many concurrent writers even
+        // on a small machine (as production replicas usually do).
+        "--slave-parallel-threads=4".into(),
+        "--slave-parallel-mode=optimistic".into(),
         "--skip-name-resolve=OFF".into(),
     ];
     if plugin_available("metadata_lock_info") {
