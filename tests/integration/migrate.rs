@@ -902,3 +902,59 @@ async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy(
     );
     assert_migrated(&schema, &["id", "email", "n", "d"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_migration_drops_its_helper_tables_and_leaves_the_table_alone() {
+    let schema = harness::fresh_schema("interrupted").await;
+    primary_sql(
+        &schema,
+        &[
+            SMALL,
+            "INSERT INTO t (a, b) SELECT seq, 'x' FROM seq_1_to_5000",
+        ],
+    )
+    .await;
+    let before = harness::table_checksum(&servers().primary, &schema, "t").await;
+    // Held by a throttle flag file, so it is surely mid-copy when interrupted.
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    let args = migrate_args(
+        &schema,
+        "t",
+        "ADD COLUMN d INT",
+        &[&format!("--throttle-flag-file={}", flag.path().display())],
+    );
+    let child = tokio::process::Command::new(harness::wraith_bin())
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until the ghost table exists, then interrupt as Ctrl-C would.
+    for _ in 0..100 {
+        if tables(&servers().primary, &schema)
+            .await
+            .contains(&"_t_gho".to_string())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SAFETY: kill(2) on the child we started.
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("wraith did not stop")
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
+    assert!(err.contains("no helper tables were left behind"), "{err}");
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["t"]);
+    assert_eq!(
+        harness::table_checksum(&servers().primary, &schema, "t").await,
+        before
+    );
+}
