@@ -389,9 +389,12 @@ impl Run<'_> {
             WatchedTable {
                 schema: db.to_string(),
                 table: cfg.table.clone(),
-                columns: ColumnInfo::load(iconn, db, &cfg.table)
-                    .await
-                    .context("reading the table's columns")?,
+                columns: plan
+                    .original
+                    .columns
+                    .iter()
+                    .map(|c| c.info.clone())
+                    .collect(),
             },
             WatchedTable {
                 schema: db.to_string(),
@@ -828,11 +831,11 @@ async fn changelog_columns(
 ) -> Result<Vec<ColumnInfo>, MigrationError> {
     // The changelog is created on the primary; the inspected replica may not have it yet.
     for _ in 0..200 {
-        let columns = ColumnInfo::load(conn, db, table)
+        let schema = TableSchema::read(conn, db, table)
             .await
             .context("reading the changelog's columns")?;
-        if !columns.is_empty() {
-            return Ok(columns);
+        if let Some(schema) = schema {
+            return Ok(schema.columns.into_iter().map(|c| c.info).collect());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

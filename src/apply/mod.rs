@@ -420,6 +420,9 @@ mod tests {
             charset: None,
             collation: None,
             generated: false,
+            info: crate::binlog::ColumnInfo::from_information_schema(
+                name, "int", "int(11)", None, None, None, "",
+            ),
         }
     }
 

@@ -81,7 +81,7 @@ pub use crate::mysql::flavor::Kind as Flavor;
 pub struct WatchedTable {
     pub schema: String,
     pub table: String,
-    /// The table's columns in ordinal order ([`ColumnInfo::load`]).
+    /// The table's columns in ordinal order (from `inspect::schema::TableSchema::read`).
     pub columns: Vec<ColumnInfo>,
 }
 

@@ -106,14 +106,9 @@ pub struct ColumnInfo {
 }
 
 impl ColumnInfo {
-    /// The query [`ColumnInfo::load`] runs; its columns are the arguments of
-    /// [`ColumnInfo::from_information_schema`], in order. Parameters: schema, table.
-    pub const QUERY: &'static str = "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, \
-         CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH, DATETIME_PRECISION, EXTRA \
-         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-         ORDER BY ORDINAL_POSITION";
-
-    /// Builds a column from one row of [`ColumnInfo::QUERY`].
+    /// Builds a column from `information_schema.COLUMNS` (`COLUMN_NAME, DATA_TYPE, COLUMN_TYPE,
+    /// CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH, DATETIME_PRECISION, EXTRA`), as
+    /// `inspect::schema::TableSchema::read` reads it.
     pub fn from_information_schema(
         column_name: &str,
         data_type: &str,
@@ -145,39 +140,6 @@ impl ColumnInfo {
                 || extra.contains("PERSISTENT"),
             data_type,
         }
-    }
-
-    /// Reads the columns of `schema`.`table` in ordinal order.
-    pub async fn load(
-        conn: &mut mysql_async::Conn,
-        schema: &str,
-        table: &str,
-    ) -> Result<Vec<ColumnInfo>, mysql_async::Error> {
-        use mysql_async::prelude::Queryable;
-        type Row = (
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<u64>,
-            Option<u64>,
-            String,
-        );
-        let rows: Vec<Row> = conn.exec(Self::QUERY, (schema, table)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, dt, ct, cs, len, fsp, extra)| {
-                ColumnInfo::from_information_schema(
-                    &name,
-                    &dt,
-                    &ct,
-                    cs.as_deref(),
-                    len,
-                    fsp,
-                    &extra,
-                )
-            })
-            .collect())
     }
 }
 

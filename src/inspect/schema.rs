@@ -6,6 +6,8 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+use crate::binlog::ColumnInfo;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
@@ -18,6 +20,8 @@ pub struct Column {
     pub collation: Option<String>,
     /// A virtual or stored generated column: never written.
     pub generated: bool,
+    /// What the binlog decoder needs to know of this column (read by the same query).
+    pub info: ColumnInfo,
 }
 
 impl Column {
@@ -89,10 +93,13 @@ impl TableSchema {
             Option<String>,
             Option<String>,
             String,
+            Option<u64>,
+            Option<u64>,
         );
         let rows: Vec<ColumnRow> = conn
             .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, EXTRA \
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, EXTRA, \
+                 CHARACTER_MAXIMUM_LENGTH, DATETIME_PRECISION \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 (schema, table),
             )
@@ -100,8 +107,26 @@ impl TableSchema {
         let columns = rows
             .into_iter()
             .map(
-                |(name, data_type, column_type, nullable, charset, collation, extra)| {
-                    let extra = extra.to_ascii_uppercase();
+                |(
+                    name,
+                    data_type,
+                    column_type,
+                    nullable,
+                    charset,
+                    collation,
+                    extra,
+                    max_length,
+                    fsp,
+                )| {
+                    let info = ColumnInfo::from_information_schema(
+                        &name,
+                        &data_type,
+                        &column_type,
+                        charset.as_deref(),
+                        max_length,
+                        fsp,
+                        &extra,
+                    );
                     Column {
                         name,
                         data_type: data_type.to_ascii_lowercase(),
@@ -109,9 +134,8 @@ impl TableSchema {
                         nullable: nullable == "YES",
                         charset,
                         collation,
-                        generated: extra.contains("VIRTUAL")
-                            || extra.contains("STORED")
-                            || extra.contains("PERSISTENT"),
+                        generated: info.generated,
+                        info,
                     }
                 },
             )

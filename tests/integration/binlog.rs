@@ -48,7 +48,14 @@ async fn watched(endpoint: &Endpoint, schema: &str, tables: &[&str]) -> Vec<Watc
         out.push(WatchedTable {
             schema: schema.to_string(),
             table: t.to_string(),
-            columns: ColumnInfo::load(&mut c, schema, t).await.unwrap(),
+            columns: wraith::inspect::TableSchema::read(&mut c, schema, t)
+                .await
+                .unwrap()
+                .expect("table exists")
+                .columns
+                .into_iter()
+                .map(|c| c.info)
+                .collect(),
         });
     }
     out
