@@ -369,6 +369,10 @@ async fn every_column_type_survives_a_migration_under_writes() {
 
 const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
 
+/// The columns of [`SMALL`], and the same with the `d` most tests add.
+const SMALL_COLUMNS: [&str; 4] = ["id", "a", "b", "c"];
+const SMALL_WITH_D: [&str; 5] = ["id", "a", "b", "c", "d"];
+
 fn small_values(r: &mut Rng) -> Vec<(String, String)> {
     vec![
         ("a".into(), (r.next() % 1_000_000).to_string()),
@@ -387,7 +391,7 @@ fn small_values(r: &mut Rng) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() {
     let schema = harness::fresh_schema("swap_fire").await;
-    let copied = ["id", "a", "b", "c"];
+    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
@@ -461,7 +465,7 @@ async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() 
 async fn an_empty_table_and_a_one_row_table_migrate() {
     for rows in [0u64, 1] {
         let schema = harness::fresh_schema(&format!("tiny_{rows}")).await;
-        let copied = ["id", "a", "b", "c"];
+        let copied = SMALL_COLUMNS;
         setup(
             &schema,
             SMALL,
@@ -479,16 +483,14 @@ async fn an_empty_table_and_a_one_row_table_migrate() {
         ))
         .await;
         assert!(out.status.success(), "{}", stderr(&out));
-        let mut with_d = copied.to_vec();
-        with_d.push("d");
-        assert_migrated(&schema, &with_d).await;
+        assert_migrated(&schema, &SMALL_WITH_D).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_noop_run_copies_and_applies_but_never_swaps() {
     let schema = harness::fresh_schema("noop_copy").await;
-    let copied = ["id", "a", "b", "c"];
+    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
@@ -646,7 +648,7 @@ async fn the_atomic_cut_over_needs_lock_instrumentation_or_permission_to_set_it_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
     let schema = harness::fresh_schema("postpone").await;
-    let copied = ["id", "a", "b", "c"];
+    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
@@ -686,15 +688,13 @@ async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
     drop(flag);
     let out = wraith.await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut with_d = copied.to_vec();
-    with_d.push("d");
-    assert_migrated(&schema, &with_d).await;
+    assert_migrated(&schema, &SMALL_WITH_D).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_two_step_cut_over_swaps_the_tables() {
     let schema = harness::fresh_schema("two_step").await;
-    let copied = ["id", "a", "b", "c"];
+    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
@@ -712,9 +712,7 @@ async fn a_two_step_cut_over_swaps_the_tables() {
     ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut with_d = copied.to_vec();
-    with_d.push("d");
-    assert_migrated(&schema, &with_d).await;
+    assert_migrated(&schema, &SMALL_WITH_D).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -779,7 +777,7 @@ async fn kill_wraith_connections(pattern: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
     let schema = harness::fresh_schema("killed_writers").await;
-    let copied = ["id", "a", "b", "c"];
+    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
@@ -827,9 +825,7 @@ async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
     );
     eprintln!("killed {copy_kills} copy and {apply_kills} applier connections");
     assert!(stats.errors.is_empty(), "{:?}", stats.errors);
-    let mut with_d = copied.to_vec();
-    with_d.push("d");
-    assert_migrated(&schema, &with_d).await;
+    assert_migrated(&schema, &SMALL_WITH_D).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
