@@ -24,12 +24,6 @@ pub struct Column {
     pub info: ColumnInfo,
 }
 
-impl Column {
-    pub fn unsigned(&self) -> bool {
-        self.column_type.contains("unsigned")
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Index {
     pub name: String,

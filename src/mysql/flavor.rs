@@ -175,14 +175,6 @@ impl Flavor {
         self.mysql_at_least((8, 0, 13))
     }
 
-    /// Where pending metadata locks can be seen.
-    pub fn metadata_locks_table(&self) -> &'static str {
-        match self.kind {
-            Kind::MySql => "performance_schema.metadata_locks",
-            Kind::MariaDb => "information_schema.METADATA_LOCK_INFO",
-        }
-    }
-
     /// A query that counts proof that connection `?` (its id), running the cut-over RENAME, has
     /// moved past the sentry towards the original table. Parameters: connection id, schema,
     /// original table, ghost table.

@@ -74,10 +74,6 @@ pub fn changelog_upsert(
     )
 }
 
-pub fn show_create_table(schema: &str, table: &str) -> String {
-    format!("SHOW CREATE TABLE {}", qualified(schema, table))
-}
-
 pub fn explain_select_all(schema: &str, table: &str) -> String {
     format!("EXPLAIN SELECT * FROM {}", qualified(schema, table))
 }

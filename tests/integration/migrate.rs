@@ -367,13 +367,13 @@ async fn every_column_type_survives_a_migration_under_writes() {
     );
 }
 
-const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
+pub(crate) const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
 
 /// The columns of [`SMALL`], and the same with the `d` most tests add.
 const SMALL_COLUMNS: [&str; 4] = ["id", "a", "b", "c"];
 const SMALL_WITH_D: [&str; 5] = ["id", "a", "b", "c", "d"];
 
-fn small_values(r: &mut Rng) -> Vec<(String, String)> {
+pub(crate) fn small_values(r: &mut Rng) -> Vec<(String, String)> {
     vec![
         ("a".into(), (r.next() % 1_000_000).to_string()),
         ("b".into(), format!("'w{}'", r.below(1000))),

@@ -23,6 +23,7 @@ use mysql_async::Conn;
 use tokio::io::AsyncReadExt;
 
 use crate::harness::{self, migrate_args, servers, stderr, sync_replica, tables, Endpoint};
+use crate::migrate::{small_values, SMALL};
 use crate::writers::{differing_rows, Rng, Workload, WriterStats, Writers};
 
 // ---------------------------------------------------------------------------------------------
@@ -1029,25 +1030,6 @@ async fn wait_for_table(schema: &str, table: &str, limit: Duration) {
 // ---------------------------------------------------------------------------------------------
 // 7. The binlog connection killed mid-copy
 // ---------------------------------------------------------------------------------------------
-
-const SMALL: &str =
-    "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, \
-    b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
-
-fn small_values(r: &mut Rng) -> Vec<(String, String)> {
-    vec![
-        ("a".into(), (r.next() % 1_000_000).to_string()),
-        ("b".into(), format!("'w{}'", r.below(1000))),
-        (
-            "c".into(),
-            if r.below(5) == 0 {
-                "NULL".into()
-            } else {
-                "NOW(3)".into()
-            },
-        ),
-    ]
-}
 
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|c| c.to_string()).collect()
