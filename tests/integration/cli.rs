@@ -110,7 +110,7 @@ async fn a_conf_file_supplies_the_credentials() {
 }
 
 #[tokio::test]
-async fn assume_master_host_names_the_primary() {
+async fn assume_master_host_decides_which_server_is_written() {
     let schema = harness::fresh_schema("assume_master").await;
     primary_sql(
         &schema,
@@ -121,17 +121,31 @@ async fn assume_master_host_names_the_primary() {
     )
     .await;
     let s = servers();
-    let mut args = s.replica.flags();
-    args.extend([
-        format!("--database={schema}"),
-        "--table=t".into(),
-        "--alter=ADD COLUMN c INT".into(),
-        format!("--assume-master-host={}:{}", s.primary.host, s.primary.port),
-        "--execute".into(),
-        harness::unique_server_id_flag(),
-    ]);
-    let out = run_wraith(&args).await;
+    let args = |master: String| {
+        let mut a = s.replica.flags();
+        a.extend([
+            format!("--database={schema}"),
+            "--table=t".into(),
+            "--alter=ADD COLUMN c INT".into(),
+            format!("--assume-master-host={master}"),
+            "--execute".into(),
+            harness::unique_server_id_flag(),
+        ]);
+        a
+    };
+    // Named elsewhere than the replica's real primary, it is the server wraith connects to:
+    // here a port where nothing listens, so the run fails naming it and changes nothing.
+    let nowhere = harness::ClosedPort::new();
+    let out = run_wraith(&args(format!("127.0.0.1:{}", nowhere.port))).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", nowhere.port)),
+        "the error does not name the assumed primary:\n{err}"
+    );
+    assert_eq!(tables(&s.primary, &schema).await, vec!["t"]);
+    // Named as the real primary, the migration runs there.
+    let out = run_wraith(&args(format!("{}:{}", s.primary.host, s.primary.port))).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("primary is {}:{}", s.primary.host, s.primary.port)));
     assert_eq!(tables(&s.primary, &schema).await, vec!["_t_del", "t"]);
 }

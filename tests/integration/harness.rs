@@ -193,25 +193,24 @@ pub async fn tables(endpoint: &Endpoint, schema: &str) -> Vec<String> {
     names
 }
 
-/// A deterministic checksum of a table's rows: (row count, SHA-256 over every row's columns in
-/// primary-key order). Two tables with the same rows give the same answer.
+/// A deterministic checksum of a table's rows: (row count, SHA-256 over the exact bytes of every
+/// row's columns). Two tables with the same rows give the same answer; a change to any byte of
+/// any value (a DECIMAL's last digit, a FLOAT's last bit) changes it.
 pub async fn table_checksum(endpoint: &Endpoint, schema: &str, table: &str) -> (u64, String) {
+    let columns = crate::compare::columns(endpoint, schema, table).await;
+    assert!(!columns.is_empty(), "table {schema}.{table} does not exist");
     let mut c = endpoint.conn().await;
     c.query_drop("SET SESSION group_concat_max_len = 1073741824")
         .await
         .unwrap();
-    let columns: Vec<String> = c
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-             ORDER BY ORDINAL_POSITION",
-            (schema, table),
-        )
-        .await
-        .unwrap();
-    assert!(!columns.is_empty(), "table {schema}.{table} does not exist");
     let cols: Vec<String> = columns
         .iter()
-        .map(|c| format!("IFNULL(HEX(`{c}`), 'NULL')"))
+        .map(|(col, ty)| {
+            format!(
+                "IFNULL(HEX({}), 'NULL')",
+                crate::compare::exact("", col, ty)
+            )
+        })
         .collect();
     let row: (u64, Option<String>) = c
         .query_first(format!(
@@ -299,4 +298,44 @@ pub async fn run_wraith_with_input(args: &[String], input: &str) -> Output {
 /// wraith's standard error, as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A port of 127.0.0.1 that is bound but not listening while this value lives: connecting to it
+/// is refused, and no server can take it in the meantime (unlike a port found free and released).
+pub struct ClosedPort {
+    fd: i32,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        // SAFETY: plain socket(2)/bind(2)/getsockname(2) calls on a socket this value owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket(2) failed");
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            addr.sin_port = 0;
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound = libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len);
+            assert_eq!(bound, 0, "bind(2) on 127.0.0.1 failed");
+            let mut out: libc::sockaddr_in = std::mem::zeroed();
+            let mut out_len = len;
+            let named =
+                libc::getsockname(fd, &mut out as *mut _ as *mut libc::sockaddr, &mut out_len);
+            assert_eq!(named, 0, "getsockname(2) failed");
+            ClosedPort {
+                fd,
+                port: u16::from_be(out.sin_port),
+            }
+        }
+    }
+}
+
+impl Drop for ClosedPort {
+    fn drop(&mut self) {
+        // SAFETY: closing the socket this value owns, once.
+        unsafe { libc::close(self.fd) };
+    }
 }

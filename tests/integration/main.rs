@@ -5,6 +5,7 @@
 
 mod binlog;
 mod cli;
+mod compare;
 mod harness;
 mod migrate;
 mod preflight;

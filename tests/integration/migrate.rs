@@ -1,15 +1,21 @@
 //! Live migrations: the table is written to while wraith copies, applies and swaps it, and it
-//! must end up identical, row for row and byte for byte, to a mirror table that received the
-//! same writes in the same transactions and was altered natively.
+//! must end up identical, in definition and row for row and byte for byte, to a mirror table that
+//! received the same statements in the same transactions and was altered natively
+//! (`writers`, `compare`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
+use crate::compare::{assert_same_as_mirror, assert_swapped_with_old_table_kept};
 use crate::harness::{
     self, migrate_args, primary_sql, run_wraith, servers, stderr, sync_replica, tables, Endpoint,
 };
-use crate::writers::{differing_rows, Rng, Workload, Writers};
+use crate::writers::{
+    assert_wrote_through, under_writes, Rng, Shape, Step, TableWatch, Workload, WriterState,
+    WriterStats, Writers, MIN_COMMITS_DURING_MIGRATION,
+};
 
 /// Every column type wraith must carry exactly.
 const ALL_TYPES: &str = "CREATE TABLE t (
@@ -30,7 +36,7 @@ const ALL_TYPES_COLUMNS: &[&str] = &[
     "yr", "n",
 ];
 
-fn all_types_values(r: &mut Rng) -> Vec<(String, String)> {
+fn all_types_values(r: &mut Rng) -> Vec<(&'static str, String)> {
     let int = |r: &mut Rng, lo: i64, hi: i64| -> String {
         match r.below(6) {
             0 => lo.to_string(),
@@ -40,7 +46,7 @@ fn all_types_values(r: &mut Rng) -> Vec<(String, String)> {
                 .to_string(),
         }
     };
-    let v = |s: &str| s.to_string();
+    let v = |s: &'static str| s;
     let mut out = vec![
         (v("ti"), int(r, -128, 127)),
         (v("tu"), int(r, 0, 255)),
@@ -201,18 +207,15 @@ fn all_types_values(r: &mut Rng) -> Vec<(String, String)> {
     out
 }
 
-fn columns(names: &[&str]) -> Vec<String> {
-    names.iter().map(|c| c.to_string()).collect()
-}
-
-/// Creates `t` and `mirror` (altered natively with `alter`) and fills both with `rows` rows.
+/// Creates `t` and `mirror` (altered natively with `alter`) and fills both with `rows` rows,
+/// copying the `copied` columns to the mirror before any migration starts.
 async fn setup(
     schema: &str,
     create: &str,
     alter: &str,
     rows: u64,
     copied: &[&str],
-    values: fn(&mut Rng) -> Vec<(String, String)>,
+    values: fn(&mut Rng) -> Vec<(&'static str, String)>,
 ) {
     let s = servers();
     let mut c = s.primary.conn().await;
@@ -257,20 +260,15 @@ async fn setup(
     sync_replica().await;
 }
 
-/// Writers' work on `schema`.t mirrored into `schema`.mirror, copying `copied` columns.
-async fn workload(
+/// Writers addressing `schema`.t by its AUTO_INCREMENT `id`, setting columns with `values`.
+async fn by_id(
     schema: &str,
-    copied: &[&str],
-    values: fn(&mut Rng) -> Vec<(String, String)>,
-) -> Workload {
-    Workload {
-        schema: schema.to_string(),
-        table: "t".into(),
-        mirror: "mirror".into(),
-        copied_columns: columns(copied),
+    values: fn(&mut Rng) -> Vec<(&'static str, String)>,
+) -> Arc<dyn Workload> {
+    Arc::new(Shape::by_id(
+        max_id(&servers().primary, schema).await,
         values,
-        max_id: max_id(&servers().primary, schema).await,
-    }
+    ))
 }
 
 async fn max_id(endpoint: &Endpoint, schema: &str) -> u64 {
@@ -281,56 +279,37 @@ async fn max_id(endpoint: &Endpoint, schema: &str) -> u64 {
         .unwrap()
 }
 
-/// Runs a migration of `schema`.t while `writers` write to it; returns wraith's stderr.
+/// Migrates `schema`.t with `alter` while `writers` writers write to it by `id`; asserts that
+/// wraith succeeded and that the writers wrote through the migration unharmed. Returns wraith's
+/// log and what the writers did.
 async fn migrate_under_writes(
     schema: &str,
     alter: &str,
-    copied: &[&str],
-    values: fn(&mut Rng) -> Vec<(String, String)>,
+    values: fn(&mut Rng) -> Vec<(&'static str, String)>,
     writers: usize,
     extra: &[&str],
-) -> (String, crate::writers::WriterStats) {
-    let workload = workload(schema, copied, values).await;
-    let w = Writers::start(
-        &servers().primary,
+) -> (String, WriterStats) {
+    let workload = by_id(schema, values).await;
+    let args = migrate_args(schema, "t", alter, extra);
+    let (out, stats, timeline) = under_writes(
+        schema,
         workload,
         writers,
         Duration::from_millis(2),
+        run_wraith(&args),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = run_wraith(&migrate_args(schema, "t", alter, extra)).await;
-    // Keep writing a little after the swap: those writes go to the new table.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stats = w.stop().await;
     let err = stderr(&out);
     assert!(out.status.success(), "wraith failed:\n{err}");
+    assert_wrote_through(&stats, &timeline, MIN_COMMITS_DURING_MIGRATION);
     (err, stats)
 }
 
-/// After a migration: the new `t` equals the mirror on the primary and on the replica.
-async fn assert_migrated(schema: &str, compared: &[&str]) {
-    sync_replica().await;
-    let s = servers();
-    let cols = columns(compared);
-    for endpoint in [&s.primary, &s.replica] {
-        assert_eq!(
-            differing_rows(endpoint, schema, "t", "mirror", &cols).await,
-            0,
-            "t differs from the mirror on {}:{}",
-            endpoint.host,
-            endpoint.port
-        );
-    }
-    let names = tables(&s.primary, schema).await;
-    assert!(
-        names.contains(&"_t_del".to_string()),
-        "the old table is kept as _t_del: {names:?}"
-    );
-    assert!(
-        !names.iter().any(|t| t == "_t_gho" || t == "_t_ghc"),
-        "helper tables left: {names:?}"
-    );
+/// After a migration: `t` is the natively altered mirror, definition and every byte of every
+/// row, on the primary and the replica; the old table is kept and no helper table is left.
+async fn assert_migrated(schema: &str) {
+    assert_same_as_mirror(schema, &["id"]).await;
+    assert_swapped_with_old_table_kept(schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -346,19 +325,12 @@ async fn every_column_type_survives_a_migration_under_writes() {
         all_types_values,
     )
     .await;
-    let (log, stats) =
-        migrate_under_writes(&schema, alter, ALL_TYPES_COLUMNS, all_types_values, 4, &[]).await;
-    assert!(
-        stats.errors.is_empty(),
-        "writers saw errors: {:?}",
-        stats.errors
-    );
-    assert!(stats.commits > 50, "the writers barely wrote ({stats:?})");
-    let mut compared = ALL_TYPES_COLUMNS.to_vec();
-    compared.extend(["extra", "g"]);
-    assert_migrated(&schema, &compared).await;
+    let (log, stats) = migrate_under_writes(&schema, alter, all_types_values, 4, &[]).await;
+    assert_migrated(&schema).await;
     eprintln!(
-        "all types: {stats:?}; longest writer statement {:?}\n{}",
+        "all types: {} commits, {} deadlocks; longest writer statement {:?}\n{}",
+        stats.commits.len(),
+        stats.deadlocks.len(),
         stats.longest_statement,
         log.lines()
             .filter(|l| l.contains("swapped"))
@@ -369,20 +341,19 @@ async fn every_column_type_survives_a_migration_under_writes() {
 
 pub(crate) const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
 
-/// The columns of [`SMALL`], and the same with the `d` most tests add.
+/// The columns of [`SMALL`].
 const SMALL_COLUMNS: [&str; 4] = ["id", "a", "b", "c"];
-const SMALL_WITH_D: [&str; 5] = ["id", "a", "b", "c", "d"];
 
-pub(crate) fn small_values(r: &mut Rng) -> Vec<(String, String)> {
+pub(crate) fn small_values(r: &mut Rng) -> Vec<(&'static str, String)> {
     vec![
-        ("a".into(), (r.next() % 1_000_000).to_string()),
-        ("b".into(), format!("'w{}'", r.below(1000))),
+        ("a", (r.next() % 1_000_000).to_string()),
+        ("b", format!("'w{}'", r.below(1000))),
         (
-            "c".into(),
+            "c",
             if r.below(5) == 0 {
                 "NULL".into()
             } else {
-                "NOW(3)".into()
+                r.datetime3()
             },
         ),
     ]
@@ -391,17 +362,15 @@ pub(crate) fn small_values(r: &mut Rng) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() {
     let schema = harness::fresh_schema("swap_fire").await;
-    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
         "ADD COLUMN d INT NOT NULL DEFAULT 0",
         2_000,
-        &copied,
+        &SMALL_COLUMNS,
         small_values,
     )
     .await;
-    let mut longest = Duration::ZERO;
     let alter_of = |round: usize| {
         if round.is_multiple_of(2) {
             "ADD COLUMN d INT NOT NULL DEFAULT 0"
@@ -410,40 +379,28 @@ async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() 
         }
     };
     for round in 0..5 {
-        let alter = alter_of(round);
-        let workload = workload(&schema, &copied, small_values).await;
-        let w = Writers::start(&servers().primary, workload, 8, Duration::ZERO).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let out = run_wraith(&migrate_args(&schema, "t", alter, &["--ok-to-drop-table"])).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let stats = w.stop().await;
+        let args = migrate_args(&schema, "t", alter_of(round), &["--ok-to-drop-table"]);
+        let (out, stats, timeline) = under_writes(
+            &schema,
+            by_id(&schema, small_values).await,
+            8,
+            Duration::ZERO,
+            run_wraith(&args),
+        )
+        .await;
         assert!(
             out.status.success(),
             "round {round}: wraith failed:\n{}",
             stderr(&out)
         );
-        assert!(
-            stats.errors.is_empty(),
-            "round {round}: writers saw errors: {:?}",
-            stats.errors
-        );
-        sync_replica().await;
-        let diff = differing_rows(
-            &servers().primary,
-            &schema,
-            "t",
-            "mirror",
-            &columns(&copied),
-        )
-        .await;
-        assert_eq!(
-            diff, 0,
-            "round {round}: {diff} rows lost or changed by the swap"
-        );
-        longest = longest.max(stats.longest_statement);
+        assert_wrote_through(&stats, &timeline, MIN_COMMITS_DURING_MIGRATION);
+        // Every column, `d` included, on the primary and the replica.
+        assert_same_as_mirror(&schema, &["id"]).await;
         eprintln!(
-            "swap round {round}: {} commits, longest writer statement {:?}",
-            stats.commits, stats.longest_statement
+            "swap round {round}: {} commits, {} deadlocks, longest writer statement {:?}",
+            stats.commits.len(),
+            stats.deadlocks.len(),
+            stats.longest_statement
         );
         // The mirror takes the schema of the next round's result.
         let mut c = servers().primary.conn().await;
@@ -454,24 +411,18 @@ async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() 
         .await
         .unwrap();
     }
-    // Bound: the lock timeout (3 s) for the lock, as much for the marker, plus a margin.
-    assert!(
-        longest < Duration::from_secs(8),
-        "a writer waited {longest:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_empty_table_and_a_one_row_table_migrate() {
     for rows in [0u64, 1] {
         let schema = harness::fresh_schema(&format!("tiny_{rows}")).await;
-        let copied = SMALL_COLUMNS;
         setup(
             &schema,
             SMALL,
             "ADD COLUMN d INT NOT NULL DEFAULT 0",
             rows,
-            &copied,
+            &SMALL_COLUMNS,
             small_values,
         )
         .await;
@@ -483,42 +434,40 @@ async fn an_empty_table_and_a_one_row_table_migrate() {
         ))
         .await;
         assert!(out.status.success(), "{}", stderr(&out));
-        assert_migrated(&schema, &SMALL_WITH_D).await;
+        assert_migrated(&schema).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_noop_run_copies_and_applies_but_never_swaps() {
     let schema = harness::fresh_schema("noop_copy").await;
-    let copied = SMALL_COLUMNS;
-    setup(
-        &schema,
-        SMALL,
-        "ADD COLUMN d INT",
-        3_000,
-        &copied,
-        small_values,
-    )
-    .await;
+    let rows = 30_000;
+    // The mirror is not altered: a noop run leaves `t` as it was, writes aside.
+    setup(&schema, SMALL, "FORCE", rows, &SMALL_COLUMNS, small_values).await;
+    let workload = by_id(&schema, small_values).await;
+    let primary = &servers().primary;
+    // Counts the ghost table's rows, and those the applier wrote (ids the writers inserted).
+    let watch = TableWatch::start_counting(primary, &schema, Some(rows)).await;
+    let writers = Writers::start(primary, &schema, workload, 4, Duration::from_millis(2)).await;
+    assert!(writers.wait_for_commits(20, Duration::from_secs(60)).await);
     let mut args = migrate_args(&schema, "t", "ADD COLUMN d INT", &[]);
     args.retain(|a| a != "--execute");
     let out = run_wraith(&args).await;
+    let stats = writers.stop().await;
+    let timeline = watch.stop().await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        tables(&servers().primary, &schema).await,
-        vec!["mirror", "t"]
+    assert_wrote_through(&stats, &timeline, MIN_COMMITS_DURING_MIGRATION);
+    assert!(
+        timeline.most_ghost_rows >= rows / 2,
+        "the ghost table never held more than {} of {rows} rows: the noop run did not copy",
+        timeline.most_ghost_rows
     );
-    assert_eq!(
-        differing_rows(
-            &servers().primary,
-            &schema,
-            "t",
-            "mirror",
-            &columns(&copied)
-        )
-        .await,
-        0
+    assert!(
+        timeline.most_fresh_ghost_rows > 0,
+        "no row the writers inserted during the run reached the ghost table: the noop run did not apply the binlog"
     );
+    assert_eq!(tables(primary, &schema).await, vec!["mirror", "t"]);
+    assert_same_as_mirror(&schema, &["id"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -645,16 +594,26 @@ async fn the_atomic_cut_over_needs_lock_instrumentation_or_permission_to_set_it_
     assert_eq!(columns, 1, "the new column is in the swapped table");
 }
 
+/// Reads `schema`'s changelog state, if the changelog table exists.
+async fn changelog_state(schema: &str) -> Option<String> {
+    let mut c = servers().primary.conn().await;
+    c.query_first(format!(
+        "SELECT value FROM `{schema}`._t_ghc WHERE hint = 'state'"
+    ))
+    .await
+    .ok()
+    .flatten()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
     let schema = harness::fresh_schema("postpone").await;
-    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
         "ADD COLUMN d INT",
         1_000,
-        &copied,
+        &SMALL_COLUMNS,
         small_values,
     )
     .await;
@@ -662,45 +621,51 @@ async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
     let flag_arg = format!("--postpone-cut-over-flag-file={}", flag.path().display());
     let args = migrate_args(&schema, "t", "ADD COLUMN d INT", &[&flag_arg]);
     let wraith = tokio::spawn(async move { run_wraith(&args).await });
-    // Well past the copy of 1000 rows: still postponed, still synced.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The changelog records the postponement once the copy is done.
+    let started = std::time::Instant::now();
+    while changelog_state(&schema).await.as_deref() != Some("Postpone") {
+        assert!(
+            !wraith.is_finished(),
+            "wraith ended although the postpone flag file exists"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "wraith did not postpone the cut-over within 60 s (state {:?})",
+            changelog_state(&schema).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Postponed, it stays synced: a row written now is in the result.
+    let mut c = servers().primary.conn().await;
+    c.query_drop(format!(
+        "USE `{schema}`; INSERT INTO t (a, b) VALUES (-1, 'late'); \
+         INSERT INTO mirror (id, a, b) VALUES (LAST_INSERT_ID(), -1, 'late')"
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !wraith.is_finished(),
         "wraith swapped although the postpone flag file exists"
     );
-    let names = tables(&servers().primary, &schema).await;
-    assert!(names.contains(&"_t_gho".to_string()), "{names:?}");
-    let mut c = servers().primary.conn().await;
-    let state: Option<String> = c
-        .query_first(format!(
-            "SELECT value FROM `{schema}`._t_ghc WHERE hint = 'state'"
-        ))
+    assert!(tables(&servers().primary, &schema)
         .await
-        .unwrap();
-    assert_eq!(
-        state.as_deref(),
-        Some("Postpone"),
-        "the changelog records the state"
-    );
-    c.query_drop(format!("INSERT INTO `{schema}`.t (a, b) VALUES (-1, 'late'); INSERT INTO `{schema}`.mirror ({}) SELECT {} FROM `{schema}`.t WHERE a = -1", copied.join(", "), copied.join(", ")))
-        .await
-        .unwrap();
+        .contains(&"_t_gho".to_string()));
     drop(flag);
     let out = wraith.await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_migrated(&schema, &SMALL_WITH_D).await;
+    assert_migrated(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_two_step_cut_over_swaps_the_tables() {
     let schema = harness::fresh_schema("two_step").await;
-    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
         "ADD COLUMN d INT",
         2_000,
-        &copied,
+        &SMALL_COLUMNS,
         small_values,
     )
     .await;
@@ -712,7 +677,7 @@ async fn a_two_step_cut_over_swaps_the_tables() {
     ))
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_migrated(&schema, &SMALL_WITH_D).await;
+    assert_migrated(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -758,37 +723,41 @@ async fn the_old_table_may_carry_a_timestamp_or_be_dropped() {
 }
 
 /// Kills, on the primary, every connection running one of wraith's statements that matches
-/// `pattern`; returns how many were killed.
-async fn kill_wraith_connections(pattern: &str) -> usize {
+
+/// Kills, on the primary, every connection of a wraith migrating `schema` that runs a statement
+/// containing `marker`; returns how many kills succeeded. Only this test's wraith writes
+/// statements naming `schema`, so no other test's run is touched.
+async fn kill_wraith_connections(schema: &str, marker: &str) -> usize {
     let mut c = servers().primary.conn().await;
     let ids: Vec<u64> = c
         .exec(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND ID != CONNECTION_ID()",
-            (pattern,),
+            "SELECT ID FROM information_schema.PROCESSLIST \
+             WHERE LOCATE(?, INFO) > 0 AND LOCATE(?, INFO) > 0 AND ID != CONNECTION_ID()",
+            (marker, format!("`{schema}`.")),
         )
         .await
         .unwrap();
+    let mut killed = 0;
     for id in &ids {
-        let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+        if c.query_drop(format!("KILL CONNECTION {id}")).await.is_ok() {
+            killed += 1;
+        }
     }
-    ids.len()
+    killed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
     let schema = harness::fresh_schema("killed_writers").await;
-    let copied = SMALL_COLUMNS;
     setup(
         &schema,
         SMALL,
         "ADD COLUMN d INT",
         60_000,
-        &copied,
+        &SMALL_COLUMNS,
         small_values,
     )
     .await;
-    let workload = workload(&schema, &copied, small_values).await;
-    let w = Writers::start(&servers().primary, workload, 4, Duration::from_millis(1)).await;
     let args = migrate_args(
         &schema,
         "t",
@@ -796,36 +765,75 @@ async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
         &["--chunk-size=100", "--copy-workers=1"],
     );
     let wraith = tokio::spawn(async move { run_wraith(&args).await });
-    // The applier's batches are usually too quick to catch; it is killed when caught.
-    let (mut copy_kills, mut apply_kills) = (0, 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while (copy_kills < 2 || apply_kills < 2)
-        && !wraith.is_finished()
-        && std::time::Instant::now() < deadline
-    {
-        if copy_kills < 2 {
-            copy_kills += kill_wraith_connections("INSERT /* wraith */ IGNORE INTO%").await;
+    let killer = async {
+        // The applier's batches are usually too quick to catch; it is killed when caught.
+        let (mut copy_kills, mut apply_kills) = (0, 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while (copy_kills < 2 || apply_kills < 2)
+            && !wraith.is_finished()
+            && std::time::Instant::now() < deadline
+        {
+            if copy_kills < 2 {
+                copy_kills +=
+                    kill_wraith_connections(&schema, "INSERT /* wraith */ IGNORE INTO").await;
+            }
+            if apply_kills < 2 {
+                apply_kills += kill_wraith_connections(&schema, "DELETE /* wraith */").await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if apply_kills < 2 {
-            apply_kills += kill_wraith_connections("START TRANSACTION;%DELETE /* wraith */%").await;
-        }
-        tokio::time::sleep(Duration::from_millis(if copy_kills + apply_kills > 0 {
-            300
-        } else {
-            5
-        }))
-        .await;
-    }
-    let out = wraith.await.unwrap();
-    let stats = w.stop().await;
+        (copy_kills, apply_kills, wraith.await.unwrap())
+    };
+    let ((copy_kills, apply_kills, out), stats, timeline) = under_writes(
+        &schema,
+        by_id(&schema, small_values).await,
+        4,
+        Duration::from_millis(1),
+        killer,
+    )
+    .await;
     assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
     assert!(
         copy_kills >= 1,
         "no copy connection was caught to kill; the copy was too quick"
     );
     eprintln!("killed {copy_kills} copy and {apply_kills} applier connections");
-    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
-    assert_migrated(&schema, &SMALL_WITH_D).await;
+    assert_wrote_through(&stats, &timeline, MIN_COMMITS_DURING_MIGRATION);
+    assert_migrated(&schema).await;
+}
+
+/// Writers that swap the emails of two random rows through a temporary value: the values move
+/// between rows of the unique key `email_uidx`. The emails are read from the mirror (locking its
+/// rows first, so writers serialize there), and the same updates run on both tables.
+struct EmailSwaps;
+
+impl Workload for EmailSwaps {
+    fn transaction(&self, rng: &mut Rng, w: &mut WriterState) -> Vec<Step> {
+        // Two rows, locked in key order so writers never deadlock each other.
+        let a = 1 + rng.below(39_999);
+        let b = a + 1 + rng.below(40_000 - a);
+        let tmp = format!("'tmp{}-{}'", w.writer, a);
+        let both = |s: String| Step::Both {
+            t: Some(s.replace("{table}", "t")),
+            mirror: Some(s.replace("{table}", "mirror")),
+            may_collide: false,
+        };
+        vec![
+            Step::Mirror(format!(
+                "SELECT email INTO @ea FROM mirror WHERE id = {a} FOR UPDATE"
+            )),
+            Step::Mirror(format!(
+                "SELECT email INTO @eb FROM mirror WHERE id = {b} FOR UPDATE"
+            )),
+            both(format!("UPDATE {{table}} SET email = {tmp} WHERE id = {a}")),
+            both(format!(
+                "UPDATE {{table}} SET email = @ea, n = n + 1 WHERE id = {b}"
+            )),
+            both(format!(
+                "UPDATE {{table}} SET email = @eb, n = n + 1 WHERE id = {a}"
+            )),
+        ]
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -842,82 +850,50 @@ async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy(
         ],
     )
     .await;
-    // Writers swap the emails of two random rows, through a temporary value, mirrored.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for w in 0..4u64 {
-        let mut c = servers().primary.conn().await;
-        c.query_drop(format!("USE `{schema}`")).await.unwrap();
-        let stop = stop.clone();
-        handles.push(tokio::spawn(async move {
-            let mut rng = Rng::new(w + 17);
-            let (mut swaps, mut errors) = (0u64, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (a, b) = (1 + rng.below(40_000), 1 + rng.below(40_000));
-                if a == b {
-                    continue;
-                }
-                let text = format!(
-                    "START TRANSACTION; \
-                     SELECT email INTO @ea FROM t WHERE id = {a} FOR UPDATE; SELECT email INTO @eb FROM t WHERE id = {b} FOR UPDATE; \
-                     UPDATE t SET email = CONCAT('tmp', {w}, '-', {a}) WHERE id = {a}; UPDATE t SET email = @ea, n = n + 1 WHERE id = {b}; \
-                     UPDATE t SET email = @eb, n = n + 1 WHERE id = {a}; \
-                     DELETE FROM mirror WHERE id IN ({a}, {b}); INSERT INTO mirror (id, email, n) SELECT id, email, n FROM t WHERE id IN ({a}, {b}); \
-                     COMMIT"
-                );
-                match c.query_drop(text).await {
-                    Ok(()) => swaps += 1,
-                    Err(mysql_async::Error::Server(e)) if matches!(e.code, 1213 | 1205) => {
-                        let _ = c.query_drop("ROLLBACK").await;
-                    }
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            (swaps, errors)
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let out = run_wraith(&migrate_args(
+    let args = migrate_args(
         &schema,
         "t",
         "ADD COLUMN d INT",
         &["--chunk-size=200", "--copy-workers=2"],
-    ))
-    .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut swaps = 0;
-    for h in handles {
-        let (n, errors) = h.await.unwrap();
-        assert!(errors.is_empty(), "{errors:?}");
-        swaps += n;
-    }
-    assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
-    assert!(
-        swaps > 100,
-        "only {swaps} swaps: the test did not exercise the copy"
     );
-    assert_migrated(&schema, &["id", "email", "n", "d"]).await;
+    let (out, stats, timeline) = under_writes(
+        &schema,
+        Arc::new(EmailSwaps),
+        4,
+        Duration::ZERO,
+        run_wraith(&args),
+    )
+    .await;
+    assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
+    assert_wrote_through(&stats, &timeline, 100);
+    assert_migrated(&schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_interrupted_migration_drops_its_helper_tables_and_leaves_the_table_alone() {
     let schema = harness::fresh_schema("interrupted").await;
+    let rows = 50_000u64;
     primary_sql(
         &schema,
         &[
             SMALL,
-            "INSERT INTO t (a, b) SELECT seq, 'x' FROM seq_1_to_5000",
+            &format!("INSERT INTO t (a, b) SELECT seq, 'x' FROM seq_1_to_{rows}"),
         ],
     )
     .await;
     let before = harness::table_checksum(&servers().primary, &schema, "t").await;
-    // Held by a throttle flag file, so it is surely mid-copy when interrupted.
-    let flag = tempfile::NamedTempFile::new().unwrap();
+    // Once the copy has started it is held by the throttle flag file, so it is surely mid-copy
+    // when interrupted.
+    let flags = tempfile::tempdir().unwrap();
+    let throttle = flags.path().join("throttle");
     let args = migrate_args(
         &schema,
         "t",
         "ADD COLUMN d INT",
-        &[&format!("--throttle-flag-file={}", flag.path().display())],
+        &[
+            "--chunk-size=100",
+            &format!("--throttle-flag-file={}", throttle.display()),
+        ],
     );
     let child = tokio::process::Command::new(harness::wraith_bin())
         .args(&args)
@@ -927,17 +903,26 @@ async fn an_interrupted_migration_drops_its_helper_tables_and_leaves_the_table_a
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // Wait until the ghost table exists, then interrupt as Ctrl-C would.
-    for _ in 0..100 {
-        if tables(&servers().primary, &schema)
-            .await
-            .contains(&"_t_gho".to_string())
-        {
+    let mut c = servers().primary.conn().await;
+    let count = format!("SELECT COUNT(*) FROM `{schema}`._t_gho");
+    let started = std::time::Instant::now();
+    loop {
+        let copied: u64 = c.query_first(&count).await.ok().flatten().unwrap_or(0);
+        if copied > 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the copy did not start within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&throttle, "").unwrap();
+    let copied: u64 = c.query_first(&count).await.unwrap().unwrap();
+    assert!(
+        copied < rows,
+        "the copy finished ({copied} rows) before it could be interrupted"
+    );
     // SAFETY: kill(2) on the child we started.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())

@@ -394,7 +394,8 @@ async fn an_unresponsive_host_times_out_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_closed_port_is_reported_as_unreachable() {
-    let port = wraith::sandbox::free_port().unwrap();
+    let closed = harness::ClosedPort::new();
+    let port = closed.port;
     let endpoint = Endpoint {
         host: "127.0.0.1".into(),
         port,
