@@ -35,6 +35,8 @@ pub enum State {
     Validate,
     Prepare,
     Copy,
+    /// The rows are copied; the applier catches up with the binlog.
+    CatchUp,
     Postpone,
     CutOver,
     Cleanup,
@@ -285,6 +287,7 @@ impl Run<'_> {
         if skipped > 0 {
             warn!("{skipped} rows were skipped by the copy (--allow-skipped-rows): the new table does not have them");
         }
+        self.enter(State::CatchUp).await?;
         self.wait_caught_up(&progress).await?;
 
         let mut locked_for = None;
@@ -849,6 +852,7 @@ fn state_line(state: State) -> &'static str {
         State::Validate => "validating: connecting, finding the primary, preflight checks",
         State::Prepare => "preparing: ghost table with the ALTER applied, changelog table",
         State::Copy => "copying rows while applying the binlog",
+        State::CatchUp => "row copy complete; applying the binlog until the ghost table has caught up",
         State::Postpone => "cut-over postponed",
         State::CutOver => "cutting over",
         State::Cleanup => "cleaning up",

@@ -256,10 +256,19 @@ pub fn wraith_bin() -> &'static str {
     env!("CARGO_BIN_EXE_wraith")
 }
 
-/// Runs wraith with `args` (and no standard input) and returns what it did. With
-/// WRAITH_TEST_STDERR=inherit, wraith's log goes straight to the terminal (for debugging; the
-/// returned stderr is then empty).
+/// The longest any wraith run of the suite may take before the test fails (and wraith is killed).
+pub const WRAITH_RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs wraith with `args` (and no standard input) and returns what it did; fails the test if it
+/// runs longer than [`WRAITH_RUN_LIMIT`]. With WRAITH_TEST_STDERR=inherit, wraith's log goes
+/// straight to the terminal (for debugging; the returned stderr is then empty).
 pub async fn run_wraith(args: &[String]) -> Output {
+    tokio::time::timeout(WRAITH_RUN_LIMIT, run_wraith_unbounded(args))
+        .await
+        .unwrap_or_else(|_| panic!("wraith did not finish within {WRAITH_RUN_LIMIT:?}: {args:?}"))
+}
+
+async fn run_wraith_unbounded(args: &[String]) -> Output {
     let mut cmd = tokio::process::Command::new(wraith_bin());
     cmd.args(args)
         .stdin(std::process::Stdio::null())

@@ -39,6 +39,11 @@ pub const WRITER_LOCK_WAIT_SECONDS: u64 = 10;
 /// of the cut-over: a wraith that blocked writers for its whole copy cannot reach it.
 pub const MIN_COMMITS_DURING_MIGRATION: usize = 20;
 
+/// Commits required while the row copy was surely running, when that was seen to last at least
+/// [`COPY_SEEN_LONG_ENOUGH`]; a copy that blocks the writers throughout gets none.
+pub const MIN_COMMITS_DURING_COPY: usize = 5;
+pub const COPY_SEEN_LONG_ENOUGH: Duration = Duration::from_millis(200);
+
 /// A small deterministic random generator (xorshift).
 pub struct Rng(u64);
 
@@ -644,6 +649,10 @@ pub struct Timeline {
     pub cut_over_began: Option<Instant>,
     /// `_t_gho` was first seen gone after it existed (swapped in, or dropped by a noop run).
     pub ghost_gone: Option<Instant>,
+    /// A stretch of time inside the row copy: from the end of the first poll that read wraith's
+    /// state `Copy` in its changelog to the start of the last one that did. The copy surely
+    /// ran throughout it.
+    pub surely_copying: Option<(Instant, Instant)>,
     /// The most rows seen in `_t_gho`, and of those the most with `id` above the watch's
     /// `fresh_above` (rows the applier wrote), when the watch counts rows.
     pub most_ghost_rows: u64,
@@ -682,6 +691,17 @@ impl TableWatch {
                 let now = Instant::now();
                 let ghost = names.iter().any(|n| n == "_t_gho");
                 let old = names.iter().any(|n| n == "_t_del");
+                let copying = names.iter().any(|n| n == "_t_ghc")
+                    && conn
+                        .query_first::<String, _>(format!(
+                            "SELECT value FROM `{schema}`._t_ghc WHERE hint = 'state'"
+                        ))
+                        .await
+                        .ok()
+                        .flatten()
+                        .as_deref()
+                        == Some("Copy");
+                let state_read = Instant::now();
                 let counts = match (ghost, fresh_above) {
                     (true, Some(above)) => conn
                         .query_first::<(u64, Option<u64>), _>(format!(
@@ -694,6 +714,12 @@ impl TableWatch {
                 };
                 {
                     let mut t = tl.lock().unwrap();
+                    if copying {
+                        t.surely_copying = Some(match t.surely_copying {
+                            None => (state_read, polled),
+                            Some((from, _)) => (from, polled),
+                        });
+                    }
                     if ghost && t.ghost_created.is_none() {
                         t.ghost_created = Some(now);
                     }
@@ -728,7 +754,8 @@ impl TableWatch {
 
 /// The proof that the application wrote through the migration and was never harmed by it:
 /// no writer error; at least `min_commits` commits between the ghost table's creation and the
-/// start of the cut-over (or the ghost's removal); no deadlock from the start of the cut-over to
+/// start of the cut-over (or the ghost's removal), and commits all through the row copy (when it
+/// was seen to last [`COPY_SEEN_LONG_ENOUGH`]); no deadlock from the start of the cut-over to
 /// shortly after the swap; no statement longer than [`STATEMENT_BOUND`].
 pub fn assert_wrote_through(stats: &WriterStats, timeline: &Timeline, min_commits: usize) {
     assert!(
@@ -751,6 +778,17 @@ pub fn assert_wrote_through(stats: &WriterStats, timeline: &Timeline, min_commit
         stats.commits.len(),
         end - created
     );
+    if let Some((from, to)) = timeline.surely_copying {
+        if to > from + COPY_SEEN_LONG_ENOUGH {
+            let copying = stats.commits_between(from, to);
+            assert!(
+                copying >= MIN_COMMITS_DURING_COPY,
+                "only {copying} commits in {:?} of the row copy: the writers were held back while \
+                 wraith copied",
+                to - from
+            );
+        }
+    }
     if let (Some(began), Some(gone)) = (timeline.cut_over_began, timeline.ghost_gone) {
         let until = gone + Duration::from_millis(500);
         let in_swap: Vec<&String> = stats
