@@ -15,7 +15,7 @@
 //! none of its transactions may have failed around the swap. Everything started is stopped and
 //! removed when the demo ends (or on Ctrl-C).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,12 @@ const STATUSES: [&str; 4] = ["new", "paid", "shipped", "cancelled"];
 /// The table's rows start at this id; below it, each writer has a range of ids to move rows to,
 /// far from the AUTO_INCREMENT values inserts get, so a key change never collides with an insert.
 const FIRST_ID: u64 = 1_000_000_000;
+/// The application's writers.
+const WRITERS: u64 = 2;
+/// The cut-over waits until the application has committed this many writes while the ghost table
+/// exists (or for [`MAX_POSTPONE`]), so that there is always something for wraith to carry over.
+const WRITES_BEFORE_CUT_OVER: u64 = 100;
+const MAX_POSTPONE: Duration = Duration::from_secs(30);
 /// How long a writer waits for a metadata lock (wraith's cut-over) before failing.
 const APP_LOCK_WAIT_SECONDS: u32 = 10;
 
@@ -122,7 +128,13 @@ struct AppLog {
 
 /// A small application: random inserts, updates, key changes and deletes, each made on `orders`
 /// and on `orders_mirror` in one transaction.
-async fn application(mut c: Conn, writer: u64, rows: u64, stop: Arc<AtomicBool>) -> AppLog {
+async fn application(
+    mut c: Conn,
+    writer: u64,
+    rows: u64,
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+) -> AppLog {
     let mut log = AppLog::default();
     let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(writer + 1) | 1;
     let mut next = move || {
@@ -169,7 +181,10 @@ async fn application(mut c: Conn, writer: u64, rows: u64, stop: Arc<AtomicBool>)
             done: Instant::now(),
         };
         match result {
-            Ok(()) => log.commits.push(span),
+            Ok(()) => {
+                log.commits.push(span);
+                committed.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => {
                 let _ = c.query_drop("ROLLBACK").await;
                 match e.downcast_ref::<mysql_async::Error>() {
@@ -218,10 +233,31 @@ struct Sighting {
 
 /// Lists the demo database's tables every 20 ms until `stop`: when `_orders_gho` and `_orders_del`
 /// appeared and disappeared. `SHOW TABLES` reads the directory and takes no table lock, so it
-/// cannot get in the cut-over's way.
-async fn watch_tables(mut c: Conn, stop: Arc<AtomicBool>) -> Result<Vec<Sighting>> {
-    let mut seen = Vec::new();
+/// cannot get in the cut-over's way. Removes the `postpone` flag file (letting wraith cut over)
+/// once the application has committed [`WRITES_BEFORE_CUT_OVER`] writes sent after the ghost
+/// table was seen, or [`MAX_POSTPONE`] after it was seen.
+async fn watch_tables(
+    mut c: Conn,
+    stop: Arc<AtomicBool>,
+    committed: Arc<AtomicU64>,
+    postpone: tempfile::TempPath,
+) -> Result<Vec<Sighting>> {
+    let mut seen: Vec<Sighting> = Vec::new();
+    let mut postpone = Some(postpone);
+    // When the ghost table was first seen, and the commits counted by then.
+    let mut ghost_seen: Option<(Instant, u64)> = None;
     while !stop.load(Ordering::Relaxed) {
+        if let Some((at, before)) = ghost_seen {
+            // Each writer may have had one write in flight when the ghost table was seen.
+            let after = committed
+                .load(Ordering::Relaxed)
+                .saturating_sub(before + WRITERS);
+            if after >= WRITES_BEFORE_CUT_OVER || at.elapsed() > MAX_POSTPONE {
+                if let Some(flag) = postpone.take() {
+                    flag.close().context("removing the postpone flag file")?;
+                }
+            }
+        }
         let asked = Instant::now();
         let names: Vec<String> = c.query("SHOW TABLES FROM demo").await?;
         seen.push(Sighting {
@@ -230,6 +266,9 @@ async fn watch_tables(mut c: Conn, stop: Arc<AtomicBool>) -> Result<Vec<Sighting
             ghost: names.iter().any(|n| n == "_orders_gho"),
             sentry_or_old: names.iter().any(|n| n == "_orders_del"),
         });
+        if ghost_seen.is_none() && seen.last().is_some_and(|s| s.ghost) {
+            ghost_seen = Some((Instant::now(), committed.load(Ordering::Relaxed)));
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(seen)
@@ -247,14 +286,19 @@ struct Windows {
     swap_to: Instant,
 }
 
+/// The swap is the first look, after the ghost table was seen, with `_orders_del` (the old table)
+/// and without `_orders_gho`: a look with neither is the ghost table's own ALTER (which replaces
+/// the table), one with both is the cut-over's sentry.
 fn windows(seen: &[Sighting]) -> Option<Windows> {
     let first_ghost = seen.iter().position(|s| s.ghost)?;
-    let swapped = first_ghost + seen[first_ghost..].iter().position(|s| !s.ghost)?;
-    let first_sentry = first_ghost + seen[first_ghost..].iter().position(|s| s.sentry_or_old)?;
+    let after = |i: usize, f: fn(&Sighting) -> bool| seen[i..].iter().position(f).map(|at| i + at);
+    let swapped = after(first_ghost, |s| s.sentry_or_old && !s.ghost)?;
+    let last_ghost = seen[..swapped].iter().rposition(|s| s.ghost)?;
+    let first_sentry = after(first_ghost, |s| s.sentry_or_old)?;
     Some(Windows {
         ghost_from: seen[first_ghost].answered,
-        ghost_to: seen[swapped - 1].asked,
-        swap_from: seen[first_sentry.max(1) - 1].asked,
+        ghost_to: seen[last_ghost].asked,
+        swap_from: seen[first_sentry - 1].asked,
         swap_to: seen[swapped].answered,
     })
 }
@@ -378,8 +422,9 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU64::new(0));
     let mut app = Vec::new();
-    for w in 0..2u64 {
+    for w in 0..WRITERS {
         let mut c = pair.primary.conn().await?;
         c.query_drop("USE demo").await?;
         // Blocked by wraith's cut-over for longer than this, a write fails (and the demo with it)
@@ -388,10 +433,20 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
             "SET SESSION lock_wait_timeout = {APP_LOCK_WAIT_SECONDS}"
         ))
         .await?;
-        let stop = stop.clone();
-        app.push(tokio::spawn(application(c, w, rows, stop)));
+        let (stop, committed) = (stop.clone(), committed.clone());
+        app.push(tokio::spawn(application(c, w, rows, stop, committed)));
     }
-    let watcher = tokio::spawn(watch_tables(pair.primary.conn().await?, stop.clone()));
+    let postpone = tempfile::Builder::new()
+        .prefix("wraith-demo-postpone-")
+        .tempfile()?
+        .into_temp_path();
+    let postpone_arg = format!("--postpone-cut-over-flag-file={}", postpone.display());
+    let watcher = tokio::spawn(watch_tables(
+        pair.primary.conn().await?,
+        stop.clone(),
+        committed,
+        postpone,
+    ));
     println!(
         "an application is now writing to demo.orders and, with the same statements, to demo.orders_mirror \
          (inserts, updates, deletes, key changes)"
@@ -408,7 +463,11 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         "--execute".into(),
         "--chunk-size=2000".into(),
         "--verbose".into(),
+        postpone_arg,
     ];
+    println!(
+        "the cut-over waits until the application has committed {WRITES_BEFORE_CUT_OVER} writes while the ghost table exists"
+    );
     println!("running: {}", shell_words(&argv));
     let cfg = config::build(cli::parse(argv)?, || Ok(String::new()))?;
     let outcome = migration::run(&cfg, cancel.clone()).await;
@@ -476,6 +535,15 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         }
     }
 
+    let seen_for = |from: Instant, to: Instant| {
+        format!("{:.2}s", to.saturating_duration_since(from).as_secs_f64())
+    };
+    let (ghost_for, cut_over_for) = windows.map_or(("?".to_string(), "?".to_string()), |w| {
+        (
+            seen_for(w.ghost_from, w.ghost_to),
+            seen_for(w.swap_from, w.swap_to),
+        )
+    });
     let conflicts_by_code = [1213u16, 1205, 1062]
         .iter()
         .map(|code| {
@@ -485,7 +553,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     println!(
-        "\nmigrated demo.orders on {} (binlog read from replica {}, written on primary {}):\n  key: {} ({}); {} columns copied; added: {}\n  {} rows copied in {:.1}s, {} binlog row events applied\n  writers blocked at cut-over: {:.3}s\n  the application committed {} writes, {} of them between the ghost table's creation and the swap\n  rolled-back application transactions: {} ({conflicts_by_code}), {} of them during the cut-over; other errors: {}",
+        "\nmigrated demo.orders on {} (binlog read from replica {}, written on primary {}):\n  key: {} ({}); {} columns copied; added: {}\n  {} rows copied in {:.1}s, {} binlog row events applied\n  writers blocked at cut-over: {:.3}s\n  the application committed {} writes, {} of them between the ghost table's creation and the swap ({ghost_for} apart)\n  rolled-back application transactions: {} ({conflicts_by_code}), {} of them during the cut-over ({cut_over_for} from before the sentry to after the swap); other errors: {}",
         report.flavor,
         report.inspected,
         report.primary,
