@@ -11,10 +11,13 @@
 //! 1. idle: an `orders` table is altered with `ADD COLUMN` by `ALTER TABLE ... ALGORITHM=COPY`
 //!    (on a copy of it, on the primary) and by `wraith --execute` (reading the replica); the
 //!    results are compared (row counts, `CHECKSUM TABLE`, a CRC32 sum over the rows);
-//! 2. load: sysbench's `oltp_write_only` (or a built-in writer that does the same statements)
-//!    writes to `sbtest.sbtest1` on the primary while wraith migrates it. The cut-over is held
-//!    back with `--postpone-cut-over-flag-file` until the bench has paused the writers and seen
-//!    the ghost table equal the original, then happens under load again.
+//! 2. load: sysbench running `benches/oltp_write_mirror.lua` (oltp_write_only's transaction) or
+//!    a built-in writer that does the same, on the primary, while wraith migrates
+//!    `sbtest.sbtest1`. Every transaction makes the same change, with the same values, to
+//!    `sbtest.sbtest1_mirror`, altered natively before the load starts. Once the load has stopped
+//!    and the replica has caught up, the new `sbtest1` must equal the mirror (every column, byte
+//!    for byte, both directions) and have its definition, on the primary and on the replica; the
+//!    writers must have ended cleanly, with no error ignored (deadlocks, lock wait timeouts).
 //!
 //! Everything the bench starts (servers, sysbench, wraith) is stopped and removed when it ends.
 
@@ -118,7 +121,7 @@ impl Settings {
                 .unwrap_or_default(),
             load,
             threads: num("WRAITH_BENCH_THREADS", 4u32)?.max(1),
-            rate: num("WRAITH_BENCH_RATE", 2000u32)?,
+            rate: num("WRAITH_BENCH_RATE", 1000u32)?,
             warmup: Duration::from_secs(num("WRAITH_BENCH_WARMUP", 15u64)?),
             timeout: Duration::from_secs(num("WRAITH_BENCH_TIMEOUT", 900u64)?),
             buffer_pool: var("WRAITH_BENCH_BUFFER_POOL").unwrap_or_else(|| "1G".into()),
@@ -229,10 +232,11 @@ struct WriterFigures {
     after_tps: f64,
     max_latency_copy_ms: f64,
     max_latency_cutover_ms: f64,
-    paused_for: Duration,
-    postponed_for: Duration,
-    /// From wraith's "row copy complete" line to its cut-over postponement (binlog catch-up).
+    /// From wraith's "row copy complete" line to its "cutting over" line (binlog catch-up).
     catch_up: Option<Duration>,
+    /// Retried transactions before wraith, during its copy and catch-up, from its cut-over to a
+    /// second after the swap, and later.
+    errors: [f64; 4],
 }
 
 // ---- scenario 1: idle ----------------------------------------------------------------------------
@@ -377,105 +381,109 @@ async fn under_load(
         LoadKind::Sysbench => sysbench_prepare(settings, &servers.primary).await?,
         LoadKind::Builtin => builtin_prepare(&mut c, n).await?,
     }
+    // The mirror: the same rows, altered natively; the writers change it as they change sbtest1.
+    c.query_drop("CREATE TABLE sbtest.sbtest1_mirror LIKE sbtest.sbtest1")
+        .await?;
+    c.query_drop(format!("ALTER TABLE sbtest.sbtest1_mirror {ADD_COLUMN}"))
+        .await?;
+    let mut from = 1;
+    while from <= n {
+        let to = from + 99_999;
+        c.query_drop(format!(
+            "INSERT INTO sbtest.sbtest1_mirror (id, k, c, pad)
+             SELECT id, k, c, pad FROM sbtest.sbtest1 WHERE id BETWEEN {from} AND {to}"
+        ))
+        .await?;
+        from = to + 1;
+    }
     servers.sync().await?;
-    println!("[load] prepared in {:.1}s", t.elapsed().as_secs_f64());
+    println!(
+        "[load] prepared in {:.1}s; sbtest1_mirror holds the same rows, altered natively",
+        t.elapsed().as_secs_f64()
+    );
 
-    let mut load = Load::start(settings, &servers.primary, clock).await?;
+    let load = Load::start(settings, &servers.primary, clock).await?;
     println!(
         "[load] writers started; warming up for {}s",
         settings.warmup.as_secs()
     );
     tokio::time::sleep(settings.warmup).await;
 
-    let flag = tempfile::Builder::new()
-        .prefix("wraith-bench-postpone-")
-        .tempfile()?
-        .into_temp_path();
-    let flag_arg = format!("--postpone-cut-over-flag-file={}", flag.display());
     println!("[load] wraith --execute on sbtest.sbtest1 under load ...");
-    let args = wraith_args(settings, servers, "sbtest", "sbtest1", &[flag_arg.as_str()]);
-    let mut w = Wraith::spawn(&settings.wraith, &args)?;
-    let copy_phase_end = w
-        .wait_for("cut-over postponed while", settings.timeout)
+    let args = wraith_args(settings, servers, "sbtest", "sbtest1", &[]);
+    let run = Wraith::spawn(&settings.wraith, &args)?
+        .finish(settings.timeout)
         .await;
-
-    // The exact check: writers paused, the ghost must converge to the original.
-    let mut check = Vec::new();
-    let mut converged = false;
-    let mut paused_for = Duration::ZERO;
-    if copy_phase_end.is_some() {
-        let paused = Instant::now();
-        load.pause().await;
-        let cols = "id, k, c, pad";
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut last = (0, 0);
-        while Instant::now() < deadline {
-            let a = crc_sum(&mut c, "sbtest", "sbtest1", cols).await?;
-            let b = crc_sum(&mut c, "sbtest", "_sbtest1_gho", cols).await?;
-            last = (a.0, b.0);
-            if a == b {
-                converged = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        check.push(if converged {
-            format!("ghost = original with writers paused ({} rows)", last.0)
-        } else {
-            format!(
-                "ghost DIFFERS from original after 60s paused ({} vs {} rows)",
-                last.0, last.1
-            )
-        });
-        load.resume();
-        paused_for = paused.elapsed();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
-    drop(flag); // removes the file: wraith cuts over, under load again
-    let postponed_for = copy_phase_end.map_or(Duration::ZERO, |at| at.elapsed());
-    let run = w.finish(settings.timeout).await;
     run.print_summary("load");
     // A few seconds of writes to the new table, then stop.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let samples = load.stop().await?;
+    let end = load.stop().await?;
 
-    let mut ok = run.ok && run.swapped_at.is_some() && converged;
-    if run.ok && run.swapped_at.is_some() {
-        let new_rows = count(&mut c, "sbtest", "sbtest1").await?;
-        let old_rows = count(&mut c, "sbtest", "_sbtest1_del").await?;
-        // oltp_write_only deletes and re-inserts the same id, so both tables hold n rows.
-        let counts_ok = new_rows == n && old_rows == n;
-        ok &= counts_ok;
-        check.push(format!(
-            "rows new {new_rows}/old {old_rows} {}",
-            if counts_ok { "ok" } else { "DIFFER" }
-        ));
-    } else {
+    let mut check = Vec::new();
+    let swapped = run.ok && run.swapped_at.is_some();
+    let mut ok = swapped;
+    if !swapped {
         check.push(run.failure());
+    }
+    match &end.failure {
+        Some(f) => {
+            ok = false;
+            check.push(format!("writers FAILED: {f}"));
+        }
+        None => check.push("writers ended cleanly".into()),
+    }
+    match end.ignored_errors {
+        Some(0) => {}
+        Some(e) => {
+            ok = false;
+            check.push(format!(
+                "writers hit {e} ERRORS they retried (deadlocks, lock waits)"
+            ));
+        }
+        None => {
+            ok = false;
+            check.push("writers' error count UNKNOWN".into());
+        }
+    }
+    if swapped {
+        servers.sync().await?;
+        for (name, server) in [("primary", &servers.primary), ("replica", &servers.replica)] {
+            let mut conn = server.conn().await?;
+            let (line, same) =
+                against_mirror(&mut conn, "sbtest", "sbtest1", "sbtest1_mirror").await?;
+            ok &= same;
+            check.push(format!("{name}: {line}"));
+        }
     }
 
     // Writer figures, on the bench clock.
     let secs = |i: Instant| i.duration_since(clock).as_secs_f64();
     let start = secs(run.started);
-    // Without a postponement (wraith failed or timed out), "during" runs to wraith's end.
-    let copy_end = secs(copy_phase_end.unwrap_or(run.ended_at));
+    // "During" runs from wraith's start to its cut-over (or its end, without one).
+    let cutting_over = run.line_at("cutting over");
+    let copy_end = secs(cutting_over.or(run.swapped_at).unwrap_or(run.ended_at));
     // Without a swap there is no cut-over to look at: the windows are empty (NaN, printed "-").
     let (cut_from, cut_to) = match (run.swapped_at, run.blocked) {
         (Some(at), Some(b)) => (secs(at) - b, secs(at)),
         _ => (f64::INFINITY, f64::INFINITY),
     };
+    let samples = &end.samples;
     let figures = WriterFigures {
-        before_tps: mean_tps(&samples, start - settings.warmup.as_secs_f64() + 2.0, start),
-        during_tps: mean_tps(&samples, start + 1.0, copy_end),
-        after_tps: mean_tps(&samples, cut_to + 1.0, cut_to + 5.0),
-        max_latency_copy_ms: max_latency(&samples, start, copy_end),
-        max_latency_cutover_ms: max_latency(&samples, cut_from - 1.0, cut_to + 2.0),
-        paused_for,
-        postponed_for,
+        before_tps: mean_tps(samples, start - settings.warmup.as_secs_f64() + 2.0, start),
+        during_tps: mean_tps(samples, start + 1.0, copy_end),
+        after_tps: mean_tps(samples, cut_to + 1.0, cut_to + 5.0),
+        max_latency_copy_ms: max_latency(samples, start, copy_end),
+        max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),
         catch_up: run
             .line_at("row copy complete")
-            .zip(copy_phase_end)
+            .zip(cutting_over)
             .map(|(copied, caught_up)| caught_up.saturating_duration_since(copied)),
+        errors: [
+            errors_between(samples, f64::NEG_INFINITY, start),
+            errors_between(samples, start, copy_end),
+            errors_between(samples, copy_end, cut_to + 1.0),
+            errors_between(samples, cut_to + 1.0, f64::INFINITY),
+        ],
     };
     c.query_drop("DROP DATABASE sbtest").await?;
     Ok((
@@ -487,7 +495,7 @@ async fn under_load(
                     LoadKind::Builtin => "built-in writers",
                 }
             ),
-            wall: run.wall.saturating_sub(postponed_for),
+            wall: run.wall,
             rows: n,
             copy: run.copy,
             blocked: run.blocked,
@@ -567,23 +575,6 @@ impl Wraith {
             lines_rx,
             lines: Vec::new(),
         })
-    }
-
-    /// Waits until a line contains `pattern`; None if wraith ended first or `timeout` passed.
-    async fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Option<Instant> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines_rx.recv()).await {
-                Ok(Some((at, line))) => {
-                    let hit = line.contains(pattern);
-                    self.lines.push((at, line));
-                    if hit {
-                        return Some(at);
-                    }
-                }
-                Ok(None) | Err(_) => return None,
-            }
-        }
     }
 
     /// Waits for wraith to exit (interrupting it after `timeout`) and reads what it said.
@@ -742,6 +733,17 @@ struct Sample {
     end: f64,
     tps: f64,
     max_ms: f64,
+    /// Transactions that failed and were retried (sysbench's err/s).
+    errors: f64,
+}
+
+/// Errors of the intervals that ended after `from` and by `to`.
+fn errors_between(samples: &[Sample], from: f64, to: f64) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.end > from && s.end <= to)
+        .map(|s| s.errors)
+        .sum()
 }
 
 fn mean_tps(samples: &[Sample], from: f64, to: f64) -> f64 {
@@ -765,24 +767,54 @@ fn max_latency(samples: &[Sample], from: f64, to: f64) -> f64 {
         .fold(f64::NAN, f64::max)
 }
 
+/// The built-in writers' figures per second since they started: commits, worst latency (ms),
+/// retried errors.
+type Buckets = Arc<Mutex<BTreeMap<u64, (u64, f64, u64)>>>;
+
 /// The writers: sysbench as a child process, or tasks of this process.
 enum Load {
     Sysbench {
         child: Child,
-        samples: Arc<Mutex<Vec<Sample>>>,
+        /// Reads sysbench's output; ends when sysbench has exited.
+        reader: tokio::task::JoinHandle<SysbenchOutput>,
+        /// Holds the stop file: the script ends each thread once it exists.
+        stop_dir: tempfile::TempDir,
     },
     Builtin {
         stop: Arc<AtomicBool>,
-        paused: Arc<AtomicBool>,
-        tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
-        buckets: Arc<Mutex<BTreeMap<u64, (u64, f64)>>>,
+        tasks: Vec<tokio::task::JoinHandle<Result<u64>>>,
+        buckets: Buckets,
         t0: f64,
     },
 }
 
-fn sysbench_common(settings: &Settings, primary: &Server) -> Vec<String> {
+/// How the writers ended.
+struct LoadEnd {
+    /// Per-second samples on the bench clock.
+    samples: Vec<Sample>,
+    /// Errors the writers retried (sysbench's `ignored errors:`); None if it never said.
+    ignored_errors: Option<u64>,
+    /// Why the writers did not end cleanly (a non-zero exit, a fatal error).
+    failure: Option<String>,
+}
+
+/// What sysbench printed.
+#[derive(Default)]
+struct SysbenchOutput {
+    samples: Vec<Sample>,
+    ignored_errors: Option<u64>,
+    /// Lines that say something failed.
+    errors: Vec<String>,
+}
+
+/// The script the load runs: oltp_write_only's transaction on sbtest1 and its mirror.
+const MIRROR_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/oltp_write_mirror.lua");
+/// The stop file's name in `Load::Sysbench::stop_dir`, passed to the script in this variable.
+const STOP_FILE_VAR: &str = "WRAITH_BENCH_STOP_FILE";
+
+fn sysbench_common(settings: &Settings, primary: &Server, script: &str) -> Vec<String> {
     vec![
-        "oltp_write_only".into(),
+        script.into(),
         "--db-driver=mysql".into(),
         "--mysql-host=127.0.0.1".into(),
         format!("--mysql-port={}", primary.port),
@@ -796,7 +828,7 @@ fn sysbench_common(settings: &Settings, primary: &Server) -> Vec<String> {
 
 async fn sysbench_prepare(settings: &Settings, primary: &Server) -> Result<()> {
     let out = Command::new("sysbench")
-        .args(sysbench_common(settings, primary))
+        .args(sysbench_common(settings, primary, "oltp_write_only"))
         .arg("prepare")
         .stdin(Stdio::null())
         .output()
@@ -844,14 +876,18 @@ impl Load {
     async fn start(settings: &Settings, primary: &Server, clock: Instant) -> Result<Load> {
         match settings.load {
             LoadKind::Sysbench => {
+                let stop_dir = tempfile::Builder::new()
+                    .prefix("wraith-bench-stop-")
+                    .tempdir()?;
                 let mut child = Command::new("sysbench")
-                    .args(sysbench_common(settings, primary))
+                    .args(sysbench_common(settings, primary, MIRROR_SCRIPT))
                     .arg(format!("--threads={}", settings.threads))
                     .arg(format!("--rate={}", settings.rate))
                     .arg("--time=0")
                     .arg("--report-interval=1")
                     .arg("--percentile=100")
                     .arg("run")
+                    .env(STOP_FILE_VAR, stop_dir.path().join("stop"))
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
@@ -860,31 +896,33 @@ impl Load {
                     .context("starting sysbench run")?;
                 // sysbench stamps its reports with seconds since it started.
                 let t0 = clock.elapsed().as_secs_f64();
-                let samples = Arc::new(Mutex::new(Vec::new()));
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 spawn_line_reader(child.stdout.take().expect("piped"), tx.clone());
                 spawn_line_reader(child.stderr.take().expect("piped"), tx);
-                let sink = samples.clone();
-                tokio::spawn(async move {
+                let reader = tokio::spawn(async move {
+                    let mut out = SysbenchOutput::default();
                     while let Some((_, line)) = rx.recv().await {
-                        match parse_sysbench(&line) {
-                            Some((s, tps, max_ms)) => sink.lock().unwrap().push(Sample {
-                                end: t0 + s,
-                                tps,
-                                max_ms,
-                            }),
-                            None if line.contains("FATAL") || line.contains("error") => {
-                                eprintln!("    sysbench: {line}")
-                            }
-                            None => {}
+                        if let Some(mut sample) = parse_sysbench(&line) {
+                            sample.end += t0;
+                            out.samples.push(sample);
+                        } else if let Some(rest) = after(&line, "ignored errors:") {
+                            out.ignored_errors =
+                                rest.split_whitespace().next().and_then(|w| w.parse().ok());
+                        } else if line.contains("FATAL") || line.contains("error") {
+                            eprintln!("    sysbench: {line}");
+                            out.errors.push(line);
                         }
                     }
+                    out
                 });
-                Ok(Load::Sysbench { child, samples })
+                Ok(Load::Sysbench {
+                    child,
+                    reader,
+                    stop_dir,
+                })
             }
             LoadKind::Builtin => {
                 let stop = Arc::new(AtomicBool::new(false));
-                let paused = Arc::new(AtomicBool::new(false));
                 let buckets = Arc::new(Mutex::new(BTreeMap::new()));
                 let t0 = clock.elapsed().as_secs_f64();
                 let start = Instant::now();
@@ -897,13 +935,11 @@ impl Load {
                         u64::from(i) + 1,
                         start,
                         stop.clone(),
-                        paused.clone(),
                         buckets.clone(),
                     )));
                 }
                 Ok(Load::Builtin {
                     stop,
-                    paused,
                     tasks,
                     buckets,
                     t0,
@@ -912,78 +948,82 @@ impl Load {
         }
     }
 
-    async fn pause(&mut self) {
+    /// Stops the writers (each finishes its transaction) and says how they ended.
+    async fn stop(self) -> Result<LoadEnd> {
         match self {
-            Load::Sysbench { child, .. } => {
-                if let Some(pid) = child.id() {
-                    // SAFETY: kill(2) on the pid of the child this bench started.
-                    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-                }
-            }
-            Load::Builtin { paused, .. } => {
-                paused.store(true, Ordering::SeqCst);
-                // Let transactions in flight commit.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-
-    fn resume(&mut self) {
-        match self {
-            Load::Sysbench { child, .. } => {
-                if let Some(pid) = child.id() {
-                    // SAFETY: as in `pause`.
-                    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-                }
-            }
-            Load::Builtin { paused, .. } => paused.store(false, Ordering::SeqCst),
-        }
-    }
-
-    /// Stops the writers and returns their per-second samples.
-    async fn stop(self) -> Result<Vec<Sample>> {
-        match self {
-            Load::Sysbench { mut child, samples } => {
-                if let Some(pid) = child.id() {
-                    // SAFETY: as in `pause`.
-                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                }
-                if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                    .await
-                    .is_err()
+            Load::Sysbench {
+                mut child,
+                reader,
+                stop_dir,
+            } => {
+                std::fs::write(stop_dir.path().join("stop"), b"stop\n")
+                    .context("writing sysbench's stop file")?;
+                let status = match tokio::time::timeout(Duration::from_secs(30), child.wait()).await
                 {
-                    let _ = child.kill().await;
-                }
-                let samples = samples.lock().unwrap().clone();
-                Ok(samples)
+                    Ok(status) => Some(status?),
+                    Err(_) => {
+                        let _ = child.kill().await;
+                        None
+                    }
+                };
+                let out = reader.await?;
+                let failure = match status {
+                    None => Some("sysbench did not stop within 30s of its stop file".to_string()),
+                    Some(s) if !s.success() => Some(format!(
+                        "sysbench exited with {s}{}",
+                        out.errors
+                            .first()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    )),
+                    Some(_) if !out.errors.is_empty() => {
+                        Some(format!("sysbench reported: {}", out.errors.join(" | ")))
+                    }
+                    Some(_) => None,
+                };
+                Ok(LoadEnd {
+                    samples: out.samples,
+                    ignored_errors: out.ignored_errors,
+                    failure,
+                })
             }
             Load::Builtin {
                 stop,
                 tasks,
                 buckets,
                 t0,
-                ..
             } => {
                 stop.store(true, Ordering::SeqCst);
+                let mut ignored = 0;
+                let mut failures = Vec::new();
                 for t in tasks {
-                    t.await??;
+                    match t.await? {
+                        Ok(n) => ignored += n,
+                        Err(e) => failures.push(format!("{e:#}")),
+                    }
                 }
                 let buckets = buckets.lock().unwrap();
-                Ok(buckets
-                    .iter()
-                    .map(|(sec, (n, max_ms))| Sample {
-                        end: t0 + *sec as f64 + 1.0,
-                        tps: *n as f64,
-                        max_ms: *max_ms,
-                    })
-                    .collect())
+                Ok(LoadEnd {
+                    samples: buckets
+                        .iter()
+                        .map(|(sec, &(n, max_ms, errors))| Sample {
+                            end: t0 + *sec as f64 + 1.0,
+                            tps: n as f64,
+                            max_ms,
+                            errors: errors as f64,
+                        })
+                        .collect(),
+                    ignored_errors: Some(ignored),
+                    failure: (!failures.is_empty()).then(|| failures.join(" | ")),
+                })
             }
         }
     }
 }
 
-/// "[ 12s ] thds: 4 tps: 812.95 ... lat (ms,100%): 45.79 ..." → (12, 812.95, 45.79).
-fn parse_sysbench(line: &str) -> Option<(f64, f64, f64)> {
+/// "[ 12s ] thds: 4 tps: 812.95 ... lat (ms,100%): 45.79 err/s: 2.00 ..." → a sample ending at
+/// 12 s on sysbench's clock (its intervals are 1 s).
+fn parse_sysbench(line: &str) -> Option<Sample> {
     let secs = line
         .trim_start()
         .strip_prefix('[')?
@@ -993,57 +1033,71 @@ fn parse_sysbench(line: &str) -> Option<(f64, f64, f64)> {
         .trim_end_matches('s')
         .parse()
         .ok()?;
-    let tps = after(line, "tps: ")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let max_ms = after(line, "%): ")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some((secs, tps, max_ms))
+    let number = |marker: &str| -> Option<f64> {
+        after(line, marker)?.split_whitespace().next()?.parse().ok()
+    };
+    Some(Sample {
+        end: secs,
+        tps: number("tps: ")?,
+        max_ms: number("%): ")?,
+        errors: number("err/s: ")?,
+    })
 }
 
-/// oltp_write_only's transaction, in a loop: update an indexed column, update a non-indexed one,
-/// delete a row and insert it again. Deadlocks and lock waits are retried, as sysbench does.
+/// oltp_write_only's transaction, in a loop, made on `sbtest1` and with the same statements and
+/// values on `sbtest1_mirror` (as `oltp_write_mirror.lua` does): update an indexed column, update
+/// a non-indexed one, delete a row and insert it again. Deadlocks and lock waits are rolled back
+/// and retried, as sysbench does, and counted. Returns that count.
 async fn builtin_writer(
     mut conn: Conn,
     rows: u64,
     seed: u64,
     start: Instant,
     stop: Arc<AtomicBool>,
-    paused: Arc<AtomicBool>,
-    buckets: Arc<Mutex<BTreeMap<u64, (u64, f64)>>>,
-) -> Result<()> {
+    buckets: Buckets,
+) -> Result<u64> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        1 + x % rows
+        x
     };
+    let mut retried = 0;
     while !stop.load(Ordering::Relaxed) {
-        if paused.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
-        let (a, b, d) = (next(), next(), next());
-        let k = next();
-        let t = Instant::now();
-        let sql = format!(
-            "START TRANSACTION;
-             UPDATE sbtest.sbtest1 SET k = k + 1 WHERE id = {a};
-             UPDATE sbtest.sbtest1 SET c = CONCAT(MD5(RAND()), MD5(RAND())) WHERE id = {b};
-             DELETE FROM sbtest.sbtest1 WHERE id = {d};
-             INSERT INTO sbtest.sbtest1 (id, k, c, pad) VALUES ({d}, {k}, MD5(RAND()), MD5(RAND()));
-             COMMIT"
+        let (a, b, d, k) = (
+            1 + next() % rows,
+            1 + next() % rows,
+            1 + next() % rows,
+            1 + next() % rows,
         );
+        let (c, c2, pad) = (
+            sysbench_string(&mut next, 10),
+            sysbench_string(&mut next, 10),
+            sysbench_string(&mut next, 5),
+        );
+        let both = |statement: String| {
+            ["sbtest1", "sbtest1_mirror"]
+                .map(|t| statement.replace("{t}", t))
+                .join(";\n")
+        };
+        let sql = format!(
+            "START TRANSACTION;\n{};\n{};\n{};\n{};\nCOMMIT",
+            both(format!("UPDATE sbtest.{{t}} SET k = k + 1 WHERE id = {a}")),
+            both(format!("UPDATE sbtest.{{t}} SET c = '{c}' WHERE id = {b}")),
+            both(format!("DELETE FROM sbtest.{{t}} WHERE id = {d}")),
+            both(format!(
+                "INSERT INTO sbtest.{{t}} (id, k, c, pad) VALUES ({d}, {k}, '{c2}', '{pad}')"
+            )),
+        );
+        let t = Instant::now();
         match conn.query_drop(sql).await {
             Ok(()) => {}
             Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
-                let _ = conn.query_drop("ROLLBACK").await;
+                conn.query_drop("ROLLBACK").await?;
+                retried += 1;
+                let sec = start.elapsed().as_secs();
+                buckets.lock().unwrap().entry(sec).or_insert((0, 0.0, 0)).2 += 1;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -1051,11 +1105,19 @@ async fn builtin_writer(
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         let sec = start.elapsed().as_secs();
         let mut b = buckets.lock().unwrap();
-        let e = b.entry(sec).or_insert((0, 0.0));
+        let e = b.entry(sec).or_insert((0, 0.0, 0));
         e.0 += 1;
         e.1 = e.1.max(ms);
     }
-    Ok(())
+    Ok(retried)
+}
+
+/// sysbench's c and pad values: `groups` groups of 11 random digits joined by '-'.
+fn sysbench_string(next: &mut impl FnMut() -> u64, groups: usize) -> String {
+    (0..groups)
+        .map(|_| format!("{:011}", next() % 100_000_000_000))
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 // ---- checks ---------------------------------------------------------------------------------------
@@ -1084,6 +1146,74 @@ async fn crc_sum(c: &mut Conn, db: &str, table: &str, columns: &str) -> Result<(
         .await?;
     let (n, sum) = row.unwrap_or((0, None));
     Ok((n, sum.unwrap_or_default()))
+}
+
+/// `table` against `mirror` on one server, on `id`: the rows of each missing from the other or
+/// different in any column (compared with `<=>` and byte for byte), and the definitions
+/// (`SHOW CREATE TABLE` with the name and the AUTO_INCREMENT counter left out). Returns a line
+/// for the results table and whether they are equal.
+async fn against_mirror(
+    c: &mut Conn,
+    db: &str,
+    table: &str,
+    mirror: &str,
+) -> Result<(String, bool)> {
+    let columns: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (db, mirror),
+        )
+        .await?;
+    let same = columns
+        .iter()
+        .map(|c| {
+            format!("t.`{c}` <=> m.`{c}` AND CAST(t.`{c}` AS BINARY) <=> CAST(m.`{c}` AS BINARY)")
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let differing: u64 = c
+        .query_first(format!(
+            "SELECT (SELECT COUNT(*) FROM `{db}`.`{table}` t LEFT JOIN `{db}`.`{mirror}` m ON m.id = t.id \
+                     WHERE m.id IS NULL OR NOT ({same})) \
+                  + (SELECT COUNT(*) FROM `{db}`.`{mirror}` m LEFT JOIN `{db}`.`{table}` t ON t.id = m.id \
+                     WHERE t.id IS NULL)"
+        ))
+        .await?
+        .context("the comparison returned no row")?;
+    let rows = count(c, db, table).await?;
+    let same_definition = definition(c, db, table).await? == definition(c, db, mirror).await?;
+    let mut line = if differing == 0 {
+        format!("{rows} rows = mirror")
+    } else {
+        format!("{differing} rows DIFFER from the mirror")
+    };
+    line.push_str(if same_definition {
+        ", definition = mirror's"
+    } else {
+        ", definition DIFFERS from the mirror's"
+    });
+    Ok((line, differing == 0 && same_definition))
+}
+
+/// `SHOW CREATE TABLE`, with the table's name replaced by `t` and any ` AUTO_INCREMENT=<n>` table
+/// option (a counter, which differs between tables with the same rows) removed.
+async fn definition(c: &mut Conn, db: &str, table: &str) -> Result<String> {
+    let row: Option<(String, String)> = c
+        .query_first(format!("SHOW CREATE TABLE `{db}`.`{table}`"))
+        .await?;
+    let (_, create) =
+        row.with_context(|| format!("SHOW CREATE TABLE {db}.{table} returned nothing"))?;
+    let text = create.replacen(&format!("CREATE TABLE `{table}`"), "CREATE TABLE `t`", 1);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(" AUTO_INCREMENT=") {
+        out.push_str(&rest[..at]);
+        rest =
+            rest[at + " AUTO_INCREMENT=".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 // ---- output ----
@@ -1125,7 +1255,10 @@ fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&Write
                 "-".into()
             }
         };
-        println!("\nwriters on the primary (transactions/s, each 4 statements):");
+        println!(
+            "\nwriters on the primary (transactions/s, each oltp_write_only's 4 statements on sbtest1 \
+             and the same 4 on its mirror):"
+        );
         println!(
             "  before wraith:                 {:>8} tps",
             f(w.before_tps)
@@ -1151,10 +1284,15 @@ fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&Write
             f(w.max_latency_cutover_ms)
         );
         println!(
-            "  (writers were paused {:.1}s for the ghost = original check, with the cut-over postponed \
-             {:.1}s in all; the load row's wall time excludes the postponement)",
-            w.paused_for.as_secs_f64(),
-            w.postponed_for.as_secs_f64()
+            "  retried errors (deadlocks, lock waits): {} before wraith, {} during copy and catch-up, \
+             {} at cut-over (to 1 s after the swap), {} after",
+            f(w.errors[0]),
+            f(w.errors[1]),
+            f(w.errors[2]),
+            f(w.errors[3])
+        );
+        println!(
+            "  (the cut-over is not postponed: it happens under load as soon as wraith has caught up)"
         );
     }
 }
