@@ -439,6 +439,7 @@ async fn under_load(
             check.push(format!(
                 "writers hit {e} ERRORS they retried (deadlocks, lock waits)"
             ));
+            print_latest_deadlock(&mut c).await?;
         }
         None => {
             ok = false;
@@ -1146,6 +1147,39 @@ async fn crc_sum(c: &mut Conn, db: &str, table: &str, columns: &str) -> Result<(
         .await?;
     let (n, sum) = row.unwrap_or((0, None));
     Ok((n, sum.unwrap_or_default()))
+}
+
+/// The statements of InnoDB's latest detected deadlock, to see who the writers' was with.
+async fn print_latest_deadlock(c: &mut Conn) -> Result<()> {
+    let deadlocks: Option<(String, u64)> = c
+        .query_first("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
+        .await?;
+    let status: Option<(String, String, String)> =
+        c.query_first("SHOW ENGINE INNODB STATUS").await?;
+    let text = status.map(|s| s.2).unwrap_or_default();
+    println!(
+        "[load] deadlocks on the primary (Innodb_deadlocks): {}; the latest one's statements:",
+        deadlocks.map_or("?".into(), |d| d.1.to_string())
+    );
+    if let Some(section) = after(&text, "LATEST DETECTED DEADLOCK") {
+        let section = section.split("\nTRANSACTIONS\n").next().unwrap_or(section);
+        for line in section.lines().filter(|l| {
+            let l = l.trim_start().to_ascii_uppercase();
+            [
+                "SELECT",
+                "INSERT",
+                "UPDATE",
+                "DELETE",
+                "REPLACE",
+                "*** WE ROLL BACK",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        }) {
+            println!("    {}", line.chars().take(200).collect::<String>());
+        }
+    }
+    Ok(())
 }
 
 /// `table` against `mirror` on one server, on `id`: the rows of each missing from the other or
