@@ -439,6 +439,9 @@ async fn under_load(
             check.push(format!(
                 "writers hit {e} ERRORS they retried (deadlocks, lock waits)"
             ));
+            for r in end.retried.iter().take(5) {
+                println!("[load] a writer retried after error {r}");
+            }
             print_latest_deadlock(&mut c).await?;
         }
         None => {
@@ -797,6 +800,8 @@ struct LoadEnd {
     ignored_errors: Option<u64>,
     /// Why the writers did not end cleanly (a non-zero exit, a fatal error).
     failure: Option<String>,
+    /// What the retried errors were, as far as known.
+    retried: Vec<String>,
 }
 
 /// What sysbench printed.
@@ -806,6 +811,8 @@ struct SysbenchOutput {
     ignored_errors: Option<u64>,
     /// Lines that say something failed.
     errors: Vec<String>,
+    /// The errors the script retried (deadlocks, lock waits), as it reported them.
+    retried: Vec<String>,
 }
 
 /// The script the load runs: oltp_write_only's transaction on sbtest1 and its mirror.
@@ -909,6 +916,8 @@ impl Load {
                         } else if let Some(rest) = after(&line, "ignored errors:") {
                             out.ignored_errors =
                                 rest.split_whitespace().next().and_then(|w| w.parse().ok());
+                        } else if let Some(rest) = after(&line, "wraith-bench: retried error ") {
+                            out.retried.push(rest.to_string());
                         } else if line.contains("FATAL") || line.contains("error") {
                             eprintln!("    sysbench: {line}");
                             out.errors.push(line);
@@ -986,6 +995,7 @@ impl Load {
                     samples: out.samples,
                     ignored_errors: out.ignored_errors,
                     failure,
+                    retried: out.retried,
                 })
             }
             Load::Builtin {
@@ -1016,6 +1026,7 @@ impl Load {
                         .collect(),
                     ignored_errors: Some(ignored),
                     failure: (!failures.is_empty()).then(|| failures.join(" | ")),
+                    retried: Vec::new(),
                 })
             }
         }
@@ -1149,7 +1160,8 @@ async fn crc_sum(c: &mut Conn, db: &str, table: &str, columns: &str) -> Result<(
     Ok((n, sum.unwrap_or_default()))
 }
 
-/// The statements of InnoDB's latest detected deadlock, to see who the writers' was with.
+/// The statements of InnoDB's latest detected deadlock (wraith's own copy and apply can deadlock
+/// each other too, so it is not necessarily the writers').
 async fn print_latest_deadlock(c: &mut Conn) -> Result<()> {
     let deadlocks: Option<(String, u64)> = c
         .query_first("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
@@ -1158,7 +1170,7 @@ async fn print_latest_deadlock(c: &mut Conn) -> Result<()> {
         c.query_first("SHOW ENGINE INNODB STATUS").await?;
     let text = status.map(|s| s.2).unwrap_or_default();
     println!(
-        "[load] deadlocks on the primary (Innodb_deadlocks): {}; the latest one's statements:",
+        "[load] deadlocks on the primary (Innodb_deadlocks, wraith's own included): {}; the latest one's statements:",
         deadlocks.map_or("?".into(), |d| d.1.to_string())
     );
     if let Some(section) = after(&text, "LATEST DETECTED DEADLOCK") {

@@ -67,5 +67,8 @@ function event()
 end
 
 function sysbench.hooks.before_restart_event(errdesc)
+   -- Said on stderr, so the bench can show which errors were retried.
+   io.stderr:write(string.format("wraith-bench: retried error %s: %s (%s)\n",
+      tostring(errdesc.sql_errno), tostring(errdesc.sql_errmsg), tostring(errdesc.query)))
    pcall(function() con:query("ROLLBACK") end)
 end
