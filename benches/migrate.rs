@@ -170,7 +170,10 @@ async fn run(settings: &Settings) -> Result<bool> {
         settings.rows,
         settings.wraith.display(),
         match settings.load {
-            LoadKind::Sysbench => format!("sysbench oltp_write_only, {} threads", settings.threads),
+            LoadKind::Sysbench => format!(
+                "sysbench oltp_write_mirror.lua (oltp_write_only on sbtest1 and its mirror), {} threads, --rate={}",
+                settings.threads, settings.rate
+            ),
             LoadKind::Builtin => format!(
                 "built-in oltp_write_only loop, {} threads",
                 settings.threads
@@ -747,7 +750,7 @@ fn errors_between(samples: &[Sample], from: f64, to: f64) -> f64 {
         .iter()
         .filter(|s| s.end > from && s.end <= to)
         .map(|s| s.errors)
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 fn mean_tps(samples: &[Sample], from: f64, to: f64) -> f64 {
