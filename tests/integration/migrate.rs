@@ -722,8 +722,6 @@ async fn the_old_table_may_carry_a_timestamp_or_be_dropped() {
     );
 }
 
-/// Kills, on the primary, every connection running one of wraith's statements that matches
-
 /// Kills, on the primary, every connection of a wraith migrating `schema` that runs a statement
 /// containing `marker`; returns how many kills succeeded. Only this test's wraith writes
 /// statements naming `schema`, so no other test's run is touched.

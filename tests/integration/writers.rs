@@ -39,10 +39,9 @@ pub const WRITER_LOCK_WAIT_SECONDS: u64 = 10;
 /// of the cut-over: a wraith that blocked writers for its whole copy cannot reach it.
 pub const MIN_COMMITS_DURING_MIGRATION: usize = 20;
 
-/// Commits required while the row copy was surely running, when that was seen to last at least
-/// [`COPY_SEEN_LONG_ENOUGH`]; a copy that blocks the writers throughout gets none.
-pub const MIN_COMMITS_DURING_COPY: usize = 5;
-pub const COPY_SEEN_LONG_ENOUGH: Duration = Duration::from_millis(200);
+/// While the row copy surely runs, every quarter of it (of at least this length; fewer parts for
+/// a shorter copy) must see a commit: a copy that holds the writers back gets none until it ends.
+pub const COPY_SLICE: Duration = Duration::from_millis(250);
 
 /// A small deterministic random generator (xorshift).
 pub struct Rng(u64);
@@ -647,7 +646,7 @@ pub struct Timeline {
     /// The cut-over began: `_t_del` (the atomic swap's sentry, or the two-step swap's renamed
     /// original) was first seen while `_t_gho` existed; one poll interval earlier, to be safe.
     pub cut_over_began: Option<Instant>,
-    /// `_t_gho` was first seen gone after it existed (swapped in, or dropped by a noop run).
+    /// `_t_gho` was seen gone for good after it existed (swapped in, or dropped by a noop run).
     pub ghost_gone: Option<Instant>,
     /// A stretch of time inside the row copy: from the end of the first poll that read wraith's
     /// state `Copy` in its changelog to the start of the last one that did. The copy surely
@@ -726,7 +725,12 @@ impl TableWatch {
                     if ghost && old && t.cut_over_began.is_none() {
                         t.cut_over_began = Some(polled - POLL);
                     }
-                    if !ghost && t.ghost_created.is_some() && t.ghost_gone.is_none() {
+                    // The ghost table vanishes for a moment while the server ALTERs it (a
+                    // copying ALTER renames a rebuilt table into place): it is gone when it
+                    // stays gone.
+                    if ghost {
+                        t.ghost_gone = None;
+                    } else if t.ghost_created.is_some() && t.ghost_gone.is_none() {
                         t.ghost_gone = Some(now);
                     }
                     if let Some((rows, fresh)) = counts {
@@ -754,8 +758,8 @@ impl TableWatch {
 
 /// The proof that the application wrote through the migration and was never harmed by it:
 /// no writer error; at least `min_commits` commits between the ghost table's creation and the
-/// start of the cut-over (or the ghost's removal), and commits all through the row copy (when it
-/// was seen to last [`COPY_SEEN_LONG_ENOUGH`]); no deadlock from the start of the cut-over to
+/// start of the cut-over (or the ghost's removal), and commits all through the row copy
+/// ([`COPY_SLICE`]); no deadlock from the start of the cut-over to
 /// shortly after the swap; no statement longer than [`STATEMENT_BOUND`].
 pub fn assert_wrote_through(stats: &WriterStats, timeline: &Timeline, min_commits: usize) {
     assert!(
@@ -779,12 +783,19 @@ pub fn assert_wrote_through(stats: &WriterStats, timeline: &Timeline, min_commit
         end - created
     );
     if let Some((from, to)) = timeline.surely_copying {
-        if to > from + COPY_SEEN_LONG_ENOUGH {
-            let copying = stats.commits_between(from, to);
+        // Commits all through the copy, not only at its end: every quarter of it has some.
+        let slices = ((to - from).as_millis() / COPY_SLICE.as_millis()).min(4) as u32;
+        for i in 0..slices {
+            let (a, b) = (
+                from + (to - from) * i / slices,
+                from + (to - from) * (i + 1) / slices,
+            );
             assert!(
-                copying >= MIN_COMMITS_DURING_COPY,
-                "only {copying} commits in {:?} of the row copy: the writers were held back while \
-                 wraith copied",
+                stats.commits_between(a, b) > 0,
+                "no commit in part {} of {slices} ({:?}) of the {:?} row copy: the writers were \
+                 held back while wraith copied",
+                i + 1,
+                b - a,
                 to - from
             );
         }
