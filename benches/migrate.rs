@@ -35,6 +35,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use wraith::sandbox::{self, Server, ServerSpec};
+use wraith::verify;
 
 const ADD_COLUMN: &str = "ADD COLUMN note VARCHAR(64) NOT NULL DEFAULT ''";
 
@@ -1207,31 +1208,10 @@ async fn against_mirror(
     table: &str,
     mirror: &str,
 ) -> Result<(String, bool)> {
-    let columns: Vec<String> = c
-        .exec(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-            (db, mirror),
-        )
-        .await?;
-    let same = columns
-        .iter()
-        .map(|c| {
-            format!("t.`{c}` <=> m.`{c}` AND CAST(t.`{c}` AS BINARY) <=> CAST(m.`{c}` AS BINARY)")
-        })
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let differing: u64 = c
-        .query_first(format!(
-            "SELECT (SELECT COUNT(*) FROM `{db}`.`{table}` t LEFT JOIN `{db}`.`{mirror}` m ON m.id = t.id \
-                     WHERE m.id IS NULL OR NOT ({same})) \
-                  + (SELECT COUNT(*) FROM `{db}`.`{mirror}` m LEFT JOIN `{db}`.`{table}` t ON t.id = m.id \
-                     WHERE t.id IS NULL)"
-        ))
-        .await?
-        .context("the comparison returned no row")?;
+    let differing = verify::differing_rows(c, db, table, mirror, &["id"]).await?;
     let rows = count(c, db, table).await?;
-    let same_definition = definition(c, db, table).await? == definition(c, db, mirror).await?;
+    let same_definition =
+        verify::definition(c, db, table).await? == verify::definition(c, db, mirror).await?;
     let mut line = if differing == 0 {
         format!("{rows} rows = mirror")
     } else {
@@ -1243,26 +1223,6 @@ async fn against_mirror(
         ", definition DIFFERS from the mirror's"
     });
     Ok((line, differing == 0 && same_definition))
-}
-
-/// `SHOW CREATE TABLE`, with the table's name replaced by `t` and any ` AUTO_INCREMENT=<n>` table
-/// option (a counter, which differs between tables with the same rows) removed.
-async fn definition(c: &mut Conn, db: &str, table: &str) -> Result<String> {
-    let row: Option<(String, String)> = c
-        .query_first(format!("SHOW CREATE TABLE `{db}`.`{table}`"))
-        .await?;
-    let (_, create) =
-        row.with_context(|| format!("SHOW CREATE TABLE {db}.{table} returned nothing"))?;
-    let text = create.replacen(&format!("CREATE TABLE `{table}`"), "CREATE TABLE `t`", 1);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find(" AUTO_INCREMENT=") {
-        out.push_str(&rest[..at]);
-        rest =
-            rest[at + " AUTO_INCREMENT=".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 // ---- output ----

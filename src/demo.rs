@@ -26,18 +26,9 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, DemoArgs};
-use crate::{config, migration, sandbox};
+use crate::{config, migration, sandbox, verify};
 
 const ALTER: &str = "ADD COLUMN note VARCHAR(64) NOT NULL DEFAULT '', MODIFY amount DECIMAL(14,2) NOT NULL, ADD INDEX created_idx (created_at)";
-/// Every column of the migrated table, compared at the end.
-const ALL_COLUMNS: [&str; 6] = [
-    "id",
-    "customer_id",
-    "amount",
-    "status",
-    "created_at",
-    "note",
-];
 const STATUSES: [&str; 4] = ["new", "paid", "shipped", "cancelled"];
 /// The table's rows start at this id; below it, each writer has a range of ids to move rows to,
 /// far from the AUTO_INCREMENT values inserts get, so a key change never collides with an insert.
@@ -303,53 +294,10 @@ fn windows(seen: &[Sighting]) -> Option<Windows> {
     })
 }
 
-/// Rows of `orders` missing from the mirror or different in any column, plus rows of the mirror
-/// missing from `orders`: one number, 0 when the tables are equal.
-async fn differing_rows(c: &mut Conn) -> Result<u64> {
-    let same = ALL_COLUMNS
-        .iter()
-        .map(|c| format!("o.{c} <=> m.{c} AND CAST(o.{c} AS BINARY) <=> CAST(m.{c} AS BINARY)"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let n: Option<u64> = c
-        .query_first(format!(
-            "SELECT (SELECT COUNT(*) FROM demo.orders o LEFT JOIN demo.orders_mirror m ON m.id = o.id \
-                     WHERE m.id IS NULL OR NOT ({same})) \
-                  + (SELECT COUNT(*) FROM demo.orders_mirror m LEFT JOIN demo.orders o ON o.id = m.id \
-                     WHERE o.id IS NULL)"
-        ))
-        .await?;
-    n.context("the comparison query returned no row")
-}
-
-/// `SHOW CREATE TABLE demo.<table>`, with the name replaced by `t` and the table's AUTO_INCREMENT
-/// counter (which differs between two tables with the same rows) left out.
-async fn definition(c: &mut Conn, table: &str) -> Result<String> {
-    let row: Option<(String, String)> = c
-        .query_first(format!("SHOW CREATE TABLE demo.`{table}`"))
-        .await?;
-    let (_, create) =
-        row.with_context(|| format!("SHOW CREATE TABLE demo.{table} returned nothing"))?;
-    Ok(comparable_definition(&create, table))
-}
-
-fn comparable_definition(create: &str, table: &str) -> String {
-    let text = create.replacen(&format!("CREATE TABLE `{table}`"), "CREATE TABLE `t`", 1);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find(" AUTO_INCREMENT=") {
-        out.push_str(&rest[..at]);
-        rest =
-            rest[at + " AUTO_INCREMENT=".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The end state on one server, against the mirror: `Err` lines say what is wrong.
 async fn verify(c: &mut Conn, server: &str) -> Result<std::result::Result<String, Vec<String>>> {
     let mut wrong = Vec::new();
-    let differing = differing_rows(c).await?;
+    let differing = verify::differing_rows(c, "demo", "orders", "orders_mirror", &["id"]).await?;
     let rows: u64 = c
         .query_first("SELECT COUNT(*) FROM demo.orders")
         .await?
@@ -360,8 +308,8 @@ async fn verify(c: &mut Conn, server: &str) -> Result<std::result::Result<String
         ));
     }
     let (migrated, native) = (
-        definition(c, "orders").await?,
-        definition(c, "orders_mirror").await?,
+        verify::definition(c, "demo", "orders").await?,
+        verify::definition(c, "demo", "orders_mirror").await?,
     );
     if migrated != native {
         wrong.push(format!(

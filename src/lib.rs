@@ -4,7 +4,8 @@
 //! command line into one [`config::Config`]; `mysql` owns connections, flavor differences and the
 //! one SQL quoting function; `inspect` runs the preflight checks and produces the
 //! [`inspect::Plan`]; `binlog` streams and decodes row events; `migration` drives the state
-//! machine; `sandbox` starts throw-away servers for `demo` and the tests.
+//! machine; `sandbox` starts throw-away servers for `demo` and the tests, and `verify` compares a
+//! migrated table with a natively altered mirror for them.
 
 pub mod apply;
 pub mod binlog;
@@ -20,3 +21,4 @@ pub mod mysql;
 pub mod progress;
 pub mod sandbox;
 pub mod throttle;
+pub mod verify;

@@ -852,7 +852,9 @@ fn state_line(state: State) -> &'static str {
         State::Validate => "validating: connecting, finding the primary, preflight checks",
         State::Prepare => "preparing: ghost table with the ALTER applied, changelog table",
         State::Copy => "copying rows while applying the binlog",
-        State::CatchUp => "row copy complete; applying the binlog until the ghost table has caught up",
+        State::CatchUp => {
+            "row copy complete; applying the binlog until the ghost table has caught up"
+        }
         State::Postpone => "cut-over postponed",
         State::CutOver => "cutting over",
         State::Cleanup => "cleaning up",

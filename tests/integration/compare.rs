@@ -4,59 +4,26 @@
 //! the server itself). Out: assertions that fail on any difference: the table definition
 //! (`SHOW CREATE TABLE`), rows missing on either side, and any column's bytes, on the primary and
 //! on the replica.
-//! Invariant: every value is compared by its exact bytes (`CAST(... AS BINARY)`; FLOAT through
-//! DOUBLE, whose text is exact), never through `HEX()` of a number, which rounds to an integer.
+//! Invariant: every value is compared by its exact bytes (`wraith::verify`), never through
+//! `HEX()` of a number, which rounds to an integer.
 
 #![allow(dead_code)]
 
 use mysql_async::prelude::Queryable;
+use wraith::verify;
 
 use crate::harness::{self, servers, sync_replica, tables, Endpoint};
-
-/// An expression giving the exact bytes of column `col` (of type `data_type`) of `alias`.
-pub fn exact(alias: &str, col: &str, data_type: &str) -> String {
-    let c = if alias.is_empty() {
-        format!("`{col}`")
-    } else {
-        format!("{alias}.`{col}`")
-    };
-    match data_type {
-        // A FLOAT's text has 6 digits; as a DOUBLE it has every bit.
-        "float" => format!("CAST(CAST({c} AS DOUBLE) AS BINARY)"),
-        _ => format!("CAST({c} AS BINARY)"),
-    }
-}
 
 /// `table`'s columns and their data types, in order.
 pub async fn columns(endpoint: &Endpoint, schema: &str, table: &str) -> Vec<(String, String)> {
     let mut c = endpoint.conn().await;
-    c.exec(
-        "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-        (schema, table),
-    )
-    .await
-    .unwrap()
+    verify::columns(&mut c, schema, table).await.unwrap()
 }
 
-/// `SHOW CREATE TABLE` of `table`, named `<table>` and without its AUTO_INCREMENT counter, so
-/// two tables of the same definition give the same text.
+/// `SHOW CREATE TABLE` of `table`, comparable with another table's ([`verify::definition`]).
 pub async fn definition(endpoint: &Endpoint, schema: &str, table: &str) -> String {
     let mut c = endpoint.conn().await;
-    let (_, text): (String, String) = c
-        .query_first(format!("SHOW CREATE TABLE `{schema}`.`{table}`"))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = text.replacen(
-        &format!("CREATE TABLE `{table}`"),
-        "CREATE TABLE <table>",
-        1,
-    );
-    text.split(' ')
-        .filter(|word| !word.starts_with("AUTO_INCREMENT="))
-        .collect::<Vec<_>>()
-        .join(" ")
+    verify::definition(&mut c, schema, table).await.unwrap()
 }
 
 /// Rows of `a` and `b` that are not byte for byte the same, matched on `key` (with the key's own
@@ -68,46 +35,24 @@ pub async fn differences(
     b: &str,
     key: &[&str],
 ) -> (u64, Vec<String>) {
-    let cols = columns(endpoint, schema, b).await;
-    assert!(!cols.is_empty(), "{schema}.{b} does not exist");
-    let on: Vec<String> = key.iter().map(|k| format!("x.`{k}` <=> y.`{k}`")).collect();
-    let on = on.join(" AND ");
-    let same: Vec<String> = cols
-        .iter()
-        .map(|(c, ty)| {
-            format!(
-                "x.`{c}` <=> y.`{c}` AND {} <=> {}",
-                exact("x", c, ty),
-                exact("y", c, ty)
-            )
-        })
-        .collect();
-    let same = same.join(" AND ");
-    let show = |alias: &str| -> String {
-        let shown: Vec<String> = cols
-            .iter()
-            .map(|(c, ty)| format!("IFNULL(HEX({}), 'NULL')", exact(alias, c, ty)))
-            .collect();
-        format!("CONCAT_WS(',', {})", shown.join(", "))
-    };
-    let k0 = key[0];
-    let only_in_a = format!(
-        "FROM `{schema}`.`{a}` x LEFT JOIN `{schema}`.`{b}` y ON {on} WHERE y.`{k0}` IS NULL OR NOT ({same})"
-    );
-    let only_in_b = format!(
-        "FROM `{schema}`.`{b}` y LEFT JOIN `{schema}`.`{a}` x ON {on} WHERE x.`{k0}` IS NULL"
-    );
     let mut c = endpoint.conn().await;
-    let count: u64 = c
-        .query_first(format!(
-            "SELECT (SELECT COUNT(*) {only_in_a}) + (SELECT COUNT(*) {only_in_b})"
-        ))
+    let count = verify::differing_rows(&mut c, schema, a, b, key)
         .await
-        .unwrap()
         .unwrap();
     if count == 0 {
         return (0, Vec::new());
     }
+    let (only_in_a, only_in_b, cols) = verify::difference_queries(&mut c, schema, a, b, key)
+        .await
+        .unwrap();
+    let show = |alias: &str| -> String {
+        let shown: Vec<String> = cols
+            .iter()
+            .map(|(c, ty)| format!("IFNULL(HEX({}), 'NULL')", verify::exact_bytes(alias, c, ty)))
+            .collect();
+        format!("CONCAT_WS(',', {})", shown.join(", "))
+    };
+    let k0 = key[0];
     let mut samples: Vec<String> = c
         .query(format!(
             "SELECT CONCAT('{a}: ', {}, '  {b}: ', IF(y.`{k0}` IS NULL, '(none)', {})) {only_in_a} LIMIT 10",

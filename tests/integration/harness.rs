@@ -5,8 +5,11 @@
 
 #![allow(dead_code)]
 
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
 use std::sync::OnceLock;
+use tokio::io::AsyncReadExt;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
@@ -208,7 +211,7 @@ pub async fn table_checksum(endpoint: &Endpoint, schema: &str, table: &str) -> (
         .map(|(col, ty)| {
             format!(
                 "IFNULL(HEX({}), 'NULL')",
-                crate::compare::exact("", col, ty)
+                wraith::verify::exact_bytes("", col, ty)
             )
         })
         .collect();
@@ -259,29 +262,69 @@ pub fn wraith_bin() -> &'static str {
 /// The longest any wraith run of the suite may take before the test fails (and wraith is killed).
 pub const WRAITH_RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Runs wraith with `args` (and no standard input) and returns what it did; fails the test if it
-/// runs longer than [`WRAITH_RUN_LIMIT`]. With WRAITH_TEST_STDERR=inherit, wraith's log goes
-/// straight to the terminal (for debugging; the returned stderr is then empty).
+/// Runs wraith with `args` (and no standard input) and returns what it did; fails the test, with
+/// wraith's log, if it runs longer than [`WRAITH_RUN_LIMIT`]. With WRAITH_TEST_STDERR=inherit,
+/// wraith's log goes straight to the terminal (for debugging; the returned stderr is then empty).
 pub async fn run_wraith(args: &[String]) -> Output {
-    tokio::time::timeout(WRAITH_RUN_LIMIT, run_wraith_unbounded(args))
-        .await
-        .unwrap_or_else(|_| panic!("wraith did not finish within {WRAITH_RUN_LIMIT:?}: {args:?}"))
+    Running::start(args).finish(WRAITH_RUN_LIMIT).await
 }
 
-async fn run_wraith_unbounded(args: &[String]) -> Output {
-    let mut cmd = tokio::process::Command::new(wraith_bin());
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if std::env::var("WRAITH_TEST_STDERR").as_deref() == Ok("inherit") {
-        let status = cmd.status().await.expect("running wraith");
-        return Output {
-            status,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
+/// A wraith process running in the background; its output is read as it comes so it never
+/// blocks on a full pipe.
+pub struct Running {
+    child: tokio::process::Child,
+    stdout: tokio::task::JoinHandle<Vec<u8>>,
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    pub fn start(args: &[String]) -> Running {
+        let inherit = std::env::var("WRAITH_TEST_STDERR").as_deref() == Ok("inherit");
+        let mut cmd = tokio::process::Command::new(wraith_bin());
+        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        if !inherit {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("starting wraith");
+        let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf).await;
+                }
+                buf
+            })
         };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
     }
-    cmd.output().await.expect("running wraith")
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("wraith is running")
+    }
+
+    /// Waits (at most `limit`) for wraith to end.
+    pub async fn finish(mut self, limit: Duration) -> Output {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status.expect("waiting for wraith"),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                let err =
+                    String::from_utf8_lossy(&self.stderr.await.unwrap_or_default()).into_owned();
+                panic!("wraith did not finish within {limit:?}:\n{err}");
+            }
+        };
+        Output {
+            status,
+            stdout: self.stdout.await.unwrap_or_default(),
+            stderr: self.stderr.await.unwrap_or_default(),
+        }
+    }
 }
 
 /// Runs wraith with `args`, writing `input` to its standard input.

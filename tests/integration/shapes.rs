@@ -8,16 +8,15 @@
 //! result with the mirror, in definition and byte for byte, on the primary and the replica
 //! (`compare`).
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use tokio::io::AsyncReadExt;
 
 use crate::compare::{assert_same_as_mirror, assert_swapped_with_old_table_kept};
-use crate::harness::{self, migrate_args, servers, stderr, sync_replica, tables};
+use crate::harness::{self, migrate_args, servers, stderr, sync_replica, tables, Running};
 use crate::migrate::{small_values, SMALL};
 use crate::writers::{
     assert_wrote_through, quoted, under_writes, Rng, Shape, TableWatch, Workload, WriterStats,
@@ -28,66 +27,8 @@ use crate::writers::{
 // Running wraith
 // ---------------------------------------------------------------------------------------------
 
-/// A wraith process running in the background; its output is read as it comes so it never
-/// blocks on a full pipe.
-struct Running {
-    child: tokio::process::Child,
-    stdout: tokio::task::JoinHandle<Vec<u8>>,
-    stderr: tokio::task::JoinHandle<Vec<u8>>,
-}
-
-impl Running {
-    fn start(args: &[String]) -> Running {
-        let inherit = std::env::var("WRAITH_TEST_STDERR").as_deref() == Ok("inherit");
-        let mut cmd = tokio::process::Command::new(harness::wraith_bin());
-        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
-        if !inherit {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        }
-        let mut child = cmd.spawn().expect("starting wraith");
-        let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf).await;
-                }
-                buf
-            })
-        };
-        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
-        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-        Running {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("wraith is running")
-    }
-
-    /// Waits (at most `limit`) for wraith to end.
-    async fn finish(mut self, limit: Duration) -> Output {
-        let status = match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(status) => status.expect("waiting for wraith"),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                let err =
-                    String::from_utf8_lossy(&self.stderr.await.unwrap_or_default()).into_owned();
-                panic!("wraith did not finish within {limit:?}:\n{err}");
-            }
-        };
-        Output {
-            status,
-            stdout: self.stdout.await.unwrap_or_default(),
-            stderr: self.stderr.await.unwrap_or_default(),
-        }
-    }
-}
-
 async fn run_to_end(args: &[String]) -> Output {
-    Running::start(args).finish(Duration::from_secs(180)).await
+    harness::run_wraith(args).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -684,7 +684,9 @@ impl TableWatch {
         let (s, tl, schema) = (stop.clone(), timeline.clone(), schema.to_string());
         let handle = tokio::spawn(async move {
             let list = format!("SHOW TABLES FROM `{schema}`");
-            while !s.load(Ordering::Relaxed) {
+            // Polls once more after being told to stop, so the last state is seen.
+            loop {
+                let stopping = s.load(Ordering::Relaxed);
                 let polled = Instant::now();
                 let names: Vec<String> = conn.query(&list).await.unwrap();
                 let now = Instant::now();
@@ -737,6 +739,9 @@ impl TableWatch {
                         t.most_ghost_rows = t.most_ghost_rows.max(rows);
                         t.most_fresh_ghost_rows = t.most_fresh_ghost_rows.max(fresh.unwrap_or(0));
                     }
+                }
+                if stopping {
+                    break;
                 }
                 tokio::time::sleep(POLL).await;
             }
