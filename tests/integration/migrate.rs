@@ -858,7 +858,7 @@ async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy(
         &schema,
         Arc::new(EmailSwaps),
         4,
-        Duration::ZERO,
+        Duration::from_millis(1),
         run_wraith(&args),
     )
     .await;
