@@ -14,7 +14,7 @@ use crate::harness::{
 };
 use crate::writers::{
     assert_wrote_through, under_writes, Rng, Shape, Step, TableWatch, Workload, WriterState,
-    WriterStats, Writers, MIN_COMMITS_DURING_MIGRATION,
+    WriterStats, Writers, BUSY, MIN_COMMITS_DURING_MIGRATION, PACE,
 };
 
 /// Every column type wraith must carry exactly.
@@ -295,7 +295,8 @@ async fn migrate_under_writes(
         schema,
         workload,
         writers,
-        Duration::from_millis(2),
+        // The all-types rows are large (kilobytes of text and blobs, twice with the mirror).
+        Duration::from_millis(25),
         run_wraith(&args),
     )
     .await;
@@ -384,7 +385,7 @@ async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() 
             &schema,
             by_id(&schema, small_values).await,
             8,
-            Duration::ZERO,
+            BUSY,
             run_wraith(&args),
         )
         .await;
@@ -448,7 +449,7 @@ async fn a_noop_run_copies_and_applies_but_never_swaps() {
     let primary = &servers().primary;
     // Counts the ghost table's rows, and those the applier wrote (ids the writers inserted).
     let watch = TableWatch::start_counting(primary, &schema, Some(rows)).await;
-    let writers = Writers::start(primary, &schema, workload, 4, Duration::from_millis(2)).await;
+    let writers = Writers::start(primary, &schema, workload, 4, PACE).await;
     assert!(writers.wait_for_commits(20, Duration::from_secs(60)).await);
     let mut args = migrate_args(&schema, "t", "ADD COLUMN d INT", &[]);
     args.retain(|a| a != "--execute");
@@ -782,14 +783,8 @@ async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
         }
         (copy_kills, apply_kills, wraith.await.unwrap())
     };
-    let ((copy_kills, apply_kills, out), stats, timeline) = under_writes(
-        &schema,
-        by_id(&schema, small_values).await,
-        4,
-        Duration::from_millis(1),
-        killer,
-    )
-    .await;
+    let ((copy_kills, apply_kills, out), stats, timeline) =
+        under_writes(&schema, by_id(&schema, small_values).await, 4, PACE, killer).await;
     assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
     assert!(
         copy_kills >= 1,
@@ -854,14 +849,8 @@ async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy(
         "ADD COLUMN d INT",
         &["--chunk-size=200", "--copy-workers=2"],
     );
-    let (out, stats, timeline) = under_writes(
-        &schema,
-        Arc::new(EmailSwaps),
-        4,
-        Duration::from_millis(1),
-        run_wraith(&args),
-    )
-    .await;
+    let (out, stats, timeline) =
+        under_writes(&schema, Arc::new(EmailSwaps), 4, PACE, run_wraith(&args)).await;
     assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
     assert_wrote_through(&stats, &timeline, 100);
     assert_migrated(&schema).await;

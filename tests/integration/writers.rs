@@ -43,6 +43,11 @@ pub const MIN_COMMITS_DURING_MIGRATION: usize = 20;
 /// a shorter copy) must see a commit: a copy that holds the writers back gets none until it ends.
 pub const COPY_SLICE: Duration = Duration::from_millis(250);
 
+/// No pace: writers start their next transaction as soon as the last one ends.
+pub const BUSY: Duration = Duration::ZERO;
+/// The usual pace of a writer: at most 200 transactions a second.
+pub const PACE: Duration = Duration::from_millis(5);
+
 /// A small deterministic random generator (xorshift).
 pub struct Rng(u64);
 
@@ -433,14 +438,16 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// Starts `count` writers on `schema` of `endpoint`, each pausing `pause` between
-    /// transactions.
+    /// Starts `count` writers on `schema` of `endpoint`, each starting a transaction at most
+    /// every `pace` ([`BUSY`]: as fast as it can). A pace keeps the write load within what the
+    /// replica applies on a small machine while other tests run: writers the replica cannot keep
+    /// up with make wraith throttle on replication lag, rightly, for as long as they write.
     pub async fn start(
         endpoint: &Endpoint,
         schema: &str,
         workload: Arc<dyn Workload>,
         count: usize,
-        pause: Duration,
+        pace: Duration,
     ) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let committed = Arc::new(AtomicU64::new(0));
@@ -457,7 +464,7 @@ impl Writers {
             conn.query_drop(format!("USE `{schema}`")).await.unwrap();
             let (stop, committed, workload) = (stop.clone(), committed.clone(), workload.clone());
             handles.push(tokio::spawn(async move {
-                write(conn, w as u64, workload, stop, committed, pause).await
+                write(conn, w as u64, workload, stop, committed, pace).await
             }));
         }
         Writers {
@@ -504,7 +511,7 @@ async fn write(
     workload: Arc<dyn Workload>,
     stop: Arc<AtomicBool>,
     committed: Arc<AtomicU64>,
-    pause: Duration,
+    pace: Duration,
 ) -> WriterStats {
     let mut stats = WriterStats::default();
     let mut rng = Rng::new(writer + 1);
@@ -514,6 +521,7 @@ async fn write(
         next_unique: 100_000_000 * (writer + 1),
     };
     while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
         let rollback = rng.below(10) == 0;
         let steps = workload.transaction(&mut rng, &mut state);
         match run_transaction(
@@ -529,9 +537,7 @@ async fn write(
             Err(Failed::Expected) => {}
             Err(Failed::Error(e)) => stats.errors.push(e),
         }
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
+        tokio::time::sleep_until((started + pace).into()).await;
     }
     stats.saw_swap = usize::from(state.swapped);
     stats
@@ -834,12 +840,12 @@ pub async fn under_writes<T>(
     schema: &str,
     workload: Arc<dyn Workload>,
     count: usize,
-    pause: Duration,
+    pace: Duration,
     migration: impl std::future::Future<Output = T>,
 ) -> (T, WriterStats, Timeline) {
     let primary = &crate::harness::servers().primary;
     let watch = TableWatch::start(primary, schema).await;
-    let writers = Writers::start(primary, schema, workload, count, pause).await;
+    let writers = Writers::start(primary, schema, workload, count, pace).await;
     assert!(
         writers.wait_for_commits(20, Duration::from_secs(60)).await,
         "the writers did not start committing"
