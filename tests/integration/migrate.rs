@@ -14,7 +14,7 @@ use crate::harness::{
 };
 use crate::writers::{
     assert_wrote_through, under_writes, Rng, Shape, Step, TableWatch, Workload, WriterState,
-    WriterStats, Writers, BUSY, MIN_COMMITS_DURING_MIGRATION, PACE,
+    WriterStats, Writers, MIN_COMMITS_DURING_MIGRATION, PACE,
 };
 
 /// Every column type wraith must carry exactly.
@@ -385,7 +385,7 @@ async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() 
             &schema,
             by_id(&schema, small_values).await,
             8,
-            BUSY,
+            PACE * 2,
             run_wraith(&args),
         )
         .await;

@@ -20,7 +20,7 @@ use crate::harness::{self, migrate_args, servers, stderr, sync_replica, tables, 
 use crate::migrate::{small_values, SMALL};
 use crate::writers::{
     assert_wrote_through, quoted, under_writes, Rng, Shape, TableWatch, Workload, WriterStats,
-    Writers, BUSY, MIN_COMMITS_DURING_MIGRATION, PACE,
+    Writers, MIN_COMMITS_DURING_MIGRATION, PACE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +569,7 @@ async fn rows_written_only_while_the_table_is_copied_all_arrive() {
         let throttle = format!("--throttle-flag-file={}", flag.path().display());
         let wraith = Running::start(&migrate_args(&schema, "t", alter, &[&throttle]));
         wait_for_table(&schema, "_t_gho", Duration::from_secs(30)).await;
-        let w = Writers::start(primary, &schema, Arc::new(shape), 6, BUSY).await;
+        let w = Writers::start(primary, &schema, Arc::new(shape), 6, PACE * 2).await;
         assert!(
             w.wait_for_commits(300, Duration::from_secs(60)).await,
             "the writers did not commit 300 transactions while the copy was held"
@@ -806,7 +806,7 @@ async fn the_cut_over_under_writers_causes_no_writer_error_and_stalls_them_brief
         &schema,
         Arc::new(Shape::by_id(5_000, small_values)),
         6,
-        BUSY,
+        PACE * 2,
         run_to_end(&args),
     )
     .await;
