@@ -30,15 +30,7 @@ fn main() -> ExitCode {
         }
     };
     let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        runtime.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupted: stopping and cleaning up");
-                cancel.cancel();
-            }
-        });
-    }
+    runtime.spawn(stop_on_signals(cancel.clone()));
     let result = match parsed.flags.command.clone() {
         Some(Extra::Demo(args)) => runtime
             .block_on(demo::run(args, cancel))
@@ -90,4 +82,41 @@ fn init_logging(flags: &cli::Flags) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// SIGINT (Ctrl-C), SIGTERM (systemd, Kubernetes, `timeout`) and SIGHUP (a closed terminal)
+/// stop the run through `cancel`: it cleans up and says what the database holds. A second
+/// signal exits at once; the closed connections make the server release any lock wraith held.
+async fn stop_on_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!(
+            "cannot listen for SIGINT, SIGTERM and SIGHUP: they stop wraith without cleanup"
+        );
+        return;
+    };
+    let mut received = 0;
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        received += 1;
+        if received == 1 {
+            tracing::warn!("{name}: stopping and cleaning up (a second signal exits at once)");
+            cancel.cancel();
+        } else {
+            eprintln!(
+                "error: {name} again: exiting at once without cleaning up; the server releases \
+                 wraith's locks as its connections close, and helper tables (_<table>_gho, \
+                 _<table>_ghc) may remain: drop them, or rerun with --initially-drop-ghost-table"
+            );
+            std::process::exit(130);
+        }
+    }
 }

@@ -858,7 +858,19 @@ async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_interrupted_migration_drops_its_helper_tables_and_leaves_the_table_alone() {
-    let schema = harness::fresh_schema("interrupted").await;
+    // Ctrl-C, systemd / Kubernetes / `timeout`, a closed terminal.
+    for (signal, name) in [
+        (libc::SIGINT, "int"),
+        (libc::SIGTERM, "term"),
+        (libc::SIGHUP, "hup"),
+    ] {
+        interrupted_by(signal, name).await;
+    }
+}
+
+/// Migrates a table, sends `signal` to wraith mid-copy, and checks that it stopped cleanly.
+async fn interrupted_by(signal: i32, name: &str) {
+    let schema = harness::fresh_schema(&format!("interrupted_{name}")).await;
     let rows = 50_000u64;
     primary_sql(
         &schema,
@@ -911,14 +923,14 @@ async fn an_interrupted_migration_drops_its_helper_tables_and_leaves_the_table_a
         "the copy finished ({copied} rows) before it could be interrupted"
     );
     // SAFETY: kill(2) on the child we started.
-    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id().unwrap() as i32, signal) };
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("wraith did not stop")
         .unwrap();
     let err = stderr(&out);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("cancelled"), "{err}");
+    assert!(!out.status.success(), "signal {signal}: {err}");
+    assert!(err.contains("cancelled"), "signal {signal}: {err}");
     assert!(err.contains("no helper tables were left behind"), "{err}");
     assert_eq!(tables(&servers().primary, &schema).await, vec!["t"]);
     assert_eq!(
