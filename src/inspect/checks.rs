@@ -104,6 +104,11 @@ pub const CHECKS: &[Check] = &[
         run: alter_renames_table,
     },
     Check {
+        name: "helper-table-names",
+        phase: Phase::BeforeStart,
+        run: helper_table_names,
+    },
+    Check {
         name: "column-renames",
         phase: Phase::BeforeStart,
         run: column_renames,
@@ -442,6 +447,42 @@ fn disk_space(f: &Facts, _: &Config) -> Outcome {
     ))
 }
 
+/// The longest table name MySQL and MariaDB accept, in characters.
+const MAX_TABLE_NAME: usize = 64;
+
+/// Every helper table's name fits the server's limit, or the run is refused before anything is
+/// created (rather than failing at the ghost's creation, or at the cut-over after the whole copy).
+fn helper_table_names(_: &Facts, cfg: &Config) -> Outcome {
+    let names = [cfg.ghost_table(), cfg.changelog_table(), cfg.old_table()];
+    let too_long: Vec<String> = names
+        .iter()
+        .filter(|n| n.chars().count() > MAX_TABLE_NAME)
+        .map(|n| {
+            format!(
+                "{} ({} characters)",
+                crate::mysql::sql::quote_ident(n),
+                n.chars().count()
+            )
+        })
+        .collect();
+    if too_long.is_empty() {
+        return Ok(());
+    }
+    let only_the_stamp = names[..2]
+        .iter()
+        .all(|n| n.chars().count() <= MAX_TABLE_NAME);
+    Err(format!(
+        "helper table names would be longer than the {MAX_TABLE_NAME}-character limit of a table name: {}; \
+         {}name them from a shorter prefix with --force-table-names=<prefix>",
+        too_long.join(", "),
+        if only_the_stamp && cfg.flags.timestamp_old_table {
+            "run without --timestamp-old-table, or "
+        } else {
+            ""
+        }
+    ))
+}
+
 fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
     let mut problems = Vec::new();
     for name in &f.existing_helper_tables {
@@ -537,6 +578,33 @@ mod tests {
         );
         f.primary_free_bytes = Some(200 << 20);
         assert_eq!(disk_space(&f, &config()), Ok(()));
+    }
+
+    fn config_with(flags: &[&str]) -> Config {
+        let mut args = vec!["wraith", "--database=d", "--alter=ADD c INT"];
+        args.extend_from_slice(flags);
+        crate::config::build(crate::cli::parse(args).unwrap(), || Ok(String::new())).unwrap()
+    }
+
+    #[test]
+    fn helper_table_names_must_fit_the_64_character_limit() {
+        let f = facts();
+        let fits = format!("--table={}", "t".repeat(59));
+        assert_eq!(helper_table_names(&f, &config_with(&[&fits])), Ok(()));
+        let long = format!("--table={}", "t".repeat(60));
+        let e = helper_table_names(&f, &config_with(&[&long])).unwrap_err();
+        assert!(
+            e.contains("64-character limit") && e.contains("(65 characters)"),
+            "{e}"
+        );
+        assert!(e.contains("--force-table-names"), "{e}");
+        let short_prefix = config_with(&[&long, "--force-table-names=short"]);
+        assert_eq!(helper_table_names(&f, &short_prefix), Ok(()));
+        // The timestamped old table is 15 characters longer.
+        let mid = format!("--table={}", "t".repeat(50));
+        assert_eq!(helper_table_names(&f, &config_with(&[&mid])), Ok(()));
+        let e = helper_table_names(&f, &config_with(&[&mid, "--timestamp-old-table"])).unwrap_err();
+        assert!(e.contains("run without --timestamp-old-table"), "{e}");
     }
 
     #[test]

@@ -675,3 +675,27 @@ async fn tls_flags_reach_the_server_and_verify_its_certificate() {
 async fn run_wraith_owned(args: Vec<String>) -> std::process::Output {
     run_wraith(&args).await
 }
+
+#[tokio::test]
+async fn a_table_name_too_long_for_its_helper_tables_is_refused_naming_the_limit() {
+    let schema = harness::fresh_schema("long_name").await;
+    // 60 characters: `_<name>_gho` would be 65, one over the server's limit.
+    let table = "t".repeat(60);
+    primary_sql(
+        &schema,
+        &[
+            &format!("CREATE TABLE `{table}` (id INT NOT NULL PRIMARY KEY, v INT) ENGINE=InnoDB"),
+            &format!("INSERT INTO `{table}` VALUES (1, 1), (2, 2)"),
+        ],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        &table,
+        "ADD COLUMN c INT",
+        &[],
+        "64-character limit",
+    )
+    .await;
+}
