@@ -99,8 +99,11 @@ pub async fn assert_same_as_mirror(schema: &str, key: &[&str]) {
     }
 }
 
-/// After a swap: the old table is kept as `_t_del` and no other helper table is left.
-pub async fn assert_swapped_with_old_table_kept(schema: &str) {
+/// After a migration: `t` is the natively altered mirror, definition and every byte of every
+/// row matched on `key`, on the primary and the replica; the old table is kept as `_t_del` and no
+/// other helper table is left.
+pub async fn assert_migrated(schema: &str, key: &[&str]) {
+    assert_same_as_mirror(schema, key).await;
     let names = tables(&servers().primary, schema).await;
     assert!(
         names.contains(&"_t_del".to_string()),

@@ -6,13 +6,12 @@
 #![allow(dead_code)]
 
 use std::process::{Output, Stdio};
-use std::time::Duration;
-
 use std::sync::OnceLock;
-use tokio::io::AsyncReadExt;
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
+use tokio::io::AsyncReadExt;
 use wraith::sandbox::{self, Pair, Server, ServerSpec};
 
 /// Where a test server is and how to log in.
@@ -200,9 +199,11 @@ pub async fn tables(endpoint: &Endpoint, schema: &str) -> Vec<String> {
 /// row's columns). Two tables with the same rows give the same answer; a change to any byte of
 /// any value (a DECIMAL's last digit, a FLOAT's last bit) changes it.
 pub async fn table_checksum(endpoint: &Endpoint, schema: &str, table: &str) -> (u64, String) {
-    let columns = crate::compare::columns(endpoint, schema, table).await;
-    assert!(!columns.is_empty(), "table {schema}.{table} does not exist");
     let mut c = endpoint.conn().await;
+    let columns = wraith::verify::columns(&mut c, schema, table)
+        .await
+        .unwrap();
+    assert!(!columns.is_empty(), "table {schema}.{table} does not exist");
     c.query_drop("SET SESSION group_concat_max_len = 1073741824")
         .await
         .unwrap();
@@ -260,7 +261,7 @@ pub fn wraith_bin() -> &'static str {
 }
 
 /// The longest any wraith run of the suite may take before the test fails (and wraith is killed).
-pub const WRAITH_RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+pub const WRAITH_RUN_LIMIT: Duration = Duration::from_secs(300);
 
 /// Runs wraith with `args` (and no standard input) and returns what it did; fails the test, with
 /// wraith's log, if it runs longer than [`WRAITH_RUN_LIMIT`]. With WRAITH_TEST_STDERR=inherit,
@@ -389,5 +390,18 @@ impl Drop for ClosedPort {
     fn drop(&mut self) {
         // SAFETY: closing the socket this value owns, once.
         unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Polls `ready` every 10 ms until it says yes; fails the test, saying it waited for `what`, if
+/// that takes longer than `limit`. Tests wait for a state, never for a fixed time.
+pub async fn eventually(what: &str, limit: Duration, mut ready: impl AsyncFnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready().await {
+        assert!(
+            started.elapsed() < limit,
+            "waited {limit:?} for {what}, in vain"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -502,14 +502,12 @@ async fn a_replica_without_log_slave_updates_is_refused() {
     let mut p = primary.conn().await;
     let count = format!("SELECT COUNT(*) FROM `{schema}`.orders");
     let rows: u64 = p.query_first(&count).await.unwrap().unwrap();
-    let started = std::time::Instant::now();
-    while c.query_first::<u64, _>(&count).await.ok().flatten() != Some(rows) {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the extra replica did not receive {schema}.orders within 60 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    harness::eventually(
+        &format!("the extra replica to receive {schema}.orders"),
+        std::time::Duration::from_secs(60),
+        async || c.query_first::<u64, _>(&count).await.ok().flatten() == Some(rows),
+    )
+    .await;
     assert_refused(
         &replica,
         &schema,

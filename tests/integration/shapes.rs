@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use crate::compare::{assert_same_as_mirror, assert_swapped_with_old_table_kept};
+use crate::compare::assert_migrated;
 use crate::harness::{self, migrate_args, servers, stderr, sync_replica, tables, Running};
 use crate::migrate::{small_values, SMALL};
 use crate::writers::{
@@ -131,13 +131,6 @@ async fn migrate_shape(
         );
     }
     stats
-}
-
-/// After a migration: `t` is defined as the mirror and holds the same rows, byte for byte, on
-/// the primary and on the replica; the old table is kept and no helper table is left.
-async fn assert_migrated(schema: &str, key: &[&str]) {
-    assert_same_as_mirror(schema, key).await;
-    assert_swapped_with_old_table_kept(schema).await;
 }
 
 fn int_literal(r: &mut Rng) -> String {
@@ -590,18 +583,13 @@ async fn rows_written_only_while_the_table_is_copied_all_arrive() {
 }
 
 async fn wait_for_table(schema: &str, table: &str, limit: Duration) {
-    let started = Instant::now();
-    while !tables(&servers().primary, schema)
-        .await
-        .iter()
-        .any(|t| t == table)
-    {
-        assert!(
-            started.elapsed() < limit,
-            "{table} did not appear within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    harness::eventually(&format!("{table} to appear"), limit, async || {
+        tables(&servers().primary, schema)
+            .await
+            .iter()
+            .any(|t| t == table)
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,14 +697,12 @@ async fn count_rows(schema: &str, table: &str) -> u64 {
 
 /// Waits until `table` holds at least `n` rows (at most 60 s).
 async fn wait_for_rows(schema: &str, table: &str, n: u64) {
-    let started = Instant::now();
-    while count_rows(schema, table).await < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{table} did not reach {n} rows within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    harness::eventually(
+        &format!("{table} to hold {n} rows"),
+        Duration::from_secs(60),
+        async || count_rows(schema, table).await >= n,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

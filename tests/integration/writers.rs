@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+use wraith::mysql::sql::quote_ident;
+
 use crate::harness::Endpoint;
 
 /// No writer statement may take longer than this in any test: the cut-over's lock is bounded by
@@ -228,7 +230,7 @@ impl Shape {
         self.key
             .iter()
             .zip(key)
-            .map(|(c, v)| format!("`{c}` = {v}"))
+            .map(|(c, v)| equals(c, v))
             .collect::<Vec<_>>()
             .join(" AND ")
     }
@@ -255,7 +257,7 @@ impl Shape {
             1 if !sets.is_empty() => {
                 let update: Vec<String> = sets
                     .iter()
-                    .map(|(c, _)| format!("`{c}` = VALUES(`{c}`)"))
+                    .map(|(c, _)| equals(c, &format!("VALUES({})", quote_ident(c))))
                     .collect();
                 format!(
                     "INSERT INTO {name} ({names}) VALUES ({literals}) ON DUPLICATE KEY UPDATE {}",
@@ -277,7 +279,7 @@ impl Shape {
         if sets.is_empty() {
             return None;
         }
-        let sets: Vec<String> = sets.iter().map(|(c, v)| format!("`{c}` = {v}")).collect();
+        let sets: Vec<String> = sets.iter().map(|(c, v)| equals(c, v)).collect();
         Some(format!(
             "UPDATE {} SET {} WHERE {}",
             table.name(),
@@ -352,7 +354,7 @@ impl Workload for Shape {
                         .key
                         .iter()
                         .zip(&new_key)
-                        .map(|(c, v)| format!("`{c}` = {v}"))
+                        .map(|(c, v)| equals(c, v))
                         .collect();
                     let on = |table: Table| {
                         format!(
@@ -384,11 +386,14 @@ impl Workload for Shape {
     }
 }
 
+/// `names`, each quoted, separated by commas.
 pub fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    names
-        .map(|c| format!("`{c}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.map(quote_ident).collect::<Vec<_>>().join(", ")
+}
+
+/// `column = value`, the column quoted.
+fn equals(column: &str, value: &str) -> String {
+    format!("{} = {value}", quote_ident(column))
 }
 
 // ---------------------------------------------------------------------------------------------
