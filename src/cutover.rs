@@ -1,11 +1,17 @@
 //! Swapping the ghost table in.
 //!
 //! In: a copy that is complete, an apply loop that has caught up (and takes [`Control`]), and
-//! connections to the primary. Out: `t` is the migrated table and `_t_del` the original, or,
-//! on any failure, everything as it was (locks released, the original in place) and an error
-//! saying why, so the coordinator can retry. Invariants owned here (design.md, 4 and 5): the swap
-//! happens only after a marker written while writes were blocked has come back through the
-//! binlog with everything before it applied; and it is atomic or nothing.
+//! connections to the primary. Out: an [`Outcome`], decided by what the server holds after the
+//! attempt, never guessed from which step failed: `t` is the migrated table and `_t_del` the
+//! original ([`Outcome::Swapped`], proven through the binlog, or [`Outcome::SwappedUnproven`]),
+//! or `t` is the original with every lock released ([`Outcome::NotSwapped`]), or the tables are
+//! in a state wraith could not make whole, which it describes ([`Outcome::Unresolved`]).
+//! Invariants owned here (design.md, 4 and 5): the swap happens only after a marker written while
+//! writes were blocked has come back through the binlog with everything before it applied; it is
+//! atomic or nothing; no lock is held much past `--cut-over-lock-timeout-seconds`, and a
+//! connection holding one dies within seconds of wraith (short `wait_timeout`); a queued RENAME
+//! is killed on every exit path before the lock is released; `t` never stays missing while
+//! wraith can restore it.
 //!
 //! The atomic swap is gh-ost's, with the race it has on MariaDB closed (mysql-notes.md, "The
 //! cut-over"):
@@ -22,13 +28,15 @@
 //!    it; if one slipped through, the swap is reported as not proven, loudly.
 //!
 //! If wraith dies before step 4, the sentry makes B's rename fail, so no swap can happen with
-//! unapplied events.
+//! unapplied events; if it dies after, B's rename runs once A's lock dies with its connection,
+//! and no write can have reached `t` since the marker.
 
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::apply::{Control, LoopStatus};
@@ -54,6 +62,8 @@ pub enum CutOverError {
     Connect(#[from] ConnectError),
     #[error("cut-over: the apply loop stopped")]
     LoopGone,
+    #[error("cut-over: {0}")]
+    Restored(String),
 }
 
 fn step(step: &'static str) -> impl FnOnce(mysql_async::Error) -> CutOverError {
@@ -74,15 +84,58 @@ pub struct CutOverSpec {
     pub lock_timeout: Duration,
 }
 
-/// What a successful swap measured.
-#[derive(Debug, Clone)]
-pub struct Swapped {
-    /// From the lock request to the unlock: the longest a writer could have waited.
-    pub locked_for: Duration,
+/// How one cut-over attempt ended, as the server shows it afterwards.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `t` is the migrated table, `_t_del` the original, and the binlog proves that no write to
+    /// the original was left out.
+    Swapped {
+        /// From the lock request to the unlock: the longest a writer could have waited.
+        locked_for: Duration,
+    },
+    /// `t` is the original table and no lock is held. `retry` says whether another attempt can
+    /// follow (false once the apply loop has ended, e.g. after the original was renamed back).
+    NotSwapped { reason: CutOverError, retry: bool },
+    /// `t` is the migrated table, but the binlog does not prove that every write is in it.
+    SwappedUnproven(CutOverError),
+    /// The tables are in a state wraith could not make whole; the text says which exist and what
+    /// to do. Nothing may be dropped automatically.
+    Unresolved(String),
 }
 
 /// The sentry's comment, so a leftover sentry is never mistaken for an old table.
 const SENTRY_COMMENT: &str = "wraith cut-over sentry";
+
+/// How long the binlog may take to show the RENAME after the swap.
+const RENAME_PROOF_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a killed RENAME may take to fail.
+const KILL_WAIT: Duration = Duration::from_secs(1);
+
+/// Makes sure the lock instrumentation the atomic swap's proof reads is on: enables it when
+/// `setup_allowed` (`--allow-setup-metadata-lock-instruments`), else leaves it as it is.
+pub async fn prepare(
+    conn: &mut Conn,
+    flavor: &Flavor,
+    setup_allowed: bool,
+) -> Result<(), CutOverError> {
+    if !setup_allowed {
+        return Ok(());
+    }
+    let present: Option<u8> = conn
+        .query_first(flavor.metadata_lock_instrument_sql())
+        .await
+        .map_err(step("checking the metadata lock instrumentation"))?;
+    if present.is_none() {
+        info!(
+            "enabling the metadata lock instrumentation (--allow-setup-metadata-lock-instruments)"
+        );
+        conn.query_drop(flavor.metadata_lock_instrument_setup_sql())
+            .await
+            .map_err(step("enabling the metadata lock instrumentation"))?;
+    }
+    Ok(())
+}
 
 /// One attempt at the atomic swap.
 pub async fn atomic(
@@ -90,170 +143,428 @@ pub async fn atomic(
     control: &watch::Sender<Control>,
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
-) -> Result<Swapped, CutOverError> {
-    let mut a = connect_with_lock_timeout(spec, spec.lock_timeout).await?;
-    let mut b =
-        connect_with_lock_timeout(spec, spec.lock_timeout * 3 + Duration::from_secs(5)).await?;
-    let mut c = mysql::connect(&spec.primary, &spec.creds).await?;
-    let b_id: u64 = b
-        .query_first("SELECT CONNECTION_ID()")
-        .await
-        .map_err(step("reading the rename connection id"))?
-        .unwrap_or(0);
-
-    a.query_drop(sql::create_sentry(&spec.schema, &spec.old, SENTRY_COMMENT))
-        .await
-        .map_err(step("creating the sentry table"))?;
-    let started = Instant::now();
-    if let Err(e) = a
-        .query_drop(sql::lock_tables_write(
-            &spec.schema,
-            &[&spec.table, &spec.old],
-        ))
-        .await
-    {
-        drop_sentry(&mut a, spec).await;
-        return Err(CutOverError::Sql {
-            step: "locking the original table",
-            source: e,
-        });
-    }
-    let outcome = locked(
-        spec, &mut a, b, &mut c, b_id, control, status, token, started,
-    )
-    .await;
-    match outcome {
-        Ok(swapped) => {
-            let locked_for = swapped;
-            // Prove it from the binlog.
-            let proven = tokio::time::timeout(Duration::from_secs(30), async {
-                loop {
-                    if status.borrow().rename_seen {
-                        return Ok(status.borrow().held_after_marker);
-                    }
-                    if status.changed().await.is_err() {
-                        return Err(CutOverError::LoopGone);
-                    }
-                }
-            })
-            .await;
-            match proven {
-                Ok(Ok(0)) => Ok(Swapped { locked_for }),
-                Ok(Ok(n)) => Err(CutOverError::LostWrites(n, spec.old.clone())),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(CutOverError::RenameNotSeen(Duration::from_secs(30))),
-            }
-        }
-        Err(e) => {
-            // Nothing was swapped: release and let the loop apply what it held.
-            let _ = a.query_drop("UNLOCK TABLES").await;
-            drop_sentry(&mut a, spec).await;
-            let _ = control.send(Control::Apply);
-            Err(e)
-        }
+) -> Outcome {
+    let mut attempt = match Attempt::open(spec, true).await {
+        Ok(a) => a,
+        Err(reason) => return not_swapped(control, reason),
+    };
+    match attempt.atomic_steps(control, status, token).await {
+        Ok(locked_for) => prove(spec, status, locked_for, None).await,
+        Err(reason) => attempt.settle(control, status, reason).await,
     }
 }
 
-/// Steps 2 to 5, with `t` locked by `a`. Returns how long writers were blocked.
-#[allow(clippy::too_many_arguments)]
-async fn locked(
+/// gh-ost's two-step cut-over: lock, drain, rename the original away, unlock, rename the ghost in.
+/// Between the two renames the table does not exist (writers get errors), as with gh-ost. If the
+/// second rename fails, the original is renamed back (or, failing that, the ghost in).
+pub async fn two_step(
     spec: &CutOverSpec,
-    a: &mut Conn,
-    mut b: Conn,
-    c: &mut Conn,
-    b_id: u64,
     control: &watch::Sender<Control>,
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
-    started: Instant,
-) -> Result<Duration, CutOverError> {
-    // 2. The marker, written while writes to t are blocked, awaited through the binlog.
-    drain_to_marker(spec, c, control, status, token).await?;
-
-    // 3. The rename, queued behind the lock.
-    let rename = sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost);
-    let mut renaming = tokio::spawn(async move {
-        let r = b.query_drop(rename).await;
-        (b, r)
-    });
-    if !wait_for_state(c, b_id, "Waiting for table metadata lock").await {
-        return abort_rename(
-            c,
-            b_id,
-            &mut renaming,
-            "the RENAME never started waiting on the lock",
-        )
-        .await;
+) -> Outcome {
+    let mut attempt = match Attempt::open(spec, false).await {
+        Ok(a) => a,
+        Err(reason) => return not_swapped(control, reason),
+    };
+    match attempt.two_step_steps(control, status, token).await {
+        Ok(locked_for) => prove(spec, status, locked_for, None).await,
+        Err(reason) => attempt.settle(control, status, reason).await,
     }
-    // 4. Drop the sentry; the rename moves on to wait for t.
-    a.query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
-        .await
-        .map_err(step("dropping the sentry table"))?;
-    // 5. Unlock only once the rename is proven to be queued on t itself.
-    let proof = spec.flavor.rename_queued_on_original_sql();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut proven = false;
-    while Instant::now() < deadline {
-        let n: Option<u64> = c
-            .exec_first(proof, (b_id, &spec.schema, &spec.table, &spec.ghost))
-            .await
-            .map_err(step("checking the RENAME's locks"))?;
-        // Past the sentry (or pending on t); seen waiting afterwards, it waits on t itself.
-        if n.unwrap_or(0) > 0 && wait_for_state(c, b_id, "Waiting for table metadata lock").await {
-            proven = true;
-            break;
-        }
-        if renaming.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    if !proven {
-        abort_rename(
-            c,
-            b_id,
-            &mut renaming,
-            "the RENAME was not seen queued on the original table",
-        )
-        .await?;
-        return Err(CutOverError::NotProven);
-    }
-    a.query_drop("UNLOCK TABLES")
-        .await
-        .map_err(step("unlocking"))?;
-    let locked_for = started.elapsed();
-    let (_b, result) = renaming.await.map_err(|_| CutOverError::LoopGone)?;
-    result.map_err(step("renaming the tables"))?;
-    info!(
-        "tables swapped; writers were blocked for {:.3}s",
-        locked_for.as_secs_f64()
-    );
-    Ok(locked_for)
 }
 
-/// A connection to the primary whose statements wait at most `timeout` for metadata locks.
-async fn connect_with_lock_timeout(
+/// Nothing was swapped and nothing is held: the loop applies what it held, and a retry may follow.
+fn not_swapped(control: &watch::Sender<Control>, reason: CutOverError) -> Outcome {
+    let retry = control.send(Control::Apply).is_ok() && !matches!(reason, CutOverError::LoopGone);
+    Outcome::NotSwapped { reason, retry }
+}
+
+/// The connections of one attempt, and how far it got.
+struct Attempt<'a> {
+    spec: &'a CutOverSpec,
+    /// Holds the lock.
+    a: Conn,
+    /// Issues the atomic RENAME (until it is spawned).
+    b: Option<Conn>,
+    b_id: u64,
+    /// Writes the marker and watches B.
+    c: Conn,
+    /// The RENAME in flight on B.
+    renaming: Option<JoinHandle<Result<(), mysql_async::Error>>>,
+    /// A holds `LOCK TABLES`.
+    locked: bool,
+    /// When the lock was requested.
+    started: Instant,
+}
+
+impl<'a> Attempt<'a> {
+    async fn open(spec: &'a CutOverSpec, atomic: bool) -> Result<Attempt<'a>, CutOverError> {
+        let a = lock_session(spec).await?;
+        let (b, b_id) = if atomic {
+            let mut b = lock_session(spec).await?;
+            let id: Option<u64> = b
+                .query_first("SELECT CONNECTION_ID()")
+                .await
+                .map_err(step("reading the rename connection id"))?;
+            (Some(b), id.unwrap_or(0))
+        } else {
+            (None, 0)
+        };
+        let c = mysql::connect(&spec.primary, &spec.creds).await?;
+        Ok(Attempt {
+            spec,
+            a,
+            b,
+            b_id,
+            c,
+            renaming: None,
+            locked: false,
+            started: Instant::now(),
+        })
+    }
+
+    /// The lock's deadline: every wait while it is held ends by then.
+    fn deadline(&self) -> Instant {
+        self.started + self.spec.lock_timeout
+    }
+
+    /// Steps 1 to 5 of the atomic swap. Returns how long writers were blocked.
+    async fn atomic_steps(
+        &mut self,
+        control: &watch::Sender<Control>,
+        status: &mut watch::Receiver<LoopStatus>,
+        token: &str,
+    ) -> Result<Duration, CutOverError> {
+        let spec = self.spec;
+        // 1. The sentry, and the lock.
+        self.a
+            .query_drop(sql::create_sentry(&spec.schema, &spec.old, SENTRY_COMMENT))
+            .await
+            .map_err(step("creating the sentry table"))?;
+        self.started = Instant::now();
+        self.a
+            .query_drop(sql::lock_tables_write(
+                &spec.schema,
+                &[&spec.table, &spec.old],
+            ))
+            .await
+            .map_err(step("locking the original table"))?;
+        self.locked = true;
+        // 2. The marker, written while writes to t are blocked, awaited through the binlog; the
+        // rest of the steps keep a little of the lock's time.
+        let reserve = (spec.lock_timeout / 2).min(Duration::from_millis(500));
+        let drain_until = self.deadline() - reserve;
+        drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+
+        // 3. The rename, queued behind the lock.
+        let rename = sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost);
+        let mut b = self.b.take().ok_or(CutOverError::LoopGone)?;
+        self.renaming = Some(tokio::spawn(async move { b.query_drop(rename).await }));
+        let deadline = self.deadline();
+        if !wait_for_state(&mut self.c, self.b_id, deadline).await? {
+            return Err(CutOverError::Timeout(
+                "the RENAME never started waiting on the lock; nothing was swapped, will retry"
+                    .into(),
+            ));
+        }
+        // 4. Drop the sentry; the rename moves on to wait for t.
+        self.a
+            .query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
+            .await
+            .map_err(step("dropping the sentry table"))?;
+        // 5. Unlock only once the rename is proven to be queued on t itself.
+        let proof = spec.flavor.rename_queued_on_original_sql();
+        let mut proven = false;
+        while Instant::now() < deadline {
+            let n: Option<u64> = self
+                .c
+                .exec_first(proof, (self.b_id, &spec.schema, &spec.table, &spec.ghost))
+                .await
+                .map_err(step("checking the RENAME's locks"))?;
+            // Past the sentry (or pending on t); seen waiting afterwards, it waits on t itself.
+            if n.unwrap_or(0) > 0 && wait_for_state(&mut self.c, self.b_id, deadline).await? {
+                proven = true;
+                break;
+            }
+            if self.renaming.as_ref().is_some_and(|r| r.is_finished()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if !proven {
+            return Err(CutOverError::NotProven);
+        }
+        self.a
+            .query_drop("UNLOCK TABLES")
+            .await
+            .map_err(step("unlocking"))?;
+        self.locked = false;
+        let locked_for = self.started.elapsed();
+        let renaming = self.renaming.take().ok_or(CutOverError::LoopGone)?;
+        renaming
+            .await
+            .map_err(|_| CutOverError::LoopGone)?
+            .map_err(step("renaming the tables"))?;
+        info!(
+            "tables swapped; writers were blocked for {:.3}s",
+            locked_for.as_secs_f64()
+        );
+        Ok(locked_for)
+    }
+
+    /// The two-step swap's steps. Returns how long writers were blocked.
+    async fn two_step_steps(
+        &mut self,
+        control: &watch::Sender<Control>,
+        status: &mut watch::Receiver<LoopStatus>,
+        token: &str,
+    ) -> Result<Duration, CutOverError> {
+        let spec = self.spec;
+        self.started = Instant::now();
+        self.a
+            .query_drop(sql::lock_tables_write(&spec.schema, &[&spec.table]))
+            .await
+            .map_err(step("locking the original table"))?;
+        self.locked = true;
+        let drain_until = self.deadline();
+        drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        self.a
+            .query_drop(sql::alter_rename(&spec.schema, &spec.table, &spec.old))
+            .await
+            .map_err(step("renaming the original table away"))?;
+        self.a
+            .query_drop("UNLOCK TABLES")
+            .await
+            .map_err(step("unlocking"))?;
+        self.locked = false;
+        self.a
+            .query_drop(sql::rename_table(&spec.schema, &spec.ghost, &spec.table))
+            .await
+            .map_err(step("renaming the ghost table in"))?;
+        let locked_for = self.started.elapsed();
+        info!(
+            "tables swapped in two steps; the table was locked or missing for {:.3}s",
+            locked_for.as_secs_f64()
+        );
+        Ok(locked_for)
+    }
+
+    /// After a failed step: kills the RENAME (before anything is unlocked), releases the lock,
+    /// then decides the outcome from what the server holds, restoring `t` when it is missing.
+    async fn settle(
+        mut self,
+        control: &watch::Sender<Control>,
+        status: &mut watch::Receiver<LoopStatus>,
+        reason: CutOverError,
+    ) -> Outcome {
+        let spec = self.spec;
+        warn!("cut-over step failed: {reason}; checking what the server holds");
+        if let Some(renaming) = self.renaming.take() {
+            kill_rename(spec, &mut self.c, self.b_id, renaming).await;
+        }
+        if self.locked {
+            let _ = self.a.query_drop("UNLOCK TABLES").await;
+        }
+        // The lock dies with its connection whether or not UNLOCK went through.
+        drop(self.a);
+        let locked_for = self.started.elapsed();
+        let tables = match look(spec).await {
+            Ok(t) => t,
+            Err(e) => {
+                return Outcome::Unresolved(format!(
+                    "{reason}; then wraith could not look at the tables ({e}). Check which of {} exist before anything else: `{}` must exist; if only `{}` and `{}` do, rename `{}` back to `{}`",
+                    names(spec), spec.table, spec.old, spec.ghost, spec.old, spec.table
+                ))
+            }
+        };
+        match tables {
+            Tables::Original { sentry } => {
+                if sentry {
+                    drop_sentry(spec).await;
+                }
+                not_swapped(control, reason)
+            }
+            Tables::Swapped => {
+                warn!("the tables were swapped despite the failed step; proving it through the binlog");
+                prove(spec, status, locked_for, Some(reason)).await
+            }
+            Tables::OriginalAway => restore(spec, status, reason, locked_for).await,
+            Tables::Other(what) => Outcome::Unresolved(format!(
+                "{reason}; afterwards {what}. wraith does not know how to make this whole, so it drops nothing"
+            )),
+        }
+    }
+}
+
+/// `t` is missing, the original sits at `_t_del` and the ghost at `_t_gho` (the two-step swap
+/// stopped halfway): renames the original back, or, if that fails, the ghost in.
+async fn restore(
     spec: &CutOverSpec,
-    timeout: Duration,
-) -> Result<Conn, CutOverError> {
+    status: &mut watch::Receiver<LoopStatus>,
+    reason: CutOverError,
+    locked_for: Duration,
+) -> Outcome {
+    warn!(
+        "`{}` is missing after the failed step ({reason}); renaming the original back",
+        spec.table
+    );
+    let attempt = async {
+        let mut conn = lock_session(spec).await?;
+        conn.query_drop(sql::rename_table(&spec.schema, &spec.old, &spec.table))
+            .await
+            .map_err(step("renaming the original table back"))
+    };
+    let back = attempt.await;
+    if back.is_ok() {
+        return Outcome::NotSwapped {
+            reason: CutOverError::Restored(format!(
+                "{reason}; the original table was renamed back to `{}` and holds every write; nothing was swapped. Run the migration again",
+                spec.table
+            )),
+            retry: false,
+        };
+    }
+    let forward = async {
+        let mut conn = lock_session(spec).await?;
+        conn.query_drop(sql::rename_table(&spec.schema, &spec.ghost, &spec.table))
+            .await
+            .map_err(step("renaming the ghost table in"))
+    };
+    match forward.await {
+        Ok(()) => {
+            info!("could not rename the original back; renamed the migrated table in instead");
+            prove(spec, status, locked_for, None).await
+        }
+        Err(e) => Outcome::Unresolved(format!(
+            "{reason}; `{}` is missing: the original table is `{}` and the migrated one `{}`. Renaming either to `{}` failed ({}; {e}). Run `RENAME TABLE {} TO {}` now",
+            spec.table,
+            spec.old,
+            spec.ghost,
+            spec.table,
+            back.err().map(|e| e.to_string()).unwrap_or_default(),
+            sql::qualified(&spec.schema, &spec.old),
+            sql::qualified(&spec.schema, &spec.table),
+        )),
+    }
+}
+
+/// The swap happened: waits for the binlog to show the RENAME with no change to `t` since the
+/// marker.
+async fn prove(
+    spec: &CutOverSpec,
+    status: &mut watch::Receiver<LoopStatus>,
+    locked_for: Duration,
+    failed_step: Option<CutOverError>,
+) -> Outcome {
+    let seen = tokio::time::timeout(RENAME_PROOF_WAIT, async {
+        loop {
+            if status.borrow().rename_seen {
+                return Some(status.borrow().held_after_marker);
+            }
+            if status.changed().await.is_err() {
+                // The loop ended: its last status is final.
+                let s = status.borrow();
+                return s.rename_seen.then_some(s.held_after_marker);
+            }
+        }
+    })
+    .await;
+    match seen {
+        Ok(Some(0)) => {
+            if let Some(e) = failed_step {
+                info!("the swap is proven despite the failed step ({e})");
+            }
+            Outcome::Swapped { locked_for }
+        }
+        Ok(Some(n)) => Outcome::SwappedUnproven(CutOverError::LostWrites(n, spec.old.clone())),
+        Ok(None) => Outcome::SwappedUnproven(CutOverError::LoopGone),
+        Err(_) => Outcome::SwappedUnproven(CutOverError::RenameNotSeen(RENAME_PROOF_WAIT)),
+    }
+}
+
+/// Which of `t`, `_t_gho` and `_t_del` exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tables {
+    /// `t` and `_t_gho` exist: nothing was swapped. `sentry`: `_t_del` is a leftover sentry.
+    Original { sentry: bool },
+    /// `t` and `_t_del` (not a sentry) exist, `_t_gho` does not: the swap happened.
+    Swapped,
+    /// `t` is missing; the original is at `_t_del` and the ghost at `_t_gho`.
+    OriginalAway,
+    /// Anything else, described.
+    Other(String),
+}
+
+/// Looks at the server (on a connection of its own): which of the three tables exist.
+pub async fn look(spec: &CutOverSpec) -> Result<Tables, CutOverError> {
     let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
-    conn.query_drop(format!(
-        "SET SESSION lock_wait_timeout = {}",
-        timeout.as_secs().max(1)
-    ))
-    .await
-    .map_err(step("setting the lock wait timeout"))?;
+    let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = conn
+        .exec(
+            "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?, ?)",
+            (&spec.schema, &spec.table, &spec.ghost, &spec.old),
+        )
+        .await
+        .map_err(step("listing the tables"))?;
+    let find = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.as_slice() == name.as_bytes())
+            .or_else(|| {
+                // Under lower_case_table_names the server lists names in lower case.
+                rows.iter()
+                    .find(|(n, _)| String::from_utf8_lossy(n).to_lowercase() == name.to_lowercase())
+            })
+    };
+    let t = find(&spec.table).is_some();
+    let ghost = find(&spec.ghost).is_some();
+    let old = find(&spec.old);
+    let sentry = old.is_some_and(|(_, c)| c.as_deref() == Some(SENTRY_COMMENT.as_bytes()));
+    let old = old.is_some() && !sentry;
+    Ok(match (t, ghost, old) {
+        (true, true, _) => Tables::Original { sentry },
+        (true, false, true) => Tables::Swapped,
+        (false, true, true) => Tables::OriginalAway,
+        _ => Tables::Other(format!(
+            "`{}` {}, `{}` {}, `{}` {}",
+            spec.table,
+            if t { "exists" } else { "is missing" },
+            spec.ghost,
+            if ghost { "exists" } else { "is missing" },
+            spec.old,
+            if old {
+                "exists"
+            } else if sentry {
+                "is a sentry"
+            } else {
+                "is missing"
+            },
+        )),
+    })
+}
+
+fn names(spec: &CutOverSpec) -> String {
+    format!("`{}`, `{}` and `{}`", spec.table, spec.ghost, spec.old)
+}
+
+/// A connection to the primary for a session that takes locks: its statements wait at most the
+/// lock timeout for metadata locks, and the server ends it within seconds of wraith going quiet
+/// (so a dead wraith's lock dies with it).
+async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
+    let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
+    conn.query_drop(sql::lock_session(spec.lock_timeout))
+        .await
+        .map_err(step("setting the lock session's timeouts"))?;
     Ok(conn)
 }
 
 /// Tells the apply loop to expect the marker `token`, writes it (on `c`, while the original table
-/// is locked), and waits up to the lock timeout until every event before it is applied.
+/// is locked), and waits until `until` for every event before it to be applied.
 async fn drain_to_marker(
     spec: &CutOverSpec,
     c: &mut Conn,
     control: &watch::Sender<Control>,
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
+    until: Instant,
 ) -> Result<(), CutOverError> {
     control
         .send(Control::ExpectMarker(token.to_string()))
@@ -272,101 +583,74 @@ async fn drain_to_marker(
         }
         Ok(())
     };
-    tokio::time::timeout(spec.lock_timeout, applied).await.map_err(|_| {
+    let budget = until.saturating_duration_since(Instant::now());
+    tokio::time::timeout(budget, applied).await.map_err(|_| {
         CutOverError::Timeout(format!(
-            "the marker did not come back through the binlog within {:?} (the applier is behind); will retry",
-            spec.lock_timeout
+            "the marker did not come back through the binlog within {:.1}s (the applier is behind); will retry",
+            budget.as_secs_f64()
         ))
     })?
 }
 
-/// Polls until connection `id` shows `state` (up to 2 s).
-async fn wait_for_state(c: &mut Conn, id: u64, state: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        let found: Option<String> = c
+/// Polls until connection `id` is waiting for a metadata lock, up to `until`.
+async fn wait_for_state(c: &mut Conn, id: u64, until: Instant) -> Result<bool, CutOverError> {
+    loop {
+        let found: Option<Option<Vec<u8>>> = c
             .exec_first(
                 "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?",
                 (id,),
             )
             .await
-            .ok()
-            .flatten();
-        if found.as_deref().is_some_and(|s| s.starts_with(state)) {
-            return true;
+            .map_err(step("reading the RENAME's state"))?;
+        if found
+            .flatten()
+            .is_some_and(|s| s.starts_with(b"Waiting for table metadata lock"))
+        {
+            return Ok(true);
+        }
+        if Instant::now() >= until {
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    false
 }
 
-/// Kills the pending RENAME and waits until it has failed (so nothing can be swapped).
-async fn abort_rename(
+/// Kills the pending RENAME (on `c`, or a fresh connection if `c` is broken) and waits a moment
+/// for it to end. Whether it ran anyway is for [`look`] to say.
+async fn kill_rename(
+    spec: &CutOverSpec,
     c: &mut Conn,
     b_id: u64,
-    renaming: &mut tokio::task::JoinHandle<(Conn, Result<(), mysql_async::Error>)>,
-    why: &str,
-) -> Result<Duration, CutOverError> {
-    warn!("cut-over: {why}; cancelling the RENAME");
-    let _ = c.query_drop(format!("KILL QUERY {b_id}")).await;
-    match renaming.await {
-        Ok((_, Err(_))) => Err(CutOverError::Timeout(format!(
-            "{why}; nothing was swapped, will retry"
-        ))),
-        Ok((_, Ok(()))) => Err(CutOverError::Timeout(format!(
-            "{why}, and the RENAME completed while the lock was held; this should be impossible"
-        ))),
-        Err(_) => Err(CutOverError::LoopGone),
+    mut renaming: JoinHandle<Result<(), mysql_async::Error>>,
+) {
+    if renaming.is_finished() {
+        return;
     }
+    warn!("cancelling the queued RENAME (connection {b_id})");
+    for kill in [
+        format!("KILL QUERY {b_id}"),
+        format!("KILL CONNECTION {b_id}"),
+    ] {
+        if c.query_drop(&kill).await.is_err() {
+            if let Ok(mut fresh) = mysql::connect(&spec.primary, &spec.creds).await {
+                let _ = fresh.query_drop(&kill).await;
+            }
+        }
+        if tokio::time::timeout(KILL_WAIT, &mut renaming).await.is_ok() {
+            return;
+        }
+    }
+    warn!("the RENAME did not end after KILL CONNECTION {b_id}");
+    renaming.abort();
 }
 
 /// Drops the sentry `_t_del`, but only if it is the sentry (never the old table).
-async fn drop_sentry(conn: &mut Conn, spec: &CutOverSpec) {
-    let comment: Option<String> = conn
-        .exec_first(
-            "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&spec.schema, &spec.old),
-        )
-        .await
-        .ok()
-        .flatten();
-    if comment.as_deref() == Some(SENTRY_COMMENT) {
-        let _ = conn
-            .query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
-            .await;
+async fn drop_sentry(spec: &CutOverSpec) {
+    if let Ok(Tables::Original { sentry: true }) = look(spec).await {
+        if let Ok(mut conn) = mysql::connect(&spec.primary, &spec.creds).await {
+            let _ = conn
+                .query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
+                .await;
+        }
     }
-}
-
-/// gh-ost's two-step cut-over: lock, drain, rename the original away, unlock, rename the ghost in.
-/// Between the two renames the table does not exist (writers get errors), as with gh-ost.
-pub async fn two_step(
-    spec: &CutOverSpec,
-    control: &watch::Sender<Control>,
-    status: &mut watch::Receiver<LoopStatus>,
-    token: &str,
-) -> Result<Swapped, CutOverError> {
-    let mut a = connect_with_lock_timeout(spec, spec.lock_timeout).await?;
-    let mut c = mysql::connect(&spec.primary, &spec.creds).await?;
-    let started = Instant::now();
-    a.query_drop(sql::lock_tables_write(&spec.schema, &[&spec.table]))
-        .await
-        .map_err(step("locking the original table"))?;
-    let drained = drain_to_marker(spec, &mut c, control, status, token).await;
-    if let Err(e) = drained {
-        let _ = a.query_drop("UNLOCK TABLES").await;
-        let _ = control.send(Control::Apply);
-        return Err(e);
-    }
-    a.query_drop(sql::alter_rename(&spec.schema, &spec.table, &spec.old))
-        .await
-        .map_err(step("renaming the original table away"))?;
-    a.query_drop("UNLOCK TABLES")
-        .await
-        .map_err(step("unlocking"))?;
-    a.query_drop(sql::rename_table(&spec.schema, &spec.ghost, &spec.table))
-        .await
-        .map_err(step("renaming the ghost table in"))?;
-    Ok(Swapped {
-        locked_for: started.elapsed(),
-    })
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod cutover;
+pub mod datapath;
 pub mod demo;
 pub mod inspect;
 pub mod migration;

@@ -7,27 +7,25 @@
 //! original table untouched; every state change is logged and written to the changelog table.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apply::{self, Applier, ApplyPlan, Control, LoopSpec, LoopStatus};
-use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
-use crate::changelog::Changelog;
 use crate::config::{Config, CutOverMode};
 use crate::copy::{self, CopySpec};
-use crate::cutover::{self, CutOverError, CutOverSpec};
+use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
+use crate::datapath::{self, DataPath, PathError, Servers};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
-use crate::throttle::{self, Gate, ThrottleSettings};
+use crate::throttle::Gate;
 
 /// The states of a migration, as written to the changelog's `state` hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +83,9 @@ pub enum MigrationError {
     #[error(transparent)]
     Copy(#[from] copy::CopyError),
     #[error(transparent)]
-    Apply(#[from] apply::LoopError),
+    Path(#[from] PathError),
+    #[error("cut-over: {0}")]
+    Unresolved(String),
     #[error(transparent)]
     CutOver(#[from] CutOverError),
     #[error("cut-over failed {attempts} times (--default-retries); last error: {last}")]
@@ -117,11 +117,19 @@ pub struct Failed {
     pub left_behind: Vec<String>,
     /// The tables had been swapped when the failure happened.
     pub swapped: bool,
+    /// The tables are in a state wraith could not make whole (the error says which exist).
+    pub unresolved: bool,
 }
 
 impl Failed {
     /// What the database holds after the failure, for the person at the terminal.
     pub fn aftermath(&self) -> String {
+        if self.unresolved {
+            return format!(
+                "wraith could not make the tables whole, so it dropped nothing: the original table must be found and put back by hand (see the error below for which tables exist). Tables kept: {}.",
+                if self.left_behind.is_empty() { "none".to_string() } else { self.left_behind.join(", ") }
+            );
+        }
         if self.swapped {
             return format!(
                 "The tables WERE swapped: the table now holds the migrated data and the original is kept as the old table. Helper tables left: {}.",
@@ -149,13 +157,13 @@ struct Run<'a> {
     pconn: Option<Conn>,
     /// Helper tables this run created (dropped on failure or noop).
     created: Vec<String>,
-    /// Background tasks (streamer loop, heartbeat, throttler, status) and their stop signal.
-    tasks: Vec<JoinHandle<()>>,
-    tasks_cancel: CancellationToken,
+    /// The data path's background tasks, once started.
+    path: Option<DataPath>,
     /// Set once the tables are swapped: from then on nothing may be dropped automatically.
     swapped: bool,
     gate: Gate,
-    loop_error: Arc<std::sync::Mutex<Option<apply::LoopError>>>,
+    /// The cut-over left the tables in a state wraith could not make whole: drop nothing.
+    unresolved: bool,
 }
 
 /// Runs the migration described by `cfg`.
@@ -173,15 +181,25 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         },
         pconn: None,
         created: Vec::new(),
-        tasks: Vec::new(),
-        tasks_cancel: cancel.child_token(),
+        path: None,
         swapped: false,
         gate: Gate::default(),
-        loop_error: Arc::default(),
+        unresolved: false,
     };
     let started = Instant::now();
-    let outcome = run.steps().await;
-    run.stop_tasks().await;
+    // A panic anywhere in the steps still stops the tasks and cleans up.
+    let outcome = match AssertUnwindSafe(run.steps()).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(MigrationError::Other(format!(
+            "wraith panicked ({}); this is a bug in wraith, please report it",
+            datapath::panic_text(panic)
+        ))),
+    };
+    let outcome = match (outcome, run.stop_path().await) {
+        // The applier's failure is the cause of a cancellation it triggered.
+        (Err(MigrationError::Cancelled), Some(failure)) => Err(failure),
+        (outcome, _) => outcome,
+    };
     // Cleanup: a noop run and a failed run drop what they created.
     let left_behind = run.cleanup().await;
     match outcome {
@@ -209,6 +227,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
                 error,
                 left_behind,
                 swapped: run.swapped,
+                unresolved: run.unresolved,
             })
         }
     }
@@ -267,9 +286,23 @@ impl Run<'_> {
         progress
             .rows_estimate
             .store(row_estimate, Ordering::Relaxed);
-        let (control, status) = self
-            .start_data_path(&mut iconn, &flavor, &plan, &progress)
-            .await?;
+        let servers = Servers {
+            inspected: &self.inspected,
+            primary: &self.primary,
+            flavor: &flavor,
+        };
+        self.path = Some(
+            DataPath::start(
+                cfg,
+                servers,
+                &mut iconn,
+                &plan,
+                &progress,
+                &self.gate,
+                &self.cancel,
+            )
+            .await?,
+        );
         progress.copy_started.get_or_init(Instant::now);
         self.copy(&plan, &progress).await?;
         let _ = progress.copy_finished.set(Instant::now());
@@ -295,45 +328,26 @@ impl Run<'_> {
             self.postpone(&progress).await?;
             self.enter(State::CutOver).await?;
             progress.set_state("cutting over");
-            let pconn = self.pconn.as_mut().expect("primary connection");
+            let pconn = self.primary_conn().await?;
             let primary_flavor = Flavor::detect(pconn)
                 .await
                 .context("reading the primary's version")?;
-            if cfg.cut_over == CutOverMode::Atomic
-                && cfg.flags.allow_setup_metadata_lock_instruments
-            {
-                let present: Option<u8> = pconn
-                    .query_first(primary_flavor.metadata_lock_instrument_sql())
-                    .await
-                    .context("checking the metadata lock instrumentation")?;
-                if present.is_none() {
-                    info!("enabling the metadata lock instrumentation (--allow-setup-metadata-lock-instruments)");
-                    pconn
-                        .query_drop(primary_flavor.metadata_lock_instrument_setup_sql())
-                        .await
-                        .context("enabling the metadata lock instrumentation")?;
-                }
+            if cfg.cut_over == CutOverMode::Atomic {
+                cutover::prepare(
+                    pconn,
+                    &primary_flavor,
+                    cfg.flags.allow_setup_metadata_lock_instruments,
+                )
+                .await?;
             }
-            let result = self.cut_over(primary_flavor, control, status).await;
-            if matches!(
-                result,
-                Ok(_)
-                    | Err(MigrationError::CutOver(
-                        CutOverError::LostWrites(..) | CutOverError::RenameNotSeen(_)
-                    ))
-            ) {
-                self.swapped = true;
-                self.created.retain(|t| *t != cfg.ghost_table());
-            }
-            locked_for = Some(result?);
-            self.created.retain(|t| *t != cfg.ghost_table());
+            locked_for = Some(self.cut_over(primary_flavor).await?);
             if cfg.flags.ok_to_drop_table {
                 let old = cfg.old_table();
-                if let Some(c) = self.pconn.as_mut() {
-                    c.query_drop(sql::drop_table_if_exists(&cfg.database, &old))
-                        .await
-                        .context(format!("dropping {old}"))?;
-                }
+                self.primary_conn()
+                    .await?
+                    .query_drop(sql::drop_table_if_exists(&cfg.database, &old))
+                    .await
+                    .context(format!("dropping {old}"))?;
             }
         } else {
             info!("noop run (no --execute): rows copied and binlog applied to {}, not swapping; dropping the helper tables", sql::quote_ident(&cfg.ghost_table()));
@@ -351,154 +365,6 @@ impl Run<'_> {
             locked_for,
             copy_time,
         })
-    }
-
-    /// Starts the streamer (from the inspected server's current position), the apply loop, the
-    /// heartbeat, the throttler and the status line. Returns the apply loop's control and status.
-    async fn start_data_path(
-        &mut self,
-        iconn: &mut Conn,
-        flavor: &Flavor,
-        plan: &Plan,
-        progress: &Arc<Progress>,
-    ) -> Result<(watch::Sender<Control>, watch::Receiver<LoopStatus>), MigrationError> {
-        let cfg = self.cfg;
-        let db = cfg.database.as_str();
-        let (file, pos): (String, u64) = {
-            let row: Option<mysql_async::Row> = iconn
-                .query_first(flavor.binlog_status_sql())
-                .await
-                .context("reading the binlog position")?;
-            let row = row.ok_or_else(|| {
-                MigrationError::Other(format!(
-                    "{} shows no binlog position; is log_bin on?",
-                    self.inspected
-                ))
-            })?;
-            (
-                row.get_opt::<String, _>("File")
-                    .and_then(|v| v.ok())
-                    .unwrap_or_default(),
-                row.get_opt::<u64, _>("Position")
-                    .and_then(|v| v.ok())
-                    .unwrap_or(4),
-            )
-        };
-        info!(
-            "streaming the binlog of {} from {file}:{pos}",
-            self.inspected
-        );
-        let watched = vec![
-            WatchedTable {
-                schema: db.to_string(),
-                table: cfg.table.clone(),
-                columns: plan
-                    .original
-                    .columns
-                    .iter()
-                    .map(|c| c.info.clone())
-                    .collect(),
-            },
-            WatchedTable {
-                schema: db.to_string(),
-                table: cfg.changelog_table(),
-                columns: changelog_columns(iconn, db, &cfg.changelog_table()).await?,
-            },
-        ];
-        let mut stream_config = StreamConfig::new(
-            mysql::opts(&self.inspected, &Credentials::inspected(cfg)),
-            cfg.flags.replica_server_id,
-            BinlogPosition::new(file, pos),
-        );
-        if cfg.flags.binlogsyncer_max_reconnect_attempts > 0 {
-            stream_config.max_reconnects = cfg.flags.binlogsyncer_max_reconnect_attempts;
-        } else {
-            stream_config.max_reconnects = 60;
-        }
-        let streamer = Streamer::start(stream_config, watched, self.tasks_cancel.clone());
-
-        let strict = !cfg.flags.skip_strict_mode;
-        let pcreds = Credentials::primary(cfg);
-        let mut apply_plan = ApplyPlan::new(plan, db, &cfg.ghost_table());
-        apply_plan.allow_skipped_rows = cfg.flags.allow_skipped_rows;
-        let applier = Applier::connect(&self.primary, &pcreds, apply_plan, strict)
-            .await
-            .map_err(|e| MigrationError::Other(e.to_string()))?;
-        let (control_tx, control_rx) = watch::channel(Control::Apply);
-        let (status_tx, status_rx) = watch::channel(LoopStatus::default());
-        let spec = LoopSpec {
-            schema: db.to_string(),
-            original: cfg.table.clone(),
-            changelog: cfg.changelog_table(),
-            batch_size: cfg.flags.dml_batch_size as usize,
-        };
-        let (loop_progress, loop_cancel, run_cancel) = (
-            progress.clone(),
-            self.tasks_cancel.clone(),
-            self.cancel.clone(),
-        );
-        let loop_error: Arc<std::sync::Mutex<Option<apply::LoopError>>> = Arc::default();
-        self.loop_error = loop_error.clone();
-        self.tasks.push(tokio::spawn(async move {
-            let result = apply::run_loop(
-                streamer,
-                applier,
-                spec,
-                loop_progress,
-                control_rx,
-                status_tx,
-                loop_cancel,
-            )
-            .await;
-            if let Err(e) = result {
-                warn!("apply loop stopped: {e}");
-                *loop_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                // The migration cannot go on without the applier.
-                run_cancel.cancel();
-            }
-        }));
-
-        let heartbeat_conn = mysql::connect(&self.primary, &pcreds).await?;
-        let changelog = Changelog {
-            schema: db.to_string(),
-            table: cfg.changelog_table(),
-        };
-        let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
-        let hb_cancel = self.tasks_cancel.clone();
-        let reconnect = (self.primary.clone(), pcreds.clone());
-        self.tasks.push(tokio::spawn(async move {
-            changelog
-                .heartbeat_loop(heartbeat_conn, reconnect, interval, hb_cancel)
-                .await
-        }));
-
-        let mut flag_files = Vec::new();
-        for f in [
-            &cfg.flags.throttle_flag_file,
-            &cfg.flags.throttle_additional_flag_file,
-        ] {
-            if !f.is_empty() {
-                flag_files.push(std::path::PathBuf::from(f));
-            }
-        }
-        let settings = ThrottleSettings {
-            max_lag: Duration::from_millis(cfg.flags.max_lag_millis as u64),
-            flag_files,
-            backlog_high: 0.5,
-        };
-        let (t_progress, t_gate, t_cancel) = (
-            progress.clone(),
-            self.gate.clone(),
-            self.tasks_cancel.clone(),
-        );
-        self.tasks.push(tokio::spawn(throttle::run(
-            settings, t_progress, t_gate, t_cancel,
-        )));
-
-        let (s_progress, s_cancel) = (progress.clone(), self.tasks_cancel.clone());
-        self.tasks
-            .push(tokio::spawn(crate::progress::report(s_progress, s_cancel)));
-        Ok((control_tx, status_rx))
     }
 
     async fn copy(&mut self, plan: &Plan, progress: &Arc<Progress>) -> Result<(), MigrationError> {
@@ -525,40 +391,37 @@ impl Run<'_> {
         )
         .await;
         match result {
-            Err(copy::CopyError::Cancelled) => Err(self.why_cancelled()),
+            Err(copy::CopyError::Cancelled) => Err(MigrationError::Cancelled),
             other => Ok(other?),
         }
     }
 
-    /// The error behind a cancellation: the apply loop's failure if it had one.
-    fn why_cancelled(&self) -> MigrationError {
-        match self
-            .loop_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            Some(e) => MigrationError::Apply(e),
-            None => MigrationError::Cancelled,
-        }
-    }
-
     /// Waits until the applier has caught up: empty backlog and a fresh heartbeat read back.
+    /// Ends early when the run is cancelled (a failed or panicked applier cancels it too), and
+    /// fails when no heartbeat has come back for [`STALLED_STREAM`].
     async fn wait_caught_up(&self, progress: &Progress) -> Result<(), MigrationError> {
         let fresh =
             Duration::from_millis((self.cfg.flags.heartbeat_interval_millis as u64 * 3).max(500));
         loop {
             if self.cancel.is_cancelled() {
-                return Err(self.why_cancelled());
+                return Err(MigrationError::Cancelled);
             }
             // Close enough: the rest is drained under the cut-over lock, when writes are blocked.
             let backlog = progress.backlog.load(Ordering::Relaxed);
             let lag = progress.lag();
+            let age = progress.heartbeat_age();
             if backlog < progress.backlog_capacity / 10
                 && lag < Duration::from_secs(1)
-                && progress.heartbeat_age().is_some_and(|age| age < fresh)
+                && age.is_some_and(|age| age < fresh)
             {
                 return Ok(());
+            }
+            if age.unwrap_or_else(|| progress.started.elapsed()) > STALLED_STREAM {
+                return Err(MigrationError::Other(format!(
+                    "no heartbeat has come back through the binlog of {} for {} minutes: the binlog stream is stuck. Check that replication from the primary runs and that the binlog is written, then run the migration again",
+                    self.inspected,
+                    STALLED_STREAM.as_secs() / 60
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -575,7 +438,7 @@ impl Run<'_> {
         progress.set_state("postponing cut-over");
         while std::path::Path::new(file).exists() {
             if self.cancel.is_cancelled() {
-                return Err(self.why_cancelled());
+                return Err(MigrationError::Cancelled);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -583,13 +446,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Runs the cut-over, retrying failed attempts (nothing swapped) up to --default-retries.
-    async fn cut_over(
-        &self,
-        flavor: Flavor,
-        control: watch::Sender<Control>,
-        mut status: watch::Receiver<LoopStatus>,
-    ) -> Result<Duration, MigrationError> {
+    /// Runs the cut-over, retrying attempts that swapped nothing up to --default-retries. Every
+    /// attempt ends in an [`Outcome`] read from the server; a swap marks the run swapped (the
+    /// ghost table is then the table, never dropped), an unresolved one keeps every table.
+    async fn cut_over(&mut self, flavor: Flavor) -> Result<Duration, MigrationError> {
         let cfg = self.cfg;
         let spec = CutOverSpec {
             primary: self.primary.clone(),
@@ -606,7 +466,7 @@ impl Run<'_> {
         loop {
             attempt += 1;
             if self.cancel.is_cancelled() {
-                return Err(self.why_cancelled());
+                return Err(MigrationError::Cancelled);
             }
             let token = format!(
                 "{}",
@@ -615,51 +475,92 @@ impl Run<'_> {
                     .unwrap_or_default()
                     .as_nanos()
             );
-            let result = match cfg.cut_over {
-                CutOverMode::Atomic => cutover::atomic(&spec, &control, &mut status, &token).await,
-                CutOverMode::TwoStep => {
-                    cutover::two_step(&spec, &control, &mut status, &token).await
-                }
+            let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
+            let (control, status) = (&path.control, &mut path.status);
+            let outcome = match cfg.cut_over {
+                CutOverMode::Atomic => cutover::atomic(&spec, control, status, &token).await,
+                CutOverMode::TwoStep => cutover::two_step(&spec, control, status, &token).await,
             };
-            match result {
-                Ok(swapped) => return Ok(swapped.locked_for),
-                Err(e @ (CutOverError::LostWrites(..) | CutOverError::RenameNotSeen(_))) => {
+            let (reason, retry) = match outcome {
+                Outcome::Swapped { locked_for } => {
+                    self.mark_swapped();
+                    return Ok(locked_for);
+                }
+                Outcome::SwappedUnproven(e) => {
+                    self.mark_swapped();
                     return Err(MigrationError::CutOver(e));
                 }
-                Err(e) if attempt >= cfg.flags.default_retries => {
-                    return Err(MigrationError::CutOverGaveUp {
-                        attempts: attempt,
-                        last: e,
-                    });
+                Outcome::Unresolved(what) => {
+                    self.unresolved = true;
+                    return Err(MigrationError::Unresolved(what));
                 }
-                Err(e) => {
-                    let pause = if cfg.flags.cut_over_exponential_backoff {
-                        Duration::from_secs(
-                            (1u64 << attempt.min(16))
-                                .min(cfg.flags.exponential_backoff_max_interval as u64),
-                        )
-                    } else {
-                        Duration::from_secs(1)
-                    };
-                    warn!(
-                        "cut-over attempt {attempt} failed: {e}; retrying in {}s",
-                        pause.as_secs()
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = self.cancel.cancelled() => return Err(self.why_cancelled()),
-                    }
-                }
+                Outcome::NotSwapped { reason, retry } => (reason, retry),
+            };
+            if let Some(failure) = path.failure().await {
+                warn!("cut-over attempt {attempt} failed: {reason}");
+                return Err(failure.into());
+            }
+            if !retry {
+                return Err(MigrationError::CutOver(reason));
+            }
+            if attempt >= cfg.flags.default_retries {
+                return Err(MigrationError::CutOverGaveUp {
+                    attempts: attempt,
+                    last: reason,
+                });
+            }
+            let pause = if cfg.flags.cut_over_exponential_backoff {
+                Duration::from_secs(
+                    (1u64 << attempt.min(16))
+                        .min(cfg.flags.exponential_backoff_max_interval as u64),
+                )
+            } else {
+                Duration::from_secs(1)
+            };
+            warn!(
+                "cut-over attempt {attempt} failed: {reason}; retrying in {}s",
+                pause.as_secs()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
             }
         }
     }
 
-    /// Stops the background tasks and waits for them.
-    async fn stop_tasks(&mut self) {
-        self.tasks_cancel.cancel();
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+    /// The tables are swapped: the ghost table is now the table and must never be dropped.
+    fn mark_swapped(&mut self) {
+        self.swapped = true;
+        let ghost = self.cfg.ghost_table();
+        self.created.retain(|t| *t != ghost);
+    }
+
+    /// Stops the data path's tasks; returns the apply loop's failure, if it had one.
+    async fn stop_path(&mut self) -> Option<MigrationError> {
+        let path = self.path.take()?;
+        path.stop().await.map(MigrationError::from)
+    }
+
+    /// The run's connection to the primary, reopened when it was lost (a long copy or postpone
+    /// past the server's `wait_timeout`, a restart, MySQL's idle disconnect).
+    async fn primary_conn(&mut self) -> Result<&mut Conn, MigrationError> {
+        let alive = match self.pconn.as_mut() {
+            Some(conn) => conn.ping().await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            if self.pconn.is_some() {
+                info!(
+                    "the connection to the primary {} was lost; reconnecting",
+                    self.primary
+                );
+            }
+            let conn = mysql::connect(&self.primary, &Credentials::primary(self.cfg)).await?;
+            self.pconn = Some(conn);
         }
+        self.pconn
+            .as_mut()
+            .ok_or_else(|| MigrationError::Other("no connection to the primary".into()))
     }
 
     /// Connects, finds the primary, gathers facts and runs the preflight checks.
@@ -785,35 +686,60 @@ impl Run<'_> {
     /// Records a state change in the changelog table (hint `state`).
     async fn write_state(&mut self, state: State) -> Result<(), MigrationError> {
         let cfg = self.cfg;
-        let Some(conn) = self.pconn.as_mut() else {
-            return Ok(());
-        };
-        conn.query_drop(sql::changelog_upsert(
+        let upsert = sql::changelog_upsert(
             &cfg.database,
             &cfg.changelog_table(),
             None,
             "state",
             &state.to_string(),
-        ))
-        .await
-        .context("writing the state to the changelog table")
+        );
+        self.primary_conn()
+            .await?
+            .query_drop(upsert)
+            .await
+            .context("writing the state to the changelog table")
     }
 
-    /// Drops what this run created (noop or failure). Returns what could not be dropped.
+    /// Drops what this run created (noop or failure). Returns what could not be dropped, or was
+    /// kept: everything after an unresolved cut-over, and the ghost table whenever the original
+    /// table is missing (then it may be the only copy of the data).
     async fn cleanup(&mut self) -> Vec<String> {
         if self.created.is_empty() {
             return Vec::new();
         }
+        if self.unresolved {
+            return std::mem::take(&mut self.created);
+        }
         let cfg = self.cfg;
-        let mut conn = match self.pconn.take() {
-            Some(c) => c,
-            None => match mysql::connect(&self.primary, &Credentials::primary(cfg)).await {
-                Ok(c) => c,
-                Err(_) => return std::mem::take(&mut self.created),
-            },
+        let created = std::mem::take(&mut self.created);
+        let conn = match self.primary_conn().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("cannot reach the primary to drop the helper tables: {e}");
+                return created;
+            }
         };
+        let original_exists = conn
+            .exec_first::<u64, _, _>(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&cfg.database, &cfg.table),
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|n| n > 0);
         let mut left = Vec::new();
-        for table in std::mem::take(&mut self.created).into_iter().rev() {
+        let mut kept_only_copy = false;
+        for table in created.into_iter().rev() {
+            if table == cfg.ghost_table() && !original_exists {
+                warn!(
+                    "`{}` is missing: keeping {table}, which may be the only copy of the data",
+                    cfg.table
+                );
+                kept_only_copy = true;
+                left.push(table);
+                continue;
+            }
             if let Err(e) = conn
                 .query_drop(sql::drop_table_if_exists(&cfg.database, &table))
                 .await
@@ -822,30 +748,13 @@ impl Run<'_> {
                 left.push(table);
             }
         }
+        self.unresolved |= kept_only_copy;
         left
     }
 }
 
-/// The changelog's columns, as the streamer decodes them.
-async fn changelog_columns(
-    conn: &mut Conn,
-    db: &str,
-    table: &str,
-) -> Result<Vec<ColumnInfo>, MigrationError> {
-    // The changelog is created on the primary; the inspected replica may not have it yet.
-    for _ in 0..200 {
-        let schema = TableSchema::read(conn, db, table)
-            .await
-            .context("reading the changelog's columns")?;
-        if let Some(schema) = schema {
-            return Ok(schema.columns.into_iter().map(|c| c.info).collect());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(MigrationError::Other(format!(
-        "the changelog table {table} did not replicate to the inspected server within 10s; is replication running?"
-    )))
-}
+/// How long the catch-up waits without a heartbeat before it calls the binlog stream stuck.
+const STALLED_STREAM: Duration = Duration::from_secs(300);
 
 fn state_line(state: State) -> &'static str {
     match state {

@@ -231,6 +231,8 @@ impl Streamer {
         cancel: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
+        // Its own token under the caller's: `finish` stops this streamer, nothing else.
+        let cancel = cancel.child_token();
         let task_cancel = cancel.clone();
         let task = tokio::spawn(async move { run(config, tables, tx, task_cancel).await });
         Streamer { rx, task, cancel }

@@ -142,6 +142,8 @@ pub fn opts(endpoint: &Endpoint, creds: &Credentials) -> mysql_async::Opts {
         .user(Some(creds.user.clone()))
         .pass(Some(creds.password.clone()))
         .prefer_socket(false)
+        // A dead peer is noticed within seconds, not at the kernel's two hours.
+        .tcp_keepalive(Some(Duration::from_secs(10)))
         .init(vec![
             format!("SET NAMES {}", creds.charset),
             "SET SESSION time_zone = '+00:00'".to_string(),
@@ -224,8 +226,9 @@ pub enum Failure {
 pub fn failure(e: &mysql_async::Error) -> Failure {
     match e {
         mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205 => Failure::Transient,
-        // Server gone away, lost connection, connection killed, server shutdown in progress.
-        mysql_async::Error::Server(s) if matches!(s.code, 2006 | 2013 | 1927 | 1053) => {
+        // Server gone away, lost connection, connection killed, server shutdown in progress,
+        // and MySQL 8.0.24+'s idle disconnect (4031, sent just before it closes the connection).
+        mysql_async::Error::Server(s) if matches!(s.code, 2006 | 2013 | 1927 | 1053 | 4031) => {
             Failure::ConnectionLost
         }
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => Failure::ConnectionLost,

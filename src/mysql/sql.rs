@@ -154,6 +154,15 @@ pub fn writer_session(strict: bool) -> String {
     format!("SET SESSION sql_mode = '{strict}NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', SESSION time_zone = '+00:00'")
 }
 
+/// The session settings of a connection that takes locks at cut-over: metadata lock waits end
+/// after `lock_timeout`, and the server ends the session within seconds of it going quiet, so a
+/// lock held by a wraith that died or lost its network is released in seconds, not hours.
+pub fn lock_session(lock_timeout: std::time::Duration) -> String {
+    let secs = lock_timeout.as_secs().max(1);
+    let idle = secs + 10;
+    format!("SET SESSION lock_wait_timeout = {secs}, SESSION wait_timeout = {idle}, SESSION interactive_timeout = {idle}")
+}
+
 /// One side of a key range, as SQL with `?` placeholders: `(k1, k2) > (?, ?)` written out so that
 /// every server uses the index (`k1 > ? OR (k1 = ? AND k2 > ?)`). Returns the text and, for each
 /// `?`, the index of the key value it takes.

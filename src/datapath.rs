@@ -1,0 +1,315 @@
+//! The background half of a run's data path: binlog streamer, apply loop, heartbeat, throttler
+//! and status line, started together and owned by one [`DataPath`].
+//!
+//! In: the run's [`Config`], the inspected server's connection and flavor, the [`Plan`], the
+//! shared [`Progress`] and [`Gate`], and the run's cancellation token. Out: the apply loop's
+//! [`Control`] and [`LoopStatus`] for the cut-over, and the apply loop's result, returned through
+//! its join handle ([`DataPath::failure`], [`DataPath::stop`]). Invariants: the tasks listen to a
+//! token of their own, so cancelling the run (a signal) never stops the applier in the middle of
+//! a cut-over, only [`DataPath::stop`] does; an apply loop that fails or panics cancels the run,
+//! so the copy and every wait stop and cleanup runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::apply::{self, Applier, ApplyPlan, Control, LoopSpec, LoopStatus};
+use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
+use crate::changelog::Changelog;
+use crate::config::Config;
+use crate::inspect::{Plan, TableSchema};
+use crate::mysql::{self, Credentials, Endpoint, Flavor};
+use crate::progress::Progress;
+use crate::throttle::{self, Gate, ThrottleSettings};
+
+/// Why the data path could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("{context}: {source}")]
+    Sql {
+        context: &'static str,
+        source: mysql_async::Error,
+    },
+    #[error(transparent)]
+    Connect(#[from] mysql::ConnectError),
+    #[error(transparent)]
+    Apply(#[from] apply::LoopError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The running tasks of the data path.
+pub struct DataPath {
+    pub control: watch::Sender<Control>,
+    pub status: watch::Receiver<LoopStatus>,
+    apply: Option<JoinHandle<Result<(), apply::LoopError>>>,
+    others: Vec<JoinHandle<()>>,
+    /// Stops these tasks only.
+    cancel: CancellationToken,
+}
+
+/// Where the servers are.
+pub struct Servers<'a> {
+    pub inspected: &'a Endpoint,
+    pub primary: &'a Endpoint,
+    pub flavor: &'a Flavor,
+}
+
+impl DataPath {
+    /// Starts the streamer (from the inspected server's current position), the apply loop, the
+    /// heartbeat, the throttler and the status line.
+    pub async fn start(
+        cfg: &Config,
+        servers: Servers<'_>,
+        iconn: &mut Conn,
+        plan: &Plan,
+        progress: &Arc<Progress>,
+        gate: &Gate,
+        run_cancel: &CancellationToken,
+    ) -> Result<DataPath, PathError> {
+        let cancel = CancellationToken::new();
+        let mut path = DataPath {
+            control: watch::channel(Control::Apply).0,
+            status: watch::channel(LoopStatus::default()).1,
+            apply: None,
+            others: Vec::new(),
+            cancel: cancel.clone(),
+        };
+        let db = cfg.database.as_str();
+        let position = binlog_position(iconn, servers.flavor, servers.inspected).await?;
+        tracing::info!(
+            "streaming the binlog of {} from {position}",
+            servers.inspected
+        );
+        let watched = vec![
+            WatchedTable {
+                schema: db.to_string(),
+                table: cfg.table.clone(),
+                columns: plan
+                    .original
+                    .columns
+                    .iter()
+                    .map(|c| c.info.clone())
+                    .collect(),
+            },
+            WatchedTable {
+                schema: db.to_string(),
+                table: cfg.changelog_table(),
+                columns: changelog_columns(iconn, db, &cfg.changelog_table()).await?,
+            },
+        ];
+        let mut stream_config = StreamConfig::new(
+            mysql::opts(servers.inspected, &Credentials::inspected(cfg)),
+            cfg.flags.replica_server_id,
+            position,
+        );
+        stream_config.max_reconnects = if cfg.flags.binlogsyncer_max_reconnect_attempts > 0 {
+            cfg.flags.binlogsyncer_max_reconnect_attempts
+        } else {
+            60
+        };
+        let streamer = Streamer::start(stream_config, watched, cancel.clone());
+
+        let pcreds = Credentials::primary(cfg);
+        let mut apply_plan = ApplyPlan::new(plan, db, &cfg.ghost_table());
+        apply_plan.allow_skipped_rows = cfg.flags.allow_skipped_rows;
+        let applier = Applier::connect(
+            servers.primary,
+            &pcreds,
+            apply_plan,
+            !cfg.flags.skip_strict_mode,
+        )
+        .await
+        .map_err(|e| PathError::Other(e.to_string()))?;
+        let (control_tx, control_rx) = watch::channel(Control::Apply);
+        let (status_tx, status_rx) = watch::channel(LoopStatus::default());
+        path.control = control_tx;
+        path.status = status_rx;
+        let spec = LoopSpec {
+            schema: db.to_string(),
+            original: cfg.table.clone(),
+            changelog: cfg.changelog_table(),
+            batch_size: cfg.flags.dml_batch_size as usize,
+        };
+        let (loop_progress, loop_cancel) = (progress.clone(), cancel.clone());
+        let on_failure = CancelRunOnFailure(run_cancel.clone());
+        path.apply = Some(tokio::spawn(async move {
+            let result = apply::run_loop(
+                streamer,
+                applier,
+                spec,
+                loop_progress,
+                control_rx,
+                status_tx,
+                loop_cancel,
+            )
+            .await;
+            if let Err(e) = &result {
+                warn!("apply loop stopped: {e}");
+            } else {
+                std::mem::forget(on_failure);
+            }
+            result
+        }));
+
+        let heartbeat_conn = mysql::connect(servers.primary, &pcreds).await?;
+        let changelog = Changelog {
+            schema: db.to_string(),
+            table: cfg.changelog_table(),
+        };
+        let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
+        let reconnect = (servers.primary.clone(), pcreds);
+        let hb_cancel = cancel.clone();
+        path.others.push(tokio::spawn(async move {
+            changelog
+                .heartbeat_loop(heartbeat_conn, reconnect, interval, hb_cancel)
+                .await
+        }));
+
+        let flag_files = [
+            &cfg.flags.throttle_flag_file,
+            &cfg.flags.throttle_additional_flag_file,
+        ]
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .map(std::path::PathBuf::from)
+        .collect();
+        let settings = ThrottleSettings {
+            max_lag: Duration::from_millis(cfg.flags.max_lag_millis as u64),
+            flag_files,
+            backlog_high: 0.5,
+        };
+        path.others.push(tokio::spawn(throttle::run(
+            settings,
+            progress.clone(),
+            gate.clone(),
+            cancel.clone(),
+        )));
+        path.others.push(tokio::spawn(crate::progress::report(
+            progress.clone(),
+            cancel.clone(),
+        )));
+        Ok(path)
+    }
+
+    /// The apply loop's failure, once it has ended with one; `None` while it runs.
+    pub async fn failure(&mut self) -> Option<PathError> {
+        if !self.apply.as_ref().is_some_and(|h| h.is_finished()) {
+            return None;
+        }
+        let handle = self.apply.take()?;
+        joined(handle.await)
+    }
+
+    /// The apply loop has ended (failed, or saw the swap).
+    pub fn loop_ended(&self) -> bool {
+        self.apply.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// Stops every task and waits for them; returns the apply loop's failure, if it had one.
+    pub async fn stop(mut self) -> Option<PathError> {
+        self.cancel.cancel();
+        let failure = match self.apply.take() {
+            Some(handle) => joined(handle.await),
+            None => None,
+        };
+        for task in self.others.drain(..) {
+            let _ = task.await;
+        }
+        failure
+    }
+}
+
+/// The apply loop's failure from its join result (a panic included).
+fn joined(
+    result: Result<Result<(), apply::LoopError>, tokio::task::JoinError>,
+) -> Option<PathError> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(PathError::Apply(e)),
+        Err(join) if join.is_panic() => Some(PathError::Other(format!(
+            "the apply loop panicked ({}); this is a bug in wraith, please report it",
+            panic_text(join.into_panic())
+        ))),
+        Err(_) => None,
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}
+
+/// Cancels the run when dropped: on an apply loop's error return and on its panic (unwinding
+/// drops it); forgotten when the loop ends well.
+struct CancelRunOnFailure(CancellationToken);
+
+impl Drop for CancelRunOnFailure {
+    fn drop(&mut self) {
+        // The migration cannot go on without the applier.
+        self.0.cancel();
+    }
+}
+
+/// The inspected server's current binlog position.
+async fn binlog_position(
+    iconn: &mut Conn,
+    flavor: &Flavor,
+    inspected: &Endpoint,
+) -> Result<BinlogPosition, PathError> {
+    let row: Option<mysql_async::Row> = iconn
+        .query_first(flavor.binlog_status_sql())
+        .await
+        .map_err(|source| PathError::Sql {
+            context: "reading the binlog position",
+            source,
+        })?;
+    let row = row.ok_or_else(|| {
+        PathError::Other(format!(
+            "{inspected} shows no binlog position; is log_bin on?"
+        ))
+    })?;
+    let file = row
+        .get_opt::<String, _>("File")
+        .and_then(|v| v.ok())
+        .unwrap_or_default();
+    let pos = row
+        .get_opt::<u64, _>("Position")
+        .and_then(|v| v.ok())
+        .unwrap_or(4);
+    Ok(BinlogPosition::new(file, pos))
+}
+
+/// The changelog's columns, as the streamer decodes them.
+async fn changelog_columns(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<Vec<ColumnInfo>, PathError> {
+    // The changelog is created on the primary; the inspected replica may not have it yet.
+    for _ in 0..200 {
+        let schema = TableSchema::read(conn, db, table)
+            .await
+            .map_err(|source| PathError::Sql {
+                context: "reading the changelog's columns",
+                source,
+            })?;
+        if let Some(schema) = schema {
+            return Ok(schema.columns.into_iter().map(|c| c.info).collect());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(PathError::Other(format!(
+        "the changelog table {table} did not replicate to the inspected server within 10s; is replication running?"
+    )))
+}
