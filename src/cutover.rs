@@ -41,6 +41,7 @@ use tracing::{info, warn};
 
 use crate::apply::{Control, LoopStatus};
 use crate::changelog::Changelog;
+use crate::failpoint;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint, Flavor};
 
 #[derive(Debug, thiserror::Error)]
@@ -195,22 +196,29 @@ struct Attempt<'a> {
     locked: bool,
     /// When the lock was requested.
     started: Instant,
+    /// The connections' ids, for the tests' failpoints.
+    ids: failpoint::Connections,
 }
 
 impl<'a> Attempt<'a> {
     async fn open(spec: &'a CutOverSpec, atomic: bool) -> Result<Attempt<'a>, CutOverError> {
-        let a = lock_session(spec).await?;
+        let mut a = lock_session(spec).await?;
         let (b, b_id) = if atomic {
             let mut b = lock_session(spec).await?;
-            let id: Option<u64> = b
-                .query_first("SELECT CONNECTION_ID()")
-                .await
-                .map_err(step("reading the rename connection id"))?;
-            (Some(b), id.unwrap_or(0))
+            let id = connection_id(&mut b).await?;
+            (Some(b), id)
         } else {
             (None, 0)
         };
-        let c = mysql::connect(&spec.primary, &spec.creds).await?;
+        let mut c = mysql::connect(&spec.primary, &spec.creds).await?;
+        let mut ids = failpoint::Connections {
+            rename: b_id,
+            ..Default::default()
+        };
+        if failpoint::armed() {
+            ids.lock = connection_id(&mut a).await?;
+            ids.proof = connection_id(&mut c).await?;
+        }
         Ok(Attempt {
             spec,
             a,
@@ -220,7 +228,15 @@ impl<'a> Attempt<'a> {
             renaming: None,
             locked: false,
             started: Instant::now(),
+            ids,
         })
+    }
+
+    /// A failpoint of the tests (nothing unless one is configured).
+    async fn point(&self, name: &str) -> Result<(), CutOverError> {
+        failpoint::hit(name, &self.spec.primary, &self.spec.creds, self.ids)
+            .await
+            .map_err(CutOverError::Timeout)
     }
 
     /// The lock's deadline: every wait while it is held ends by then.
@@ -241,6 +257,7 @@ impl<'a> Attempt<'a> {
             .query_drop(sql::create_sentry(&spec.schema, &spec.old, SENTRY_COMMENT))
             .await
             .map_err(step("creating the sentry table"))?;
+        self.point("atomic:sentry").await?;
         self.started = Instant::now();
         self.a
             .query_drop(sql::lock_tables_write(
@@ -250,11 +267,13 @@ impl<'a> Attempt<'a> {
             .await
             .map_err(step("locking the original table"))?;
         self.locked = true;
+        self.point("atomic:locked").await?;
         // 2. The marker, written while writes to t are blocked, awaited through the binlog; the
         // rest of the steps keep a little of the lock's time.
         let reserve = (spec.lock_timeout / 2).min(Duration::from_millis(500));
         let drain_until = self.deadline() - reserve;
         drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        self.point("atomic:drained").await?;
 
         // 3. The rename, queued behind the lock.
         let rename = sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost);
@@ -267,11 +286,13 @@ impl<'a> Attempt<'a> {
                     .into(),
             ));
         }
+        self.point("atomic:queued").await?;
         // 4. Drop the sentry; the rename moves on to wait for t.
         self.a
             .query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
             .await
             .map_err(step("dropping the sentry table"))?;
+        self.point("atomic:sentry-dropped").await?;
         // 5. Unlock only once the rename is proven to be queued on t itself.
         let proof = spec.flavor.rename_queued_on_original_sql();
         let mut proven = false;
@@ -294,12 +315,14 @@ impl<'a> Attempt<'a> {
         if !proven {
             return Err(CutOverError::NotProven);
         }
+        self.point("atomic:proven").await?;
         self.a
             .query_drop("UNLOCK TABLES")
             .await
             .map_err(step("unlocking"))?;
         self.locked = false;
         let locked_for = self.started.elapsed();
+        self.point("atomic:unlocked").await?;
         let renaming = self.renaming.take().ok_or(CutOverError::LoopGone)?;
         renaming
             .await
@@ -326,17 +349,21 @@ impl<'a> Attempt<'a> {
             .await
             .map_err(step("locking the original table"))?;
         self.locked = true;
+        self.point("two-step:locked").await?;
         let drain_until = self.deadline();
         drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        self.point("two-step:drained").await?;
         self.a
             .query_drop(sql::alter_rename(&spec.schema, &spec.table, &spec.old))
             .await
             .map_err(step("renaming the original table away"))?;
+        self.point("two-step:renamed-away").await?;
         self.a
             .query_drop("UNLOCK TABLES")
             .await
             .map_err(step("unlocking"))?;
         self.locked = false;
+        self.point("two-step:unlocked").await?;
         self.a
             .query_drop(sql::rename_table(&spec.schema, &spec.ghost, &spec.table))
             .await
@@ -482,6 +509,32 @@ async fn prove(
     }
 }
 
+/// At the start of a run: if an earlier run was stopped between the two renames of a two-step
+/// cut-over (killed, or its host lost), `t` is missing, the original sits at `_t_del` and the
+/// ghost at `_t_gho`, and the changelog's last state is the cut-over. Renames the original back
+/// and says so; otherwise changes nothing.
+pub async fn recover_interrupted(spec: &CutOverSpec) -> Result<Option<String>, CutOverError> {
+    if look(spec).await? != Tables::OriginalAway {
+        return Ok(None);
+    }
+    let mut conn = lock_session(spec).await?;
+    let state: Option<Option<Vec<u8>>> = conn
+        .query_first(sql::changelog_state(&spec.schema, &spec.changelog))
+        .await
+        .unwrap_or(None);
+    let state = String::from_utf8_lossy(&state.flatten().unwrap_or_default()).into_owned();
+    if state != "CutOver" && !state.starts_with(crate::changelog::MARKER_PREFIX) {
+        return Ok(None);
+    }
+    conn.query_drop(sql::rename_table(&spec.schema, &spec.old, &spec.table))
+        .await
+        .map_err(step("renaming the original table back"))?;
+    Ok(Some(format!(
+        "`{}` was missing: an earlier run stopped halfway through a two-step cut-over (its changelog `{}` says so) and left the original table at `{}`; renamed it back to `{}`",
+        spec.table, spec.changelog, spec.old, spec.table
+    )))
+}
+
 /// Which of `t`, `_t_gho` and `_t_del` exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tables {
@@ -554,6 +607,15 @@ async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
         .await
         .map_err(step("setting the lock session's timeouts"))?;
     Ok(conn)
+}
+
+/// The server's id of `conn`'s session.
+async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {
+    let id: Option<u64> = conn
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .map_err(step("reading a connection id"))?;
+    Ok(id.unwrap_or(0))
 }
 
 /// Tells the apply loop to expect the marker `token`, writes it (on `c`, while the original table

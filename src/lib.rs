@@ -16,6 +16,7 @@ pub mod copy;
 pub mod cutover;
 pub mod datapath;
 pub mod demo;
+pub mod failpoint;
 pub mod inspect;
 pub mod migration;
 pub mod mysql;

@@ -237,7 +237,8 @@ impl Run<'_> {
     /// Enters `state`: logs it and, once the changelog table exists, records it there (hint
     /// `state`), as gh-ost does.
     async fn enter(&mut self, state: State) -> Result<(), MigrationError> {
-        if self.cancel.is_cancelled() {
+        // Once swapped, a stop request changes nothing: the run only cleans up.
+        if self.cancel.is_cancelled() && !self.swapped {
             return Err(MigrationError::Cancelled);
         }
         info!(state = %state, "{}", state_line(state));
@@ -451,17 +452,7 @@ impl Run<'_> {
     /// ghost table is then the table, never dropped), an unresolved one keeps every table.
     async fn cut_over(&mut self, flavor: Flavor) -> Result<Duration, MigrationError> {
         let cfg = self.cfg;
-        let spec = CutOverSpec {
-            primary: self.primary.clone(),
-            creds: Credentials::primary(cfg),
-            flavor,
-            schema: cfg.database.clone(),
-            table: cfg.table.clone(),
-            ghost: cfg.ghost_table(),
-            old: cfg.old_table(),
-            changelog: cfg.changelog_table(),
-            lock_timeout: Duration::from_secs(cfg.flags.cut_over_lock_timeout_seconds as u64),
-        };
+        let spec = self.cut_over_spec(flavor);
         let mut attempt = 0i64;
         loop {
             attempt += 1;
@@ -526,6 +517,32 @@ impl Run<'_> {
                 _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
             }
         }
+    }
+
+    /// What the cut-over works on, on the primary.
+    fn cut_over_spec(&self, flavor: Flavor) -> CutOverSpec {
+        let cfg = self.cfg;
+        CutOverSpec {
+            primary: self.primary.clone(),
+            creds: Credentials::primary(cfg),
+            flavor,
+            schema: cfg.database.clone(),
+            table: cfg.table.clone(),
+            ghost: cfg.ghost_table(),
+            old: cfg.old_table(),
+            changelog: cfg.changelog_table(),
+            lock_timeout: Duration::from_secs(cfg.flags.cut_over_lock_timeout_seconds as u64),
+        }
+    }
+
+    /// Puts back a table an earlier run left missing halfway through a two-step cut-over.
+    async fn recover_interrupted(&self, flavor: &Flavor) -> Result<(), MigrationError> {
+        if let Some(what) =
+            cutover::recover_interrupted(&self.cut_over_spec(flavor.clone())).await?
+        {
+            warn!("{what}");
+        }
+        Ok(())
     }
 
     /// The tables are swapped: the ghost table is now the table and must never be dropped.
@@ -607,6 +624,7 @@ impl Run<'_> {
             );
             self.pconn = Some(mysql::connect(&self.primary, &pcreds).await?);
         }
+        self.recover_interrupted(&iflavor).await?;
         let primary_endpoint = self.primary.clone();
         let facts = inspect::gather(
             cfg,

@@ -74,6 +74,14 @@ pub fn changelog_upsert(
     )
 }
 
+/// The last state a run wrote to the changelog table.
+pub fn changelog_state(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT value FROM {} WHERE hint = 'state' ORDER BY last_update DESC LIMIT 1",
+        qualified(schema, table)
+    )
+}
+
 pub fn explain_select_all(schema: &str, table: &str) -> String {
     format!("EXPLAIN SELECT * FROM {}", qualified(schema, table))
 }

@@ -280,9 +280,17 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[String]) -> Running {
+        Running::start_with_env(args, &[])
+    }
+
+    /// [`Running::start`] with extra environment variables.
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Running {
         let inherit = std::env::var("WRAITH_TEST_STDERR").as_deref() == Ok("inherit");
         let mut cmd = tokio::process::Command::new(wraith_bin());
-        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         if !inherit {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }

@@ -6,6 +6,7 @@
 mod binlog;
 mod cli;
 mod compare;
+mod faults;
 mod harness;
 mod migrate;
 mod preflight;

@@ -209,7 +209,7 @@ fn all_types_values(r: &mut Rng) -> Vec<(&'static str, String)> {
 
 /// Creates `t` and `mirror` (altered natively with `alter`) and fills both with `rows` rows,
 /// copying the `copied` columns to the mirror before any migration starts.
-async fn setup(
+pub(crate) async fn setup(
     schema: &str,
     create: &str,
     alter: &str,
@@ -261,7 +261,7 @@ async fn setup(
 }
 
 /// Writers addressing `schema`.t by its AUTO_INCREMENT `id`, setting columns with `values`.
-async fn by_id(
+pub(crate) async fn by_id(
     schema: &str,
     values: fn(&mut Rng) -> Vec<(&'static str, String)>,
 ) -> Arc<dyn Workload> {
@@ -336,7 +336,7 @@ async fn every_column_type_survives_a_migration_under_writes() {
 pub(crate) const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
 
 /// The columns of [`SMALL`].
-const SMALL_COLUMNS: [&str; 4] = ["id", "a", "b", "c"];
+pub(crate) const SMALL_COLUMNS: [&str; 4] = ["id", "a", "b", "c"];
 
 pub(crate) fn small_values(r: &mut Rng) -> Vec<(&'static str, String)> {
     vec![

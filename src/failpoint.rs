@@ -1,0 +1,83 @@
+//! Faults injected at named points of the cut-over, for the tests; inert in release builds.
+//!
+//! In: `WRAITH_FAILPOINT=<point>:<action>` in the environment of a debug build, and at each
+//! point the ids of the connections the cut-over holds. Out: at the named point, the action:
+//! `kill-lock`, `kill-rename`, `kill-proof` (`KILL CONNECTION` of the connection that holds the
+//! lock, issues the RENAME, or writes the marker and reads the proof), `sigkill`, `sigterm` (the
+//! signal to wraith itself), or `fail` (the step returns an error), once per process. Points are named in
+//! `src/cutover.rs` (`atomic:locked`, `two-step:unlocked`, ...). Invariant: without the variable,
+//! or in a release build, [`hit`] does nothing.
+
+use std::sync::OnceLock;
+
+use mysql_async::prelude::Queryable;
+
+use crate::mysql::{self, Credentials, Endpoint};
+
+/// The cut-over's connections, by `CONNECTION_ID()` (0: not open).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connections {
+    pub lock: u64,
+    pub rename: u64,
+    pub proof: u64,
+}
+
+/// The failpoint configured for this process, if any: (point, action).
+fn configured() -> Option<&'static (String, String)> {
+    static CONFIG: OnceLock<Option<(String, String)>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            if !cfg!(debug_assertions) {
+                return None;
+            }
+            let text = std::env::var("WRAITH_FAILPOINT").ok()?;
+            let (point, action) = text.rsplit_once(':')?;
+            Some((point.to_string(), action.to_string()))
+        })
+        .as_ref()
+}
+
+/// True when a failpoint is configured (so the cut-over reads the ids [`hit`] needs).
+pub fn armed() -> bool {
+    configured().is_some()
+}
+
+/// Runs the configured action if `point` is the configured point. `Err` for `fail`.
+pub async fn hit(
+    point: &str,
+    primary: &Endpoint,
+    creds: &Credentials,
+    ids: Connections,
+) -> Result<(), String> {
+    let Some((at, action)) = configured() else {
+        return Ok(());
+    };
+    // Once per process: a retried cut-over then goes through.
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if at != point || FIRED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
+    tracing::warn!("failpoint {point}: {action}");
+    let kill = |id: u64| async move {
+        if let Ok(mut c) = mysql::connect(primary, creds).await {
+            let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+        }
+    };
+    match action.as_str() {
+        "kill-lock" => kill(ids.lock).await,
+        "kill-rename" => kill(ids.rename).await,
+        "kill-proof" => kill(ids.proof).await,
+        // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
+        "sigkill" => unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        },
+        "sigterm" => unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        },
+        "fail" => return Err(format!("failpoint {point}")),
+        other => tracing::warn!("failpoint {point}: unknown action {other}"),
+    }
+    // Let a signal be delivered and handled before the step goes on.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    Ok(())
+}
