@@ -737,6 +737,13 @@ impl Run<'_> {
                 return created;
             }
         };
+        // A reader holding a helper table (a dump, say) makes a drop wait: not for long.
+        let _ = conn
+            .query_drop(format!(
+                "SET SESSION lock_wait_timeout = {}",
+                CLEANUP_LOCK_WAIT.as_secs()
+            ))
+            .await;
         let original_exists = conn
             .exec_first::<u64, _, _>(
                 "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
@@ -770,6 +777,9 @@ impl Run<'_> {
         left
     }
 }
+
+/// How long cleanup waits for a metadata lock on a helper table before it leaves it behind.
+const CLEANUP_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the catch-up waits without a heartbeat before it calls the binlog stream stuck.
 const STALLED_STREAM: Duration = Duration::from_secs(300);

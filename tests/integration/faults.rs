@@ -20,9 +20,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 
-use crate::compare::differences;
+use crate::compare::{assert_migrated, differences};
 use crate::harness::{self, migrate_args, servers, stderr, tables, Running, WRAITH_RUN_LIMIT};
-use crate::migrate::{by_id, setup, small_values, SMALL, SMALL_COLUMNS};
+use crate::migrate::{by_id, changelog_state, setup, small_values, SMALL, SMALL_COLUMNS};
 use crate::writers::{Writers, PACE};
 
 /// The ALTER of every run here: visible in the table's comment, harmless to the rows.
@@ -223,4 +223,182 @@ async fn a_fault_at_any_step_of_the_two_step_cut_over_leaves_a_whole_table() {
         }
     }
     run_cases(true, cases, 100).await;
+}
+
+/// Starts wraith with `extra` flags and the cut-over postponed; returns it once the changelog
+/// says it is postponed, with the flag file (removing it lets the cut-over go).
+async fn postponed(schema: &str, args: Vec<String>) -> (Running, tempfile::NamedTempFile) {
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    let mut args = args;
+    args.push(format!(
+        "--postpone-cut-over-flag-file={}",
+        flag.path().display()
+    ));
+    let running = Running::start(&args);
+    harness::eventually(
+        "the changelog to record the postponed cut-over",
+        Duration::from_secs(60),
+        async || changelog_state(schema).await.as_deref() == Some("Postpone"),
+    )
+    .await;
+    (running, flag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_two_step_swap_blocked_by_a_reader_of_the_ghost_table_puts_the_original_back() {
+    let schema = harness::fresh_schema("fault_reader").await;
+    setup(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
+    let primary = &servers().primary;
+    let writers = Writers::start(
+        primary,
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+    )
+    .await;
+    let args = migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &["--cut-over=two-step", "--cut-over-lock-timeout-seconds=1"],
+    );
+    let (running, flag) = postponed(&schema, args).await;
+    // A reader (a `mysqldump --single-transaction`, say) holds the ghost table for 4 s: longer
+    // than the lock timeout, so the second RENAME of the two-step swap fails.
+    let mut reader = primary.conn().await;
+    reader
+        .query_drop(format!(
+            "START TRANSACTION; SELECT COUNT(*) FROM `{schema}`._t_gho"
+        ))
+        .await
+        .unwrap();
+    let holding = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        reader.query_drop("COMMIT").await.unwrap();
+    });
+    drop(flag);
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    holding.await.unwrap();
+    let log = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "wraith swapped past the reader:\n{log}"
+    );
+    assert!(log.contains("renamed back"), "{log}");
+    assert!(log.contains("untouched"), "{log}");
+    assert!(
+        writers.wait_for_commits(10, Duration::from_secs(15)).await,
+        "the writers could not write after wraith ended\n{log}"
+    );
+    let stats = writers.stop().await;
+    assert_eq!(
+        comment(&schema).await.as_deref(),
+        Some(""),
+        "`t` is the original table\n{log}"
+    );
+    let (count, samples) = differences(primary, &schema, "t", "mirror", &["id"]).await;
+    assert!(count == 0, "t lost writes:\n{}\n{log}", samples.join("\n"));
+    let left = tables(primary, &schema).await;
+    assert!(
+        left.iter().all(|t| t == "t" || t == "mirror"),
+        "tables left: {left:?}\n{log}"
+    );
+    eprintln!("reader on the ghost: {}", stats.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_over_after_the_server_closed_every_connection_of_wraith_succeeds() {
+    let schema = harness::fresh_schema("fault_idle").await;
+    setup(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
+    let primary = &servers().primary;
+    // wraith logs in as a user of its own, so only its connections are closed.
+    let user = "wraith_idle";
+    harness::primary_sql(
+        &schema,
+        &[
+            &format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'idle'"),
+            &format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'"),
+        ],
+    )
+    .await;
+    let writers = Writers::start(
+        primary,
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+    )
+    .await;
+    let args: Vec<String> = migrate_args(&schema, "t", ALTER, &[])
+        .into_iter()
+        .filter(|a| !a.starts_with("--user=") && !a.starts_with("--password="))
+        .chain([format!("--user={user}"), "--password=idle".to_string()])
+        .collect();
+    let (running, flag) = postponed(&schema, args).await;
+    // While it waits, the server ends every session of wraith on the primary, as it does with
+    // sessions idle past `wait_timeout` (or MySQL 8 with error 4031).
+    let mut c = primary.conn().await;
+    let ids: Vec<u64> = c
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?",
+            (user,),
+        )
+        .await
+        .unwrap();
+    assert!(!ids.is_empty(), "wraith has no session on the primary");
+    for id in &ids {
+        let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(flag);
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let log = stderr(&out);
+    assert!(
+        writers.wait_for_commits(10, Duration::from_secs(15)).await,
+        "the writers could not write after wraith ended\n{log}"
+    );
+    let stats = writers.stop().await;
+    assert!(
+        out.status.success(),
+        "the cut-over failed after {} sessions were closed:\n{log}",
+        ids.len()
+    );
+    assert_migrated(&schema, &["id"]).await;
+    eprintln!(
+        "{} sessions closed while postponed; writers {}",
+        ids.len(),
+        stats.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signal_while_the_cut_over_is_postponed_stops_cleanly() {
+    for (signal, name) in [(libc::SIGTERM, "term"), (libc::SIGHUP, "hup")] {
+        let schema = harness::fresh_schema(&format!("fault_postponed_{name}")).await;
+        setup(&schema, SMALL, ALTER, 500, &SMALL_COLUMNS, small_values).await;
+        let primary = &servers().primary;
+        let before = harness::table_checksum(primary, &schema, "t").await;
+        let (running, _flag) = postponed(&schema, migrate_args(&schema, "t", ALTER, &[])).await;
+        // SAFETY: kill(2) on the child we started.
+        unsafe { libc::kill(running.pid() as i32, signal) };
+        let out = running.finish(Duration::from_secs(30)).await;
+        let log = stderr(&out);
+        assert!(!out.status.success(), "{name}: {log}");
+        assert!(
+            log.contains("cancelled") && log.contains("untouched"),
+            "{name}: {log}"
+        );
+        assert_eq!(comment(&schema).await.as_deref(), Some(""), "{name}");
+        assert_eq!(
+            harness::table_checksum(primary, &schema, "t").await,
+            before,
+            "{name}"
+        );
+        let left = tables(primary, &schema).await;
+        assert!(
+            left.iter().all(|t| t == "t" || t == "mirror"),
+            "{name}: tables left: {left:?}"
+        );
+    }
 }

@@ -589,7 +589,7 @@ async fn the_atomic_cut_over_needs_lock_instrumentation_or_permission_to_set_it_
 }
 
 /// Reads `schema`'s changelog state, if the changelog table exists.
-async fn changelog_state(schema: &str) -> Option<String> {
+pub(crate) async fn changelog_state(schema: &str) -> Option<String> {
     let mut c = servers().primary.conn().await;
     c.query_first(format!(
         "SELECT value FROM `{schema}`._t_ghc WHERE hint = 'state'"
