@@ -436,6 +436,7 @@ mod tests {
                 name: "PRIMARY".into(),
                 unique: true,
                 columns: vec!["id".into()],
+                functional: false,
             }],
         };
         let mut ghost = original.clone();
@@ -528,11 +529,13 @@ mod tests {
                     name: "PRIMARY".into(),
                     unique: true,
                     columns: vec!["id".into()],
+                    functional: false,
                 },
                 Index {
                     name: "v_uidx".into(),
                     unique: true,
                     columns: vec!["v".into()],
+                    functional: false,
                 },
             ],
         };

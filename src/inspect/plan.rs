@@ -89,7 +89,12 @@ pub fn build(
         .map(|g| g.name.clone())
         .collect();
 
-    let unique: Vec<&Index> = original.indexes.iter().filter(|i| i.unique).collect();
+    // An index with a functional key part is not described by its columns: never a key.
+    let unique: Vec<&Index> = original
+        .indexes
+        .iter()
+        .filter(|i| i.unique && !i.functional)
+        .collect();
     if unique.is_empty() {
         return Err(PlanError::NoUniqueKey(String::new()));
     }
@@ -111,6 +116,7 @@ pub fn build(
             .all(|c| columns.iter().any(|m| m.original.eq_ignore_ascii_case(c)));
         let ghost_has = ghost.indexes.iter().any(|g| {
             g.unique
+                && !g.functional
                 && g.columns.len() == mapped.len()
                 && g.columns
                     .iter()
@@ -162,13 +168,14 @@ impl Plan {
         self.ghost
             .indexes
             .iter()
-            .filter(|g| g.unique)
+            .filter(|g| g.unique && !g.functional)
             .filter_map(|g| {
                 let mapped: Option<Vec<&str>> =
                     g.columns.iter().map(|c| original_name(c)).collect();
                 let mapped = mapped?;
                 let o = self.original.indexes.iter().find(|o| {
                     o.unique
+                        && !o.functional
                         && o.columns.len() == mapped.len()
                         && o.columns
                             .iter()
@@ -212,6 +219,7 @@ mod tests {
             name: name.into(),
             unique: true,
             columns: cols.iter().map(|c| c.to_string()).collect(),
+            functional: false,
         }
     }
 

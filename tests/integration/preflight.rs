@@ -53,6 +53,7 @@ async fn assert_refused(
         !out.status.success(),
         "wraith should have refused; it said:\n{err}"
     );
+    assert!(!err.contains("panicked"), "wraith panicked:\n{err}");
     assert!(
         err.contains(expected),
         "expected `{expected}` in the error; wraith said:\n{err}"
@@ -694,6 +695,24 @@ async fn a_table_name_too_long_for_its_helper_tables_is_refused_naming_the_limit
         "ADD COLUMN c INT",
         &[],
         "64-character limit",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_view_named_as_the_table_is_refused_as_not_a_base_table() {
+    let schema = orders_schema(
+        "view",
+        &["CREATE VIEW v AS SELECT id, customer, amount FROM orders"],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "v",
+        "ADD COLUMN c INT",
+        &[],
+        "is a VIEW, not a base table",
     )
     .await;
 }
