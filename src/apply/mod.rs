@@ -436,6 +436,7 @@ mod tests {
                 name: "PRIMARY".into(),
                 unique: true,
                 columns: vec!["id".into()],
+                prefixes: vec![None],
                 functional: false,
             }],
         };
@@ -529,12 +530,14 @@ mod tests {
                     name: "PRIMARY".into(),
                     unique: true,
                     columns: vec!["id".into()],
+                    prefixes: vec![None],
                     functional: false,
                 },
                 Index {
                     name: "v_uidx".into(),
                     unique: true,
                     columns: vec!["v".into()],
+                    prefixes: vec![None],
                     functional: false,
                 },
             ],

@@ -708,8 +708,8 @@ mod tests {
     fn an_index_with_a_functional_key_part_is_refused_by_name() {
         use crate::inspect::schema::{indexes_from_statistics, StatisticsRow};
         let rows: Vec<StatisticsRow> = vec![
-            ("PRIMARY".into(), 0, Some("id".into())),
-            ("lower_email".into(), 1, None),
+            ("PRIMARY".into(), 0, Some("id".into()), None),
+            ("lower_email".into(), 1, None, None),
         ];
         let mut f = facts();
         f.table = Some(orders(indexes_from_statistics(rows)));
@@ -722,6 +722,7 @@ mod tests {
             "PRIMARY".into(),
             0,
             Some("id".into()),
+            None,
         )])));
         assert_eq!(functional_key_parts(&f, &config()), Ok(()));
     }

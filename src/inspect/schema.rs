@@ -30,6 +30,9 @@ pub struct Index {
     pub unique: bool,
     /// The columns of its key parts, in order; a functional key part has none.
     pub columns: Vec<String>,
+    /// For each of `columns`, the length of the prefix indexed (`SUB_PART`), `None` for the
+    /// whole value: a unique key on `b(4)` is a stricter constraint than one on `b`.
+    pub prefixes: Vec<Option<u64>>,
     /// Some key part is an expression, not a column (MySQL 8 functional key parts): `columns`
     /// does not describe the index, which is never used as a key.
     pub functional: bool,
@@ -147,7 +150,7 @@ impl TableSchema {
             .collect();
         let index_rows: Vec<StatisticsRow> = conn
             .exec(
-                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
                 (schema, table),
             )
@@ -163,14 +166,15 @@ impl TableSchema {
     }
 }
 
-/// One row of `information_schema.STATISTICS`: `INDEX_NAME`, `NON_UNIQUE`, `COLUMN_NAME`.
-/// `COLUMN_NAME` is NULL for a functional key part (MySQL 8, where `EXPRESSION` holds it).
-pub type StatisticsRow = (String, i64, Option<String>);
+/// One row of `information_schema.STATISTICS`: `INDEX_NAME`, `NON_UNIQUE`, `COLUMN_NAME`,
+/// `SUB_PART`. `COLUMN_NAME` is NULL for a functional key part (MySQL 8, where `EXPRESSION`
+/// holds it); `SUB_PART` is NULL unless only a prefix of the column is indexed.
+pub type StatisticsRow = (String, i64, Option<String>, Option<u64>);
 
 /// Groups key parts, in index and `SEQ_IN_INDEX` order, into indexes.
 pub fn indexes_from_statistics(rows: Vec<StatisticsRow>) -> Vec<Index> {
     let mut indexes: Vec<Index> = Vec::new();
-    for (name, non_unique, column) in rows {
+    for (name, non_unique, column, prefix) in rows {
         let index = match indexes.last_mut() {
             Some(last) if last.name == name => last,
             _ => {
@@ -178,13 +182,17 @@ pub fn indexes_from_statistics(rows: Vec<StatisticsRow>) -> Vec<Index> {
                     name,
                     unique: non_unique == 0,
                     columns: Vec::new(),
+                    prefixes: Vec::new(),
                     functional: false,
                 });
                 indexes.last_mut().expect("just pushed")
             }
         };
         match column {
-            Some(c) => index.columns.push(c),
+            Some(c) => {
+                index.columns.push(c);
+                index.prefixes.push(prefix);
+            }
             None => index.functional = true,
         }
     }
@@ -196,7 +204,7 @@ mod tests {
     use super::*;
 
     fn part(index: &str, non_unique: i64, column: Option<&str>) -> StatisticsRow {
-        (index.into(), non_unique, column.map(str::to_string))
+        (index.into(), non_unique, column.map(str::to_string), None)
     }
 
     #[test]
@@ -204,11 +212,12 @@ mod tests {
         let indexes = indexes_from_statistics(vec![
             part("PRIMARY", 0, Some("id")),
             part("ab", 1, Some("a")),
-            part("ab", 1, Some("b")),
+            ("ab".into(), 1, Some("b".into()), Some(4)),
         ]);
         assert_eq!(indexes.len(), 2);
         assert!(indexes[0].is_primary() && indexes[0].unique);
         assert_eq!(indexes[1].columns, vec!["a", "b"]);
+        assert_eq!(indexes[1].prefixes, vec![None, Some(4)]);
         assert!(!indexes[1].unique && !indexes[1].functional);
     }
 

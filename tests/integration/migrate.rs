@@ -532,6 +532,39 @@ async fn adding_a_unique_key_over_duplicate_data_fails_and_leaves_the_table_inta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adding_a_prefix_unique_key_over_rows_sharing_the_prefix_fails_and_leaves_the_table_intact()
+{
+    let schema = harness::fresh_schema("dup_prefix").await;
+    primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, b VARCHAR(32) NOT NULL, UNIQUE KEY b_uidx (b)) ENGINE=InnoDB",
+            "INSERT INTO t SELECT seq, CONCAT('same', seq) FROM seq_1_to_1000",
+        ],
+    )
+    .await;
+    let before = harness::table_checksum(&servers().primary, &schema, "t").await;
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD UNIQUE KEY b4_uidx (b(4))",
+        &[],
+    ))
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("Duplicate entry") && err.contains("b4_uidx"),
+        "{err}"
+    );
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["t"]);
+    assert_eq!(
+        harness::table_checksum(&servers().primary, &schema, "t").await,
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn allow_skipped_rows_drops_the_rows_a_new_unique_key_cannot_hold_and_says_so() {
     let schema = harness::fresh_schema("dup_allowed").await;
     primary_sql(
