@@ -25,6 +25,9 @@ pub enum ConfigError {
     Invalid { flag: &'static str, message: String },
     #[error("--conf {path}: {message}")]
     Conf { path: String, message: String },
+    /// Flags this build cannot honour ([`NOT_IMPLEMENTED`]), one refusal per line.
+    #[error("{}", .0.join("\n"))]
+    Refused(Vec<String>),
 }
 
 /// How the tables are swapped at the end.
@@ -66,10 +69,9 @@ pub struct Config {
     pub tls: Option<Tls>,
     pub connect_timeout: Duration,
     pub cut_over: CutOverMode,
-    pub max_load: Vec<LoadThreshold>,
-    pub critical_load: Vec<LoadThreshold>,
-    /// Flags accepted that this build does not act on yet (warned about once at start).
-    pub not_yet_acted_on: Vec<&'static str>,
+    /// Flags given that this build does not act on yet and whose absence is harmless (warned
+    /// about once at start).
+    pub not_yet_acted_on: Vec<&'static NotImplemented>,
     /// When the run started, as `YYYYMMDDhhmmss` UTC.
     pub started_at: Option<String>,
 }
@@ -109,62 +111,379 @@ impl Config {
     }
 }
 
-/// Flags that parse but that this build does not act on yet, with gh-ost's defaults; each one a
-/// user sets is warned about by name.
-const NOT_YET_ACTED_ON: &[&str] = &[
-    "aliyun_rds",
-    "gcp",
-    "azure",
-    "skip_port_validation",
-    "switch_to_rbr",
-    "tungsten",
-    "attempt_instant_ddl",
-    "panic_on_warnings",
-    "skip_metadata_lock_check",
-    "allow_setup_metadata_lock_instruments",
-    "analyze_ghost_table_before_cutover",
-    "test_on_replica",
-    "test_on_replica_skip_replica_stop",
-    "migrate_on_replica",
-    "checkpoint",
-    "checkpoint_seconds",
-    "resume",
-    "revert",
-    "old_table",
-    "throttle_control_replicas",
-    "replication_lag_query",
-    "max_load",
-    "critical_load",
-    "critical_load_interval_millis",
-    "critical_load_hibernate_seconds",
-    "throttle_query",
-    "throttle_http",
-    "throttle_http_interval_millis",
-    "throttle_http_timeout_millis",
-    "ignore_http_errors",
-    "force_named_cut_over",
-    "force_named_panic",
-    "panic_flag_file",
-    "initially_drop_socket_file",
-    "serve_socket_file",
-    "serve_tcp_port",
-    "hooks_path",
-    "hooks_hint",
-    "hooks_hint_owner",
-    "hooks_hint_token",
-    "hooks_status_interval",
-    "statsd_addr",
-    "statsd_tags",
-    "runtime_metrics_interval",
-    "stack",
-    "gtid",
-    "include_triggers",
-    "trigger_suffix",
-    "remove_trigger_suffix_if_exists",
-    "discard_foreign_keys",
-    "concurrent_rowcount",
-    "timestamp_old_table",
+/// What wraith does with a gh-ost flag it accepts but does not implement yet (design.md,
+/// invariant 9: a promise wraith cannot keep is refused, not ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Ignoring it could change what happens to the data, on which server, or how hard wraith
+    /// works the servers, or take away a control an operator relies on: the run stops before
+    /// connecting to anything.
+    Refused,
+    /// Its absence is harmless: named in a warning at start, and the run goes on.
+    Warned,
+}
+
+/// One gh-ost flag this build parses but does not act on.
+#[derive(Debug)]
+pub struct NotImplemented {
+    /// The flag as typed, without dashes: `test-on-replica`.
+    pub flag: &'static str,
+    pub handling: Handling,
+    /// Whether this run asks for it (the command line and `--conf` applied; `--x=false` and a
+    /// gh-ost default ask for nothing).
+    pub asked: fn(&Flags) -> bool,
+    /// What would happen without it (refused), or what is not done (warned).
+    pub consequence: &'static str,
+    /// What to do instead (refused flags).
+    pub instead: &'static str,
+}
+
+impl NotImplemented {
+    const fn refused(
+        flag: &'static str,
+        asked: fn(&Flags) -> bool,
+        consequence: &'static str,
+        instead: &'static str,
+    ) -> NotImplemented {
+        NotImplemented {
+            flag,
+            handling: Handling::Refused,
+            asked,
+            consequence,
+            instead,
+        }
+    }
+
+    const fn warned(
+        flag: &'static str,
+        asked: fn(&Flags) -> bool,
+        consequence: &'static str,
+    ) -> NotImplemented {
+        NotImplemented {
+            flag,
+            handling: Handling::Warned,
+            asked,
+            consequence,
+            instead: "",
+        }
+    }
+
+    /// Why the run is refused, and what to do.
+    pub fn refusal(&self) -> String {
+        format!(
+            "--{} is not implemented in this version of wraith; {}. {}",
+            self.flag, self.consequence, self.instead
+        )
+    }
+
+    /// The warning at start.
+    pub fn warning(&self) -> String {
+        format!(
+            "--{} is accepted but not acted on by this build yet: {}",
+            self.flag, self.consequence
+        )
+    }
+}
+
+const OTHER_MODE: &str = "Run without it, or use gh-ost for this mode";
+const NO_THROTTLE: &str = "Run without it and throttle by hand (--throttle-flag-file pauses the copy while the file exists), or use gh-ost";
+const NO_CONTROL: &str = "Run without it (--postpone-cut-over-flag-file holds the cut-over; Ctrl-C or SIGTERM stops the run and cleans up), or use gh-ost";
+const NO_TRIGGERS: &str = "Drop the triggers and recreate them after the swap, or use gh-ost";
+
+/// Every gh-ost flag wraith accepts but does not implement yet, and what it does with each.
+///
+/// Not listed, because what they ask for happens: `--timestamp-old-table`,
+/// `--allow-setup-metadata-lock-instruments`, `--discard-foreign-keys` (the ghost table is made
+/// with `CREATE TABLE ... LIKE`, which copies no foreign key), `--allow-zero-in-date` (writer
+/// sessions always allow zero dates), `--skip-port-validation` (wraith never compares `@@port`
+/// with `--port`), `--verbose` (info is the default level), `--panic-on-warnings` on its own (a
+/// copy warning that means a lost or changed row fails the run, and the applier writes in strict
+/// mode).
+pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
+    // ---- Refused: run modes. Each decides which server's table is changed, or whether a run
+    // starts over; ignored, wraith would migrate and swap the primary's table.
+    NotImplemented::refused(
+        "test-on-replica",
+        |f| f.test_on_replica,
+        "it would otherwise migrate and swap the primary's table instead of testing on the replica",
+        OTHER_MODE,
+    ),
+    NotImplemented::refused(
+        "test-on-replica-skip-replica-stop",
+        |f| f.test_on_replica_skip_replica_stop,
+        "it belongs to --test-on-replica (not implemented either), and without both wraith would migrate and swap the primary's table",
+        OTHER_MODE,
+    ),
+    NotImplemented::refused(
+        "migrate-on-replica",
+        |f| f.migrate_on_replica,
+        "it would otherwise migrate and swap the primary's table instead of the replica's",
+        OTHER_MODE,
+    ),
+    NotImplemented::refused(
+        "checkpoint",
+        |f| f.checkpoint,
+        "no checkpoint would be written, so an interrupted run could not be resumed",
+        "Run without it (an interrupted run then starts over), or use gh-ost",
+    ),
+    NotImplemented::refused(
+        "resume",
+        |f| f.resume,
+        "it would otherwise start the migration over instead of resuming it",
+        "Run without it to start over (with --initially-drop-ghost-table), or use gh-ost",
+    ),
+    NotImplemented::refused(
+        "revert",
+        |f| f.revert,
+        "it would otherwise run a new migration instead of reverting the last one",
+        "Swap the tables back by hand (RENAME TABLE), or use gh-ost",
+    ),
+    NotImplemented::refused(
+        "old-table",
+        |f| f.old_table.is_some(),
+        "it names the table to revert to, and --revert is not implemented either",
+        OTHER_MODE,
+    ),
+    // ---- Refused: throttles. Ignored, wraith would work the servers harder than the operator
+    // allowed (it throttles only on --max-lag-millis, the flag files and its own backlog).
+    NotImplemented::refused(
+        "max-load",
+        |f| !f.max_load.is_empty(),
+        "the copy would not slow down when the server's load passes these thresholds",
+        NO_THROTTLE,
+    ),
+    NotImplemented::refused(
+        "critical-load",
+        |f| !f.critical_load.is_empty(),
+        "the migration would not stop when the server's load passes these thresholds",
+        NO_THROTTLE,
+    ),
+    NotImplemented::refused(
+        "throttle-query",
+        |f| !f.throttle_query.is_empty(),
+        "the copy would not pause when this query says so",
+        NO_THROTTLE,
+    ),
+    NotImplemented::refused(
+        "throttle-http",
+        |f| !f.throttle_http.is_empty(),
+        "the copy would not pause when this URL says so",
+        NO_THROTTLE,
+    ),
+    NotImplemented::refused(
+        "throttle-control-replicas",
+        |f| !f.throttle_control_replicas.is_empty(),
+        "the copy would not pause for these replicas' lag (only for the inspected server's)",
+        NO_THROTTLE,
+    ),
+    // ---- Refused: operator control. Ignored, a DBA would reach for a control that is not there.
+    NotImplemented::refused(
+        "panic-flag-file",
+        |f| !f.panic_flag_file.is_empty(),
+        "creating the file would not stop the migration",
+        NO_CONTROL,
+    ),
+    NotImplemented::refused(
+        "serve-socket-file",
+        |f| !f.serve_socket_file.is_empty(),
+        "no interactive commands would be served on this socket",
+        NO_CONTROL,
+    ),
+    NotImplemented::refused(
+        "serve-tcp-port",
+        |f| f.serve_tcp_port != 0,
+        "no interactive commands would be served on this port",
+        NO_CONTROL,
+    ),
+    NotImplemented::refused(
+        "force-named-cut-over",
+        |f| f.force_named_cut_over,
+        "it guards interactive commands, which this build does not serve",
+        NO_CONTROL,
+    ),
+    NotImplemented::refused(
+        "force-named-panic",
+        |f| f.force_named_panic,
+        "it guards interactive commands, which this build does not serve",
+        NO_CONTROL,
+    ),
+    NotImplemented::refused(
+        "hooks-path",
+        |f| !f.hooks_path.is_empty(),
+        "no hook would run, so a hook could neither see the migration nor stop its swap",
+        "Run without it, or use gh-ost",
+    ),
+    // ---- Refused: what the new table is, and how it is made.
+    NotImplemented::refused(
+        "include-triggers",
+        |f| f.include_triggers,
+        "the table's triggers would not be created on the new table and would be lost at the swap",
+        NO_TRIGGERS,
+    ),
+    NotImplemented::refused(
+        "trigger-suffix",
+        |f| !f.trigger_suffix.is_empty(),
+        "it names the triggers of --include-triggers, which is not implemented either",
+        NO_TRIGGERS,
+    ),
+    NotImplemented::refused(
+        "remove-trigger-suffix-if-exists",
+        |f| f.remove_trigger_suffix_if_exists,
+        "it names the triggers of --include-triggers, which is not implemented either",
+        NO_TRIGGERS,
+    ),
+    NotImplemented::refused(
+        "attempt-instant-ddl",
+        |f| f.attempt_instant_ddl,
+        "it would otherwise copy the whole table where the server might change it instantly",
+        "Run the ALTER with ALGORITHM=INSTANT yourself if the server can, or run without it for a full copy",
+    ),
+    NotImplemented::refused(
+        "analyze-ghost-table-before-cutover",
+        |f| f.analyze_ghost_table_before_cutover,
+        "the new table would be swapped in without fresh index statistics",
+        "Run without it and ANALYZE TABLE right after the swap, or use gh-ost",
+    ),
+    NotImplemented::refused(
+        "panic-on-warnings",
+        |f| f.panic_on_warnings && (f.skip_strict_mode || f.allow_skipped_rows),
+        "with --skip-strict-mode or --allow-skipped-rows the changes applied from the binlog are not checked for warnings",
+        "Run it without --skip-strict-mode and --allow-skipped-rows: wraith then fails on any lost or changed row",
+    ),
+    // ---- Warned: gh-ost relaxes some of its own checks with these. wraith's checks stay as
+    // they are; one that fails refuses the run before anything is created.
+    NotImplemented::warned(
+        "aliyun-rds",
+        |f| f.aliyun_rds,
+        "no check is relaxed for Aliyun RDS; one that fails there refuses the run",
+    ),
+    NotImplemented::warned(
+        "gcp",
+        |f| f.gcp,
+        "no check is relaxed for Google Cloud SQL; one that fails there refuses the run",
+    ),
+    NotImplemented::warned(
+        "azure",
+        |f| f.azure,
+        "no check is relaxed for Azure; one that fails there refuses the run",
+    ),
+    NotImplemented::warned(
+        "tungsten",
+        |f| f.tungsten,
+        "no topology check is relaxed for Tungsten; one that fails refuses the run",
+    ),
+    NotImplemented::warned(
+        "skip-metadata-lock-check",
+        |f| f.skip_metadata_lock_check,
+        "the metadata lock check of the atomic cut-over still runs",
+    ),
+    NotImplemented::warned(
+        "switch-to-rbr",
+        |f| f.switch_to_rbr,
+        "binlog_format is not changed; if it is not ROW, the preflight check refuses the run",
+    ),
+    // ---- Warned: how wraith keeps track, not what it writes.
+    NotImplemented::warned(
+        "gtid",
+        |f| f.gtid,
+        "the binlog is followed by file and position; the same changes are applied",
+    ),
+    NotImplemented::warned(
+        "concurrent-rowcount",
+        |f| f.exact_rowcount && f.concurrent_rowcount,
+        "the exact row count runs before the copy, not alongside it; only the progress estimate's timing differs",
+    ),
+    NotImplemented::warned(
+        "replication-lag-query",
+        |f| !f.replication_lag_query.is_empty(),
+        "deprecated, and ignored by gh-ost too; lag is measured by wraith's heartbeat",
+    ),
+    // ---- Warned: settings of a refused flag; on their own they ask for nothing.
+    NotImplemented::warned(
+        "checkpoint-seconds",
+        |f| f.checkpoint_seconds != 300,
+        "no checkpoint is written (--checkpoint is not implemented)",
+    ),
+    NotImplemented::warned(
+        "critical-load-interval-millis",
+        |f| f.critical_load_interval_millis != 0,
+        "--critical-load is not implemented",
+    ),
+    NotImplemented::warned(
+        "critical-load-hibernate-seconds",
+        |f| f.critical_load_hibernate_seconds != 0,
+        "--critical-load is not implemented",
+    ),
+    NotImplemented::warned(
+        "throttle-http-interval-millis",
+        |f| f.throttle_http_interval_millis != 100,
+        "--throttle-http is not implemented",
+    ),
+    NotImplemented::warned(
+        "throttle-http-timeout-millis",
+        |f| f.throttle_http_timeout_millis != 1000,
+        "--throttle-http is not implemented",
+    ),
+    NotImplemented::warned(
+        "ignore-http-errors",
+        |f| f.ignore_http_errors,
+        "--throttle-http is not implemented",
+    ),
+    NotImplemented::warned(
+        "hooks-hint",
+        |f| !f.hooks_hint.is_empty(),
+        "no hook runs (--hooks-path is not implemented)",
+    ),
+    NotImplemented::warned(
+        "hooks-hint-owner",
+        |f| !f.hooks_hint_owner.is_empty(),
+        "no hook runs (--hooks-path is not implemented)",
+    ),
+    NotImplemented::warned(
+        "hooks-hint-token",
+        |f| !f.hooks_hint_token.is_empty(),
+        "no hook runs (--hooks-path is not implemented)",
+    ),
+    NotImplemented::warned(
+        "hooks-status-interval",
+        |f| f.hooks_status_interval != 60,
+        "no hook runs (--hooks-path is not implemented)",
+    ),
+    NotImplemented::warned(
+        "initially-drop-socket-file",
+        |f| f.initially_drop_socket_file,
+        "no socket is served, so there is none to drop",
+    ),
+    // ---- Warned: output only.
+    NotImplemented::warned(
+        "statsd-addr",
+        |f| !f.statsd_addr.is_empty(),
+        "no metrics are sent",
+    ),
+    NotImplemented::warned(
+        "statsd-tags",
+        |f| !f.statsd_tags.is_empty(),
+        "no metrics are sent",
+    ),
+    NotImplemented::warned(
+        "runtime-metrics-interval",
+        |f| !f.runtime_metrics_interval.is_empty(),
+        "no runtime metrics are logged",
+    ),
+    NotImplemented::warned(
+        "stack",
+        |f| f.stack,
+        "errors carry no stack trace",
+    ),
 ];
+
+/// The flags of `flags` this build does not implement, refused ones first.
+fn not_implemented(flags: &Flags) -> (Vec<&'static NotImplemented>, Vec<&'static NotImplemented>) {
+    NOT_IMPLEMENTED
+        .iter()
+        .filter(|n| (n.asked)(flags))
+        .partition(|n| n.handling == Handling::Refused)
+}
 
 /// Builds the config. `read_password` is asked for the password with `--ask-pass`.
 pub fn build(
@@ -174,6 +493,12 @@ pub fn build(
     let mut flags = parsed.flags.clone();
     if let Some(path) = flags.conf.clone() {
         apply_conf_file(&path, &parsed, &mut flags)?;
+    }
+    let (refused, not_yet_acted_on) = not_implemented(&flags);
+    if !refused.is_empty() {
+        return Err(ConfigError::Refused(
+            refused.iter().map(|n| n.refusal()).collect(),
+        ));
     }
 
     let alter_text = flags.alter.clone().ok_or(ConfigError::Missing("alter"))?;
@@ -301,8 +626,6 @@ pub fn build(
             message: format!("`{}` is not a character set name", flags.charset),
         });
     }
-    let max_load = parse_load("max-load", &flags.max_load)?;
-    let critical_load = parse_load("critical-load", &flags.critical_load)?;
 
     let user = flags.user.clone().unwrap_or_else(|| "root".to_string());
     let mut password = flags.password.clone().unwrap_or_default();
@@ -343,12 +666,6 @@ pub fn build(
         Duration::from_secs(10)
     };
 
-    let not_yet_acted_on = NOT_YET_ACTED_ON
-        .iter()
-        .copied()
-        .filter(|id| parsed.is_explicit(id))
-        .collect();
-
     Ok(Config {
         flags,
         database,
@@ -361,8 +678,6 @@ pub fn build(
         tls,
         connect_timeout,
         cut_over,
-        max_load,
-        critical_load,
         not_yet_acted_on,
         started_at: Some(utc_stamp(std::time::SystemTime::now())),
     })
@@ -413,7 +728,8 @@ fn range(flag: &'static str, value: i64, min: i64, max: i64) -> Result<(), Confi
     Ok(())
 }
 
-/// Parses `Threads_running=25,Threads_connected=200`.
+/// Parses `Threads_running=25,Threads_connected=200`, the form of `--max-load` and
+/// `--critical-load` (refused until the throttler reads them: [`NOT_IMPLEMENTED`]).
 pub fn parse_load(flag: &'static str, text: &str) -> Result<Vec<LoadThreshold>, ConfigError> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -593,7 +909,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--cut-over"));
-        assert!(with(&["--max-load=Threads_running"])
+        assert!(parse_load("max-load", "Threads_running")
             .unwrap_err()
             .to_string()
             .starts_with("--max-load"));
@@ -602,10 +918,10 @@ mod tests {
 
     #[test]
     fn load_thresholds_parse() {
-        let c = with(&["--max-load=Threads_running=25, Threads_connected=200.5"]).unwrap();
-        assert_eq!(c.max_load.len(), 2);
-        assert_eq!(c.max_load[1].variable, "Threads_connected");
-        assert_eq!(c.max_load[1].threshold, 200.5);
+        let load = parse_load("max-load", "Threads_running=25, Threads_connected=200.5").unwrap();
+        assert_eq!(load.len(), 2);
+        assert_eq!(load[1].variable, "Threads_connected");
+        assert_eq!(load[1].threshold, 200.5);
     }
 
     #[test]
@@ -621,14 +937,14 @@ mod tests {
         let path = dir.path().join("ghost.conf");
         std::fs::write(
             &path,
-            "[client]\nuser=gromit\npassword = \"s3cret\"\n\n[osc]\nchunk_size=500\nmax_load=Threads_running=30\n",
+            "[client]\nuser=gromit\npassword = \"s3cret\"\n\n[osc]\nchunk_size=500\nmax_lag_millis=2500\n",
         )
         .unwrap();
         let conf = format!("--conf={}", path.display());
         let c = with(&[&conf]).unwrap();
         assert_eq!((c.user.as_str(), c.password.as_str()), ("gromit", "s3cret"));
         assert_eq!(c.flags.chunk_size, 500);
-        assert_eq!(c.max_load[0].threshold, 30.0);
+        assert_eq!(c.flags.max_lag_millis, 2500);
         let c = with(&[&conf, "--user=wallace", "--chunk-size=2000"]).unwrap();
         assert_eq!(c.user, "wallace");
         assert_eq!(c.flags.chunk_size, 2000);
@@ -665,11 +981,101 @@ mod tests {
         );
     }
 
+    fn refusal(extra: &[&str]) -> String {
+        match with(extra) {
+            Err(ConfigError::Refused(lines)) => lines.join("\n"),
+            other => panic!("{extra:?} should be refused, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn flags_not_yet_acted_on_are_reported() {
-        let c = with(&["--throttle-query=SELECT 0", "--hooks-path=/tmp"]).unwrap();
-        assert_eq!(c.not_yet_acted_on, vec!["throttle_query", "hooks_path"]);
-        assert!(with(&[]).unwrap().not_yet_acted_on.is_empty());
+    fn a_flag_wraith_cannot_honour_refuses_the_run_naming_it_and_what_to_do() {
+        assert_eq!(
+            refusal(&["--test-on-replica"]),
+            "--test-on-replica is not implemented in this version of wraith; it would otherwise \
+             migrate and swap the primary's table instead of testing on the replica. Run without \
+             it, or use gh-ost for this mode"
+        );
+        let e = refusal(&[
+            "--max-load=Threads_running=25",
+            "--hooks-path=/h",
+            "--stack",
+        ]);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(lines[0].starts_with("--max-load is not implemented"), "{e}");
+        assert!(
+            lines[1].starts_with("--hooks-path is not implemented"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_flag_set_off_or_to_gh_osts_default_asks_for_nothing() {
+        let c = with(&[]).unwrap();
+        assert!(c.not_yet_acted_on.is_empty());
+        let c = with(&[
+            "--test-on-replica=false",
+            "--throttle-query=",
+            "--serve-tcp-port=0",
+            "--checkpoint-seconds=300",
+            "--concurrent-rowcount",
+        ])
+        .unwrap();
+        assert!(c.not_yet_acted_on.is_empty());
+    }
+
+    #[test]
+    fn a_refused_flag_from_the_conf_file_is_refused_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ghost.conf");
+        std::fs::write(&path, "[osc]\nmax_load=Threads_running=30\n").unwrap();
+        let e = refusal(&[&format!("--conf={}", path.display())]);
+        assert!(e.starts_with("--max-load is not implemented"), "{e}");
+    }
+
+    #[test]
+    fn panic_on_warnings_is_refused_only_where_wraith_would_not_fail_on_a_warning() {
+        assert!(with(&["--panic-on-warnings"]).is_ok());
+        for other in ["--skip-strict-mode", "--allow-skipped-rows"] {
+            let e = refusal(&["--panic-on-warnings", other]);
+            assert!(
+                e.starts_with("--panic-on-warnings is not implemented"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn harmless_flags_not_acted_on_are_warned_about_by_name() {
+        let c = with(&["--statsd-addr=127.0.0.1:8125", "--gcp", "--exact-rowcount"]).unwrap();
+        let flags: Vec<&str> = c.not_yet_acted_on.iter().map(|n| n.flag).collect();
+        assert_eq!(flags, vec!["gcp", "concurrent-rowcount", "statsd-addr"]);
+        assert_eq!(
+            c.not_yet_acted_on[2].warning(),
+            "--statsd-addr is accepted but not acted on by this build yet: no metrics are sent"
+        );
+    }
+
+    #[test]
+    fn the_not_implemented_table_names_real_flags_once_each() {
+        use clap::CommandFactory;
+        let cmd = cli::Flags::command();
+        let mut seen = std::collections::BTreeSet::new();
+        for n in NOT_IMPLEMENTED {
+            assert!(
+                cmd.get_arguments().any(|a| a.get_long() == Some(n.flag)),
+                "--{} is not a flag",
+                n.flag
+            );
+            assert!(seen.insert(n.flag), "--{} is listed twice", n.flag);
+            assert_eq!(
+                n.instead.is_empty(),
+                n.handling == Handling::Warned,
+                "--{}: a refusal says what to do instead, a warning does not",
+                n.flag
+            );
+        }
     }
 
     #[test]

@@ -584,10 +584,7 @@ impl Run<'_> {
     async fn validate(&mut self) -> Result<(Facts, Conn), MigrationError> {
         let cfg = self.cfg;
         for flag in &cfg.not_yet_acted_on {
-            warn!(
-                "--{} is accepted but not acted on by this build yet",
-                flag.replace('_', "-")
-            );
+            warn!("{}", flag.warning());
         }
         let creds = Credentials::inspected(cfg);
         let mut iconn = mysql::connect(&self.inspected, &creds).await?;

@@ -370,10 +370,10 @@ pub async fn sync_replica(primary: &Server, replica: &Server) -> Result<()> {
         .await?
         .unwrap_or_default();
     let mut r = replica.conn().await?;
-    let waited: Option<i64> = r
+    let waited: Option<Option<i64>> = r
         .exec_first("SELECT MASTER_GTID_WAIT(?, 60)", (pos.clone(),))
         .await?;
-    if waited != Some(0) {
+    if waited.flatten() != Some(0) {
         let status: Vec<mysql_async::Row> = r.query("SHOW SLAVE STATUS").await?;
         let err = status
             .first()

@@ -61,12 +61,18 @@ pub async fn definition(
     schema: &str,
     table: &str,
 ) -> Result<String, mysql_async::Error> {
-    let row: Option<(String, String)> = c
+    // Four columns for a view, two for a table; the text may quote a binary default as raw bytes.
+    let row: Option<mysql_async::Row> = c
         .query_first(format!("SHOW CREATE TABLE {}", qualified(schema, table)))
         .await?;
-    Ok(row
-        .map(|(_, create)| comparable_definition(&create, table))
-        .unwrap_or_default())
+    let create = row
+        .and_then(|r| r.get_opt::<Vec<u8>, _>(1))
+        .and_then(|v| v.ok())
+        .unwrap_or_default();
+    Ok(comparable_definition(
+        &String::from_utf8_lossy(&create),
+        table,
+    ))
 }
 
 /// The condition "rows `x` and `y` hold the same bytes in every one of `columns`".

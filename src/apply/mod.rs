@@ -436,6 +436,8 @@ mod tests {
                 name: "PRIMARY".into(),
                 unique: true,
                 columns: vec!["id".into()],
+                prefixes: vec![None],
+                functional: false,
             }],
         };
         let mut ghost = original.clone();
@@ -528,11 +530,15 @@ mod tests {
                     name: "PRIMARY".into(),
                     unique: true,
                     columns: vec!["id".into()],
+                    prefixes: vec![None],
+                    functional: false,
                 },
                 Index {
                     name: "v_uidx".into(),
                     unique: true,
                     columns: vec!["v".into()],
+                    prefixes: vec![None],
+                    functional: false,
                 },
             ],
         };

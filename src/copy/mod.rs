@@ -263,7 +263,8 @@ async fn copy_one(
             conn.exec_drop(query, chunk.params(lo_order, hi_order))
                 .await?;
             let copied = conn.affected_rows();
-            let warnings: Vec<(String, u32, String)> = if conn.get_warnings() > 0 {
+            // A message quotes the row's values, which need not be UTF-8 (a binary key).
+            let warnings: Vec<(Vec<u8>, u32, Vec<u8>)> = if conn.get_warnings() > 0 {
                 conn.query("SHOW WARNINGS").await?
             } else {
                 Vec::new()
@@ -275,6 +276,7 @@ async fn copy_one(
             Ok((copied, warnings)) => {
                 let mut skipped = 0;
                 for (_level, code, message) in warnings {
+                    let message = String::from_utf8_lossy(&message);
                     if !expected_warning(code, &message, &spec.tolerated_keys) {
                         let what = format!("{message} (warning {code})");
                         if !spec.allow_skipped_rows {

@@ -84,6 +84,16 @@ pub const CHECKS: &[Check] = &[
         run: table_exists,
     },
     Check {
+        name: "base-table",
+        phase: Phase::BeforeStart,
+        run: base_table,
+    },
+    Check {
+        name: "functional-key-parts",
+        phase: Phase::BeforeStart,
+        run: functional_key_parts,
+    },
+    Check {
         name: "table-engine",
         phase: Phase::BeforeStart,
         run: table_engine,
@@ -333,7 +343,7 @@ fn replica_server_id(f: &Facts, cfg: &Config) -> Outcome {
 }
 
 fn table_exists(f: &Facts, cfg: &Config) -> Outcome {
-    if f.table.is_some() {
+    if f.table.is_some() || f.table_type.is_some() {
         return Ok(());
     }
     Err(format!(
@@ -341,6 +351,46 @@ fn table_exists(f: &Facts, cfg: &Config) -> Outcome {
         crate::mysql::sql::quote_ident(&cfg.database),
         crate::mysql::sql::quote_ident(&cfg.table),
         f.inspected.endpoint
+    ))
+}
+
+/// `--table` names a base table, not a view, a sequence or a system-versioned table.
+fn base_table(f: &Facts, cfg: &Config) -> Outcome {
+    match f.table_type.as_deref() {
+        None | Some("BASE TABLE") => Ok(()),
+        Some(kind) => Err(format!(
+            "{}.{} is a {}, not a base table; wraith migrates base tables only",
+            crate::mysql::sql::quote_ident(&cfg.database),
+            crate::mysql::sql::quote_ident(&cfg.table),
+            if kind.ends_with("VERSIONED") {
+                format!("{kind} table")
+            } else {
+                kind.to_string()
+            }
+        )),
+    }
+}
+
+/// An index with a functional key part (MySQL 8) is built on a hidden column that
+/// `information_schema` does not show: wraith can neither key the copy by it nor trust the
+/// column list it reads.
+fn functional_key_parts(f: &Facts, _: &Config) -> Outcome {
+    let Some(table) = &f.table else {
+        return Ok(());
+    };
+    let functional: Vec<String> = table
+        .indexes
+        .iter()
+        .filter(|i| i.functional)
+        .map(|i| crate::mysql::sql::quote_ident(&i.name))
+        .collect();
+    if functional.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "index {} has a functional key part; wraith cannot copy by or recreate it yet. Drop it \
+         first (a separate ALTER) and add it back after the migration, or use gh-ost",
+        functional.join(", ")
     ))
 }
 
@@ -376,12 +426,14 @@ fn foreign_keys(f: &Facts, cfg: &Config) -> Outcome {
     Ok(())
 }
 
+/// The swap would leave the table's triggers on the old table; carrying them over
+/// (`--include-triggers`) is refused in `config` until it is implemented.
 fn triggers(f: &Facts, cfg: &Config) -> Outcome {
-    if f.triggers.is_empty() || cfg.flags.include_triggers {
+    if f.triggers.is_empty() {
         return Ok(());
     }
     Err(format!(
-        "table {} has triggers ({}); pass --include-triggers to carry them over to the new table, or drop them first",
+        "table {} has triggers ({}); wraith cannot carry triggers over to the new table yet: drop them first and recreate them after the swap, or use gh-ost with --include-triggers",
         crate::mysql::sql::quote_ident(&cfg.table),
         f.triggers.join(", ")
     ))
@@ -544,6 +596,7 @@ mod tests {
             inspected: server(),
             primary: server(),
             table: None,
+            table_type: None,
             child_foreign_keys: vec![],
             parent_foreign_keys: vec![],
             triggers: vec![],
@@ -610,14 +663,68 @@ mod tests {
     #[test]
     fn every_check_passes_on_a_healthy_setup() {
         let mut f = facts();
-        f.table = Some(crate::inspect::TableSchema {
+        f.table = Some(orders(vec![]));
+        f.table_type = Some("BASE TABLE".into());
+        assert_eq!(run(Phase::BeforeStart, &f, &config()), vec![]);
+    }
+
+    fn orders(indexes: Vec<crate::inspect::schema::Index>) -> crate::inspect::TableSchema {
+        crate::inspect::TableSchema {
             schema: "d".into(),
             name: "t".into(),
             engine: "InnoDB".into(),
             columns: vec![],
-            indexes: vec![],
-        });
-        assert_eq!(run(Phase::BeforeStart, &f, &config()), vec![]);
+            indexes,
+        }
+    }
+
+    #[test]
+    fn a_view_or_other_non_base_table_is_refused_by_name() {
+        let mut f = facts();
+        f.table_type = Some("VIEW".into());
+        assert_eq!(
+            table_exists(&f, &config()),
+            Ok(()),
+            "it exists, as something else"
+        );
+        assert_eq!(
+            base_table(&f, &config()).unwrap_err(),
+            "`d`.`t` is a VIEW, not a base table; wraith migrates base tables only"
+        );
+        f.table_type = Some("SYSTEM VERSIONED".into());
+        assert!(base_table(&f, &config())
+            .unwrap_err()
+            .contains("is a SYSTEM VERSIONED table, not a base table"));
+        f.table_type = Some("BASE TABLE".into());
+        assert_eq!(base_table(&f, &config()), Ok(()));
+        f.table_type = None;
+        assert_eq!(base_table(&f, &config()), Ok(()));
+        assert!(table_exists(&f, &config())
+            .unwrap_err()
+            .contains("does not exist"));
+    }
+
+    #[test]
+    fn an_index_with_a_functional_key_part_is_refused_by_name() {
+        use crate::inspect::schema::{indexes_from_statistics, StatisticsRow};
+        let rows: Vec<StatisticsRow> = vec![
+            ("PRIMARY".into(), 0, Some("id".into()), None),
+            ("lower_email".into(), 1, None, None),
+        ];
+        let mut f = facts();
+        f.table = Some(orders(indexes_from_statistics(rows)));
+        assert_eq!(
+            functional_key_parts(&f, &config()).unwrap_err(),
+            "index `lower_email` has a functional key part; wraith cannot copy by or recreate it \
+             yet. Drop it first (a separate ALTER) and add it back after the migration, or use gh-ost"
+        );
+        f.table = Some(orders(indexes_from_statistics(vec![(
+            "PRIMARY".into(),
+            0,
+            Some("id".into()),
+            None,
+        )])));
+        assert_eq!(functional_key_parts(&f, &config()), Ok(()));
     }
 
     fn lines(v: &[&str]) -> Vec<String> {

@@ -62,7 +62,12 @@ impl ServerFacts {
         } else {
             String::new()
         };
-        let grant_lines: Vec<String> = conn.query("SHOW GRANTS FOR CURRENT_USER()").await?;
+        let grant_lines: Vec<String> = conn
+            .query::<Vec<u8>, _>("SHOW GRANTS FOR CURRENT_USER()")
+            .await?
+            .iter()
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .collect();
         Ok(ServerFacts {
             endpoint: endpoint.clone(),
             flavor,
@@ -85,8 +90,11 @@ pub struct Facts {
     pub inspected: ServerFacts,
     /// The server the ghost table is written on (the same one with `--allow-on-master`).
     pub primary: ServerFacts,
-    /// The original table, as the inspected server has it.
+    /// The original table, as the inspected server has it (`None` unless a base table).
     pub table: Option<TableSchema>,
+    /// `TABLE_TYPE` of whatever `--table` names (`BASE TABLE`, `VIEW`, `SEQUENCE`, `SYSTEM
+    /// VERSIONED` ...); `None` when nothing has that name.
+    pub table_type: Option<String>,
     pub child_foreign_keys: Vec<String>,
     pub parent_foreign_keys: Vec<String>,
     pub triggers: Vec<String>,
@@ -172,12 +180,17 @@ pub async fn gather(
         }
         found
     };
-    let table_bytes: Option<u64> = iconn
-        .exec_first(
-            "SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+    // DATA_LENGTH and INDEX_LENGTH are NULL for a view.
+    let (table_type, table_bytes) = match iconn
+        .exec_first::<(String, Option<u64>), _, _>(
+            "SELECT TABLE_TYPE, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (db, &cfg.table),
         )
-        .await?;
+        .await?
+    {
+        Some((kind, bytes)) => (Some(kind), bytes),
+        None => (None, None),
+    };
     let primary_free_bytes = match pconn.as_deref_mut() {
         Some(c) => free_bytes(c, &primary_facts.endpoint).await,
         None => free_bytes(iconn, &primary_facts.endpoint).await,
@@ -209,6 +222,7 @@ pub async fn gather(
         inspected: inspected_facts,
         primary: primary_facts,
         table,
+        table_type,
         child_foreign_keys,
         parent_foreign_keys,
         triggers,
@@ -223,15 +237,21 @@ pub async fn gather(
 /// Free bytes under the server's data directory: from MariaDB's `information_schema.DISKS` when
 /// that plugin is active, else from `statvfs` when the server runs on this host.
 async fn free_bytes(conn: &mut Conn, endpoint: &Endpoint) -> Option<u64> {
-    let datadir: String = conn.query_first("SELECT @@datadir").await.ok().flatten()?;
+    // Paths are bytes: a directory name need not be UTF-8.
+    let datadir: Vec<u8> = conn
+        .query_first::<Option<Vec<u8>>, _>("SELECT @@datadir")
+        .await
+        .ok()
+        .flatten()
+        .flatten()?;
     // DISKS: (Disk, Path, Total, Used, Available) in KiB; the longest mount path holding datadir.
     if let Ok(rows) = conn
-        .query::<(String, u64), _>("SELECT Path, Available FROM information_schema.DISKS")
+        .query::<(Vec<u8>, Option<u64>), _>("SELECT Path, Available FROM information_schema.DISKS")
         .await
     {
-        if let Some((_, kib)) = rows
+        if let Some((_, Some(kib))) = rows
             .into_iter()
-            .filter(|(path, _)| datadir.starts_with(path.as_str()))
+            .filter(|(path, _)| datadir.starts_with(path))
             .max_by_key(|(path, _)| path.len())
         {
             return Some(kib * 1024);

@@ -89,7 +89,12 @@ pub fn build(
         .map(|g| g.name.clone())
         .collect();
 
-    let unique: Vec<&Index> = original.indexes.iter().filter(|i| i.unique).collect();
+    // An index with a functional key part is not described by its columns: never a key.
+    let unique: Vec<&Index> = original
+        .indexes
+        .iter()
+        .filter(|i| i.unique && !i.functional)
+        .collect();
     if unique.is_empty() {
         return Err(PlanError::NoUniqueKey(String::new()));
     }
@@ -111,6 +116,8 @@ pub fn build(
             .all(|c| columns.iter().any(|m| m.original.eq_ignore_ascii_case(c)));
         let ghost_has = ghost.indexes.iter().any(|g| {
             g.unique
+                && !g.functional
+                && g.prefixes == key.prefixes
                 && g.columns.len() == mapped.len()
                 && g.columns
                     .iter()
@@ -148,8 +155,8 @@ pub fn build(
 }
 
 impl Plan {
-    /// Unique keys the ghost table shares with the original (the same columns, by mapping), as
-    /// (original index, ghost index). The original never holds a value of one of them twice, so
+    /// Unique keys the ghost table shares with the original (the same columns, by mapping, and
+    /// the same prefix lengths), as (original index, ghost index). The original never holds a value of one of them twice, so
     /// a duplicate on one in the ghost table is a row not yet brought up to date, and a later
     /// binlog event rewrites it. A unique key that only the ghost table has is not here.
     pub fn shared_unique_keys(&self) -> Vec<(&Index, &Index)> {
@@ -162,13 +169,15 @@ impl Plan {
         self.ghost
             .indexes
             .iter()
-            .filter(|g| g.unique)
+            .filter(|g| g.unique && !g.functional)
             .filter_map(|g| {
                 let mapped: Option<Vec<&str>> =
                     g.columns.iter().map(|c| original_name(c)).collect();
                 let mapped = mapped?;
                 let o = self.original.indexes.iter().find(|o| {
                     o.unique
+                        && !o.functional
+                        && o.prefixes == g.prefixes
                         && o.columns.len() == mapped.len()
                         && o.columns
                             .iter()
@@ -212,6 +221,8 @@ mod tests {
             name: name.into(),
             unique: true,
             columns: cols.iter().map(|c| c.to_string()).collect(),
+            prefixes: vec![None; cols.len()],
+            functional: false,
         }
     }
 
@@ -312,6 +323,37 @@ mod tests {
             "n"
         );
         ghost.indexes.clear();
+        assert!(matches!(
+            build(&orig, &ghost, &[], false, false),
+            Err(PlanError::NoSharedKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_unique_key_on_a_prefix_is_not_the_same_key_as_one_on_the_whole_column() {
+        let orig = table(
+            vec![col("id", false), col("b", false)],
+            vec![idx("PRIMARY", &["id"]), idx("b_uidx", &["b"])],
+        );
+        let mut ghost = orig.clone();
+        let mut prefix = idx("b4_uidx", &["b"]);
+        prefix.prefixes = vec![Some(4)];
+        ghost.indexes.push(prefix);
+        let plan = build(&orig, &ghost, &[], false, false).unwrap();
+        let names: Vec<&str> = plan
+            .shared_unique_keys()
+            .iter()
+            .map(|(_, g)| g.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["PRIMARY", "b_uidx"],
+            "a duplicate on b(4) in the ghost table is a row the new table cannot hold"
+        );
+        // Keyed only by the prefix in the ghost table, the table has no shared key.
+        let orig = table(vec![col("b", false)], vec![idx("PRIMARY", &["b"])]);
+        let mut ghost = orig.clone();
+        ghost.indexes[0].prefixes = vec![Some(4)];
         assert!(matches!(
             build(&orig, &ghost, &[], false, false),
             Err(PlanError::NoSharedKey(_))

@@ -28,7 +28,14 @@ pub struct Column {
 pub struct Index {
     pub name: String,
     pub unique: bool,
+    /// The columns of its key parts, in order; a functional key part has none.
     pub columns: Vec<String>,
+    /// For each of `columns`, the length of the prefix indexed (`SUB_PART`), `None` for the
+    /// whole value: a unique key on `b(4)` is a stricter constraint than one on `b`.
+    pub prefixes: Vec<Option<u64>>,
+    /// Some key part is an expression, not a column (MySQL 8 functional key parts): `columns`
+    /// does not describe the index, which is never used as a key.
+    pub functional: bool,
 }
 
 impl Index {
@@ -79,14 +86,16 @@ impl TableSchema {
         if kind != "BASE TABLE" {
             return Ok(None);
         }
+        // Read as nullable where MySQL 8's information_schema views declare a column nullable,
+        // so an odd row becomes an odd value here instead of a panic in the row conversion.
         type ColumnRow = (
             String,
-            String,
-            String,
-            String,
             Option<String>,
             Option<String>,
-            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
             Option<u64>,
             Option<u64>,
         );
@@ -112,6 +121,11 @@ impl TableSchema {
                     max_length,
                     fsp,
                 )| {
+                    let (data_type, column_type, extra) = (
+                        data_type.unwrap_or_default(),
+                        column_type.unwrap_or_default(),
+                        extra.unwrap_or_default(),
+                    );
                     let info = ColumnInfo::from_information_schema(
                         &name,
                         &data_type,
@@ -125,7 +139,7 @@ impl TableSchema {
                         name,
                         data_type: data_type.to_ascii_lowercase(),
                         column_type: column_type.to_ascii_lowercase(),
-                        nullable: nullable == "YES",
+                        nullable: nullable.as_deref() == Some("YES"),
                         charset,
                         collation,
                         generated: info.generated,
@@ -134,24 +148,14 @@ impl TableSchema {
                 },
             )
             .collect();
-        let index_rows: Vec<(String, i64, String)> = conn
+        let index_rows: Vec<StatisticsRow> = conn
             .exec(
-                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
                 (schema, table),
             )
             .await?;
-        let mut indexes: Vec<Index> = Vec::new();
-        for (name, non_unique, column) in index_rows {
-            match indexes.last_mut() {
-                Some(last) if last.name == name => last.columns.push(column),
-                _ => indexes.push(Index {
-                    name,
-                    unique: non_unique == 0,
-                    columns: vec![column],
-                }),
-            }
-        }
+        let indexes = indexes_from_statistics(index_rows);
         Ok(Some(TableSchema {
             schema: schema.to_string(),
             name: table.to_string(),
@@ -159,5 +163,78 @@ impl TableSchema {
             columns,
             indexes,
         }))
+    }
+}
+
+/// One row of `information_schema.STATISTICS`: `INDEX_NAME`, `NON_UNIQUE`, `COLUMN_NAME`,
+/// `SUB_PART`. `COLUMN_NAME` is NULL for a functional key part (MySQL 8, where `EXPRESSION`
+/// holds it); `SUB_PART` is NULL unless only a prefix of the column is indexed.
+pub type StatisticsRow = (String, i64, Option<String>, Option<u64>);
+
+/// Groups key parts, in index and `SEQ_IN_INDEX` order, into indexes.
+pub fn indexes_from_statistics(rows: Vec<StatisticsRow>) -> Vec<Index> {
+    let mut indexes: Vec<Index> = Vec::new();
+    for (name, non_unique, column, prefix) in rows {
+        let index = match indexes.last_mut() {
+            Some(last) if last.name == name => last,
+            _ => {
+                indexes.push(Index {
+                    name,
+                    unique: non_unique == 0,
+                    columns: Vec::new(),
+                    prefixes: Vec::new(),
+                    functional: false,
+                });
+                indexes.last_mut().expect("just pushed")
+            }
+        };
+        match column {
+            Some(c) => {
+                index.columns.push(c);
+                index.prefixes.push(prefix);
+            }
+            None => index.functional = true,
+        }
+    }
+    indexes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(index: &str, non_unique: i64, column: Option<&str>) -> StatisticsRow {
+        (index.into(), non_unique, column.map(str::to_string), None)
+    }
+
+    #[test]
+    fn key_parts_group_into_indexes_in_order() {
+        let indexes = indexes_from_statistics(vec![
+            part("PRIMARY", 0, Some("id")),
+            part("ab", 1, Some("a")),
+            ("ab".into(), 1, Some("b".into()), Some(4)),
+        ]);
+        assert_eq!(indexes.len(), 2);
+        assert!(indexes[0].is_primary() && indexes[0].unique);
+        assert_eq!(indexes[1].columns, vec!["a", "b"]);
+        assert_eq!(indexes[1].prefixes, vec![None, Some(4)]);
+        assert!(!indexes[1].unique && !indexes[1].functional);
+    }
+
+    #[test]
+    fn a_functional_key_part_marks_its_index_instead_of_failing() {
+        // MySQL 8: UNIQUE KEY u (a, (b + 1)) has a key part whose COLUMN_NAME is NULL.
+        let indexes = indexes_from_statistics(vec![
+            part("PRIMARY", 0, Some("id")),
+            part("u", 0, Some("a")),
+            part("u", 0, None),
+            part("x", 1, None),
+        ]);
+        assert!(!indexes[0].functional);
+        assert_eq!(
+            (indexes[1].columns.clone(), indexes[1].functional),
+            (vec!["a".to_string()], true)
+        );
+        assert_eq!((indexes[2].columns.len(), indexes[2].functional), (0, true));
     }
 }

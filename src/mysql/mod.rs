@@ -238,8 +238,12 @@ pub fn failure(e: &mysql_async::Error) -> Failure {
 
 /// Reads one global/session variable as text (`None` when the server has no such variable).
 pub async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, mysql_async::Error> {
-    let rows: Vec<(String, Option<String>)> = conn
+    let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = conn
         .exec("SHOW GLOBAL VARIABLES WHERE Variable_name = ?", (name,))
         .await?;
-    Ok(rows.into_iter().next().and_then(|(_, v)| v))
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|(_, v)| v)
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }

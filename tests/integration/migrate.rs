@@ -353,6 +353,41 @@ pub(crate) fn small_values(r: &mut Rng) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Index shapes beyond plain columns: an index on a virtual generated column (and one mixing it
+/// with a stored one), a prefix index, a descending index, and an invisible column (MariaDB).
+const ODD_INDEXES: &str = "CREATE TABLE t (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL,
+  h INT NOT NULL DEFAULT 7 INVISIBLE,
+  v INT AS (a * 2) VIRTUAL,
+  s VARCHAR(40) AS (CONCAT(b, '!')) STORED,
+  KEY v_idx (v), KEY vs_idx (v, s(4)), KEY b_prefix (b(4)), KEY a_desc (a DESC, id)
+) ENGINE=InnoDB";
+
+fn odd_index_values(r: &mut Rng) -> Vec<(&'static str, String)> {
+    let mut v = small_values(r);
+    v.push(("h", r.below(100).to_string()));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn virtual_prefix_and_descending_indexes_and_invisible_columns_migrate_under_writes() {
+    let schema = harness::fresh_schema("odd_indexes").await;
+    let alter = "ADD COLUMN d INT NOT NULL DEFAULT 0, ADD INDEX vd_idx (v, d), DROP INDEX b_prefix";
+    setup(
+        &schema,
+        ODD_INDEXES,
+        alter,
+        20_000,
+        &["id", "a", "b", "c", "h"],
+        odd_index_values,
+    )
+    .await;
+    let (log, _) = migrate_under_writes(&schema, alter, odd_index_values, 2, &[]).await;
+    assert!(!log.contains("panicked"), "{log}");
+    assert_migrated(&schema, &["id"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() {
     let schema = harness::fresh_schema("swap_fire").await;
@@ -487,6 +522,39 @@ async fn adding_a_unique_key_over_duplicate_data_fails_and_leaves_the_table_inta
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("Duplicate entry") && err.contains("a_uidx"),
+        "{err}"
+    );
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["t"]);
+    assert_eq!(
+        harness::table_checksum(&servers().primary, &schema, "t").await,
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adding_a_prefix_unique_key_over_rows_sharing_the_prefix_fails_and_leaves_the_table_intact()
+{
+    let schema = harness::fresh_schema("dup_prefix").await;
+    primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, b VARCHAR(32) NOT NULL, UNIQUE KEY b_uidx (b)) ENGINE=InnoDB",
+            "INSERT INTO t SELECT seq, CONCAT('same', seq) FROM seq_1_to_1000",
+        ],
+    )
+    .await;
+    let before = harness::table_checksum(&servers().primary, &schema, "t").await;
+    let out = run_wraith(&migrate_args(
+        &schema,
+        "t",
+        "ADD UNIQUE KEY b4_uidx (b(4))",
+        &[],
+    ))
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("Duplicate entry") && err.contains("b4_uidx"),
         "{err}"
     );
     assert_eq!(tables(&servers().primary, &schema).await, vec!["t"]);

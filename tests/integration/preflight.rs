@@ -53,6 +53,7 @@ async fn assert_refused(
         !out.status.success(),
         "wraith should have refused; it said:\n{err}"
     );
+    assert!(!err.contains("panicked"), "wraith panicked:\n{err}");
     assert!(
         err.contains(expected),
         "expected `{expected}` in the error; wraith said:\n{err}"
@@ -696,4 +697,135 @@ async fn a_table_name_too_long_for_its_helper_tables_is_refused_naming_the_limit
         "64-character limit",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_view_named_as_the_table_is_refused_as_not_a_base_table() {
+    let schema = orders_schema(
+        "view",
+        &["CREATE VIEW v AS SELECT id, customer, amount FROM orders"],
+    )
+    .await;
+    assert_refused(
+        &servers().replica,
+        &schema,
+        "v",
+        "ADD COLUMN c INT",
+        &[],
+        "is a VIEW, not a base table",
+    )
+    .await;
+}
+
+/// Flags that narrow what may happen (where to run, when to stop, what to throttle on, what
+/// operators can rely on) that this build cannot honour, each as a script would pass it.
+const REFUSED: &[&[&str]] = &[
+    &["--test-on-replica"],
+    &["--test-on-replica-skip-replica-stop"],
+    &["--migrate-on-replica"],
+    &["--checkpoint"],
+    &["--resume"],
+    &["--revert"],
+    &["--old-table=_t_del"],
+    &["--max-load=Threads_running=1000"],
+    &["--critical-load=Threads_running=2000"],
+    &["--throttle-query=SELECT 0"],
+    &["--throttle-http=http://127.0.0.1:1/"],
+    &["--throttle-control-replicas=127.0.0.1:3306"],
+    &["--panic-flag-file=/tmp/wraith-test-panic-never-created"],
+    &["--serve-socket-file=/tmp/wraith-test-refused.sock"],
+    &["--serve-tcp-port=9001"],
+    &["--force-named-cut-over"],
+    &["--force-named-panic"],
+    &["--hooks-path=/tmp"],
+    &["--include-triggers"],
+    &["--trigger-suffix=_x"],
+    &["--remove-trigger-suffix-if-exists"],
+    &["--attempt-instant-ddl"],
+    &["--analyze-ghost-table-before-cutover"],
+    &["--panic-on-warnings", "--skip-strict-mode"],
+];
+
+/// `t` with three rows, on the primary and the replica.
+async fn refused_flags_schema() -> String {
+    let schema = harness::fresh_schema("refused_flags").await;
+    primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v INT) ENGINE=InnoDB",
+            "INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)",
+        ],
+    )
+    .await;
+    schema
+}
+
+#[tokio::test]
+async fn flags_this_build_cannot_honour_are_refused_before_anything_is_touched() {
+    for n in wraith::config::NOT_IMPLEMENTED {
+        if n.handling == wraith::config::Handling::Refused {
+            let flag = format!("--{}", n.flag);
+            assert!(
+                REFUSED
+                    .iter()
+                    .any(|case| case[0].split('=').next() == Some(&flag)),
+                "{flag} is refused but not tried here: add it to REFUSED"
+            );
+        }
+    }
+    let s = servers();
+    let mut schema = refused_flags_schema().await;
+    let before = table_checksum(&s.primary, &schema, "t").await;
+    let mut problems = Vec::new();
+    for case in REFUSED {
+        let flag = case[0].split('=').next().unwrap();
+        let mut a = harness::migrate_args(&schema, "t", "ADD COLUMN c INT", &[]);
+        a.extend(case.iter().map(|s| s.to_string()));
+        let out = run_wraith(&a).await;
+        let err = stderr(&out);
+        let last = err.lines().last().unwrap_or_default().to_string();
+        if out.status.success() {
+            problems.push(format!("{flag}: exit 0, last line: {last}"));
+        } else if err.contains("panicked") {
+            problems.push(format!("{flag}: panicked: {err}"));
+        } else if !err.contains(&format!("{flag} is not implemented")) {
+            problems.push(format!("{flag}: refused for another reason: {last}"));
+        }
+        for endpoint in [&s.primary, &s.replica] {
+            let now = tables(endpoint, &schema).await;
+            if now != vec!["t"] || table_checksum(endpoint, &schema, "t").await != before {
+                problems.push(format!(
+                    "{flag}: the servers changed ({}:{} holds {now:?})",
+                    endpoint.host, endpoint.port
+                ));
+            }
+        }
+        if tables(&s.primary, &schema).await != vec!["t"] {
+            schema = refused_flags_schema().await;
+        }
+    }
+    // Refused before connecting: a server that cannot be reached is never tried.
+    let closed = harness::ClosedPort::new();
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port: closed.port,
+        user: "root".into(),
+        password: String::new(),
+    };
+    let out = run_wraith(&args(
+        &endpoint,
+        "d",
+        "t",
+        "ADD COLUMN c INT",
+        &["--test-on-replica", "--execute"],
+    ))
+    .await;
+    let err = stderr(&out);
+    if out.status.success() || !err.contains("--test-on-replica is not implemented") {
+        problems.push(format!(
+            "--test-on-replica with no server to reach: {}",
+            err.lines().last().unwrap_or_default()
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
