@@ -4,7 +4,8 @@
 //! point the ids of the connections the cut-over holds. Out: at the named point, the action:
 //! `kill-lock`, `kill-rename`, `kill-proof` (`KILL CONNECTION` of the connection that holds the
 //! lock, issues the RENAME, or writes the marker and reads the proof), `sigkill`, `sigterm` (the
-//! signal to wraith itself), or `fail` (the step returns an error), once per process. Points are named in
+//! signal to wraith itself), or `fail` (the step returns an error), once per process; or
+//! `panic` at a point of [`panic_at`] (`apply:batch`, each batch the apply loop applies). Points are named in
 //! `src/cutover.rs` (`atomic:locked`, `two-step:unlocked`, ...). Invariant: without the variable,
 //! or in a release build, [`hit`] does nothing.
 
@@ -40,6 +41,16 @@ fn configured() -> Option<&'static (String, String)> {
 /// True when a failpoint is configured (so the cut-over reads the ids [`hit`] needs).
 pub fn armed() -> bool {
     configured().is_some()
+}
+
+/// Panics if `point` is configured with the action `panic` (for points in code that cannot
+/// await, such as the apply loop's batches).
+pub fn panic_at(point: &str) {
+    if let Some((at, action)) = configured() {
+        if at == point && action == "panic" {
+            panic!("failpoint {point}: panic");
+        }
+    }
 }
 
 /// Runs the configured action if `point` is the configured point. `Err` for `fail`.

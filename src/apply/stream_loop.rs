@@ -215,6 +215,7 @@ async fn flush(
     if pending.is_empty() {
         return Ok(());
     }
+    crate::failpoint::panic_at("apply:batch");
     applier.apply(pending).await?;
     let rows: u64 = pending.iter().map(|e| e.rows.len() as u64).sum();
     progress

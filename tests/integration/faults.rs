@@ -402,3 +402,36 @@ async fn a_signal_while_the_cut_over_is_postponed_stops_cleanly() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panic_in_the_apply_loop_stops_the_run_and_cleans_up() {
+    let schema = harness::fresh_schema("fault_panic").await;
+    setup(&schema, SMALL, ALTER, 500, &SMALL_COLUMNS, small_values).await;
+    let primary = &servers().primary;
+    let writers = Writers::start(
+        primary,
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+    )
+    .await;
+    let args = migrate_args(&schema, "t", ALTER, &[]);
+    let out = Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "apply:batch:panic")])
+        .finish(Duration::from_secs(60))
+        .await;
+    let stats = writers.stop().await;
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("apply loop panicked"), "{log}");
+    assert!(log.contains("untouched"), "{log}");
+    assert_eq!(comment(&schema).await.as_deref(), Some(""), "{log}");
+    let (count, _) = differences(primary, &schema, "t", "mirror", &["id"]).await;
+    assert_eq!(count, 0, "{log}");
+    let left = tables(primary, &schema).await;
+    assert!(
+        left.iter().all(|t| t == "t" || t == "mirror"),
+        "tables left: {left:?}\n{log}"
+    );
+    eprintln!("panic in the apply loop: writers {}", stats.summary());
+}
