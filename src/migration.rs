@@ -25,6 +25,7 @@ use crate::config::{Config, CutOverMode};
 use crate::copy::{self, CopySpec};
 use crate::cutover::{self, CutOverError, CutOverSpec};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
+use crate::mysql::names::NameCase;
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
 use crate::throttle::{self, Gate, ThrottleSettings};
@@ -268,7 +269,13 @@ impl Run<'_> {
             .rows_estimate
             .store(row_estimate, Ordering::Relaxed);
         let (control, status) = self
-            .start_data_path(&mut iconn, &flavor, &plan, &progress)
+            .start_data_path(
+                &mut iconn,
+                &flavor,
+                facts.inspected.name_case,
+                &plan,
+                &progress,
+            )
             .await?;
         progress.copy_started.get_or_init(Instant::now);
         self.copy(&plan, &progress).await?;
@@ -355,10 +362,12 @@ impl Run<'_> {
 
     /// Starts the streamer (from the inspected server's current position), the apply loop, the
     /// heartbeat, the throttler and the status line. Returns the apply loop's control and status.
+    /// `names`: how the inspected server compares names.
     async fn start_data_path(
         &mut self,
         iconn: &mut Conn,
         flavor: &Flavor,
+        names: NameCase,
         plan: &Plan,
         progress: &Arc<Progress>,
     ) -> Result<(watch::Sender<Control>, watch::Receiver<LoopStatus>), MigrationError> {
@@ -415,6 +424,7 @@ impl Run<'_> {
         } else {
             stream_config.max_reconnects = 60;
         }
+        stream_config.name_case = names;
         let streamer = Streamer::start(stream_config, watched, self.tasks_cancel.clone());
 
         let strict = !cfg.flags.skip_strict_mode;
@@ -430,6 +440,7 @@ impl Run<'_> {
             schema: db.to_string(),
             original: cfg.table.clone(),
             changelog: cfg.changelog_table(),
+            names,
             batch_size: cfg.flags.dml_batch_size as usize,
         };
         let (loop_progress, loop_cancel, run_cancel) = (

@@ -8,6 +8,7 @@ mod cli;
 mod compare;
 mod harness;
 mod migrate;
+mod names;
 mod preflight;
 mod shapes;
 mod writers;
