@@ -24,6 +24,7 @@ use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedT
 use crate::changelog::Changelog;
 use crate::config::Config;
 use crate::inspect::{Plan, TableSchema};
+use crate::mysql::names::NameCase;
 use crate::mysql::{self, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
 use crate::throttle::{self, Gate, ThrottleSettings};
@@ -59,6 +60,8 @@ pub struct Servers<'a> {
     pub inspected: &'a Endpoint,
     pub primary: &'a Endpoint,
     pub flavor: &'a Flavor,
+    /// How the inspected server compares table names (`lower_case_table_names`).
+    pub names: NameCase,
 }
 
 impl DataPath {
@@ -114,6 +117,7 @@ impl DataPath {
         } else {
             60
         };
+        stream_config.name_case = servers.names;
         let streamer = Streamer::start(stream_config, watched, cancel.clone());
 
         let pcreds = Credentials::primary(cfg);
@@ -135,6 +139,7 @@ impl DataPath {
             schema: db.to_string(),
             original: cfg.table.clone(),
             changelog: cfg.changelog_table(),
+            names: servers.names,
             batch_size: cfg.flags.dml_batch_size as usize,
         };
         let (loop_progress, loop_cancel) = (progress.clone(), cancel.clone());

@@ -291,6 +291,7 @@ impl Run<'_> {
             inspected: &self.inspected,
             primary: &self.primary,
             flavor: &flavor,
+            names: facts.inspected.name_case,
         };
         self.path = Some(
             DataPath::start(

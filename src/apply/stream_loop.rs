@@ -6,7 +6,8 @@
 //! marker is reported applied only once every event before it has been applied; after it, events
 //! of the original table are held, not applied, until the swap is seen in the binlog (held events
 //! are writes the swap would lose) or the coordinator resumes after an aborted cut-over. DDL on
-//! the original table by anyone else stops the migration.
+//! the original table by anyone else stops the migration. Tables are recognised by name as the
+//! server compares names ([`NameCase`]), in statements as [`Statement`] reads them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Applier, ApplyError};
-use crate::binlog::{RowEvent, StreamError, StreamItem, Streamer};
+use crate::binlog::{RowEvent, Statement, StreamError, StreamItem, Streamer, Touch};
 use crate::changelog::Entry;
+use crate::mysql::names::NameCase;
 use crate::progress::Progress;
 
 /// What the coordinator tells the apply loop.
@@ -58,40 +60,16 @@ pub struct LoopSpec {
     pub schema: String,
     pub original: String,
     pub changelog: String,
+    /// How the streamed server compares names (its `lower_case_table_names`).
+    pub names: NameCase,
     pub batch_size: usize,
 }
 
-/// True when `query`, run with default schema `default_schema`, names `schema`.`table`
-/// (qualified, or unqualified in that default schema).
-fn mentions_table(query: &str, default_schema: &str, schema: &str, table: &str) -> bool {
-    // Identifiers and dots, quotes stripped: `db`.`t` -> db . t
-    let mut words: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for ch in query.chars() {
-        if ch.is_alphanumeric() || ch == '_' || ch == '$' {
-            current.push(ch);
-        } else {
-            if !current.is_empty() {
-                words.push(std::mem::take(&mut current));
-            }
-            if ch == '.' {
-                words.push(".".into());
-            }
-        }
+impl LoopSpec {
+    /// `schema`.`table` (as the binlog names it) is the table named `name` here.
+    fn is(&self, schema: &str, table: &str, name: &str) -> bool {
+        self.names.same(schema, &self.schema) && self.names.same(table, name)
     }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words.iter().enumerate().any(|(i, w)| {
-        if !w.eq_ignore_ascii_case(table) {
-            return false;
-        }
-        let qualifier = (i >= 2 && words[i - 1] == ".").then(|| words[i - 2].as_str());
-        match qualifier {
-            Some(db) => db.eq_ignore_ascii_case(schema),
-            None => default_schema.eq_ignore_ascii_case(schema),
-        }
-    })
 }
 
 /// Consumes the binlog stream: applies row events of the original table in batches, reads the
@@ -144,9 +122,7 @@ pub async fn run_loop(
             });
         };
         match item {
-            StreamItem::Rows(event)
-                if event.table == spec.original && event.schema == spec.schema =>
-            {
+            StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.original) => {
                 if holding.is_some() {
                     held.push(event);
                     status.send_modify(|s| s.held_after_marker = held.len());
@@ -154,9 +130,7 @@ pub async fn run_loop(
                     pending.push(event);
                 }
             }
-            StreamItem::Rows(event)
-                if event.table == spec.changelog && event.schema == spec.schema =>
-            {
+            StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.changelog) => {
                 for (_, after) in &event.rows {
                     match after.as_deref().and_then(Entry::read) {
                         Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
@@ -177,14 +151,22 @@ pub async fn run_loop(
                 }
             }
             StreamItem::Rows(_) => {}
-            StreamItem::Statement { schema, query, .. } => {
-                if mentions_table(&query, &schema, &spec.schema, &spec.original) {
-                    let ours = query.contains("/* wraith */");
-                    if holding.is_some() && ours && query.to_ascii_uppercase().contains("RENAME") {
+            StreamItem::Statement {
+                schema,
+                query,
+                sql_mode,
+                ..
+            } => {
+                let statement = Statement::read(&query, sql_mode);
+                match statement.touch(&schema, &spec.schema, &spec.original, spec.names) {
+                    None | Some(Touch::Reads) => {}
+                    // wraith's swap: the original renamed away after the marker.
+                    Some(Touch::RenamesAway) if statement.tagged && holding.is_some() => {
                         status.send_modify(|s| s.rename_seen = true);
                         break Ok(());
                     }
-                    if !ours {
+                    Some(_) if statement.tagged => {}
+                    Some(_) => {
                         break Err(LoopError::ForeignDdl(query.chars().take(200).collect()));
                     }
                 }
@@ -223,39 +205,4 @@ async fn flush(
         .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
     pending.clear();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mentions_table;
-
-    #[test]
-    fn ddl_is_matched_to_the_table_by_schema_and_name() {
-        assert!(mentions_table("ALTER TABLE t ADD c INT", "d", "d", "t"));
-        assert!(mentions_table(
-            "alter table `d`.`T` add c int",
-            "other",
-            "d",
-            "t"
-        ));
-        assert!(!mentions_table(
-            "ALTER TABLE `e`.`t` ADD c INT",
-            "d",
-            "d",
-            "t"
-        ));
-        assert!(!mentions_table("ALTER TABLE t ADD c INT", "e", "d", "t"));
-        assert!(!mentions_table(
-            "CREATE TABLE `_t_gho` LIKE `x`",
-            "d",
-            "d",
-            "t"
-        ));
-        assert!(mentions_table(
-            "RENAME TABLE `d`.`t` TO `d`.`_t_del`",
-            "",
-            "d",
-            "t"
-        ));
-    }
 }

@@ -8,15 +8,18 @@
 //! - [`value`]: row images to [`Cell`]s and cells to SQL literals (the one place that does so).
 //! - [`json`]: MySQL's binary JSON.
 //! - [`stream`]: the streamer: connection, positions, GTIDs, reconnects.
+//! - [`statement`]: which tables a statement logged as text (DDL) touches, and how.
 //!
 //! Invariants owned here: every change to a followed table after the start position is handed out
 //! exactly once, in binlog order, even across reconnects; and every value is decoded exactly
 //! (see [`value`]).
 
 pub mod json;
+pub mod statement;
 pub mod stream;
 pub mod value;
 
+pub use statement::{Statement, Touch};
 pub use stream::{
     BinlogPosition, Boundary, Flavor, RowEvent, StreamConfig, StreamError, StreamItem, Streamer,
     WatchedTable,

@@ -4,7 +4,8 @@
 //! In: [`StreamConfig`] (where to connect, the replica server id, the start position, channel
 //! depth, reconnect policy), the [`WatchedTable`]s with their columns, and a
 //! [`CancellationToken`]. Out: [`StreamItem`]s on a bounded channel, in binlog order: the rows
-//! events of watched tables ([`RowEvent`]), DDL statements, and transaction boundaries
+//! events of watched tables ([`RowEvent`]; watched names are compared under the server's
+//! [`NameCase`]), DDL statements, and transaction boundaries
 //! ([`StreamItem::Commit`]) whose positions are safe places to resume from. Rows events of every
 //! other table are skipped by table id without decoding their rows.
 //!
@@ -27,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{
-    Event, EventData, GtidEvent, QueryEvent, RotateEvent, TableMapEvent, XidEvent,
+    Event, EventData, GtidEvent, QueryEvent, RotateEvent, StatusVarVal, TableMapEvent, XidEvent,
 };
+use mysql_async::binlog::StatusVarKey;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use thiserror::Error;
@@ -37,6 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::value::{ColumnInfo, DecodeError, RowImages, RowKind, TableDecoder};
+use crate::mysql::names::NameCase;
 
 /// A place in a server's binary log: a file and a byte offset in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -110,6 +113,9 @@ pub struct StreamConfig {
     /// A boundary of a transaction that touched no watched table is handed out at most this often
     /// (so consumers see progress without one item per foreign transaction).
     pub progress_interval: Duration,
+    /// How the server compares names (`lower_case_table_names`): a table map's schema and table
+    /// are matched with the [`WatchedTable`]s under it.
+    pub name_case: NameCase,
 }
 
 impl StreamConfig {
@@ -124,6 +130,7 @@ impl StreamConfig {
             reconnect_delay: Duration::from_secs(1),
             heartbeat: Duration::from_secs(2),
             progress_interval: Duration::from_secs(1),
+            name_case: NameCase::Exact,
         }
     }
 }
@@ -166,6 +173,9 @@ pub enum StreamItem {
     Statement {
         schema: String,
         query: String,
+        /// The sql_mode the statement ran under (its bits, as the event carries them): how its
+        /// text reads ([`crate::mysql::lexer::Dialect::from_sql_mode`]).
+        sql_mode: u64,
         position: BinlogPosition,
         gtid: Option<String>,
     },
@@ -319,9 +329,11 @@ async fn run(
     tx: mpsc::Sender<StreamItem>,
     cancel: CancellationToken,
 ) -> Result<(), StreamError> {
+    // Keyed by names in the form the server's rule makes equal ([`NameCase::key`]).
+    let case = config.name_case;
     let watched: HashMap<(String, String), Vec<ColumnInfo>> = tables
         .into_iter()
-        .map(|t| ((t.schema, t.table), t.columns))
+        .map(|t| ((case.key(&t.schema), case.key(&t.table)), t.columns))
         .collect();
     let mut state = State {
         resume: config.start.clone(),
@@ -631,6 +643,7 @@ fn handle_event(
                     items.push(StreamItem::Statement {
                         schema: q.schema().into_owned(),
                         query: query.into_owned(),
+                        sql_mode: sql_mode(&q),
                         position: here.clone(),
                         gtid: state.gtid.clone(),
                     });
@@ -675,11 +688,12 @@ fn handle_event(
                 .read_event()
                 .map_err(|e| malformed("TABLE_MAP", e.to_string()))?;
             let id = tme.table_id();
-            let key = (
+            let (schema, table) = (
                 tme.database_name().into_owned(),
                 tme.table_name().into_owned(),
             );
-            match watched.get(&key) {
+            let case = config.name_case;
+            match watched.get(&(case.key(&schema), case.key(&table))) {
                 None => {
                     state.tables.insert(id, None);
                 }
@@ -696,8 +710,8 @@ fn handle_event(
                         let known = KnownTable {
                             map: tme.clone().into_owned(),
                             decoder: Arc::new(decoder),
-                            schema: key.0,
-                            table: key.1,
+                            schema,
+                            table,
                         };
                         state.tables.insert(id, Some(known));
                     }
@@ -746,6 +760,17 @@ fn handle_event(
         _ => {}
     }
     Ok(items)
+}
+
+/// The sql_mode bits of a QUERY event (0, the default reading, if it does not carry them).
+fn sql_mode(q: &QueryEvent<'_>) -> u64 {
+    q.status_vars()
+        .get_status_var(StatusVarKey::SqlMode)
+        .and_then(|v| match v.get_value() {
+            Ok(StatusVarVal::SqlMode(flags)) => Some(flags.0),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// Ends a transaction at `here`: it becomes the resume point, and a Commit is handed out if the

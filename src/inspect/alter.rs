@@ -5,9 +5,13 @@
 //! wraith must know before it trusts the ALTER: column renames, a table rename, dropped columns,
 //! a dropped primary key. The server remains the judge of syntax: the body is applied to the
 //! ghost table for real, and its error is shown as is. This module only needs to be right about
-//! the clause shapes it recognises, and to recognise them through quoting and comments.
+//! the clause shapes it recognises, and to recognise them through quoting and comments (it reads
+//! the text with the crate's one tokenizer, `mysql::lexer`, in the server's default dialect:
+//! the ghost table is altered in a session without ANSI_QUOTES or NO_BACKSLASH_ESCAPES).
 
 use std::fmt;
+
+use crate::mysql::lexer::{self, Dialect, LexError, Spanned, Token};
 
 /// What a rename detection found: `from` in the original table becomes `to` in the new one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,146 +64,16 @@ impl fmt::Display for AlterError {
 
 impl std::error::Error for AlterError {}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    /// A bare word or a quoted identifier (quotes removed); `quoted` tells which.
-    Word {
-        text: String,
-        quoted: bool,
-    },
-    Str,
-    Punct(char),
-}
-
-impl Tok {
-    fn keyword(&self) -> Option<String> {
-        match self {
-            Tok::Word {
-                text,
-                quoted: false,
-            } => Some(text.to_ascii_uppercase()),
-            _ => None,
-        }
-    }
-    fn ident(&self) -> Option<&str> {
-        match self {
-            Tok::Word { text, .. } => Some(text),
-            _ => None,
-        }
-    }
-}
-
-/// A token and the byte range it came from.
-#[derive(Debug, Clone)]
-struct Spanned {
-    tok: Tok,
-    start: usize,
-    end: usize,
-}
-
-fn tokenize(s: &str) -> Result<Vec<Spanned>, AlterError> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        let start = i;
-        if c.is_ascii_whitespace() {
-            i += 1;
-        } else if c == b'#'
-            || (c == b'-'
-                && b.get(i + 1) == Some(&b'-')
-                && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()))
-        {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            let end = s[i + 2..]
-                .find("*/")
-                .ok_or(AlterError::Unterminated("comment"))?;
-            i += 2 + end + 2;
-        } else if c == b'`' {
-            let mut text = String::new();
-            i += 1;
-            loop {
-                match b.get(i) {
-                    None => return Err(AlterError::Unterminated("`quoted` identifier")),
-                    Some(b'`') if b.get(i + 1) == Some(&b'`') => {
-                        text.push('`');
-                        i += 2;
-                    }
-                    Some(b'`') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(_) => {
-                        let ch = s[i..].chars().next().unwrap_or('?');
-                        text.push(ch);
-                        i += ch.len_utf8();
-                    }
-                }
-            }
-            out.push(Spanned {
-                tok: Tok::Word { text, quoted: true },
-                start,
-                end: i,
-            });
-        } else if c == b'\'' || c == b'"' {
-            i += 1;
-            loop {
-                match b.get(i) {
-                    None => return Err(AlterError::Unterminated("string")),
-                    Some(b'\\') => i += 2,
-                    Some(&q) if q == c && b.get(i + 1) == Some(&c) => i += 2,
-                    Some(&q) if q == c => {
-                        i += 1;
-                        break;
-                    }
-                    Some(_) => i += 1,
-                }
-            }
-            out.push(Spanned {
-                tok: Tok::Str,
-                start,
-                end: i,
-            });
-        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
-            while i < b.len()
-                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
-            {
-                i += 1;
-            }
-            out.push(Spanned {
-                tok: Tok::Word {
-                    text: s[start..i].to_string(),
-                    quoted: false,
-                },
-                start,
-                end: i,
-            });
-        } else {
-            out.push(Spanned {
-                tok: Tok::Punct(c as char),
-                start,
-                end: i + 1,
-            });
-            i += 1;
-        }
-    }
-    Ok(out)
-}
-
 /// Splits the tokens into top-level comma-separated clauses.
 fn clauses(tokens: &[Spanned]) -> Vec<&[Spanned]> {
     let mut out = Vec::new();
     let mut depth = 0i32;
     let mut begin = 0;
     for (i, t) in tokens.iter().enumerate() {
-        match t.tok {
-            Tok::Punct('(') => depth += 1,
-            Tok::Punct(')') => depth -= 1,
-            Tok::Punct(',') if depth == 0 => {
+        match t.token {
+            Token::Punct('(') => depth += 1,
+            Token::Punct(')') => depth -= 1,
+            Token::Punct(',') if depth == 0 => {
                 out.push(&tokens[begin..i]);
                 begin = i + 1;
             }
@@ -212,8 +86,14 @@ fn clauses(tokens: &[Spanned]) -> Vec<&[Spanned]> {
 
 /// Analyses the `--alter` text.
 pub fn parse(input: &str) -> Result<Alter, AlterError> {
-    let mut tokens = tokenize(input)?;
-    while matches!(tokens.last().map(|t| &t.tok), Some(Tok::Punct(';'))) {
+    let mut tokens = lexer::tokenize(input, Dialect::default()).map_err(|e| match e {
+        LexError::Unterminated(what) => AlterError::Unterminated(what),
+    })?;
+    // The body runs to the trailing semicolons (comments before them included: an executable
+    // comment's text is part of the statement), or to the end.
+    let mut body_end = input.len();
+    while let Some(last) = tokens.last().filter(|t| t.token == Token::Punct(';')) {
+        body_end = last.start;
         tokens.pop();
     }
     if tokens.is_empty() {
@@ -221,31 +101,34 @@ pub fn parse(input: &str) -> Result<Alter, AlterError> {
     }
     let mut alter = Alter::default();
     let mut rest: &[Spanned] = &tokens;
-    if rest[0].tok.keyword().as_deref() == Some("ALTER") {
+    if rest[0].token.keyword().as_deref() == Some("ALTER") {
         // ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] [db.]t
         let mut i = 1;
-        while let Some(k) = rest.get(i).and_then(|t| t.tok.keyword()) {
+        while let Some(k) = rest.get(i).and_then(|t| t.token.keyword()) {
             if k == "ONLINE" || k == "IGNORE" {
                 i += 1;
             } else {
                 break;
             }
         }
-        if rest.get(i).and_then(|t| t.tok.keyword()).as_deref() != Some("TABLE") {
+        if rest.get(i).and_then(|t| t.token.keyword()).as_deref() != Some("TABLE") {
             return Err(AlterError::NotAnAlter("ALTER (not TABLE)".into()));
         }
         i += 1;
-        if rest.get(i).and_then(|t| t.tok.keyword()).as_deref() == Some("IF")
-            && rest.get(i + 1).and_then(|t| t.tok.keyword()).as_deref() == Some("EXISTS")
+        if rest.get(i).and_then(|t| t.token.keyword()).as_deref() == Some("IF")
+            && rest.get(i + 1).and_then(|t| t.token.keyword()).as_deref() == Some("EXISTS")
         {
             i += 2;
         }
-        let first = rest.get(i).and_then(|t| t.tok.ident()).map(str::to_string);
-        if matches!(rest.get(i + 1).map(|t| &t.tok), Some(Tok::Punct('.'))) {
+        let first = rest
+            .get(i)
+            .and_then(|t| t.token.ident())
+            .map(str::to_string);
+        if matches!(rest.get(i + 1).map(|t| &t.token), Some(Token::Punct('.'))) {
             alter.schema = first;
             alter.table = rest
                 .get(i + 2)
-                .and_then(|t| t.tok.ident())
+                .and_then(|t| t.token.ident())
                 .map(str::to_string);
             i += 3;
         } else {
@@ -253,12 +136,12 @@ pub fn parse(input: &str) -> Result<Alter, AlterError> {
             i += 1;
         }
         rest = &rest[i.min(rest.len())..];
-    } else if let Some(k) = rest[0].tok.keyword() {
+    } else if let Some(k) = rest[0].token.keyword() {
         if [
             "CREATE", "DROP", "RENAME", "TRUNCATE", "INSERT", "UPDATE", "DELETE", "SELECT",
         ]
         .contains(&k.as_str())
-            && rest.get(1).and_then(|t| t.tok.keyword()).as_deref() == Some("TABLE")
+            && rest.get(1).and_then(|t| t.token.keyword()).as_deref() == Some("TABLE")
         {
             return Err(AlterError::NotAnAlter(format!("{k} TABLE")));
         }
@@ -266,9 +149,7 @@ pub fn parse(input: &str) -> Result<Alter, AlterError> {
     if rest.is_empty() {
         return Err(AlterError::Empty);
     }
-    alter.body = input[rest[0].start..rest[rest.len() - 1].end]
-        .trim()
-        .to_string();
+    alter.body = input[rest[0].start..body_end].trim().to_string();
 
     for clause in clauses(rest) {
         analyse_clause(clause, &mut alter);
@@ -277,11 +158,11 @@ pub fn parse(input: &str) -> Result<Alter, AlterError> {
 }
 
 fn analyse_clause(clause: &[Spanned], alter: &mut Alter) {
-    let kw = |i: usize| clause.get(i).and_then(|t| t.tok.keyword());
+    let kw = |i: usize| clause.get(i).and_then(|t| t.token.keyword());
     let ident = |i: usize| {
         clause
             .get(i)
-            .and_then(|t| t.tok.ident())
+            .and_then(|t| t.token.ident())
             .map(str::to_string)
     };
     match kw(0).as_deref() {
@@ -402,6 +283,13 @@ mod tests {
         .unwrap();
         assert!(a.table_rename.is_none(), "{a:?}");
         assert!(a.renames.is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn executable_comments_are_read_and_kept_in_the_body() {
+        let a = parse("ADD COLUMN c INT /*!50001 , RENAME TO `x` */; -- done").unwrap();
+        assert_eq!(a.table_rename.as_deref(), Some("x"));
+        assert_eq!(a.body, "ADD COLUMN c INT /*!50001 , RENAME TO `x` */");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use super::Facts;
 use crate::config::Config;
+use crate::mysql::sql::quote_ident;
 
 /// When a check runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,9 +242,10 @@ impl Grants {
     /// Reads `SHOW GRANTS` lines for the user, with `schema` the database migrated.
     pub fn parse(lines: &[String], schema: &str) -> Grants {
         let mut g = Grants::default();
+        // As SHOW GRANTS quotes the schema (a grant may escape `_`, its wildcard).
         let schema_patterns = [
-            format!("ON `{}`.*", schema.replace('_', "\\_")),
-            format!("ON `{schema}`.*"),
+            format!("ON {}.*", quote_ident(&schema.replace('_', "\\_"))),
+            format!("ON {}.*", quote_ident(schema)),
         ];
         for line in lines {
             let upper = line.to_ascii_uppercase();
@@ -584,6 +586,7 @@ mod tests {
             log_replica_updates: true,
             log_bin_compress: false,
             binlog_row_value_options: String::new(),
+            name_case: Default::default(),
             grants: Grants {
                 all_global: true,
                 ..Grants::default()
@@ -761,5 +764,23 @@ mod tests {
         );
         assert!(g.has_roles);
         assert_eq!(g.missing().len(), 3);
+    }
+
+    #[test]
+    fn a_grant_on_the_schema_is_found_through_its_quoting() {
+        for (line, schema) in [
+            ("GRANT ALL PRIVILEGES ON `we``ird`.* TO `w`@`%`", "we`ird"),
+            ("GRANT ALL PRIVILEGES ON `my-db`.* TO `w`@`%`", "my-db"),
+            ("GRANT ALL PRIVILEGES ON `my\\_db`.* TO `w`@`%`", "my_db"),
+        ] {
+            let g = Grants::parse(
+                &lines(&[
+                    "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `w`@`%`",
+                    line,
+                ]),
+                schema,
+            );
+            assert!(g.all_on_schema, "{line}");
+        }
     }
 }

@@ -17,6 +17,7 @@ pub use plan::Plan;
 pub use schema::TableSchema;
 
 use crate::config::Config;
+use crate::mysql::names::NameCase;
 use crate::mysql::{self, sql, Endpoint, Flavor};
 use checks::Grants;
 
@@ -32,6 +33,8 @@ pub struct ServerFacts {
     pub log_replica_updates: bool,
     pub log_bin_compress: bool,
     pub binlog_row_value_options: String,
+    /// How it compares schema and table names (`lower_case_table_names`).
+    pub name_case: NameCase,
     pub grants: Grants,
 }
 
@@ -62,6 +65,8 @@ impl ServerFacts {
         } else {
             String::new()
         };
+        let name_case =
+            NameCase::from_setting(&var(mysql::variable(conn, "lower_case_table_names").await?));
         let grant_lines: Vec<String> = conn
             .query::<Vec<u8>, _>("SHOW GRANTS FOR CURRENT_USER()")
             .await?
@@ -78,6 +83,7 @@ impl ServerFacts {
             log_replica_updates,
             log_bin_compress,
             binlog_row_value_options,
+            name_case,
             grants: Grants::parse(&grant_lines, database),
         })
     }

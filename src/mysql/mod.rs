@@ -3,9 +3,12 @@
 //! In: host/port and the connection part of [`Config`]. Out: dedicated `mysql_async::Conn`s (never
 //! a pool: a pool resets session state such as `LOCK TABLES`), the server's [`Flavor`], and the
 //! replication [`topology`]. Every difference between MySQL and MariaDB lives in [`flavor`]; every
-//! piece of SQL text is built in [`sql`], with its one quoting function.
+//! piece of SQL text is built in [`sql`], with its one quoting function, and read back with the
+//! one tokenizer in [`lexer`]; names are compared as the server compares them ([`names`]).
 
 pub mod flavor;
+pub mod lexer;
+pub mod names;
 pub mod sql;
 pub mod topology;
 

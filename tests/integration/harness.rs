@@ -12,6 +12,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tokio::io::AsyncReadExt;
+use wraith::mysql::sql::{qualified, quote_ident};
 use wraith::sandbox::{self, Pair, Server, ServerSpec};
 
 /// Where a test server is and how to log in.
@@ -142,10 +143,11 @@ pub async fn fresh_schema(name: &str) -> String {
     let s = servers();
     let schema = format!("t_{name}");
     let mut c = s.primary.conn().await;
-    c.query_drop(format!("DROP DATABASE IF EXISTS `{schema}`"))
+    let quoted = quote_ident(&schema);
+    c.query_drop(format!("DROP DATABASE IF EXISTS {quoted}"))
         .await
         .unwrap();
-    c.query_drop(format!("CREATE DATABASE `{schema}`"))
+    c.query_drop(format!("CREATE DATABASE {quoted}"))
         .await
         .unwrap();
     schema
@@ -155,7 +157,9 @@ pub async fn fresh_schema(name: &str) -> String {
 pub async fn primary_sql(schema: &str, statements: &[&str]) {
     let s = servers();
     let mut c = s.primary.conn().await;
-    c.query_drop(format!("USE `{schema}`")).await.unwrap();
+    c.query_drop(format!("USE {}", quote_ident(schema)))
+        .await
+        .unwrap();
     for stmt in statements {
         c.query_drop(*stmt)
             .await
@@ -219,7 +223,8 @@ pub async fn table_checksum(endpoint: &Endpoint, schema: &str, table: &str) -> (
     let row: (u64, Option<String>) = c
         .query_first(format!(
             "SELECT COUNT(*), SHA2(GROUP_CONCAT(SHA2(CONCAT_WS('|', {cols}), 256) ORDER BY 1 SEPARATOR ''), 256) \
-             FROM `{schema}`.`{table}`",
+             FROM {}",
+            qualified(schema, table),
             cols = cols.join(", "),
         ))
         .await
@@ -315,6 +320,11 @@ impl Running {
 
     pub fn pid(&self) -> u32 {
         self.child.id().expect("wraith is running")
+    }
+
+    /// wraith has ended (its output is still there for [`Running::finish`]).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Waits (at most `limit`) for wraith to end.

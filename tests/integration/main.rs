@@ -9,6 +9,7 @@ mod compare;
 mod faults;
 mod harness;
 mod migrate;
+mod names;
 mod preflight;
 mod shapes;
 mod writers;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
+use wraith::mysql::sql::quote_ident;
 
 use crate::compare::{assert_migrated, assert_same_as_mirror};
 use crate::harness::{
@@ -219,7 +220,9 @@ pub(crate) async fn setup(
 ) {
     let s = servers();
     let mut c = s.primary.conn().await;
-    c.query_drop(format!("USE `{schema}`")).await.unwrap();
+    c.query_drop(format!("USE {}", quote_ident(schema)))
+        .await
+        .unwrap();
     c.query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
         .await
         .unwrap();
@@ -235,7 +238,7 @@ pub(crate) async fn setup(
         while vals.len() < 3 {
             vals = values(&mut rng);
         }
-        let names: Vec<String> = vals.iter().map(|(n, _)| format!("`{n}`")).collect();
+        let names: Vec<String> = vals.iter().map(|(n, _)| quote_ident(n)).collect();
         let v: Vec<String> = vals.into_iter().map(|(_, v)| v).collect();
         batch.push(format!(
             "INSERT INTO t ({}) VALUES ({})",
@@ -251,7 +254,7 @@ pub(crate) async fn setup(
     }
     let cols = copied
         .iter()
-        .map(|c| format!("`{c}`"))
+        .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
     c.query_drop(format!("INSERT INTO mirror ({cols}) SELECT {cols} FROM t"))

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use wraith::mysql::sql::{qualified, quote_ident};
 
 use crate::compare::assert_migrated;
 use crate::harness::{self, migrate_args, servers, stderr, sync_replica, tables, Running};
@@ -47,6 +48,7 @@ fn keyed(
     weights: [u64; 4],
 ) -> Shape {
     Shape {
+        table: "t",
         key,
         auto_increment: false,
         random_key: Arc::new(random_key),
@@ -80,7 +82,9 @@ async fn setup(
     fill: &[&str],
 ) {
     let mut c = servers().primary.conn().await;
-    c.query_drop(format!("USE `{schema}`")).await.unwrap();
+    c.query_drop(format!("USE {}", quote_ident(schema)))
+        .await
+        .unwrap();
     c.query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
         .await
         .unwrap();
@@ -689,7 +693,7 @@ async fn wait_for_binlog_dump(replica: &mut Conn, pid: u32, not: Option<u64>) ->
 
 async fn count_rows(schema: &str, table: &str) -> u64 {
     let mut c = servers().primary.conn().await;
-    c.query_first(format!("SELECT COUNT(*) FROM `{schema}`.`{table}`"))
+    c.query_first(format!("SELECT COUNT(*) FROM {}", qualified(schema, table)))
         .await
         .unwrap()
         .unwrap_or(0)

@@ -2,8 +2,8 @@
 //! table must hold afterwards.
 //!
 //! In: a [`Workload`] that makes transactions (a [`Shape`]: how rows are addressed and changed),
-//! and a schema holding `t` and `mirror`, a copy of `t` altered natively before the run and
-//! holding the same rows.
+//! and a schema holding `t` (or the table the workload names: [`Workload::table`]) and `mirror`,
+//! a copy of `t` altered natively before the run and holding the same rows.
 //! Out: [`WriterStats`]: every commit and every deadlock with the instant it happened, the
 //! errors, the longest statement; and a [`Timeline`] of the migration seen from the server.
 //! Invariant: the mirror is independent of the table under test. Every change is the same
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use wraith::mysql::sql::quote_ident;
+use wraith::mysql::sql::{qualified, quote_ident};
 
 use crate::harness::Endpoint;
 
@@ -138,6 +138,10 @@ pub trait Workload: Send + Sync + 'static {
     fn changes_names(&self) -> bool {
         false
     }
+    /// The table under test (the mirror is always `mirror`).
+    fn table(&self) -> &'static str {
+        "t"
+    }
 }
 
 /// Which table a statement is for, and so which names its columns have.
@@ -148,12 +152,6 @@ enum Table {
 }
 
 impl Table {
-    fn name(self) -> &'static str {
-        match self {
-            Table::T { .. } => "t",
-            Table::Mirror => "mirror",
-        }
-    }
     fn after_alter(self) -> bool {
         matches!(self, Table::Mirror | Table::T { swapped: true })
     }
@@ -164,6 +162,8 @@ type KeyFn = Arc<dyn Fn(&mut Rng) -> Vec<String> + Send + Sync>;
 /// A table written by random upserts, updates, key changes and deletes, addressed by a key.
 #[derive(Clone)]
 pub struct Shape {
+    /// The table under test (`t` unless set with [`Shape::on`]).
+    pub table: &'static str,
     /// The columns writers address rows by: a unique key of `t` before and after the ALTER.
     pub key: &'static [&'static str],
     /// `key[0]` is AUTO_INCREMENT: inserts leave it to the server and read it back.
@@ -191,6 +191,7 @@ impl Shape {
     /// another writer's next one.
     pub fn by_id(max_id: u64, values: fn(&mut Rng) -> Vec<(&'static str, String)>) -> Shape {
         Shape {
+            table: "t",
             key: &["id"],
             auto_increment: true,
             random_key: Arc::new(move |r: &mut Rng| vec![(1 + r.below(max_id + 200)).to_string()]),
@@ -201,6 +202,20 @@ impl Shape {
             dropped: &[],
             weights: [4, 3, 1, 2],
         }
+    }
+
+    /// The same writers on the table named `table` instead of `t`.
+    pub fn on(mut self, table: &'static str) -> Shape {
+        self.table = table;
+        self
+    }
+
+    /// `table`'s name, quoted.
+    fn name(&self, table: Table) -> String {
+        quote_ident(match table {
+            Table::T { .. } => self.table,
+            Table::Mirror => "mirror",
+        })
     }
 
     /// The name of column `name` (named as before the ALTER) in `table`; `None` if dropped.
@@ -252,7 +267,7 @@ impl Shape {
             .chain(sets.iter().map(|s| s.1.as_str()))
             .collect();
         let literals = literals.join(", ");
-        let name = table.name();
+        let name = self.name(table);
         match kind {
             1 if !sets.is_empty() => {
                 let update: Vec<String> = sets
@@ -282,7 +297,7 @@ impl Shape {
         let sets: Vec<String> = sets.iter().map(|(c, v)| equals(c, v)).collect();
         Some(format!(
             "UPDATE {} SET {} WHERE {}",
-            table.name(),
+            self.name(table),
             sets.join(", "),
             self.key_is(key)
         ))
@@ -319,7 +334,8 @@ impl Workload for Shape {
                     let in_mirror = self.sets(&values, m);
                     Step::InsertAuto {
                         t: format!(
-                            "INSERT INTO t ({}) VALUES ({})",
+                            "INSERT INTO {} ({}) VALUES ({})",
+                            self.name(t),
                             quoted(in_t.iter().map(|s| s.0)),
                             in_t.iter()
                                 .map(|s| s.1.as_str())
@@ -359,7 +375,7 @@ impl Workload for Shape {
                     let on = |table: Table| {
                         format!(
                             "UPDATE {} SET {} WHERE {}",
-                            table.name(),
+                            self.name(table),
                             sets.join(", "),
                             self.key_is(&key)
                         )
@@ -371,8 +387,16 @@ impl Workload for Shape {
                     }
                 }
                 _ => Step::Both {
-                    t: Some(format!("DELETE FROM t WHERE {}", self.key_is(&key))),
-                    mirror: Some(format!("DELETE FROM mirror WHERE {}", self.key_is(&key))),
+                    t: Some(format!(
+                        "DELETE FROM {} WHERE {}",
+                        self.name(t),
+                        self.key_is(&key)
+                    )),
+                    mirror: Some(format!(
+                        "DELETE FROM {} WHERE {}",
+                        self.name(m),
+                        self.key_is(&key)
+                    )),
                     may_collide: false,
                 },
             };
@@ -383,6 +407,10 @@ impl Workload for Shape {
 
     fn changes_names(&self) -> bool {
         !self.renamed.is_empty() || !self.dropped.is_empty()
+    }
+
+    fn table(&self) -> &'static str {
+        self.table
     }
 }
 
@@ -469,7 +497,9 @@ impl Writers {
             ))
             .await
             .unwrap();
-            conn.query_drop(format!("USE `{schema}`")).await.unwrap();
+            conn.query_drop(format!("USE {}", quote_ident(schema)))
+                .await
+                .unwrap();
             let (stop, committed, workload) = (stop.clone(), committed.clone(), workload.clone());
             handles.push(tokio::spawn(async move {
                 write(conn, w as u64, workload, stop, committed, pace).await
@@ -674,7 +704,8 @@ pub struct Timeline {
 
 const POLL: Duration = Duration::from_millis(10);
 
-/// Watches a schema's tables until stopped.
+/// Watches a schema's tables until stopped: wraith's helper tables of `t` (or of the table named
+/// with [`TableWatch::start_for`]).
 pub struct TableWatch {
     stop: Arc<AtomicBool>,
     timeline: Arc<Mutex<Timeline>>,
@@ -683,7 +714,12 @@ pub struct TableWatch {
 
 impl TableWatch {
     pub async fn start(endpoint: &Endpoint, schema: &str) -> TableWatch {
-        Self::start_counting(endpoint, schema, None).await
+        Self::watch(endpoint, schema, "t", None).await
+    }
+
+    /// Watches the helper tables of `table` instead of `t`'s.
+    pub async fn start_for(endpoint: &Endpoint, schema: &str, table: &str) -> TableWatch {
+        Self::watch(endpoint, schema, table, None).await
     }
 
     /// Also counts `_t_gho`'s rows at each poll, and its rows with `id > fresh_above`.
@@ -692,25 +728,39 @@ impl TableWatch {
         schema: &str,
         fresh_above: Option<u64>,
     ) -> TableWatch {
+        Self::watch(endpoint, schema, "t", fresh_above).await
+    }
+
+    async fn watch(
+        endpoint: &Endpoint,
+        schema: &str,
+        table: &str,
+        fresh_above: Option<u64>,
+    ) -> TableWatch {
         let mut conn = endpoint.conn().await;
         let stop = Arc::new(AtomicBool::new(false));
         let timeline = Arc::new(Mutex::new(Timeline::default()));
-        let (s, tl, schema) = (stop.clone(), timeline.clone(), schema.to_string());
+        let (s, tl) = (stop.clone(), timeline.clone());
+        let [ghost_name, old_name, changelog_name] =
+            ["gho", "del", "ghc"].map(|suffix| format!("_{table}_{suffix}"));
+        let list = format!("SHOW TABLES FROM {}", quote_ident(schema));
+        let state = format!(
+            "SELECT value FROM {} WHERE hint = 'state'",
+            qualified(schema, &changelog_name)
+        );
+        let ghost_rows = qualified(schema, &ghost_name);
         let handle = tokio::spawn(async move {
-            let list = format!("SHOW TABLES FROM `{schema}`");
             // Polls once more after being told to stop, so the last state is seen.
             loop {
                 let stopping = s.load(Ordering::Relaxed);
                 let polled = Instant::now();
                 let names: Vec<String> = conn.query(&list).await.unwrap();
                 let now = Instant::now();
-                let ghost = names.iter().any(|n| n == "_t_gho");
-                let old = names.iter().any(|n| n == "_t_del");
-                let copying = names.iter().any(|n| n == "_t_ghc")
+                let ghost = names.contains(&ghost_name);
+                let old = names.contains(&old_name);
+                let copying = names.contains(&changelog_name)
                     && conn
-                        .query_first::<String, _>(format!(
-                            "SELECT value FROM `{schema}`._t_ghc WHERE hint = 'state'"
-                        ))
+                        .query_first::<String, _>(&state)
                         .await
                         .ok()
                         .flatten()
@@ -720,7 +770,7 @@ impl TableWatch {
                 let counts = match (ghost, fresh_above) {
                     (true, Some(above)) => conn
                         .query_first::<(u64, Option<u64>), _>(format!(
-                            "SELECT COUNT(*), SUM(id > {above}) FROM `{schema}`._t_gho"
+                            "SELECT COUNT(*), SUM(id > {above}) FROM {ghost_rows}"
                         ))
                         .await
                         .ok()
@@ -860,7 +910,7 @@ pub async fn under_writes<T>(
     migration: impl std::future::Future<Output = T>,
 ) -> (T, WriterStats, Timeline) {
     let primary = &crate::harness::servers().primary;
-    let watch = TableWatch::start(primary, schema).await;
+    let watch = TableWatch::start_for(primary, schema, workload.table()).await;
     let writers = Writers::start(primary, schema, workload, count, pace).await;
     assert!(
         writers.wait_for_commits(20, Duration::from_secs(60)).await,
