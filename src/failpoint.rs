@@ -3,8 +3,8 @@
 //! In: `WRAITH_FAILPOINT=<point>:<action>` in the environment of a debug build, and at each
 //! point the ids of the connections the cut-over holds. Out: at the named point, the action:
 //! `kill-lock`, `kill-rename`, `kill-proof` (`KILL CONNECTION` of the connection that holds the
-//! lock, issues the RENAME, or writes the marker and reads the proof), `sigkill`, `sigterm` (the
-//! signal to wraith itself), or `fail` (the step returns an error), once per process; or
+//! lock, issues the RENAME, or writes the marker and reads the proof), `sigkill`, `sigterm`, `sigstop`
+//! (the signal to wraith itself), or `fail` (the step returns an error), once per process; or
 //! `panic` at a point of [`panic_at`] (`apply:batch`, each batch the apply loop applies). Points are named in
 //! `src/cutover.rs` (`atomic:locked`, `two-step:unlocked`, ...). Invariant: without the variable,
 //! or in a release build, [`hit`] does nothing.
@@ -84,6 +84,10 @@ pub async fn hit(
         },
         "sigterm" => unsafe {
             libc::kill(libc::getpid(), libc::SIGTERM);
+        },
+        // A wraith frozen (or cut off) with its connections open.
+        "sigstop" => unsafe {
+            libc::kill(libc::getpid(), libc::SIGSTOP);
         },
         "fail" => return Err(format!("failpoint {point}")),
         other => tracing::warn!("failpoint {point}: unknown action {other}"),

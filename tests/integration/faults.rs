@@ -435,3 +435,67 @@ async fn a_panic_in_the_apply_loop_stops_the_run_and_cleans_up() {
     );
     eprintln!("panic in the apply loop: writers {}", stats.summary());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wraith_frozen_while_it_holds_the_lock_loses_the_lock_within_seconds() {
+    let schema = harness::fresh_schema("fault_frozen").await;
+    setup(&schema, SMALL, ALTER, 300, &SMALL_COLUMNS, small_values).await;
+    let primary = &servers().primary;
+    let args = migrate_args(&schema, "t", ALTER, &["--cut-over-lock-timeout-seconds=2"]);
+    // wraith stops itself (SIGSTOP) right after LOCK TABLES: its connections stay open, as with
+    // a hung process or a host cut off from the network.
+    let running = Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "atomic:locked:sigstop")]);
+    let mut c = primary.conn().await;
+    harness::eventually(
+        "the cut-over to begin",
+        Duration::from_secs(60),
+        async || {
+            tables(primary, &schema)
+                .await
+                .contains(&"_t_del".to_string())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A writer waits for the lock; the server must end the frozen lock session on its own.
+    c.query_drop("SET SESSION lock_wait_timeout = 40")
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let wrote = c
+        .query_drop(format!(
+            "INSERT INTO `{schema}`.t (a, b) VALUES (-1, 'after the freeze')"
+        ))
+        .await;
+    let waited = asked.elapsed();
+    // SAFETY: kill(2) on the child we started.
+    unsafe { libc::kill(running.pid() as i32, libc::SIGKILL) };
+    let out = running.finish(Duration::from_secs(30)).await;
+    assert!(
+        wrote.is_ok(),
+        "the lock of the frozen wraith was still held after {waited:?}: {wrote:?}\n{}",
+        stderr(&out)
+    );
+    eprintln!("the frozen wraith's lock was released after {waited:?}");
+    assert_eq!(comment(&schema).await.as_deref(), Some(""));
+    let again = migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &["--initially-drop-ghost-table", "--initially-drop-old-table"],
+    );
+    let out = harness::run_wraith(&again).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(comment(&schema).await.as_deref(), Some("migrated"));
+    let n: Option<u64> = c
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{schema}`.t WHERE b = 'after the freeze'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        n,
+        Some(1),
+        "the row written after the freeze is in the migrated table"
+    );
+}
