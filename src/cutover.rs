@@ -145,14 +145,7 @@ pub async fn atomic(
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
 ) -> Outcome {
-    let mut attempt = match Attempt::open(spec, true).await {
-        Ok(a) => a,
-        Err(reason) => return not_swapped(control, reason),
-    };
-    match attempt.atomic_steps(control, status, token).await {
-        Ok(locked_for) => prove(spec, status, locked_for, None).await,
-        Err(reason) => attempt.settle(control, status, reason).await,
-    }
+    attempt(spec, true, control, status, token).await
 }
 
 /// gh-ost's two-step cut-over: lock, drain, rename the original away, unlock, rename the ghost in.
@@ -164,11 +157,27 @@ pub async fn two_step(
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
 ) -> Outcome {
-    let mut attempt = match Attempt::open(spec, false).await {
+    attempt(spec, false, control, status, token).await
+}
+
+/// One attempt of either swap: its steps, then, on a failed step, the outcome the server shows.
+async fn attempt(
+    spec: &CutOverSpec,
+    atomic: bool,
+    control: &watch::Sender<Control>,
+    status: &mut watch::Receiver<LoopStatus>,
+    token: &str,
+) -> Outcome {
+    let mut attempt = match Attempt::open(spec, atomic).await {
         Ok(a) => a,
         Err(reason) => return not_swapped(control, reason),
     };
-    match attempt.two_step_steps(control, status, token).await {
+    let steps = if atomic {
+        attempt.atomic_steps(control, status, token).await
+    } else {
+        attempt.two_step_steps(control, status, token).await
+    };
+    match steps {
         Ok(locked_for) => prove(spec, status, locked_for, None).await,
         Err(reason) => attempt.settle(control, status, reason).await,
     }
