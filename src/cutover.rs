@@ -138,30 +138,12 @@ pub async fn prepare(
     Ok(())
 }
 
-/// One attempt at the atomic swap.
-pub async fn atomic(
-    spec: &CutOverSpec,
-    control: &watch::Sender<Control>,
-    status: &mut watch::Receiver<LoopStatus>,
-    token: &str,
-) -> Outcome {
-    attempt(spec, true, control, status, token).await
-}
-
-/// gh-ost's two-step cut-over: lock, drain, rename the original away, unlock, rename the ghost in.
-/// Between the two renames the table does not exist (writers get errors), as with gh-ost. If the
-/// second rename fails, the original is renamed back (or, failing that, the ghost in).
-pub async fn two_step(
-    spec: &CutOverSpec,
-    control: &watch::Sender<Control>,
-    status: &mut watch::Receiver<LoopStatus>,
-    token: &str,
-) -> Outcome {
-    attempt(spec, false, control, status, token).await
-}
-
-/// One attempt of either swap: its steps, then, on a failed step, the outcome the server shows.
-async fn attempt(
+/// One attempt at the swap: the atomic one (`atomic`), or gh-ost's two-step one (lock, drain,
+/// rename the original away, unlock, rename the ghost in; between the two renames the table does
+/// not exist and writers get errors, as with gh-ost; if the second rename fails, the original is
+/// renamed back, or failing that the ghost in). Its steps, then, on a failed step, the outcome
+/// the server shows.
+pub async fn attempt(
     spec: &CutOverSpec,
     atomic: bool,
     control: &watch::Sender<Control>,
@@ -557,9 +539,21 @@ pub enum Tables {
     Other(String),
 }
 
-/// Looks at the server (on a connection of its own): which of the three tables exist.
+/// Looks at the server (on a connection of its own): which of the three tables exist. A RENAME
+/// still running (a killed connection's statement finishes on the server) would show a state
+/// halfway through in information_schema, which takes no metadata lock; so it first reads `t`
+/// through its metadata lock, which waits until such a RENAME is done.
 pub async fn look(spec: &CutOverSpec) -> Result<Tables, CutOverError> {
-    let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
+    let mut conn = lock_session(spec).await?;
+    match conn
+        .query_drop(sql::probe_table(&spec.schema, &spec.table))
+        .await
+    {
+        Ok(()) => {}
+        // No such table: the answer below says so.
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 => {}
+        Err(e) => return Err(step("waiting for the table's metadata lock")(e)),
+    }
     let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = conn
         .exec(
             "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?, ?)",

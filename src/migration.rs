@@ -469,10 +469,8 @@ impl Run<'_> {
             );
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);
-            let outcome = match cfg.cut_over {
-                CutOverMode::Atomic => cutover::atomic(&spec, control, status, &token).await,
-                CutOverMode::TwoStep => cutover::two_step(&spec, control, status, &token).await,
-            };
+            let atomic = cfg.cut_over == CutOverMode::Atomic;
+            let outcome = cutover::attempt(&spec, atomic, control, status, &token).await;
             let (reason, retry) = match outcome {
                 Outcome::Swapped { locked_for } => {
                     self.mark_swapped();

@@ -74,6 +74,11 @@ pub fn changelog_upsert(
     )
 }
 
+/// A statement that reads nothing but takes `table`'s metadata lock, so it waits for DDL on it.
+pub fn probe_table(schema: &str, table: &str) -> String {
+    format!("SELECT 1 FROM {} LIMIT 0", qualified(schema, table))
+}
+
 /// The last state a run wrote to the changelog table.
 pub fn changelog_state(schema: &str, table: &str) -> String {
     format!(

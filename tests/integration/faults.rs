@@ -102,6 +102,8 @@ async fn faulted_run(n: usize, two_step: bool, point: &str, action: &str) -> Str
     // `t` is missing until the next run puts the original back (the gap gh-ost's two-step has).
     let gap = out.status.code().is_none()
         && (point == "two-step:renamed-away" || point == "two-step:unlocked");
+    // The next runs read the replica: it must have what the faulted run did.
+    harness::sync_replica().await;
     if gap {
         assert_eq!(comment(&schema).await, None, "{what}: `t` exists\n{log}");
         let again = migrate_args(&schema, "t", ALTER, &["--initially-drop-ghost-table"]);
