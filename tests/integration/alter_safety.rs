@@ -281,48 +281,52 @@ async fn a_rename_with_if_exists_keeps_its_values() {
     .await;
 }
 
-/// A server of its own whose global sql_mode has ANSI_QUOTES, with a fresh `ansi`.orders.
-async fn ansi_quotes_server() -> (Endpoint, String) {
+/// A server of its own whose global sql_mode has ANSI_QUOTES, with a fresh `schema`.orders (a
+/// schema per test: tests run side by side).
+async fn ansi_quotes_server(schema: &str) -> Endpoint {
     let endpoint = harness::solo(
         ServerSpec::new("ansi-quotes", 82)
             .arg("--sql-mode=ANSI_QUOTES,STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"),
     );
-    let schema = "ansi".to_string();
+    let q = quote_ident(schema);
     let mut c = endpoint.conn().await;
     for s in [
-        "DROP DATABASE IF EXISTS ansi",
-        "CREATE DATABASE ansi",
-        "USE ansi",
-        ORDERS,
-        FILL,
-        VICTIM,
-        "INSERT INTO victim VALUES (1)",
+        format!("DROP DATABASE IF EXISTS {q}"),
+        format!("CREATE DATABASE {q}"),
+        format!("USE {q}"),
+        ORDERS.into(),
+        FILL.into(),
+        VICTIM.into(),
+        "INSERT INTO victim VALUES (1)".into(),
     ] {
-        c.query_drop(s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        c.query_drop(&s)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
     }
-    (endpoint, schema)
+    endpoint
 }
 
 #[tokio::test]
 async fn under_a_global_ansi_quotes_sql_mode_a_double_quoted_rename_is_refused_and_a_backquoted_one_keeps_its_values(
 ) {
-    let (server, schema) = ansi_quotes_server().await;
+    let schema = "ansi_rename";
+    let server = ansi_quotes_server(schema).await;
     // For this server's sessions "amount" is a name; wraith reads the ALTER, and has the server
     // run it, in the default dialect, where it is a string: the server refuses it, before a row
     // is copied, and the message says how to quote names.
     let alter = r#"CHANGE "amount" "total" DECIMAL(10,2)"#;
     let a = args(
         &server,
-        &schema,
+        schema,
         alter,
         true,
         &["--allow-on-master", "--approve-renamed-columns"],
     );
-    assert_refused_on(&server, &a, &schema, "backticks").await;
+    assert_refused_on(&server, &a, schema, "backticks").await;
     assert_rename_keeps_values(
         &server,
         &server,
-        &schema,
+        schema,
         "CHANGE `amount` `total` DECIMAL(10,2)",
         &["--allow-on-master", "--approve-renamed-columns"],
     )
@@ -387,7 +391,7 @@ async fn the_ddl_connection_runs_one_statement_and_reads_quotes_in_the_default_d
     );
     // On a server whose global sql_mode reads "x" as a name, the session reads it as a string,
     // as wraith's parser does; the server's other modes stay.
-    let (server, _) = ansi_quotes_server().await;
+    let server = ansi_quotes_server("ansi_ddl_connection").await;
     let mut ddl = ddl_connection(&server).await;
     let mode: String = ddl
         .query_first("SELECT @@SESSION.sql_mode")
