@@ -662,17 +662,24 @@ impl Run<'_> {
                 .await
                 .context(format!("dropping {old}"))?;
         }
+        // The user's ALTER runs on a connection of its own: one prepared statement, in a session
+        // that reads quotes as `inspect::alter` read them.
+        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
         pconn
             .query_drop(sql::create_table_like(db, &ghost, &cfg.table))
             .await
             .context(format!("creating the ghost table {ghost}"))?;
         self.created.push(ghost.clone());
-        if let Err(e) = pconn
-            .query_drop(sql::alter_table(db, &ghost, &cfg.alter.body))
-            .await
-        {
+        let altered =
+            mysql::run_ddl(&mut ddl, &sql::alter_table(db, &ghost, &cfg.alter.body)).await;
+        let _ = ddl.disconnect().await;
+        if let Err(e) = altered {
             return Err(MigrationError::AlterRejected(match e {
-                mysql_async::Error::Server(s) => format!("{} (error {})", s.message, s.code),
+                mysql_async::Error::Server(s) => {
+                    let hint = cfg.alter.rejection_hint(s.code);
+                    let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
+                    format!("{} (error {}){hint}", s.message, s.code)
+                }
                 other => other.to_string(),
             }));
         }
@@ -682,6 +689,12 @@ impl Run<'_> {
             .ok_or_else(|| {
                 MigrationError::AlterRejected("the ghost table vanished after the ALTER".into())
             })?;
+        plan::check_built(
+            original,
+            &ghost_schema,
+            &cfg.alter,
+            cfg.flags.skip_renamed_columns,
+        )?;
         let plan = plan::build(
             original,
             &ghost_schema,

@@ -162,6 +162,32 @@ pub fn insert_rows(
 /// The session settings of every connection that writes the ghost table: strict (a value that
 /// does not fit fails instead of being truncated), zero dates allowed, an explicit 0 in an
 /// AUTO_INCREMENT column kept.
+/// sql_mode flags that change how the server reads quotes and backslashes: ANSI_QUOTES (`"x"` is
+/// a name), NO_BACKSLASH_ESCAPES, and the combination modes that imply ANSI_QUOTES.
+const QUOTING_MODES: &[&str] = &[
+    "ANSI_QUOTES",
+    "NO_BACKSLASH_ESCAPES",
+    "ANSI",
+    "DB2",
+    "MAXDB",
+    "MSSQL",
+    "ORACLE",
+    "POSTGRESQL",
+];
+
+/// The session settings of the connection that runs the user's ALTER on the ghost table: the
+/// session's `current` sql_mode without [`QUOTING_MODES`], so that the server reads the ALTER's
+/// quotes as `inspect::alter` reads them (the server's default dialect). Every other mode (strict
+/// modes, zero dates) stays as the server has it.
+pub fn ddl_session(current: &str) -> String {
+    let kept: Vec<&str> = current
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && !QUOTING_MODES.iter().any(|q| q.eq_ignore_ascii_case(m)))
+        .collect();
+    format!("SET SESSION sql_mode = {}", quote_str(&kept.join(",")))
+}
+
 pub fn writer_session(strict: bool) -> String {
     let strict = if strict { "STRICT_ALL_TABLES," } else { "" };
     format!("SET SESSION sql_mode = '{strict}NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', SESSION time_zone = '+00:00'")
@@ -378,6 +404,23 @@ mod tests {
         assert_eq!(text, "((`a` < ?) OR (`a` = ? AND `b` <= ?))");
         let (text, params) = key_bound(&cols[..1], true, true);
         assert_eq!((text.as_str(), params), ("((`a` >= ?))", vec![0]));
+    }
+
+    #[test]
+    fn the_ddl_session_reads_quotes_in_the_default_dialect_and_keeps_every_other_mode() {
+        assert_eq!(
+            ddl_session("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI,STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"),
+            "SET SESSION sql_mode = 'REAL_AS_FLOAT,PIPES_AS_CONCAT,IGNORE_SPACE,STRICT_TRANS_TABLES'"
+        );
+        assert_eq!(
+            ddl_session("PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ORACLE,NO_KEY_OPTIONS"),
+            "SET SESSION sql_mode = 'PIPES_AS_CONCAT,IGNORE_SPACE,NO_KEY_OPTIONS'"
+        );
+        assert_eq!(ddl_session(""), "SET SESSION sql_mode = ''");
+        assert_eq!(
+            ddl_session("STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION"),
+            "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'"
+        );
     }
 
     #[test]

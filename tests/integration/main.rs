@@ -3,6 +3,7 @@
 //! Every test here runs wraith (or its library) against real servers started by [`harness`] and
 //! asserts on the data those servers hold afterwards.
 
+mod alter_safety;
 mod binlog;
 mod cli;
 mod compare;
