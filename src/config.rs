@@ -307,12 +307,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         "it guards interactive commands, which this build does not serve",
         NO_CONTROL,
     ),
-    NotImplemented::refused(
-        "hooks-path",
-        |f| !f.hooks_path.is_empty(),
-        "no hook would run, so a hook could neither see the migration nor stop its swap",
-        "Run without it, or use gh-ost",
-    ),
     // ---- Refused: what the new table is, and how it is made.
     NotImplemented::refused(
         "include-triggers",
@@ -428,26 +422,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         "ignore-http-errors",
         |f| f.ignore_http_errors,
         "--throttle-http is not implemented",
-    ),
-    NotImplemented::warned(
-        "hooks-hint",
-        |f| !f.hooks_hint.is_empty(),
-        "no hook runs (--hooks-path is not implemented)",
-    ),
-    NotImplemented::warned(
-        "hooks-hint-owner",
-        |f| !f.hooks_hint_owner.is_empty(),
-        "no hook runs (--hooks-path is not implemented)",
-    ),
-    NotImplemented::warned(
-        "hooks-hint-token",
-        |f| !f.hooks_hint_token.is_empty(),
-        "no hook runs (--hooks-path is not implemented)",
-    ),
-    NotImplemented::warned(
-        "hooks-status-interval",
-        |f| f.hooks_status_interval != 60,
-        "no hook runs (--hooks-path is not implemented)",
     ),
     NotImplemented::warned(
         "initially-drop-socket-file",
@@ -998,14 +972,14 @@ mod tests {
         );
         let e = refusal(&[
             "--max-load=Threads_running=25",
-            "--hooks-path=/h",
+            "--include-triggers",
             "--stack",
         ]);
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 2, "{e}");
         assert!(lines[0].starts_with("--max-load is not implemented"), "{e}");
         assert!(
-            lines[1].starts_with("--hooks-path is not implemented"),
+            lines[1].starts_with("--include-triggers is not implemented"),
             "{e}"
         );
     }

@@ -22,9 +22,11 @@ use crate::config::{Config, CutOverMode};
 use crate::copy::{self, CopySpec};
 use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
 use crate::datapath::{self, DataPath, PathError, Servers};
+use crate::hooks::{Hook, HookError, Hooks};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
+use crate::table_lock::{self, LockError, TableLock};
 use crate::throttle::Gate;
 
 /// The states of a migration, as written to the changelog's `state` hint.
@@ -90,6 +92,10 @@ pub enum MigrationError {
     CutOver(#[from] CutOverError),
     #[error("cut-over failed {attempts} times (--default-retries); last error: {last}")]
     CutOverGaveUp { attempts: i64, last: CutOverError },
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Lock(#[from] Box<LockError>),
     #[error("{0}")]
     Other(String),
     #[error("cancelled")]
@@ -164,6 +170,9 @@ struct Run<'a> {
     gate: Gate,
     /// The cut-over left the tables in a state wraith could not make whole: drop nothing.
     unresolved: bool,
+    hooks: Hooks,
+    /// One migration per table: held from before anything is created until the run ends.
+    table_lock: Option<TableLock>,
 }
 
 /// Runs the migration described by `cfg`.
@@ -185,6 +194,8 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         swapped: false,
         gate: Gate::default(),
         unresolved: false,
+        hooks: Hooks::new(cfg),
+        table_lock: None,
     };
     let started = Instant::now();
     // A panic anywhere in the steps still stops the tasks and cleans up.
@@ -202,6 +213,21 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
     };
     // Cleanup: a noop run and a failed run drop what they created.
     let left_behind = run.cleanup().await;
+    let outcome = match outcome {
+        Ok(report) => run
+            .hooks
+            .run_with(Hook::Success, &[("GH_OST_INSTANT_DDL", "false".into())])
+            .await
+            .map(|()| report)
+            .map_err(MigrationError::from),
+        failed => failed,
+    };
+    if outcome.is_err() {
+        run.hooks.on_failure().await;
+    }
+    if let Some(lock) = run.table_lock.take() {
+        lock.release().await;
+    }
     match outcome {
         Ok(report) => {
             info!(
@@ -250,6 +276,7 @@ impl Run<'_> {
 
     async fn steps(&mut self) -> Result<Report, MigrationError> {
         let cfg = self.cfg;
+        self.hooks.run(Hook::Startup).await?;
         self.enter(State::Validate).await?;
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
@@ -263,6 +290,7 @@ impl Run<'_> {
         let plan = self.prepare(&mut pconn, &original).await;
         self.pconn = Some(pconn);
         let plan = plan?;
+        self.hooks.run(Hook::Validated).await?;
         let row_estimate = inspect::row_count(
             &mut iconn,
             &cfg.database,
@@ -271,6 +299,10 @@ impl Run<'_> {
         )
         .await
         .context("counting rows")?;
+        if cfg.flags.exact_rowcount {
+            let rows = ("GH_OST_ESTIMATED_ROWS", row_estimate.to_string());
+            self.hooks.run_with(Hook::RowCountComplete, &[rows]).await?;
+        }
         info!(
             "plan: key {} ({}); {} columns copied{}{}; about {row_estimate} rows",
             plan.key.name,
@@ -287,6 +319,7 @@ impl Run<'_> {
         progress
             .rows_estimate
             .store(row_estimate, Ordering::Relaxed);
+        self.hooks.set_progress(&progress);
         let servers = Servers {
             inspected: &self.inspected,
             primary: &self.primary,
@@ -305,6 +338,8 @@ impl Run<'_> {
             )
             .await?,
         );
+        self.hooks.run(Hook::BeforeRowCopy).await?;
+        let _status_hooks = self.hooks.status_every(cfg.flags.hooks_status_interval);
         progress.copy_started.get_or_init(Instant::now);
         self.copy(&plan, &progress).await?;
         let _ = progress.copy_finished.set(Instant::now());
@@ -318,12 +353,14 @@ impl Run<'_> {
             progress.rows_copied.load(Ordering::Relaxed),
             copy_time.as_secs_f64()
         );
+        self.hooks.run(Hook::RowCopyComplete).await?;
         let skipped = progress.rows_skipped.load(Ordering::Relaxed);
         if skipped > 0 {
             warn!("{skipped} rows were skipped by the copy (--allow-skipped-rows): the new table does not have them");
         }
         self.enter(State::CatchUp).await?;
         self.wait_caught_up(&progress).await?;
+        self.hooks.run(Hook::BeforeCutOver).await?;
 
         let mut locked_for = None;
         if cfg.execute() {
@@ -437,6 +474,7 @@ impl Run<'_> {
         }
         self.enter(State::Postpone).await?;
         info!("cut-over postponed while {file} exists");
+        self.hooks.run(Hook::BeginPostponed).await?;
         progress.set_state("postponing cut-over");
         while std::path::Path::new(file).exists() {
             if self.cancel.is_cancelled() {
@@ -613,6 +651,11 @@ impl Run<'_> {
             },
         )
         .await?;
+        self.hooks.set_hosts(&self.inspected, &self.primary);
+        let lock = table_lock::take(&self.primary, &pcreds, &cfg.database, &cfg.table)
+            .await
+            .map_err(Box::new)?;
+        self.table_lock = Some(lock);
         if self.primary != self.inspected {
             info!(
                 "primary is {}; the binlog is read from {}",

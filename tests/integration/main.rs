@@ -9,6 +9,7 @@ mod cli;
 mod compare;
 mod faults;
 mod harness;
+mod hooks;
 mod migrate;
 mod names;
 mod preflight;
