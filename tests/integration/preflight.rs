@@ -737,7 +737,6 @@ const REFUSED: &[&[&str]] = &[
     &["--serve-tcp-port=9001"],
     &["--force-named-cut-over"],
     &["--force-named-panic"],
-    &["--hooks-path=/tmp"],
     &["--include-triggers"],
     &["--trigger-suffix=_x"],
     &["--remove-trigger-suffix-if-exists"],
