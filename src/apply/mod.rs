@@ -393,7 +393,7 @@ fn write_error(e: mysql_async::Error) -> ApplyError {
     let (message, hint) = match &e {
         mysql_async::Error::Server(s) if s.code == 1062 => (
             s.message.clone(),
-            "; the new table has a unique key that the data violates: the ALTER cannot be applied to this data",
+            "; the new table has a unique key that the data violates (one the ALTER adds, or changes to a shorter prefix or a collation that compares more loosely): the ALTER cannot be applied to this data",
         ),
         mysql_async::Error::Server(s) if matches!(s.code, 1264 | 1265 | 1366 | 1406 | 1292) => (
             s.message.clone(),

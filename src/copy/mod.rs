@@ -31,7 +31,7 @@ use crate::throttle::Gate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a new unique key, or a value that does not fit); fix the data or the ALTER, or pass --allow-skipped-rows to drop such rows knowingly")]
+    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a unique key the ALTER adds or changes: a new key, a shorter prefix, a collation that compares more loosely; or a value that does not fit); fix the data or the ALTER, or pass --allow-skipped-rows to drop such rows knowingly")]
     SkippedRow(String),
     #[error("copying rows failed: {0}")]
     Sql(#[from] mysql_async::Error),
@@ -51,12 +51,13 @@ pub struct CopySpec {
     pub ghost_columns: Vec<String>,
     pub index: String,
     pub key_columns: Vec<String>,
-    /// Unique keys of the ghost table that the original table has too (same columns). A
+    /// Unique keys of the ghost table that the original table has too (same columns, prefixes and
+    /// collations: [`Plan::shared_unique_keys`]). A
     /// duplicate on one of them is expected: on the shared key, the applier wrote the row first;
     /// on another, the copy read a row newer than one the applier has not updated yet, and the
     /// binlog event that gave the copied row its value follows (the original never held the
     /// value twice), so the applier writes it. A duplicate on any other unique key (one the ALTER
-    /// adds) is a row the new table cannot hold.
+    /// adds or changes) is a row the new table cannot hold.
     pub tolerated_keys: Vec<String>,
     /// `--allow-skipped-rows`: a skipped row is counted and logged instead of failing the copy.
     pub allow_skipped_rows: bool,

@@ -11,5 +11,6 @@ mod harness;
 mod migrate;
 mod names;
 mod preflight;
+mod rows;
 mod shapes;
 mod writers;
