@@ -354,6 +354,10 @@ impl Run<'_> {
         } else {
             info!("noop run (no --execute): rows copied and binlog applied to {}, not swapping; dropping the helper tables", sql::quote_ident(&cfg.ghost_table()));
         }
+        let dropped = progress.rows_skipped_by_apply.load(Ordering::Relaxed);
+        if dropped > 0 {
+            warn!("{dropped} rows were skipped by the applier (--allow-skipped-rows): changes made to the table during the migration that the new table does not have");
+        }
         self.enter(State::Cleanup).await?;
         Ok(Report {
             inspected: self.inspected.clone(),

@@ -14,7 +14,9 @@
 //! only by collation (`'a'` and `'A'`) cannot be confused.
 //!
 //! A value that does not fit the new column (strict mode) and a duplicate on a new unique key are
-//! errors: the migration stops instead of losing or changing a row.
+//! errors: the migration stops instead of losing or changing a row. Under `--allow-skipped-rows`
+//! rows are inserted with `IGNORE`, and every warning those inserts raise (a row dropped or
+//! changed) is read, logged and counted in [`Progress::rows_skipped_by_apply`].
 //!
 //! [`stream_loop`] feeds it: the loop that consumes the binlog stream.
 
@@ -22,6 +24,8 @@ pub mod stream_loop;
 
 pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -30,6 +34,7 @@ use mysql_async::Conn;
 use crate::binlog::{Cell, RowEvent, RowKind};
 use crate::inspect::Plan;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
+use crate::progress::Progress;
 
 /// How row images of the original table map onto the ghost table.
 #[derive(Debug, Clone)]
@@ -322,6 +327,8 @@ pub struct Applier {
     endpoint: Endpoint,
     creds: Credentials,
     strict: bool,
+    /// Where rows dropped under `--allow-skipped-rows` are counted.
+    progress: Option<Arc<Progress>>,
 }
 
 const RETRIES: usize = 10;
@@ -340,7 +347,13 @@ impl Applier {
             endpoint: endpoint.clone(),
             creds: creds.clone(),
             strict,
+            progress: None,
         })
+    }
+
+    /// Counts the rows this applier drops under `--allow-skipped-rows` in `progress`.
+    pub fn report_to(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
     }
 
     /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts.
@@ -352,7 +365,14 @@ impl Applier {
         let mut attempt = 0;
         loop {
             let error = match self.transaction(&statements).await {
-                Ok(()) => return Ok(()),
+                Ok(skipped) => {
+                    if let (Some(progress), true) = (&self.progress, skipped > 0) {
+                        progress
+                            .rows_skipped_by_apply
+                            .fetch_add(skipped, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
                 Err(e) => e,
             };
             attempt += 1;
@@ -377,15 +397,45 @@ impl Applier {
         }
     }
 
-    /// The batch as one transaction in one round trip.
-    async fn transaction(&mut self, statements: &[String]) -> Result<(), mysql_async::Error> {
-        let mut text = String::from("START TRANSACTION");
-        for s in statements {
-            text.push_str(";\n");
-            text.push_str(s);
+    /// The batch as one transaction, in one round trip; returns the rows its inserts dropped.
+    /// Under `--allow-skipped-rows` the statements go one by one, and the warnings of each
+    /// `INSERT IGNORE` are read before the next statement clears them.
+    async fn transaction(&mut self, statements: &[String]) -> Result<u64, mysql_async::Error> {
+        if !self.plan.allow_skipped_rows {
+            let mut text = String::from("START TRANSACTION");
+            for s in statements {
+                text.push_str(";\n");
+                text.push_str(s);
+            }
+            text.push_str(";\nCOMMIT");
+            self.conn.query_drop(text).await?;
+            return Ok(0);
         }
-        text.push_str(";\nCOMMIT");
-        self.conn.query_drop(text).await
+        self.conn.query_drop("START TRANSACTION").await?;
+        let mut skipped = 0;
+        let mut shown = Vec::new();
+        for s in statements {
+            self.conn.query_drop(s).await?;
+            if !s.starts_with("INSERT") || self.conn.get_warnings() == 0 {
+                continue;
+            }
+            // The OK packet's count stops at 65535; @@warning_count does not.
+            let listed: Vec<(Vec<u8>, u32, Vec<u8>)> =
+                self.conn.query("SHOW WARNINGS LIMIT 5").await?;
+            let total: Option<u64> = self.conn.query_first("SELECT @@warning_count").await?;
+            skipped += total.unwrap_or(0).max(listed.len() as u64);
+            shown.extend(listed.into_iter().map(|(_, code, message)| {
+                format!("{} (warning {code})", String::from_utf8_lossy(&message))
+            }));
+        }
+        self.conn.query_drop("COMMIT").await?;
+        if skipped > 0 {
+            tracing::warn!(
+                "applying the binlog skipped {skipped} rows, allowed by --allow-skipped-rows: {}",
+                shown.join("; ")
+            );
+        }
+        Ok(skipped)
     }
 }
 

@@ -122,3 +122,41 @@ impl Chunker {
         Ok(Some(chunk))
     }
 }
+
+/// Splits `chunk` of `table` into consecutive chunks of about `rows` rows each, covering the
+/// same range (for copying it again in smaller pieces). They keep `chunk`'s sequence number.
+pub async fn split(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    index: &str,
+    key_columns: &[String],
+    chunk: &Chunk,
+    rows: u64,
+) -> Result<Vec<Chunk>, mysql_async::Error> {
+    let mut pieces = Vec::new();
+    let (mut lo, mut lo_inclusive) = (chunk.lo.clone(), chunk.lo_inclusive);
+    loop {
+        let (query, lo_order, hi_order) =
+            sql::chunk_end(schema, table, index, key_columns, lo_inclusive, rows);
+        let probe = Chunk {
+            lo: lo.clone(),
+            lo_inclusive,
+            hi: chunk.hi.clone(),
+            seq: chunk.seq,
+        };
+        let end: Option<Row> = conn
+            .exec_first(query, probe.params(&lo_order, &hi_order))
+            .await?;
+        let hi = end.map(row_values).unwrap_or_else(|| chunk.hi.clone());
+        let last = hi == chunk.hi;
+        pieces.push(Chunk {
+            hi: hi.clone(),
+            ..probe
+        });
+        if last {
+            return Ok(pieces);
+        }
+        (lo, lo_inclusive) = (hi, false);
+    }
+}
