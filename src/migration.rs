@@ -387,6 +387,7 @@ impl Run<'_> {
         spec.nice_ratio = cfg.flags.nice_ratio;
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
+        spec.changelog = cfg.changelog_table();
         let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
         let result = copy::run(
             Arc::new(spec),

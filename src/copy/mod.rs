@@ -12,6 +12,15 @@
 //! Workers share one [`Chunker`]: each takes the next range, copies it with
 //! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (so a row is never copied from a half-committed
 //! state), and sleeps `--nice-ratio` times the chunk's duration afterwards.
+//!
+//! Rows whose key has a NULL in it (a nullable key under `--allow-nullable-unique-key`) are in no
+//! key range, and no key tells them apart, so the applier cannot match a copied one with its
+//! changes. They are copied last, in one transaction with a changelog row
+//! ([`crate::changelog::NULL_KEY_ROWS_HINT`]): the copy's locking read waits for every
+//! transaction that changed them and holds back every later one, so the changes before that row
+//! in the binlog are in the copy and those after it are not. The applier leaves such rows alone
+//! until it reads that row, and from then on matches them by their values
+//! ([`crate::apply::ApplyPlan`]).
 
 pub mod chunker;
 
@@ -53,6 +62,11 @@ pub struct CopySpec {
     pub ghost_columns: Vec<String>,
     pub index: String,
     pub key_columns: Vec<String>,
+    /// Key columns that may hold NULL in the original table: rows with a NULL there are copied
+    /// apart ([`copy_null_keys`]).
+    pub nullable_key_columns: Vec<String>,
+    /// The changelog table, where the copy of the rows with a NULL key is marked.
+    pub changelog: String,
     /// Unique keys of the ghost table that the original table has too (same columns, prefixes and
     /// collations: [`Plan::shared_unique_keys`]). A
     /// duplicate on one of them is expected: on the shared key, the applier wrote the row first;
@@ -94,6 +108,14 @@ impl CopySpec {
             ghost_columns: plan.columns.iter().map(|m| m.ghost.clone()).collect(),
             index: plan.key.name.clone(),
             key_columns: plan.key.columns.clone(),
+            nullable_key_columns: plan
+                .key
+                .columns
+                .iter()
+                .filter(|c| plan.original.column(c).is_none_or(|c| c.nullable))
+                .cloned()
+                .collect(),
+            changelog: format!("_{original}_ghc"),
             tolerated_keys,
             allow_skipped_rows: false,
             workers: 1,
@@ -120,6 +142,7 @@ pub async fn run(
         &spec.original,
         &spec.index,
         &spec.key_columns,
+        &spec.nullable_key_columns,
         chunk_size,
     )
     .await?;
@@ -156,7 +179,98 @@ pub async fn run(
             }
         }
     }
-    result
+    result?;
+    if !spec.nullable_key_columns.is_empty() {
+        if cancel.is_cancelled() {
+            return Err(CopyError::Cancelled);
+        }
+        let mut conn = writer_conn(&spec.primary, &spec.creds, spec.strict).await?;
+        let (copied, skipped) = copy_null_keys(&mut conn, &spec).await?;
+        tracing::info!("copied {copied} rows whose key holds a NULL");
+        progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
+        progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Copies the rows whose key holds a NULL and writes the changelog row that tells the applier
+/// so, in one transaction (see the module's documentation); returns (rows copied, rows skipped).
+async fn copy_null_keys(conn: &mut Conn, spec: &CopySpec) -> Result<(u64, u64), CopyError> {
+    let copy = sql::copy_null_keys(
+        &spec.schema,
+        &spec.original,
+        &spec.ghost,
+        &spec.original_columns,
+        &spec.ghost_columns,
+        &spec.index,
+        &spec.nullable_key_columns,
+    );
+    let marker = sql::changelog_upsert(
+        &spec.schema,
+        &spec.changelog,
+        None,
+        crate::changelog::NULL_KEY_ROWS_HINT,
+        "copied",
+    );
+    let done = sql::changelog_count_hint(
+        &spec.schema,
+        &spec.changelog,
+        crate::changelog::NULL_KEY_ROWS_HINT,
+    );
+    let mut attempt = 0u64;
+    loop {
+        let result = async {
+            // After a lost connection the COMMIT may have happened: copying again would copy
+            // every such row twice (nothing tells them apart).
+            if attempt > 0 && conn.query_first::<u64, _>(&done).await?.unwrap_or(0) > 0 {
+                tracing::warn!("the rows whose key holds a NULL were copied before the connection was lost; their count is unknown");
+                return Ok((0, Vec::new(), 0));
+            }
+            // Gap locks (repeatable read) hold back rows that would get a NULL key meanwhile.
+            conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await?;
+            conn.query_drop("START TRANSACTION").await?;
+            conn.query_drop(&copy).await?;
+            let copied = conn.affected_rows();
+            let (warnings, total) = read_warnings(conn).await?;
+            conn.query_drop(&marker).await?;
+            conn.query_drop("COMMIT").await?;
+            Ok::<_, mysql_async::Error>((copied, warnings, total))
+        }
+        .await;
+        match result {
+            Ok((copied, warnings, total)) => {
+                let unlisted = total.saturating_sub(warnings.len() as u64);
+                return Ok((copied, judge(spec, &warnings, unlisted)?));
+            }
+            Err(e) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                retry_or_fail(
+                    conn,
+                    spec,
+                    e,
+                    &mut attempt,
+                    "copying the rows whose key holds a NULL",
+                )
+                .await?
+            }
+        }
+    }
+}
+
+/// The warnings of the last statement as the server lists them (at most `max_error_count`), and
+/// how many it had in all (`@@warning_count`, which has no such limit).
+async fn read_warnings(
+    conn: &mut Conn,
+) -> Result<(Vec<(Vec<u8>, u32, Vec<u8>)>, u64), mysql_async::Error> {
+    // The OK packet's count stops at 65535; it only says whether to look.
+    if conn.get_warnings() == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let warnings: Vec<(Vec<u8>, u32, Vec<u8>)> = conn.query("SHOW WARNINGS").await?;
+    let total: Option<u64> = conn.query_first("SELECT @@warning_count").await?;
+    let total = total.unwrap_or(0).max(warnings.len() as u64);
+    Ok((warnings, total))
 }
 
 async fn writer_conn(
@@ -231,6 +345,7 @@ impl ChunkStatements {
                 &spec.ghost_columns,
                 &spec.index,
                 &spec.key_columns,
+                &spec.nullable_key_columns,
                 lo_inclusive,
             )
         };
@@ -314,6 +429,7 @@ async fn copy_one(
         &spec.original,
         &spec.index,
         &spec.key_columns,
+        &spec.nullable_key_columns,
         chunk,
         rows,
     )
@@ -391,20 +507,11 @@ async fn run_chunk(
             )
             .await?;
             let copied = conn.affected_rows();
-            // The OK packet's count stops at 65535; it only says whether to look.
-            if conn.get_warnings() == 0 {
-                return Ok(Outcome {
-                    copied,
-                    warnings: Vec::new(),
-                    total: 0,
-                });
-            }
-            let warnings: Vec<(Vec<u8>, u32, Vec<u8>)> = conn.query("SHOW WARNINGS").await?;
-            let total: Option<u64> = conn.query_first("SELECT @@warning_count").await?;
+            let (warnings, total) = read_warnings(conn).await?;
             Ok::<_, mysql_async::Error>(Outcome {
                 copied,
-                total: total.unwrap_or(0).max(warnings.len() as u64),
                 warnings,
+                total,
             })
         }
         .await;

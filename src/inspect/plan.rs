@@ -39,7 +39,7 @@ pub enum PlanError {
     NoUniqueKey(String),
     #[error("no shared unique key: the ALTER removes or changes every unique key the table has ({0}); keep at least one unique key on the same columns, with the same prefix lengths and collations, e.g. do not DROP PRIMARY KEY without adding another unique key over columns that exist in both tables")]
     NoSharedKey(String),
-    #[error("the only shared unique keys have nullable columns ({0}); rows with NULLs there cannot be matched. Make the columns NOT NULL first, or pass --allow-nullable-unique-key if you know they hold no NULLs")]
+    #[error("the only shared unique keys have nullable columns ({0}); rows with NULLs there cannot be matched. Make the columns NOT NULL first, or pass --allow-nullable-unique-key: rows with a NULL there are then copied last, in one transaction that locks them, and matched by the values of all their columns")]
     OnlyNullableKeys(String),
     #[error(
         "no column is shared between the original and the new table; there is nothing to copy"
