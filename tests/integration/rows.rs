@@ -437,3 +437,125 @@ async fn more_than_65535_rows_skipped_in_one_chunk_are_counted_exactly() {
     );
     assert_migrated(&schema, &["id"]).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. XA transactions
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_xa_transaction_prepared_during_the_copy_and_rolled_back_never_appears() {
+    let schema = harness::fresh_schema("xa_rollback").await;
+    let alter = "ADD COLUMN d INT";
+    harness::primary_sql(
+        &schema,
+        &[
+            crate::migrate::SMALL,
+            "INSERT INTO t (id, a, b) SELECT seq, seq, CONCAT('w', seq) FROM seq_1_to_30000",
+            "CREATE TABLE mirror LIKE t",
+            &format!("ALTER TABLE mirror {alter}"),
+            "INSERT INTO mirror (id, a, b, c) SELECT id, a, b, c FROM t",
+        ],
+    )
+    .await;
+    let args = migrate_args(&schema, "t", alter, &["--chunk-size=100"]);
+    // Rows 1 to 1000 are the XA transactions' own. They are changed once the copy has passed
+    // them: a copy waiting on a prepared transaction's locks would hold the applier back, and
+    // the test would wait on itself.
+    let workload = Arc::new(by_id_between(1001, 29_000, crate::migrate::small_values));
+    let schema_ = schema.clone();
+    let migration = async move {
+        let wraith = Running::start(&args);
+        let primary = &servers().primary;
+        let (mut rolled_back, mut committed, mut plain) = (
+            primary.conn().await,
+            primary.conn().await,
+            primary.conn().await,
+        );
+        run_sql(&mut plain, &schema_, &[]).await;
+        harness::eventually(
+            "the copy to pass row 1000",
+            Duration::from_secs(60),
+            async || {
+                let n: Option<u64> = plain
+                    .query_first("SELECT COUNT(*) FROM _t_gho WHERE id = 1000")
+                    .await
+                    .ok()
+                    .flatten();
+                n == Some(1)
+            },
+        )
+        .await;
+        assert_eq!(
+            changelog_state(&schema_).await.as_deref(),
+            Some("Copy"),
+            "the copy is still running"
+        );
+        // Prepared, then rolled back: inserts, updates and deletes on `t` only.
+        run_sql(
+            &mut rolled_back,
+            &schema_,
+            &[
+                "XA START 'wraith-rolled-back'",
+                "INSERT INTO t (id, a, b) VALUES (2000000001, 1, 'xa'), (2000000002, 2, 'xa')",
+                "UPDATE t SET b = 'xa-rolled-back' WHERE id BETWEEN 1 AND 50",
+                "DELETE FROM t WHERE id BETWEEN 51 AND 100",
+                "XA END 'wraith-rolled-back'",
+                "XA PREPARE 'wraith-rolled-back'",
+            ],
+        )
+        .await;
+        // Prepared, then committed: the same on both tables.
+        let mut both = vec!["XA START 'wraith-committed', 'b', 7".to_string()];
+        for table in ["t", "mirror"] {
+            both.extend([
+                format!("INSERT INTO {table} (id, a, b) VALUES (2500000001, 1, 'xa'), (2500000002, 2, 'xa')"),
+                format!("UPDATE {table} SET b = 'xa-committed' WHERE id BETWEEN 201 AND 250"),
+                format!("DELETE FROM {table} WHERE id BETWEEN 251 AND 300"),
+            ]);
+        }
+        both.extend([
+            "XA END 'wraith-committed', 'b', 7".to_string(),
+            "XA PREPARE 'wraith-committed', 'b', 7".to_string(),
+        ]);
+        let both: Vec<&str> = both.iter().map(String::as_str).collect();
+        run_sql(&mut committed, &schema_, &both).await;
+        // A plain transaction after both: once its row is in the ghost table, the applier has
+        // read past both prepares.
+        run_sql(
+            &mut plain,
+            &schema_,
+            &[
+                "START TRANSACTION",
+                "INSERT INTO t (id, a, b) VALUES (3000000000, 0, 'marker')",
+                "INSERT INTO mirror (id, a, b) VALUES (3000000000, 0, 'marker')",
+                "COMMIT",
+            ],
+        )
+        .await;
+        harness::eventually(
+            "the marker row to reach the ghost table",
+            Duration::from_secs(60),
+            async || {
+                let n: Option<u64> = plain
+                    .query_first("SELECT COUNT(*) FROM _t_gho WHERE id = 3000000000")
+                    .await
+                    .unwrap();
+                n == Some(1)
+            },
+        )
+        .await;
+        rolled_back
+            .query_drop("XA ROLLBACK 'wraith-rolled-back'")
+            .await
+            .unwrap();
+        committed
+            .query_drop("XA COMMIT 'wraith-committed', 'b', 7")
+            .await
+            .unwrap();
+        wraith.finish(harness::WRAITH_RUN_LIMIT).await
+    };
+    let (out, stats, timeline) = under_writes(&schema, workload, 4, PACE, migration).await;
+    assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
+    assert_wrote_through(&stats, &timeline, MIN_COMMITS_DURING_MIGRATION);
+    assert_migrated(&schema, &["id"]).await;
+}
