@@ -123,7 +123,7 @@ impl DataPath {
         let pcreds = Credentials::primary(cfg);
         let mut apply_plan = ApplyPlan::new(plan, db, &cfg.ghost_table());
         apply_plan.allow_skipped_rows = cfg.flags.allow_skipped_rows;
-        let applier = Applier::connect(
+        let mut applier = Applier::connect(
             servers.primary,
             &pcreds,
             apply_plan,
@@ -131,6 +131,7 @@ impl DataPath {
         )
         .await
         .map_err(|e| PathError::Other(e.to_string()))?;
+        applier.report_to(progress.clone());
         let (control_tx, control_rx) = watch::channel(Control::Apply);
         let (status_tx, status_rx) = watch::channel(LoopStatus::default());
         path.control = control_tx;

@@ -391,6 +391,10 @@ impl Run<'_> {
         } else {
             info!("noop run (no --execute): rows copied and binlog applied to {}, not swapping; dropping the helper tables", sql::quote_ident(&cfg.ghost_table()));
         }
+        let dropped = progress.rows_skipped_by_apply.load(Ordering::Relaxed);
+        if dropped > 0 {
+            warn!("{dropped} rows were skipped by the applier (--allow-skipped-rows): changes made to the table during the migration that the new table does not have");
+        }
         self.enter(State::Cleanup).await?;
         Ok(Report {
             inspected: self.inspected.clone(),
@@ -420,6 +424,7 @@ impl Run<'_> {
         spec.nice_ratio = cfg.flags.nice_ratio;
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
+        spec.changelog = cfg.changelog_table();
         let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
         let result = copy::run(
             Arc::new(spec),

@@ -19,6 +19,8 @@ pub struct Progress {
     pub rows_copied: AtomicU64,
     /// Rows the copy skipped under `--allow-skipped-rows`.
     pub rows_skipped: AtomicU64,
+    /// Row images the applier's inserts dropped (or changed) under `--allow-skipped-rows`.
+    pub rows_skipped_by_apply: AtomicU64,
     pub chunks_copied: AtomicU64,
     pub events_applied: AtomicU64,
     pub backlog: AtomicUsize,
@@ -40,6 +42,7 @@ impl Progress {
             rows_estimate: AtomicU64::new(0),
             rows_copied: AtomicU64::new(0),
             rows_skipped: AtomicU64::new(0),
+            rows_skipped_by_apply: AtomicU64::new(0),
             chunks_copied: AtomicU64::new(0),
             events_applied: AtomicU64::new(0),
             backlog: AtomicUsize::new(0),

@@ -134,6 +134,11 @@ pub async fn run_loop(
                 for (_, after) in &event.rows {
                     match after.as_deref().and_then(Entry::read) {
                         Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
+                        Some(Entry::NullKeyRowsCopied) => {
+                            // Changes before it are in the copy; those after it are not.
+                            flush(&mut applier, &mut pending, &progress).await?;
+                            applier.null_key_rows_copied();
+                        }
                         Some(Entry::Marker(token))
                             if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>

@@ -3,11 +3,11 @@
 //! In: the original table, the ghost table after the ALTER, the ALTER's detected renames and the
 //! user's choices. Out: [`Plan`]: the column mapping (shared, renamed, dropped, added; generated
 //! columns never written) and the shared unique key the copier chunks by and the applier matches
-//! rows with. Invariant: a key is chosen only if it is unique, with the same columns, in both
-//! tables; without one, rows could be duplicated or lost, so there is no plan. Before the plan,
-//! [`check_built`] holds the ghost table the server built against what the ALTER was read to
-//! say: a column may only vanish where the ALTER names it dropped or renamed, and the ghost table
-//! must be InnoDB.
+//! rows with. Invariant: a key is chosen only if it is unique, with the same columns in the same
+//! order, the same prefix lengths and the same collations, in both tables ([`same_key`]); without
+//! one, rows could be duplicated or lost, so there is no plan. Before the plan, [`check_built`]
+//! holds the ghost table the server built against what the ALTER was read to say: a column may
+//! only vanish where the ALTER names it dropped or renamed, and the ghost table must be InnoDB.
 
 use super::alter::{Alter, ColumnRename};
 use super::schema::{Index, TableSchema};
@@ -39,9 +39,9 @@ pub struct Plan {
 pub enum PlanError {
     #[error("no shared unique key: the table has no PRIMARY KEY or UNIQUE key{0}; wraith needs one to copy rows and match changes. Add a primary key first (a separate migration), or keep one in the ALTER")]
     NoUniqueKey(String),
-    #[error("no shared unique key: the ALTER removes or changes every unique key the table has ({0}); keep at least one unique key on the same columns, e.g. do not DROP PRIMARY KEY without adding another unique key over columns that exist in both tables")]
+    #[error("no shared unique key: the ALTER removes or changes every unique key the table has ({0}); keep at least one unique key on the same columns, with the same prefix lengths and collations, e.g. do not DROP PRIMARY KEY without adding another unique key over columns that exist in both tables")]
     NoSharedKey(String),
-    #[error("the only shared unique keys have nullable columns ({0}); rows with NULLs there cannot be matched. Make the columns NOT NULL first, or pass --allow-nullable-unique-key if you know they hold no NULLs")]
+    #[error("the only shared unique keys have nullable columns ({0}); rows with NULLs there cannot be matched. Make the columns NOT NULL first, or pass --allow-nullable-unique-key: rows with a NULL there are then copied last, in one transaction that locks them, and matched by the values of all their columns")]
     OnlyNullableKeys(String),
     #[error(
         "no column is shared between the original and the new table; there is nothing to copy"
@@ -185,16 +185,10 @@ pub fn build(
             .columns
             .iter()
             .all(|c| columns.iter().any(|m| m.original.eq_ignore_ascii_case(c)));
-        let ghost_has = ghost.indexes.iter().any(|g| {
-            g.unique
-                && !g.functional
-                && g.prefixes == key.prefixes
-                && g.columns.len() == mapped.len()
-                && g.columns
-                    .iter()
-                    .zip(&mapped)
-                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
-        });
+        let ghost_has = ghost
+            .indexes
+            .iter()
+            .any(|g| same_key(original, key, ghost, g, &mapped));
         if !(shared_columns && ghost_has) {
             continue;
         }
@@ -225,11 +219,44 @@ pub fn build(
     ))
 }
 
+/// Whether unique key `o` of `original` and unique key `g` of `ghost` are the same constraint:
+/// `ghost_columns` (`o`'s columns as the ghost table names them) are `g`'s columns in the same
+/// order, with the same prefix lengths, and every column compares its values with the same
+/// collation in both tables. A key over the same columns that compares more loosely after the
+/// ALTER (`utf8mb4_bin` to `_ci`; `_general_ci` to `_unicode_ci`, where 'strasse' = 'straße')
+/// or on a shorter prefix can hold fewer rows: a duplicate on it is a row the new table cannot
+/// hold, not a row the applier will bring up to date.
+fn same_key(
+    original: &TableSchema,
+    o: &Index,
+    ghost: &TableSchema,
+    g: &Index,
+    ghost_columns: &[String],
+) -> bool {
+    let collation = |t: &TableSchema, c: &str| t.column(c).map(|c| c.collation.clone());
+    o.unique
+        && g.unique
+        && !o.functional
+        && !g.functional
+        && o.prefixes == g.prefixes
+        && o.columns.len() == ghost_columns.len()
+        && g.columns.len() == ghost_columns.len()
+        && g.columns
+            .iter()
+            .zip(ghost_columns)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        && o.columns.iter().zip(ghost_columns).all(|(oc, gc)| {
+            let (oc, gc) = (collation(original, oc), collation(ghost, gc));
+            oc.is_some() && oc == gc
+        })
+}
+
 impl Plan {
-    /// Unique keys the ghost table shares with the original (the same columns, by mapping, and
-    /// the same prefix lengths), as (original index, ghost index). The original never holds a value of one of them twice, so
-    /// a duplicate on one in the ghost table is a row not yet brought up to date, and a later
-    /// binlog event rewrites it. A unique key that only the ghost table has is not here.
+    /// Unique keys the ghost table shares with the original ([`same_key`]: the same columns, by
+    /// mapping, prefix lengths and collations), as (original index, ghost index). The original
+    /// never holds a value of one of them twice, so a duplicate on one in the ghost table is a
+    /// row not yet brought up to date, and a later binlog event rewrites it. A unique key that
+    /// only the ghost table has, or that the ALTER changed, is not here.
     pub fn shared_unique_keys(&self) -> Vec<(&Index, &Index)> {
         let original_name = |ghost_column: &str| {
             self.columns
@@ -246,14 +273,12 @@ impl Plan {
                     g.columns.iter().map(|c| original_name(c)).collect();
                 let mapped = mapped?;
                 let o = self.original.indexes.iter().find(|o| {
-                    o.unique
-                        && !o.functional
-                        && o.prefixes == g.prefixes
-                        && o.columns.len() == mapped.len()
+                    o.columns.len() == mapped.len()
                         && o.columns
                             .iter()
                             .zip(&mapped)
                             .all(|(a, b)| a.eq_ignore_ascii_case(b))
+                        && same_key(&self.original, o, &self.ghost, g, &g.columns)
                 })?;
                 Some((o, g))
             })
@@ -425,6 +450,50 @@ mod tests {
         let orig = table(vec![col("b", false)], vec![idx("PRIMARY", &["b"])]);
         let mut ghost = orig.clone();
         ghost.indexes[0].prefixes = vec![Some(4)];
+        assert!(matches!(
+            build(&orig, &ghost, &[], false, false),
+            Err(PlanError::NoSharedKey(_))
+        ));
+    }
+
+    fn text(name: &str, collation: &str) -> Column {
+        let mut c = col(name, false);
+        c.data_type = "varchar".into();
+        c.column_type = "varchar(40)".into();
+        c.charset = Some("utf8mb4".into());
+        c.collation = Some(collation.into());
+        c
+    }
+
+    #[test]
+    fn a_unique_key_that_compares_more_loosely_after_the_alter_is_not_the_same_key() {
+        let orig = table(
+            vec![col("id", false), text("v", "utf8mb4_bin")],
+            vec![idx("PRIMARY", &["id"]), idx("v_uidx", &["v"])],
+        );
+        let mut ghost = orig.clone();
+        ghost.columns[1] = text("v", "utf8mb4_general_ci");
+        let plan = build(&orig, &ghost, &[], false, false).unwrap();
+        let names: Vec<&str> = plan
+            .shared_unique_keys()
+            .iter()
+            .map(|(_, g)| g.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["PRIMARY"],
+            "'abc' and 'ABC' are two rows before and one key after: a duplicate on v_uidx is a row the new table cannot hold"
+        );
+        // The same collation: the same key.
+        let plan = build(&orig, &orig, &[], false, false).unwrap();
+        assert_eq!(plan.shared_unique_keys().len(), 2);
+        // Keyed only by a key whose collation changes, the table has no shared key.
+        let orig = table(
+            vec![text("v", "utf8mb4_general_ci")],
+            vec![idx("PRIMARY", &["v"])],
+        );
+        let mut ghost = orig.clone();
+        ghost.columns[0] = text("v", "utf8mb4_unicode_ci");
         assert!(matches!(
             build(&orig, &ghost, &[], false, false),
             Err(PlanError::NoSharedKey(_))

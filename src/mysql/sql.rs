@@ -87,6 +87,15 @@ pub fn changelog_state(schema: &str, table: &str) -> String {
     )
 }
 
+/// How many changelog rows carry `hint` (0 or 1).
+pub fn changelog_count_hint(schema: &str, table: &str, hint: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM {} WHERE hint = {}",
+        qualified(schema, table),
+        quote_str(hint)
+    )
+}
+
 pub fn explain_select_all(schema: &str, table: &str) -> String {
     format!("EXPLAIN SELECT * FROM {}", qualified(schema, table))
 }
@@ -242,30 +251,50 @@ fn key_order(key_columns: &[String], desc: bool) -> String {
         .join(", ")
 }
 
-/// The smallest (or largest) key of the table.
+/// ` AND (`k1` IS NOT NULL AND ...)` over `nullable` key columns, or nothing: a key range never
+/// holds a key with a NULL in it (NULL compares with nothing), and neither may its bounds.
+fn and_not_null(nullable: &[String]) -> String {
+    if nullable.is_empty() {
+        return String::new();
+    }
+    let terms: Vec<String> = nullable
+        .iter()
+        .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
+        .collect();
+    format!(" AND ({})", terms.join(" AND "))
+}
+
+/// The smallest (or largest) key of the table without a NULL in it; `nullable` are the key
+/// columns that may hold NULL.
 pub fn key_extreme(
     schema: &str,
     table: &str,
     index: &str,
     key_columns: &[String],
+    nullable: &[String],
     largest: bool,
 ) -> String {
+    let filter = and_not_null(nullable);
+    let filter = filter.strip_prefix(" AND ").map(|f| format!(" WHERE {f}"));
     format!(
-        "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) ORDER BY {} LIMIT 1",
+        "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}){} ORDER BY {} LIMIT 1",
         column_list(key_columns),
         qualified(schema, table),
         quote_ident(index),
+        filter.unwrap_or_default(),
         key_order(key_columns, largest)
     )
 }
 
 /// The key `rows` rows after the lower bound (exclusive, or inclusive for the first chunk) and not
-/// beyond the upper bound. Parameters: the lower bound's, then the upper bound's placeholders.
+/// beyond the upper bound, among keys without a NULL in their `nullable` columns. Parameters: the
+/// lower bound's, then the upper bound's placeholders.
 pub fn chunk_end(
     schema: &str,
     table: &str,
     index: &str,
     key_columns: &[String],
+    nullable: &[String],
     lo_inclusive: bool,
     rows: u64,
 ) -> (String, Vec<usize>, Vec<usize>) {
@@ -273,10 +302,11 @@ pub fn chunk_end(
     let (hi, hi_params) = key_bound(key_columns, false, true);
     (
         format!(
-            "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi} ORDER BY {} LIMIT 1 OFFSET {}",
+            "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi}{} ORDER BY {} LIMIT 1 OFFSET {}",
             column_list(key_columns),
             qualified(schema, table),
             quote_ident(index),
+            and_not_null(nullable),
             key_order(key_columns, false),
             rows.saturating_sub(1)
         ),
@@ -286,7 +316,8 @@ pub fn chunk_end(
 }
 
 /// Copies one key range: `INSERT IGNORE INTO ghost (...) SELECT ... FROM original WHERE lo < key
-/// <= hi LOCK IN SHARE MODE`. Parameters as in [`chunk_end`].
+/// <= hi LOCK IN SHARE MODE`, leaving out keys with a NULL in their `nullable` columns.
+/// Parameters as in [`chunk_end`].
 #[allow(clippy::too_many_arguments)]
 pub fn copy_chunk(
     schema: &str,
@@ -296,21 +327,65 @@ pub fn copy_chunk(
     ghost_columns: &[String],
     index: &str,
     key_columns: &[String],
+    nullable: &[String],
     lo_inclusive: bool,
 ) -> (String, Vec<usize>, Vec<usize>) {
     let (lo, lo_params) = key_bound(key_columns, true, lo_inclusive);
     let (hi, hi_params) = key_bound(key_columns, false, true);
     (
         format!(
-            "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi} LOCK IN SHARE MODE",
+            "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi}{} LOCK IN SHARE MODE",
             qualified(schema, ghost),
             column_list(ghost_columns),
             column_list(original_columns),
             qualified(schema, original),
-            quote_ident(index)
+            quote_ident(index),
+            and_not_null(nullable)
         ),
         lo_params,
         hi_params,
+    )
+}
+
+/// Copies the rows whose key has a NULL in one of its `nullable` columns (rows no key range
+/// holds): `INSERT IGNORE INTO ghost (...) SELECT ... FROM original WHERE k1 IS NULL OR ...
+/// LOCK IN SHARE MODE`.
+pub fn copy_null_keys(
+    schema: &str,
+    original: &str,
+    ghost: &str,
+    original_columns: &[String],
+    ghost_columns: &[String],
+    index: &str,
+    nullable: &[String],
+) -> String {
+    let terms: Vec<String> = nullable
+        .iter()
+        .map(|c| format!("{} IS NULL", quote_ident(c)))
+        .collect();
+    format!(
+        "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {} LOCK IN SHARE MODE",
+        qualified(schema, ghost),
+        column_list(ghost_columns),
+        column_list(original_columns),
+        qualified(schema, original),
+        quote_ident(index),
+        terms.join(" OR ")
+    )
+}
+
+/// Deletes one row holding `values` (SQL literals, NULL-safe) in `columns`: a row no key
+/// identifies.
+pub fn delete_one_row(schema: &str, table: &str, columns: &[String], values: &[String]) -> String {
+    let terms: Vec<String> = columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| format!("{} <=> {v}", quote_ident(c)))
+        .collect();
+    format!(
+        "DELETE /* wraith */ FROM {} WHERE {} LIMIT 1",
+        qualified(schema, table),
+        terms.join(" AND ")
     )
 }
 
@@ -420,6 +495,33 @@ mod tests {
         assert_eq!(
             ddl_session("STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION"),
             "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'"
+        );
+    }
+
+    #[test]
+    fn key_ranges_leave_out_keys_with_a_null_and_null_keys_are_copied_apart() {
+        let key = vec!["a".to_string(), "b".to_string()];
+        let nullable = vec!["b".to_string()];
+        assert_eq!(
+            key_extreme("d", "t", "ab", &key, &nullable, false),
+            "SELECT /* wraith */ `a`, `b` FROM `d`.`t` FORCE INDEX (`ab`) WHERE (`b` IS NOT NULL) ORDER BY `a`, `b` LIMIT 1"
+        );
+        assert_eq!(
+            key_extreme("d", "t", "ab", &key, &[], true),
+            "SELECT /* wraith */ `a`, `b` FROM `d`.`t` FORCE INDEX (`ab`) ORDER BY `a` DESC, `b` DESC LIMIT 1"
+        );
+        let (copy, ..) = copy_chunk("d", "t", "g", &key, &key, "ab", &key, &nullable, true);
+        assert!(
+            copy.ends_with("<= ?)) AND (`b` IS NOT NULL) LOCK IN SHARE MODE"),
+            "{copy}"
+        );
+        assert_eq!(
+            copy_null_keys("d", "t", "g", &key, &key, "ab", &key),
+            "INSERT /* wraith */ IGNORE INTO `d`.`g` (`a`, `b`) SELECT `a`, `b` FROM `d`.`t` FORCE INDEX (`ab`) WHERE `a` IS NULL OR `b` IS NULL LOCK IN SHARE MODE"
+        );
+        assert_eq!(
+            delete_one_row("d", "g", &key, &["NULL".into(), "'x'".into()]),
+            "DELETE /* wraith */ FROM `d`.`g` WHERE `a` <=> NULL AND `b` <=> 'x' LIMIT 1"
         );
     }
 

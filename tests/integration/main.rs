@@ -13,5 +13,6 @@ mod hooks;
 mod migrate;
 mod names;
 mod preflight;
+mod rows;
 mod shapes;
 mod writers;
