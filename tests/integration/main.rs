@@ -13,4 +13,5 @@ mod migrate;
 mod names;
 mod preflight;
 mod shapes;
+mod throttling;
 mod writers;
