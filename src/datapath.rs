@@ -147,10 +147,10 @@ impl DataPath {
             changelog: cfg.changelog_table(),
             names: servers.names,
             batch_size: cfg.flags.dml_batch_size as usize,
+            gate: gate.watch(),
         };
         let (loop_progress, loop_cancel) = (progress.clone(), cancel.clone());
         let on_failure = CancelRunOnFailure(run_cancel.clone());
-        let loop_gate = gate.watch();
         path.apply = Some(tokio::spawn(async move {
             let result = apply::run_loop(
                 streamer,
@@ -158,7 +158,6 @@ impl DataPath {
                 spec,
                 loop_progress,
                 control_rx,
-                loop_gate,
                 status_tx,
                 loop_cancel,
             )

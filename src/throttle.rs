@@ -219,15 +219,13 @@ pub fn decide(
         }
         Some(_) => {}
     }
-    for reason in [
+    let other = [
         &readings.control_replicas,
         &readings.max_load,
         &readings.query,
         &readings.http,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    ];
+    if let Some(reason) = other.into_iter().flatten().next() {
         return GateState::Closed(reason.clone());
     }
     let backlog = progress.backlog.load(Ordering::Relaxed) as f64;
@@ -248,7 +246,15 @@ pub async fn run(
     run_cancel: CancellationToken,
 ) -> Result<(), ThrottleError> {
     let settings = Arc::new(settings);
-    let readings = Arc::new(Mutex::new(Readings::default()));
+    // A source throttles until it has been read once.
+    let unread = |on: bool, what: &str| on.then(|| format!("{what}: not read yet"));
+    let readings = Arc::new(Mutex::new(Readings {
+        control_replicas: unread(!settings.control_replicas.is_empty(), "control-replicas"),
+        max_load: unread(!settings.max_load.is_empty(), "max-load"),
+        query: unread(!settings.throttle_query.is_empty(), "throttle-query"),
+        http: unread(settings.http.is_some(), "throttle-http"),
+        ..Readings::default()
+    }));
     let samplers = cancel.child_token();
     let _stop_samplers = samplers.clone().drop_guard();
     let (panic_tx, mut panic_rx) = tokio::sync::mpsc::channel::<String>(1);

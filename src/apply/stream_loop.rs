@@ -64,6 +64,8 @@ pub struct LoopSpec {
     /// How the streamed server compares names (its `lower_case_table_names`).
     pub names: NameCase,
     pub batch_size: usize,
+    /// The throttle gate: nothing is read or applied while it is closed (outside a cut-over).
+    pub gate: watch::Receiver<GateState>,
 }
 
 impl LoopSpec {
@@ -82,10 +84,10 @@ pub async fn run_loop(
     spec: LoopSpec,
     progress: Arc<Progress>,
     mut control: watch::Receiver<Control>,
-    mut gate: watch::Receiver<GateState>,
     status: watch::Sender<LoopStatus>,
     cancel: CancellationToken,
 ) -> Result<(), LoopError> {
+    let mut gate = spec.gate.clone();
     let mut gate_open = true;
     let mut pending: Vec<RowEvent> = Vec::new();
     let mut held: Vec<RowEvent> = Vec::new();
