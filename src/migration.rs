@@ -27,7 +27,7 @@ use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
 use crate::table_lock::{self, LockError, TableLock};
-use crate::throttle::Gate;
+use crate::throttle::{Gate, GateState};
 
 /// The states of a migration, as written to the changelog's `state` hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,6 +446,7 @@ impl Run<'_> {
     async fn wait_caught_up(&self, progress: &Progress) -> Result<(), MigrationError> {
         let fresh =
             Duration::from_millis((self.cfg.flags.heartbeat_interval_millis as u64 * 3).max(500));
+        let mut throttled_at: Option<Instant> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(MigrationError::Cancelled);
@@ -460,7 +461,12 @@ impl Run<'_> {
             {
                 return Ok(());
             }
-            if age.unwrap_or_else(|| progress.started.elapsed()) > STALLED_STREAM {
+            // A throttled apply loop reads nothing: the stream is not stuck while throttled.
+            if matches!(self.gate.state(), GateState::Closed(_)) {
+                throttled_at = Some(Instant::now());
+            }
+            let waited = age.unwrap_or_else(|| progress.started.elapsed());
+            if waited.min(throttled_at.map_or(Duration::MAX, |t| t.elapsed())) > STALLED_STREAM {
                 return Err(MigrationError::Other(format!(
                     "no heartbeat has come back through the binlog of {} for {} minutes: the binlog stream is stuck. Check that replication from the primary runs and that the binlog is written, then run the migration again",
                     self.inspected,

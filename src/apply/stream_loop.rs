@@ -20,6 +20,7 @@ use crate::binlog::{RowEvent, Statement, StreamError, StreamItem, Streamer, Touc
 use crate::changelog::Entry;
 use crate::mysql::names::NameCase;
 use crate::progress::Progress;
+use crate::throttle::GateState;
 
 /// What the coordinator tells the apply loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,8 @@ pub struct LoopSpec {
     /// How the streamed server compares names (its `lower_case_table_names`).
     pub names: NameCase,
     pub batch_size: usize,
+    /// The throttle gate: nothing is read or applied while it is closed (outside a cut-over).
+    pub gate: watch::Receiver<GateState>,
 }
 
 impl LoopSpec {
@@ -84,6 +87,8 @@ pub async fn run_loop(
     status: watch::Sender<LoopStatus>,
     cancel: CancellationToken,
 ) -> Result<(), LoopError> {
+    let mut gate = spec.gate.clone();
+    let mut gate_open = true;
     let mut pending: Vec<RowEvent> = Vec::new();
     let mut held: Vec<RowEvent> = Vec::new();
     // The marker token events are being held for, after it was applied.
@@ -93,9 +98,18 @@ pub async fn run_loop(
         progress
             .backlog
             .store(streamer.backlog(), Ordering::Relaxed);
+        // Throttled: nothing is read or applied, except during a cut-over (never throttled).
+        let paused = gate_open
+            && holding.is_none()
+            && *control.borrow() == Control::Apply
+            && matches!(*gate.borrow_and_update(), GateState::Closed(_));
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
+            changed = gate.changed(), if paused => {
+                gate_open = changed.is_ok();
+                continue;
+            }
             changed = control.changed(), if control_open => {
                 if changed.is_err() {
                     control_open = false; // the coordinator is gone; keep applying
@@ -113,7 +127,7 @@ pub async fn run_loop(
                 }
                 continue;
             }
-            item = streamer.recv() => item,
+            item = streamer.recv(), if !paused => item,
         };
         let Some(item) = item else {
             break Err(match streamer.finish().await {

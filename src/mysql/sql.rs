@@ -96,6 +96,19 @@ pub fn changelog_count_hint(schema: &str, table: &str, hint: &str) -> String {
     )
 }
 
+/// The heartbeat's value (seconds since the epoch) as this server holds it.
+pub fn heartbeat_value(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT value FROM {} WHERE hint = 'heartbeat'",
+        qualified(schema, table)
+    )
+}
+
+/// One global status variable (`Threads_running`) as `(name, value)`.
+pub fn global_status(variable: &str) -> String {
+    format!("SHOW GLOBAL STATUS LIKE {}", quote_str(variable))
+}
+
 pub fn explain_select_all(schema: &str, table: &str) -> String {
     format!("EXPLAIN SELECT * FROM {}", qualified(schema, table))
 }

@@ -15,4 +15,5 @@ mod names;
 mod preflight;
 mod rows;
 mod shapes;
+mod throttling;
 mod writers;
