@@ -4,6 +4,7 @@
 //! asserts on the data those servers hold afterwards.
 
 mod binlog;
+mod checksum;
 mod cli;
 mod compare;
 mod faults;
