@@ -34,7 +34,8 @@
 //! retypes otherwise (a DECIMAL's scale, a temporal precision, FLOAT to DOUBLE, ...) changes its
 //! value on purpose: it is not compared, and the log names it. When the key's columns themselves
 //! change type or collation, key ranges would not select the same rows in both tables, so the
-//! whole table is compared as one chunk.
+//! whole table is compared as one chunk. With `--allow-skipped-rows`, a row of the original the
+//! ghost table lacks was dropped knowingly and is not held against it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -222,6 +223,10 @@ pub struct ChecksumSpec {
     pub chunk_rows: u64,
     /// Snapshot connections, each comparing chunks in parallel.
     pub connections: usize,
+    /// `--allow-skipped-rows`: rows of the original the ghost table lacks were dropped knowingly
+    /// (by the copy or the applier); only rows both tables hold, and rows only the ghost table
+    /// holds, are held against it.
+    pub allow_missing: bool,
 }
 
 impl ChecksumSpec {
@@ -270,6 +275,7 @@ impl ChecksumSpec {
             chunked,
             chunk_rows: chunk_rows.max(1),
             connections: connections.max(1),
+            allow_missing: false,
         }
     }
 
@@ -617,7 +623,8 @@ async fn compare_range(
     let mut keys = Vec::new();
     if original != ghost {
         keys = differing_keys(spec, conn, &t_range, &g_range, p).await?;
-        if keys.is_empty() {
+        // (With rows allowed to be missing, a missing row explains the figures.)
+        if keys.is_empty() && !spec.allow_missing {
             keys.push(format!(
                 "the rows with keys {} (their checksums differ, though no single row was found)",
                 describe_range(spec, range)
@@ -661,6 +668,7 @@ async fn differing_keys(
         &spec.ghost_key,
         t_where,
         Some(&same),
+        spec.allow_missing,
         NAMED_KEYS as u64 + 1,
     );
     let rows: Vec<Row> = conn
@@ -679,6 +687,7 @@ async fn differing_keys(
         &spec.key,
         g_where,
         None,
+        false,
         NAMED_KEYS as u64 + 1,
     );
     let rows: Vec<Row> = conn

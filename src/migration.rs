@@ -491,12 +491,14 @@ impl Run<'_> {
         let cfg = self.cfg;
         // Reading is cheaper than copying: chunks of ten copy chunks.
         let rows = (cfg.flags.chunk_size.max(1) as u64 * 10).clamp(100, 100_000);
-        ChecksumSpec::new(
+        let mut spec = ChecksumSpec::new(
             plan,
             self.cut_over_spec(flavor.clone()),
             rows,
             cfg.flags.copy_workers.max(1) as usize,
-        )
+        );
+        spec.allow_missing = cfg.flags.allow_skipped_rows;
+        spec
     }
 
     /// Fixes one logical moment of both tables (the checksum's brief lock), trying again after
@@ -563,6 +565,9 @@ impl Run<'_> {
             spec.columns.len(),
             list_suffix("; not compared, retyped by the ALTER: ", &spec.skipped),
         );
+        if spec.allow_missing {
+            info!("checksum: rows missing from the ghost table are allowed (--allow-skipped-rows)");
+        }
         progress.set_state("checksumming");
         progress.set_checksum(ChecksumStatus::Comparing);
         let snapshot = self.checksum_snapshot(spec).await?;

@@ -367,7 +367,8 @@ pub fn checksum_rows(
 
 /// The keys (as `a_key`) of up to `limit` rows of `a` (aliased `x`) matching `condition` (its
 /// columns unqualified, placeholders allowed) that have no row in `b` (aliased `y`) with the
-/// same key (`b_key`, matched with `<=>`) and, when given, satisfying `same`.
+/// same key (`b_key`, matched with `<=>`) and, when given, satisfying `same`. With
+/// `present_only`, only rows whose key `b` has (rows that differ, not rows that are missing).
 #[allow(clippy::too_many_arguments)]
 pub fn rows_not_in(
     schema: &str,
@@ -377,6 +378,7 @@ pub fn rows_not_in(
     b_key: &[String],
     condition: &str,
     same: Option<&str>,
+    present_only: bool,
     limit: u64,
 ) -> String {
     let on: Vec<String> = a_key
@@ -385,12 +387,21 @@ pub fn rows_not_in(
         .map(|(ka, kb)| format!("y.{} <=> x.{}", quote_ident(kb), quote_ident(ka)))
         .collect();
     let same = same.map(|s| format!(" AND ({s})")).unwrap_or_default();
+    let present = if present_only {
+        format!(
+            " AND EXISTS (SELECT 1 FROM {} y WHERE {})",
+            qualified(schema, b),
+            on.join(" AND ")
+        )
+    } else {
+        String::new()
+    };
     let keys: Vec<String> = a_key
         .iter()
         .map(|k| format!("x.{}", quote_ident(k)))
         .collect();
     format!(
-        "SELECT /* wraith */ {} FROM {} x WHERE {condition} AND NOT EXISTS \
+        "SELECT /* wraith */ {} FROM {} x WHERE {condition}{present} AND NOT EXISTS \
          (SELECT 1 FROM {} y WHERE {}{same}) ORDER BY {} LIMIT {limit}",
         keys.join(", "),
         qualified(schema, a),
@@ -529,11 +540,27 @@ mod tests {
             &["ident".to_string()],
             "`id` > ?",
             Some("x.`v` <=> y.`v`"),
+            false,
             10,
         );
         assert_eq!(
             q,
             "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE `id` > ? AND NOT EXISTS (SELECT 1 FROM `d`.`_t_gho` y WHERE y.`ident` <=> x.`id` AND (x.`v` <=> y.`v`)) ORDER BY x.`id` LIMIT 10"
+        );
+        let q = rows_not_in(
+            "d",
+            "t",
+            &["id".to_string()],
+            "g",
+            &["id".to_string()],
+            "TRUE",
+            None,
+            true,
+            1,
+        );
+        assert_eq!(
+            q,
+            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE TRUE AND EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) AND NOT EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) ORDER BY x.`id` LIMIT 1"
         );
     }
 

@@ -205,32 +205,34 @@ async fn a_difference_on_a_row_changed_while_postponed_stops_the_run_before_the_
     )
     .await;
     let (running, flag) = postponed(&schema, migrate_args(&schema, "t", COMMENT, &[])).await;
-    // While postponed, the application writes row 4000000 (no writer uses that id); once the
-    // applier has brought it to the ghost table, the ghost's copy of it is changed.
+    // While postponed, the application writes rows 4000000 and 4000001 (no writer uses these
+    // ids); once the applier has brought them to the ghost table, the ghost's copy of the first
+    // is changed and the second is deleted.
     let mut c = primary.conn().await;
     c.query_drop(format!(
         "USE `{schema}`; START TRANSACTION; \
-         INSERT INTO t (id, a, b) VALUES (4000000, 7, 'late'); \
-         INSERT INTO mirror (id, a, b) VALUES (4000000, 7, 'late'); COMMIT"
+         INSERT INTO t (id, a, b) VALUES (4000000, 7, 'late'), (4000001, 7, 'late'); \
+         INSERT INTO mirror (id, a, b) VALUES (4000000, 7, 'late'), (4000001, 7, 'late'); COMMIT"
     ))
     .await
     .unwrap();
     harness::eventually(
-        "the applier to write row 4000000 to the ghost table",
+        "the applier to write rows 4000000 and 4000001 to the ghost table",
         Duration::from_secs(60),
         async || {
-            let a: Option<i64> = c
+            let n: Option<u64> = c
                 .query_first(format!(
-                    "SELECT a FROM `{schema}`._t_gho WHERE id = 4000000"
+                    "SELECT COUNT(*) FROM `{schema}`._t_gho WHERE id IN (4000000, 4000001) AND a = 7"
                 ))
                 .await
                 .unwrap();
-            a == Some(7)
+            n == Some(2)
         },
     )
     .await;
     c.query_drop(format!(
-        "UPDATE `{schema}`._t_gho SET a = 8 WHERE id = 4000000"
+        "UPDATE `{schema}`._t_gho SET a = 8 WHERE id = 4000000; \
+         DELETE FROM `{schema}`._t_gho WHERE id = 4000001"
     ))
     .await
     .unwrap();
@@ -242,6 +244,10 @@ async fn a_difference_on_a_row_changed_while_postponed_stops_the_run_before_the_
     assert!(
         log.contains("found rows that differ") && log.contains("id=4000000"),
         "the changed row is not named:\n{log}"
+    );
+    assert!(
+        log.contains("id=4000001"),
+        "the row missing from the ghost table is not named:\n{log}"
     );
     assert!(log.contains("untouched"), "{log}");
     assert_eq!(comment(&schema).await.as_deref(), Some(""), "{log}");
