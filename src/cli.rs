@@ -379,7 +379,7 @@ pub struct Flags {
     pub allow_skipped_rows: bool,
     /// wraith: do not compare the ghost table with the original before the swap (the checksum,
     /// on by default, fails the run before the swap if any row differs; it costs a read of both
-    /// tables and a lock of a few milliseconds)
+    /// tables and a brief lock of the original, bounded by --cut-over-lock-timeout-seconds)
     #[arg(long)]
     pub skip_checksum: bool,
 }
