@@ -603,8 +603,8 @@ fn names(spec: &CutOverSpec) -> String {
 
 /// A connection to the primary for a session that takes locks: its statements wait at most the
 /// lock timeout for metadata locks, and the server ends it within seconds of wraith going quiet
-/// (so a dead wraith's lock dies with it).
-async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
+/// (so a dead wraith's lock dies with it). The checksum's snapshot takes its lock the same way.
+pub(crate) async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
     let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
     conn.query_drop(sql::lock_session(spec.lock_timeout))
         .await
@@ -613,7 +613,7 @@ async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
 }
 
 /// The server's id of `conn`'s session.
-async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {
+pub(crate) async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {
     let id: Option<u64> = conn
         .query_first("SELECT CONNECTION_ID()")
         .await
@@ -622,8 +622,10 @@ async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {
 }
 
 /// Tells the apply loop to expect the marker `token`, writes it (on `c`, while the original table
-/// is locked), and waits until `until` for every event before it to be applied.
-async fn drain_to_marker(
+/// is locked), and waits until `until` for every event before it to be applied. The loop then
+/// holds the events after the marker until [`Control::Apply`] (or the swap). Used by the cut-over
+/// and by the checksum's snapshot.
+pub(crate) async fn drain_to_marker(
     spec: &CutOverSpec,
     c: &mut Conn,
     control: &watch::Sender<Control>,

@@ -3,8 +3,8 @@
 //!
 //! In: the run's [`Config`], the inspected server's connection and flavor, the [`Plan`], the
 //! shared [`Progress`] and [`Gate`], and the run's cancellation token. Out: the apply loop's
-//! [`Control`] and [`LoopStatus`] for the cut-over, and the apply loop's result, returned through
-//! its join handle ([`DataPath::failure`], [`DataPath::stop`]). Invariants: the tasks listen to a
+//! [`Control`], [`LoopStatus`] and [`KeyLog`] for the checksum and the cut-over, and the apply
+//! loop's result, returned through its join handle ([`DataPath::failure`], [`DataPath::stop`]). Invariants: the tasks listen to a
 //! token of their own, so cancelling the run (a signal) never stops the applier in the middle of
 //! a cut-over, only [`DataPath::stop`] does; an apply loop that fails or panics cancels the run,
 //! so the copy and every wait stop and cleanup runs; so does a throttler that meets the critical
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::apply::{self, Applier, ApplyPlan, Control, LoopSpec, LoopStatus};
+use crate::apply::{self, Applier, ApplyPlan, Control, KeyLog, LoopSpec, LoopStatus};
 use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
 use crate::changelog::Changelog;
 use crate::config::Config;
@@ -52,6 +52,8 @@ pub enum PathError {
 pub struct DataPath {
     pub control: watch::Sender<Control>,
     pub status: watch::Receiver<LoopStatus>,
+    /// The keys the apply loop wrote since the checksum's last snapshot.
+    pub keylog: Arc<KeyLog>,
     apply: Option<JoinHandle<Result<(), apply::LoopError>>>,
     /// The throttler: ends with an error when the critical load stops the run.
     throttle: Option<JoinHandle<Result<(), throttle::ThrottleError>>>,
@@ -85,6 +87,7 @@ impl DataPath {
         let mut path = DataPath {
             control: watch::channel(Control::Apply).0,
             status: watch::channel(LoopStatus::default()).1,
+            keylog: Arc::new(KeyLog::new()),
             apply: None,
             throttle: None,
             others: Vec::new(),
@@ -150,7 +153,8 @@ impl DataPath {
             batch_size: cfg.flags.dml_batch_size as usize,
             gate: gate.watch(),
         };
-        let (loop_progress, loop_cancel) = (progress.clone(), cancel.clone());
+        let (loop_progress, loop_cancel, keylog) =
+            (progress.clone(), cancel.clone(), path.keylog.clone());
         let on_failure = CancelRunOnFailure(run_cancel.clone());
         path.apply = Some(tokio::spawn(async move {
             let result = apply::run_loop(
@@ -160,6 +164,7 @@ impl DataPath {
                 loop_progress,
                 control_rx,
                 status_tx,
+                keylog,
                 loop_cancel,
             )
             .await;

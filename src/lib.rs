@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod binlog;
 pub mod changelog;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod copy;

@@ -1,10 +1,13 @@
-//! One migration, as a state machine: Validate → Prepare → Copy → (Postpone) → CutOver → Cleanup.
+//! One migration, as a state machine: Validate → Prepare → Copy → CatchUp → Checksum → (Postpone,
+//! then Checksum again for what changed) → CutOver → Cleanup.
 //!
 //! In: a validated [`Config`] and the one [`CancellationToken`] every task of the run listens to.
 //! Out: a [`Report`] on success, or a [`MigrationError`] that says what happened and what was left
 //! in the database. Invariants owned here: a failed preflight creates nothing; a run that stops
 //! on error, on cancellation or as a noop drops the helper tables it created and leaves the
-//! original table untouched; every state change is logged and written to the changelog table.
+//! original table untouched; every state change is logged and written to the changelog table;
+//! the tables are swapped only after the checksum found them equal (unless `--skip-checksum`,
+//! which the log and the status line name).
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -18,6 +21,7 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
 use crate::copy::{self, CopySpec};
 use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
@@ -25,7 +29,7 @@ use crate::datapath::{self, DataPath, PathError, Servers};
 use crate::hooks::{Hook, HookError, Hooks};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
-use crate::progress::Progress;
+use crate::progress::{ChecksumStatus, Progress};
 use crate::table_lock::{self, LockError, TableLock};
 use crate::throttle::{Gate, GateState};
 
@@ -37,6 +41,9 @@ pub enum State {
     Copy,
     /// The rows are copied; the applier catches up with the binlog.
     CatchUp,
+    /// The ghost table is compared with the original (and again, for what changed, after a
+    /// postponed cut-over).
+    Checksum,
     Postpone,
     CutOver,
     Cleanup,
@@ -63,6 +70,8 @@ pub struct Report {
     /// How long writers were blocked at cut-over (when swapped).
     pub locked_for: Option<Duration>,
     pub copy_time: Duration,
+    /// How long the checksum before the swap took, lock and snapshot included (`None`: skipped).
+    pub checksum_time: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +95,8 @@ pub enum MigrationError {
     Copy(#[from] copy::CopyError),
     #[error(transparent)]
     Path(#[from] PathError),
+    #[error(transparent)]
+    Checksum(ChecksumError),
     #[error("cut-over: {0}")]
     Unresolved(String),
     #[error(transparent)]
@@ -100,6 +111,15 @@ pub enum MigrationError {
     Other(String),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<ChecksumError> for MigrationError {
+    fn from(e: ChecksumError) -> Self {
+        match e {
+            ChecksumError::Cancelled => MigrationError::Cancelled,
+            other => MigrationError::Checksum(other),
+        }
+    }
 }
 
 trait SqlContext<T> {
@@ -320,6 +340,10 @@ impl Run<'_> {
             .rows_estimate
             .store(row_estimate, Ordering::Relaxed);
         self.hooks.set_progress(&progress);
+        if cfg.flags.skip_checksum {
+            progress.set_checksum(ChecksumStatus::Skipped);
+            info!("--skip-checksum: the ghost table will not be compared with the original before the swap");
+        }
         let servers = Servers {
             inspected: &self.inspected,
             primary: &self.primary,
@@ -362,9 +386,22 @@ impl Run<'_> {
         self.wait_caught_up(&progress).await?;
         self.hooks.run(Hook::BeforeCutOver).await?;
 
+        let spec = self.checksum_spec(&plan, &flavor);
+        let mut checksum_time = None;
+        if cfg.flags.skip_checksum {
+            warn!("checksum skipped (--skip-checksum): the ghost table is not compared with the original before the swap");
+        } else {
+            self.enter(State::Checksum).await?;
+            checksum_time = Some(self.checksum(&spec, &progress, copy_time).await?);
+        }
+
         let mut locked_for = None;
         if cfg.execute() {
-            self.postpone(&progress).await?;
+            let postponed = self.postpone(&progress).await?;
+            if postponed && !cfg.flags.skip_checksum {
+                self.enter(State::Checksum).await?;
+                self.reverify(&spec, &progress).await?;
+            }
             self.enter(State::CutOver).await?;
             progress.set_state("cutting over");
             let pconn = self.primary_conn().await?;
@@ -407,6 +444,7 @@ impl Run<'_> {
             events_applied: progress.events_applied.load(Ordering::Relaxed),
             locked_for,
             copy_time,
+            checksum_time,
         })
     }
 
@@ -477,11 +515,11 @@ impl Run<'_> {
         }
     }
 
-    /// Stays synced while the postpone flag file exists.
-    async fn postpone(&mut self, progress: &Progress) -> Result<(), MigrationError> {
+    /// Stays synced while the postpone flag file exists. Returns whether it was postponed.
+    async fn postpone(&mut self, progress: &Progress) -> Result<bool, MigrationError> {
         let file = &self.cfg.flags.postpone_cut_over_flag_file;
         if file.is_empty() || !std::path::Path::new(file).exists() {
-            return Ok(());
+            return Ok(false);
         }
         self.enter(State::Postpone).await?;
         info!("cut-over postponed while {file} exists");
@@ -494,6 +532,147 @@ impl Run<'_> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         info!("{file} is gone: cutting over");
+        Ok(true)
+    }
+
+    /// What the checksum compares, and with how many connections.
+    fn checksum_spec(&self, plan: &Plan, flavor: &Flavor) -> ChecksumSpec {
+        let cfg = self.cfg;
+        // Reading is cheaper than copying: chunks of ten copy chunks.
+        let rows = (cfg.flags.chunk_size.max(1) as u64 * 10).clamp(100, 100_000);
+        let mut spec = ChecksumSpec::new(
+            plan,
+            self.cut_over_spec(flavor.clone()),
+            rows,
+            cfg.flags.copy_workers.max(1) as usize,
+        );
+        spec.allow_missing = cfg.flags.allow_skipped_rows;
+        spec
+    }
+
+    /// Fixes one logical moment of both tables (the checksum's brief lock), trying again after
+    /// a lock or drain that did not finish in time, up to --default-retries.
+    async fn checksum_snapshot(&mut self, spec: &ChecksumSpec) -> Result<Snapshot, MigrationError> {
+        let retries = self.cfg.flags.default_retries;
+        let mut attempt = 0i64;
+        loop {
+            attempt += 1;
+            if self.cancel.is_cancelled() {
+                return Err(MigrationError::Cancelled);
+            }
+            let token = format!(
+                "checksum-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            );
+            let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
+            let keylog = path.keylog.clone();
+            let (control, status) = (&path.control, &mut path.status);
+            let error = match checksum::snapshot(spec, control, status, &keylog, &token).await {
+                Ok(snapshot) => {
+                    info!(
+                        "checksum: snapshot taken; the original table was locked for {:.3}s",
+                        snapshot.locked_for.as_secs_f64()
+                    );
+                    return Ok(snapshot);
+                }
+                Err(e) => e,
+            };
+            if let Some(failure) = path.failure().await {
+                warn!("checksum: taking the snapshot failed: {error}");
+                return Err(failure.into());
+            }
+            if !error.retry() || attempt >= retries {
+                return Err(error.into());
+            }
+            warn!(
+                "checksum: taking the snapshot failed (attempt {attempt}): {error}; retrying in 1s"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
+            }
+        }
+    }
+
+    /// The checksum: the ghost table compared with the original, chunk by chunk, in one
+    /// snapshot. Fails the run, naming the keys, if any row differs. Returns how long it took.
+    async fn checksum(
+        &mut self,
+        spec: &ChecksumSpec,
+        progress: &Arc<Progress>,
+        copy_time: Duration,
+    ) -> Result<Duration, MigrationError> {
+        let started = Instant::now();
+        info!(
+            "checksum: comparing {} with {} over key {} ({} columns compared{})",
+            sql::quote_ident(&spec.lock.ghost),
+            sql::quote_ident(&spec.lock.table),
+            spec.index,
+            spec.columns.len(),
+            list_suffix("; not compared, retyped by the ALTER: ", &spec.skipped),
+        );
+        if spec.allow_missing {
+            info!("checksum: rows missing from the ghost table are allowed (--allow-skipped-rows)");
+        }
+        progress.set_state("checksumming");
+        progress.set_checksum(ChecksumStatus::Comparing);
+        let snapshot = self.checksum_snapshot(spec).await?;
+        let compared = checksum::compare_all(spec, snapshot, &self.gate, progress, &self.cancel)
+            .await
+            .inspect_err(|e| {
+                if matches!(e, ChecksumError::Differs { .. }) {
+                    progress.set_checksum(ChecksumStatus::Differs);
+                }
+            })?;
+        let took = started.elapsed();
+        progress.set_checksum(ChecksumStatus::Passed);
+        progress.set_state("migrating");
+        info!(
+            "checksum passed: {} rows in {} chunks compared in {:.2}s (row copy: {:.2}s; the checksum cost {:.0}% of the copy time)",
+            compared.rows,
+            compared.chunks,
+            took.as_secs_f64(),
+            copy_time.as_secs_f64(),
+            took.as_secs_f64() * 100.0 / copy_time.as_secs_f64().max(1e-3),
+        );
+        Ok(took)
+    }
+
+    /// After a postponed cut-over: compares again, in a new snapshot, the rows the applier wrote
+    /// since the checksum's snapshot (all of them if there were too many to list).
+    async fn reverify(
+        &mut self,
+        spec: &ChecksumSpec,
+        progress: &Arc<Progress>,
+    ) -> Result<(), MigrationError> {
+        let started = Instant::now();
+        progress.set_checksum(ChecksumStatus::ReVerifying);
+        let mut snapshot = self.checksum_snapshot(spec).await?;
+        let touched = std::mem::take(&mut snapshot.touched);
+        let result = if touched.overflowed {
+            progress.rows_checksummed.store(0, Ordering::Relaxed);
+            info!(
+                "checksum: more than {} rows changed while the cut-over was postponed; comparing the whole tables again",
+                crate::apply::keylog::KEYLOG_LIMIT
+            );
+            checksum::compare_all(spec, snapshot, &self.gate, progress, &self.cancel).await
+        } else {
+            checksum::compare_keys(spec, snapshot, touched.keys, &self.cancel).await
+        };
+        let compared = result.inspect_err(|e| {
+            if matches!(e, ChecksumError::Differs { .. }) {
+                progress.set_checksum(ChecksumStatus::Differs);
+            }
+        })?;
+        progress.set_checksum(ChecksumStatus::Passed);
+        info!(
+            "checksum: re-verified {} rows changed while the cut-over was postponed in {:.2}s",
+            compared.rows,
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
@@ -855,6 +1034,7 @@ fn state_line(state: State) -> &'static str {
         State::CatchUp => {
             "row copy complete; applying the binlog until the ghost table has caught up"
         }
+        State::Checksum => "checksum: comparing the ghost table with the original",
         State::Postpone => "cut-over postponed",
         State::CutOver => "cutting over",
         State::Cleanup => "cleaning up",

@@ -26,8 +26,10 @@
 //!
 //! [`stream_loop`] feeds it: the loop that consumes the binlog stream.
 
+pub mod keylog;
 pub mod stream_loop;
 
+pub use keylog::{KeyLog, Touched};
 pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
 use std::sync::atomic::Ordering;
@@ -298,6 +300,20 @@ impl ApplyPlan {
         Ok(())
     }
 
+    /// The key of every row image of `events` (before and after images), as SQL literals of
+    /// the original table's key columns. Images too short for the plan are left out.
+    pub fn keys_of(&self, events: &[RowEvent]) -> Vec<Vec<String>> {
+        let width = self.width();
+        events
+            .iter()
+            .flat_map(|e| &e.rows)
+            .flat_map(|(before, after)| [before, after])
+            .flatten()
+            .filter(|image| image.len() >= width)
+            .map(|image| self.key_of(image))
+            .collect()
+    }
+
     fn key_of(&self, image: &[Cell]) -> Vec<String> {
         self.key_index
             .iter()
@@ -438,6 +454,11 @@ impl Applier {
     /// Counts the rows this applier drops under `--allow-skipped-rows` in `progress`.
     pub fn report_to(&mut self, progress: Arc<Progress>) {
         self.progress = Some(progress);
+    }
+
+    /// The keys `events` touch ([`ApplyPlan::keys_of`]).
+    pub fn keys_of(&self, events: &[RowEvent]) -> Vec<Vec<String>> {
+        self.plan.keys_of(events)
     }
 
     /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts.

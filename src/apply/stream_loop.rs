@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Applier, ApplyError};
+use super::{Applier, ApplyError, KeyLog};
 use crate::binlog::{RowEvent, Statement, StreamError, StreamItem, Streamer, Touch};
 use crate::changelog::Entry;
 use crate::mysql::names::NameCase;
@@ -78,6 +78,7 @@ impl LoopSpec {
 /// Consumes the binlog stream: applies row events of the original table in batches, reads the
 /// changelog (heartbeats, markers), and watches for DDL on the original table. Ends when the
 /// swap is seen after a marker (Ok), on cancellation (Ok), or on the first error.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_loop(
     mut streamer: Streamer,
     mut applier: Applier,
@@ -85,6 +86,7 @@ pub async fn run_loop(
     progress: Arc<Progress>,
     mut control: watch::Receiver<Control>,
     status: watch::Sender<LoopStatus>,
+    keylog: Arc<KeyLog>,
     cancel: CancellationToken,
 ) -> Result<(), LoopError> {
     let mut gate = spec.gate.clone();
@@ -117,10 +119,14 @@ pub async fn run_loop(
                 }
                 let now = control.borrow_and_update().clone();
                 if let Some(token) = holding.take_if(|t| now != Control::ExpectMarker(t.clone())) {
-                    // An aborted cut-over (resumed, or retried with a new marker): apply what was
-                    // held after marker `token`, then go on as before.
-                    tracing::info!("cut-over with marker {token} aborted: applying the {} held events", held.len());
+                    // A checksum's snapshot taken, or an aborted cut-over (resumed, or retried
+                    // with a new marker): apply what was held after marker `token`, then go on
+                    // as before.
+                    tracing::info!("released at marker {token}: applying the {} events held after it", held.len());
                     applier.apply(&held).await?;
+                    if keylog.recording() {
+                        keylog.record(applier.keys_of(&held));
+                    }
                     progress.events_applied.fetch_add(held.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
                     held.clear();
                     status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; });
@@ -150,14 +156,14 @@ pub async fn run_loop(
                         Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
                         Some(Entry::NullKeyRowsCopied) => {
                             // Changes before it are in the copy; those after it are not.
-                            flush(&mut applier, &mut pending, &progress).await?;
+                            flush(&mut applier, &mut pending, &progress, &keylog).await?;
                             applier.null_key_rows_copied();
                         }
                         Some(Entry::Marker(token))
                             if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>
                         {
-                            flush(&mut applier, &mut pending, &progress).await?;
+                            flush(&mut applier, &mut pending, &progress, &keylog).await?;
                             holding = Some(token.clone());
                             status.send_modify(|s| {
                                 s.marker_applied = Some(token.clone());
@@ -199,11 +205,11 @@ pub async fn run_loop(
             spec.batch_size
         };
         if pending.len() >= cap || (!pending.is_empty() && streamer.backlog() == 0) {
-            flush(&mut applier, &mut pending, &progress).await?;
+            flush(&mut applier, &mut pending, &progress, &keylog).await?;
         }
     };
     if result.is_ok() && holding.is_none() {
-        flush(&mut applier, &mut pending, &progress).await?;
+        flush(&mut applier, &mut pending, &progress, &keylog).await?;
     }
     result
 }
@@ -212,12 +218,16 @@ async fn flush(
     applier: &mut Applier,
     pending: &mut Vec<RowEvent>,
     progress: &crate::progress::Progress,
+    keylog: &KeyLog,
 ) -> Result<(), ApplyError> {
     if pending.is_empty() {
         return Ok(());
     }
     crate::failpoint::panic_at("apply:batch");
     applier.apply(pending).await?;
+    if keylog.recording() {
+        keylog.record(applier.keys_of(pending));
+    }
     let rows: u64 = pending.iter().map(|e| e.rows.len() as u64).sum();
     progress
         .events_applied

@@ -402,6 +402,140 @@ pub fn delete_one_row(schema: &str, table: &str, columns: &[String], values: &[S
     )
 }
 
+/// A key range `lo < key <= hi` with `?` placeholders, either side left out (`lo`/`hi` false).
+/// Returns the condition and, for each `?` of each side, the index of the key value it takes:
+/// the lower bound's placeholders come first.
+pub fn key_range(key_columns: &[String], lo: bool, hi: bool) -> (String, Vec<usize>, Vec<usize>) {
+    let (lo_text, lo_params) = if lo {
+        key_bound(key_columns, true, false)
+    } else {
+        ("TRUE".to_string(), Vec::new())
+    };
+    let (hi_text, hi_params) = if hi {
+        key_bound(key_columns, false, true)
+    } else {
+        ("TRUE".to_string(), Vec::new())
+    };
+    (format!("{lo_text} AND {hi_text}"), lo_params, hi_params)
+}
+
+/// The key `rows` rows past the lower bound (exclusive), or from the first key without one
+/// (`lo` false). Parameters: the lower bound's placeholders.
+pub fn key_after(
+    schema: &str,
+    table: &str,
+    index: &str,
+    key_columns: &[String],
+    lo: bool,
+    rows: u64,
+) -> (String, Vec<usize>) {
+    let (range, lo_params, _) = key_range(key_columns, lo, false);
+    (
+        format!(
+            "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) WHERE {range} ORDER BY {} LIMIT 1 OFFSET {}",
+            column_list(key_columns),
+            qualified(schema, table),
+            quote_ident(index),
+            key_order(key_columns, false),
+            rows.saturating_sub(1)
+        ),
+        lo_params,
+    )
+}
+
+/// What the checksum hashes of a row: each column's bytes (`exprs`: the expression and whether
+/// the value may be large), written so that no two different rows give the same text: each value
+/// is prefixed with its length, a NULL is `N`, and a large value (TEXT, BLOB, JSON) is replaced
+/// by its length and CRC32, so the text stays under `max_allowed_packet`.
+pub fn checksum_row(exprs: &[(String, bool)]) -> String {
+    if exprs.is_empty() {
+        return "''".to_string();
+    }
+    let parts: Vec<String> = exprs
+        .iter()
+        .map(|(e, large)| {
+            let value = if *large {
+                format!("CRC32({e})")
+            } else {
+                e.clone()
+            };
+            format!("IFNULL(CONCAT(LENGTH({e}), ':', {value}), 'N')")
+        })
+        .collect();
+    format!("CONCAT({})", parts.join(", '|', "))
+}
+
+/// `COUNT(*)`, `BIT_XOR` and `SUM` of `CRC32(row)` over the rows of `table` matching
+/// `condition` (placeholders allowed), read through `index` when given.
+pub fn checksum_rows(
+    schema: &str,
+    table: &str,
+    index: Option<&str>,
+    row: &str,
+    condition: &str,
+) -> String {
+    format!(
+        "SELECT /* wraith */ COUNT(*), COALESCE(BIT_XOR(h), 0), COALESCE(SUM(h), 0) FROM \
+         (SELECT CRC32({row}) AS h FROM {}{} WHERE {condition}) AS rows_",
+        qualified(schema, table),
+        index
+            .map(|i| format!(" FORCE INDEX ({})", quote_ident(i)))
+            .unwrap_or_default(),
+    )
+}
+
+/// The keys (as `a_key`) of up to `limit` rows of `a` (aliased `x`) matching `condition` (its
+/// columns unqualified, placeholders allowed) that have no row in `b` (aliased `y`) with the
+/// same key (`b_key`, matched with `<=>`) and, when given, satisfying `same`. With
+/// `present_only`, only rows whose key `b` has (rows that differ, not rows that are missing).
+#[allow(clippy::too_many_arguments)]
+pub fn rows_not_in(
+    schema: &str,
+    a: &str,
+    a_key: &[String],
+    b: &str,
+    b_key: &[String],
+    condition: &str,
+    same: Option<&str>,
+    present_only: bool,
+    limit: u64,
+) -> String {
+    let on: Vec<String> = a_key
+        .iter()
+        .zip(b_key)
+        .map(|(ka, kb)| format!("y.{} <=> x.{}", quote_ident(kb), quote_ident(ka)))
+        .collect();
+    let same = same.map(|s| format!(" AND ({s})")).unwrap_or_default();
+    let present = if present_only {
+        format!(
+            " AND EXISTS (SELECT 1 FROM {} y WHERE {})",
+            qualified(schema, b),
+            on.join(" AND ")
+        )
+    } else {
+        String::new()
+    };
+    let keys: Vec<String> = a_key
+        .iter()
+        .map(|k| format!("x.{}", quote_ident(k)))
+        .collect();
+    format!(
+        "SELECT /* wraith */ {} FROM {} x WHERE {condition}{present} AND NOT EXISTS \
+         (SELECT 1 FROM {} y WHERE {}{same}) ORDER BY {} LIMIT {limit}",
+        keys.join(", "),
+        qualified(schema, a),
+        qualified(schema, b),
+        on.join(" AND "),
+        keys.join(", "),
+    )
+}
+
+/// The session of a checksum connection: its snapshot must be repeatable.
+pub const SNAPSHOT_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+
+/// Opens the snapshot a checksum connection reads in.
+pub const START_SNAPSHOT: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
+
 /// The cut-over sentry: a table under the old table's name, so that a RENAME left behind by a
 /// dead wraith cannot succeed.
 pub fn create_sentry(schema: &str, table: &str, comment: &str) -> String {
@@ -535,6 +669,61 @@ mod tests {
         assert_eq!(
             delete_one_row("d", "g", &key, &["NULL".into(), "'x'".into()]),
             "DELETE /* wraith */ FROM `d`.`g` WHERE `a` <=> NULL AND `b` <=> 'x' LIMIT 1"
+        );
+    }
+
+    #[test]
+    fn a_key_range_may_be_open_on_either_side() {
+        let cols = vec!["a".to_string(), "b".to_string()];
+        let (text, lo, hi) = key_range(&cols, false, true);
+        assert_eq!(text, "TRUE AND ((`a` < ?) OR (`a` = ? AND `b` <= ?))");
+        assert_eq!((lo, hi), (vec![], vec![0, 0, 1]));
+        let (text, lo, hi) = key_range(&cols[..1], true, false);
+        assert_eq!(text, "((`a` > ?)) AND TRUE");
+        assert_eq!((lo, hi), (vec![0], vec![]));
+    }
+
+    #[test]
+    fn a_checksum_row_tells_nulls_and_shifted_values_apart() {
+        let row = checksum_row(&[("`a`".into(), false), ("`b`".into(), true)]);
+        assert_eq!(
+            row,
+            "CONCAT(IFNULL(CONCAT(LENGTH(`a`), ':', `a`), 'N'), '|', IFNULL(CONCAT(LENGTH(`b`), ':', CRC32(`b`)), 'N'))"
+        );
+        assert_eq!(checksum_row(&[]), "''");
+    }
+
+    #[test]
+    fn rows_missing_from_the_other_table_are_found_by_key() {
+        let q = rows_not_in(
+            "d",
+            "t",
+            &["id".to_string()],
+            "_t_gho",
+            &["ident".to_string()],
+            "`id` > ?",
+            Some("x.`v` <=> y.`v`"),
+            false,
+            10,
+        );
+        assert_eq!(
+            q,
+            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE `id` > ? AND NOT EXISTS (SELECT 1 FROM `d`.`_t_gho` y WHERE y.`ident` <=> x.`id` AND (x.`v` <=> y.`v`)) ORDER BY x.`id` LIMIT 10"
+        );
+        let q = rows_not_in(
+            "d",
+            "t",
+            &["id".to_string()],
+            "g",
+            &["id".to_string()],
+            "TRUE",
+            None,
+            true,
+            1,
+        );
+        assert_eq!(
+            q,
+            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE TRUE AND EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) AND NOT EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) ORDER BY x.`id` LIMIT 1"
         );
     }
 

@@ -230,7 +230,10 @@ async fn a_fault_at_any_step_of_the_two_step_cut_over_leaves_a_whole_table() {
 
 /// Starts wraith with `extra` flags and the cut-over postponed; returns it once the changelog
 /// says it is postponed, with the flag file (removing it lets the cut-over go).
-async fn postponed(schema: &str, args: Vec<String>) -> (Running, tempfile::NamedTempFile) {
+pub(crate) async fn postponed(
+    schema: &str,
+    args: Vec<String>,
+) -> (Running, tempfile::NamedTempFile) {
     let flag = tempfile::NamedTempFile::new().unwrap();
     let mut args = args;
     args.push(format!(

@@ -5,6 +5,7 @@
 
 mod alter_safety;
 mod binlog;
+mod checksum;
 mod cli;
 mod compare;
 mod faults;
