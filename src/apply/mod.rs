@@ -34,7 +34,7 @@ pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -428,6 +428,9 @@ pub struct Applier {
 
 const RETRIES: usize = 10;
 
+/// How long the applier retries a batch that meets deadlocks or lock wait timeouts.
+const TRANSIENT_RETRY_FOR: Duration = Duration::from_secs(300);
+
 impl Applier {
     pub async fn connect(
         endpoint: &Endpoint,
@@ -468,6 +471,9 @@ impl Applier {
             return Ok(());
         }
         let mut attempt = 0;
+        // Deadlocks and lock waits (with a long chunk copy holding ghost rows, say) are retried
+        // for as long as this; a lost connection RETRIES times.
+        let transient_until = Instant::now() + TRANSIENT_RETRY_FOR;
         loop {
             let error = match self.transaction(&statements).await {
                 Ok(skipped) => {
@@ -483,9 +489,12 @@ impl Applier {
             attempt += 1;
             let _ = self.conn.query_drop("ROLLBACK").await;
             match mysql::failure(&error) {
-                _ if attempt > RETRIES => return Err(write_error(error)),
                 mysql::Failure::Fatal => return Err(write_error(error)),
+                mysql::Failure::Transient if Instant::now() > transient_until => {
+                    return Err(write_error(error))
+                }
                 mysql::Failure::Transient => {}
+                _ if attempt > RETRIES => return Err(write_error(error)),
                 mysql::Failure::ConnectionLost => {
                     // The batch is one transaction: it was applied entirely or not at all, and
                     // applying it again is harmless (idempotent per key).
@@ -498,7 +507,7 @@ impl Applier {
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+            tokio::time::sleep(Duration::from_millis((20 * attempt as u64).min(1000))).await;
         }
     }
 
