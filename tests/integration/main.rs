@@ -8,6 +8,7 @@ mod cli;
 mod compare;
 mod faults;
 mod harness;
+mod memory;
 mod migrate;
 mod names;
 mod preflight;
