@@ -8,6 +8,9 @@
 //! are writes the swap would lose) or the coordinator resumes after an aborted cut-over. DDL on
 //! the original table by anyone else stops the migration. Tables are recognised by name as the
 //! server compares names ([`NameCase`]), in statements as [`Statement`] reads them.
+//!
+//! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events or [`BATCH_BYTES`] of
+//! row images, whichever comes first.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Applier, ApplyError};
+use super::{event_bytes, Applier, ApplyError, BATCH_BYTES};
 use crate::binlog::{RowEvent, Statement, StreamError, StreamItem, Streamer, Touch};
 use crate::changelog::Entry;
 use crate::mysql::names::NameCase;
@@ -85,6 +88,7 @@ pub async fn run_loop(
     cancel: CancellationToken,
 ) -> Result<(), LoopError> {
     let mut pending: Vec<RowEvent> = Vec::new();
+    let mut pending_bytes = 0;
     let mut held: Vec<RowEvent> = Vec::new();
     // The marker token events are being held for, after it was applied.
     let mut holding: Option<String> = None;
@@ -127,6 +131,7 @@ pub async fn run_loop(
                     held.push(event);
                     status.send_modify(|s| s.held_after_marker = held.len());
                 } else {
+                    pending_bytes += event_bytes(&event);
                     pending.push(event);
                 }
             }
@@ -138,7 +143,8 @@ pub async fn run_loop(
                             if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>
                         {
-                            flush(&mut applier, &mut pending, &progress).await?;
+                            flush(&mut applier, &mut pending, &mut pending_bytes, &progress)
+                                .await?;
                             holding = Some(token.clone());
                             status.send_modify(|s| {
                                 s.marker_applied = Some(token.clone());
@@ -179,12 +185,15 @@ pub async fn run_loop(
         } else {
             spec.batch_size
         };
-        if pending.len() >= cap || (!pending.is_empty() && streamer.backlog() == 0) {
-            flush(&mut applier, &mut pending, &progress).await?;
+        if pending.len() >= cap
+            || pending_bytes >= BATCH_BYTES
+            || (!pending.is_empty() && streamer.backlog() == 0)
+        {
+            flush(&mut applier, &mut pending, &mut pending_bytes, &progress).await?;
         }
     };
     if result.is_ok() && holding.is_none() {
-        flush(&mut applier, &mut pending, &progress).await?;
+        flush(&mut applier, &mut pending, &mut pending_bytes, &progress).await?;
     }
     result
 }
@@ -192,8 +201,10 @@ pub async fn run_loop(
 async fn flush(
     applier: &mut Applier,
     pending: &mut Vec<RowEvent>,
+    pending_bytes: &mut usize,
     progress: &crate::progress::Progress,
 ) -> Result<(), ApplyError> {
+    *pending_bytes = 0;
     if pending.is_empty() {
         return Ok(());
     }
