@@ -149,6 +149,7 @@ impl DataPath {
             changelog: cfg.changelog_table(),
             names: servers.names,
             batch_size: cfg.flags.dml_batch_size as usize,
+            held_limit: apply::stream_loop::HELD_LIMIT,
         };
         let (loop_progress, loop_cancel) = (progress.clone(), cancel.clone());
         let on_failure = CancelRunOnFailure(run_cancel.clone());

@@ -10,7 +10,9 @@
 //! server compares names ([`NameCase`]), in statements as [`Statement`] reads them.
 //!
 //! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events or [`BATCH_BYTES`] of
-//! row images, whichever comes first.
+//! row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
+//! it the loop says so ([`LoopStatus::held_over_limit`], the cut-over then aborts) and reads no
+//! more of the binlog until the coordinator resumes or the run ends.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,6 +45,9 @@ pub struct LoopStatus {
     pub held_after_marker: usize,
     /// The swap (a RENAME of the original table) came through the binlog after the marker.
     pub rename_seen: bool,
+    /// The held events passed [`LoopSpec::held_limit`]: the loop reads no more of the binlog
+    /// until the cut-over is aborted (or the run ends), and a swap would lose them.
+    pub held_over_limit: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,36 @@ pub struct LoopSpec {
     /// How the streamed server compares names (its `lower_case_table_names`).
     pub names: NameCase,
     pub batch_size: usize,
+    /// Bytes of row images held after a cut-over marker ([`event_bytes`]) beyond which the
+    /// loop stops reading ([`LoopStatus::held_over_limit`]).
+    pub held_limit: usize,
+}
+
+/// What [`LoopSpec::held_limit`] is unless set otherwise.
+pub const HELD_LIMIT: usize = 64 << 20;
+
+/// Events of the original table seen after the cut-over marker and not applied, with their size.
+#[derive(Debug, Default)]
+struct Held {
+    events: Vec<RowEvent>,
+    bytes: usize,
+}
+
+impl Held {
+    fn push(&mut self, event: RowEvent) {
+        self.bytes += event_bytes(&event);
+        self.events.push(event);
+    }
+
+    /// Past `limit`: hold no more.
+    fn over(&self, limit: usize) -> bool {
+        self.bytes > limit
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+    }
 }
 
 impl LoopSpec {
@@ -89,7 +124,7 @@ pub async fn run_loop(
 ) -> Result<(), LoopError> {
     let mut pending: Vec<RowEvent> = Vec::new();
     let mut pending_bytes = 0;
-    let mut held: Vec<RowEvent> = Vec::new();
+    let mut held = Held::default();
     // The marker token events are being held for, after it was applied.
     let mut holding: Option<String> = None;
     let mut control_open = true;
@@ -97,6 +132,8 @@ pub async fn run_loop(
         progress
             .backlog
             .store(streamer.backlog(), Ordering::Relaxed);
+        // Holding no more: the binlog waits (in the server) until the cut-over is resumed.
+        let reading = holding.is_none() || !held.over(spec.held_limit);
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
@@ -109,15 +146,15 @@ pub async fn run_loop(
                 if let Some(token) = holding.take_if(|t| now != Control::ExpectMarker(t.clone())) {
                     // An aborted cut-over (resumed, or retried with a new marker): apply what was
                     // held after marker `token`, then go on as before.
-                    tracing::info!("cut-over with marker {token} aborted: applying the {} held events", held.len());
-                    applier.apply(&held).await?;
-                    progress.events_applied.fetch_add(held.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
+                    tracing::info!("cut-over with marker {token} aborted: applying the {} held events", held.events.len());
+                    applier.apply(&held.events).await?;
+                    progress.events_applied.fetch_add(held.events.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
                     held.clear();
-                    status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; });
+                    status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
                 }
                 continue;
             }
-            item = streamer.recv() => item,
+            item = streamer.recv(), if reading => item,
         };
         let Some(item) = item else {
             break Err(match streamer.finish().await {
@@ -129,7 +166,18 @@ pub async fn run_loop(
             StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.original) => {
                 if holding.is_some() {
                     held.push(event);
-                    status.send_modify(|s| s.held_after_marker = held.len());
+                    let over = held.over(spec.held_limit);
+                    if over {
+                        tracing::warn!(
+                            "{} events ({} bytes) of the original table came after the cut-over marker; holding no more: this cut-over cannot swap without losing them",
+                            held.events.len(),
+                            held.bytes
+                        );
+                    }
+                    status.send_modify(|s| {
+                        s.held_after_marker = held.events.len();
+                        s.held_over_limit = over;
+                    });
                 } else {
                     pending_bytes += event_bytes(&event);
                     pending.push(event);
@@ -146,10 +194,12 @@ pub async fn run_loop(
                             flush(&mut applier, &mut pending, &mut pending_bytes, &progress)
                                 .await?;
                             holding = Some(token.clone());
+                            held.clear();
                             status.send_modify(|s| {
                                 s.marker_applied = Some(token.clone());
                                 s.held_after_marker = 0;
                                 s.rename_seen = false;
+                                s.held_over_limit = false;
                             });
                         }
                         _ => {}
@@ -216,4 +266,44 @@ async fn flush(
         .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
     pending.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::{BinlogPosition, Cell, RowKind};
+
+    fn insert(bytes: usize) -> RowEvent {
+        RowEvent {
+            schema: "d".into(),
+            table: "t".into(),
+            kind: RowKind::Insert,
+            rows: vec![(
+                None,
+                Some(vec![
+                    Cell::Int(1),
+                    Cell::Bytes {
+                        bytes: vec![0; bytes],
+                        charset: None,
+                    },
+                ]),
+            )],
+            position: BinlogPosition::new("bin.000001", 4),
+            gtid: None,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn held_events_are_measured_in_bytes_and_bounded() {
+        let mut held = Held::default();
+        held.push(insert(1000));
+        held.push(insert(1000));
+        assert!(held.bytes >= 2000);
+        assert!(!held.over(10_000));
+        held.push(insert(10_000));
+        assert!(held.over(10_000));
+        held.clear();
+        assert!(!held.over(0) && held.events.is_empty());
+    }
 }
