@@ -415,10 +415,11 @@ async fn longblob_rows_of_32_mb_updated_while_copied_migrate_and_wraiths_peak_rs
     assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
     assert!(errors.is_empty(), "the writer failed: {errors:?}");
     assert_same_as_mirror(primary, &schema).await;
-    // Bounded: a handful of copies of the largest event (two images of a 32 MB row), not one
-    // per event in flight.
+    // Bounded: a handful of copies of the largest event (two images of a 32 MB row: the
+    // packet, its decoded images, the statement and the driver's buffers), not one per event
+    // in flight. Measured here: 437 MiB; 946 MiB before the sizes were bounded.
     assert!(
-        peak_kib < 1024 * 1024,
+        peak_kib < 768 * 1024,
         "wraith's peak RSS was {peak_kib} KiB for rows of 32 MB"
     );
 }
