@@ -226,6 +226,8 @@ struct ResultRow {
     wall: Duration,
     rows: u64,
     copy: Option<(u64, f64)>,
+    /// Seconds the checksum before the swap took (`checksum passed: ... compared in Xs`).
+    checksum: Option<f64>,
     blocked: Option<f64>,
     check: String,
     ok: bool,
@@ -238,7 +240,8 @@ struct WriterFigures {
     after_tps: f64,
     max_latency_copy_ms: f64,
     max_latency_cutover_ms: f64,
-    /// From wraith's "row copy complete" line to its "cutting over" line (binlog catch-up).
+    /// From wraith's "row copy complete" line to its checksum's start (or, without one, to its
+    /// "cutting over" line): the binlog catch-up.
     catch_up: Option<Duration>,
     /// Retried transactions before wraith, during its copy and catch-up, from its cut-over to a
     /// second after the swap, and later.
@@ -336,6 +339,7 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
             wall: native_wall,
             rows: n,
             copy: None,
+            checksum: None,
             blocked: None,
             check: "(reference)".into(),
             ok: true,
@@ -345,6 +349,7 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
             wall: run.wall,
             rows: n,
             copy: run.copy,
+            checksum: run.checksum,
             blocked: run.blocked,
             check: check.join(", "),
             ok,
@@ -468,7 +473,10 @@ async fn under_load(
         max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),
         catch_up: run
             .line_at("row copy complete")
-            .zip(cutting_over)
+            .zip(
+                run.line_at("checksum: comparing the ghost table")
+                    .or(cutting_over),
+            )
             .map(|(copied, caught_up)| caught_up.saturating_duration_since(copied)),
         errors: [
             errors_between(samples, f64::NEG_INFINITY, start),
@@ -490,6 +498,7 @@ async fn under_load(
             wall: run.wall,
             rows: n,
             copy: run.copy,
+            checksum: run.checksum,
             blocked: run.blocked,
             check: check.join(", "),
             ok,
@@ -538,6 +547,8 @@ struct WraithRun {
     ended_at: Instant,
     /// Rows and seconds from "row copy complete: N rows in Xs".
     copy: Option<(u64, f64)>,
+    /// Seconds from "checksum passed: N rows in M chunks compared in Xs".
+    checksum: Option<f64>,
     /// Seconds from "tables swapped; writers were blocked for Xs", and when that line came.
     blocked: Option<f64>,
     swapped_at: Option<Instant>,
@@ -605,6 +616,7 @@ impl Wraith {
             wall: ended_at - self.started,
             ended_at,
             copy: None,
+            checksum: None,
             blocked: None,
             swapped_at: None,
             lines: self.lines,
@@ -620,6 +632,14 @@ impl Wraith {
                 if let (Some(r), Some(s)) = (rows, secs) {
                     run.copy = Some((r, s));
                 }
+            }
+            if let Some(rest) =
+                after(line, "checksum passed: ").and_then(|r| after(r, "compared in "))
+            {
+                run.checksum = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|w| w.trim_end_matches('s').parse().ok());
             }
             if let Some(rest) = after(line, "writers were blocked for ") {
                 run.blocked = rest
@@ -678,6 +698,7 @@ impl WraithRun {
         let keys = [
             "plan:",
             "row copy complete",
+            "checksum",
             "tables swapped",
             "cut-over",
             "ended:",
@@ -1205,20 +1226,29 @@ fn load_average() -> String {
 fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&WriterFigures>) {
     println!("\nresults ({} rows):", settings.rows);
     println!(
-        "{:<38} {:>9} {:>10} {:>22} {:>10}  check",
-        "run", "wall", "rows/s", "copy phase", "cut-over"
+        "{:<38} {:>9} {:>10} {:>22} {:>20} {:>10}  check",
+        "run", "wall", "rows/s", "copy phase", "checksum", "cut-over"
     );
     for r in rows {
         let copy = r.copy.map_or("-".to_string(), |(n, s)| {
             format!("{s:.1}s ({:.0}/s)", n as f64 / s.max(0.001))
         });
+        // The checksum's cost as a fraction of the same run's copy phase.
+        let checksum = match (r.checksum, r.copy) {
+            (Some(c), Some((_, s))) => {
+                format!("{c:.1}s ({:.0}% of copy)", c * 100.0 / s.max(0.001))
+            }
+            (Some(c), None) => format!("{c:.1}s"),
+            _ => "-".to_string(),
+        };
         let blocked = r.blocked.map_or("-".to_string(), |b| format!("{b:.3}s"));
         println!(
-            "{:<38} {:>8.1}s {:>10.0} {:>22} {:>10}  {}",
+            "{:<38} {:>8.1}s {:>10.0} {:>22} {:>20} {:>10}  {}",
             r.name,
             r.wall.as_secs_f64(),
             r.rows as f64 / r.wall.as_secs_f64().max(0.001),
             copy,
+            checksum,
             blocked,
             r.check
         );
@@ -1247,7 +1277,7 @@ fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&Write
         println!("  after the swap:                {:>8} tps", f(w.after_tps));
         if let Some(c) = w.catch_up {
             println!(
-                "  wraith's catch-up after copy:  {:>8.1} s (row copy complete -> caught up)",
+                "  wraith's catch-up after copy:  {:>8.1} s (row copy complete -> checksum starts)",
                 c.as_secs_f64()
             );
         }

@@ -17,6 +17,10 @@ use crate::mysql::{self, sql, Credentials, Endpoint};
 /// The prefix of the cut-over marker's value.
 pub const MARKER_PREFIX: &str = "AllEventsUpToLockProcessed:";
 
+/// The hint of the row the copier writes in the transaction that copies the rows whose key holds
+/// a NULL ([`Entry::NullKeyRowsCopied`]).
+pub const NULL_KEY_ROWS_HINT: &str = "null-key-rows";
+
 /// Seconds since the epoch, with microseconds, as the heartbeat writes it.
 pub fn now_text() -> String {
     let now = SystemTime::now()
@@ -32,6 +36,9 @@ pub enum Entry {
     Heartbeat(Duration),
     /// A cut-over marker with its token.
     Marker(String),
+    /// The rows whose key holds a NULL were copied: changes to them before this row in the binlog
+    /// are in the copy, those after it are not.
+    NullKeyRowsCopied,
     /// Any other hint/value.
     Other { hint: String, value: String },
 }
@@ -54,6 +61,9 @@ impl Entry {
             return Some(Entry::Heartbeat(Duration::from_secs_f64(
                 (now - sent).max(0.0),
             )));
+        }
+        if hint == NULL_KEY_ROWS_HINT {
+            return Some(Entry::NullKeyRowsCopied);
         }
         if hint == "state" {
             if let Some(token) = value.strip_prefix(MARKER_PREFIX) {

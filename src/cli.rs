@@ -377,6 +377,11 @@ pub struct Flags {
     /// value that does not fit) be dropped, with a warning for each, instead of failing
     #[arg(long)]
     pub allow_skipped_rows: bool,
+    /// wraith: do not compare the ghost table with the original before the swap (the checksum,
+    /// on by default, fails the run before the swap if any row differs; it costs a read of both
+    /// tables and a brief lock of the original, bounded by --cut-over-lock-timeout-seconds)
+    #[arg(long)]
+    pub skip_checksum: bool,
 }
 
 /// wraith's own commands; a word, so it never collides with gh-ost's flags.

@@ -186,7 +186,6 @@ impl NotImplemented {
 }
 
 const OTHER_MODE: &str = "Run without it, or use gh-ost for this mode";
-const NO_THROTTLE: &str = "Run without it and throttle by hand (--throttle-flag-file pauses the copy while the file exists), or use gh-ost";
 const NO_CONTROL: &str = "Run without it (--postpone-cut-over-flag-file holds the cut-over; Ctrl-C or SIGTERM stops the run and cleans up), or use gh-ost";
 const NO_TRIGGERS: &str = "Drop the triggers and recreate them after the swap, or use gh-ost";
 
@@ -244,38 +243,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         "it names the table to revert to, and --revert is not implemented either",
         OTHER_MODE,
     ),
-    // ---- Refused: throttles. Ignored, wraith would work the servers harder than the operator
-    // allowed (it throttles only on --max-lag-millis, the flag files and its own backlog).
-    NotImplemented::refused(
-        "max-load",
-        |f| !f.max_load.is_empty(),
-        "the copy would not slow down when the server's load passes these thresholds",
-        NO_THROTTLE,
-    ),
-    NotImplemented::refused(
-        "critical-load",
-        |f| !f.critical_load.is_empty(),
-        "the migration would not stop when the server's load passes these thresholds",
-        NO_THROTTLE,
-    ),
-    NotImplemented::refused(
-        "throttle-query",
-        |f| !f.throttle_query.is_empty(),
-        "the copy would not pause when this query says so",
-        NO_THROTTLE,
-    ),
-    NotImplemented::refused(
-        "throttle-http",
-        |f| !f.throttle_http.is_empty(),
-        "the copy would not pause when this URL says so",
-        NO_THROTTLE,
-    ),
-    NotImplemented::refused(
-        "throttle-control-replicas",
-        |f| !f.throttle_control_replicas.is_empty(),
-        "the copy would not pause for these replicas' lag (only for the inspected server's)",
-        NO_THROTTLE,
-    ),
     // ---- Refused: operator control. Ignored, a DBA would reach for a control that is not there.
     NotImplemented::refused(
         "panic-flag-file",
@@ -306,12 +273,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         |f| f.force_named_panic,
         "it guards interactive commands, which this build does not serve",
         NO_CONTROL,
-    ),
-    NotImplemented::refused(
-        "hooks-path",
-        |f| !f.hooks_path.is_empty(),
-        "no hook would run, so a hook could neither see the migration nor stop its swap",
-        "Run without it, or use gh-ost",
     ),
     // ---- Refused: what the new table is, and how it is made.
     NotImplemented::refused(
@@ -405,51 +366,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         "no checkpoint is written (--checkpoint is not implemented)",
     ),
     NotImplemented::warned(
-        "critical-load-interval-millis",
-        |f| f.critical_load_interval_millis != 0,
-        "--critical-load is not implemented",
-    ),
-    NotImplemented::warned(
-        "critical-load-hibernate-seconds",
-        |f| f.critical_load_hibernate_seconds != 0,
-        "--critical-load is not implemented",
-    ),
-    NotImplemented::warned(
-        "throttle-http-interval-millis",
-        |f| f.throttle_http_interval_millis != 100,
-        "--throttle-http is not implemented",
-    ),
-    NotImplemented::warned(
-        "throttle-http-timeout-millis",
-        |f| f.throttle_http_timeout_millis != 1000,
-        "--throttle-http is not implemented",
-    ),
-    NotImplemented::warned(
-        "ignore-http-errors",
-        |f| f.ignore_http_errors,
-        "--throttle-http is not implemented",
-    ),
-    NotImplemented::warned(
-        "hooks-hint",
-        |f| !f.hooks_hint.is_empty(),
-        "no hook runs (--hooks-path is not implemented)",
-    ),
-    NotImplemented::warned(
-        "hooks-hint-owner",
-        |f| !f.hooks_hint_owner.is_empty(),
-        "no hook runs (--hooks-path is not implemented)",
-    ),
-    NotImplemented::warned(
-        "hooks-hint-token",
-        |f| !f.hooks_hint_token.is_empty(),
-        "no hook runs (--hooks-path is not implemented)",
-    ),
-    NotImplemented::warned(
-        "hooks-status-interval",
-        |f| f.hooks_status_interval != 60,
-        "no hook runs (--hooks-path is not implemented)",
-    ),
-    NotImplemented::warned(
         "initially-drop-socket-file",
         |f| f.initially_drop_socket_file,
         "no socket is served, so there is none to drop",
@@ -540,6 +456,7 @@ pub fn build(
     range("chunk-size", flags.chunk_size, 10, 100_000)?;
     range("dml-batch-size", flags.dml_batch_size, 1, 100)?;
     range("max-lag-millis", flags.max_lag_millis, 100, i64::MAX)?;
+    throttle_flags(&flags)?;
     range(
         "cut-over-lock-timeout-seconds",
         flags.cut_over_lock_timeout_seconds,
@@ -717,6 +634,10 @@ fn range(flag: &'static str, value: i64, min: i64, max: i64) -> Result<(), Confi
             "heartbeat-interval-millis" => "expected 10 to 60000",
             "copy-workers" => "expected 1 to 64",
             "exponential-backoff-max-interval" => "expected 2 or more",
+            "critical-load-interval-millis" | "critical-load-hibernate-seconds" => {
+                "expected 0 or more"
+            }
+            "throttle-http-interval-millis" => "expected 10 or more",
             _ => "expected 1 or more",
         };
         return Err(ConfigError::OutOfRange {
@@ -728,8 +649,56 @@ fn range(flag: &'static str, value: i64, min: i64, max: i64) -> Result<(), Confi
     Ok(())
 }
 
+/// The throttle sources' flags: thresholds that parse, an `http://` URL, replicas as
+/// `host[:port]`.
+fn throttle_flags(flags: &Flags) -> Result<(), ConfigError> {
+    parse_load("max-load", &flags.max_load)?;
+    parse_load("critical-load", &flags.critical_load)?;
+    range(
+        "critical-load-interval-millis",
+        flags.critical_load_interval_millis,
+        0,
+        i64::MAX,
+    )?;
+    range(
+        "critical-load-hibernate-seconds",
+        flags.critical_load_hibernate_seconds,
+        0,
+        i64::MAX,
+    )?;
+    range(
+        "throttle-http-interval-millis",
+        flags.throttle_http_interval_millis,
+        10,
+        i64::MAX,
+    )?;
+    range(
+        "throttle-http-timeout-millis",
+        flags.throttle_http_timeout_millis,
+        1,
+        i64::MAX,
+    )?;
+    if !flags.throttle_http.is_empty() {
+        crate::throttle::http::split_url(&flags.throttle_http).map_err(|e| {
+            ConfigError::Invalid {
+                flag: "throttle-http",
+                message: format!("{e}; put a plain http:// endpoint in front of it, or use gh-ost"),
+            }
+        })?;
+    }
+    for replica in flags.throttle_control_replicas.split(',') {
+        if !replica.trim().is_empty() && crate::mysql::Endpoint::parse(replica, 3306).is_none() {
+            return Err(ConfigError::Invalid {
+                flag: "throttle-control-replicas",
+                message: format!("`{replica}` is not host or host:port"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Parses `Threads_running=25,Threads_connected=200`, the form of `--max-load` and
-/// `--critical-load` (refused until the throttler reads them: [`NOT_IMPLEMENTED`]).
+/// `--critical-load`.
 pub fn parse_load(flag: &'static str, text: &str) -> Result<Vec<LoadThreshold>, ConfigError> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -996,16 +965,15 @@ mod tests {
              migrate and swap the primary's table instead of testing on the replica. Run without \
              it, or use gh-ost for this mode"
         );
-        let e = refusal(&[
-            "--max-load=Threads_running=25",
-            "--hooks-path=/h",
-            "--stack",
-        ]);
+        let e = refusal(&["--checkpoint", "--include-triggers", "--stack"]);
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 2, "{e}");
-        assert!(lines[0].starts_with("--max-load is not implemented"), "{e}");
         assert!(
-            lines[1].starts_with("--hooks-path is not implemented"),
+            lines[0].starts_with("--checkpoint is not implemented"),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with("--include-triggers is not implemented"),
             "{e}"
         );
     }
@@ -1026,12 +994,44 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_flag_from_the_conf_file_is_refused_too() {
+    fn max_load_from_the_conf_file_is_checked_like_the_flag() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ghost.conf");
         std::fs::write(&path, "[osc]\nmax_load=Threads_running=30\n").unwrap();
-        let e = refusal(&[&format!("--conf={}", path.display())]);
-        assert!(e.starts_with("--max-load is not implemented"), "{e}");
+        let c = with(&[&format!("--conf={}", path.display())]).unwrap();
+        assert_eq!(c.flags.max_load, "Threads_running=30");
+        std::fs::write(&path, "[osc]\nmax_load=Threads_running\n").unwrap();
+        let e = with(&[&format!("--conf={}", path.display())]).unwrap_err();
+        assert!(e.to_string().starts_with("--max-load"), "{e}");
+    }
+
+    #[test]
+    fn throttle_sources_are_accepted_and_checked() {
+        let c = with(&[
+            "--max-load=Threads_running=25",
+            "--critical-load=Threads_running=1000",
+            "--critical-load-interval-millis=100",
+            "--critical-load-hibernate-seconds=5",
+            "--throttle-query=SELECT 0",
+            "--throttle-http=http://127.0.0.1:8080/throttle",
+            "--throttle-http-interval-millis=500",
+            "--ignore-http-errors",
+            "--throttle-control-replicas=r1:3307,r2",
+        ])
+        .unwrap();
+        assert!(c.not_yet_acted_on.is_empty());
+        let e = with(&["--throttle-http=https://x/"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--throttle-http: only http://"), "{e}");
+        let e = with(&["--critical-load=Threads_running:9"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--critical-load"), "{e}");
+        let e = with(&["--throttle-control-replicas=r1:x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--throttle-control-replicas"), "{e}");
     }
 
     #[test]

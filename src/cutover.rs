@@ -140,37 +140,28 @@ pub async fn prepare(
     Ok(())
 }
 
-/// One attempt at the atomic swap.
-pub async fn atomic(
+/// One attempt at the swap: the atomic one (`atomic`), or gh-ost's two-step one (lock, drain,
+/// rename the original away, unlock, rename the ghost in; between the two renames the table does
+/// not exist and writers get errors, as with gh-ost; if the second rename fails, the original is
+/// renamed back, or failing that the ghost in). Its steps, then, on a failed step, the outcome
+/// the server shows.
+pub async fn attempt(
     spec: &CutOverSpec,
+    atomic: bool,
     control: &watch::Sender<Control>,
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
 ) -> Outcome {
-    let mut attempt = match Attempt::open(spec, true).await {
+    let mut attempt = match Attempt::open(spec, atomic).await {
         Ok(a) => a,
         Err(reason) => return not_swapped(control, reason),
     };
-    match attempt.atomic_steps(control, status, token).await {
-        Ok(locked_for) => prove(spec, status, locked_for, None).await,
-        Err(reason) => attempt.settle(control, status, reason).await,
-    }
-}
-
-/// gh-ost's two-step cut-over: lock, drain, rename the original away, unlock, rename the ghost in.
-/// Between the two renames the table does not exist (writers get errors), as with gh-ost. If the
-/// second rename fails, the original is renamed back (or, failing that, the ghost in).
-pub async fn two_step(
-    spec: &CutOverSpec,
-    control: &watch::Sender<Control>,
-    status: &mut watch::Receiver<LoopStatus>,
-    token: &str,
-) -> Outcome {
-    let mut attempt = match Attempt::open(spec, false).await {
-        Ok(a) => a,
-        Err(reason) => return not_swapped(control, reason),
+    let steps = if atomic {
+        attempt.atomic_steps(control, status, token).await
+    } else {
+        attempt.two_step_steps(control, status, token).await
     };
-    match attempt.two_step_steps(control, status, token).await {
+    match steps {
         Ok(locked_for) => prove(spec, status, locked_for, None).await,
         Err(reason) => attempt.settle(control, status, reason).await,
     }
@@ -557,9 +548,21 @@ pub enum Tables {
     Other(String),
 }
 
-/// Looks at the server (on a connection of its own): which of the three tables exist.
+/// Looks at the server (on a connection of its own): which of the three tables exist. A RENAME
+/// still running (a killed connection's statement finishes on the server) would show a state
+/// halfway through in information_schema, which takes no metadata lock; so it first reads `t`
+/// through its metadata lock, which waits until such a RENAME is done.
 pub async fn look(spec: &CutOverSpec) -> Result<Tables, CutOverError> {
-    let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
+    let mut conn = lock_session(spec).await?;
+    match conn
+        .query_drop(sql::probe_table(&spec.schema, &spec.table))
+        .await
+    {
+        Ok(()) => {}
+        // No such table: the answer below says so.
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 => {}
+        Err(e) => return Err(step("waiting for the table's metadata lock")(e)),
+    }
     let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = conn
         .exec(
             "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?, ?)",
@@ -609,8 +612,8 @@ fn names(spec: &CutOverSpec) -> String {
 
 /// A connection to the primary for a session that takes locks: its statements wait at most the
 /// lock timeout for metadata locks, and the server ends it within seconds of wraith going quiet
-/// (so a dead wraith's lock dies with it).
-async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
+/// (so a dead wraith's lock dies with it). The checksum's snapshot takes its lock the same way.
+pub(crate) async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
     let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
     conn.query_drop(sql::lock_session(spec.lock_timeout))
         .await
@@ -619,7 +622,7 @@ async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverError> {
 }
 
 /// The server's id of `conn`'s session.
-async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {
+pub(crate) async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {
     let id: Option<u64> = conn
         .query_first("SELECT CONNECTION_ID()")
         .await
@@ -628,8 +631,10 @@ async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {
 }
 
 /// Tells the apply loop to expect the marker `token`, writes it (on `c`, while the original table
-/// is locked), and waits until `until` for every event before it to be applied.
-async fn drain_to_marker(
+/// is locked), and waits until `until` for every event before it to be applied. The loop then
+/// holds the events after the marker until [`Control::Apply`] (or the swap). Used by the cut-over
+/// and by the checksum's snapshot.
+pub(crate) async fn drain_to_marker(
     spec: &CutOverSpec,
     c: &mut Conn,
     control: &watch::Sender<Control>,

@@ -3,11 +3,12 @@
 //!
 //! In: the run's [`Config`], the inspected server's connection and flavor, the [`Plan`], the
 //! shared [`Progress`] and [`Gate`], and the run's cancellation token. Out: the apply loop's
-//! [`Control`] and [`LoopStatus`] for the cut-over, and the apply loop's result, returned through
-//! its join handle ([`DataPath::failure`], [`DataPath::stop`]). Invariants: the tasks listen to a
+//! [`Control`], [`LoopStatus`] and [`KeyLog`] for the checksum and the cut-over, and the apply
+//! loop's result, returned through its join handle ([`DataPath::failure`], [`DataPath::stop`]). Invariants: the tasks listen to a
 //! token of their own, so cancelling the run (a signal) never stops the applier in the middle of
 //! a cut-over, only [`DataPath::stop`] does; an apply loop that fails or panics cancels the run,
-//! so the copy and every wait stop and cleanup runs.
+//! so the copy and every wait stop and cleanup runs; so does a throttler that meets the critical
+//! load, whose error [`DataPath::stop`] returns as the run's cause.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::apply::{self, Applier, ApplyPlan, Control, LoopSpec, LoopStatus};
+use crate::apply::{self, Applier, ApplyPlan, Control, KeyLog, LoopSpec, LoopStatus};
 use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
 use crate::changelog::Changelog;
 use crate::config::Config;
@@ -41,6 +42,8 @@ pub enum PathError {
     Connect(#[from] mysql::ConnectError),
     #[error(transparent)]
     Apply(#[from] apply::LoopError),
+    #[error(transparent)]
+    Throttle(#[from] throttle::ThrottleError),
     #[error("{0}")]
     Other(String),
 }
@@ -52,7 +55,11 @@ const BINLOG_PACKET: usize = 1 << 30;
 pub struct DataPath {
     pub control: watch::Sender<Control>,
     pub status: watch::Receiver<LoopStatus>,
+    /// The keys the apply loop wrote since the checksum's last snapshot.
+    pub keylog: Arc<KeyLog>,
     apply: Option<JoinHandle<Result<(), apply::LoopError>>>,
+    /// The throttler: ends with an error when the critical load stops the run.
+    throttle: Option<JoinHandle<Result<(), throttle::ThrottleError>>>,
     others: Vec<JoinHandle<()>>,
     /// Stops these tasks only.
     cancel: CancellationToken,
@@ -83,7 +90,9 @@ impl DataPath {
         let mut path = DataPath {
             control: watch::channel(Control::Apply).0,
             status: watch::channel(LoopStatus::default()).1,
+            keylog: Arc::new(KeyLog::new()),
             apply: None,
+            throttle: None,
             others: Vec::new(),
             cancel: cancel.clone(),
         };
@@ -131,7 +140,7 @@ impl DataPath {
         let pcreds = Credentials::primary(cfg);
         let mut apply_plan = ApplyPlan::new(plan, db, &cfg.ghost_table());
         apply_plan.allow_skipped_rows = cfg.flags.allow_skipped_rows;
-        let applier = Applier::connect(
+        let mut applier = Applier::connect(
             servers.primary,
             &pcreds,
             apply_plan,
@@ -139,6 +148,7 @@ impl DataPath {
         )
         .await
         .map_err(|e| PathError::Other(e.to_string()))?;
+        applier.report_to(progress.clone());
         let (control_tx, control_rx) = watch::channel(Control::Apply);
         let (status_tx, status_rx) = watch::channel(LoopStatus::default());
         path.control = control_tx;
@@ -150,8 +160,10 @@ impl DataPath {
             names: servers.names,
             batch_size: cfg.flags.dml_batch_size as usize,
             held_limit: apply::stream_loop::HELD_LIMIT,
+            gate: gate.watch(),
         };
-        let (loop_progress, loop_cancel) = (progress.clone(), cancel.clone());
+        let (loop_progress, loop_cancel, keylog) =
+            (progress.clone(), cancel.clone(), path.keylog.clone());
         let on_failure = CancelRunOnFailure(run_cancel.clone());
         path.apply = Some(tokio::spawn(async move {
             let result = apply::run_loop(
@@ -161,6 +173,7 @@ impl DataPath {
                 loop_progress,
                 control_rx,
                 status_tx,
+                keylog,
                 loop_cancel,
             )
             .await;
@@ -178,6 +191,7 @@ impl DataPath {
             table: cfg.changelog_table(),
         };
         let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
+        let pcreds_for_throttle = pcreds.clone();
         let reconnect = (servers.primary.clone(), pcreds);
         let hb_cancel = cancel.clone();
         path.others.push(tokio::spawn(async move {
@@ -186,24 +200,13 @@ impl DataPath {
                 .await
         }));
 
-        let flag_files = [
-            &cfg.flags.throttle_flag_file,
-            &cfg.flags.throttle_additional_flag_file,
-        ]
-        .into_iter()
-        .filter(|f| !f.is_empty())
-        .map(std::path::PathBuf::from)
-        .collect();
-        let settings = ThrottleSettings {
-            max_lag: Duration::from_millis(cfg.flags.max_lag_millis as u64),
-            flag_files,
-            backlog_high: 0.5,
-        };
-        path.others.push(tokio::spawn(throttle::run(
+        let settings = throttle_settings(cfg, &servers, pcreds_for_throttle)?;
+        path.throttle = Some(tokio::spawn(throttle::run(
             settings,
             progress.clone(),
             gate.clone(),
             cancel.clone(),
+            run_cancel.clone(),
         )));
         path.others.push(tokio::spawn(crate::progress::report(
             progress.clone(),
@@ -226,18 +229,84 @@ impl DataPath {
         self.apply.as_ref().is_none_or(|h| h.is_finished())
     }
 
-    /// Stops every task and waits for them; returns the apply loop's failure, if it had one.
+    /// Stops every task and waits for them; returns the apply loop's failure, or else the
+    /// throttler's (the critical load), if there was one.
     pub async fn stop(mut self) -> Option<PathError> {
         self.cancel.cancel();
         let failure = match self.apply.take() {
             Some(handle) => joined(handle.await),
             None => None,
         };
+        let throttled = match self.throttle.take() {
+            Some(handle) => handle.await.ok().and_then(Result::err),
+            None => None,
+        };
+        let throttled = throttled.map(PathError::Throttle);
+        let failure = failure.or(throttled);
         for task in self.others.drain(..) {
             let _ = task.await;
         }
         failure
     }
+}
+
+/// What the throttler watches, from the flags (validated by config).
+fn throttle_settings(
+    cfg: &Config,
+    servers: &Servers<'_>,
+    pcreds: Credentials,
+) -> Result<ThrottleSettings, PathError> {
+    let flags = &cfg.flags;
+    let flag_files = [
+        &flags.throttle_flag_file,
+        &flags.throttle_additional_flag_file,
+    ]
+    .into_iter()
+    .filter(|f| !f.is_empty())
+    .map(std::path::PathBuf::from)
+    .collect();
+    let load = |flag, text: &str| {
+        crate::config::parse_load(flag, text).map_err(|e| PathError::Other(e.to_string()))
+    };
+    let icreds = Credentials::inspected(cfg);
+    let control_replicas = flags
+        .throttle_control_replicas
+        .split(',')
+        .filter_map(|r| Endpoint::parse(r, flags.port))
+        .map(|endpoint| throttle::Server {
+            endpoint,
+            creds: icreds.clone(),
+        })
+        .collect();
+    Ok(ThrottleSettings {
+        max_lag: Duration::from_millis(flags.max_lag_millis as u64),
+        flag_files,
+        backlog_high: 0.5,
+        changelog: (cfg.database.clone(), cfg.changelog_table()),
+        lag_interval: Duration::from_millis(flags.heartbeat_interval_millis as u64),
+        inspected: throttle::Server {
+            endpoint: servers.inspected.clone(),
+            creds: icreds,
+        },
+        primary: throttle::Server {
+            endpoint: servers.primary.clone(),
+            creds: pcreds,
+        },
+        control_replicas,
+        max_load: load("max-load", &flags.max_load)?,
+        critical_load: throttle::CriticalLoad {
+            thresholds: load("critical-load", &flags.critical_load)?,
+            interval: Duration::from_millis(flags.critical_load_interval_millis as u64),
+            hibernate: Duration::from_secs(flags.critical_load_hibernate_seconds as u64),
+        },
+        throttle_query: flags.throttle_query.clone(),
+        http: (!flags.throttle_http.is_empty()).then(|| throttle::HttpSource {
+            url: flags.throttle_http.clone(),
+            interval: Duration::from_millis(flags.throttle_http_interval_millis as u64),
+            timeout: Duration::from_millis(flags.throttle_http_timeout_millis as u64),
+            ignore_errors: flags.ignore_http_errors,
+        }),
+    })
 }
 
 /// The apply loop's failure from its join result (a panic included).

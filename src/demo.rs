@@ -505,7 +505,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     println!(
-        "\nmigrated demo.orders on {} (binlog read from replica {}, written on primary {}):\n  key: {} ({}); {} columns copied; added: {}\n  {} rows copied in {:.1}s, {} binlog row events applied\n  writers blocked at cut-over: {:.3}s\n  the application committed {} writes, {} of them between the ghost table's creation and the swap ({ghost_for} apart)\n  rolled-back application transactions: {} ({conflicts_by_code}), {} of them during the cut-over ({cut_over_for} from before the sentry to after the swap); other errors: {}",
+        "\nmigrated demo.orders on {} (binlog read from replica {}, written on primary {}):\n  key: {} ({}); {} columns copied; added: {}\n  {} rows copied in {:.1}s, {} binlog row events applied\n  checksum before the swap: {}\n  writers blocked at cut-over: {:.3}s\n  the application committed {} writes, {} of them between the ghost table's creation and the swap ({ghost_for} apart)\n  rolled-back application transactions: {} ({conflicts_by_code}), {} of them during the cut-over ({cut_over_for} from before the sentry to after the swap); other errors: {}",
         report.flavor,
         report.inspected,
         report.primary,
@@ -516,6 +516,9 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         report.rows_copied,
         report.copy_time.as_secs_f64(),
         report.events_applied,
+        report
+            .checksum_time
+            .map_or("skipped".to_string(), |t| format!("{:.1}s", t.as_secs_f64())),
         report.locked_for.unwrap_or_default().as_secs_f64(),
         log.commits.len(),
         in_ghost_window,

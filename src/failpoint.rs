@@ -1,13 +1,15 @@
-//! Faults injected at named points of the cut-over, for the tests; inert in release builds.
+//! Faults injected at named points of the cut-over and the checksum, for the tests; inert in
+//! release builds.
 //!
 //! In: `WRAITH_FAILPOINT=<point>:<action>` in the environment of a debug build, and at each
-//! point the ids of the connections the cut-over holds. Out: at the named point, the action:
-//! `kill-lock`, `kill-rename`, `kill-proof` (`KILL CONNECTION` of the connection that holds the
-//! lock, issues the RENAME, or writes the marker and reads the proof), `sigkill`, `sigterm`, `sigstop`
-//! (the signal to wraith itself), or `fail` (the step returns an error), once per process; or
-//! `panic` at a point of [`panic_at`] (`apply:batch`, each batch the apply loop applies). Points are named in
-//! `src/cutover.rs` (`atomic:locked`, `two-step:unlocked`, ...). Invariant: without the variable,
-//! or in a release build, [`hit`] does nothing.
+//! point the ids of the connections the cut-over (or the checksum's snapshot) holds. Out: at the
+//! named point, the action: `kill-lock`, `kill-rename`, `kill-proof` (`KILL CONNECTION` of the
+//! connection that holds the lock, issues the RENAME, or writes the marker and reads the proof),
+//! `sigkill`, `sigterm`, `sigstop` (the signal to wraith itself), or `fail` (the step returns an
+//! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
+//! apply loop applies). Points are named in `src/cutover.rs` (`atomic:locked`,
+//! `two-step:unlocked`, ...) and `src/checksum.rs` (`checksum:locked`, `checksum:drained`).
+//! Invariant: without the variable, or in a release build, [`hit`] does nothing.
 
 use std::sync::OnceLock;
 

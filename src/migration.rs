@@ -1,10 +1,13 @@
-//! One migration, as a state machine: Validate → Prepare → Copy → (Postpone) → CutOver → Cleanup.
+//! One migration, as a state machine: Validate → Prepare → Copy → CatchUp → Checksum → (Postpone,
+//! then Checksum again for what changed) → CutOver → Cleanup.
 //!
 //! In: a validated [`Config`] and the one [`CancellationToken`] every task of the run listens to.
 //! Out: a [`Report`] on success, or a [`MigrationError`] that says what happened and what was left
 //! in the database. Invariants owned here: a failed preflight creates nothing; a run that stops
 //! on error, on cancellation or as a noop drops the helper tables it created and leaves the
-//! original table untouched; every state change is logged and written to the changelog table.
+//! original table untouched; every state change is logged and written to the changelog table;
+//! the tables are swapped only after the checksum found them equal (unless `--skip-checksum`,
+//! which the log and the status line name).
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -18,14 +21,17 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
 use crate::copy::{self, CopySpec};
 use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
 use crate::datapath::{self, DataPath, PathError, Servers};
+use crate::hooks::{Hook, HookError, Hooks};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
-use crate::progress::Progress;
-use crate::throttle::Gate;
+use crate::progress::{ChecksumStatus, Progress};
+use crate::table_lock::{self, LockError, TableLock};
+use crate::throttle::{Gate, GateState};
 
 /// The states of a migration, as written to the changelog's `state` hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,9 @@ pub enum State {
     Copy,
     /// The rows are copied; the applier catches up with the binlog.
     CatchUp,
+    /// The ghost table is compared with the original (and again, for what changed, after a
+    /// postponed cut-over).
+    Checksum,
     Postpone,
     CutOver,
     Cleanup,
@@ -61,6 +70,8 @@ pub struct Report {
     /// How long writers were blocked at cut-over (when swapped).
     pub locked_for: Option<Duration>,
     pub copy_time: Duration,
+    /// How long the checksum before the swap took, lock and snapshot included (`None`: skipped).
+    pub checksum_time: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,16 +95,31 @@ pub enum MigrationError {
     Copy(#[from] copy::CopyError),
     #[error(transparent)]
     Path(#[from] PathError),
+    #[error(transparent)]
+    Checksum(ChecksumError),
     #[error("cut-over: {0}")]
     Unresolved(String),
     #[error(transparent)]
     CutOver(#[from] CutOverError),
     #[error("cut-over failed {attempts} times (--default-retries); last error: {last}")]
     CutOverGaveUp { attempts: i64, last: CutOverError },
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Lock(#[from] Box<LockError>),
     #[error("{0}")]
     Other(String),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<ChecksumError> for MigrationError {
+    fn from(e: ChecksumError) -> Self {
+        match e {
+            ChecksumError::Cancelled => MigrationError::Cancelled,
+            other => MigrationError::Checksum(other),
+        }
+    }
 }
 
 trait SqlContext<T> {
@@ -164,6 +190,9 @@ struct Run<'a> {
     gate: Gate,
     /// The cut-over left the tables in a state wraith could not make whole: drop nothing.
     unresolved: bool,
+    hooks: Hooks,
+    /// One migration per table: held from before anything is created until the run ends.
+    table_lock: Option<TableLock>,
 }
 
 /// Runs the migration described by `cfg`.
@@ -185,6 +214,8 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         swapped: false,
         gate: Gate::default(),
         unresolved: false,
+        hooks: Hooks::new(cfg),
+        table_lock: None,
     };
     let started = Instant::now();
     // A panic anywhere in the steps still stops the tasks and cleans up.
@@ -202,6 +233,21 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
     };
     // Cleanup: a noop run and a failed run drop what they created.
     let left_behind = run.cleanup().await;
+    let outcome = match outcome {
+        Ok(report) => run
+            .hooks
+            .run_with(Hook::Success, &[("GH_OST_INSTANT_DDL", "false".into())])
+            .await
+            .map(|()| report)
+            .map_err(MigrationError::from),
+        failed => failed,
+    };
+    if outcome.is_err() {
+        run.hooks.on_failure().await;
+    }
+    if let Some(lock) = run.table_lock.take() {
+        lock.release().await;
+    }
     match outcome {
         Ok(report) => {
             info!(
@@ -250,6 +296,7 @@ impl Run<'_> {
 
     async fn steps(&mut self) -> Result<Report, MigrationError> {
         let cfg = self.cfg;
+        self.hooks.run(Hook::Startup).await?;
         self.enter(State::Validate).await?;
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
@@ -263,6 +310,7 @@ impl Run<'_> {
         let plan = self.prepare(&mut pconn, &original).await;
         self.pconn = Some(pconn);
         let plan = plan?;
+        self.hooks.run(Hook::Validated).await?;
         let row_estimate = inspect::row_count(
             &mut iconn,
             &cfg.database,
@@ -271,6 +319,10 @@ impl Run<'_> {
         )
         .await
         .context("counting rows")?;
+        if cfg.flags.exact_rowcount {
+            let rows = ("GH_OST_ESTIMATED_ROWS", row_estimate.to_string());
+            self.hooks.run_with(Hook::RowCountComplete, &[rows]).await?;
+        }
         info!(
             "plan: key {} ({}); {} columns copied{}{}; about {row_estimate} rows",
             plan.key.name,
@@ -287,6 +339,11 @@ impl Run<'_> {
         progress
             .rows_estimate
             .store(row_estimate, Ordering::Relaxed);
+        self.hooks.set_progress(&progress);
+        if cfg.flags.skip_checksum {
+            progress.set_checksum(ChecksumStatus::Skipped);
+            info!("--skip-checksum: the ghost table will not be compared with the original before the swap");
+        }
         let servers = Servers {
             inspected: &self.inspected,
             primary: &self.primary,
@@ -305,6 +362,8 @@ impl Run<'_> {
             )
             .await?,
         );
+        self.hooks.run(Hook::BeforeRowCopy).await?;
+        let _status_hooks = self.hooks.status_every(cfg.flags.hooks_status_interval);
         progress.copy_started.get_or_init(Instant::now);
         self.copy(&plan, &progress).await?;
         let _ = progress.copy_finished.set(Instant::now());
@@ -318,16 +377,31 @@ impl Run<'_> {
             progress.rows_copied.load(Ordering::Relaxed),
             copy_time.as_secs_f64()
         );
+        self.hooks.run(Hook::RowCopyComplete).await?;
         let skipped = progress.rows_skipped.load(Ordering::Relaxed);
         if skipped > 0 {
             warn!("{skipped} rows were skipped by the copy (--allow-skipped-rows): the new table does not have them");
         }
         self.enter(State::CatchUp).await?;
         self.wait_caught_up(&progress).await?;
+        self.hooks.run(Hook::BeforeCutOver).await?;
+
+        let spec = self.checksum_spec(&plan, &flavor);
+        let mut checksum_time = None;
+        if cfg.flags.skip_checksum {
+            warn!("checksum skipped (--skip-checksum): the ghost table is not compared with the original before the swap");
+        } else {
+            self.enter(State::Checksum).await?;
+            checksum_time = Some(self.checksum(&spec, &progress, copy_time).await?);
+        }
 
         let mut locked_for = None;
         if cfg.execute() {
-            self.postpone(&progress).await?;
+            let postponed = self.postpone(&progress).await?;
+            if postponed && !cfg.flags.skip_checksum {
+                self.enter(State::Checksum).await?;
+                self.reverify(&spec, &progress).await?;
+            }
             self.enter(State::CutOver).await?;
             progress.set_state("cutting over");
             let pconn = self.primary_conn().await?;
@@ -354,6 +428,10 @@ impl Run<'_> {
         } else {
             info!("noop run (no --execute): rows copied and binlog applied to {}, not swapping; dropping the helper tables", sql::quote_ident(&cfg.ghost_table()));
         }
+        let dropped = progress.rows_skipped_by_apply.load(Ordering::Relaxed);
+        if dropped > 0 {
+            warn!("{dropped} rows were skipped by the applier (--allow-skipped-rows): changes made to the table during the migration that the new table does not have");
+        }
         self.enter(State::Cleanup).await?;
         Ok(Report {
             inspected: self.inspected.clone(),
@@ -366,6 +444,7 @@ impl Run<'_> {
             events_applied: progress.events_applied.load(Ordering::Relaxed),
             locked_for,
             copy_time,
+            checksum_time,
         })
     }
 
@@ -383,6 +462,7 @@ impl Run<'_> {
         spec.nice_ratio = cfg.flags.nice_ratio;
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
+        spec.changelog = cfg.changelog_table();
         let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
         let result = copy::run(
             Arc::new(spec),
@@ -404,6 +484,7 @@ impl Run<'_> {
     async fn wait_caught_up(&self, progress: &Progress) -> Result<(), MigrationError> {
         let fresh =
             Duration::from_millis((self.cfg.flags.heartbeat_interval_millis as u64 * 3).max(500));
+        let mut throttled_at: Option<Instant> = None;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(MigrationError::Cancelled);
@@ -418,7 +499,12 @@ impl Run<'_> {
             {
                 return Ok(());
             }
-            if age.unwrap_or_else(|| progress.started.elapsed()) > STALLED_STREAM {
+            // A throttled apply loop reads nothing: the stream is not stuck while throttled.
+            if matches!(self.gate.state(), GateState::Closed(_)) {
+                throttled_at = Some(Instant::now());
+            }
+            let waited = age.unwrap_or_else(|| progress.started.elapsed());
+            if waited.min(throttled_at.map_or(Duration::MAX, |t| t.elapsed())) > STALLED_STREAM {
                 return Err(MigrationError::Other(format!(
                     "no heartbeat has come back through the binlog of {} for {} minutes: the binlog stream is stuck. Check that replication from the primary runs and that the binlog is written, then run the migration again",
                     self.inspected,
@@ -429,14 +515,15 @@ impl Run<'_> {
         }
     }
 
-    /// Stays synced while the postpone flag file exists.
-    async fn postpone(&mut self, progress: &Progress) -> Result<(), MigrationError> {
+    /// Stays synced while the postpone flag file exists. Returns whether it was postponed.
+    async fn postpone(&mut self, progress: &Progress) -> Result<bool, MigrationError> {
         let file = &self.cfg.flags.postpone_cut_over_flag_file;
         if file.is_empty() || !std::path::Path::new(file).exists() {
-            return Ok(());
+            return Ok(false);
         }
         self.enter(State::Postpone).await?;
         info!("cut-over postponed while {file} exists");
+        self.hooks.run(Hook::BeginPostponed).await?;
         progress.set_state("postponing cut-over");
         while std::path::Path::new(file).exists() {
             if self.cancel.is_cancelled() {
@@ -445,6 +532,147 @@ impl Run<'_> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         info!("{file} is gone: cutting over");
+        Ok(true)
+    }
+
+    /// What the checksum compares, and with how many connections.
+    fn checksum_spec(&self, plan: &Plan, flavor: &Flavor) -> ChecksumSpec {
+        let cfg = self.cfg;
+        // Reading is cheaper than copying: chunks of ten copy chunks.
+        let rows = (cfg.flags.chunk_size.max(1) as u64 * 10).clamp(100, 100_000);
+        let mut spec = ChecksumSpec::new(
+            plan,
+            self.cut_over_spec(flavor.clone()),
+            rows,
+            cfg.flags.copy_workers.max(1) as usize,
+        );
+        spec.allow_missing = cfg.flags.allow_skipped_rows;
+        spec
+    }
+
+    /// Fixes one logical moment of both tables (the checksum's brief lock), trying again after
+    /// a lock or drain that did not finish in time, up to --default-retries.
+    async fn checksum_snapshot(&mut self, spec: &ChecksumSpec) -> Result<Snapshot, MigrationError> {
+        let retries = self.cfg.flags.default_retries;
+        let mut attempt = 0i64;
+        loop {
+            attempt += 1;
+            if self.cancel.is_cancelled() {
+                return Err(MigrationError::Cancelled);
+            }
+            let token = format!(
+                "checksum-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            );
+            let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
+            let keylog = path.keylog.clone();
+            let (control, status) = (&path.control, &mut path.status);
+            let error = match checksum::snapshot(spec, control, status, &keylog, &token).await {
+                Ok(snapshot) => {
+                    info!(
+                        "checksum: snapshot taken; the original table was locked for {:.3}s",
+                        snapshot.locked_for.as_secs_f64()
+                    );
+                    return Ok(snapshot);
+                }
+                Err(e) => e,
+            };
+            if let Some(failure) = path.failure().await {
+                warn!("checksum: taking the snapshot failed: {error}");
+                return Err(failure.into());
+            }
+            if !error.retry() || attempt >= retries {
+                return Err(error.into());
+            }
+            warn!(
+                "checksum: taking the snapshot failed (attempt {attempt}): {error}; retrying in 1s"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
+            }
+        }
+    }
+
+    /// The checksum: the ghost table compared with the original, chunk by chunk, in one
+    /// snapshot. Fails the run, naming the keys, if any row differs. Returns how long it took.
+    async fn checksum(
+        &mut self,
+        spec: &ChecksumSpec,
+        progress: &Arc<Progress>,
+        copy_time: Duration,
+    ) -> Result<Duration, MigrationError> {
+        let started = Instant::now();
+        info!(
+            "checksum: comparing {} with {} over key {} ({} columns compared{})",
+            sql::quote_ident(&spec.lock.ghost),
+            sql::quote_ident(&spec.lock.table),
+            spec.index,
+            spec.columns.len(),
+            list_suffix("; not compared, retyped by the ALTER: ", &spec.skipped),
+        );
+        if spec.allow_missing {
+            info!("checksum: rows missing from the ghost table are allowed (--allow-skipped-rows)");
+        }
+        progress.set_state("checksumming");
+        progress.set_checksum(ChecksumStatus::Comparing);
+        let snapshot = self.checksum_snapshot(spec).await?;
+        let compared = checksum::compare_all(spec, snapshot, &self.gate, progress, &self.cancel)
+            .await
+            .inspect_err(|e| {
+                if matches!(e, ChecksumError::Differs { .. }) {
+                    progress.set_checksum(ChecksumStatus::Differs);
+                }
+            })?;
+        let took = started.elapsed();
+        progress.set_checksum(ChecksumStatus::Passed);
+        progress.set_state("migrating");
+        info!(
+            "checksum passed: {} rows in {} chunks compared in {:.2}s (row copy: {:.2}s; the checksum cost {:.0}% of the copy time)",
+            compared.rows,
+            compared.chunks,
+            took.as_secs_f64(),
+            copy_time.as_secs_f64(),
+            took.as_secs_f64() * 100.0 / copy_time.as_secs_f64().max(1e-3),
+        );
+        Ok(took)
+    }
+
+    /// After a postponed cut-over: compares again, in a new snapshot, the rows the applier wrote
+    /// since the checksum's snapshot (all of them if there were too many to list).
+    async fn reverify(
+        &mut self,
+        spec: &ChecksumSpec,
+        progress: &Arc<Progress>,
+    ) -> Result<(), MigrationError> {
+        let started = Instant::now();
+        progress.set_checksum(ChecksumStatus::ReVerifying);
+        let mut snapshot = self.checksum_snapshot(spec).await?;
+        let touched = std::mem::take(&mut snapshot.touched);
+        let result = if touched.overflowed {
+            progress.rows_checksummed.store(0, Ordering::Relaxed);
+            info!(
+                "checksum: more than {} rows changed while the cut-over was postponed; comparing the whole tables again",
+                crate::apply::keylog::KEYLOG_LIMIT
+            );
+            checksum::compare_all(spec, snapshot, &self.gate, progress, &self.cancel).await
+        } else {
+            checksum::compare_keys(spec, snapshot, touched.keys, &self.cancel).await
+        };
+        let compared = result.inspect_err(|e| {
+            if matches!(e, ChecksumError::Differs { .. }) {
+                progress.set_checksum(ChecksumStatus::Differs);
+            }
+        })?;
+        progress.set_checksum(ChecksumStatus::Passed);
+        info!(
+            "checksum: re-verified {} rows changed while the cut-over was postponed in {:.2}s",
+            compared.rows,
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
@@ -469,10 +697,8 @@ impl Run<'_> {
             );
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);
-            let outcome = match cfg.cut_over {
-                CutOverMode::Atomic => cutover::atomic(&spec, control, status, &token).await,
-                CutOverMode::TwoStep => cutover::two_step(&spec, control, status, &token).await,
-            };
+            let atomic = cfg.cut_over == CutOverMode::Atomic;
+            let outcome = cutover::attempt(&spec, atomic, control, status, &token).await;
             let (reason, retry) = match outcome {
                 Outcome::Swapped { locked_for } => {
                     self.mark_swapped();
@@ -615,6 +841,11 @@ impl Run<'_> {
             },
         )
         .await?;
+        self.hooks.set_hosts(&self.inspected, &self.primary);
+        let lock = table_lock::take(&self.primary, &pcreds, &cfg.database, &cfg.table)
+            .await
+            .map_err(Box::new)?;
+        self.table_lock = Some(lock);
         if self.primary != self.inspected {
             info!(
                 "primary is {}; the binlog is read from {}",
@@ -664,17 +895,24 @@ impl Run<'_> {
                 .await
                 .context(format!("dropping {old}"))?;
         }
+        // The user's ALTER runs on a connection of its own: one prepared statement, in a session
+        // that reads quotes as `inspect::alter` read them.
+        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
         pconn
             .query_drop(sql::create_table_like(db, &ghost, &cfg.table))
             .await
             .context(format!("creating the ghost table {ghost}"))?;
         self.created.push(ghost.clone());
-        if let Err(e) = pconn
-            .query_drop(sql::alter_table(db, &ghost, &cfg.alter.body))
-            .await
-        {
+        let altered =
+            mysql::run_ddl(&mut ddl, &sql::alter_table(db, &ghost, &cfg.alter.body)).await;
+        let _ = ddl.disconnect().await;
+        if let Err(e) = altered {
             return Err(MigrationError::AlterRejected(match e {
-                mysql_async::Error::Server(s) => format!("{} (error {})", s.message, s.code),
+                mysql_async::Error::Server(s) => {
+                    let hint = cfg.alter.rejection_hint(s.code);
+                    let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
+                    format!("{} (error {}){hint}", s.message, s.code)
+                }
                 other => other.to_string(),
             }));
         }
@@ -684,6 +922,12 @@ impl Run<'_> {
             .ok_or_else(|| {
                 MigrationError::AlterRejected("the ghost table vanished after the ALTER".into())
             })?;
+        plan::check_built(
+            original,
+            &ghost_schema,
+            &cfg.alter,
+            cfg.flags.skip_renamed_columns,
+        )?;
         let plan = plan::build(
             original,
             &ghost_schema,
@@ -790,6 +1034,7 @@ fn state_line(state: State) -> &'static str {
         State::CatchUp => {
             "row copy complete; applying the binlog until the ghost table has caught up"
         }
+        State::Checksum => "checksum: comparing the ghost table with the original",
         State::Postpone => "cut-over postponed",
         State::CutOver => "cutting over",
         State::Cleanup => "cleaning up",

@@ -1,8 +1,10 @@
 //! Counters every stage updates, and the gh-ost status line built from them.
 //!
-//! In: atomics bumped by the copier, the applier and the streamer. Out: the status line
-//! (`Copy: 53000/100000 53.0%; Applied: 812; Backlog: 0/1000; Time: ...`) logged periodically and
-//! answered to `sup`, and an `indicatif` bar when standard error is a terminal.
+//! In: atomics bumped by the copier, the applier, the streamer and the checksum. Out: the status
+//! line (`Copy: 53000/100000 53.0%; Applied: 812; Backlog: 0/1000; Time: ...`) logged
+//! periodically and answered to `sup`, and an `indicatif` bar when standard error is a terminal.
+//! The line is gh-ost's; once the checksum has started (or when `--skip-checksum` skips it) it
+//! ends with `; Checksum: <what it is doing>`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -19,6 +21,8 @@ pub struct Progress {
     pub rows_copied: AtomicU64,
     /// Rows the copy skipped under `--allow-skipped-rows`.
     pub rows_skipped: AtomicU64,
+    /// Row images the applier's inserts dropped (or changed) under `--allow-skipped-rows`.
+    pub rows_skipped_by_apply: AtomicU64,
     pub chunks_copied: AtomicU64,
     pub events_applied: AtomicU64,
     pub backlog: AtomicUsize,
@@ -29,6 +33,23 @@ pub struct Progress {
     pub last_heartbeat_ms: AtomicU64,
     pub position: Mutex<String>,
     pub state: Mutex<String>,
+    pub checksum: Mutex<ChecksumStatus>,
+    /// Rows of the original table the checksum has compared.
+    pub rows_checksummed: AtomicU64,
+}
+
+/// Where the checksum before the swap is, for the status line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChecksumStatus {
+    #[default]
+    NotYet,
+    /// `--skip-checksum`.
+    Skipped,
+    Comparing,
+    Passed,
+    /// Comparing again what changed while the cut-over was postponed.
+    ReVerifying,
+    Differs,
 }
 
 impl Progress {
@@ -40,6 +61,7 @@ impl Progress {
             rows_estimate: AtomicU64::new(0),
             rows_copied: AtomicU64::new(0),
             rows_skipped: AtomicU64::new(0),
+            rows_skipped_by_apply: AtomicU64::new(0),
             chunks_copied: AtomicU64::new(0),
             events_applied: AtomicU64::new(0),
             backlog: AtomicUsize::new(0),
@@ -48,11 +70,32 @@ impl Progress {
             last_heartbeat_ms: AtomicU64::new(NEVER),
             position: Mutex::new(String::new()),
             state: Mutex::new("migrating".into()),
+            checksum: Mutex::new(ChecksumStatus::NotYet),
+            rows_checksummed: AtomicU64::new(0),
         }
     }
 
     pub fn set_state(&self, state: impl Into<String>) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.into();
+    }
+
+    pub fn set_checksum(&self, status: ChecksumStatus) {
+        *self.checksum.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    /// The status line's checksum part (empty before the checksum starts).
+    fn checksum_part(&self) -> String {
+        let rows = self.rows_checksummed.load(Ordering::Relaxed);
+        let status = *self.checksum.lock().unwrap_or_else(|e| e.into_inner());
+        let what = match status {
+            ChecksumStatus::NotYet => return String::new(),
+            ChecksumStatus::Skipped => "skipped (--skip-checksum)".to_string(),
+            ChecksumStatus::Comparing => format!("comparing, {rows} rows so far"),
+            ChecksumStatus::Passed => format!("passed, {rows} rows"),
+            ChecksumStatus::ReVerifying => "re-verifying rows changed while postponed".into(),
+            ChecksumStatus::Differs => "FAILED, rows differ".into(),
+        };
+        format!("; Checksum: {what}")
     }
 
     pub fn set_position(&self, position: impl Into<String>) {
@@ -103,7 +146,7 @@ impl Progress {
             format!("{}s", ((estimate - copied) as f64 / rate).ceil() as u64)
         };
         format!(
-            "Copy: {copied}/{estimate} {pct:.1}%; Applied: {}; Backlog: {}/{}; Time: {}s(total), {}s(copy); streamer: {}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {eta}",
+            "Copy: {copied}/{estimate} {pct:.1}%; Applied: {}; Backlog: {}/{}; Time: {}s(total), {}s(copy); streamer: {}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {eta}{}",
             self.events_applied.load(Ordering::Relaxed),
             self.backlog.load(Ordering::Relaxed),
             self.backlog_capacity,
@@ -113,6 +156,7 @@ impl Progress {
             self.lag().as_secs_f64(),
             self.heartbeat_age().unwrap_or(total).as_secs_f64(),
             self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            self.checksum_part(),
         )
     }
 }
@@ -197,5 +241,12 @@ mod tests {
         assert!(line.contains("State: migrating; ETA: "), "{line}");
         p.copy_finished.set(Instant::now()).unwrap();
         assert!(p.status_line().ends_with("ETA: due"));
+        p.set_checksum(ChecksumStatus::Skipped);
+        assert!(
+            p.status_line()
+                .ends_with("ETA: due; Checksum: skipped (--skip-checksum)"),
+            "{}",
+            p.status_line()
+        );
     }
 }

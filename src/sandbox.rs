@@ -175,6 +175,8 @@ fn make_template() -> Result<PathBuf> {
     let mut cmd = Command::new(&install);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        // Its own temporary files stay in its own directory, away from other installs in /tmp.
+        .env("TMPDIR", &dir)
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
         .stdout(Stdio::null())
@@ -248,6 +250,7 @@ pub async fn start_server(spec: ServerSpec) -> Result<Server> {
         "--bind-address=127.0.0.1".into(),
         format!("--socket={}/sock", dir.display()),
         format!("--pid-file={}/pid", dir.display()),
+        format!("--tmpdir={}", dir.display()),
         format!("--log-error={}/error.log", dir.display()),
         format!("--server-id={}", spec.server_id),
         format!("--log-bin={}/bin", dir.display()),

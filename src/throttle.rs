@@ -1,35 +1,55 @@
-//! One answer to "may the copy proceed?", with a reason.
+//! One answer to "may the migration write now?", with a reason, decided every 100 ms.
 //!
-//! In: the applier's backlog, the replication lag read back from heartbeats, throttle flag files,
-//! and (later) every other gh-ost throttle source. Out: a [`Gate`] state the copy workers wait on.
-//! The applier has priority over the copier: when the backlog grows, only one copy worker keeps
-//! going (so the copy slows down but never starves, gh-ost's failure under heavy writes); when
-//! the lag exceeds `--max-lag-millis` or a flag file exists, the copy pauses.
+//! In: the throttle sources gh-ost has (heartbeat lag on the inspected server against
+//! `--max-lag-millis`, the lag of `--throttle-control-replicas`, `--max-load`, `--critical-load`,
+//! `--throttle-query`, `--throttle-http`, the two flag files, a forced throttle from a command)
+//! and the applier's backlog. Out: a [`Gate`] state the copy workers and the apply loop wait on,
+//! the status line's `throttled, <reason>`, and the run's end with [`ThrottleError`] when the
+//! critical load is met (the run is cancelled; its cleanup leaves the original untouched).
+//! Invariant: no source's reading depends on the paused applier: lag is read from the heartbeat
+//! row on each server itself, as gh-ost does, so a throttled run sees its lag fall and resumes.
+//!
+//! Each source that asks a server or a URL runs in a sampler task of its own and leaves its latest
+//! verdict (`Some(reason)`: throttle) in [`Readings`]; [`decide`] combines them without waiting on
+//! anything. A source that cannot be read throttles rather than being ignored (an unreachable
+//! control replica, a failing throttle query, an HTTP error unless `--ignore-http-errors`).
+//! While throttled, only the copy slows down when the backlog grows (one worker copies, so the copy
+//! never starves under heavy writes).
+
+pub mod http;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LoadThreshold;
+use crate::mysql::{self, sql, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
+
+pub use http::{get_status, HttpError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateState {
     Open,
     /// Only worker 0 copies; the reason is shown.
     OneWorker(String),
-    /// Nobody copies; the reason is shown.
+    /// Nobody copies and no event is applied; the reason is shown.
     Closed(String),
 }
 
-/// The copy workers' gate.
+/// The copy workers' and the apply loop's gate, and the forced throttle of the `throttle` /
+/// `no-throttle` commands.
 #[derive(Debug, Clone)]
 pub struct Gate {
     tx: Arc<watch::Sender<GateState>>,
     rx: watch::Receiver<GateState>,
+    forced: Arc<AtomicBool>,
 }
 
 impl Default for Gate {
@@ -38,6 +58,7 @@ impl Default for Gate {
         Gate {
             tx: Arc::new(tx),
             rx,
+            forced: Arc::default(),
         }
     }
 }
@@ -56,6 +77,23 @@ impl Gate {
 
     pub fn state(&self) -> GateState {
         self.rx.borrow().clone()
+    }
+
+    /// A receiver of the gate's state (the apply loop pauses on it).
+    pub fn watch(&self) -> watch::Receiver<GateState> {
+        let mut rx = self.rx.clone();
+        rx.mark_unchanged();
+        rx
+    }
+
+    /// `throttle` (true) / `no-throttle` (false): throttle regardless of every other source, or
+    /// stop doing so. Takes effect at the next decision (within 100 ms).
+    pub fn force(&self, on: bool) {
+        self.forced.store(on, Ordering::Relaxed);
+    }
+
+    pub fn forced(&self) -> bool {
+        self.forced.load(Ordering::Relaxed)
     }
 
     /// Waits until `worker` may copy (or the run is cancelled).
@@ -78,6 +116,32 @@ impl Gate {
     }
 }
 
+/// `--throttle-http` and its settings.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    pub url: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub ignore_errors: bool,
+}
+
+/// `--critical-load` and its settings.
+#[derive(Debug, Clone, Default)]
+pub struct CriticalLoad {
+    pub thresholds: Vec<LoadThreshold>,
+    /// Check again after this long before stopping (zero: stop at once).
+    pub interval: Duration,
+    /// Throttle this long instead of stopping (zero: stop).
+    pub hibernate: Duration,
+}
+
+/// A server and how to log in to it.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub endpoint: Endpoint,
+    pub creds: Credentials,
+}
+
 /// What the throttler watches.
 #[derive(Debug, Clone)]
 pub struct ThrottleSettings {
@@ -85,23 +149,84 @@ pub struct ThrottleSettings {
     pub flag_files: Vec<PathBuf>,
     /// Fraction of the backlog capacity above which only one worker copies.
     pub backlog_high: f64,
+    /// The changelog table (`schema`, `table`) whose heartbeat row gives the lag.
+    pub changelog: (String, String),
+    /// How often the lag is read (gh-ost: every heartbeat interval).
+    pub lag_interval: Duration,
+    /// The inspected server: its heartbeat row gives the lag.
+    pub inspected: Server,
+    /// The primary: load, critical load and the throttle query are read there.
+    pub primary: Server,
+    pub control_replicas: Vec<Server>,
+    pub max_load: Vec<LoadThreshold>,
+    pub critical_load: CriticalLoad,
+    pub throttle_query: String,
+    pub http: Option<HttpSource>,
 }
 
-/// Decides the gate state once.
-pub fn decide(settings: &ThrottleSettings, progress: &Progress) -> GateState {
+/// Each sampled source's latest verdict: `Some(reason)` throttles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readings {
+    /// The inspected server's heartbeat lag; `None` until first read.
+    pub lag: Option<Duration>,
+    /// Why the lag could not be read (throttles).
+    pub lag_unreadable: Option<String>,
+    pub control_replicas: Option<String>,
+    pub max_load: Option<String>,
+    pub critical_load: Option<String>,
+    pub query: Option<String>,
+    pub http: Option<String>,
+}
+
+/// Why the throttler stopped the migration.
+#[derive(Debug, thiserror::Error)]
+pub enum ThrottleError {
+    #[error("critical-load met ({0}): the migration stopped (gh-ost's panic). Run it again when the load is lower, or raise --critical-load / set --critical-load-hibernate-seconds")]
+    CriticalLoad(String),
+}
+
+/// Decides the gate state once, from the flag files, the forced throttle, the sampled readings
+/// and the applier's backlog.
+pub fn decide(
+    settings: &ThrottleSettings,
+    readings: &Readings,
+    forced: bool,
+    progress: &Progress,
+) -> GateState {
+    if forced {
+        return GateState::Closed("commanded by user (throttle)".into());
+    }
     for file in &settings.flag_files {
         if file.exists() {
             return GateState::Closed(format!("flag-file {}", file.display()));
         }
     }
-    let Some(age) = progress.heartbeat_age() else {
-        return GateState::Closed("waiting for the first heartbeat through the binlog".into());
-    };
-    let lag = progress
-        .lag()
-        .max(age.saturating_sub(Duration::from_secs(1)));
-    if lag > settings.max_lag {
-        return GateState::Closed(format!("lag={:.3}s", lag.as_secs_f64()));
+    if let Some(reason) = &readings.critical_load {
+        return GateState::Closed(reason.clone());
+    }
+    if let Some(reason) = &readings.lag_unreadable {
+        return GateState::Closed(reason.clone());
+    }
+    match readings.lag {
+        None => {
+            return GateState::Closed(format!(
+                "waiting for the first heartbeat on {}",
+                settings.inspected.endpoint
+            ))
+        }
+        Some(lag) if lag > settings.max_lag => {
+            return GateState::Closed(format!("lag={:.3}s", lag.as_secs_f64()));
+        }
+        Some(_) => {}
+    }
+    let other = [
+        &readings.control_replicas,
+        &readings.max_load,
+        &readings.query,
+        &readings.http,
+    ];
+    if let Some(reason) = other.into_iter().flatten().next() {
+        return GateState::Closed(reason.clone());
     }
     let backlog = progress.backlog.load(Ordering::Relaxed) as f64;
     if backlog > settings.backlog_high * progress.backlog_capacity as f64 {
@@ -110,33 +235,532 @@ pub fn decide(settings: &ThrottleSettings, progress: &Progress) -> GateState {
     GateState::Open
 }
 
-/// Re-decides the gate every 100 ms until cancelled, and shows the state in the status line.
+/// Starts the samplers and re-decides the gate every 100 ms until `cancel`; shows the state in
+/// the status line. Returns an error (after cancelling `run_cancel`) when the critical load
+/// is met.
 pub async fn run(
     settings: ThrottleSettings,
     progress: Arc<Progress>,
     gate: Gate,
     cancel: CancellationToken,
-) {
+    run_cancel: CancellationToken,
+) -> Result<(), ThrottleError> {
+    let settings = Arc::new(settings);
+    // A source throttles until it has been read once.
+    let unread = |on: bool, what: &str| on.then(|| format!("{what}: not read yet"));
+    let readings = Arc::new(Mutex::new(Readings {
+        control_replicas: unread(!settings.control_replicas.is_empty(), "control-replicas"),
+        max_load: unread(!settings.max_load.is_empty(), "max-load"),
+        query: unread(!settings.throttle_query.is_empty(), "throttle-query"),
+        http: unread(settings.http.is_some(), "throttle-http"),
+        ..Readings::default()
+    }));
+    let samplers = cancel.child_token();
+    let _stop_samplers = samplers.clone().drop_guard();
+    let (panic_tx, mut panic_rx) = tokio::sync::mpsc::channel::<String>(1);
+    tokio::spawn(lag_sampler(
+        settings.clone(),
+        readings.clone(),
+        samplers.clone(),
+    ));
+    if !settings.control_replicas.is_empty() {
+        tokio::spawn(replicas_sampler(
+            settings.clone(),
+            readings.clone(),
+            samplers.clone(),
+        ));
+    }
+    if !settings.max_load.is_empty() || !settings.throttle_query.is_empty() {
+        tokio::spawn(primary_sampler(
+            settings.clone(),
+            readings.clone(),
+            samplers.clone(),
+        ));
+    }
+    if !settings.critical_load.thresholds.is_empty() {
+        tokio::spawn(critical_sampler(
+            settings.clone(),
+            readings.clone(),
+            panic_tx,
+            samplers.clone(),
+        ));
+    }
+    if let Some(source) = settings.http.clone() {
+        tokio::spawn(http_sampler(source, readings.clone(), samplers.clone()));
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = cancel.cancelled() => return,
+            reason = panic_rx.recv() => if let Some(reason) = reason {
+                tracing::error!("critical-load met: {reason}; stopping the migration");
+                gate.set(GateState::Closed(format!("critical-load {reason}")));
+                run_cancel.cancel();
+                return Err(ThrottleError::CriticalLoad(reason));
+            },
+            _ = cancel.cancelled() => return Ok(()),
         }
-        let state = decide(&settings, &progress);
-        if std::mem::discriminant(&state) != std::mem::discriminant(&gate.state()) {
-            match &state {
-                GateState::Open => tracing::info!("throttle: released"),
-                GateState::OneWorker(r) => tracing::info!("throttle: one copy worker ({r})"),
-                GateState::Closed(r) => tracing::info!("throttled: {r}"),
+        let now = lock(&readings).clone();
+        let state = decide(&settings, &now, gate.forced(), &progress);
+        let before = gate.state();
+        if state != before {
+            match (&state, &before) {
+                (GateState::Open, _) => tracing::info!("throttle: released"),
+                (GateState::OneWorker(r), GateState::OneWorker(_)) => {
+                    tracing::debug!("throttle: one copy worker ({r})")
+                }
+                (GateState::OneWorker(r), _) => tracing::info!("throttle: one copy worker ({r})"),
+                (GateState::Closed(r), GateState::Closed(old)) if same_source(r, old) => {
+                    tracing::debug!("throttled: {r}")
+                }
+                (GateState::Closed(r), _) => tracing::info!("throttled: {r}"),
             }
         }
-        if progress.copy_finished.get().is_none() {
-            progress.set_state(match &state {
-                GateState::Closed(r) => format!("throttled, {r}"),
-                _ => "migrating".into(),
-            });
-        }
+        update_status(&progress, &state);
         gate.set(state);
+    }
+}
+
+/// Shows `throttled, <reason>` while the state is one the throttler owns (not postponing or
+/// cutting over, which the migration shows).
+fn update_status(progress: &Progress, state: &GateState) {
+    let mut shown = progress.state.lock().unwrap_or_else(|e| e.into_inner());
+    if *shown != "migrating" && !shown.starts_with("throttled") {
+        return;
+    }
+    *shown = match state {
+        GateState::Closed(r) => format!("throttled, {r}"),
+        _ => "migrating".into(),
+    };
+}
+
+/// Two reasons name the same source (`lag=1.2s` and `lag=1.3s`): logged once.
+fn same_source(a: &str, b: &str) -> bool {
+    let head = |s: &str| s.split(['=', ' ']).next().unwrap_or_default().to_string();
+    head(a) == head(b)
+}
+
+fn lock(readings: &Mutex<Readings>) -> std::sync::MutexGuard<'_, Readings> {
+    readings.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connection opened on first use and again after an error.
+struct Lazy {
+    server: Server,
+    conn: Option<Conn>,
+}
+
+impl Lazy {
+    fn new(server: Server) -> Lazy {
+        Lazy { server, conn: None }
+    }
+
+    async fn conn(&mut self) -> Result<&mut Conn, String> {
+        if self.conn.is_none() {
+            let conn = mysql::connect(&self.server.endpoint, &self.server.creds)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("just connected"))
+    }
+
+    /// The first row of `query`, or why it could not be read (the connection is then reopened
+    /// next time).
+    async fn first<T: mysql_async::prelude::FromRow + Send + 'static>(
+        &mut self,
+        query: &str,
+    ) -> Result<Option<T>, String> {
+        let conn = self.conn().await?;
+        let result = tokio::time::timeout(Duration::from_secs(5), conn.query_first(query)).await;
+        match result {
+            Ok(Ok(row)) => Ok(row),
+            Ok(Err(e)) => {
+                if mysql::failure(&e) == mysql::Failure::ConnectionLost {
+                    self.conn = None;
+                }
+                Err(e.to_string())
+            }
+            Err(_) => {
+                self.conn = None;
+                Err("no answer within 5s".into())
+            }
+        }
+    }
+}
+
+/// Seconds since the epoch, as a float.
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The lag a heartbeat value (seconds since the epoch, as written) shows now.
+fn heartbeat_lag(value: &str) -> Option<Duration> {
+    let sent: f64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs_f64((now_secs() - sent).max(0.0)))
+}
+
+/// Sleeps `every`, or returns false when cancelled.
+async fn pause(every: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(every) => true,
+        _ = cancel.cancelled() => false,
+    }
+}
+
+/// The inspected server's lag: its own copy of the heartbeat row, read every lag interval.
+async fn lag_sampler(
+    settings: Arc<ThrottleSettings>,
+    readings: Arc<Mutex<Readings>>,
+    cancel: CancellationToken,
+) {
+    let query = sql::heartbeat_value(&settings.changelog.0, &settings.changelog.1);
+    let mut server = Lazy::new(settings.inspected.clone());
+    loop {
+        let read = server.first::<String>(&query).await;
+        {
+            let mut r = lock(&readings);
+            match read {
+                Ok(Some(value)) => {
+                    r.lag = heartbeat_lag(&value);
+                    r.lag_unreadable = None;
+                }
+                // Not replicated yet: `lag` stays unknown (waiting for the first heartbeat).
+                Ok(None) => r.lag_unreadable = None,
+                Err(e) => {
+                    r.lag_unreadable = Some(format!(
+                        "lag unreadable on {}: {e}",
+                        settings.inspected.endpoint
+                    ))
+                }
+            }
+        }
+        if !pause(settings.lag_interval, &cancel).await {
+            return;
+        }
+    }
+}
+
+/// The lag of one control replica: its heartbeat row, or else its `Seconds_Behind_Master`.
+async fn replica_lag(
+    server: &mut Lazy,
+    flavor: &mut Option<Flavor>,
+    heartbeat: &str,
+) -> Result<Duration, String> {
+    if let Ok(Some(value)) = server.first::<String>(heartbeat).await {
+        if let Some(lag) = heartbeat_lag(&value) {
+            return Ok(lag);
+        }
+    }
+    if flavor.is_none() {
+        let conn = server.conn().await?;
+        *flavor = Some(Flavor::detect(conn).await.map_err(|e| e.to_string())?);
+    }
+    let flavor = flavor.as_ref().expect("just detected");
+    let conn = server.conn().await?;
+    let row: Option<mysql_async::Row> = conn
+        .query_first(flavor.replica_status_sql())
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = row.ok_or("it is not a replica")?;
+    let behind = flavor.replica_status_columns()[4];
+    match row.get_opt::<Option<u64>, _>(behind) {
+        Some(Ok(Some(seconds))) => Ok(Duration::from_secs(seconds)),
+        _ => Err(format!("{behind} is NULL (replication stopped)")),
+    }
+}
+
+/// `--throttle-control-replicas`: each replica's lag against `--max-lag-millis`; one that cannot
+/// be read throttles.
+async fn replicas_sampler(
+    settings: Arc<ThrottleSettings>,
+    readings: Arc<Mutex<Readings>>,
+    cancel: CancellationToken,
+) {
+    let heartbeat = sql::heartbeat_value(&settings.changelog.0, &settings.changelog.1);
+    let mut servers: Vec<(Lazy, Option<Flavor>)> = settings
+        .control_replicas
+        .iter()
+        .map(|s| (Lazy::new(s.clone()), None))
+        .collect();
+    loop {
+        let mut verdict = None;
+        for (server, flavor) in &mut servers {
+            let endpoint = server.server.endpoint.clone();
+            match replica_lag(server, flavor, &heartbeat).await {
+                Ok(lag) if lag > settings.max_lag => {
+                    verdict = Some(format!(
+                        "control-replica {endpoint} lag={:.3}s",
+                        lag.as_secs_f64()
+                    ));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    verdict = Some(format!("control-replica {endpoint} unreadable: {e}"));
+                    break;
+                }
+            }
+        }
+        lock(&readings).control_replicas = verdict;
+        if !pause(
+            settings.lag_interval.max(Duration::from_millis(100)),
+            &cancel,
+        )
+        .await
+        {
+            return;
+        }
+    }
+}
+
+/// The first of `thresholds` the primary's status meets (`value >= threshold`, as gh-ost), as a
+/// reason; or why the status could not be read.
+async fn load_met(
+    server: &mut Lazy,
+    thresholds: &[LoadThreshold],
+) -> Result<Option<String>, String> {
+    for t in thresholds {
+        let row: Option<(String, String)> = server.first(&sql::global_status(&t.variable)).await?;
+        let value: f64 = row
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or_else(|| format!("no numeric status variable {}", t.variable))?;
+        if value >= t.threshold {
+            return Ok(Some(format!("{}={value} >= {}", t.variable, t.threshold)));
+        }
+    }
+    Ok(None)
+}
+
+/// `--max-load` and `--throttle-query`, on the primary, every second (as gh-ost).
+async fn primary_sampler(
+    settings: Arc<ThrottleSettings>,
+    readings: Arc<Mutex<Readings>>,
+    cancel: CancellationToken,
+) {
+    let mut server = Lazy::new(settings.primary.clone());
+    loop {
+        let load = match load_met(&mut server, &settings.max_load).await {
+            Ok(met) => met.map(|m| format!("max-load {m}")),
+            Err(e) => Some(format!("max-load unreadable: {e}")),
+        };
+        let query = if settings.throttle_query.is_empty() {
+            None
+        } else {
+            match server
+                .first::<mysql_async::Row>(&settings.throttle_query)
+                .await
+            {
+                Ok(row) => {
+                    let first = row.and_then(|r| r.get_opt::<Option<f64>, _>(0));
+                    match first {
+                        Some(Ok(Some(v))) if v > 0.0 => {
+                            Some(format!("throttle-query returned {v}"))
+                        }
+                        Some(Err(_)) => {
+                            Some("throttle-query: its first column is not a number".into())
+                        }
+                        _ => None,
+                    }
+                }
+                Err(e) => Some(format!("throttle-query failed: {e}")),
+            }
+        };
+        {
+            let mut r = lock(&readings);
+            r.max_load = load;
+            r.query = query;
+        }
+        if !pause(Duration::from_secs(1), &cancel).await {
+            return;
+        }
+    }
+}
+
+/// `--critical-load`, on the primary, every second: met (and met again after
+/// `--critical-load-interval-millis`, when set) stops the run through `panic`, or throttles
+/// for `--critical-load-hibernate-seconds`.
+async fn critical_sampler(
+    settings: Arc<ThrottleSettings>,
+    readings: Arc<Mutex<Readings>>,
+    panic: tokio::sync::mpsc::Sender<String>,
+    cancel: CancellationToken,
+) {
+    let critical = &settings.critical_load;
+    let mut server = Lazy::new(settings.primary.clone());
+    loop {
+        // An unreadable status is logged, not a reason to stop the migration.
+        let mut met = match load_met(&mut server, &critical.thresholds).await {
+            Ok(met) => met,
+            Err(e) => {
+                tracing::warn!("critical-load: reading the primary's status failed: {e}");
+                None
+            }
+        };
+        if let Some(first) = met.take().filter(|_| !critical.interval.is_zero()) {
+            tracing::warn!(
+                "critical-load met once ({first}); checking again in {} ms",
+                critical.interval.as_millis()
+            );
+            if !pause(critical.interval, &cancel).await {
+                return;
+            }
+            met = load_met(&mut server, &critical.thresholds)
+                .await
+                .unwrap_or_default()
+                .map(|again| {
+                    format!(
+                        "{again}, met again after {} ms",
+                        critical.interval.as_millis()
+                    )
+                });
+        }
+        if let Some(reason) = met {
+            if critical.hibernate.is_zero() {
+                let _ = panic.send(reason).await;
+                return;
+            }
+            tracing::warn!(
+                "critical-load met ({reason}): hibernating for {}s",
+                critical.hibernate.as_secs()
+            );
+            lock(&readings).critical_load = Some(format!(
+                "critical-load hibernation ({reason}) for {}s",
+                critical.hibernate.as_secs()
+            ));
+            if !pause(critical.hibernate, &cancel).await {
+                return;
+            }
+            lock(&readings).critical_load = None;
+        }
+        if !pause(Duration::from_secs(1), &cancel).await {
+            return;
+        }
+    }
+}
+
+/// `--throttle-http`: a status other than 200 throttles; so does an error, unless
+/// `--ignore-http-errors`.
+async fn http_sampler(
+    source: HttpSource,
+    readings: Arc<Mutex<Readings>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let verdict = match get_status(&source.url, source.timeout).await {
+            Ok(200) => None,
+            Ok(code) => Some(format!("throttle-http {} returned {code}", source.url)),
+            Err(_) if source.ignore_errors => None,
+            Err(e) => Some(format!("throttle-http {}: {e}", source.url)),
+        };
+        lock(&readings).http = verdict;
+        if !pause(source.interval, &cancel).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ThrottleSettings {
+        let server = Server {
+            endpoint: Endpoint {
+                host: "127.0.0.1".into(),
+                port: 3306,
+            },
+            creds: Credentials {
+                user: "u".into(),
+                password: String::new(),
+                charset: String::new(),
+                tls: None,
+                connect_timeout: Duration::from_secs(1),
+            },
+        };
+        ThrottleSettings {
+            max_lag: Duration::from_millis(1500),
+            flag_files: vec![],
+            backlog_high: 0.5,
+            changelog: ("d".into(), "_t_ghc".into()),
+            lag_interval: Duration::from_millis(100),
+            inspected: server.clone(),
+            primary: server,
+            control_replicas: vec![],
+            max_load: vec![],
+            critical_load: CriticalLoad::default(),
+            throttle_query: String::new(),
+            http: None,
+        }
+    }
+
+    fn closed(state: GateState) -> String {
+        match state {
+            GateState::Closed(r) => r,
+            other => panic!("not throttled: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_source_throttles_with_its_reason_and_a_forced_throttle_wins() {
+        let s = settings();
+        let p = Progress::new(1000);
+        let fine = Readings {
+            lag: Some(Duration::from_millis(100)),
+            ..Readings::default()
+        };
+        assert_eq!(decide(&s, &fine, false, &p), GateState::Open);
+        assert!(closed(decide(&s, &Readings::default(), false, &p)).contains("first heartbeat"));
+        let lagging = Readings {
+            lag: Some(Duration::from_secs(2)),
+            ..fine.clone()
+        };
+        assert_eq!(closed(decide(&s, &lagging, false, &p)), "lag=2.000s");
+        let loaded = Readings {
+            max_load: Some("max-load Threads_running=30 >= 25".into()),
+            ..fine.clone()
+        };
+        assert!(closed(decide(&s, &loaded, false, &p)).starts_with("max-load"));
+        let http = Readings {
+            http: Some("throttle-http x returned 500".into()),
+            ..fine.clone()
+        };
+        assert!(closed(decide(&s, &http, false, &p)).contains("500"));
+        assert!(closed(decide(&s, &fine, true, &p)).contains("commanded"));
+    }
+
+    #[test]
+    fn a_growing_backlog_leaves_one_copy_worker() {
+        let s = settings();
+        let p = Progress::new(1000);
+        p.backlog.store(600, Ordering::Relaxed);
+        let fine = Readings {
+            lag: Some(Duration::ZERO),
+            ..Readings::default()
+        };
+        assert!(matches!(
+            decide(&s, &fine, false, &p),
+            GateState::OneWorker(_)
+        ));
+    }
+
+    #[test]
+    fn a_heartbeat_value_gives_the_lag() {
+        let lag = heartbeat_lag(&format!("{:.6}", now_secs() - 3.0)).unwrap();
+        assert!(lag >= Duration::from_millis(2900) && lag < Duration::from_secs(4));
+        assert_eq!(heartbeat_lag("x"), None);
+    }
+
+    #[test]
+    fn the_gate_can_be_forced_shut() {
+        let gate = Gate::default();
+        assert!(!gate.forced());
+        gate.clone().force(true);
+        assert!(gate.forced());
+        gate.force(false);
+        assert!(!gate.forced());
     }
 }

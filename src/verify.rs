@@ -27,6 +27,25 @@ pub fn exact_bytes(alias: &str, column: &str, data_type: &str) -> String {
     }
 }
 
+/// An expression giving the bytes of text column `column` of the table aliased `alias` once
+/// converted to `charset`, as an `INSERT ... SELECT` into a column of that character set
+/// converts it. `None` if `charset` is not a plain character set name.
+pub fn converted_bytes(alias: &str, column: &str, charset: &str) -> Option<String> {
+    if charset.is_empty()
+        || !charset
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return None;
+    }
+    let c = if alias.is_empty() {
+        quote_ident(column)
+    } else {
+        format!("{alias}.{}", quote_ident(column))
+    };
+    Some(format!("CAST(CONVERT({c} USING {charset}) AS BINARY)"))
+}
+
 /// `table`'s columns and their data types, in order (none if it does not exist).
 pub async fn columns(
     c: &mut Conn,
@@ -203,5 +222,10 @@ mod tests {
             "CAST(CAST(x.`f` AS DOUBLE) AS BINARY)"
         );
         assert_eq!(exact_bytes("", "a`b", "decimal"), "CAST(`a``b` AS BINARY)");
+        assert_eq!(
+            converted_bytes("x", "v", "utf8mb4").as_deref(),
+            Some("CAST(CONVERT(x.`v` USING utf8mb4) AS BINARY)")
+        );
+        assert_eq!(converted_bytes("x", "v", "utf8mb4) x; --"), None);
     }
 }

@@ -7,28 +7,40 @@
 //! update that changes the key removes the old key, and a delete deletes; replaying any suffix of
 //! the stream twice leaves the same table.
 //!
-//! A batch is one transaction sent in one round trip. When the key compares exactly (integers,
+//! A batch is one transaction (its round trips: see Sizes below). When the key compares exactly (integers,
 //! decimals, temporals, binary strings, `_bin` collations), the batch is coalesced per key (the
 //! last image wins): one `DELETE ... IN` of every key touched and one multi-row `INSERT` of the
 //! final rows. Otherwise events are replayed one by one in binlog order, so keys that are equal
 //! only by collation (`'a'` and `'A'`) cannot be confused.
 //!
+//! A row whose key holds a NULL (a nullable key under `--allow-nullable-unique-key`) has no key:
+//! its images are left alone until the copier has copied such rows (the changelog row
+//! [`crate::changelog::Entry::NullKeyRowsCopied`]: changes before it are in that copy), and from
+//! then on are applied by value: a before-image deletes one row holding its values in every
+//! copied column (FLOAT and DOUBLE and JSON left out), an after-image is inserted.
+//!
 //! A value that does not fit the new column (strict mode) and a duplicate on a new unique key are
-//! errors: the migration stops instead of losing or changing a row.
+//! errors: the migration stops instead of losing or changing a row. Under `--allow-skipped-rows`
+//! rows are inserted with `IGNORE`, and every warning those inserts raise (a row dropped or
+//! changed) is read, logged and counted in [`Progress::rows_skipped_by_apply`].
 //!
 //! Sizes ([`Sizes`]): statements are built in place from the row images (a string's bytes go
 //! once into the statement, as hex) and kept to about [`STATEMENT_BYTES`]; a batch's transaction
 //! goes in round trips that each fit the primary's `max_allowed_packet`, read when the applier
-//! connects. A row whose statement alone cannot fit stops the migration ([`ApplyError::TooLarge`])
+//! connects (under `--allow-skipped-rows`, one statement per round trip, to read its warnings). A row whose statement alone cannot fit stops the migration ([`ApplyError::TooLarge`])
 //! with the setting to raise.
 //!
 //! [`stream_loop`] feeds it: the loop that consumes the binlog stream.
 
+pub mod keylog;
 pub mod stream_loop;
 
+pub use keylog::{KeyLog, Touched};
 pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -37,6 +49,7 @@ use mysql_async::Conn;
 use crate::binlog::{Cell, RowEvent, RowKind};
 use crate::inspect::Plan;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
+use crate::progress::Progress;
 
 /// How row images of the original table map onto the ghost table.
 #[derive(Debug, Clone)]
@@ -52,6 +65,11 @@ pub struct ApplyPlan {
     /// For each key column, its index in the original row image.
     key_index: Vec<usize>,
     key_nullable: bool,
+    /// What is done with a row image whose key holds a NULL.
+    null_key_rows: NullKeyRows,
+    /// A row whose key holds a NULL is matched by these columns: (ghost column name, index in
+    /// the row image); the copied columns whose values compare exactly enough.
+    row_match: Vec<(String, usize)>,
     /// Keys compare byte for byte as the server compares them, so batches may be coalesced.
     exact_keys: bool,
     /// The other unique keys both tables have: (ghost column names, row image indexes). Before
@@ -99,6 +117,18 @@ pub fn event_bytes(event: &RowEvent) -> usize {
     crate::binlog::value::images_size_hint(&event.rows)
 }
 
+/// What the applier does with a row image whose key holds a NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NullKeyRows {
+    /// The key cannot hold a NULL.
+    None,
+    /// Leave it: the copier has not yet copied the rows whose key holds a NULL, and its copy will
+    /// hold this change.
+    Skip,
+    /// Apply it by the row's values: the copy is done and did not see this change.
+    Apply,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("applying binlog events to the ghost table failed: {message}{hint}")]
@@ -125,6 +155,17 @@ impl ApplyPlan {
                 .position(|c| c.name.eq_ignore_ascii_case(name))
                 .expect("plan columns come from the original table")
         };
+        let key_nullable = plan.original.index_is_nullable(&plan.key);
+        let row_match = plan
+            .columns
+            .iter()
+            .filter(|m| {
+                plan.original.column(&m.original).is_some_and(|c| {
+                    !matches!(c.data_type.as_str(), "float" | "double" | "real" | "json")
+                })
+            })
+            .map(|m| (m.ghost.clone(), index_of(&m.original)))
+            .collect();
         ApplyPlan {
             schema: schema.to_string(),
             ghost: ghost.to_string(),
@@ -132,7 +173,13 @@ impl ApplyPlan {
             image_index: plan.columns.iter().map(|m| index_of(&m.original)).collect(),
             key_columns: plan.ghost_key_columns.clone(),
             key_index: plan.key.columns.iter().map(|c| index_of(c)).collect(),
-            key_nullable: plan.original.index_is_nullable(&plan.key),
+            key_nullable,
+            null_key_rows: if key_nullable {
+                NullKeyRows::Skip
+            } else {
+                NullKeyRows::None
+            },
+            row_match,
             other_unique: plan
                 .shared_unique_keys()
                 .into_iter()
@@ -145,12 +192,50 @@ impl ApplyPlan {
                 })
                 .collect(),
             allow_skipped_rows: false,
-            exact_keys: plan.key.columns.iter().all(|c| {
-                plan.original
-                    .column(c)
-                    .is_some_and(|col| exact_comparison(&col.data_type, col.collation.as_deref()))
-            }),
+            // Rows with a NULL key cannot be coalesced by key: replayed one event at a time.
+            exact_keys: !key_nullable
+                && plan.key.columns.iter().all(|c| {
+                    plan.original.column(c).is_some_and(|col| {
+                        exact_comparison(&col.data_type, col.collation.as_deref())
+                    })
+                }),
         }
+    }
+
+    /// The copier has copied the rows whose key holds a NULL: changes to them from now on are
+    /// applied.
+    pub fn null_key_rows_copied(&mut self) {
+        if self.null_key_rows == NullKeyRows::Skip {
+            self.null_key_rows = NullKeyRows::Apply;
+        }
+    }
+
+    /// Whether `image`'s key holds a NULL.
+    fn null_key(&self, image: &[Cell]) -> bool {
+        self.null_key_rows != NullKeyRows::None
+            && self
+                .key_index
+                .iter()
+                .any(|&i| matches!(image[i], Cell::Null))
+    }
+
+    /// The statement deleting one row holding `image`'s values (a row whose key holds a NULL),
+    /// within `sizes`.
+    fn delete_by_values(&self, image: &[Cell], sizes: Sizes) -> Result<String, ApplyError> {
+        let (columns, values): (Vec<String>, Vec<String>) = self
+            .row_match
+            .iter()
+            .map(|(c, i)| (c.clone(), image[*i].sql_literal()))
+            .unzip();
+        let statement = sql::delete_one_row(&self.schema, &self.ghost, &columns, &values);
+        if statement.len() > sizes.max {
+            return Err(too_large(
+                &self.key_of(image).join(", "),
+                statement.len(),
+                sizes,
+            ));
+        }
+        Ok(statement)
     }
 
     /// The statements for a batch of events, in order, each within `sizes`; coalesced per key
@@ -359,6 +444,20 @@ impl ApplyPlan {
         Ok(())
     }
 
+    /// The key of every row image of `events` (before and after images), as SQL literals of
+    /// the original table's key columns. Images too short for the plan are left out.
+    pub fn keys_of(&self, events: &[RowEvent]) -> Vec<Vec<String>> {
+        let width = self.width();
+        events
+            .iter()
+            .flat_map(|e| &e.rows)
+            .flat_map(|(before, after)| [before, after])
+            .flatten()
+            .filter(|image| image.len() >= width)
+            .map(|image| self.key_of(image))
+            .collect()
+    }
+
     fn key_of(&self, image: &[Cell]) -> Vec<String> {
         self.key_index
             .iter()
@@ -370,20 +469,34 @@ impl ApplyPlan {
     pub fn statements(&self, event: &RowEvent, sizes: Sizes) -> Result<Vec<String>, ApplyError> {
         let mut keys: Vec<Vec<String>> = Vec::new();
         let mut rows: Vec<&[Cell]> = Vec::new();
+        // Rows whose key holds a NULL, deleted one by one by their values.
+        let mut gone: Vec<String> = Vec::new();
+        let apply_null = self.null_key_rows == NullKeyRows::Apply;
         for (before, after) in &event.rows {
             for image in [before, after].into_iter().flatten() {
                 self.check_shape(image)?;
+                if self.null_key(image) {
+                    continue;
+                }
                 let key = self.key_of(image);
                 if !keys.contains(&key) {
                     keys.push(key);
                 }
             }
+            if let Some(before) = before {
+                if self.null_key(before) && apply_null {
+                    gone.push(self.delete_by_values(before, sizes)?);
+                }
+            }
             if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
-                rows.push(after);
+                if !self.null_key(after) || apply_null {
+                    rows.push(after);
+                }
             }
         }
         let mut out = Vec::with_capacity(2);
         self.push_deletes(&mut out, &self.key_columns, &keys, self.key_nullable, sizes)?;
+        out.extend(gone);
         self.clear_other_unique(&mut out, &rows, sizes)?;
         self.push_inserts(&mut out, &rows, sizes)?;
         Ok(out)
@@ -455,6 +568,8 @@ pub struct Applier {
     strict: bool,
     /// From the primary's `max_allowed_packet`, read on every (re)connection.
     sizes: Sizes,
+    /// Where rows dropped under `--allow-skipped-rows` are counted.
+    progress: Option<Arc<Progress>>,
 }
 
 const RETRIES: usize = 10;
@@ -483,12 +598,28 @@ impl Applier {
             creds: creds.clone(),
             strict,
             sizes,
+            progress: None,
         })
     }
 
     /// The sizes statements are built to (from the primary's `max_allowed_packet`).
     pub fn sizes(&self) -> Sizes {
         self.sizes
+    }
+
+    /// The copier has copied the rows whose key holds a NULL ([`ApplyPlan::null_key_rows_copied`]).
+    pub fn null_key_rows_copied(&mut self) {
+        self.plan.null_key_rows_copied();
+    }
+
+    /// Counts the rows this applier drops under `--allow-skipped-rows` in `progress`.
+    pub fn report_to(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
+    }
+
+    /// The keys `events` touch ([`ApplyPlan::keys_of`]).
+    pub fn keys_of(&self, events: &[RowEvent]) -> Vec<Vec<String>> {
+        self.plan.keys_of(events)
     }
 
     /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts.
@@ -506,7 +637,14 @@ impl Applier {
                 statements = self.plan.batch_statements(events, sizes)?;
             }
             let error = match self.transaction(&statements).await {
-                Ok(()) => return Ok(()),
+                Ok(skipped) => {
+                    if let (Some(progress), true) = (&self.progress, skipped > 0) {
+                        progress
+                            .rows_skipped_by_apply
+                            .fetch_add(skipped, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
                 Err(e) => e,
             };
             attempt += 1;
@@ -537,12 +675,41 @@ impl Applier {
     }
 
     /// The batch as one transaction, in as few round trips as the packet allows (one, unless
-    /// the batch is large).
-    async fn transaction(&mut self, statements: &[String]) -> Result<(), mysql_async::Error> {
-        for trip in round_trips(statements, self.sizes.target) {
-            self.conn.query_drop(trip.as_ref()).await?;
+    /// the batch is large); returns the rows its inserts dropped. Under `--allow-skipped-rows`
+    /// the statements go one by one (each fits the packet), and the warnings of each
+    /// `INSERT IGNORE` are read before the next statement clears them.
+    async fn transaction(&mut self, statements: &[String]) -> Result<u64, mysql_async::Error> {
+        if !self.plan.allow_skipped_rows {
+            for trip in round_trips(statements, self.sizes.target) {
+                self.conn.query_drop(trip.as_ref()).await?;
+            }
+            return Ok(0);
         }
-        Ok(())
+        self.conn.query_drop("START TRANSACTION").await?;
+        let mut skipped = 0;
+        let mut shown = Vec::new();
+        for s in statements {
+            self.conn.query_drop(s).await?;
+            if !s.starts_with("INSERT") || self.conn.get_warnings() == 0 {
+                continue;
+            }
+            // The OK packet's count stops at 65535; @@warning_count does not.
+            let listed: Vec<(Vec<u8>, u32, Vec<u8>)> =
+                self.conn.query("SHOW WARNINGS LIMIT 5").await?;
+            let total: Option<u64> = self.conn.query_first("SELECT @@warning_count").await?;
+            skipped += total.unwrap_or(0).max(listed.len() as u64);
+            shown.extend(listed.into_iter().map(|(_, code, message)| {
+                format!("{} (warning {code})", String::from_utf8_lossy(&message))
+            }));
+        }
+        self.conn.query_drop("COMMIT").await?;
+        if skipped > 0 {
+            tracing::warn!(
+                "applying the binlog skipped {skipped} rows, allowed by --allow-skipped-rows: {}",
+                shown.join("; ")
+            );
+        }
+        Ok(skipped)
     }
 }
 
@@ -550,7 +717,7 @@ fn write_error(e: mysql_async::Error) -> ApplyError {
     let (message, hint) = match &e {
         mysql_async::Error::Server(s) if s.code == 1062 => (
             s.message.clone(),
-            "; the new table has a unique key that the data violates: the ALTER cannot be applied to this data",
+            "; the new table has a unique key that the data violates (one the ALTER adds, or changes to a shorter prefix or a collation that compares more loosely): the ALTER cannot be applied to this data",
         ),
         mysql_async::Error::Server(s) if matches!(s.code, 1264 | 1265 | 1366 | 1406 | 1292) => (
             s.message.clone(),
@@ -727,6 +894,99 @@ mod tests {
                 "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (1)",
                 "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `v` IN (11)",
                 "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 11)",
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_whose_key_holds_a_null_wait_for_their_copy_then_are_matched_by_value() {
+        let mut u = col("u");
+        u.nullable = true;
+        let original = TableSchema {
+            schema: "d".into(),
+            name: "t".into(),
+            engine: "InnoDB".into(),
+            columns: vec![u, col("v")],
+            indexes: vec![Index {
+                name: "u_uidx".into(),
+                unique: true,
+                columns: vec!["u".into()],
+                prefixes: vec![None],
+                functional: false,
+            }],
+        };
+        let p = plan::build(&original, &original, &[], false, true).unwrap();
+        let mut plan = ApplyPlan::new(&p, "d", "_t_gho");
+        type NullableImage = Option<[Option<i64>; 2]>;
+        let cell = |v: Option<i64>| v.map_or(Cell::Null, Cell::Int);
+        let ev = |kind, rows: Vec<(NullableImage, NullableImage)>| {
+            let img = |r: NullableImage| r.map(|a| a.map(cell).to_vec());
+            RowEvent {
+                schema: "d".into(),
+                table: "t".into(),
+                kind,
+                rows: rows.into_iter().map(|(b, a)| (img(b), img(a))).collect(),
+                position: BinlogPosition::new("bin.000001", 4),
+                gtid: None,
+                timestamp: 0,
+            }
+        };
+        let events = [
+            ev(RowKind::Insert, vec![(None, Some([None, Some(5)]))]),
+            ev(
+                RowKind::Update,
+                vec![(Some([None, Some(5)]), Some([None, Some(6)]))],
+            ),
+            ev(
+                RowKind::Update,
+                vec![(Some([None, Some(6)]), Some([Some(7), Some(6)]))],
+            ),
+            ev(
+                RowKind::Update,
+                vec![(Some([Some(7), Some(6)]), Some([None, Some(6)]))],
+            ),
+            ev(RowKind::Delete, vec![(Some([None, Some(6)]), None)]),
+        ];
+        // Before the copy of such rows: only what a key addresses.
+        let before: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| {
+                plan.batch_statements(std::slice::from_ref(e), SIZES)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            before,
+            vec![
+                vec![],
+                vec![],
+                vec![
+                    "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE (`u` <=> 7)".to_string(),
+                    "INSERT /* wraith */ INTO `d`.`_t_gho` (`u`, `v`) VALUES (7, 6)".into(),
+                ],
+                vec!["DELETE /* wraith */ FROM `d`.`_t_gho` WHERE (`u` <=> 7)".into()],
+                vec![],
+            ]
+        );
+        plan.null_key_rows_copied();
+        let after = plan.batch_statements(&events, SIZES).unwrap();
+        let one = |v| {
+            format!(
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `u` <=> NULL AND `v` <=> {v} LIMIT 1"
+            )
+        };
+        assert_eq!(
+            after,
+            vec![
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`u`, `v`) VALUES (NULL, 5)".to_string(),
+                one(5),
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`u`, `v`) VALUES (NULL, 6)".into(),
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE (`u` <=> 7)".into(),
+                one(6),
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`u`, `v`) VALUES (7, 6)".into(),
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE (`u` <=> 7)".into(),
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`u`, `v`) VALUES (NULL, 6)".into(),
+                one(6),
             ]
         );
     }

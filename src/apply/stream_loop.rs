@@ -20,11 +20,12 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{event_bytes, Applier, ApplyError, BATCH_BYTES};
+use super::{event_bytes, Applier, ApplyError, KeyLog, BATCH_BYTES};
 use crate::binlog::{RowEvent, Statement, StreamError, StreamItem, Streamer, Touch};
 use crate::changelog::Entry;
 use crate::mysql::names::NameCase;
 use crate::progress::Progress;
+use crate::throttle::GateState;
 
 /// What the coordinator tells the apply loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct LoopSpec {
     /// Bytes of row images held after a cut-over marker ([`event_bytes`]) beyond which the
     /// loop stops reading ([`LoopStatus::held_over_limit`]).
     pub held_limit: usize,
+    /// The throttle gate: nothing is read or applied while it is closed (outside a cut-over).
+    pub gate: watch::Receiver<GateState>,
 }
 
 /// What [`LoopSpec::held_limit`] is unless set otherwise.
@@ -113,6 +116,7 @@ impl LoopSpec {
 /// Consumes the binlog stream: applies row events of the original table in batches, reads the
 /// changelog (heartbeats, markers), and watches for DDL on the original table. Ends when the
 /// swap is seen after a marker (Ok), on cancellation (Ok), or on the first error.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_loop(
     mut streamer: Streamer,
     mut applier: Applier,
@@ -120,8 +124,11 @@ pub async fn run_loop(
     progress: Arc<Progress>,
     mut control: watch::Receiver<Control>,
     status: watch::Sender<LoopStatus>,
+    keylog: Arc<KeyLog>,
     cancel: CancellationToken,
 ) -> Result<(), LoopError> {
+    let mut gate = spec.gate.clone();
+    let mut gate_open = true;
     let mut pending: Vec<RowEvent> = Vec::new();
     let mut pending_bytes = 0;
     let mut held = Held::default();
@@ -134,9 +141,18 @@ pub async fn run_loop(
             .store(streamer.backlog(), Ordering::Relaxed);
         // Holding no more: the binlog waits (in the server) until the cut-over is resumed.
         let reading = holding.is_none() || !held.over(spec.held_limit);
+        // Throttled: nothing is read or applied, except during a cut-over (never throttled).
+        let paused = gate_open
+            && holding.is_none()
+            && *control.borrow() == Control::Apply
+            && matches!(*gate.borrow_and_update(), GateState::Closed(_));
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
+            changed = gate.changed(), if paused => {
+                gate_open = changed.is_ok();
+                continue;
+            }
             changed = control.changed(), if control_open => {
                 if changed.is_err() {
                     control_open = false; // the coordinator is gone; keep applying
@@ -144,17 +160,21 @@ pub async fn run_loop(
                 }
                 let now = control.borrow_and_update().clone();
                 if let Some(token) = holding.take_if(|t| now != Control::ExpectMarker(t.clone())) {
-                    // An aborted cut-over (resumed, or retried with a new marker): apply what was
-                    // held after marker `token`, then go on as before.
-                    tracing::info!("cut-over with marker {token} aborted: applying the {} held events", held.events.len());
+                    // A checksum's snapshot taken, or an aborted cut-over (resumed, or retried
+                    // with a new marker): apply what was held after marker `token`, then go on
+                    // as before.
+                    tracing::info!("released at marker {token}: applying the {} events held after it", held.events.len());
                     applier.apply(&held.events).await?;
+                    if keylog.recording() {
+                        keylog.record(applier.keys_of(&held.events));
+                    }
                     progress.events_applied.fetch_add(held.events.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
                     held.clear();
                     status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
                 }
                 continue;
             }
-            item = streamer.recv(), if reading => item,
+            item = streamer.recv(), if reading && !paused => item,
         };
         let Some(item) = item else {
             break Err(match streamer.finish().await {
@@ -187,12 +207,30 @@ pub async fn run_loop(
                 for (_, after) in &event.rows {
                     match after.as_deref().and_then(Entry::read) {
                         Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
+                        Some(Entry::NullKeyRowsCopied) => {
+                            // Changes before it are in the copy; those after it are not.
+                            flush(
+                                &mut applier,
+                                &mut pending,
+                                &mut pending_bytes,
+                                &progress,
+                                &keylog,
+                            )
+                            .await?;
+                            applier.null_key_rows_copied();
+                        }
                         Some(Entry::Marker(token))
                             if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>
                         {
-                            flush(&mut applier, &mut pending, &mut pending_bytes, &progress)
-                                .await?;
+                            flush(
+                                &mut applier,
+                                &mut pending,
+                                &mut pending_bytes,
+                                &progress,
+                                &keylog,
+                            )
+                            .await?;
                             holding = Some(token.clone());
                             held.clear();
                             status.send_modify(|s| {
@@ -239,11 +277,25 @@ pub async fn run_loop(
             || pending_bytes >= BATCH_BYTES
             || (!pending.is_empty() && streamer.backlog() == 0)
         {
-            flush(&mut applier, &mut pending, &mut pending_bytes, &progress).await?;
+            flush(
+                &mut applier,
+                &mut pending,
+                &mut pending_bytes,
+                &progress,
+                &keylog,
+            )
+            .await?;
         }
     };
     if result.is_ok() && holding.is_none() {
-        flush(&mut applier, &mut pending, &mut pending_bytes, &progress).await?;
+        flush(
+            &mut applier,
+            &mut pending,
+            &mut pending_bytes,
+            &progress,
+            &keylog,
+        )
+        .await?;
     }
     result
 }
@@ -253,6 +305,7 @@ async fn flush(
     pending: &mut Vec<RowEvent>,
     pending_bytes: &mut usize,
     progress: &crate::progress::Progress,
+    keylog: &KeyLog,
 ) -> Result<(), ApplyError> {
     *pending_bytes = 0;
     if pending.is_empty() {
@@ -260,6 +313,9 @@ async fn flush(
     }
     crate::failpoint::panic_at("apply:batch");
     applier.apply(pending).await?;
+    if keylog.recording() {
+        keylog.record(applier.keys_of(pending));
+    }
     let rows: u64 = pending.iter().map(|e| e.rows.len() as u64).sum();
     progress
         .events_applied

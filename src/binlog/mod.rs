@@ -9,6 +9,7 @@
 //! - [`json`]: MySQL's binary JSON.
 //! - [`stream`]: the streamer: connection, positions, GTIDs, reconnects.
 //! - [`statement`]: which tables a statement logged as text (DDL) touches, and how.
+//! - [`xa`]: XA transactions' events and ids (their changes are handed out at commit).
 //!
 //! Invariants owned here: every change to a followed table after the start position is handed out
 //! exactly once, in binlog order, even across reconnects; and every value is decoded exactly
@@ -18,6 +19,7 @@ pub mod json;
 pub mod statement;
 pub mod stream;
 pub mod value;
+pub mod xa;
 
 pub use statement::{Statement, Touch};
 pub use stream::{

@@ -9,8 +9,10 @@
 //! ([`StreamItem::Commit`]) whose positions are safe places to resume from. Rows events of every
 //! other table are skipped by table id without decoding their rows.
 //!
-//! Invariant owned here: every change to a watched table after the start position is handed out
-//! exactly once and in order. When the connection drops (a network error, `KILL`, a server
+//! Invariant owned here: every committed change to a watched table after the start position is
+//! handed out exactly once and in order of commit. The changes of an XA transaction are held from
+//! its prepare, by xid, and handed out at its `XA COMMIT` or dropped at its `XA ROLLBACK`
+//! ([`super::xa`]). When the connection drops (a network error, `KILL`, a server
 //! restart), the streamer reconnects (up to [`StreamConfig::max_reconnects`] times in a row),
 //! resumes from the last transaction boundary it passed, and suppresses whatever it already handed
 //! out of the transaction it was in the middle of (positions within one server's binlog are
@@ -40,6 +42,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::value::{ColumnInfo, DecodeError, RowImages, RowKind, TableDecoder};
+use super::xa::{self, XaQuery, Xid};
 use crate::mysql::names::NameCase;
 
 /// A place in a server's binary log: a file and a byte offset in it.
@@ -359,6 +362,12 @@ struct State {
     in_transaction: bool,
     /// The open transaction had rows of a watched table.
     had_rows: bool,
+    /// The open transaction is an XA transaction: its rows are held in `xa_rows`, not handed out.
+    xa_open: bool,
+    xa_rows: Vec<RowEvent>,
+    /// Rows of prepared XA transactions, by xid, until their commit or rollback. Kept across
+    /// reconnects (a reconnect resumes after the prepare).
+    prepared: HashMap<Xid, Vec<RowEvent>>,
     last_progress: Instant,
     /// No boundary passed yet since a GTID start: a new connection starts from the GTID again.
     resume_by_gtid: bool,
@@ -407,6 +416,9 @@ async fn run(
         gtid: None,
         in_transaction: false,
         had_rows: false,
+        xa_open: false,
+        xa_rows: Vec::new(),
+        prepared: HashMap::new(),
         last_progress: Instant::now(),
         resume_by_gtid: config.start_gtid.is_some(),
         tables: HashMap::new(),
@@ -536,6 +548,9 @@ async fn session(
     state.in_transaction = false;
     state.had_rows = false;
     state.gtid = None;
+    // An XA transaction cut off before its prepare is read again from the resume point.
+    state.xa_open = false;
+    state.xa_rows.clear();
     let idle = config.heartbeat * 3 + Duration::from_secs(5);
     let mut seen_fde = false;
     let end = loop {
@@ -671,6 +686,14 @@ fn handle_event(
                 state.resume = BinlogPosition::new(state.file.clone(), rotate.position());
             }
         }
+        MARIADB_GTID | MYSQL_GTID | MYSQL_ANONYMOUS_GTID if !state.xa_rows.is_empty() => {
+            return Err(malformed(
+                "GTID",
+                "a new transaction began while an XA transaction's changes were neither \
+                 prepared nor committed"
+                    .into(),
+            ));
+        }
         MARIADB_GTID => {
             let data = event.data();
             if data.len() < 13 {
@@ -685,6 +708,7 @@ fn handle_event(
             let _standalone = flags & 1 != 0;
             state.in_transaction = true;
             state.had_rows = false;
+            state.xa_open = flags & xa::MARIADB_FL_PREPARED_XA != 0;
         }
         MYSQL_GTID => {
             let gtid: GtidEvent = event
@@ -693,11 +717,13 @@ fn handle_event(
             state.gtid = Some(format!("{}:{}", uuid_text(&gtid.sid()), gtid.gno()));
             state.in_transaction = true;
             state.had_rows = false;
+            state.xa_open = false;
         }
         MYSQL_ANONYMOUS_GTID => {
             state.gtid = None;
             state.in_transaction = true;
             state.had_rows = false;
+            state.xa_open = false;
         }
         QUERY => {
             let q: QueryEvent<'_> = event
@@ -705,11 +731,53 @@ fn handle_event(
                 .map_err(|e| malformed("QUERY", e.to_string()))?;
             let query = q.query();
             let upper = query.trim_start().to_ascii_uppercase();
-            if upper.starts_with("BEGIN")
-                || upper.starts_with("XA START")
-                || upper.starts_with("XA END")
-            {
+            let xa = XaQuery::read(&query)
+                .transpose()
+                .map_err(|e| malformed("QUERY", e))?;
+            if let Some(XaQuery::Commit(xid) | XaQuery::Rollback(xid)) = &xa {
+                // The second group of an XA transaction: hand out or drop what its prepare held.
+                let held = state.prepared.remove(xid);
+                let fresh = state.delivered.as_ref().is_none_or(|d| &cursor > d);
+                match (&xa, held) {
+                    (Some(XaQuery::Commit(_)), Some(rows)) if fresh => {
+                        state.had_rows |= !rows.is_empty();
+                        items.extend(rows.into_iter().map(|mut r| {
+                            r.position = here.clone();
+                            r.gtid = state.gtid.clone();
+                            StreamItem::Rows(r)
+                        }));
+                    }
+                    (Some(XaQuery::Commit(_)), None) if fresh => tracing::warn!(
+                        "XA COMMIT {xid} at {here} of a transaction prepared before the binlog                          was read from: if it inserted rows into the migrated table beyond the                          range the copy reads, the new table misses them"
+                    ),
+                    _ => {}
+                }
+                boundary(
+                    state,
+                    config,
+                    &cursor,
+                    None,
+                    header.timestamp(),
+                    real,
+                    &mut items,
+                );
+            } else if let Some(XaQuery::Prepare(xid)) = xa {
+                prepare(state, xid, false, &here, &mut items);
+                boundary(
+                    state,
+                    config,
+                    &cursor,
+                    None,
+                    header.timestamp(),
+                    real,
+                    &mut items,
+                );
+            } else if upper.starts_with("BEGIN") || xa.is_some() {
+                // BEGIN, XA START (MySQL) or XA END: inside a transaction.
                 state.in_transaction = true;
+                if xa == Some(XaQuery::Start) {
+                    state.xa_open = true;
+                }
             } else {
                 let is_commit = upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK");
                 if !is_commit && real && state.delivered.as_ref().is_none_or(|d| &cursor > d) {
@@ -737,6 +805,14 @@ fn handle_event(
             let xid: XidEvent = event
                 .read_event()
                 .map_err(|e| malformed("XID", e.to_string()))?;
+            if state.xa_open {
+                // Not prepared but committed: the rows held are committed here.
+                state.xa_open = false;
+                items.extend(state.xa_rows.drain(..).map(|mut r| {
+                    r.position = here.clone();
+                    StreamItem::Rows(r)
+                }));
+            }
             boundary(
                 state,
                 config,
@@ -747,15 +823,20 @@ fn handle_event(
                 &mut items,
             );
         }
-        XA_PREPARE => boundary(
-            state,
-            config,
-            &cursor,
-            None,
-            header.timestamp(),
-            real,
-            &mut items,
-        ),
+        XA_PREPARE => {
+            let (one_phase, xid) =
+                xa::read_prepare(event.data()).map_err(|e| malformed("XA_PREPARE", e))?;
+            prepare(state, xid, one_phase, &here, &mut items);
+            boundary(
+                state,
+                config,
+                &cursor,
+                None,
+                header.timestamp(),
+                real,
+                &mut items,
+            )
+        }
         TABLE_MAP => {
             let tme: TableMapEvent<'_> = event
                 .read_event()
@@ -818,7 +899,7 @@ fn handle_event(
                 })?;
             state.had_rows = true;
             if state.delivered.as_ref().is_none_or(|d| &cursor > d) {
-                items.push(StreamItem::Rows(RowEvent {
+                let event = RowEvent {
                     schema,
                     table,
                     kind,
@@ -826,13 +907,40 @@ fn handle_event(
                     position: here.clone(),
                     gtid: state.gtid.clone(),
                     timestamp: header.timestamp(),
-                }));
-                state.delivered = Some(cursor.clone());
+                };
+                if state.xa_open {
+                    // Handed out at its XA COMMIT, if it comes.
+                    state.xa_rows.push(event);
+                } else {
+                    items.push(StreamItem::Rows(event));
+                    state.delivered = Some(cursor.clone());
+                }
             }
         }
         _ => {}
     }
     Ok(items)
+}
+
+/// An XA transaction's prepare: its held rows are kept under `xid` until its commit, or, for a
+/// one-phase commit (MySQL), handed out now.
+fn prepare(
+    state: &mut State,
+    xid: Xid,
+    one_phase: bool,
+    here: &BinlogPosition,
+    items: &mut Vec<StreamItem>,
+) {
+    let rows = std::mem::take(&mut state.xa_rows);
+    state.xa_open = false;
+    if one_phase {
+        items.extend(rows.into_iter().map(|mut r| {
+            r.position = here.clone();
+            StreamItem::Rows(r)
+        }));
+    } else {
+        state.prepared.insert(xid, rows);
+    }
 }
 
 /// The sql_mode bits of a QUERY event (0, the default reading, if it does not carry them).
@@ -977,6 +1085,214 @@ mod tests {
         budget.add_permits(item_cost(&second, 1000));
         sender.send(rows(5000)).await.unwrap();
         assert_eq!(budget.available_permits(), 0);
+    }
+
+    /// Hand-built events of an XA transaction as MySQL 8 and MariaDB 10.11 log them (the test
+    /// servers are MariaDB only: the MySQL shapes are tested here), fed to `handle_event`.
+    mod xa_transactions {
+        use super::*;
+        use crate::binlog::xa::tests::prepare_payload;
+        use crate::binlog::Cell;
+        use mysql_async::binlog::events::FormatDescriptionEvent;
+        use mysql_async::binlog::BinlogVersion;
+
+        /// A stream of events with increasing positions.
+        struct Events {
+            pos: u32,
+            state: State,
+            config: StreamConfig,
+            watched: HashMap<(String, String), Vec<ColumnInfo>>,
+        }
+
+        impl Events {
+            fn new() -> Events {
+                let opts = mysql_async::Opts::from_url("mysql://root@127.0.0.1:3306").unwrap();
+                let mut config = StreamConfig::new(opts, 1, BinlogPosition::new("bin.000001", 4));
+                config.progress_interval = Duration::from_secs(3600);
+                let column = ColumnInfo::from_information_schema(
+                    "id", "int", "int(11)", None, None, None, "",
+                );
+                Events {
+                    pos: 4,
+                    state: State {
+                        resume: config.start.clone(),
+                        delivered: None,
+                        last_pos: 4,
+                        sub: 0,
+                        file: "bin.000001".into(),
+                        gtid: None,
+                        in_transaction: false,
+                        had_rows: false,
+                        xa_open: false,
+                        xa_rows: Vec::new(),
+                        prepared: HashMap::new(),
+                        last_progress: Instant::now(),
+                        resume_by_gtid: false,
+                        tables: HashMap::new(),
+                    },
+                    config,
+                    watched: HashMap::from([(("db".into(), "t".into()), vec![column])]),
+                }
+            }
+
+            /// Feeds one event; returns the ids of the rows handed out.
+            fn feed(&mut self, type_code: u8, body: &[u8]) -> Vec<i64> {
+                self.pos += 19 + body.len() as u32;
+                let mut bytes = Vec::new();
+                bytes.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+                bytes.push(type_code);
+                bytes.extend_from_slice(&1u32.to_le_bytes());
+                bytes.extend_from_slice(&((19 + body.len()) as u32).to_le_bytes());
+                bytes.extend_from_slice(&self.pos.to_le_bytes());
+                bytes.extend_from_slice(&0u16.to_le_bytes());
+                bytes.extend_from_slice(body);
+                let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+                let event = Event::read(&fde, &bytes[..]).unwrap();
+                let items =
+                    handle_event(&event, false, &self.watched, &mut self.state, &self.config)
+                        .unwrap();
+                items
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        StreamItem::Rows(r) => Some(r),
+                        _ => None,
+                    })
+                    .flat_map(|r| r.rows)
+                    .map(|(_, after)| match after.unwrap()[0] {
+                        Cell::Int(i) => i,
+                        ref c => panic!("{c:?}"),
+                    })
+                    .collect()
+            }
+
+            fn query(&mut self, text: &str) -> Vec<i64> {
+                let mut b = Vec::new();
+                b.extend_from_slice(&7u32.to_le_bytes()); // thread id
+                b.extend_from_slice(&0u32.to_le_bytes()); // exec time
+                b.push(2); // schema length
+                b.extend_from_slice(&0u16.to_le_bytes()); // error code
+                b.extend_from_slice(&0u16.to_le_bytes()); // status vars length
+                b.extend_from_slice(b"db\0");
+                b.extend_from_slice(text.as_bytes());
+                self.feed(QUERY, &b)
+            }
+
+            fn mysql_gtid(&mut self, gno: u64) -> Vec<i64> {
+                let mut b = vec![1]; // flags
+                b.extend_from_slice(&[0x3e; 16]); // source id
+                b.extend_from_slice(&gno.to_le_bytes());
+                b.push(2); // logical timestamps follow
+                b.extend_from_slice(&0u64.to_le_bytes());
+                b.extend_from_slice(&0u64.to_le_bytes());
+                self.feed(MYSQL_GTID, &b)
+            }
+
+            fn mariadb_gtid(&mut self, seq: u64, flags: u8) -> Vec<i64> {
+                let mut b = seq.to_le_bytes().to_vec();
+                b.extend_from_slice(&0u32.to_le_bytes()); // domain
+                b.push(flags);
+                b.extend_from_slice(&[0; 6]);
+                self.feed(MARIADB_GTID, &b)
+            }
+
+            fn table_map(&mut self) -> Vec<i64> {
+                let mut b = vec![42, 0, 0, 0, 0, 0, 1, 0];
+                b.extend_from_slice(&[2, b'd', b'b', 0, 1, b't', 0]);
+                b.extend_from_slice(&[1, 3, 0, 0]); // one INT column, no metadata, not nullable
+                self.feed(TABLE_MAP, &b)
+            }
+
+            /// An insert of `id`: WRITE_ROWS v2 (MySQL 8) or v1 (MariaDB).
+            fn insert(&mut self, id: i32, v2: bool) -> Vec<i64> {
+                let mut b = vec![42, 0, 0, 0, 0, 0, 1, 0];
+                if v2 {
+                    b.extend_from_slice(&[2, 0]); // extra data: none
+                }
+                b.extend_from_slice(&[1, 0xff, 0x00]);
+                b.extend_from_slice(&id.to_le_bytes());
+                self.feed(if v2 { 30 } else { 23 }, &b)
+            }
+
+            fn prepare(&mut self, one_phase: bool, gtrid: &[u8]) -> Vec<i64> {
+                let xid = Xid {
+                    format_id: 1,
+                    gtrid: gtrid.to_vec(),
+                    bqual: Vec::new(),
+                };
+                self.feed(XA_PREPARE, &prepare_payload(one_phase, &xid))
+            }
+
+            fn xid(&mut self) -> Vec<i64> {
+                self.feed(XID, &99u64.to_le_bytes())
+            }
+        }
+
+        const NONE: Vec<i64> = Vec::new();
+
+        #[test]
+        fn mysql_an_xa_transaction_is_handed_out_at_commit_and_never_after_rollback() {
+            let mut s = Events::new();
+            // Prepared, then rolled back.
+            s.mysql_gtid(1);
+            assert_eq!(s.query("XA START X'61',X'',1"), NONE);
+            s.table_map();
+            assert_eq!(s.insert(1, true), NONE, "held at prepare time");
+            s.query("XA END X'61',X'',1");
+            assert_eq!(s.prepare(false, b"a"), NONE);
+            // Prepared; a plain transaction commits meanwhile; then committed.
+            s.mysql_gtid(2);
+            s.query("XA START X'62',X'',1");
+            s.table_map();
+            s.insert(3, true);
+            s.query("XA END X'62',X'',1");
+            assert_eq!(s.prepare(false, b"b"), NONE);
+            s.mysql_gtid(3);
+            s.query("BEGIN");
+            s.table_map();
+            assert_eq!(
+                s.insert(2, true),
+                vec![2],
+                "a plain transaction goes through"
+            );
+            s.xid();
+            s.mysql_gtid(4);
+            assert_eq!(s.query("XA ROLLBACK X'61',X'',1"), NONE);
+            s.mysql_gtid(5);
+            assert_eq!(s.query("XA COMMIT X'62',X'',1"), vec![3]);
+            // XA COMMIT ... ONE PHASE: an XA_PREPARE event flagged one-phase commits.
+            s.mysql_gtid(6);
+            s.query("XA START X'63',X'',1");
+            s.table_map();
+            s.insert(4, true);
+            s.query("XA END X'63',X'',1");
+            assert_eq!(s.prepare(true, b"c"), vec![4]);
+            assert!(s.state.prepared.is_empty());
+        }
+
+        #[test]
+        fn mariadb_an_xa_transaction_is_handed_out_at_commit_and_never_after_rollback() {
+            let mut s = Events::new();
+            // MariaDB opens the group with a GTID flagged FL_PREPARED_XA, no XA START.
+            s.mariadb_gtid(1, xa::MARIADB_FL_PREPARED_XA);
+            s.table_map();
+            assert_eq!(s.insert(1, false), NONE);
+            s.query("XA END X'61',X'',1");
+            assert_eq!(s.prepare(false, b"a"), NONE);
+            s.mariadb_gtid(2, xa::MARIADB_FL_PREPARED_XA);
+            s.table_map();
+            s.insert(3, false);
+            s.query("XA END X'62',X'',1");
+            s.prepare(false, b"b");
+            s.mariadb_gtid(3, 0);
+            s.table_map();
+            assert_eq!(s.insert(2, false), vec![2]);
+            s.xid();
+            s.mariadb_gtid(4, 0x80);
+            assert_eq!(s.query("XA ROLLBACK X'61',X'',1"), NONE);
+            s.mariadb_gtid(5, 0x80);
+            assert_eq!(s.query("XA COMMIT X'62',X'',1"), vec![3]);
+            assert!(s.state.prepared.is_empty());
+        }
     }
 
     #[test]

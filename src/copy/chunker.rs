@@ -2,7 +2,8 @@
 //!
 //! In: the shared unique key and a connection to the primary. Out: [`Chunk`]s, consecutive ranges
 //! of the key from the smallest key to the largest one that existed when copying began, each
-//! holding about `chunk_size` rows. Rows inserted later beyond that largest key reach the ghost
+//! holding about `chunk_size` rows. A key with a NULL in it (a nullable key under
+//! `--allow-nullable-unique-key`) is in no range: the copier copies those rows apart. Rows inserted later beyond that largest key reach the ghost
 //! table through the binlog, not the copy. Boundaries are read from the index only (cheap), one
 //! at a time, so several workers can copy ranges while the next boundary is being found.
 
@@ -43,6 +44,8 @@ pub struct Chunker {
     table: String,
     index: String,
     key_columns: Vec<String>,
+    /// Key columns that may hold NULL: keys with a NULL there are left out of every range.
+    nullable: Vec<String>,
     /// The current chunk size in rows; may be changed while copying.
     pub chunk_size: Arc<AtomicI64>,
     next_lo: Option<Vec<Value>>,
@@ -56,26 +59,26 @@ fn row_values(row: Row) -> Vec<Value> {
 }
 
 impl Chunker {
-    /// Reads the smallest and largest keys. An empty table yields no chunks.
+    /// Reads the smallest and largest keys (without a NULL). An empty table yields no chunks.
     pub async fn new(
         conn: &mut Conn,
         schema: &str,
         table: &str,
         index: &str,
         key_columns: &[String],
+        nullable: &[String],
         chunk_size: Arc<AtomicI64>,
     ) -> Result<Chunker, mysql_async::Error> {
-        let min: Option<Row> = conn
-            .query_first(sql::key_extreme(schema, table, index, key_columns, false))
-            .await?;
-        let max: Option<Row> = conn
-            .query_first(sql::key_extreme(schema, table, index, key_columns, true))
-            .await?;
+        let extreme =
+            |largest| sql::key_extreme(schema, table, index, key_columns, nullable, largest);
+        let min: Option<Row> = conn.query_first(extreme(false)).await?;
+        let max: Option<Row> = conn.query_first(extreme(true)).await?;
         Ok(Chunker {
             schema: schema.to_string(),
             table: table.to_string(),
             index: index.to_string(),
             key_columns: key_columns.to_vec(),
+            nullable: nullable.to_vec(),
             chunk_size,
             next_lo: min.map(row_values),
             first: true,
@@ -96,6 +99,7 @@ impl Chunker {
             &self.table,
             &self.index,
             &self.key_columns,
+            &self.nullable,
             self.first,
             rows,
         );
@@ -120,5 +124,52 @@ impl Chunker {
         self.seq += 1;
         self.next_lo = if last { None } else { Some(hi) };
         Ok(Some(chunk))
+    }
+}
+
+/// Splits `chunk` of `table` into consecutive chunks of about `rows` rows each, covering the
+/// same range (for copying it again in smaller pieces). They keep `chunk`'s sequence number.
+#[allow(clippy::too_many_arguments)]
+pub async fn split(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    index: &str,
+    key_columns: &[String],
+    nullable: &[String],
+    chunk: &Chunk,
+    rows: u64,
+) -> Result<Vec<Chunk>, mysql_async::Error> {
+    let mut pieces = Vec::new();
+    let (mut lo, mut lo_inclusive) = (chunk.lo.clone(), chunk.lo_inclusive);
+    loop {
+        let (query, lo_order, hi_order) = sql::chunk_end(
+            schema,
+            table,
+            index,
+            key_columns,
+            nullable,
+            lo_inclusive,
+            rows,
+        );
+        let probe = Chunk {
+            lo: lo.clone(),
+            lo_inclusive,
+            hi: chunk.hi.clone(),
+            seq: chunk.seq,
+        };
+        let end: Option<Row> = conn
+            .exec_first(query, probe.params(&lo_order, &hi_order))
+            .await?;
+        let hi = end.map(row_values).unwrap_or_else(|| chunk.hi.clone());
+        let last = hi == chunk.hi;
+        pieces.push(Chunk {
+            hi: hi.clone(),
+            ..probe
+        });
+        if last {
+            return Ok(pieces);
+        }
+        (lo, lo_inclusive) = (hi, false);
     }
 }

@@ -5,11 +5,22 @@
 //! written to the ghost table, and counts in [`Progress`]. Invariant (design.md, 2): the copy never
 //! overwrites newer data: it writes with `INSERT IGNORE`, so a row the applier already wrote wins.
 //! Any row skipped for another reason (a duplicate on a new unique key, a value that does not fit)
-//! fails the copy with the server's warning: never a silent loss.
+//! fails the copy with the server's warning, or is counted under `--allow-skipped-rows`: never a
+//! silent loss. Every warning is seen: the server lists at most 65535 per statement but counts
+//! them all (`@@warning_count`), and a chunk with more is copied again in smaller pieces.
 //!
 //! Workers share one [`Chunker`]: each takes the next range, copies it with
 //! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (so a row is never copied from a half-committed
 //! state), and sleeps `--nice-ratio` times the chunk's duration afterwards.
+//!
+//! Rows whose key has a NULL in it (a nullable key under `--allow-nullable-unique-key`) are in no
+//! key range, and no key tells them apart, so the applier cannot match a copied one with its
+//! changes. They are copied last, in one transaction with a changelog row
+//! ([`crate::changelog::NULL_KEY_ROWS_HINT`]): the copy's locking read waits for every
+//! transaction that changed them and holds back every later one, so the changes before that row
+//! in the binlog are in the copy and those after it are not. The applier leaves such rows alone
+//! until it reads that row, and from then on matches them by their values
+//! ([`crate::apply::ApplyPlan`]).
 
 pub mod chunker;
 
@@ -31,7 +42,7 @@ use crate::throttle::Gate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a new unique key, or a value that does not fit); fix the data or the ALTER, or pass --allow-skipped-rows to drop such rows knowingly")]
+    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a unique key the ALTER adds or changes: a new key, a shorter prefix, a collation that compares more loosely; or a value that does not fit); fix the data or the ALTER, or pass --allow-skipped-rows to drop such rows knowingly")]
     SkippedRow(String),
     #[error("copying rows failed: {0}")]
     Sql(#[from] mysql_async::Error),
@@ -51,12 +62,18 @@ pub struct CopySpec {
     pub ghost_columns: Vec<String>,
     pub index: String,
     pub key_columns: Vec<String>,
-    /// Unique keys of the ghost table that the original table has too (same columns). A
+    /// Key columns that may hold NULL in the original table: rows with a NULL there are copied
+    /// apart ([`copy_null_keys`]).
+    pub nullable_key_columns: Vec<String>,
+    /// The changelog table, where the copy of the rows with a NULL key is marked.
+    pub changelog: String,
+    /// Unique keys of the ghost table that the original table has too (same columns, prefixes and
+    /// collations: [`Plan::shared_unique_keys`]). A
     /// duplicate on one of them is expected: on the shared key, the applier wrote the row first;
     /// on another, the copy read a row newer than one the applier has not updated yet, and the
     /// binlog event that gave the copied row its value follows (the original never held the
     /// value twice), so the applier writes it. A duplicate on any other unique key (one the ALTER
-    /// adds) is a row the new table cannot hold.
+    /// adds or changes) is a row the new table cannot hold.
     pub tolerated_keys: Vec<String>,
     /// `--allow-skipped-rows`: a skipped row is counted and logged instead of failing the copy.
     pub allow_skipped_rows: bool,
@@ -91,6 +108,14 @@ impl CopySpec {
             ghost_columns: plan.columns.iter().map(|m| m.ghost.clone()).collect(),
             index: plan.key.name.clone(),
             key_columns: plan.key.columns.clone(),
+            nullable_key_columns: plan
+                .key
+                .columns
+                .iter()
+                .filter(|c| plan.original.column(c).is_none_or(|c| c.nullable))
+                .cloned()
+                .collect(),
+            changelog: format!("_{original}_ghc"),
             tolerated_keys,
             allow_skipped_rows: false,
             workers: 1,
@@ -117,6 +142,7 @@ pub async fn run(
         &spec.original,
         &spec.index,
         &spec.key_columns,
+        &spec.nullable_key_columns,
         chunk_size,
     )
     .await?;
@@ -153,7 +179,98 @@ pub async fn run(
             }
         }
     }
-    result
+    result?;
+    if !spec.nullable_key_columns.is_empty() {
+        if cancel.is_cancelled() {
+            return Err(CopyError::Cancelled);
+        }
+        let mut conn = writer_conn(&spec.primary, &spec.creds, spec.strict).await?;
+        let (copied, skipped) = copy_null_keys(&mut conn, &spec).await?;
+        tracing::info!("copied {copied} rows whose key holds a NULL");
+        progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
+        progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Copies the rows whose key holds a NULL and writes the changelog row that tells the applier
+/// so, in one transaction (see the module's documentation); returns (rows copied, rows skipped).
+async fn copy_null_keys(conn: &mut Conn, spec: &CopySpec) -> Result<(u64, u64), CopyError> {
+    let copy = sql::copy_null_keys(
+        &spec.schema,
+        &spec.original,
+        &spec.ghost,
+        &spec.original_columns,
+        &spec.ghost_columns,
+        &spec.index,
+        &spec.nullable_key_columns,
+    );
+    let marker = sql::changelog_upsert(
+        &spec.schema,
+        &spec.changelog,
+        None,
+        crate::changelog::NULL_KEY_ROWS_HINT,
+        "copied",
+    );
+    let done = sql::changelog_count_hint(
+        &spec.schema,
+        &spec.changelog,
+        crate::changelog::NULL_KEY_ROWS_HINT,
+    );
+    let mut attempt = 0u64;
+    loop {
+        let result = async {
+            // After a lost connection the COMMIT may have happened: copying again would copy
+            // every such row twice (nothing tells them apart).
+            if attempt > 0 && conn.query_first::<u64, _>(&done).await?.unwrap_or(0) > 0 {
+                tracing::warn!("the rows whose key holds a NULL were copied before the connection was lost; their count is unknown");
+                return Ok((0, Vec::new(), 0));
+            }
+            // Gap locks (repeatable read) hold back rows that would get a NULL key meanwhile.
+            conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await?;
+            conn.query_drop("START TRANSACTION").await?;
+            conn.query_drop(&copy).await?;
+            let copied = conn.affected_rows();
+            let (warnings, total) = read_warnings(conn).await?;
+            conn.query_drop(&marker).await?;
+            conn.query_drop("COMMIT").await?;
+            Ok::<_, mysql_async::Error>((copied, warnings, total))
+        }
+        .await;
+        match result {
+            Ok((copied, warnings, total)) => {
+                let unlisted = total.saturating_sub(warnings.len() as u64);
+                return Ok((copied, judge(spec, &warnings, unlisted)?));
+            }
+            Err(e) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                retry_or_fail(
+                    conn,
+                    spec,
+                    e,
+                    &mut attempt,
+                    "copying the rows whose key holds a NULL",
+                )
+                .await?
+            }
+        }
+    }
+}
+
+/// The warnings of the last statement as the server lists them (at most `max_error_count`), and
+/// how many it had in all (`@@warning_count`, which has no such limit).
+async fn read_warnings(
+    conn: &mut Conn,
+) -> Result<(Vec<(Vec<u8>, u32, Vec<u8>)>, u64), mysql_async::Error> {
+    // The OK packet's count stops at 65535; it only says whether to look.
+    if conn.get_warnings() == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let warnings: Vec<(Vec<u8>, u32, Vec<u8>)> = conn.query("SHOW WARNINGS").await?;
+    let total: Option<u64> = conn.query_first("SELECT @@warning_count").await?;
+    let total = total.unwrap_or(0).max(warnings.len() as u64);
+    Ok((warnings, total))
 }
 
 async fn writer_conn(
@@ -177,20 +294,7 @@ async fn work(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
-    let statement = |lo_inclusive| {
-        sql::copy_chunk(
-            &spec.schema,
-            &spec.original,
-            &spec.ghost,
-            &spec.original_columns,
-            &spec.ghost_columns,
-            &spec.index,
-            &spec.key_columns,
-            lo_inclusive,
-        )
-    };
-    let (first_query, lo_order, hi_order) = statement(true);
-    let (query, ..) = statement(false);
+    let statements = ChunkStatements::new(&spec);
     loop {
         gate.wait_for_copy(worker, &cancel).await;
         if cancel.is_cancelled() {
@@ -201,13 +305,13 @@ async fn work(
             return Ok(());
         };
         let started = Instant::now();
-        let text = if chunk.lo_inclusive {
-            &first_query
-        } else {
-            &query
-        };
-        let (copied, skipped) =
-            copy_one(&mut conn, &spec, text, &lo_order, &hi_order, &chunk).await?;
+        let rows = chunker
+            .lock()
+            .await
+            .chunk_size
+            .load(Ordering::Relaxed)
+            .max(1) as u64;
+        let (copied, skipped) = copy_one(&mut conn, &spec, &statements, &chunk, rows).await?;
         progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
         progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
@@ -217,6 +321,41 @@ async fn work(
                 _ = tokio::time::sleep(pause) => {}
                 _ = cancel.cancelled() => return Err(CopyError::Cancelled),
             }
+        }
+    }
+}
+
+/// The copy statements of a run: for the first chunk (its lower bound included) and the others,
+/// and which key value each placeholder takes.
+struct ChunkStatements {
+    first: String,
+    next: String,
+    lo_order: Vec<usize>,
+    hi_order: Vec<usize>,
+}
+
+impl ChunkStatements {
+    fn new(spec: &CopySpec) -> ChunkStatements {
+        let statement = |lo_inclusive| {
+            sql::copy_chunk(
+                &spec.schema,
+                &spec.original,
+                &spec.ghost,
+                &spec.original_columns,
+                &spec.ghost_columns,
+                &spec.index,
+                &spec.key_columns,
+                &spec.nullable_key_columns,
+                lo_inclusive,
+            )
+        };
+        let (first, lo_order, hi_order) = statement(true);
+        let (next, ..) = statement(false);
+        ChunkStatements {
+            first,
+            next,
+            lo_order,
+            hi_order,
         }
     }
 }
@@ -246,50 +385,138 @@ async fn next_chunk(
     }
 }
 
-/// Copies one chunk and checks its warnings; returns (rows copied, rows skipped). Deadlocks are retried; after a lost connection
-/// (during the copy or the warnings check) the connection is reopened and the whole chunk copied
-/// again: `INSERT IGNORE` of a key range is idempotent, and a row it must skip is skipped again.
+/// One run of a chunk's copy statement: rows written, the warnings the server listed, and how
+/// many it had in all (`@@warning_count`: it lists at most `max_error_count`, 65535, but counts
+/// every one).
+struct Outcome {
+    copied: u64,
+    /// (level, code, message): a message quotes the row's values, which need not be UTF-8.
+    warnings: Vec<(Vec<u8>, u32, Vec<u8>)>,
+    total: u64,
+}
+
+/// Copies one chunk and judges its warnings; returns (rows copied, rows skipped). When the
+/// chunk had more warnings than the server lists, the same range is copied again in smaller
+/// pieces until every warning is seen: `INSERT IGNORE` of a key range is idempotent (rows
+/// already written come back as duplicates on the shared key, tolerated), and a row it must
+/// skip is skipped, and counted, again.
 async fn copy_one(
     conn: &mut Conn,
     spec: &CopySpec,
-    query: &str,
-    lo_order: &[usize],
-    hi_order: &[usize],
+    statements: &ChunkStatements,
     chunk: &Chunk,
+    rows: u64,
 ) -> Result<(u64, u64), CopyError> {
+    let outcome = run_chunk(conn, spec, statements, chunk).await?;
+    let listed = outcome.warnings.len() as u64;
+    if outcome.total <= listed {
+        return Ok((outcome.copied, judge(spec, &outcome.warnings, 0)?));
+    }
+    if rows <= 1 {
+        // One row cannot have more warnings than the server lists; judge what it said.
+        let unlisted = outcome.total - listed;
+        return Ok((outcome.copied, judge(spec, &outcome.warnings, unlisted)?));
+    }
+    let rows = rows / 2;
+    tracing::info!(
+        "chunk {} had {} warnings, more than the server lists ({listed}): copying it again in pieces of {rows} rows to see them all",
+        chunk.seq,
+        outcome.total
+    );
+    let pieces = chunker::split(
+        conn,
+        &spec.schema,
+        &spec.original,
+        &spec.index,
+        &spec.key_columns,
+        &spec.nullable_key_columns,
+        chunk,
+        rows,
+    )
+    .await?;
+    let (mut copied, mut skipped) = (outcome.copied, 0);
+    for piece in pieces {
+        let (c, s) = Box::pin(copy_one(conn, spec, statements, &piece, rows)).await?;
+        copied += c;
+        skipped += s;
+    }
+    Ok((copied, skipped))
+}
+
+/// The rows `warnings` (plus `unlisted` warnings the server did not list) say were skipped:
+/// every warning but a duplicate on a tolerated key. Fails on the first one unless
+/// `--allow-skipped-rows`.
+fn judge(
+    spec: &CopySpec,
+    warnings: &[(Vec<u8>, u32, Vec<u8>)],
+    unlisted: u64,
+) -> Result<u64, CopyError> {
+    let mut skipped = 0;
+    for (_level, code, message) in warnings {
+        let message = String::from_utf8_lossy(message);
+        if expected_warning(*code, &message, &spec.tolerated_keys) {
+            continue;
+        }
+        let what = format!("{message} (warning {code})");
+        if !spec.allow_skipped_rows {
+            return Err(CopyError::SkippedRow(what));
+        }
+        if skipped < LOGGED_PER_CHUNK {
+            tracing::warn!("copy skipped a row, allowed by --allow-skipped-rows: {what}");
+        }
+        skipped += 1;
+    }
+    if unlisted > 0 && !spec.allow_skipped_rows {
+        return Err(CopyError::SkippedRow(format!(
+            "{unlisted} warnings the server did not list"
+        )));
+    }
+    skipped += unlisted;
+    if skipped > LOGGED_PER_CHUNK {
+        tracing::warn!(
+            "copy skipped {} more rows of this chunk, allowed by --allow-skipped-rows",
+            skipped - LOGGED_PER_CHUNK
+        );
+    }
+    Ok(skipped)
+}
+
+/// Skipped rows logged one by one per chunk; the rest are counted.
+const LOGGED_PER_CHUNK: u64 = 5;
+
+/// Runs a chunk's copy statement and reads its warnings. Deadlocks are retried; after a lost
+/// connection (during the copy or the warnings check) the connection is reopened and the whole
+/// chunk copied again.
+async fn run_chunk(
+    conn: &mut Conn,
+    spec: &CopySpec,
+    statements: &ChunkStatements,
+    chunk: &Chunk,
+) -> Result<Outcome, CopyError> {
+    let query = if chunk.lo_inclusive {
+        &statements.first
+    } else {
+        &statements.next
+    };
     let mut attempt = 0u64;
     loop {
         let result = async {
-            conn.exec_drop(query, chunk.params(lo_order, hi_order))
-                .await?;
+            conn.exec_drop(
+                query,
+                chunk.params(&statements.lo_order, &statements.hi_order),
+            )
+            .await?;
             let copied = conn.affected_rows();
-            // A message quotes the row's values, which need not be UTF-8 (a binary key).
-            let warnings: Vec<(Vec<u8>, u32, Vec<u8>)> = if conn.get_warnings() > 0 {
-                conn.query("SHOW WARNINGS").await?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, mysql_async::Error>((copied, warnings))
+            let (warnings, total) = read_warnings(conn).await?;
+            Ok::<_, mysql_async::Error>(Outcome {
+                copied,
+                warnings,
+                total,
+            })
         }
         .await;
         match result {
-            Ok((copied, warnings)) => {
-                let mut skipped = 0;
-                for (_level, code, message) in warnings {
-                    let message = String::from_utf8_lossy(&message);
-                    if !expected_warning(code, &message, &spec.tolerated_keys) {
-                        let what = format!("{message} (warning {code})");
-                        if !spec.allow_skipped_rows {
-                            return Err(CopyError::SkippedRow(what));
-                        }
-                        tracing::warn!(
-                            "copy skipped a row, allowed by --allow-skipped-rows: {what}"
-                        );
-                        skipped += 1;
-                    }
-                }
-                return Ok((copied, skipped));
-            }
+            Ok(outcome) => return Ok(outcome),
             Err(e) => {
                 retry_or_fail(
                     conn,

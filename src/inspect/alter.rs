@@ -3,11 +3,16 @@
 //! In: the ALTER as the user wrote it, with or without `ALTER TABLE [db.]t`, maybe ending in `;`.
 //! Out: [`Alter`]: the body to run against the ghost table, the table it names (if any), and what
 //! wraith must know before it trusts the ALTER: column renames, a table rename, dropped columns,
-//! a dropped primary key. The server remains the judge of syntax: the body is applied to the
-//! ghost table for real, and its error is shown as is. This module only needs to be right about
-//! the clause shapes it recognises, and to recognise them through quoting and comments (it reads
-//! the text with the crate's one tokenizer, `mysql::lexer`, in the server's default dialect:
-//! the ghost table is altered in a session without ANSI_QUOTES or NO_BACKSLASH_ESCAPES).
+//! a dropped primary key, the engine it sets. Invariant: the body is one statement: text with a
+//! `;` before its end (outside strings, quoted names and comments) is refused, and so is an
+//! executable comment that only some servers run (`/*!50700 */`, `/*M! */`), which this module
+//! would read differently from the server. The server remains the judge of syntax: the body is
+//! applied to the ghost table for real, and its error is shown as is. This module only needs to
+//! be right about the clause shapes it recognises, and to recognise them through quoting and
+//! comments (it reads the text with the crate's one tokenizer, `mysql::lexer`, in the server's
+//! default dialect: the ghost table is altered in a session without ANSI_QUOTES or
+//! NO_BACKSLASH_ESCAPES, `mysql::connect_ddl`). What it misses is caught after the ALTER:
+//! `plan::check_built` compares the ghost table the server built with what was read here.
 
 use std::fmt;
 
@@ -35,8 +40,10 @@ pub struct Alter {
     pub table_rename: Option<String>,
     /// Columns named in `DROP [COLUMN] x`.
     pub dropped_columns: Vec<String>,
-    /// `DROP PRIMARY KEY` is present.
+    /// `DROP PRIMARY KEY` (or `DROP INDEX|KEY|CONSTRAINT `PRIMARY``) is present.
     pub drops_primary_key: bool,
+    /// The engine named by an `ENGINE [=] x` table option, as written.
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +51,10 @@ pub enum AlterError {
     Empty,
     Unterminated(&'static str),
     NotAnAlter(String),
+    /// A `;` before the end, or inside an executable comment: a second statement.
+    MultipleStatements,
+    /// An executable comment whose text some servers run and others skip; its text.
+    ConditionalComment(String),
 }
 
 impl fmt::Display for AlterError {
@@ -57,6 +68,14 @@ impl fmt::Display for AlterError {
             AlterError::NotAnAlter(first) => write!(
                 f,
                 "--alter must be an ALTER TABLE statement or its body, not a `{first}` statement"
+            ),
+            AlterError::MultipleStatements => write!(
+                f,
+                "it holds a `;` before its end (outside strings, quoted names and comments), which would make it more than one statement; wraith runs one statement, the ALTER, and nothing else. Remove the `;` and what follows it (a `;` at the very end is fine)"
+            ),
+            AlterError::ConditionalComment(text) => write!(
+                f,
+                "it holds the executable comment `{text}`, whose text some servers run and others skip (by its version number, or MariaDB only for `/*M!`), so wraith cannot know what the server will do with it. Write the clause without the comment, or in a bare `/*! ... */`"
             ),
         }
     }
@@ -86,15 +105,26 @@ fn clauses(tokens: &[Spanned]) -> Vec<&[Spanned]> {
 
 /// Analyses the `--alter` text.
 pub fn parse(input: &str) -> Result<Alter, AlterError> {
-    let mut tokens = lexer::tokenize(input, Dialect::default()).map_err(|e| match e {
-        LexError::Unterminated(what) => AlterError::Unterminated(what),
-    })?;
+    let (mut tokens, comments) =
+        lexer::tokenize_with_comments(input, Dialect::default()).map_err(|e| match e {
+            LexError::Unterminated(what) => AlterError::Unterminated(what),
+        })?;
+    if let Some(c) = comments.iter().find(|c| c.conditional()) {
+        return Err(AlterError::ConditionalComment(shortened(
+            &input[c.start..c.end],
+        )));
+    }
+    let semicolon = |t: &Spanned| t.token == Token::Punct(';');
+    let in_comment = |t: &Spanned| comments.iter().any(|c| c.holds(t.start));
     // The body runs to the trailing semicolons (comments before them included: an executable
     // comment's text is part of the statement), or to the end.
     let mut body_end = input.len();
-    while let Some(last) = tokens.last().filter(|t| t.token == Token::Punct(';')) {
+    while let Some(last) = tokens.last().filter(|t| semicolon(t) && !in_comment(t)) {
         body_end = last.start;
         tokens.pop();
+    }
+    if tokens.iter().any(semicolon) {
+        return Err(AlterError::MultipleStatements);
     }
     if tokens.is_empty() {
         return Err(AlterError::Empty);
@@ -152,12 +182,68 @@ pub fn parse(input: &str) -> Result<Alter, AlterError> {
     alter.body = input[rest[0].start..body_end].trim().to_string();
 
     for clause in clauses(rest) {
-        analyse_clause(clause, &mut alter);
+        analyse_clause(input, clause, &mut alter);
     }
     Ok(alter)
 }
 
-fn analyse_clause(clause: &[Spanned], alter: &mut Alter) {
+impl Alter {
+    /// What to add to the server's refusal of the ALTER (error `code`): a syntax error in an
+    /// ALTER with double-quoted text may come from names written for an ANSI_QUOTES session.
+    pub fn rejection_hint(&self, code: u16) -> Option<&'static str> {
+        let double_quoted = lexer::tokenize(&self.body, Dialect::default())
+            .map(|tokens| {
+                tokens
+                    .iter()
+                    .any(|t| t.token == Token::Str && self.body[t.start..].starts_with('"'))
+            })
+            .unwrap_or(false);
+        (code == 1064 && double_quoted).then_some(
+            "wraith has the server read the ALTER without ANSI_QUOTES, whatever its sql_mode, so text in double quotes is a string, not a name: quote names with backticks",
+        )
+    }
+}
+
+/// The first characters of `text`, for a message.
+fn shortened(text: &str) -> String {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The engine an `ENGINE [=] x` table option of `clause` names: at the clause's start, or
+/// anywhere outside parentheses when followed by `=` (a column named `engine` is never followed
+/// by `=`). A string is read as written between its quotes.
+fn table_engine(input: &str, clause: &[Spanned]) -> Option<String> {
+    let mut depth = 0i32;
+    for (i, t) in clause.iter().enumerate() {
+        match t.token {
+            Token::Punct('(') => depth += 1,
+            Token::Punct(')') => depth -= 1,
+            _ if depth == 0 && t.token.is("ENGINE") => {
+                let equals = matches!(clause.get(i + 1).map(|t| &t.token), Some(Token::Punct('=')));
+                if !(equals || i == 0) {
+                    continue;
+                }
+                let value = clause.get(i + 1 + usize::from(equals))?;
+                return match &value.token {
+                    Token::Word { text, .. } => Some(text.clone()),
+                    Token::Str => Some(input[value.start + 1..value.end - 1].to_string()),
+                    Token::Punct(_) => None,
+                };
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn analyse_clause(input: &str, clause: &[Spanned], alter: &mut Alter) {
+    if let Some(engine) = table_engine(input, clause) {
+        alter.engine = Some(engine);
+    }
     let kw = |i: usize| clause.get(i).and_then(|t| t.token.keyword());
     let ident = |i: usize| {
         clause
@@ -185,7 +271,14 @@ fn analyse_clause(clause: &[Spanned], alter: &mut Alter) {
         }
         Some("RENAME") => match kw(1).as_deref() {
             Some("COLUMN") => {
-                if let (Some(from), Some("TO"), Some(to)) = (ident(2), kw(3).as_deref(), ident(4)) {
+                let at = if kw(2).as_deref() == Some("IF") && kw(3).as_deref() == Some("EXISTS") {
+                    4
+                } else {
+                    2
+                };
+                if let (Some(from), Some("TO"), Some(to)) =
+                    (ident(at), kw(at + 1).as_deref(), ident(at + 2))
+                {
                     alter.renames.push(ColumnRename { from, to });
                 }
             }
@@ -195,8 +288,13 @@ fn analyse_clause(clause: &[Spanned], alter: &mut Alter) {
         },
         Some("DROP") => match kw(1).as_deref() {
             Some("PRIMARY") => alter.drops_primary_key = true,
-            Some("INDEX") | Some("KEY") | Some("FOREIGN") | Some("CHECK") | Some("CONSTRAINT")
-            | Some("PARTITION") | Some("SYSTEM") => {}
+            Some("INDEX") | Some("KEY") | Some("CONSTRAINT") => {
+                let at = if kw(2).as_deref() == Some("IF") { 4 } else { 2 };
+                if ident(at).is_some_and(|i| i.eq_ignore_ascii_case("PRIMARY")) {
+                    alter.drops_primary_key = true;
+                }
+            }
+            Some("FOREIGN") | Some("CHECK") | Some("PARTITION") | Some("SYSTEM") => {}
             Some("COLUMN") => {
                 let at = if kw(2).as_deref() == Some("IF") { 4 } else { 2 };
                 if let Some(c) = ident(at) {
@@ -255,6 +353,8 @@ mod tests {
         let a = parse("RENAME COLUMN `old name` TO new_name").unwrap();
         assert_eq!(a.renames, vec![rename("old name", "new_name")]);
         assert!(a.table_rename.is_none());
+        let a = parse("RENAME COLUMN IF EXISTS a TO b, CHANGE COLUMN IF EXISTS c d INT").unwrap();
+        assert_eq!(a.renames, vec![rename("a", "b"), rename("c", "d")]);
     }
 
     #[test]
@@ -287,9 +387,110 @@ mod tests {
 
     #[test]
     fn executable_comments_are_read_and_kept_in_the_body() {
-        let a = parse("ADD COLUMN c INT /*!50001 , RENAME TO `x` */; -- done").unwrap();
+        let a = parse("ADD COLUMN c INT /*! , RENAME TO `x` */; -- done").unwrap();
         assert_eq!(a.table_rename.as_deref(), Some("x"));
-        assert_eq!(a.body, "ADD COLUMN c INT /*!50001 , RENAME TO `x` */");
+        assert_eq!(a.body, "ADD COLUMN c INT /*! , RENAME TO `x` */");
+        let a = parse("ADD COLUMN c INT /*! , CHANGE a b INT */").unwrap();
+        assert_eq!(a.renames, vec![rename("a", "b")]);
+    }
+
+    #[test]
+    fn executable_comments_that_only_some_servers_run_are_refused() {
+        for body in [
+            "ADD COLUMN c INT /*!50001 , RENAME TO `x` */",
+            "ADD COLUMN c INT /*!80000 , CHANGE a b INT */",
+            "ADD COLUMN c INT /*M! , CHANGE a b INT */",
+            "ADD COLUMN c INT /*M!100301 , CHANGE a b INT */",
+        ] {
+            assert!(
+                matches!(parse(body), Err(AlterError::ConditionalComment(_))),
+                "{body}"
+            );
+        }
+        let e = parse("ADD c INT /*!50001 , CHANGE a b INT */").unwrap_err();
+        assert!(
+            e.to_string().contains("`/*!50001 , CHANGE a b INT */`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_semicolon_before_the_end_is_a_second_statement_and_refused() {
+        for body in [
+            "ADD COLUMN c INT; DROP TABLE app.t",
+            "ADD COLUMN c INT;DROP TABLE app.t;",
+            "ADD COLUMN c INT ; GRANT ALL ON *.* TO 'x'@'%'",
+            "ADD COLUMN c INT /*! ; DROP TABLE app.t */",
+            "ADD COLUMN c INT /*! ; */",
+            "; ADD COLUMN c INT",
+            "ALTER TABLE t ADD c INT; ALTER TABLE u ADD c INT",
+        ] {
+            assert_eq!(parse(body), Err(AlterError::MultipleStatements), "{body}");
+        }
+        assert!(AlterError::MultipleStatements
+            .to_string()
+            .contains("one statement"));
+    }
+
+    #[test]
+    fn semicolons_in_strings_names_comments_and_at_the_end_are_not_statements() {
+        for (body, kept) in [
+            (
+                "ADD c VARCHAR(3) DEFAULT ';'",
+                "ADD c VARCHAR(3) DEFAULT ';'",
+            ),
+            ("ADD c INT COMMENT \"a;b\"", "ADD c INT COMMENT \"a;b\""),
+            ("ADD `a;b` INT", "ADD `a;b` INT"),
+            (
+                "ADD c INT /* ; DROP TABLE t */",
+                "ADD c INT /* ; DROP TABLE t */",
+            ),
+            (
+                "ADD c INT -- ; DROP TABLE t\n",
+                "ADD c INT -- ; DROP TABLE t",
+            ),
+            ("ADD c INT;  \n", "ADD c INT"),
+            ("ADD c INT ; ; -- done", "ADD c INT"),
+            (
+                "ADD c INT /*! , ADD d INT */;",
+                "ADD c INT /*! , ADD d INT */",
+            ),
+        ] {
+            assert_eq!(parse(body).map(|a| a.body), Ok(kept.to_string()), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_engine_a_table_option_names_is_read() {
+        for (body, engine) in [
+            ("ENGINE=MEMORY", Some("MEMORY")),
+            ("ADD c INT, engine = BLACKHOLE", Some("BLACKHOLE")),
+            ("ENGINE 'MEMORY'", Some("MEMORY")),
+            ("ADD c INT, ENGINE \"Aria\"", Some("Aria")),
+            ("COMMENT 'x' ENGINE=Aria ROW_FORMAT=DYNAMIC", Some("Aria")),
+            ("ENGINE=InnoDB", Some("InnoDB")),
+            ("ADD COLUMN engine INT, MODIFY engine BIGINT", None),
+            ("ADD INDEX engine (engine), CHANGE engine motor INT", None),
+            ("ADD COLUMN c INT COMMENT 'ENGINE=MEMORY'", None),
+            (
+                "PARTITION BY HASH (id) (PARTITION p0 ENGINE = MEMORY)",
+                None,
+            ),
+        ] {
+            assert_eq!(parse(body).unwrap().engine.as_deref(), engine, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_double_quoted_name_rejected_by_the_server_gets_a_hint() {
+        let a = parse("CHANGE \"a\" \"b\" INT").unwrap();
+        assert!(a.renames.is_empty(), "double quotes are a string here");
+        assert!(a.rejection_hint(1064).unwrap().contains("backticks"));
+        assert_eq!(a.rejection_hint(1054), None);
+        assert_eq!(
+            parse("CHANGE `a\"` b INT").unwrap().rejection_hint(1064),
+            None
+        );
     }
 
     #[test]
@@ -299,6 +500,18 @@ mod tests {
                 .unwrap();
         assert_eq!(a.dropped_columns, vec!["a", "b", "c"]);
         assert!(a.drops_primary_key);
+        for body in [
+            "DROP INDEX `PRIMARY`",
+            "DROP KEY IF EXISTS `primary`",
+            "DROP CONSTRAINT `PRIMARY`",
+        ] {
+            let a = parse(body).unwrap();
+            assert!(
+                a.drops_primary_key && a.dropped_columns.is_empty(),
+                "{body}"
+            );
+        }
+        assert!(!parse("DROP INDEX `primary_idx`").unwrap().drops_primary_key);
     }
 
     #[test]

@@ -110,6 +110,11 @@ pub const CHECKS: &[Check] = &[
         run: triggers,
     },
     Check {
+        name: "alter-engine",
+        phase: Phase::BeforeStart,
+        run: alter_engine,
+    },
+    Check {
         name: "alter-renames-table",
         phase: Phase::BeforeStart,
         run: alter_renames_table,
@@ -456,6 +461,18 @@ fn triggers(f: &Facts, cfg: &Config) -> Outcome {
     ))
 }
 
+/// The new table is InnoDB, as the original is: an ALTER that names another engine is refused
+/// here; one the parser cannot read (an engine in an executable comment, say) is caught when the
+/// ghost table is built (`plan::check_built`).
+fn alter_engine(_: &Facts, cfg: &Config) -> Outcome {
+    match &cfg.alter.engine {
+        Some(engine) if !engine.eq_ignore_ascii_case("InnoDB") => Err(format!(
+            "the ALTER sets ENGINE={engine}; wraith builds InnoDB tables only (another engine may lose rows, or not roll back a failed write). Take the ENGINE option out of the ALTER, and change the engine in a separate step if you must"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn alter_renames_table(_: &Facts, cfg: &Config) -> Outcome {
     match &cfg.alter.table_rename {
         Some(to) => Err(format!(
@@ -698,6 +715,24 @@ mod tests {
         assert_eq!(helper_table_names(&f, &config_with(&[&mid])), Ok(()));
         let e = helper_table_names(&f, &config_with(&[&mid, "--timestamp-old-table"])).unwrap_err();
         assert!(e.contains("run without --timestamp-old-table"), "{e}");
+    }
+
+    #[test]
+    fn an_alter_that_sets_an_engine_other_than_innodb_is_refused() {
+        let f = facts();
+        for alter in [
+            "--alter=ENGINE=MEMORY",
+            "--alter=ADD c INT, ENGINE 'BLACKHOLE'",
+        ] {
+            let e = alter_engine(&f, &config_with(&["--table=t", alter])).unwrap_err();
+            assert!(e.contains("InnoDB tables only"), "{e}");
+        }
+        for alter in ["--alter=ENGINE=innodb", "--alter=ADD engine INT"] {
+            assert_eq!(
+                alter_engine(&f, &config_with(&["--table=t", alter])),
+                Ok(())
+            );
+        }
     }
 
     #[test]

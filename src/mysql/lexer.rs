@@ -5,9 +5,11 @@
 //! [`Spanned`] tokens: words, quoted identifiers (unquoted: `` `a``b` `` is `` a`b ``), strings,
 //! punctuation, each with the byte range it came from. Comments are skipped, except MySQL's
 //! executable comments (`/*! ... */`, `/*!50001 ... */`, MariaDB's `/*M!100301 ... */`), whose
-//! content is read as statement text, whatever the version number says. Invariant: a word inside
-//! a string or a comment never becomes a token, and a quoted identifier becomes exactly the name
-//! the server sees.
+//! content is read as statement text, whatever the version number says; [`tokenize_with_comments`]
+//! also says where they are and which carry a condition (a version number, MariaDB's `M`), for a
+//! reader that must refuse what only some servers run. Invariant: a word inside a string or a
+//! comment never becomes a token, and a quoted identifier becomes exactly the name the server
+//! sees.
 
 use std::fmt;
 
@@ -103,10 +105,45 @@ impl fmt::Display for LexError {
 
 impl std::error::Error for LexError {}
 
+/// An executable comment: where it is and which servers run its text. MySQL runs `/*!NNNNN`
+/// text only from version NNNNN on, and MariaDB skips MySQL's 5.7-and-later numbers; MariaDB
+/// runs `/*M! */` text and MySQL skips it. Only a bare `/*! ... */` is run by every server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutableComment {
+    /// The byte range from `/*` to the end of `*/`.
+    pub start: usize,
+    pub end: usize,
+    /// The version number after `!`, as written.
+    pub version: Option<String>,
+    /// `/*M!`: MariaDB's form.
+    pub mariadb_only: bool,
+}
+
+impl ExecutableComment {
+    /// Whether the server's version or flavor decides if its text runs.
+    pub fn conditional(&self) -> bool {
+        self.version.is_some() || self.mariadb_only
+    }
+
+    /// Whether the byte at `at` is inside this comment.
+    pub fn holds(&self, at: usize) -> bool {
+        (self.start..self.end).contains(&at)
+    }
+}
+
 /// Splits `s` into tokens as a session in `dialect` would.
 pub fn tokenize(s: &str, dialect: Dialect) -> Result<Vec<Spanned>, LexError> {
+    tokenize_with_comments(s, dialect).map(|(tokens, _)| tokens)
+}
+
+/// [`tokenize`], and the executable comments whose text the tokens include.
+pub fn tokenize_with_comments(
+    s: &str,
+    dialect: Dialect,
+) -> Result<(Vec<Spanned>, Vec<ExecutableComment>), LexError> {
     let b = s.as_bytes();
     let mut out = Vec::new();
+    let mut comments: Vec<ExecutableComment> = Vec::new();
     let mut i = 0;
     // Inside an executable comment: its `*/` ends it.
     let mut executable = false;
@@ -127,6 +164,9 @@ pub fn tokenize(s: &str, dialect: Dialect) -> Result<Vec<Spanned>, LexError> {
         } else if executable && c == b'*' && b.get(i + 1) == Some(&b'/') {
             executable = false;
             i += 2;
+            if let Some(open) = comments.last_mut() {
+                open.end = i;
+            }
         } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
             let rest = &b[i + 2..];
             let bang = match rest {
@@ -138,10 +178,17 @@ pub fn tokenize(s: &str, dialect: Dialect) -> Result<Vec<Spanned>, LexError> {
                 Some(skip) if !executable => {
                     // `/*!50001 text */`: the text is read, the version number skipped.
                     i += 2 + skip;
+                    let digits = i;
                     while i < b.len() && b[i].is_ascii_digit() {
                         i += 1;
                     }
                     executable = true;
+                    comments.push(ExecutableComment {
+                        start,
+                        end: s.len(),
+                        version: (i > digits).then(|| s[digits..i].to_string()),
+                        mariadb_only: skip == 2,
+                    });
                 }
                 _ => {
                     let end = s[i + 2..]
@@ -196,7 +243,7 @@ pub fn tokenize(s: &str, dialect: Dialect) -> Result<Vec<Spanned>, LexError> {
     if executable {
         return Err(LexError::Unterminated("executable comment"));
     }
-    Ok(out)
+    Ok((out, comments))
 }
 
 /// Bytes of an unquoted name or keyword: ASCII letters and digits, `_`, `$`, and every byte of a
@@ -296,6 +343,33 @@ mod tests {
             ["DROP", "TEMPORARY", "TABLE", "t", "IF", "EXISTS"]
         );
         assert_eq!(words("a/**/b"), ["a", "b"]);
+    }
+
+    #[test]
+    fn executable_comments_are_located_with_their_version() {
+        let s = "a /*!50001 b */ c /*M! d*/ /*! e */ 'f /*! g */'";
+        let (tokens, comments) = tokenize_with_comments(s, Dialect::default()).unwrap();
+        assert_eq!(tokens.len(), 6);
+        let shown: Vec<(&str, Option<&str>, bool, bool)> = comments
+            .iter()
+            .map(|c| {
+                (
+                    &s[c.start..c.end],
+                    c.version.as_deref(),
+                    c.mariadb_only,
+                    c.conditional(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("/*!50001 b */", Some("50001"), false, true),
+                ("/*M! d*/", None, true, true),
+                ("/*! e */", None, false, false),
+            ]
+        );
+        assert!(comments[0].holds(tokens[1].start) && !comments[0].holds(tokens[2].start));
     }
 
     #[test]

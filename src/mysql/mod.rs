@@ -214,6 +214,30 @@ pub async fn connect_writer(
     Ok(conn)
 }
 
+/// Opens the connection that runs the user's DDL (the `--alter` on the ghost table): [`connect`],
+/// with the session's sql_mode read the way `inspect::alter` reads the ALTER
+/// ([`sql::ddl_session`]: no ANSI_QUOTES, no NO_BACKSLASH_ESCAPES). Run statements on it with
+/// [`run_ddl`].
+pub async fn connect_ddl(endpoint: &Endpoint, creds: &Credentials) -> Result<Conn, ConnectError> {
+    let mut conn = connect(endpoint, creds).await?;
+    let setup = async {
+        let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await?;
+        conn.query_drop(sql::ddl_session(&mode.unwrap_or_default()))
+            .await
+    };
+    setup.await.map_err(|e| classify(endpoint, creds, e))?;
+    Ok(conn)
+}
+
+/// Runs one statement built around the user's text as a prepared statement. `mysql_async` always
+/// negotiates CLIENT_MULTI_STATEMENTS and cannot send COM_SET_OPTION to turn it off, so a plain
+/// query would run a second statement hidden in the text; COM_STMT_PREPARE parses exactly one
+/// statement, and text holding a second is a syntax error, with nothing run. (`inspect::alter`
+/// refuses such text before this; this is the second lock.)
+pub async fn run_ddl(conn: &mut Conn, statement: &str) -> Result<(), mysql_async::Error> {
+    conn.exec_drop(statement, ()).await
+}
+
 /// What to do about a failed statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {

@@ -74,12 +74,39 @@ pub fn changelog_upsert(
     )
 }
 
+/// A statement that reads nothing but takes `table`'s metadata lock, so it waits for DDL on it.
+pub fn probe_table(schema: &str, table: &str) -> String {
+    format!("SELECT 1 FROM {} LIMIT 0", qualified(schema, table))
+}
+
 /// The last state a run wrote to the changelog table.
 pub fn changelog_state(schema: &str, table: &str) -> String {
     format!(
         "SELECT value FROM {} WHERE hint = 'state' ORDER BY last_update DESC LIMIT 1",
         qualified(schema, table)
     )
+}
+
+/// How many changelog rows carry `hint` (0 or 1).
+pub fn changelog_count_hint(schema: &str, table: &str, hint: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM {} WHERE hint = {}",
+        qualified(schema, table),
+        quote_str(hint)
+    )
+}
+
+/// The heartbeat's value (seconds since the epoch) as this server holds it.
+pub fn heartbeat_value(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT value FROM {} WHERE hint = 'heartbeat'",
+        qualified(schema, table)
+    )
+}
+
+/// One global status variable (`Threads_running`) as `(name, value)`.
+pub fn global_status(variable: &str) -> String {
+    format!("SHOW GLOBAL STATUS LIKE {}", quote_str(variable))
 }
 
 pub fn explain_select_all(schema: &str, table: &str) -> String {
@@ -162,6 +189,32 @@ pub fn insert_head(schema: &str, table: &str, columns: &[String], ignore: bool) 
 /// The session settings of every connection that writes the ghost table: strict (a value that
 /// does not fit fails instead of being truncated), zero dates allowed, an explicit 0 in an
 /// AUTO_INCREMENT column kept.
+/// sql_mode flags that change how the server reads quotes and backslashes: ANSI_QUOTES (`"x"` is
+/// a name), NO_BACKSLASH_ESCAPES, and the combination modes that imply ANSI_QUOTES.
+const QUOTING_MODES: &[&str] = &[
+    "ANSI_QUOTES",
+    "NO_BACKSLASH_ESCAPES",
+    "ANSI",
+    "DB2",
+    "MAXDB",
+    "MSSQL",
+    "ORACLE",
+    "POSTGRESQL",
+];
+
+/// The session settings of the connection that runs the user's ALTER on the ghost table: the
+/// session's `current` sql_mode without [`QUOTING_MODES`], so that the server reads the ALTER's
+/// quotes as `inspect::alter` reads them (the server's default dialect). Every other mode (strict
+/// modes, zero dates) stays as the server has it.
+pub fn ddl_session(current: &str) -> String {
+    let kept: Vec<&str> = current
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && !QUOTING_MODES.iter().any(|q| q.eq_ignore_ascii_case(m)))
+        .collect();
+    format!("SET SESSION sql_mode = {}", quote_str(&kept.join(",")))
+}
+
 pub fn writer_session(strict: bool) -> String {
     let strict = if strict { "STRICT_ALL_TABLES," } else { "" };
     format!("SET SESSION sql_mode = '{strict}NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', SESSION time_zone = '+00:00'")
@@ -216,30 +269,50 @@ fn key_order(key_columns: &[String], desc: bool) -> String {
         .join(", ")
 }
 
-/// The smallest (or largest) key of the table.
+/// ` AND (`k1` IS NOT NULL AND ...)` over `nullable` key columns, or nothing: a key range never
+/// holds a key with a NULL in it (NULL compares with nothing), and neither may its bounds.
+fn and_not_null(nullable: &[String]) -> String {
+    if nullable.is_empty() {
+        return String::new();
+    }
+    let terms: Vec<String> = nullable
+        .iter()
+        .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
+        .collect();
+    format!(" AND ({})", terms.join(" AND "))
+}
+
+/// The smallest (or largest) key of the table without a NULL in it; `nullable` are the key
+/// columns that may hold NULL.
 pub fn key_extreme(
     schema: &str,
     table: &str,
     index: &str,
     key_columns: &[String],
+    nullable: &[String],
     largest: bool,
 ) -> String {
+    let filter = and_not_null(nullable);
+    let filter = filter.strip_prefix(" AND ").map(|f| format!(" WHERE {f}"));
     format!(
-        "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) ORDER BY {} LIMIT 1",
+        "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}){} ORDER BY {} LIMIT 1",
         column_list(key_columns),
         qualified(schema, table),
         quote_ident(index),
+        filter.unwrap_or_default(),
         key_order(key_columns, largest)
     )
 }
 
 /// The key `rows` rows after the lower bound (exclusive, or inclusive for the first chunk) and not
-/// beyond the upper bound. Parameters: the lower bound's, then the upper bound's placeholders.
+/// beyond the upper bound, among keys without a NULL in their `nullable` columns. Parameters: the
+/// lower bound's, then the upper bound's placeholders.
 pub fn chunk_end(
     schema: &str,
     table: &str,
     index: &str,
     key_columns: &[String],
+    nullable: &[String],
     lo_inclusive: bool,
     rows: u64,
 ) -> (String, Vec<usize>, Vec<usize>) {
@@ -247,10 +320,11 @@ pub fn chunk_end(
     let (hi, hi_params) = key_bound(key_columns, false, true);
     (
         format!(
-            "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi} ORDER BY {} LIMIT 1 OFFSET {}",
+            "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi}{} ORDER BY {} LIMIT 1 OFFSET {}",
             column_list(key_columns),
             qualified(schema, table),
             quote_ident(index),
+            and_not_null(nullable),
             key_order(key_columns, false),
             rows.saturating_sub(1)
         ),
@@ -260,7 +334,8 @@ pub fn chunk_end(
 }
 
 /// Copies one key range: `INSERT IGNORE INTO ghost (...) SELECT ... FROM original WHERE lo < key
-/// <= hi LOCK IN SHARE MODE`. Parameters as in [`chunk_end`].
+/// <= hi LOCK IN SHARE MODE`, leaving out keys with a NULL in their `nullable` columns.
+/// Parameters as in [`chunk_end`].
 #[allow(clippy::too_many_arguments)]
 pub fn copy_chunk(
     schema: &str,
@@ -270,23 +345,201 @@ pub fn copy_chunk(
     ghost_columns: &[String],
     index: &str,
     key_columns: &[String],
+    nullable: &[String],
     lo_inclusive: bool,
 ) -> (String, Vec<usize>, Vec<usize>) {
     let (lo, lo_params) = key_bound(key_columns, true, lo_inclusive);
     let (hi, hi_params) = key_bound(key_columns, false, true);
     (
         format!(
-            "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi} LOCK IN SHARE MODE",
+            "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi}{} LOCK IN SHARE MODE",
             qualified(schema, ghost),
             column_list(ghost_columns),
             column_list(original_columns),
             qualified(schema, original),
-            quote_ident(index)
+            quote_ident(index),
+            and_not_null(nullable)
         ),
         lo_params,
         hi_params,
     )
 }
+
+/// Copies the rows whose key has a NULL in one of its `nullable` columns (rows no key range
+/// holds): `INSERT IGNORE INTO ghost (...) SELECT ... FROM original WHERE k1 IS NULL OR ...
+/// LOCK IN SHARE MODE`.
+pub fn copy_null_keys(
+    schema: &str,
+    original: &str,
+    ghost: &str,
+    original_columns: &[String],
+    ghost_columns: &[String],
+    index: &str,
+    nullable: &[String],
+) -> String {
+    let terms: Vec<String> = nullable
+        .iter()
+        .map(|c| format!("{} IS NULL", quote_ident(c)))
+        .collect();
+    format!(
+        "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {} LOCK IN SHARE MODE",
+        qualified(schema, ghost),
+        column_list(ghost_columns),
+        column_list(original_columns),
+        qualified(schema, original),
+        quote_ident(index),
+        terms.join(" OR ")
+    )
+}
+
+/// Deletes one row holding `values` (SQL literals, NULL-safe) in `columns`: a row no key
+/// identifies.
+pub fn delete_one_row(schema: &str, table: &str, columns: &[String], values: &[String]) -> String {
+    let terms: Vec<String> = columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| format!("{} <=> {v}", quote_ident(c)))
+        .collect();
+    format!(
+        "DELETE /* wraith */ FROM {} WHERE {} LIMIT 1",
+        qualified(schema, table),
+        terms.join(" AND ")
+    )
+}
+
+/// A key range `lo < key <= hi` with `?` placeholders, either side left out (`lo`/`hi` false).
+/// Returns the condition and, for each `?` of each side, the index of the key value it takes:
+/// the lower bound's placeholders come first.
+pub fn key_range(key_columns: &[String], lo: bool, hi: bool) -> (String, Vec<usize>, Vec<usize>) {
+    let (lo_text, lo_params) = if lo {
+        key_bound(key_columns, true, false)
+    } else {
+        ("TRUE".to_string(), Vec::new())
+    };
+    let (hi_text, hi_params) = if hi {
+        key_bound(key_columns, false, true)
+    } else {
+        ("TRUE".to_string(), Vec::new())
+    };
+    (format!("{lo_text} AND {hi_text}"), lo_params, hi_params)
+}
+
+/// The key `rows` rows past the lower bound (exclusive), or from the first key without one
+/// (`lo` false). Parameters: the lower bound's placeholders.
+pub fn key_after(
+    schema: &str,
+    table: &str,
+    index: &str,
+    key_columns: &[String],
+    lo: bool,
+    rows: u64,
+) -> (String, Vec<usize>) {
+    let (range, lo_params, _) = key_range(key_columns, lo, false);
+    (
+        format!(
+            "SELECT /* wraith */ {} FROM {} FORCE INDEX ({}) WHERE {range} ORDER BY {} LIMIT 1 OFFSET {}",
+            column_list(key_columns),
+            qualified(schema, table),
+            quote_ident(index),
+            key_order(key_columns, false),
+            rows.saturating_sub(1)
+        ),
+        lo_params,
+    )
+}
+
+/// What the checksum hashes of a row: each column's bytes (`exprs`: the expression and whether
+/// the value may be large), written so that no two different rows give the same text: each value
+/// is prefixed with its length, a NULL is `N`, and a large value (TEXT, BLOB, JSON) is replaced
+/// by its length and CRC32, so the text stays under `max_allowed_packet`.
+pub fn checksum_row(exprs: &[(String, bool)]) -> String {
+    if exprs.is_empty() {
+        return "''".to_string();
+    }
+    let parts: Vec<String> = exprs
+        .iter()
+        .map(|(e, large)| {
+            let value = if *large {
+                format!("CRC32({e})")
+            } else {
+                e.clone()
+            };
+            format!("IFNULL(CONCAT(LENGTH({e}), ':', {value}), 'N')")
+        })
+        .collect();
+    format!("CONCAT({})", parts.join(", '|', "))
+}
+
+/// `COUNT(*)`, `BIT_XOR` and `SUM` of `CRC32(row)` over the rows of `table` matching
+/// `condition` (placeholders allowed), read through `index` when given.
+pub fn checksum_rows(
+    schema: &str,
+    table: &str,
+    index: Option<&str>,
+    row: &str,
+    condition: &str,
+) -> String {
+    format!(
+        "SELECT /* wraith */ COUNT(*), COALESCE(BIT_XOR(h), 0), COALESCE(SUM(h), 0) FROM \
+         (SELECT CRC32({row}) AS h FROM {}{} WHERE {condition}) AS rows_",
+        qualified(schema, table),
+        index
+            .map(|i| format!(" FORCE INDEX ({})", quote_ident(i)))
+            .unwrap_or_default(),
+    )
+}
+
+/// The keys (as `a_key`) of up to `limit` rows of `a` (aliased `x`) matching `condition` (its
+/// columns unqualified, placeholders allowed) that have no row in `b` (aliased `y`) with the
+/// same key (`b_key`, matched with `<=>`) and, when given, satisfying `same`. With
+/// `present_only`, only rows whose key `b` has (rows that differ, not rows that are missing).
+#[allow(clippy::too_many_arguments)]
+pub fn rows_not_in(
+    schema: &str,
+    a: &str,
+    a_key: &[String],
+    b: &str,
+    b_key: &[String],
+    condition: &str,
+    same: Option<&str>,
+    present_only: bool,
+    limit: u64,
+) -> String {
+    let on: Vec<String> = a_key
+        .iter()
+        .zip(b_key)
+        .map(|(ka, kb)| format!("y.{} <=> x.{}", quote_ident(kb), quote_ident(ka)))
+        .collect();
+    let same = same.map(|s| format!(" AND ({s})")).unwrap_or_default();
+    let present = if present_only {
+        format!(
+            " AND EXISTS (SELECT 1 FROM {} y WHERE {})",
+            qualified(schema, b),
+            on.join(" AND ")
+        )
+    } else {
+        String::new()
+    };
+    let keys: Vec<String> = a_key
+        .iter()
+        .map(|k| format!("x.{}", quote_ident(k)))
+        .collect();
+    format!(
+        "SELECT /* wraith */ {} FROM {} x WHERE {condition}{present} AND NOT EXISTS \
+         (SELECT 1 FROM {} y WHERE {}{same}) ORDER BY {} LIMIT {limit}",
+        keys.join(", "),
+        qualified(schema, a),
+        qualified(schema, b),
+        on.join(" AND "),
+        keys.join(", "),
+    )
+}
+
+/// The session of a checksum connection: its snapshot must be repeatable.
+pub const SNAPSHOT_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ";
+
+/// Opens the snapshot a checksum connection reads in.
+pub const START_SNAPSHOT: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
 
 /// The cut-over sentry: a table under the old table's name, so that a RENAME left behind by a
 /// dead wraith cannot succeed.
@@ -378,6 +631,105 @@ mod tests {
         assert_eq!(text, "((`a` < ?) OR (`a` = ? AND `b` <= ?))");
         let (text, params) = key_bound(&cols[..1], true, true);
         assert_eq!((text.as_str(), params), ("((`a` >= ?))", vec![0]));
+    }
+
+    #[test]
+    fn the_ddl_session_reads_quotes_in_the_default_dialect_and_keeps_every_other_mode() {
+        assert_eq!(
+            ddl_session("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI,STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"),
+            "SET SESSION sql_mode = 'REAL_AS_FLOAT,PIPES_AS_CONCAT,IGNORE_SPACE,STRICT_TRANS_TABLES'"
+        );
+        assert_eq!(
+            ddl_session("PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ORACLE,NO_KEY_OPTIONS"),
+            "SET SESSION sql_mode = 'PIPES_AS_CONCAT,IGNORE_SPACE,NO_KEY_OPTIONS'"
+        );
+        assert_eq!(ddl_session(""), "SET SESSION sql_mode = ''");
+        assert_eq!(
+            ddl_session("STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION"),
+            "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'"
+        );
+    }
+
+    #[test]
+    fn key_ranges_leave_out_keys_with_a_null_and_null_keys_are_copied_apart() {
+        let key = vec!["a".to_string(), "b".to_string()];
+        let nullable = vec!["b".to_string()];
+        assert_eq!(
+            key_extreme("d", "t", "ab", &key, &nullable, false),
+            "SELECT /* wraith */ `a`, `b` FROM `d`.`t` FORCE INDEX (`ab`) WHERE (`b` IS NOT NULL) ORDER BY `a`, `b` LIMIT 1"
+        );
+        assert_eq!(
+            key_extreme("d", "t", "ab", &key, &[], true),
+            "SELECT /* wraith */ `a`, `b` FROM `d`.`t` FORCE INDEX (`ab`) ORDER BY `a` DESC, `b` DESC LIMIT 1"
+        );
+        let (copy, ..) = copy_chunk("d", "t", "g", &key, &key, "ab", &key, &nullable, true);
+        assert!(
+            copy.ends_with("<= ?)) AND (`b` IS NOT NULL) LOCK IN SHARE MODE"),
+            "{copy}"
+        );
+        assert_eq!(
+            copy_null_keys("d", "t", "g", &key, &key, "ab", &key),
+            "INSERT /* wraith */ IGNORE INTO `d`.`g` (`a`, `b`) SELECT `a`, `b` FROM `d`.`t` FORCE INDEX (`ab`) WHERE `a` IS NULL OR `b` IS NULL LOCK IN SHARE MODE"
+        );
+        assert_eq!(
+            delete_one_row("d", "g", &key, &["NULL".into(), "'x'".into()]),
+            "DELETE /* wraith */ FROM `d`.`g` WHERE `a` <=> NULL AND `b` <=> 'x' LIMIT 1"
+        );
+    }
+
+    #[test]
+    fn a_key_range_may_be_open_on_either_side() {
+        let cols = vec!["a".to_string(), "b".to_string()];
+        let (text, lo, hi) = key_range(&cols, false, true);
+        assert_eq!(text, "TRUE AND ((`a` < ?) OR (`a` = ? AND `b` <= ?))");
+        assert_eq!((lo, hi), (vec![], vec![0, 0, 1]));
+        let (text, lo, hi) = key_range(&cols[..1], true, false);
+        assert_eq!(text, "((`a` > ?)) AND TRUE");
+        assert_eq!((lo, hi), (vec![0], vec![]));
+    }
+
+    #[test]
+    fn a_checksum_row_tells_nulls_and_shifted_values_apart() {
+        let row = checksum_row(&[("`a`".into(), false), ("`b`".into(), true)]);
+        assert_eq!(
+            row,
+            "CONCAT(IFNULL(CONCAT(LENGTH(`a`), ':', `a`), 'N'), '|', IFNULL(CONCAT(LENGTH(`b`), ':', CRC32(`b`)), 'N'))"
+        );
+        assert_eq!(checksum_row(&[]), "''");
+    }
+
+    #[test]
+    fn rows_missing_from_the_other_table_are_found_by_key() {
+        let q = rows_not_in(
+            "d",
+            "t",
+            &["id".to_string()],
+            "_t_gho",
+            &["ident".to_string()],
+            "`id` > ?",
+            Some("x.`v` <=> y.`v`"),
+            false,
+            10,
+        );
+        assert_eq!(
+            q,
+            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE `id` > ? AND NOT EXISTS (SELECT 1 FROM `d`.`_t_gho` y WHERE y.`ident` <=> x.`id` AND (x.`v` <=> y.`v`)) ORDER BY x.`id` LIMIT 10"
+        );
+        let q = rows_not_in(
+            "d",
+            "t",
+            &["id".to_string()],
+            "g",
+            &["id".to_string()],
+            "TRUE",
+            None,
+            true,
+            1,
+        );
+        assert_eq!(
+            q,
+            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE TRUE AND EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) AND NOT EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) ORDER BY x.`id` LIMIT 1"
+        );
     }
 
     #[test]

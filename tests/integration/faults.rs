@@ -58,6 +58,16 @@ const ACTIONS: [&str; 4] = ["kill-lock", "kill-proof", "sigkill", "sigterm"];
 /// How many faulted runs go at once.
 const AT_ONCE: usize = 4;
 
+/// A fresh schema `t_<name>` holding `t` with `rows` rows and its mirror (altered with
+/// [`ALTER`]), and two writers writing to both.
+async fn table_with_writers(name: &str, rows: u64) -> (String, Writers) {
+    let schema = harness::fresh_schema(name).await;
+    setup(&schema, SMALL, ALTER, rows, &SMALL_COLUMNS, small_values).await;
+    let workload = by_id(&schema, small_values).await;
+    let writers = Writers::start(&servers().primary, &schema, workload, 2, PACE * 2).await;
+    (schema, writers)
+}
+
 /// `t`'s table comment (None when `t` is missing).
 async fn comment(schema: &str) -> Option<String> {
     let mut c = servers().primary.conn().await;
@@ -71,17 +81,8 @@ async fn comment(schema: &str) -> Option<String> {
 
 /// One faulted run and the checks after it. Returns a line for the log.
 async fn faulted_run(n: usize, two_step: bool, point: &str, action: &str) -> String {
-    let schema = harness::fresh_schema(&format!("fault_{n}")).await;
-    setup(&schema, SMALL, ALTER, 300, &SMALL_COLUMNS, small_values).await;
+    let (schema, writers) = table_with_writers(&format!("fault_{n}"), 300).await;
     let primary = &servers().primary;
-    let writers = Writers::start(
-        primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
     assert!(
         writers.wait_for_commits(10, Duration::from_secs(60)).await,
         "{point} {action}: the writers did not start"
@@ -101,6 +102,8 @@ async fn faulted_run(n: usize, two_step: bool, point: &str, action: &str) -> Str
     // `t` is missing until the next run puts the original back (the gap gh-ost's two-step has).
     let gap = out.status.code().is_none()
         && (point == "two-step:renamed-away" || point == "two-step:unlocked");
+    // The next runs read the replica: it must have what the faulted run did.
+    harness::sync_replica().await;
     if gap {
         assert_eq!(comment(&schema).await, None, "{what}: `t` exists\n{log}");
         let again = migrate_args(&schema, "t", ALTER, &["--initially-drop-ghost-table"]);
@@ -227,7 +230,10 @@ async fn a_fault_at_any_step_of_the_two_step_cut_over_leaves_a_whole_table() {
 
 /// Starts wraith with `extra` flags and the cut-over postponed; returns it once the changelog
 /// says it is postponed, with the flag file (removing it lets the cut-over go).
-async fn postponed(schema: &str, args: Vec<String>) -> (Running, tempfile::NamedTempFile) {
+pub(crate) async fn postponed(
+    schema: &str,
+    args: Vec<String>,
+) -> (Running, tempfile::NamedTempFile) {
     let flag = tempfile::NamedTempFile::new().unwrap();
     let mut args = args;
     args.push(format!(
@@ -246,17 +252,8 @@ async fn postponed(schema: &str, args: Vec<String>) -> (Running, tempfile::Named
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_two_step_swap_blocked_by_a_reader_of_the_ghost_table_puts_the_original_back() {
-    let schema = harness::fresh_schema("fault_reader").await;
-    setup(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
+    let (schema, writers) = table_with_writers("fault_reader", 1_000).await;
     let primary = &servers().primary;
-    let writers = Writers::start(
-        primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
     let args = migrate_args(
         &schema,
         "t",
@@ -309,27 +306,17 @@ async fn a_two_step_swap_blocked_by_a_reader_of_the_ghost_table_puts_the_origina
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cut_over_after_the_server_closed_every_connection_of_wraith_succeeds() {
-    let schema = harness::fresh_schema("fault_idle").await;
-    setup(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
-    let primary = &servers().primary;
     // wraith logs in as a user of its own, so only its connections are closed.
     let user = "wraith_idle";
-    harness::primary_sql(
-        &schema,
-        &[
-            &format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'idle'"),
-            &format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'"),
-        ],
-    )
-    .await;
-    let writers = Writers::start(
-        primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
+    let mut c = servers().primary.conn().await;
+    c.query_drop(format!(
+        "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'idle'; \
+         GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'"
+    ))
+    .await
+    .unwrap();
+    let (schema, writers) = table_with_writers("fault_idle", 1_000).await;
+    harness::sync_replica().await;
     let args: Vec<String> = migrate_args(&schema, "t", ALTER, &[])
         .into_iter()
         .filter(|a| !a.starts_with("--user=") && !a.starts_with("--password="))
@@ -338,7 +325,6 @@ async fn a_cut_over_after_the_server_closed_every_connection_of_wraith_succeeds(
     let (running, flag) = postponed(&schema, args).await;
     // While it waits, the server ends every session of wraith on the primary, as it does with
     // sessions idle past `wait_timeout` (or MySQL 8 with error 4031).
-    let mut c = primary.conn().await;
     let ids: Vec<u64> = c
         .exec(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?",
@@ -405,17 +391,8 @@ async fn a_signal_while_the_cut_over_is_postponed_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_panic_in_the_apply_loop_stops_the_run_and_cleans_up() {
-    let schema = harness::fresh_schema("fault_panic").await;
-    setup(&schema, SMALL, ALTER, 500, &SMALL_COLUMNS, small_values).await;
+    let (schema, writers) = table_with_writers("fault_panic", 500).await;
     let primary = &servers().primary;
-    let writers = Writers::start(
-        primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
     let args = migrate_args(&schema, "t", ALTER, &[]);
     let out = Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "apply:batch:panic")])
         .finish(Duration::from_secs(60))

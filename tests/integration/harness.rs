@@ -183,6 +183,32 @@ pub async fn fresh_schema(name: &str) -> String {
     schema
 }
 
+/// Waits (up to 60 s) until the ghost table `ghost` of `schema` holds a row: the copy has
+/// started. Then `throttle` is created, so the copy holds still mid-way; returns the rows copied
+/// by then.
+pub async fn hold_copy_once_started(
+    c: &mut Conn,
+    schema: &str,
+    ghost: &str,
+    throttle: &std::path::Path,
+) -> u64 {
+    let count = format!(
+        "SELECT COUNT(*) FROM {}",
+        wraith::mysql::sql::qualified(schema, ghost)
+    );
+    eventually("the copy to start", Duration::from_secs(60), async || {
+        c.query_first::<u64, _>(&count)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            > 0
+    })
+    .await;
+    std::fs::write(throttle, "").unwrap();
+    c.query_first(&count).await.unwrap().unwrap_or(0)
+}
+
 /// Runs SQL statements on the primary in `schema`, then waits for the replica.
 pub async fn primary_sql(schema: &str, statements: &[&str]) {
     let s = servers();

@@ -3,14 +3,19 @@
 //! Every test here runs wraith (or its library) against real servers started by [`harness`] and
 //! asserts on the data those servers hold afterwards.
 
+mod alter_safety;
 mod binlog;
+mod checksum;
 mod cli;
 mod compare;
 mod faults;
 mod harness;
+mod hooks;
 mod memory;
 mod migrate;
 mod names;
 mod preflight;
+mod rows;
 mod shapes;
+mod throttling;
 mod writers;

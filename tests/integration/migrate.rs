@@ -966,18 +966,7 @@ async fn interrupted_by(signal: i32, name: &str) {
         .spawn()
         .unwrap();
     let mut c = servers().primary.conn().await;
-    let count = format!("SELECT COUNT(*) FROM `{schema}`._t_gho");
-    harness::eventually("the copy to start", Duration::from_secs(60), async || {
-        c.query_first::<u64, _>(&count)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-            > 0
-    })
-    .await;
-    std::fs::write(&throttle, "").unwrap();
-    let copied: u64 = c.query_first(&count).await.unwrap().unwrap();
+    let copied = harness::hold_copy_once_started(&mut c, &schema, "_t_gho", &throttle).await;
     assert!(
         copied < rows,
         "the copy finished ({copied} rows) before it could be interrupted"

@@ -232,20 +232,7 @@ async fn ddl_on_an_odd_named_table_mid_copy_stops_the_migration_and_leaves_the_t
     let wraith = Running::start(&args);
     // Mid-copy (so the binlog stream surely runs), the copy is held and the table altered.
     let mut c = primary.conn().await;
-    let ghost_rows = format!(
-        "SELECT COUNT(*) FROM {}",
-        qualified(&schema, "_my-table_gho")
-    );
-    harness::eventually("the copy to start", Duration::from_secs(60), async || {
-        c.query_first::<u64, _>(&ghost_rows)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-            > 0
-    })
-    .await;
-    std::fs::write(&throttle, "").unwrap();
+    harness::hold_copy_once_started(&mut c, &schema, "_my-table_gho", &throttle).await;
     c.query_drop(format!(
         "ALTER TABLE {} ADD INDEX a_idx (a)",
         qualified(&schema, "my-table")

@@ -1,0 +1,890 @@
+//! Comparing the ghost table with the original before the swap.
+//!
+//! In: the [`Plan`], the apply loop's [`Control`], [`LoopStatus`] and [`KeyLog`], and the primary.
+//! Out: how many rows were compared ([`Compared`]), or [`ChecksumError::Differs`] naming up to
+//! ten keys whose rows differ. Invariant (design.md, 8): the run swaps only tables found equal,
+//! over the shared key and the compared columns, at one logical moment; writers on the original
+//! are blocked only while that moment is fixed, never longer than `--cut-over-lock-timeout-seconds`
+//! allows (and only briefly past it for the unlock).
+//!
+//! How (Spirit's design, with the cut-over's drain):
+//! 1. [`snapshot`]: `LOCK TABLES t WRITE` on a session with the cut-over's lock settings; a marker
+//!    written to the changelog and awaited through the binlog until every event before it is
+//!    applied (the apply loop then holds the events after it); `START TRANSACTION WITH CONSISTENT
+//!    SNAPSHOT` on N connections; unlock, and the loop applies what it held. Every snapshot then
+//!    sees `t` and `_t_gho` at the same logical moment, while writers and the applier go on. A
+//!    lock or drain that does not finish in time is released and the caller tries again later,
+//!    as the cut-over does.
+//! 2. [`compare_all`]: the key is walked in chunks read in the snapshot from `t`'s key index, the
+//!    first and the last chunk open-ended (so a row the ghost table holds outside `t`'s key range
+//!    is seen too); for each chunk, `COUNT(*)`, `BIT_XOR` and `SUM` of the `CRC32` of each row's
+//!    compared columns, on both tables. A chunk whose figures differ is compared row by row
+//!    (`NOT EXISTS` both ways, every compared column's exact bytes with `<=>`) to name the keys.
+//! 3. [`compare_keys`]: after a postponed cut-over, in a new snapshot, only the rows of the keys
+//!    the apply loop wrote since the previous snapshot ([`KeyLog`]), row by row; a log that
+//!    overflowed means [`compare_all`] again. What the application changed while the cut-over was
+//!    postponed is so verified again. Not seen: a change made to the ghost table behind wraith's
+//!    back, after the first snapshot, to a row nothing writes afterwards (only a full compare
+//!    would see it, and would cost as much as the first).
+//!
+//! Which columns are compared: every mapped column whose value the copy carries over without
+//! changing its text: the same type; an integer to an integer; text to text that is not `CHAR`
+//! (compared in the new character set, converted as the copy converts it); a binary string to a
+//! binary string that is not `BINARY`; an `ENUM` to an `ENUM` (by label). A column the ALTER
+//! retypes otherwise (a DECIMAL's scale, a temporal precision, FLOAT to DOUBLE, ...) changes its
+//! value on purpose: it is not compared, and the log names it. When the key's columns themselves
+//! change type or collation, key ranges would not select the same rows in both tables, so the
+//! whole table is compared as one chunk. With `--allow-skipped-rows`, a row of the original the
+//! ghost table lacks was dropped knowingly and is not held against it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Row, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{Control, KeyLog, LoopStatus, Touched};
+use crate::cutover::{self, CutOverError, CutOverSpec};
+use crate::failpoint;
+use crate::inspect::plan::Plan;
+use crate::inspect::schema::Column;
+use crate::mysql::{self, sql, ConnectError};
+use crate::progress::Progress;
+use crate::throttle::Gate;
+use crate::verify;
+
+/// How many differing keys a failed checksum names.
+pub const NAMED_KEYS: usize = 10;
+
+/// Keys compared per statement by [`compare_keys`].
+const KEYS_PER_BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChecksumError {
+    #[error("checksum: {step}: {source}")]
+    Sql {
+        step: &'static str,
+        source: mysql_async::Error,
+    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("checksum: {0}")]
+    Timeout(String),
+    #[error("checksum: the apply loop stopped")]
+    LoopGone,
+    #[error("checksum: {0}")]
+    Other(String),
+    #[error("the checksum before the swap found rows that differ between `{table}` and the ghost table `{ghost}`: {}{}. Nothing was swapped. The copy or the binlog apply lost or changed these rows (a bug in wraith: please report it with this log), or something else wrote to `{ghost}` during the migration. Run the migration again", keys.join(", "), if *more { ", and more" } else { "" })]
+    Differs {
+        table: String,
+        ghost: String,
+        /// The differing keys (`id=5`), at most [`NAMED_KEYS`]; or a key range whose rows differ
+        /// where no single row could be named.
+        keys: Vec<String>,
+        more: bool,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ChecksumError {
+    /// A failure that another attempt, with a new lock and snapshot, may not meet.
+    pub fn retry(&self) -> bool {
+        matches!(
+            self,
+            ChecksumError::Sql { .. } | ChecksumError::Connect(_) | ChecksumError::Timeout(_)
+        )
+    }
+}
+
+impl From<CutOverError> for ChecksumError {
+    fn from(e: CutOverError) -> Self {
+        match e {
+            CutOverError::Sql { step, source } => ChecksumError::Sql { step, source },
+            CutOverError::Timeout(m) => ChecksumError::Timeout(m),
+            CutOverError::Connect(e) => ChecksumError::Connect(e),
+            CutOverError::LoopGone => ChecksumError::LoopGone,
+            other => ChecksumError::Other(other.to_string()),
+        }
+    }
+}
+
+fn step(step: &'static str) -> impl FnOnce(mysql_async::Error) -> ChecksumError {
+    move |source| ChecksumError::Sql { step, source }
+}
+
+/// A mapped column the checksum compares, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComparedColumn {
+    pub original: String,
+    original_type: String,
+    pub ghost: String,
+    ghost_type: String,
+    /// The original's text converted to this character set (the ghost column's) first.
+    convert_to: Option<String>,
+    /// TEXT, BLOB or JSON: hashed as its CRC32 in the row's checksum.
+    large: bool,
+}
+
+impl ComparedColumn {
+    /// The bytes of the original's value, as the ghost table holds them.
+    fn original_bytes(&self, alias: &str) -> String {
+        self.convert_to
+            .as_deref()
+            .and_then(|cs| verify::converted_bytes(alias, &self.original, cs))
+            .unwrap_or_else(|| verify::exact_bytes(alias, &self.original, &self.original_type))
+    }
+
+    fn ghost_bytes(&self, alias: &str) -> String {
+        verify::exact_bytes(alias, &self.ghost, &self.ghost_type)
+    }
+}
+
+const INTEGERS: [&str; 5] = ["tinyint", "smallint", "mediumint", "int", "bigint"];
+const TEXTS: [&str; 6] = [
+    "char",
+    "varchar",
+    "tinytext",
+    "text",
+    "mediumtext",
+    "longtext",
+];
+const BINARIES: [&str; 6] = [
+    "binary",
+    "varbinary",
+    "tinyblob",
+    "blob",
+    "mediumblob",
+    "longblob",
+];
+const LARGE: [&str; 7] = [
+    "text",
+    "mediumtext",
+    "longtext",
+    "blob",
+    "mediumblob",
+    "longblob",
+    "json",
+];
+
+/// How the checksum compares `original`'s values with `ghost`'s, or `None` when the copy
+/// changes them on purpose (see the module's documentation).
+pub fn compared(original: &Column, ghost: &Column) -> Option<ComparedColumn> {
+    let (o, g) = (original.data_type.as_str(), ghost.data_type.as_str());
+    let same_charset = original.charset == ghost.charset;
+    let text = |t: &str| TEXTS.contains(&t);
+    let same_type = o == g && original.column_type == ghost.column_type && same_charset;
+    let convert = if same_type || INTEGERS.contains(&o) && INTEGERS.contains(&g) {
+        None
+    } else if (text(o) || o == "enum") && text(g) && (g != "char" || o == "char")
+        || (o == "enum" && g == "enum")
+    {
+        if same_charset {
+            None
+        } else {
+            Some(ghost.charset.clone()?)
+        }
+    } else if BINARIES.contains(&o) && BINARIES.contains(&g) && g != "binary" {
+        None
+    } else {
+        return None;
+    };
+    Some(ComparedColumn {
+        original: original.name.clone(),
+        original_type: o.to_string(),
+        ghost: ghost.name.clone(),
+        ghost_type: g.to_string(),
+        convert_to: convert,
+        large: LARGE.contains(&o) || LARGE.contains(&g),
+    })
+}
+
+/// What the checksum compares, fixed for the run.
+#[derive(Debug, Clone)]
+pub struct ChecksumSpec {
+    /// The primary, the tables and the lock timeout (the cut-over's).
+    pub lock: CutOverSpec,
+    /// The shared key: its index and columns in the original table.
+    pub index: String,
+    pub key: Vec<String>,
+    /// The same key in the ghost table.
+    pub ghost_index: Option<String>,
+    pub ghost_key: Vec<String>,
+    pub key_nullable: bool,
+    pub columns: Vec<ComparedColumn>,
+    /// Mapped columns the ALTER retypes, not compared.
+    pub skipped: Vec<String>,
+    /// Key ranges select the same rows in both tables (the key columns are alike).
+    pub chunked: bool,
+    pub chunk_rows: u64,
+    /// Snapshot connections, each comparing chunks in parallel.
+    pub connections: usize,
+    /// `--allow-skipped-rows`: rows of the original the ghost table lacks were dropped knowingly
+    /// (by the copy or the applier); only rows both tables hold, and rows only the ghost table
+    /// holds, are held against it.
+    pub allow_missing: bool,
+}
+
+impl ChecksumSpec {
+    pub fn new(plan: &Plan, lock: CutOverSpec, chunk_rows: u64, connections: usize) -> Self {
+        let mut columns = Vec::new();
+        let mut skipped = Vec::new();
+        for m in &plan.columns {
+            let pair = plan
+                .original
+                .column(&m.original)
+                .zip(plan.ghost.column(&m.ghost));
+            match pair.and_then(|(o, g)| compared(o, g)) {
+                Some(c) => columns.push(c),
+                None => skipped.push(m.original.clone()),
+            }
+        }
+        let chunked = plan
+            .key
+            .columns
+            .iter()
+            .zip(&plan.ghost_key_columns)
+            .all(
+                |(o, g)| match (plan.original.column(o), plan.ghost.column(g)) {
+                    (Some(o), Some(g)) => {
+                        o.column_type == g.column_type
+                            && o.charset == g.charset
+                            && o.collation == g.collation
+                    }
+                    _ => false,
+                },
+            );
+        let ghost_index = plan
+            .shared_unique_keys()
+            .into_iter()
+            .find(|(o, _)| o.name == plan.key.name)
+            .map(|(_, g)| g.name.clone());
+        ChecksumSpec {
+            lock,
+            index: plan.key.name.clone(),
+            key: plan.key.columns.clone(),
+            ghost_index,
+            ghost_key: plan.ghost_key_columns.clone(),
+            key_nullable: plan.original.index_is_nullable(&plan.key),
+            columns,
+            skipped,
+            chunked,
+            chunk_rows: chunk_rows.max(1),
+            connections: connections.max(1),
+            allow_missing: false,
+        }
+    }
+
+    fn table(&self) -> &str {
+        &self.lock.table
+    }
+
+    fn ghost(&self) -> &str {
+        &self.lock.ghost
+    }
+
+    fn schema(&self) -> &str {
+        &self.lock.schema
+    }
+
+    /// "Row `x` of the original and row `y` of the ghost hold the same compared bytes."
+    fn same(&self) -> String {
+        if self.columns.is_empty() {
+            return "TRUE".into();
+        }
+        self.columns
+            .iter()
+            .map(|c| format!("{} <=> {}", c.original_bytes("x"), c.ghost_bytes("y")))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    fn original_row(&self) -> String {
+        let exprs: Vec<(String, bool)> = self
+            .columns
+            .iter()
+            .map(|c| (c.original_bytes(""), c.large))
+            .collect();
+        sql::checksum_row(&exprs)
+    }
+
+    fn ghost_row(&self) -> String {
+        let exprs: Vec<(String, bool)> = self
+            .columns
+            .iter()
+            .map(|c| (c.ghost_bytes(""), c.large))
+            .collect();
+        sql::checksum_row(&exprs)
+    }
+}
+
+/// Connections reading the two tables at one logical moment.
+pub struct Snapshot {
+    conns: Vec<Conn>,
+    /// The keys the apply loop wrote between the previous snapshot and this one.
+    pub touched: Touched,
+    /// How long writers on the original table were blocked.
+    pub locked_for: Duration,
+}
+
+/// Takes the snapshot (step 1 of the module's documentation). On failure, nothing is locked and
+/// the apply loop applies again; [`ChecksumError::retry`] says whether to try again.
+pub async fn snapshot(
+    spec: &ChecksumSpec,
+    control: &watch::Sender<Control>,
+    status: &mut watch::Receiver<LoopStatus>,
+    keylog: &KeyLog,
+    token: &str,
+) -> Result<Snapshot, ChecksumError> {
+    let cut = &spec.lock;
+    let mut conns = Vec::with_capacity(spec.connections);
+    for _ in 0..spec.connections {
+        let mut c = mysql::connect(&cut.primary, &cut.creds).await?;
+        c.query_drop(sql::SNAPSHOT_SESSION)
+            .await
+            .map_err(step("setting up a snapshot connection"))?;
+        conns.push(c);
+    }
+    let mut lock = cutover::lock_session(cut).await?;
+    let mut marker = mysql::connect(&cut.primary, &cut.creds).await?;
+    let ids = if failpoint::armed() {
+        failpoint::Connections {
+            lock: cutover::connection_id(&mut lock).await?,
+            proof: cutover::connection_id(&mut marker).await?,
+            ..Default::default()
+        }
+    } else {
+        failpoint::Connections::default()
+    };
+    let started = Instant::now();
+    let held = async {
+        lock.query_drop(sql::lock_tables_write(&cut.schema, &[&cut.table]))
+            .await
+            .map_err(step("locking the original table"))?;
+        point("checksum:locked", spec, ids).await?;
+        let reserve = (cut.lock_timeout / 2).min(Duration::from_millis(500));
+        let until = started + cut.lock_timeout - reserve;
+        cutover::drain_to_marker(cut, &mut marker, control, status, token, until).await?;
+        point("checksum:drained", spec, ids).await?;
+        for result in join_all(conns.iter_mut().map(|c| c.query_drop(sql::START_SNAPSHOT))).await {
+            result.map_err(step("starting a consistent snapshot"))?;
+        }
+        // The loop holds every event after the marker: the log holds exactly the keys written
+        // before this snapshot.
+        Ok::<_, ChecksumError>(keylog.take())
+    }
+    .await;
+    // Whatever happened: nothing stays locked (the lock dies with its connection if UNLOCK
+    // cannot be sent) and the loop applies what it held.
+    let _ = lock.query_drop("UNLOCK TABLES").await;
+    drop(lock);
+    let locked_for = started.elapsed();
+    let resumed = control.send(Control::Apply).is_ok();
+    let touched = held?;
+    if !resumed {
+        return Err(ChecksumError::LoopGone);
+    }
+    Ok(Snapshot {
+        conns,
+        touched,
+        locked_for,
+    })
+}
+
+async fn point(
+    name: &str,
+    spec: &ChecksumSpec,
+    ids: failpoint::Connections,
+) -> Result<(), ChecksumError> {
+    failpoint::hit(name, &spec.lock.primary, &spec.lock.creds, ids)
+        .await
+        .map_err(ChecksumError::Timeout)
+}
+
+/// What a comparison covered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compared {
+    /// Rows of the original table compared (for [`compare_keys`]: keys compared).
+    pub rows: u64,
+    pub chunks: u64,
+}
+
+/// What the workers found so far.
+#[derive(Default)]
+struct Findings {
+    keys: Vec<String>,
+    more: bool,
+    compared: Compared,
+}
+
+/// The key range walked so far.
+struct Walker {
+    next_lo: Option<Vec<Value>>,
+    done: bool,
+}
+
+/// One chunk: `lo < key <= hi`, a missing side open.
+struct Range {
+    lo: Option<Vec<Value>>,
+    hi: Option<Vec<Value>>,
+}
+
+/// Compares the whole tables in `snapshot` (step 2 of the module's documentation). Waits on the
+/// throttle `gate` before each chunk, as the copy does.
+pub async fn compare_all(
+    spec: &ChecksumSpec,
+    snapshot: Snapshot,
+    gate: &Gate,
+    progress: &Arc<Progress>,
+    cancel: &CancellationToken,
+) -> Result<Compared, ChecksumError> {
+    let walker = Arc::new(tokio::sync::Mutex::new(Walker {
+        next_lo: None,
+        done: false,
+    }));
+    let findings = Arc::new(Mutex::new(Findings::default()));
+    let enough = Arc::new(AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (worker, conn) in snapshot.conns.into_iter().enumerate() {
+        let (spec, walker, findings, enough, gate, progress, cancel) = (
+            spec.clone(),
+            walker.clone(),
+            findings.clone(),
+            enough.clone(),
+            gate.clone(),
+            progress.clone(),
+            cancel.clone(),
+        );
+        tasks.spawn(async move {
+            let mut conn = conn;
+            let result = async {
+                loop {
+                    gate.wait_for_copy(worker, &cancel).await;
+                    if cancel.is_cancelled() {
+                        return Err(ChecksumError::Cancelled);
+                    }
+                    if enough.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    let range = next_range(&spec, &mut conn, &walker).await?;
+                    let Some(range) = range else {
+                        return Ok(());
+                    };
+                    compare_range(&spec, &mut conn, &range, &findings, &enough, &progress).await?;
+                }
+            }
+            .await;
+            let _ = conn.disconnect().await;
+            result
+        });
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = match joined {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => continue,
+        };
+        if let Err(e) = outcome {
+            if result.is_ok() {
+                result = Err(e);
+                tasks.abort_all();
+            }
+        }
+    }
+    result?;
+    let findings = std::mem::take(&mut *findings.lock().unwrap_or_else(|e| e.into_inner()));
+    verdict(spec, findings)
+}
+
+/// The outcome once every worker is done.
+fn verdict(spec: &ChecksumSpec, findings: Findings) -> Result<Compared, ChecksumError> {
+    if findings.keys.is_empty() {
+        return Ok(findings.compared);
+    }
+    Err(ChecksumError::Differs {
+        table: spec.table().to_string(),
+        ghost: spec.ghost().to_string(),
+        keys: findings.keys,
+        more: findings.more,
+    })
+}
+
+/// The next chunk, its upper boundary read (in the snapshot) from the original's key index.
+async fn next_range(
+    spec: &ChecksumSpec,
+    conn: &mut Conn,
+    walker: &tokio::sync::Mutex<Walker>,
+) -> Result<Option<Range>, ChecksumError> {
+    let mut w = walker.lock().await;
+    if w.done {
+        return Ok(None);
+    }
+    let lo = w.next_lo.clone();
+    if !spec.chunked {
+        w.done = true;
+        return Ok(Some(Range { lo: None, hi: None }));
+    }
+    let (query, lo_order) = sql::key_after(
+        spec.schema(),
+        spec.table(),
+        &spec.index,
+        &spec.key,
+        lo.is_some(),
+        spec.chunk_rows,
+    );
+    let params = params(&lo_order, lo.as_deref(), &[], None);
+    let end: Option<Row> = conn
+        .exec_first(query, params)
+        .await
+        .map_err(step("reading the next chunk boundary"))?;
+    let hi = end.map(Row::unwrap);
+    match &hi {
+        Some(hi) => w.next_lo = Some(hi.clone()),
+        None => w.done = true,
+    }
+    Ok(Some(Range { lo, hi }))
+}
+
+fn params(
+    lo_order: &[usize],
+    lo: Option<&[Value]>,
+    hi_order: &[usize],
+    hi: Option<&[Value]>,
+) -> Params {
+    let mut values = Vec::new();
+    if let Some(lo) = lo {
+        values.extend(lo_order.iter().map(|&i| lo[i].clone()));
+    }
+    if let Some(hi) = hi {
+        values.extend(hi_order.iter().map(|&i| hi[i].clone()));
+    }
+    if values.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(values)
+    }
+}
+
+/// Compares one chunk by its figures, and row by row if they differ.
+async fn compare_range(
+    spec: &ChecksumSpec,
+    conn: &mut Conn,
+    range: &Range,
+    findings: &Mutex<Findings>,
+    enough: &AtomicBool,
+    progress: &Progress,
+) -> Result<(), ChecksumError> {
+    let (lo, hi) = (range.lo.as_deref(), range.hi.as_deref());
+    let (t_range, lo_order, hi_order) = sql::key_range(&spec.key, lo.is_some(), hi.is_some());
+    let (g_range, ..) = sql::key_range(&spec.ghost_key, lo.is_some(), hi.is_some());
+    let p = || params(&lo_order, lo, &hi_order, hi);
+    let figures = |table: &str, index: Option<&str>, row: &str, range: &str| {
+        sql::checksum_rows(spec.schema(), table, index, row, range)
+    };
+    let original: Option<Row> = conn
+        .exec_first(
+            figures(
+                spec.table(),
+                spec.chunked.then_some(spec.index.as_str()),
+                &spec.original_row(),
+                &t_range,
+            ),
+            p(),
+        )
+        .await
+        .map_err(step("checksumming a chunk of the original table"))?;
+    let ghost: Option<Row> = conn
+        .exec_first(
+            figures(
+                spec.ghost(),
+                spec.ghost_index.as_deref().filter(|_| spec.chunked),
+                &spec.ghost_row(),
+                &g_range,
+            ),
+            p(),
+        )
+        .await
+        .map_err(step("checksumming a chunk of the ghost table"))?;
+    let (original, ghost) = (
+        original.map(Row::unwrap).unwrap_or_default(),
+        ghost.map(Row::unwrap).unwrap_or_default(),
+    );
+    let rows = original
+        .first()
+        .cloned()
+        .and_then(|v| mysql_async::from_value_opt::<u64>(v).ok())
+        .unwrap_or(0);
+    progress.rows_checksummed.fetch_add(rows, Ordering::Relaxed);
+    let mut keys = Vec::new();
+    if original != ghost {
+        keys = differing_keys(spec, conn, &t_range, &g_range, p).await?;
+        // (With rows allowed to be missing, a missing row explains the figures.)
+        if keys.is_empty() && !spec.allow_missing {
+            keys.push(format!(
+                "the rows with keys {} (their checksums differ, though no single row was found)",
+                describe_range(spec, range)
+            ));
+        }
+    }
+    let mut f = findings.lock().unwrap_or_else(|e| e.into_inner());
+    f.compared.rows += rows;
+    f.compared.chunks += 1;
+    add_keys(&mut f, keys, enough);
+    Ok(())
+}
+
+fn add_keys(f: &mut Findings, keys: Vec<String>, enough: &AtomicBool) {
+    for key in keys {
+        if f.keys.len() < NAMED_KEYS {
+            f.keys.push(key);
+        } else {
+            f.more = true;
+        }
+    }
+    if f.keys.len() >= NAMED_KEYS {
+        enough.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Keys of rows matching the conditions that are missing from either table, or differ.
+async fn differing_keys(
+    spec: &ChecksumSpec,
+    conn: &mut Conn,
+    t_where: &str,
+    g_where: &str,
+    params: impl Fn() -> Params,
+) -> Result<Vec<String>, ChecksumError> {
+    let same = spec.same();
+    let in_t = sql::rows_not_in(
+        spec.schema(),
+        spec.table(),
+        &spec.key,
+        spec.ghost(),
+        &spec.ghost_key,
+        t_where,
+        Some(&same),
+        spec.allow_missing,
+        NAMED_KEYS as u64 + 1,
+    );
+    let rows: Vec<Row> = conn
+        .exec(in_t, params())
+        .await
+        .map_err(step("finding the rows that differ"))?;
+    let mut keys: Vec<String> = rows
+        .into_iter()
+        .map(|r| describe_key(&spec.key, &r.unwrap()))
+        .collect();
+    let in_ghost = sql::rows_not_in(
+        spec.schema(),
+        spec.ghost(),
+        &spec.ghost_key,
+        spec.table(),
+        &spec.key,
+        g_where,
+        None,
+        false,
+        NAMED_KEYS as u64 + 1,
+    );
+    let rows: Vec<Row> = conn
+        .exec(in_ghost, params())
+        .await
+        .map_err(step("finding the rows only the ghost table holds"))?;
+    keys.extend(rows.into_iter().map(|r| {
+        format!(
+            "{} (only in the ghost table)",
+            describe_key(&spec.ghost_key, &r.unwrap())
+        )
+    }));
+    Ok(keys)
+}
+
+/// Compares, in `snapshot`, the rows of `keys` (SQL literals of the original's key columns),
+/// row by row (step 3 of the module's documentation).
+pub async fn compare_keys(
+    spec: &ChecksumSpec,
+    snapshot: Snapshot,
+    keys: Vec<Vec<String>>,
+    cancel: &CancellationToken,
+) -> Result<Compared, ChecksumError> {
+    let batches: Vec<Vec<Vec<String>>> = keys.chunks(KEYS_PER_BATCH).map(|c| c.to_vec()).collect();
+    let queue = Arc::new(Mutex::new(batches));
+    let findings = Arc::new(Mutex::new(Findings::default()));
+    let enough = Arc::new(AtomicBool::new(false));
+    let workers = snapshot.conns.into_iter().map(|mut conn| {
+        let (queue, findings, enough) = (queue.clone(), findings.clone(), enough.clone());
+        async move {
+            let result = async {
+                loop {
+                    if cancel.is_cancelled() {
+                        return Err(ChecksumError::Cancelled);
+                    }
+                    let batch = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let Some(batch) = batch else {
+                        return Ok(());
+                    };
+                    if enough.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    let t_where = sql::keys_condition(&spec.key, &batch, spec.key_nullable);
+                    let g_where = sql::keys_condition(&spec.ghost_key, &batch, spec.key_nullable);
+                    let keys =
+                        differing_keys(spec, &mut conn, &t_where, &g_where, || Params::Empty)
+                            .await?;
+                    let mut f = findings.lock().unwrap_or_else(|e| e.into_inner());
+                    f.compared.rows += batch.len() as u64;
+                    f.compared.chunks += 1;
+                    add_keys(&mut f, keys, &enough);
+                }
+            }
+            .await;
+            let _ = conn.disconnect().await;
+            result
+        }
+    });
+    for result in join_all(workers).await {
+        result?;
+    }
+    let findings = std::mem::take(&mut *findings.lock().unwrap_or_else(|e| e.into_inner()));
+    verdict(spec, findings)
+}
+
+/// `id=5`, or `(a=1, b='x')` for a key of several columns.
+fn describe_key(columns: &[String], values: &[Value]) -> String {
+    let parts: Vec<String> = columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| format!("{c}={}", describe_value(v)))
+        .collect();
+    if parts.len() == 1 {
+        parts.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+fn describe_range(spec: &ChecksumSpec, range: &Range) -> String {
+    let side = |v: &Option<Vec<Value>>| {
+        v.as_ref()
+            .map_or("-".to_string(), |v| describe_key(&spec.key, v))
+    };
+    format!("after {} up to {}", side(&range.lo), side(&range.hi))
+}
+
+/// A value as a person reads it: numbers as they are, text quoted, other bytes in hex.
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::NULL => "NULL".into(),
+        Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) if !s.chars().any(char::is_control) => format!("'{s}'"),
+            _ => format!(
+                "0x{}",
+                b.iter().map(|x| format!("{x:02X}")).collect::<String>()
+            ),
+        },
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Double(d) => d.to_string(),
+        other => other.as_sql(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, data_type: &str, column_type: &str, charset: Option<&str>) -> Column {
+        Column {
+            name: name.into(),
+            data_type: data_type.into(),
+            column_type: column_type.into(),
+            nullable: true,
+            charset: charset.map(String::from),
+            collation: None,
+            generated: false,
+            info: crate::binlog::ColumnInfo::from_information_schema(
+                name,
+                data_type,
+                column_type,
+                charset,
+                None,
+                None,
+                "",
+            ),
+        }
+    }
+
+    #[test]
+    fn columns_whose_text_the_copy_keeps_are_compared_and_retyped_ones_are_not() {
+        let c = |t: &str, ct: &str| column("c", t, ct, None);
+        let s = |t: &str, ct: &str, cs: &str| column("c", t, ct, Some(cs));
+        // The same type, integers widened, text lengthened: bytes as they are.
+        for (o, g) in [
+            (c("decimal", "decimal(10,2)"), c("decimal", "decimal(10,2)")),
+            (c("int", "int(11)"), c("bigint", "bigint(20) unsigned")),
+            (
+                s("varchar", "varchar(10)", "utf8mb4"),
+                s("text", "text", "utf8mb4"),
+            ),
+            (c("varbinary", "varbinary(4)"), c("blob", "blob")),
+            (
+                s("enum", "enum('a')", "utf8mb4"),
+                s("enum", "enum('a','b')", "utf8mb4"),
+            ),
+        ] {
+            let m = compared(&o, &g).unwrap_or_else(|| panic!("{o:?} -> {g:?}"));
+            assert_eq!(m.convert_to, None);
+        }
+        // A new character set: the original converted as the copy converts it.
+        let m = compared(
+            &s("varchar", "varchar(10)", "latin1"),
+            &s("varchar", "varchar(10)", "utf8mb4"),
+        )
+        .unwrap();
+        assert_eq!(m.convert_to.as_deref(), Some("utf8mb4"));
+        assert_eq!(
+            m.original_bytes("x"),
+            "CAST(CONVERT(x.`c` USING utf8mb4) AS BINARY)"
+        );
+        // Values the copy changes on purpose (or pads): not compared.
+        for (o, g) in [
+            (c("decimal", "decimal(10,2)"), c("decimal", "decimal(10,4)")),
+            (c("datetime", "datetime(3)"), c("datetime", "datetime(6)")),
+            (c("float", "float"), c("double", "double")),
+            (
+                s("varchar", "varchar(10)", "utf8mb4"),
+                s("char", "char(10)", "utf8mb4"),
+            ),
+            (c("varbinary", "varbinary(4)"), c("binary", "binary(4)")),
+            (c("int", "int(11)"), s("varchar", "varchar(10)", "utf8mb4")),
+            (
+                s("set", "set('x','y')", "utf8mb4"),
+                s("set", "set('y','x')", "utf8mb4"),
+            ),
+        ] {
+            assert_eq!(compared(&o, &g), None, "{o:?} -> {g:?}");
+        }
+        assert!(
+            compared(&c("json", "json"), &c("json", "json"))
+                .unwrap()
+                .large
+        );
+    }
+
+    #[test]
+    fn keys_are_described_for_people() {
+        assert_eq!(describe_key(&["id".into()], &[Value::Int(5)]), "id=5");
+        assert_eq!(
+            describe_key(
+                &["a".into(), "b".into()],
+                &[Value::Bytes(b"x".to_vec()), Value::Bytes(vec![0, 255])]
+            ),
+            "(a='x', b=0x00FF)"
+        );
+    }
+}

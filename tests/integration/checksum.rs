@@ -1,0 +1,289 @@
+//! The checksum before the swap (`src/checksum.rs`): a clean run under writers passes it and
+//! swaps; a row that differs in the ghost table (planted behind wraith's back, where neither the
+//! copy nor the applier rewrites it) stops the run before the swap, named by its key; with
+//! `--skip-checksum` the same difference is swapped in, and the log says the checksum was
+//! skipped; a postponed run compares again the rows that changed while it was postponed, and a
+//! difference on one of them stops it; a snapshot attempt that fails is released and retried.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::compare::{assert_migrated, differences};
+use crate::faults::postponed;
+use crate::harness::{self, migrate_args, servers, stderr, tables, Running, WRAITH_RUN_LIMIT};
+use crate::migrate::{by_id, setup, small_values, SMALL, SMALL_COLUMNS};
+use crate::writers::{under_writes, Writers, PACE};
+
+/// An ALTER harmless to the rows, visible in the table's comment: `t` and `mirror` keep the same
+/// columns, so they can be compared whether or not the swap happened.
+const COMMENT: &str = "COMMENT='migrated'";
+
+/// The rows the checksum compared, from its log line (`checksum passed: N rows ...`).
+fn rows_checksummed(log: &str) -> Option<u64> {
+    let rest = log.split("checksum passed: ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// `t`'s table comment (None when `t` is missing).
+async fn comment(schema: &str) -> Option<String> {
+    let mut c = servers().primary.conn().await;
+    c.exec_first(
+        "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't'",
+        (schema,),
+    )
+    .await
+    .unwrap()
+}
+
+/// Only `t` and `mirror` are left: no helper table.
+async fn assert_no_helper_tables(schema: &str, log: &str) {
+    let left = tables(&servers().primary, schema).await;
+    assert!(
+        left.iter().all(|t| t == "t" || t == "mirror"),
+        "tables left: {left:?}\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clean_run_under_writes_passes_the_checksum_and_swaps() {
+    let schema = harness::fresh_schema("checksum_clean").await;
+    // `b` moves to another character set: compared as the copy converts it.
+    let alter = "MODIFY b VARCHAR(64) CHARACTER SET utf16 NOT NULL, ADD COLUMN d INT";
+    setup(&schema, SMALL, alter, 2_000, &SMALL_COLUMNS, small_values).await;
+    // Small chunks: the checksum walks many of them (ten copy chunks each).
+    let args = migrate_args(&schema, "t", alter, &["--chunk-size=20"]);
+    let (out, stats, _) = under_writes(
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+        harness::run_wraith(&args),
+    )
+    .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    let rows = rows_checksummed(&log).unwrap_or_else(|| panic!("no checksum line:\n{log}"));
+    assert!(rows >= 2_000, "the checksum compared {rows} rows\n{log}");
+    assert!(
+        log.contains("row copy: ") && log.contains("of the copy time"),
+        "the checksum's cost is reported beside the copy time\n{log}"
+    );
+    assert_migrated(&schema, &["id"]).await;
+    eprintln!(
+        "clean run: checksum over {rows} rows; writers {}",
+        stats.summary()
+    );
+}
+
+/// Migrates `schema`.t (1,000 rows) with `extra` flags after planting two differences in the
+/// ghost table before the copy ends: row 500 with another `a`, and row 5000000, which `t` does
+/// not have. The copy skips a row the ghost table already holds (`INSERT IGNORE`) and no writer
+/// touches either key, so nothing but a comparison can see them. Returns wraith's output.
+async fn run_with_planted_difference(schema: &str, extra: &[&str]) -> std::process::Output {
+    setup(schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
+    // The throttle flag holds the copy until the difference is planted.
+    let throttle = tempfile::NamedTempFile::new().unwrap();
+    let throttle_arg = format!("--throttle-flag-file={}", throttle.path().display());
+    let mut flags = vec!["--chunk-size=10", throttle_arg.as_str()];
+    flags.extend(extra);
+    let args = migrate_args(schema, "t", COMMENT, &flags);
+    let running = Running::start(&args);
+    let primary = &servers().primary;
+    harness::eventually(
+        "the ghost table to be created",
+        Duration::from_secs(60),
+        async || {
+            tables(primary, schema)
+                .await
+                .contains(&"_t_gho".to_string())
+        },
+    )
+    .await;
+    let mut c = primary.conn().await;
+    c.query_drop(format!(
+        "USE `{schema}`; \
+         INSERT INTO _t_gho (id, a, b, c) SELECT id, a + 1, b, c FROM t WHERE id = 500 \
+         ON DUPLICATE KEY UPDATE a = VALUES(a); \
+         INSERT INTO _t_gho (id, a, b, c) VALUES (5000000, 1, 'planted', NULL)"
+    ))
+    .await
+    .unwrap();
+    drop(throttle);
+    running.finish(WRAITH_RUN_LIMIT).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_that_differs_in_the_ghost_table_stops_the_run_before_the_swap_named_by_its_key() {
+    let schema = harness::fresh_schema("checksum_planted").await;
+    let out = run_with_planted_difference(&schema, &[]).await;
+    let log = stderr(&out);
+    assert!(!out.status.success(), "wraith swapped:\n{log}");
+    assert!(
+        log.contains("found rows that differ") && log.contains("id=500"),
+        "the changed row is not named:\n{log}"
+    );
+    assert!(
+        log.contains("id=5000000 (only in the ghost table)"),
+        "the extra row is not named:\n{log}"
+    );
+    assert!(log.contains("untouched"), "{log}");
+    assert_eq!(comment(&schema).await.as_deref(), Some(""), "{log}");
+    let (count, samples) = differences(&servers().primary, &schema, "t", "mirror", &["id"]).await;
+    assert_eq!(count, 0, "t changed:\n{}\n{log}", samples.join("\n"));
+    assert_no_helper_tables(&schema, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_skip_checksum_the_same_difference_is_swapped_in_and_the_log_says_so() {
+    let schema = harness::fresh_schema("checksum_skipped").await;
+    let out = run_with_planted_difference(&schema, &["--skip-checksum"]).await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("checksum skipped (--skip-checksum)"), "{log}");
+    assert!(rows_checksummed(&log).is_none(), "{log}");
+    assert_eq!(comment(&schema).await.as_deref(), Some("migrated"));
+    // What the checksum would have stopped: t now holds the planted rows.
+    let (count, _) = differences(&servers().primary, &schema, "t", "mirror", &["id"]).await;
+    assert_eq!(count, 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postponed_run_compares_again_the_rows_changed_while_postponed_and_swaps() {
+    let schema = harness::fresh_schema("checksum_postponed").await;
+    setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
+    let primary = &servers().primary;
+    let writers = Writers::start(
+        primary,
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+    )
+    .await;
+    let (running, flag) = postponed(&schema, migrate_args(&schema, "t", COMMENT, &[])).await;
+    assert!(
+        writers.wait_for_commits(30, Duration::from_secs(60)).await,
+        "the writers did not write while the cut-over was postponed"
+    );
+    drop(flag);
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let log = stderr(&out);
+    assert!(writers.wait_for_commits(10, Duration::from_secs(15)).await);
+    let stats = writers.stop().await;
+    assert!(out.status.success(), "{log}");
+    let again: u64 = log
+        .split("checksum: re-verified ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no re-verification:\n{log}"));
+    assert!(
+        again > 0,
+        "no changed row was compared again (writers {})\n{log}",
+        stats.summary()
+    );
+    assert_migrated(&schema, &["id"]).await;
+    eprintln!(
+        "postponed: {again} rows compared again; writers {}",
+        stats.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_difference_on_a_row_changed_while_postponed_stops_the_run_before_the_swap() {
+    let schema = harness::fresh_schema("checksum_postponed_planted").await;
+    setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
+    let primary = &servers().primary;
+    let writers = Writers::start(
+        primary,
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+    )
+    .await;
+    let (running, flag) = postponed(&schema, migrate_args(&schema, "t", COMMENT, &[])).await;
+    // While postponed, the application writes rows 4000000 and 4000001 (no writer uses these
+    // ids); once the applier has brought them to the ghost table, the ghost's copy of the first
+    // is changed and the second is deleted.
+    let mut c = primary.conn().await;
+    c.query_drop(format!(
+        "USE `{schema}`; START TRANSACTION; \
+         INSERT INTO t (id, a, b) VALUES (4000000, 7, 'late'), (4000001, 7, 'late'); \
+         INSERT INTO mirror (id, a, b) VALUES (4000000, 7, 'late'), (4000001, 7, 'late'); COMMIT"
+    ))
+    .await
+    .unwrap();
+    harness::eventually(
+        "the applier to write rows 4000000 and 4000001 to the ghost table",
+        Duration::from_secs(60),
+        async || {
+            let n: Option<u64> = c
+                .query_first(format!(
+                    "SELECT COUNT(*) FROM `{schema}`._t_gho WHERE id IN (4000000, 4000001) AND a = 7"
+                ))
+                .await
+                .unwrap();
+            n == Some(2)
+        },
+    )
+    .await;
+    c.query_drop(format!(
+        "UPDATE `{schema}`._t_gho SET a = 8 WHERE id = 4000000; \
+         DELETE FROM `{schema}`._t_gho WHERE id = 4000001"
+    ))
+    .await
+    .unwrap();
+    drop(flag);
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let log = stderr(&out);
+    let stats = writers.stop().await;
+    assert!(!out.status.success(), "wraith swapped:\n{log}");
+    assert!(
+        log.contains("found rows that differ") && log.contains("id=4000000"),
+        "the changed row is not named:\n{log}"
+    );
+    assert!(
+        log.contains("id=4000001"),
+        "the row missing from the ghost table is not named:\n{log}"
+    );
+    assert!(log.contains("untouched"), "{log}");
+    assert_eq!(comment(&schema).await.as_deref(), Some(""), "{log}");
+    let (count, samples) = differences(primary, &schema, "t", "mirror", &["id"]).await;
+    assert_eq!(count, 0, "t lost writes:\n{}\n{log}", samples.join("\n"));
+    assert_no_helper_tables(&schema, &log).await;
+    eprintln!("caught while postponed; writers {}", stats.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_attempt_that_fails_after_the_drain_is_released_and_tried_again() {
+    let schema = harness::fresh_schema("checksum_retry").await;
+    setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
+    let args = migrate_args(&schema, "t", COMMENT, &[]);
+    // The first attempt fails while it holds the lock and the applier holds the events after
+    // its marker: both must be released, and the held events applied.
+    let run = async {
+        Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "checksum:drained:fail")])
+            .finish(WRAITH_RUN_LIMIT)
+            .await
+    };
+    let (out, stats, _) = under_writes(
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+        run,
+    )
+    .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("checksum: taking the snapshot failed (attempt 1)"),
+        "{log}"
+    );
+    assert!(rows_checksummed(&log).is_some(), "{log}");
+    assert_migrated(&schema, &["id"]).await;
+    eprintln!("retried snapshot; writers {}", stats.summary());
+}

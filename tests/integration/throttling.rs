@@ -1,0 +1,213 @@
+//! Throttling: while a source says so, wraith neither copies rows nor applies binlog events to
+//! the ghost table (gh-ost's throttle.md), says why, and finishes once the source lets go; the
+//! critical load stops the run and leaves the original as it was.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wraith::mysql::sql::qualified;
+
+use crate::compare::assert_migrated;
+use crate::harness::{
+    self, eventually, fresh_schema, migrate_args, primary_sql, servers, stderr, tables, Running,
+};
+use crate::migrate::SMALL;
+
+const ALTER: &str = "ADD COLUMN d INT";
+
+/// A table of 3000 rows in a fresh schema, and a one-row table `gate` for throttle queries.
+async fn setup(name: &str) -> String {
+    let schema = fresh_schema(&format!("throttle_{name}")).await;
+    primary_sql(
+        &schema,
+        &[
+            SMALL,
+            "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_3000",
+            "CREATE TABLE gate (id INT PRIMARY KEY)",
+            "INSERT INTO gate VALUES (1)",
+        ],
+    )
+    .await;
+    schema
+}
+
+/// Starts wraith on `schema`.`t` with `flags`, waits until its data path runs (its heartbeat is
+/// written), writes to `t`, and checks that after three seconds neither a copied row nor an
+/// applied event is in the ghost table.
+async fn start_held(schema: &str, flags: &[&str]) -> Running {
+    let args = migrate_args(schema, "t", ALTER, flags);
+    let mut wraith = Running::start(&args);
+    let mut c = servers().primary.conn().await;
+    let heartbeat = format!(
+        "SELECT COUNT(*) FROM {} WHERE hint = 'heartbeat'",
+        qualified(schema, "_t_ghc")
+    );
+    eventually(
+        "wraith's heartbeat (its data path runs), or its end",
+        Duration::from_secs(60),
+        async || {
+            wraith.exited() || c.query_first::<u64, _>(&heartbeat).await.ok().flatten() > Some(0)
+        },
+    )
+    .await;
+    if wraith.exited() {
+        let out = wraith.finish(Duration::from_secs(5)).await;
+        panic!("wraith ended before it was throttled:\n{}", stderr(&out));
+    }
+    c.query_drop(format!(
+        "UPDATE {} SET a = a + 1 WHERE id <= 10",
+        qualified(schema, "t")
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO {} (a, b) VALUES (-1, 'while throttled')",
+        qualified(schema, "t")
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ghost: u64 = c
+        .query_first(format!(
+            "SELECT COUNT(*) FROM {}",
+            qualified(schema, "_t_gho")
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ghost, 0,
+        "rows reached the ghost table while throttled (copied or applied)"
+    );
+    assert!(!wraith.exited(), "wraith ended while throttled");
+    wraith
+}
+
+/// Waits for the released run, checks it said why it was throttled, and that `t` is the
+/// natively altered mirror.
+async fn finish_released(schema: &str, wraith: Running, reason: &str) {
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("throttled: {reason}")), "{err}");
+    primary_sql(
+        schema,
+        &[
+            "CREATE TABLE mirror LIKE _t_del",
+            "INSERT INTO mirror SELECT * FROM _t_del",
+            &format!("ALTER TABLE mirror {ALTER}"),
+        ],
+    )
+    .await;
+    assert_migrated(schema, &["id"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttle_flag_file_holds_the_copy_and_the_applier_until_it_is_removed() {
+    let schema = setup("flag_file").await;
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("throttle");
+    std::fs::write(&flag, "").unwrap();
+    let wraith = start_held(
+        &schema,
+        &[&format!("--throttle-flag-file={}", flag.display())],
+    )
+    .await;
+    std::fs::remove_file(&flag).unwrap();
+    finish_released(&schema, wraith, "flag-file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttle_query_returning_non_zero_holds_the_migration() {
+    let schema = setup("query").await;
+    let query = format!(
+        "--throttle-query=SELECT COUNT(*) FROM {}",
+        qualified(&schema, "gate")
+    );
+    let wraith = start_held(&schema, &[&query]).await;
+    primary_sql(&schema, &["DELETE FROM gate"]).await;
+    finish_released(&schema, wraith, "throttle-query").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttle_http_endpoint_holds_the_migration_until_it_answers_200() {
+    let schema = setup("http").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = Arc::new(AtomicBool::new(true));
+    let server_hold = hold.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let answer: &[u8] = if server_hold.load(Ordering::Relaxed) {
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            };
+            let _ = s.write_all(answer).await;
+        }
+    });
+    let url = format!("--throttle-http=http://127.0.0.1:{port}/throttle");
+    let wraith = start_held(&schema, &[&url, "--throttle-http-interval-millis=100"]).await;
+    hold.store(false, Ordering::Relaxed);
+    finish_released(&schema, wraith, "throttle-http").await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_load_throttles_while_a_status_variable_reaches_its_threshold() {
+    // Threads_running counts the query that reads it: at least 1, always.
+    let schema = setup("max_load").await;
+    let wraith = start_held(&schema, &["--max-load=Threads_running=1"]).await;
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(wraith.pid() as i32, libc::SIGTERM) };
+    let out = wraith.finish(Duration::from_secs(60)).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("throttled: max-load Threads_running="),
+        "{err}"
+    );
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["gate", "t"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn critical_load_met_twice_stops_the_migration_and_leaves_the_table_untouched() {
+    let schema = setup("critical").await;
+    let before = harness::table_checksum(&servers().primary, &schema, "t").await;
+    // Held by a flag file (never removed), so the run is surely mid-way when the load is checked.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("throttle");
+    std::fs::write(&flag, "").unwrap();
+    let args = migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[
+            "--critical-load=Threads_running=1",
+            "--critical-load-interval-millis=200",
+            &format!("--throttle-flag-file={}", flag.display()),
+        ],
+    );
+    let out = Running::start(&args).finish(Duration::from_secs(120)).await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("critical-load met (Threads_running="),
+        "the error names the critical load: {err}"
+    );
+    assert!(err.contains("met again after 200 ms"), "{err}");
+    assert!(err.contains("no helper tables were left behind"), "{err}");
+    assert_eq!(tables(&servers().primary, &schema).await, vec!["gate", "t"]);
+    assert_eq!(
+        harness::table_checksum(&servers().primary, &schema, "t").await,
+        before
+    );
+}
