@@ -65,6 +65,8 @@ pub enum CutOverError {
     LoopGone,
     #[error("cut-over: {0}")]
     Restored(String),
+    #[error("cut-over: {0} change(s) to the original table came through the binlog after the marker, more than wraith holds in memory; nothing was swapped, will retry")]
+    HeldOverLimit(usize),
 }
 
 fn step(step: &'static str) -> impl FnOnce(mysql_async::Error) -> CutOverError {
@@ -306,6 +308,7 @@ impl<'a> Attempt<'a> {
         if !proven {
             return Err(CutOverError::NotProven);
         }
+        held_within_limit(status)?;
         self.point("atomic:proven").await?;
         self.a
             .query_drop("UNLOCK TABLES")
@@ -343,6 +346,7 @@ impl<'a> Attempt<'a> {
         self.point("two-step:locked").await?;
         let drain_until = self.deadline();
         drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        held_within_limit(status)?;
         self.point("two-step:drained").await?;
         self.a
             .query_drop(sql::alter_rename(&spec.schema, &spec.table, &spec.old))
@@ -477,6 +481,11 @@ async fn prove(
     let seen = tokio::time::timeout(RENAME_PROOF_WAIT, async {
         loop {
             if status.borrow().rename_seen {
+                return Some(status.borrow().held_after_marker);
+            }
+            if status.borrow().held_over_limit {
+                // The loop holds no more (nor reads on to the RENAME): these changes to the
+                // original table came after the marker, before the swap.
                 return Some(status.borrow().held_after_marker);
             }
             if status.changed().await.is_err() {
@@ -659,6 +668,16 @@ pub(crate) async fn drain_to_marker(
     })?
 }
 
+/// Before the step that swaps: the apply loop has not had to stop holding the original table's
+/// changes that came after the marker (the swap would lose them).
+fn held_within_limit(status: &watch::Receiver<LoopStatus>) -> Result<(), CutOverError> {
+    let s = status.borrow();
+    if s.held_over_limit {
+        return Err(CutOverError::HeldOverLimit(s.held_after_marker));
+    }
+    Ok(())
+}
+
 /// Polls until connection `id` is waiting for a metadata lock, up to `until`.
 async fn wait_for_state(c: &mut Conn, id: u64, until: Instant) -> Result<bool, CutOverError> {
     loop {
@@ -719,5 +738,68 @@ async fn drop_sentry(spec: &CutOverSpec) {
                 .query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> CutOverSpec {
+        CutOverSpec {
+            primary: Endpoint {
+                host: "127.0.0.1".into(),
+                port: 3306,
+            },
+            creds: Credentials {
+                user: "root".into(),
+                password: String::new(),
+                charset: "utf8mb4".into(),
+                tls: None,
+                connect_timeout: Duration::from_secs(1),
+            },
+            flavor: Flavor::parse("10.11.6-MariaDB", ""),
+            schema: "d".into(),
+            table: "t".into(),
+            ghost: "_t_gho".into(),
+            old: "_t_del".into(),
+            changelog: "_t_ghc".into(),
+            lock_timeout: Duration::from_secs(3),
+        }
+    }
+
+    fn over_limit(n: usize) -> LoopStatus {
+        LoopStatus {
+            marker_applied: Some("m".into()),
+            held_after_marker: n,
+            rename_seen: false,
+            held_over_limit: true,
+        }
+    }
+
+    #[test]
+    fn a_loop_that_held_too_much_stops_the_swap_before_it_happens() {
+        let (_tx, rx) = watch::channel(over_limit(7));
+        assert!(matches!(
+            held_within_limit(&rx),
+            Err(CutOverError::HeldOverLimit(7))
+        ));
+        let (_tx, rx) = watch::channel(LoopStatus::default());
+        assert!(held_within_limit(&rx).is_ok());
+    }
+
+    #[tokio::test]
+    async fn after_a_swap_a_loop_that_held_too_much_is_reported_at_once_as_lost_writes() {
+        let (_tx, mut rx) = watch::channel(over_limit(9));
+        let started = Instant::now();
+        let outcome = prove(&spec(), &mut rx, Duration::ZERO, None).await;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::SwappedUnproven(CutOverError::LostWrites(9, _))
+            ),
+            "{outcome:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

@@ -48,6 +48,9 @@ pub enum PathError {
     Other(String),
 }
 
+/// The largest binlog event the streamer accepts: the largest packet the protocol allows.
+const BINLOG_PACKET: usize = 1 << 30;
+
 /// The running tasks of the data path.
 pub struct DataPath {
     pub control: watch::Sender<Control>,
@@ -116,11 +119,16 @@ impl DataPath {
                 columns: changelog_columns(iconn, db, &cfg.changelog_table()).await?,
             },
         ];
-        let mut stream_config = StreamConfig::new(
-            mysql::opts(servers.inspected, &Credentials::inspected(cfg)),
-            cfg.flags.replica_server_id,
-            position,
-        );
+        // The server sends binlog events of up to 1 GB whatever its max_allowed_packet (an update
+        // of a row carries two images of it); the driver would otherwise refuse what does not
+        // fit the server's setting.
+        let stream_opts = mysql_async::OptsBuilder::from_opts(mysql::opts(
+            servers.inspected,
+            &Credentials::inspected(cfg),
+        ))
+        .max_allowed_packet(Some(BINLOG_PACKET));
+        let mut stream_config =
+            StreamConfig::new(stream_opts.into(), cfg.flags.replica_server_id, position);
         stream_config.max_reconnects = if cfg.flags.binlogsyncer_max_reconnect_attempts > 0 {
             cfg.flags.binlogsyncer_max_reconnect_attempts
         } else {
@@ -151,6 +159,7 @@ impl DataPath {
             changelog: cfg.changelog_table(),
             names: servers.names,
             batch_size: cfg.flags.dml_batch_size as usize,
+            held_limit: apply::stream_loop::HELD_LIMIT,
             gate: gate.watch(),
         };
         let (loop_progress, loop_cancel, keylog) =

@@ -294,31 +294,35 @@ fn windows(seen: &[Sighting]) -> Option<Windows> {
     })
 }
 
-/// The end state on one server, against the mirror: `Err` lines say what is wrong.
-async fn verify(c: &mut Conn, server: &str) -> Result<std::result::Result<String, Vec<String>>> {
+/// The demo's verdict on one server: `schema`.`table` against its natively altered `mirror`
+/// ([`verify::against_mirror`], rows matched on `key`, both directions). `Ok`: the line the demo
+/// prints; `Err`: what is wrong, a line each.
+pub async fn verify_against_mirror(
+    c: &mut Conn,
+    server: &str,
+    schema: &str,
+    table: &str,
+    mirror: &str,
+    key: &[&str],
+) -> Result<std::result::Result<String, Vec<String>>> {
+    let check = verify::against_mirror(c, schema, table, mirror, key).await?;
     let mut wrong = Vec::new();
-    let differing = verify::differing_rows(c, "demo", "orders", "orders_mirror", &["id"]).await?;
-    let rows: u64 = c
-        .query_first("SELECT COUNT(*) FROM demo.orders")
-        .await?
-        .unwrap_or(0);
-    if differing != 0 {
+    if check.differing != 0 {
         wrong.push(format!(
-            "{server}: {differing} ROWS DIFFER between demo.orders and the natively altered mirror"
+            "{server}: {} ROWS DIFFER between {schema}.{table} and the natively altered mirror {schema}.{mirror} (missing from either, or different)",
+            check.differing
         ));
     }
-    let (migrated, native) = (
-        verify::definition(c, "demo", "orders").await?,
-        verify::definition(c, "demo", "orders_mirror").await?,
-    );
+    let (migrated, native) = &check.definitions;
     if migrated != native {
         wrong.push(format!(
-            "{server}: the definition of demo.orders is NOT the natively altered mirror's:\n--- demo.orders\n{migrated}\n--- demo.orders_mirror\n{native}"
+            "{server}: the definition of {schema}.{table} is NOT the natively altered mirror's:\n--- {schema}.{table}\n{migrated}\n--- {schema}.{mirror}\n{native}"
         ));
     }
     Ok(if wrong.is_empty() {
         Ok(format!(
-            "{server}: {rows} rows, identical to the natively altered mirror row for row, same definition"
+            "{server}: {} rows, identical to the natively altered mirror row for row, same definition",
+            check.rows
         ))
     } else {
         Err(wrong)
@@ -477,7 +481,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
     let mut replica = pair.replica.conn().await?;
     let mut verified = Vec::new();
     for (server, c) in [("primary", &mut conn), ("replica", &mut replica)] {
-        match verify(c, server).await? {
+        match verify_against_mirror(c, server, "demo", "orders", "orders_mirror", &["id"]).await? {
             Ok(line) => verified.push(line),
             Err(lines) => wrong.extend(lines),
         }

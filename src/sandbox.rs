@@ -99,9 +99,21 @@ pub struct Pair {
 impl Pair {
     /// Starts a primary and a replica that replicates from it with GTIDs.
     pub async fn start(prefix: &str) -> Result<Pair> {
+        Pair::start_with(prefix, &[]).await
+    }
+
+    /// [`Pair::start`] with extra `mariadbd` options for both servers (a later option wins).
+    pub async fn start_with(prefix: &str, extra_args: &[&str]) -> Result<Pair> {
+        let spec = |name: &str, id: u32| {
+            extra_args
+                .iter()
+                .fold(ServerSpec::new(&format!("{prefix}-{name}"), id), |s, a| {
+                    s.arg(a)
+                })
+        };
         let (primary, replica) = tokio::try_join!(
-            start_server(ServerSpec::new(&format!("{prefix}-primary"), 1)),
-            start_server(ServerSpec::new(&format!("{prefix}-replica"), 2)),
+            start_server(spec("primary", 1)),
+            start_server(spec("replica", 2)),
         )?;
         attach_replica(&replica, &primary).await?;
         Ok(Pair { primary, replica })

@@ -7,7 +7,7 @@
 //! update that changes the key removes the old key, and a delete deletes; replaying any suffix of
 //! the stream twice leaves the same table.
 //!
-//! A batch is one transaction sent in one round trip. When the key compares exactly (integers,
+//! A batch is one transaction (its round trips: see Sizes below). When the key compares exactly (integers,
 //! decimals, temporals, binary strings, `_bin` collations), the batch is coalesced per key (the
 //! last image wins): one `DELETE ... IN` of every key touched and one multi-row `INSERT` of the
 //! final rows. Otherwise events are replayed one by one in binlog order, so keys that are equal
@@ -24,6 +24,12 @@
 //! rows are inserted with `IGNORE`, and every warning those inserts raise (a row dropped or
 //! changed) is read, logged and counted in [`Progress::rows_skipped_by_apply`].
 //!
+//! Sizes ([`Sizes`]): statements are built in place from the row images (a string's bytes go
+//! once into the statement, as hex) and kept to about [`STATEMENT_BYTES`]; a batch's transaction
+//! goes in round trips that each fit the primary's `max_allowed_packet`, read when the applier
+//! connects (under `--allow-skipped-rows`, one statement per round trip, to read its warnings). A row whose statement alone cannot fit stops the migration ([`ApplyError::TooLarge`])
+//! with the setting to raise.
+//!
 //! [`stream_loop`] feeds it: the loop that consumes the binlog stream.
 
 pub mod keylog;
@@ -32,6 +38,7 @@ pub mod stream_loop;
 pub use keylog::{KeyLog, Touched};
 pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +81,42 @@ pub struct ApplyPlan {
     pub allow_skipped_rows: bool,
 }
 
+/// The usual largest statement (and round trip): a statement grows past it only to hold one row.
+pub const STATEMENT_BYTES: usize = 4 << 20;
+
+/// The apply loop sends a batch once its events hold this many bytes ([`event_bytes`]), whatever
+/// their count: a batch's text is then at most about twice as large (hex).
+pub const BATCH_BYTES: usize = 8 << 20;
+
+/// How large the statements of a batch may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Statements and round trips are kept to this size; only a single row may exceed it.
+    pub target: usize,
+    /// No statement may be larger: the server's `max_allowed_packet`, less room for the
+    /// transaction's own words around it.
+    pub max: usize,
+    /// The server's `max_allowed_packet`, for messages.
+    pub packet: usize,
+}
+
+impl Sizes {
+    /// The sizes for a server whose `max_allowed_packet` is `packet` bytes.
+    pub fn for_packet(packet: usize) -> Sizes {
+        let max = packet.saturating_sub((packet / 64).clamp(64, 1024));
+        Sizes {
+            target: STATEMENT_BYTES.min(max),
+            max,
+            packet,
+        }
+    }
+}
+
+/// About how many bytes the row images of `event` hold.
+pub fn event_bytes(event: &RowEvent) -> usize {
+    crate::binlog::value::images_size_hint(&event.rows)
+}
+
 /// What the applier does with a row image whose key holds a NULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NullKeyRows {
@@ -86,13 +129,17 @@ pub enum NullKeyRows {
     Apply,
 }
 
-/// Largest statement text built for one batch before it is split.
-const STATEMENT_BYTES: usize = 4 << 20;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("applying binlog events to the ghost table failed: {message}{hint}")]
     Write { message: String, hint: &'static str },
+    #[error("a row of the original table (key {key}) needs a statement of {bytes} bytes to reach the ghost table, more than the primary's max_allowed_packet allows ({packet} bytes; string values travel as hex, twice their size). Nothing was written for it. Raise it on the primary, e.g. `SET GLOBAL max_allowed_packet = {suggested}` (and in its configuration), then run the migration again")]
+    TooLarge {
+        key: String,
+        bytes: usize,
+        packet: usize,
+        suggested: usize,
+    },
     #[error("a row event has {got} columns but the table has {expected}; was the table altered outside wraith during the migration?")]
     Shape { got: usize, expected: usize },
     #[error(transparent)]
@@ -172,79 +219,79 @@ impl ApplyPlan {
                 .any(|&i| matches!(image[i], Cell::Null))
     }
 
-    /// The statement deleting one row holding `image`'s values (a row whose key holds a NULL).
-    fn delete_by_values(&self, image: &[Cell]) -> String {
+    /// The statement deleting one row holding `image`'s values (a row whose key holds a NULL),
+    /// within `sizes`.
+    fn delete_by_values(&self, image: &[Cell], sizes: Sizes) -> Result<String, ApplyError> {
         let (columns, values): (Vec<String>, Vec<String>) = self
             .row_match
             .iter()
             .map(|(c, i)| (c.clone(), image[*i].sql_literal()))
             .unzip();
-        sql::delete_one_row(&self.schema, &self.ghost, &columns, &values)
+        let statement = sql::delete_one_row(&self.schema, &self.ghost, &columns, &values);
+        if statement.len() > sizes.max {
+            return Err(too_large(
+                &self.key_of(image).join(", "),
+                statement.len(),
+                sizes,
+            ));
+        }
+        Ok(statement)
     }
 
-    /// The statements for a batch of events, in order; coalesced per key when keys compare
-    /// exactly.
-    pub fn batch_statements(&self, events: &[RowEvent]) -> Result<Vec<String>, ApplyError> {
+    /// The statements for a batch of events, in order, each within `sizes`; coalesced per key
+    /// when keys compare exactly.
+    pub fn batch_statements(
+        &self,
+        events: &[RowEvent],
+        sizes: Sizes,
+    ) -> Result<Vec<String>, ApplyError> {
         if !self.exact_keys {
             let mut out = Vec::new();
             for event in events {
-                out.extend(self.statements(event)?);
+                out.extend(self.statements(event, sizes)?);
             }
             return Ok(out);
         }
-        // key -> final after-image (None: deleted), in first-touched order.
-        let mut order: Vec<Vec<String>> = Vec::new();
-        type Final = Option<(Vec<String>, Vec<Vec<String>>)>;
-        let mut last: std::collections::HashMap<Vec<String>, Final> =
-            std::collections::HashMap::new();
-        let mut touch = |key: Vec<String>, value: Final| {
+        // key -> final after-image (None: deleted), in first-touched order. Images are borrowed
+        // from the events: a row's values are written once, into the statement.
+        type Last<'e> = std::collections::HashMap<Vec<String>, Option<&'e [Cell]>>;
+        fn touch<'e>(
+            order: &mut Vec<Vec<String>>,
+            last: &mut Last<'e>,
+            key: Vec<String>,
+            value: Option<&'e [Cell]>,
+        ) {
             if !last.contains_key(&key) {
                 order.push(key.clone());
             }
             last.insert(key, value);
-        };
+        }
+        let mut order: Vec<Vec<String>> = Vec::new();
+        let mut last = Last::new();
         for event in events {
             for (before, after) in &event.rows {
                 for image in [before, after].into_iter().flatten() {
                     self.check_shape(image)?;
                 }
                 if let Some(before) = before {
-                    touch(self.key_of(before), None);
+                    touch(&mut order, &mut last, self.key_of(before), None);
                 }
                 if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
-                    touch(
-                        self.key_of(after),
-                        Some((self.values_of(after), self.unique_literals(after))),
-                    );
+                    touch(&mut order, &mut last, self.key_of(after), Some(after));
                 }
             }
         }
+        let finals: Vec<&[Cell]> = order.iter().filter_map(|k| last[k]).collect();
         let mut out = Vec::new();
-        for keys in split_by_size(&order) {
-            out.push(sql::delete_keys(
-                &self.schema,
-                &self.ghost,
-                &self.key_columns,
-                keys,
-                self.key_nullable,
-            ));
-        }
-        let finals: Vec<(Vec<String>, Vec<Vec<String>>)> = order
-            .iter()
-            .filter_map(|k| last.get(k).cloned().flatten())
-            .collect();
-        let uniques: Vec<Vec<Vec<String>>> = finals.iter().map(|(_, u)| u.clone()).collect();
-        out.extend(self.clear_other_unique(&uniques));
-        let rows: Vec<Vec<String>> = finals.into_iter().map(|(v, _)| v).collect();
-        for rows in split_by_size(&rows) {
-            out.push(sql::insert_rows(
-                &self.schema,
-                &self.ghost,
-                &self.ghost_columns,
-                rows,
-                self.allow_skipped_rows,
-            ));
-        }
+        self.push_deletes(
+            &mut out,
+            &self.key_columns,
+            &order,
+            self.key_nullable,
+            sizes,
+        )?;
+        self.clear_other_unique(&mut out, &finals, sizes)?;
+        self.push_inserts(&mut out, &finals, sizes)?;
         Ok(out)
     }
 
@@ -257,35 +304,132 @@ impl ApplyPlan {
             .map_or(0, |m| m + 1)
     }
 
-    /// The literals of each other shared unique key in `image` (see `other_unique`).
-    fn unique_literals(&self, image: &[Cell]) -> Vec<Vec<String>> {
-        self.other_unique
-            .iter()
-            .map(|(_, idx)| idx.iter().map(|&i| image[i].sql_literal()).collect())
-            .collect()
+    /// Deletes rows that hold, on another shared unique key, a value one of `images` takes.
+    /// NULLs never conflict and are skipped.
+    fn clear_other_unique(
+        &self,
+        out: &mut Vec<String>,
+        images: &[&[Cell]],
+        sizes: Sizes,
+    ) -> Result<(), ApplyError> {
+        for (columns, idx) in &self.other_unique {
+            let values: Vec<Vec<String>> = images
+                .iter()
+                .map(|image| idx.iter().map(|&i| image[i].sql_literal()).collect())
+                .filter(|v: &Vec<String>| v.iter().all(|l| l != "NULL"))
+                .collect();
+            self.push_deletes(out, columns, &values, false, sizes)?;
+        }
+        Ok(())
     }
 
-    /// Deletes rows that hold, on another shared unique key, a value some after-image takes.
-    /// `rows[r][u]` is row r's literals for unique key u. NULLs never conflict and are skipped.
-    fn clear_other_unique(&self, rows: &[Vec<Vec<String>>]) -> Vec<String> {
-        let mut out = Vec::new();
-        for (u, (columns, _)) in self.other_unique.iter().enumerate() {
-            let values: Vec<Vec<String>> = rows
+    /// `DELETE`s of the rows whose `columns` hold one of `keys`, each statement within `sizes`.
+    fn push_deletes(
+        &self,
+        out: &mut Vec<String>,
+        columns: &[String],
+        keys: &[Vec<String>],
+        null_safe: bool,
+        sizes: Sizes,
+    ) -> Result<(), ApplyError> {
+        // What a key adds to the condition, at most: `(`c` <=> v AND ...) OR `.
+        let per_column: usize = columns.iter().map(|c| c.len() + 12).sum();
+        let head = sql::delete_keys(&self.schema, &self.ghost, columns, &[], null_safe).len();
+        let (mut start, mut size) = (0, head);
+        for (i, key) in keys.iter().enumerate() {
+            let len = per_column + 8 + key.iter().map(String::len).sum::<usize>();
+            if size + len > sizes.target && i > start {
+                out.push(self.delete_statement(columns, &keys[start..i], null_safe, sizes)?);
+                (start, size) = (i, head);
+            }
+            size += len;
+        }
+        if start < keys.len() {
+            out.push(self.delete_statement(columns, &keys[start..], null_safe, sizes)?);
+        }
+        Ok(())
+    }
+
+    fn delete_statement(
+        &self,
+        columns: &[String],
+        keys: &[Vec<String>],
+        null_safe: bool,
+        sizes: Sizes,
+    ) -> Result<String, ApplyError> {
+        let statement = sql::delete_keys(&self.schema, &self.ghost, columns, keys, null_safe);
+        if statement.len() > sizes.max {
+            return Err(too_large(&keys[0].join(", "), statement.len(), sizes));
+        }
+        Ok(statement)
+    }
+
+    /// Multi-row `INSERT`s of the mapped `images`, in order, written in place: each statement is
+    /// kept to `sizes.target` unless it holds a single row, and a row whose statement would pass
+    /// `sizes.max` is an error.
+    fn push_inserts(
+        &self,
+        out: &mut Vec<String>,
+        images: &[&[Cell]],
+        sizes: Sizes,
+    ) -> Result<(), ApplyError> {
+        let head = sql::insert_head(
+            &self.schema,
+            &self.ghost,
+            &self.ghost_columns,
+            self.allow_skipped_rows,
+        );
+        let mut current = String::new();
+        for image in images {
+            // About what the tuple takes (hex doubles a string): close the statement first
+            // rather than write a large row twice.
+            let estimate: usize = self
+                .image_index
                 .iter()
-                .map(|r| r[u].clone())
-                .filter(|v| v.iter().all(|l| l != "NULL"))
-                .collect();
-            for chunk in split_by_size(&values) {
-                out.push(sql::delete_keys(
-                    &self.schema,
-                    &self.ghost,
-                    columns,
-                    chunk,
-                    false,
+                .map(|&i| 2 * image[i].size_hint())
+                .sum();
+            if !current.is_empty() && current.len() + estimate > sizes.target {
+                out.push(std::mem::take(&mut current));
+            }
+            let mark = current.len();
+            let fresh = current.is_empty();
+            if fresh {
+                current.push_str(&head);
+            } else {
+                current.push_str(", ");
+            }
+            self.write_tuple(&mut current, image);
+            if !fresh && current.len() > sizes.target {
+                // The estimate was short: this row starts the next statement.
+                current.truncate(mark);
+                out.push(std::mem::take(&mut current));
+                current.push_str(&head);
+                self.write_tuple(&mut current, image);
+            }
+            if current.len() > sizes.max {
+                return Err(too_large(
+                    &self.key_of(image).join(", "),
+                    current.len(),
+                    sizes,
                 ));
             }
         }
-        out
+        if !current.is_empty() {
+            out.push(current);
+        }
+        Ok(())
+    }
+
+    /// `(v1, v2, ...)`: the mapped values of `image`, appended to `out`.
+    fn write_tuple(&self, out: &mut String, image: &[Cell]) {
+        out.push('(');
+        for (n, &i) in self.image_index.iter().enumerate() {
+            if n > 0 {
+                out.push_str(", ");
+            }
+            image[i].write_sql_literal(out);
+        }
+        out.push(')');
     }
 
     /// A row image must hold every column the plan reads.
@@ -321,20 +465,12 @@ impl ApplyPlan {
             .collect()
     }
 
-    fn values_of(&self, image: &[Cell]) -> Vec<String> {
-        self.image_index
-            .iter()
-            .map(|&i| image[i].sql_literal())
-            .collect()
-    }
-
-    /// The statements that make the ghost table reflect one rows event.
-    pub fn statements(&self, event: &RowEvent) -> Result<Vec<String>, ApplyError> {
+    /// The statements that make the ghost table reflect one rows event, each within `sizes`.
+    pub fn statements(&self, event: &RowEvent, sizes: Sizes) -> Result<Vec<String>, ApplyError> {
         let mut keys: Vec<Vec<String>> = Vec::new();
-        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut rows: Vec<&[Cell]> = Vec::new();
         // Rows whose key holds a NULL, deleted one by one by their values.
         let mut gone: Vec<String> = Vec::new();
-        let mut uniques: Vec<Vec<Vec<String>>> = Vec::new();
         let apply_null = self.null_key_rows == NullKeyRows::Apply;
         for (before, after) in &event.rows {
             for image in [before, after].into_iter().flatten() {
@@ -349,58 +485,66 @@ impl ApplyPlan {
             }
             if let Some(before) = before {
                 if self.null_key(before) && apply_null {
-                    gone.push(self.delete_by_values(before));
+                    gone.push(self.delete_by_values(before, sizes)?);
                 }
             }
             if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
                 if !self.null_key(after) || apply_null {
-                    rows.push(self.values_of(after));
-                    uniques.push(self.unique_literals(after));
+                    rows.push(after);
                 }
             }
         }
         let mut out = Vec::with_capacity(2);
-        if !keys.is_empty() {
-            out.push(sql::delete_keys(
-                &self.schema,
-                &self.ghost,
-                &self.key_columns,
-                &keys,
-                self.key_nullable,
-            ));
-        }
+        self.push_deletes(&mut out, &self.key_columns, &keys, self.key_nullable, sizes)?;
         out.extend(gone);
-        out.extend(self.clear_other_unique(&uniques));
-        if !rows.is_empty() {
-            out.push(sql::insert_rows(
-                &self.schema,
-                &self.ghost,
-                &self.ghost_columns,
-                &rows,
-                self.allow_skipped_rows,
-            ));
-        }
+        self.clear_other_unique(&mut out, &rows, sizes)?;
+        self.push_inserts(&mut out, &rows, sizes)?;
         Ok(out)
     }
 }
 
-/// Splits literal tuples into runs whose text stays under [`STATEMENT_BYTES`].
-fn split_by_size(items: &[Vec<String>]) -> Vec<&[Vec<String>]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let len: usize = item.iter().map(|v| v.len() + 2).sum();
-        if size + len > STATEMENT_BYTES && i > start {
-            out.push(&items[start..i]);
-            start = i;
+/// The error for a row whose statement (`bytes`) cannot fit `sizes`.
+fn too_large(key: &str, bytes: usize, sizes: Sizes) -> ApplyError {
+    const MIB: usize = 1 << 20;
+    // Room for the statement and the transaction's words, in whole MiB, within the server's
+    // largest setting (1 GiB).
+    let suggested = ((bytes + bytes / 8) / MIB + 1) * MIB;
+    ApplyError::TooLarge {
+        key: key.chars().take(100).collect(),
+        bytes,
+        packet: sizes.packet,
+        suggested: suggested.min(1 << 30),
+    }
+}
+
+/// A transaction of `statements` as round trips of at most `target` bytes each (or one
+/// statement alone, sent as it is): `START TRANSACTION` first, `COMMIT` last, consecutive small
+/// statements joined.
+fn round_trips(statements: &[String], target: usize) -> Vec<Cow<'_, str>> {
+    let all = std::iter::once("START TRANSACTION")
+        .chain(statements.iter().map(String::as_str))
+        .chain(std::iter::once("COMMIT"));
+    fn flush<'a>(group: &mut Vec<&'a str>, trips: &mut Vec<Cow<'a, str>>) {
+        match group.as_slice() {
+            [] => {}
+            [one] => trips.push(Cow::Borrowed(*one)),
+            many => trips.push(Cow::Owned(many.join(";\n"))),
+        }
+        group.clear();
+    }
+    let mut trips = Vec::new();
+    let mut group: Vec<&str> = Vec::new();
+    let mut size = 0;
+    for statement in all {
+        if !group.is_empty() && size + 2 + statement.len() > target {
+            flush(&mut group, &mut trips);
             size = 0;
         }
-        size += len;
+        size += statement.len() + 2;
+        group.push(statement);
     }
-    if start < items.len() {
-        out.push(&items[start..]);
-    }
-    out
+    flush(&mut group, &mut trips);
+    trips
 }
 
 /// Whether the server compares values of this type exactly as their literals' bytes compare.
@@ -422,6 +566,8 @@ pub struct Applier {
     endpoint: Endpoint,
     creds: Credentials,
     strict: bool,
+    /// From the primary's `max_allowed_packet`, read on every (re)connection.
+    sizes: Sizes,
     /// Where rows dropped under `--allow-skipped-rows` are counted.
     progress: Option<Arc<Progress>>,
 }
@@ -431,6 +577,14 @@ const RETRIES: usize = 10;
 /// How long the applier retries a batch that meets deadlocks or lock wait timeouts.
 const TRANSIENT_RETRY_FOR: Duration = Duration::from_secs(300);
 
+/// The `max_allowed_packet` of `conn`'s session: the largest statement it may send.
+async fn packet_sizes(conn: &mut Conn) -> Result<Sizes, mysql_async::Error> {
+    let packet: Option<u64> = conn
+        .query_first("SELECT @@SESSION.max_allowed_packet")
+        .await?;
+    Ok(Sizes::for_packet(packet.unwrap_or(4 << 20) as usize))
+}
+
 impl Applier {
     pub async fn connect(
         endpoint: &Endpoint,
@@ -438,15 +592,22 @@ impl Applier {
         plan: ApplyPlan,
         strict: bool,
     ) -> Result<Applier, ApplyError> {
-        let conn = mysql::connect_writer(endpoint, creds, strict).await?;
+        let mut conn = mysql::connect_writer(endpoint, creds, strict).await?;
+        let sizes = packet_sizes(&mut conn).await.map_err(write_error)?;
         Ok(Applier {
             conn,
             plan,
             endpoint: endpoint.clone(),
             creds: creds.clone(),
             strict,
+            sizes,
             progress: None,
         })
+    }
+
+    /// The sizes statements are built to (from the primary's `max_allowed_packet`).
+    pub fn sizes(&self) -> Sizes {
+        self.sizes
     }
 
     /// The copier has copied the rows whose key holds a NULL ([`ApplyPlan::null_key_rows_copied`]).
@@ -466,7 +627,8 @@ impl Applier {
 
     /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts.
     pub async fn apply(&mut self, events: &[RowEvent]) -> Result<(), ApplyError> {
-        let statements = self.plan.batch_statements(events)?;
+        let mut sizes = self.sizes;
+        let mut statements = self.plan.batch_statements(events, sizes)?;
         if statements.is_empty() {
             return Ok(());
         }
@@ -475,6 +637,11 @@ impl Applier {
         // for as long as this; a lost connection RETRIES times.
         let transient_until = Instant::now() + TRANSIENT_RETRY_FOR;
         loop {
+            if sizes != self.sizes {
+                // A new connection found another max_allowed_packet.
+                sizes = self.sizes;
+                statements = self.plan.batch_statements(events, sizes)?;
+            }
             let error = match self.transaction(&statements).await {
                 Ok(skipped) => {
                     if let (Some(progress), true) = (&self.progress, skipped > 0) {
@@ -501,7 +668,12 @@ impl Applier {
                     tracing::warn!("applier connection lost ({error}); reconnecting and applying the batch again");
                     tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
                     match mysql::connect_writer(&self.endpoint, &self.creds, self.strict).await {
-                        Ok(conn) => self.conn = conn,
+                        Ok(mut conn) => {
+                            if let Ok(sizes) = packet_sizes(&mut conn).await {
+                                self.sizes = sizes;
+                            }
+                            self.conn = conn;
+                        }
                         Err(e) if attempt >= RETRIES => return Err(e.into()),
                         Err(_) => continue,
                     }
@@ -511,18 +683,15 @@ impl Applier {
         }
     }
 
-    /// The batch as one transaction, in one round trip; returns the rows its inserts dropped.
-    /// Under `--allow-skipped-rows` the statements go one by one, and the warnings of each
+    /// The batch as one transaction, in as few round trips as the packet allows (one, unless
+    /// the batch is large); returns the rows its inserts dropped. Under `--allow-skipped-rows`
+    /// the statements go one by one (each fits the packet), and the warnings of each
     /// `INSERT IGNORE` are read before the next statement clears them.
     async fn transaction(&mut self, statements: &[String]) -> Result<u64, mysql_async::Error> {
         if !self.plan.allow_skipped_rows {
-            let mut text = String::from("START TRANSACTION");
-            for s in statements {
-                text.push_str(";\n");
-                text.push_str(s);
+            for trip in round_trips(statements, self.sizes.target) {
+                self.conn.query_drop(trip.as_ref()).await?;
             }
-            text.push_str(";\nCOMMIT");
-            self.conn.query_drop(text).await?;
             return Ok(0);
         }
         self.conn.query_drop("START TRANSACTION").await?;
@@ -610,6 +779,12 @@ mod tests {
         ApplyPlan::new(&p, "d", "_t_gho")
     }
 
+    const SIZES: Sizes = Sizes {
+        target: STATEMENT_BYTES,
+        max: 16 << 20,
+        packet: 16 << 20,
+    };
+
     type Image = Option<[i64; 3]>;
 
     fn event(kind: RowKind, rows: Vec<(Image, Image)>) -> RowEvent {
@@ -628,10 +803,13 @@ mod tests {
     #[test]
     fn an_insert_upserts_the_mapped_after_image() {
         let s = apply_plan()
-            .statements(&event(
-                RowKind::Insert,
-                vec![(None, Some([1, 9, 10])), (None, Some([2, 9, 20]))],
-            ))
+            .statements(
+                &event(
+                    RowKind::Insert,
+                    vec![(None, Some([1, 9, 10])), (None, Some([2, 9, 20]))],
+                ),
+                SIZES,
+            )
             .unwrap();
         assert_eq!(
             s,
@@ -645,10 +823,10 @@ mod tests {
     #[test]
     fn an_update_that_changes_the_key_removes_the_old_key() {
         let s = apply_plan()
-            .statements(&event(
-                RowKind::Update,
-                vec![(Some([1, 0, 10]), Some([5, 0, 11]))],
-            ))
+            .statements(
+                &event(RowKind::Update, vec![(Some([1, 0, 10]), Some([5, 0, 11]))]),
+                SIZES,
+            )
             .unwrap();
         assert_eq!(
             s[0],
@@ -672,7 +850,7 @@ mod tests {
             event(RowKind::Delete, vec![(Some([3, 0, 21]), None)]),
             event(RowKind::Insert, vec![(None, Some([4, 0, 40]))]),
         ];
-        let s = apply_plan().batch_statements(&events).unwrap();
+        let s = apply_plan().batch_statements(&events, SIZES).unwrap();
         assert_eq!(
             s,
             vec![
@@ -711,10 +889,13 @@ mod tests {
         let p = plan::build(&original, &ghost, &[], false, false).unwrap();
         let plan = ApplyPlan::new(&p, "d", "_t_gho");
         let s = plan
-            .batch_statements(&[event(
-                RowKind::Update,
-                vec![(Some([1, 0, 10]), Some([1, 0, 11]))],
-            )])
+            .batch_statements(
+                &[event(
+                    RowKind::Update,
+                    vec![(Some([1, 0, 10]), Some([1, 0, 11]))],
+                )],
+                SIZES,
+            )
             .unwrap();
         assert_eq!(
             s,
@@ -778,7 +959,10 @@ mod tests {
         // Before the copy of such rows: only what a key addresses.
         let before: Vec<Vec<String>> = events
             .iter()
-            .map(|e| plan.batch_statements(std::slice::from_ref(e)).unwrap())
+            .map(|e| {
+                plan.batch_statements(std::slice::from_ref(e), SIZES)
+                    .unwrap()
+            })
             .collect();
         assert_eq!(
             before,
@@ -794,7 +978,7 @@ mod tests {
             ]
         );
         plan.null_key_rows_copied();
-        let after = plan.batch_statements(&events).unwrap();
+        let after = plan.batch_statements(&events, SIZES).unwrap();
         let one = |v| {
             format!(
                 "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `u` <=> NULL AND `v` <=> {v} LIMIT 1"
@@ -819,11 +1003,105 @@ mod tests {
     #[test]
     fn a_delete_only_deletes() {
         let s = apply_plan()
-            .statements(&event(RowKind::Delete, vec![(Some([3, 0, 1]), None)]))
+            .statements(
+                &event(RowKind::Delete, vec![(Some([3, 0, 1]), None)]),
+                SIZES,
+            )
             .unwrap();
         assert_eq!(
             s,
             vec!["DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (3)"]
         );
+    }
+
+    fn blob_insert(id: i64, len: usize) -> RowEvent {
+        let mut e = event(RowKind::Insert, vec![(None, Some([id, 0, 0]))]);
+        let after = e.rows[0].1.as_mut().unwrap();
+        after[2] = Cell::Bytes {
+            bytes: vec![b'x'; len],
+            charset: None,
+        };
+        e
+    }
+
+    #[test]
+    fn statements_keep_to_the_target_size_and_only_a_single_row_may_pass_it() {
+        let sizes = Sizes {
+            target: 200,
+            max: 1000,
+            packet: 1100,
+        };
+        let events: Vec<RowEvent> = (1..=3).map(|id| blob_insert(id, 30)).collect();
+        let s = apply_plan().batch_statements(&events, sizes).unwrap();
+        let inserts: Vec<&String> = s.iter().filter(|s| s.starts_with("INSERT")).collect();
+        assert_eq!(s.len(), 1 + inserts.len(), "{s:?}");
+        let rows: usize = inserts
+            .iter()
+            .map(|s| s.matches("_binary X'").count())
+            .sum();
+        assert_eq!(rows, 3);
+        for statement in &s {
+            assert!(statement.len() <= sizes.max, "{statement}");
+            assert!(
+                statement.len() <= sizes.target || statement.matches("_binary X'").count() == 1,
+                "{statement}"
+            );
+        }
+        // A row of 200 bytes (400 in hex) goes alone, past the target but within the maximum.
+        let s = apply_plan()
+            .batch_statements(&[blob_insert(1, 10), blob_insert(2, 200)], sizes)
+            .unwrap();
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(s[2].len() > sizes.target && s[2].len() <= sizes.max);
+        assert!(s[2].contains(&"78".repeat(200)));
+    }
+
+    #[test]
+    fn a_row_whose_statement_cannot_fit_the_packet_is_an_error_that_says_what_to_raise() {
+        let sizes = Sizes::for_packet(1024);
+        let err = apply_plan()
+            .batch_statements(&[blob_insert(7, 600)], sizes)
+            .unwrap_err();
+        assert!(
+            matches!(err, ApplyError::TooLarge { packet: 1024, .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("key 7"), "{text}");
+        assert!(
+            text.contains("SET GLOBAL max_allowed_packet = 1048576"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn sizes_follow_the_packet() {
+        assert_eq!(Sizes::for_packet(64 << 20).target, STATEMENT_BYTES);
+        assert_eq!(Sizes::for_packet(64 << 20).max, (64 << 20) - 1024);
+        assert_eq!(Sizes::for_packet(4 << 20).target, (4 << 20) - 1024);
+        assert_eq!(Sizes::for_packet(1024).max, 1024 - 64);
+    }
+
+    #[test]
+    fn a_transaction_goes_in_one_round_trip_unless_its_statements_are_large() {
+        let small = vec!["DELETE a".to_string(), "INSERT b".to_string()];
+        let trips = round_trips(&small, 1000);
+        assert_eq!(
+            trips,
+            vec!["START TRANSACTION;\nDELETE a;\nINSERT b;\nCOMMIT".to_string()]
+        );
+        let large = vec!["a".repeat(10), "b".repeat(10), "c".repeat(100)];
+        let trips = round_trips(&large, 50);
+        assert_eq!(trips.len(), 3, "{trips:?}");
+        assert_eq!(
+            trips[0],
+            format!("START TRANSACTION;\n{};\n{}", large[0], large[1])
+        );
+        assert!(
+            matches!(trips[1], Cow::Borrowed(_)),
+            "a large statement is not copied"
+        );
+        assert_eq!(trips[1], large[2]);
+        assert_eq!(trips[2], "COMMIT");
     }
 }

@@ -8,6 +8,11 @@
 //! are writes the swap would lose) or the coordinator resumes after an aborted cut-over. DDL on
 //! the original table by anyone else stops the migration. Tables are recognised by name as the
 //! server compares names ([`NameCase`]), in statements as [`Statement`] reads them.
+//!
+//! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events or [`BATCH_BYTES`] of
+//! row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
+//! it the loop says so ([`LoopStatus::held_over_limit`], the cut-over then aborts) and reads no
+//! more of the binlog until the coordinator resumes or the run ends.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Applier, ApplyError, KeyLog};
+use super::{event_bytes, Applier, ApplyError, KeyLog, BATCH_BYTES};
 use crate::binlog::{RowEvent, Statement, StreamError, StreamItem, Streamer, Touch};
 use crate::changelog::Entry;
 use crate::mysql::names::NameCase;
@@ -41,6 +46,9 @@ pub struct LoopStatus {
     pub held_after_marker: usize,
     /// The swap (a RENAME of the original table) came through the binlog after the marker.
     pub rename_seen: bool,
+    /// The held events passed [`LoopSpec::held_limit`]: the loop reads no more of the binlog
+    /// until the cut-over is aborted (or the run ends), and a swap would lose them.
+    pub held_over_limit: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +72,38 @@ pub struct LoopSpec {
     /// How the streamed server compares names (its `lower_case_table_names`).
     pub names: NameCase,
     pub batch_size: usize,
+    /// Bytes of row images held after a cut-over marker ([`event_bytes`]) beyond which the
+    /// loop stops reading ([`LoopStatus::held_over_limit`]).
+    pub held_limit: usize,
     /// The throttle gate: nothing is read or applied while it is closed (outside a cut-over).
     pub gate: watch::Receiver<GateState>,
+}
+
+/// What [`LoopSpec::held_limit`] is unless set otherwise.
+pub const HELD_LIMIT: usize = 64 << 20;
+
+/// Events of the original table seen after the cut-over marker and not applied, with their size.
+#[derive(Debug, Default)]
+struct Held {
+    events: Vec<RowEvent>,
+    bytes: usize,
+}
+
+impl Held {
+    fn push(&mut self, event: RowEvent) {
+        self.bytes += event_bytes(&event);
+        self.events.push(event);
+    }
+
+    /// Past `limit`: hold no more.
+    fn over(&self, limit: usize) -> bool {
+        self.bytes > limit
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+    }
 }
 
 impl LoopSpec {
@@ -92,7 +130,8 @@ pub async fn run_loop(
     let mut gate = spec.gate.clone();
     let mut gate_open = true;
     let mut pending: Vec<RowEvent> = Vec::new();
-    let mut held: Vec<RowEvent> = Vec::new();
+    let mut pending_bytes = 0;
+    let mut held = Held::default();
     // The marker token events are being held for, after it was applied.
     let mut holding: Option<String> = None;
     let mut control_open = true;
@@ -100,6 +139,8 @@ pub async fn run_loop(
         progress
             .backlog
             .store(streamer.backlog(), Ordering::Relaxed);
+        // Holding no more: the binlog waits (in the server) until the cut-over is resumed.
+        let reading = holding.is_none() || !held.over(spec.held_limit);
         // Throttled: nothing is read or applied, except during a cut-over (never throttled).
         let paused = gate_open
             && holding.is_none()
@@ -122,18 +163,18 @@ pub async fn run_loop(
                     // A checksum's snapshot taken, or an aborted cut-over (resumed, or retried
                     // with a new marker): apply what was held after marker `token`, then go on
                     // as before.
-                    tracing::info!("released at marker {token}: applying the {} events held after it", held.len());
-                    applier.apply(&held).await?;
+                    tracing::info!("released at marker {token}: applying the {} events held after it", held.events.len());
+                    applier.apply(&held.events).await?;
                     if keylog.recording() {
-                        keylog.record(applier.keys_of(&held));
+                        keylog.record(applier.keys_of(&held.events));
                     }
-                    progress.events_applied.fetch_add(held.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
+                    progress.events_applied.fetch_add(held.events.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
                     held.clear();
-                    status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; });
+                    status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
                 }
                 continue;
             }
-            item = streamer.recv(), if !paused => item,
+            item = streamer.recv(), if reading && !paused => item,
         };
         let Some(item) = item else {
             break Err(match streamer.finish().await {
@@ -145,8 +186,20 @@ pub async fn run_loop(
             StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.original) => {
                 if holding.is_some() {
                     held.push(event);
-                    status.send_modify(|s| s.held_after_marker = held.len());
+                    let over = held.over(spec.held_limit);
+                    if over {
+                        tracing::warn!(
+                            "{} events ({} bytes) of the original table came after the cut-over marker; holding no more: this cut-over cannot swap without losing them",
+                            held.events.len(),
+                            held.bytes
+                        );
+                    }
+                    status.send_modify(|s| {
+                        s.held_after_marker = held.events.len();
+                        s.held_over_limit = over;
+                    });
                 } else {
+                    pending_bytes += event_bytes(&event);
                     pending.push(event);
                 }
             }
@@ -156,19 +209,35 @@ pub async fn run_loop(
                         Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
                         Some(Entry::NullKeyRowsCopied) => {
                             // Changes before it are in the copy; those after it are not.
-                            flush(&mut applier, &mut pending, &progress, &keylog).await?;
+                            flush(
+                                &mut applier,
+                                &mut pending,
+                                &mut pending_bytes,
+                                &progress,
+                                &keylog,
+                            )
+                            .await?;
                             applier.null_key_rows_copied();
                         }
                         Some(Entry::Marker(token))
                             if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>
                         {
-                            flush(&mut applier, &mut pending, &progress, &keylog).await?;
+                            flush(
+                                &mut applier,
+                                &mut pending,
+                                &mut pending_bytes,
+                                &progress,
+                                &keylog,
+                            )
+                            .await?;
                             holding = Some(token.clone());
+                            held.clear();
                             status.send_modify(|s| {
                                 s.marker_applied = Some(token.clone());
                                 s.held_after_marker = 0;
                                 s.rename_seen = false;
+                                s.held_over_limit = false;
                             });
                         }
                         _ => {}
@@ -204,12 +273,29 @@ pub async fn run_loop(
         } else {
             spec.batch_size
         };
-        if pending.len() >= cap || (!pending.is_empty() && streamer.backlog() == 0) {
-            flush(&mut applier, &mut pending, &progress, &keylog).await?;
+        if pending.len() >= cap
+            || pending_bytes >= BATCH_BYTES
+            || (!pending.is_empty() && streamer.backlog() == 0)
+        {
+            flush(
+                &mut applier,
+                &mut pending,
+                &mut pending_bytes,
+                &progress,
+                &keylog,
+            )
+            .await?;
         }
     };
     if result.is_ok() && holding.is_none() {
-        flush(&mut applier, &mut pending, &progress, &keylog).await?;
+        flush(
+            &mut applier,
+            &mut pending,
+            &mut pending_bytes,
+            &progress,
+            &keylog,
+        )
+        .await?;
     }
     result
 }
@@ -217,9 +303,11 @@ pub async fn run_loop(
 async fn flush(
     applier: &mut Applier,
     pending: &mut Vec<RowEvent>,
+    pending_bytes: &mut usize,
     progress: &crate::progress::Progress,
     keylog: &KeyLog,
 ) -> Result<(), ApplyError> {
+    *pending_bytes = 0;
     if pending.is_empty() {
         return Ok(());
     }
@@ -234,4 +322,44 @@ async fn flush(
         .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
     pending.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::{BinlogPosition, Cell, RowKind};
+
+    fn insert(bytes: usize) -> RowEvent {
+        RowEvent {
+            schema: "d".into(),
+            table: "t".into(),
+            kind: RowKind::Insert,
+            rows: vec![(
+                None,
+                Some(vec![
+                    Cell::Int(1),
+                    Cell::Bytes {
+                        bytes: vec![0; bytes],
+                        charset: None,
+                    },
+                ]),
+            )],
+            position: BinlogPosition::new("bin.000001", 4),
+            gtid: None,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn held_events_are_measured_in_bytes_and_bounded() {
+        let mut held = Held::default();
+        held.push(insert(1000));
+        held.push(insert(1000));
+        assert!(held.bytes >= 2000);
+        assert!(!held.over(10_000));
+        held.push(insert(10_000));
+        assert!(held.over(10_000));
+        held.clear();
+        assert!(!held.over(0) && held.events.is_empty());
+    }
 }

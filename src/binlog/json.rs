@@ -282,6 +282,22 @@ fn packed_datetime_text(packed: i64) -> String {
 }
 
 impl JsonValue {
+    /// About how many bytes of memory this document holds.
+    pub fn size_hint(&self) -> usize {
+        const NODE: usize = std::mem::size_of::<JsonValue>();
+        NODE + match self {
+            JsonValue::String(s) => s.len(),
+            JsonValue::Array(items) => items.iter().map(JsonValue::size_hint).sum(),
+            JsonValue::Object(members) => members
+                .iter()
+                .map(|(k, v)| k.len() + 24 + v.size_hint())
+                .sum(),
+            JsonValue::Opaque(Opaque::Other { bytes, .. }) => bytes.len(),
+            JsonValue::Opaque(_) => 64,
+            _ => 0,
+        }
+    }
+
     /// JSON text, in MySQL's own layout (`{"a": 1, "b": [true, null]}`). Opaque values print as
     /// strings (as MySQL prints them), so text alone loses their type: use [`JsonValue::to_sql`]
     /// to write a value back.
@@ -427,11 +443,19 @@ fn utf8_literal(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02X}");
-    }
+    let mut s = String::new();
+    push_hex(&mut s, bytes);
     s
+}
+
+/// Appends `bytes` to `out` as upper-case hex digits.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
 }
 
 fn base64(bytes: &[u8]) -> String {

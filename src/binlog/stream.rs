@@ -20,7 +20,8 @@
 //!
 //! Flavor details handled here (the session statements come from `mysql::flavor`): MariaDB needs `@mariadb_slave_capability=4` and
 //! `@master_binlog_checksum` before the dump; its GTID events (type 162) are parsed from the raw
-//! payload; its compressed events (165-171) are refused loudly. The fake ROTATE that starts a
+//! payload; its compressed events (165-171) are refused loudly, as are MySQL's compressed
+//! transaction payloads (type 40). The fake ROTATE that starts a
 //! stream carries a checksum that the decoder (which has not seen the format description yet)
 //! would read as part of the file name: it is verified and stripped.
 
@@ -36,7 +37,7 @@ use mysql_async::binlog::StatusVarKey;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -106,6 +107,9 @@ pub struct StreamConfig {
     pub start_gtid: Option<String>,
     /// Depth of the channel of [`StreamItem`]s (the backlog shown in the status line).
     pub channel_capacity: usize,
+    /// Bytes of row images the channel may hold ([`super::value::images_size_hint`]); one
+    /// larger event passes alone.
+    pub channel_bytes: usize,
     /// Reconnect attempts in a row after a dropped connection before giving up.
     pub max_reconnects: u32,
     /// Pause between reconnect attempts.
@@ -129,6 +133,7 @@ impl StreamConfig {
             start,
             start_gtid: None,
             channel_capacity: 1000,
+            channel_bytes: 64 << 20,
             max_reconnects: 5,
             reconnect_delay: Duration::from_secs(1),
             heartbeat: Duration::from_secs(2),
@@ -214,6 +219,13 @@ pub enum StreamError {
         event_type: u8,
         position: BinlogPosition,
     },
+    #[error(
+        "compressed transaction payload at {position}: binlog_transaction_compression is on (on \
+         the server, or in the session that wrote it); wraith does not read compressed \
+         transactions. Run `SET GLOBAL binlog_transaction_compression=OFF` and start the \
+         migration again"
+    )]
+    CompressedPayload { position: BinlogPosition },
     #[error("decoding the rows event that ends at {position}: {source}")]
     Decode {
         position: BinlogPosition,
@@ -231,6 +243,10 @@ pub enum StreamError {
 /// A running streamer: a task reading the binlog and the receiving end of its channel.
 pub struct Streamer {
     rx: mpsc::Receiver<StreamItem>,
+    /// Byte permits of the items in the channel, given back as they are received.
+    budget: Arc<Semaphore>,
+    /// The most permits one item takes ([`StreamConfig::channel_bytes`]).
+    limit: usize,
     task: JoinHandle<Result<(), StreamError>>,
     cancel: CancellationToken,
 }
@@ -244,21 +260,31 @@ impl Streamer {
         cancel: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
+        let budget = Arc::new(Semaphore::new(config.channel_bytes.max(1)));
         // Its own token under the caller's: `finish` stops this streamer, nothing else.
         let cancel = cancel.child_token();
         let task_cancel = cancel.clone();
-        let task = tokio::spawn(async move { run(config, tables, tx, task_cancel).await });
-        Streamer { rx, task, cancel }
+        let limit = config.channel_bytes.clamp(1, u32::MAX as usize);
+        let sender = Sender {
+            tx,
+            budget: budget.clone(),
+            limit,
+        };
+        let task = tokio::spawn(async move { run(config, tables, sender, task_cancel).await });
+        Streamer {
+            rx,
+            budget,
+            limit,
+            task,
+            cancel,
+        }
     }
 
     /// The next item, or `None` once the streamer has stopped (then see [`Streamer::finish`]).
     pub async fn recv(&mut self) -> Option<StreamItem> {
-        self.rx.recv().await
-    }
-
-    /// The receiving end, for `select!` loops.
-    pub fn receiver(&mut self) -> &mut mpsc::Receiver<StreamItem> {
-        &mut self.rx
+        let item = self.rx.recv().await?;
+        self.budget.add_permits(item_cost(&item, self.limit));
+        Some(item)
     }
 
     /// Items waiting in the channel: the backlog.
@@ -275,6 +301,43 @@ impl Streamer {
             Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// The sending end of the channel: an item waits for its bytes' permits before it is sent, so
+/// the channel holds at most [`StreamConfig::channel_bytes`] of row images (or one larger item).
+struct Sender {
+    tx: mpsc::Sender<StreamItem>,
+    budget: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Sender {
+    /// Sends `item`; `Err` once the receiver is gone.
+    async fn send(&self, item: StreamItem) -> Result<(), ()> {
+        let cost = item_cost(&item, self.limit) as u32;
+        self.budget
+            .acquire_many(cost)
+            .await
+            .map_err(|_| ())?
+            .forget();
+        self.tx.send(item).await.map_err(|_| ())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
+/// The permits an item takes: the bytes of its row images, at most `limit`.
+fn item_cost(item: &StreamItem, limit: usize) -> usize {
+    match item {
+        StreamItem::Rows(event) => super::value::images_size_hint(&event.rows).min(limit),
+        _ => 0,
     }
 }
 
@@ -335,7 +398,7 @@ enum SessionError {
 async fn run(
     config: StreamConfig,
     tables: Vec<WatchedTable>,
-    tx: mpsc::Sender<StreamItem>,
+    tx: Sender,
     cancel: CancellationToken,
 ) -> Result<(), StreamError> {
     // Keyed by names in the form the server's rule makes equal ([`NameCase::key`]).
@@ -452,7 +515,7 @@ async fn session(
     use_gtid: bool,
     watched: &HashMap<(String, String), Vec<ColumnInfo>>,
     state: &mut State,
-    tx: &mpsc::Sender<StreamItem>,
+    tx: &Sender,
     cancel: &CancellationToken,
     progressed: &mut bool,
 ) -> Result<SessionEnd, SessionError> {
@@ -522,7 +585,11 @@ async fn session(
         if event.header().event_type_raw() == 15 {
             seen_fde = true;
         }
-        match handle_event(&event, checksum_on && !seen_fde, watched, state, config) {
+        let handled = handle_event(&event, checksum_on && !seen_fde, watched, state, config);
+        // The raw event (as large as the rows it carries) is not kept while the items wait for
+        // room in the channel.
+        drop(event);
+        match handled {
             Ok(items) => {
                 for item in items {
                     tokio::select! {
@@ -550,6 +617,7 @@ const MYSQL_GTID: u8 = 33;
 const MYSQL_ANONYMOUS_GTID: u8 = 34;
 const XA_PREPARE: u8 = 38;
 const PARTIAL_UPDATE_ROWS: u8 = 39;
+const TRANSACTION_PAYLOAD: u8 = 40;
 const MARIADB_GTID: u8 = 162;
 const ARTIFICIAL_FLAG: u16 = 0x20;
 
@@ -595,6 +663,11 @@ fn handle_event(
             event_type: t,
             position: here,
         });
+    }
+    if t == TRANSACTION_PAYLOAD {
+        // The driver hands out the payload's inner events after it, decompressed whole in
+        // memory, and none at all (silently) for a payload it cannot decompress.
+        return Err(StreamError::CompressedPayload { position: here });
     }
     match t {
         ROTATE => {
@@ -965,6 +1038,53 @@ mod tests {
         assert!(p("bin.999999", 900) < p("bin.1000000", 4));
         assert!(p("bin.000002", 4) < p("bin.000002", 5));
         assert_eq!(p("bin.000002", 4).to_string(), "bin.000002:4");
+    }
+
+    fn rows(bytes: usize) -> StreamItem {
+        StreamItem::Rows(RowEvent {
+            schema: "d".into(),
+            table: "t".into(),
+            kind: RowKind::Insert,
+            rows: vec![(
+                None,
+                Some(vec![super::super::Cell::Bytes {
+                    bytes: vec![0; bytes],
+                    charset: None,
+                }]),
+            )],
+            position: BinlogPosition::new("bin.000001", 4),
+            gtid: None,
+            timestamp: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_channel_holds_at_most_its_bytes_of_row_images_or_one_larger_event() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let budget = Arc::new(Semaphore::new(1000));
+        let sender = Sender {
+            tx,
+            budget: budget.clone(),
+            limit: 1000,
+        };
+        let wait = Duration::from_millis(50);
+        sender.send(rows(600)).await.unwrap();
+        // A second one does not fit while the first is in the channel ...
+        assert!(tokio::time::timeout(wait, sender.send(rows(600)))
+            .await
+            .is_err());
+        // ... and does once it has been received (its permits given back).
+        let first = rx.recv().await.unwrap();
+        budget.add_permits(item_cost(&first, 1000));
+        sender.send(rows(600)).await.unwrap();
+        // An event larger than the whole budget passes alone, once the channel is empty.
+        assert!(tokio::time::timeout(wait, sender.send(rows(5000)))
+            .await
+            .is_err());
+        let second = rx.recv().await.unwrap();
+        budget.add_permits(item_cost(&second, 1000));
+        sender.send(rows(5000)).await.unwrap();
+        assert_eq!(budget.available_permits(), 0);
     }
 
     /// Hand-built events of an XA transaction as MySQL 8 and MariaDB 10.11 log them (the test

@@ -243,6 +243,38 @@ impl Cell {
     /// the same type (or a compatible altered one). Assumes the writing session has
     /// `time_zone = '+00:00'` and a `sql_mode` that allows zero dates.
     pub fn sql_literal(&self) -> String {
+        let mut out = String::new();
+        self.write_sql_literal(&mut out);
+        out
+    }
+
+    /// Appends [`Cell::sql_literal`] to `out`: a string's bytes go straight into the statement
+    /// being built, as hex, with no copy of their own.
+    pub fn write_sql_literal(&self, out: &mut String) {
+        match self {
+            Cell::Bytes { bytes, charset } => write_string_literal(out, bytes, charset.as_deref()),
+            Cell::Json(value) => out.push_str(&value.to_sql()),
+            other => out.push_str(&other.scalar_literal()),
+        }
+    }
+
+    /// About how many bytes of memory this value holds (its literal takes about twice as many
+    /// for a string, written as hex): what batches and held events are measured in.
+    pub fn size_hint(&self) -> usize {
+        const CELL: usize = std::mem::size_of::<Cell>();
+        CELL + match self {
+            Cell::Bytes { bytes, .. } => bytes.len(),
+            Cell::Decimal(text) => text.len(),
+            Cell::Enum { label, .. } => label.as_ref().map_or(0, String::len),
+            Cell::Set { labels, .. } => labels.iter().map(|l| l.len() + 24).sum(),
+            Cell::Bit(bytes) => bytes.len(),
+            Cell::Json(value) => value.size_hint(),
+            _ => 0,
+        }
+    }
+
+    /// The literal of a value that is not a string or JSON document (short).
+    fn scalar_literal(&self) -> String {
         match self {
             Cell::Null => "NULL".into(),
             Cell::Int(i) => i.to_string(),
@@ -320,7 +352,20 @@ impl Cell {
 
 /// `_<charset> X'<hex>'`, or `_binary X'<hex>'` for a binary string.
 fn string_literal(bytes: &[u8], charset: Option<&str>) -> String {
-    format!("_{} X'{}'", charset.unwrap_or("binary"), json::hex(bytes))
+    let mut out = String::new();
+    write_string_literal(&mut out, bytes, charset);
+    out
+}
+
+/// Appends [`string_literal`] to `out`, reserving its exact length first.
+fn write_string_literal(out: &mut String, bytes: &[u8], charset: Option<&str>) {
+    let charset = charset.unwrap_or("binary");
+    out.reserve(charset.len() + 4 + bytes.len() * 2 + 1);
+    out.push('_');
+    out.push_str(charset);
+    out.push_str(" X'");
+    json::push_hex(out, bytes);
+    out.push('\'');
 }
 
 fn fraction(micro: u32, fsp: u8) -> String {
@@ -364,6 +409,15 @@ pub enum RowKind {
 
 /// One changed row: the before image (updates, deletes) and the after image (inserts, updates).
 pub type RowImages = (Option<Vec<Cell>>, Option<Vec<Cell>>);
+
+/// About how many bytes of memory the row images of one event hold ([`Cell::size_hint`]).
+pub fn images_size_hint(rows: &[RowImages]) -> usize {
+    rows.iter()
+        .flat_map(|(before, after)| [before, after])
+        .flatten()
+        .map(|image| 24 + image.iter().map(Cell::size_hint).sum::<usize>())
+        .sum()
+}
 
 /// How to read one column's value out of a row image.
 #[derive(Debug, Clone, PartialEq)]

@@ -208,13 +208,28 @@ fn log_slave_updates(f: &Facts, _: &Config) -> Outcome {
 }
 
 fn binlog_compression(f: &Facts, _: &Config) -> Outcome {
-    if f.inspected.log_bin_compress {
-        return Err(format!(
-            "log_bin_compress=ON on {}: MariaDB writes compressed binlog events that wraith cannot decode. Run `SET GLOBAL log_bin_compress=OFF` for the duration of the migration",
-            f.inspected.endpoint
-        ));
+    let s = &f.inspected;
+    let (Some(variable), Some(fix)) = (
+        s.flavor.binlog_compression_variable(),
+        s.flavor.binlog_compression_off_sql(),
+    ) else {
+        return Ok(());
+    };
+    if !s.binlog_compression {
+        return Ok(());
     }
-    Ok(())
+    let what = match s.flavor.kind {
+        crate::mysql::flavor::Kind::MariaDb => {
+            "MariaDB writes compressed binlog events that wraith cannot decode"
+        }
+        crate::mysql::flavor::Kind::MySql => {
+            "MySQL writes each transaction as one compressed payload, which wraith does not read (its driver decompresses a whole transaction in memory at once, and skips one it cannot decompress without an error)"
+        }
+    };
+    Err(format!(
+        "{variable}=ON on {}: {what}. Run `{fix}` for the duration of the migration",
+        s.endpoint
+    ))
 }
 
 fn partial_json(f: &Facts, _: &Config) -> Outcome {
@@ -601,7 +616,7 @@ mod tests {
             binlog_format: "ROW".into(),
             binlog_row_image: "FULL".into(),
             log_replica_updates: true,
-            log_bin_compress: false,
+            binlog_compression: false,
             binlog_row_value_options: String::new(),
             name_case: Default::default(),
             grants: Grants {
@@ -633,6 +648,28 @@ mod tests {
             crate::cli::parse(["wraith", "--database=d", "--table=t", "--alter=ADD c INT"])
                 .unwrap();
         crate::config::build(parsed, || Ok(String::new())).unwrap()
+    }
+
+    #[test]
+    fn binlog_compression_is_refused_with_each_flavors_fix() {
+        let mut f = facts();
+        assert_eq!(binlog_compression(&f, &config()), Ok(()));
+        f.inspected.binlog_compression = true;
+        let e = binlog_compression(&f, &config()).unwrap_err();
+        assert!(
+            e.starts_with("log_bin_compress=ON") && e.contains("`SET GLOBAL log_bin_compress=OFF`"),
+            "{e}"
+        );
+        f.inspected.flavor = Flavor::parse("8.0.36", "MySQL Community Server - GPL");
+        let e = binlog_compression(&f, &config()).unwrap_err();
+        assert!(
+            e.starts_with("binlog_transaction_compression=ON")
+                && e.contains("`SET GLOBAL binlog_transaction_compression=OFF`"),
+            "{e}"
+        );
+        // MySQL before 8.0.20 has no such setting.
+        f.inspected.flavor = Flavor::parse("5.7.44", "");
+        assert_eq!(binlog_compression(&f, &config()), Ok(()));
     }
 
     #[test]

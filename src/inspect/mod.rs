@@ -31,7 +31,9 @@ pub struct ServerFacts {
     pub binlog_format: String,
     pub binlog_row_image: String,
     pub log_replica_updates: bool,
-    pub log_bin_compress: bool,
+    /// The server compresses its binlog in a form wraith does not read
+    /// ([`Flavor::binlog_compression_variable`] is on).
+    pub binlog_compression: bool,
     pub binlog_row_value_options: String,
     /// How it compares schema and table names (`lower_case_table_names`).
     pub name_case: NameCase,
@@ -58,8 +60,10 @@ impl ServerFacts {
             flavor.log_replica_updates_variable(),
         )
         .await?));
-        let log_bin_compress = flavor.has_binlog_compression()
-            && on(&var(mysql::variable(conn, "log_bin_compress").await?));
+        let binlog_compression = match flavor.binlog_compression_variable() {
+            Some(name) => on(&var(mysql::variable(conn, name).await?)),
+            None => false,
+        };
         let binlog_row_value_options = if flavor.has_partial_json() {
             var(mysql::variable(conn, "binlog_row_value_options").await?)
         } else {
@@ -81,7 +85,7 @@ impl ServerFacts {
             binlog_format,
             binlog_row_image,
             log_replica_updates,
-            log_bin_compress,
+            binlog_compression,
             binlog_row_value_options,
             name_case,
             grants: Grants::parse(&grant_lines, database),

@@ -143,9 +143,25 @@ impl Flavor {
         }
     }
 
-    /// MariaDB can compress binlog events, which the binlog decoder cannot read.
-    pub fn has_binlog_compression(&self) -> bool {
-        self.kind == Kind::MariaDb
+    /// The variable that makes the server compress its binlog in a form wraith does not read,
+    /// if this server has one: MariaDB's `log_bin_compress` (compressed events, which the
+    /// decoder cannot read) and MySQL 8.0.20+'s `binlog_transaction_compression` (a transaction
+    /// as one compressed payload, which the driver decompresses whole in memory, skipping one it
+    /// cannot decompress without an error).
+    pub fn binlog_compression_variable(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::MariaDb => Some("log_bin_compress"),
+            Kind::MySql if self.version >= (8, 0, 20) => Some("binlog_transaction_compression"),
+            Kind::MySql => None,
+        }
+    }
+
+    /// The statement that turns [`Self::binlog_compression_variable`] off.
+    pub fn binlog_compression_off_sql(&self) -> Option<&'static str> {
+        match self.binlog_compression_variable()? {
+            "log_bin_compress" => Some("SET GLOBAL log_bin_compress=OFF"),
+            _ => Some("SET GLOBAL binlog_transaction_compression=OFF"),
+        }
     }
 
     /// MySQL 8.0's `binlog_row_value_options=PARTIAL_JSON` writes partial JSON updates.
@@ -294,6 +310,36 @@ mod tests {
         assert!(!Flavor::parse("8.0.12", "").rename_under_lock_tables());
         assert!(Flavor::parse("8.0.13", "").rename_under_lock_tables());
         assert!(Flavor::parse("8.4.0", "").rename_under_lock_tables());
+    }
+
+    #[test]
+    fn each_flavor_names_its_own_binlog_compression() {
+        let maria = Flavor::parse("10.11.6-MariaDB", "");
+        assert_eq!(
+            maria.binlog_compression_variable(),
+            Some("log_bin_compress")
+        );
+        assert_eq!(
+            maria.binlog_compression_off_sql(),
+            Some("SET GLOBAL log_bin_compress=OFF")
+        );
+        let mysql = Flavor::parse("8.0.36", "");
+        assert_eq!(
+            mysql.binlog_compression_variable(),
+            Some("binlog_transaction_compression")
+        );
+        assert_eq!(
+            mysql.binlog_compression_off_sql(),
+            Some("SET GLOBAL binlog_transaction_compression=OFF")
+        );
+        assert_eq!(
+            Flavor::parse("8.0.19", "").binlog_compression_variable(),
+            None
+        );
+        assert_eq!(
+            Flavor::parse("5.7.44", "").binlog_compression_off_sql(),
+            None
+        );
     }
 
     #[test]

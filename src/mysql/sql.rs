@@ -172,12 +172,17 @@ pub fn insert_rows(
     ignore: bool,
 ) -> String {
     let values: Vec<String> = rows.iter().map(|r| format!("({})", r.join(", "))).collect();
+    insert_head(schema, table, columns, ignore) + &values.join(", ")
+}
+
+/// [`insert_rows`] up to its first row: `INSERT INTO t (cols) VALUES `, for a caller that
+/// writes the rows' tuples (`(...), (...)`) straight after it.
+pub fn insert_head(schema: &str, table: &str, columns: &[String], ignore: bool) -> String {
     format!(
-        "INSERT /* wraith */ {}INTO {} ({}) VALUES {}",
+        "INSERT /* wraith */ {}INTO {} ({}) VALUES ",
         if ignore { "IGNORE " } else { "" },
         qualified(schema, table),
         column_list(columns),
-        values.join(", ")
     )
 }
 

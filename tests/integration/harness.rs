@@ -90,7 +90,7 @@ pub fn servers() -> &'static Servers {
                 _pair: None,
             };
         }
-        let pair = on_own_runtime(Pair::start("test"))
+        let pair = on_own_runtime(Pair::start_with("test", SHARED_SERVER_ARGS))
             .unwrap_or_else(|e| panic!("cannot start the test servers: {e:#}"));
         Servers {
             primary: Endpoint::of(&pair.primary),
@@ -98,6 +98,36 @@ pub fn servers() -> &'static Servers {
             _pair: Some(pair),
         }
     })
+}
+
+/// Settings of the shared pair beyond the sandbox's: rows of 32 MB (`memory`) need a packet
+/// that holds their hex literal (64 MB and a little) in wraith's applier, and their
+/// `REPEAT(...)` in the writers.
+pub const SHARED_SERVER_ARGS: &[&str] = &["--max-allowed-packet=128M"];
+
+/// A primary and replica of their own, started on first use, for tests that need global
+/// settings of their own on both (`extra_args`). Keyed by name; the first call's settings win.
+pub fn own_pair(name: &str, extra_args: &[&str]) -> (Endpoint, Endpoint) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static PAIRS: OnceLock<Mutex<HashMap<String, Pair>>> = OnceLock::new();
+    let pairs = PAIRS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut pairs = pairs.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pair) = pairs.get(name) {
+        return (Endpoint::of(&pair.primary), Endpoint::of(&pair.replica));
+    }
+    let (prefix, args) = (
+        name.to_string(),
+        extra_args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    );
+    let pair = on_own_runtime(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Pair::start_with(&prefix, &args).await
+    })
+    .unwrap_or_else(|e| panic!("cannot start server pair {name}: {e:#}"));
+    let endpoints = (Endpoint::of(&pair.primary), Endpoint::of(&pair.replica));
+    pairs.insert(name.to_string(), pair);
+    endpoints
 }
 
 /// A server of its own, started on first use, for tests that change global settings.

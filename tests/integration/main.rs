@@ -11,6 +11,7 @@ mod compare;
 mod faults;
 mod harness;
 mod hooks;
+mod memory;
 mod migrate;
 mod names;
 mod preflight;
