@@ -113,6 +113,23 @@ pub enum MigrationError {
     Cancelled,
 }
 
+impl MigrationError {
+    /// A stop that the apply loop's end explains: a cancellation, or a step that found the
+    /// loop gone.
+    fn is_loop_gone(&self) -> bool {
+        matches!(
+            self,
+            MigrationError::Cancelled
+                | MigrationError::Checksum(ChecksumError::LoopGone)
+                | MigrationError::CutOver(CutOverError::LoopGone)
+                | MigrationError::CutOverGaveUp {
+                    last: CutOverError::LoopGone,
+                    ..
+                }
+        )
+    }
+}
+
 impl From<ChecksumError> for MigrationError {
     fn from(e: ChecksumError) -> Self {
         match e {
@@ -227,8 +244,9 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         ))),
     };
     let outcome = match (outcome, run.stop_path().await) {
-        // The applier's failure is the cause of a cancellation it triggered.
-        (Err(MigrationError::Cancelled), Some(failure)) => Err(failure),
+        // The applier's failure is the cause of a cancellation it triggered, and of a step
+        // that stopped because the applier was gone.
+        (Err(e), Some(failure)) if e.is_loop_gone() => Err(failure),
         (outcome, _) => outcome,
     };
     // Cleanup: a noop run and a failed run drop what they created.
