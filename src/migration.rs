@@ -578,13 +578,7 @@ impl Run<'_> {
             if self.cancel.is_cancelled() {
                 return Err(MigrationError::Cancelled);
             }
-            let token = format!(
-                "checksum-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos()
-            );
+            let token = marker_token("checksum-");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let keylog = path.keylog.clone();
             let (control, status) = (&path.control, &mut path.status);
@@ -706,13 +700,7 @@ impl Run<'_> {
             if self.cancel.is_cancelled() {
                 return Err(MigrationError::Cancelled);
             }
-            let token = format!(
-                "{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos()
-            );
+            let token = marker_token("");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);
             let atomic = cfg.cut_over == CutOverMode::Atomic;
@@ -1043,6 +1031,15 @@ const CLEANUP_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the catch-up waits without a heartbeat before it calls the binlog stream stuck.
 const STALLED_STREAM: Duration = Duration::from_secs(300);
+
+/// A marker token no earlier marker of this run has: `prefix` and the time in nanoseconds.
+fn marker_token(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{prefix}{nanos}")
+}
 
 fn state_line(state: State) -> &'static str {
     match state {
