@@ -186,7 +186,6 @@ impl NotImplemented {
 }
 
 const OTHER_MODE: &str = "Run without it, or use gh-ost for this mode";
-const NO_CONTROL: &str = "Run without it (--postpone-cut-over-flag-file holds the cut-over; Ctrl-C or SIGTERM stops the run and cleans up), or use gh-ost";
 const NO_TRIGGERS: &str = "Drop the triggers and recreate them after the swap, or use gh-ost";
 
 /// Every gh-ost flag wraith accepts but does not implement yet, and what it does with each.
@@ -242,37 +241,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         |f| f.old_table.is_some(),
         "it names the table to revert to, and --revert is not implemented either",
         OTHER_MODE,
-    ),
-    // ---- Refused: operator control. Ignored, a DBA would reach for a control that is not there.
-    NotImplemented::refused(
-        "panic-flag-file",
-        |f| !f.panic_flag_file.is_empty(),
-        "creating the file would not stop the migration",
-        NO_CONTROL,
-    ),
-    NotImplemented::refused(
-        "serve-socket-file",
-        |f| !f.serve_socket_file.is_empty(),
-        "no interactive commands would be served on this socket",
-        NO_CONTROL,
-    ),
-    NotImplemented::refused(
-        "serve-tcp-port",
-        |f| f.serve_tcp_port != 0,
-        "no interactive commands would be served on this port",
-        NO_CONTROL,
-    ),
-    NotImplemented::refused(
-        "force-named-cut-over",
-        |f| f.force_named_cut_over,
-        "it guards interactive commands, which this build does not serve",
-        NO_CONTROL,
-    ),
-    NotImplemented::refused(
-        "force-named-panic",
-        |f| f.force_named_panic,
-        "it guards interactive commands, which this build does not serve",
-        NO_CONTROL,
     ),
     // ---- Refused: what the new table is, and how it is made.
     NotImplemented::refused(
@@ -364,11 +332,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         "checkpoint-seconds",
         |f| f.checkpoint_seconds != 300,
         "no checkpoint is written (--checkpoint is not implemented)",
-    ),
-    NotImplemented::warned(
-        "initially-drop-socket-file",
-        |f| f.initially_drop_socket_file,
-        "no socket is served, so there is none to drop",
     ),
     // ---- Warned: output only.
     NotImplemented::warned(
@@ -477,13 +440,7 @@ pub fn build(
         2,
         i64::MAX,
     )?;
-    if !(0.0..=100.0).contains(&flags.nice_ratio) {
-        return Err(ConfigError::OutOfRange {
-            flag: "nice-ratio",
-            value: flags.nice_ratio.to_string(),
-            expected: "expected 0 to 100",
-        });
-    }
+    nice_ratio(&flags.nice_ratio.to_string())?;
     if flags.mysql_timeout < 0.0 || !flags.mysql_timeout.is_finite() {
         return Err(ConfigError::OutOfRange {
             flag: "mysql-timeout",
@@ -624,7 +581,8 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
     )
 }
 
-fn range(flag: &'static str, value: i64, min: i64, max: i64) -> Result<(), ConfigError> {
+/// `value` lies in `min..=max`, or the error names the flag and the range.
+pub(crate) fn range(flag: &'static str, value: i64, min: i64, max: i64) -> Result<(), ConfigError> {
     if value < min || value > max {
         let expected: &'static str = match flag {
             "chunk-size" => "expected 10 to 100000",
@@ -678,15 +636,25 @@ fn throttle_flags(flags: &Flags) -> Result<(), ConfigError> {
         1,
         i64::MAX,
     )?;
-    if !flags.throttle_http.is_empty() {
-        crate::throttle::http::split_url(&flags.throttle_http).map_err(|e| {
-            ConfigError::Invalid {
-                flag: "throttle-http",
-                message: format!("{e}; put a plain http:// endpoint in front of it, or use gh-ost"),
-            }
-        })?;
+    check_throttle_http(&flags.throttle_http)?;
+    check_control_replicas(&flags.throttle_control_replicas)
+}
+
+/// `--throttle-http`: empty, or a plain `http://` URL.
+pub(crate) fn check_throttle_http(url: &str) -> Result<(), ConfigError> {
+    if url.is_empty() {
+        return Ok(());
     }
-    for replica in flags.throttle_control_replicas.split(',') {
+    crate::throttle::http::split_url(url).map_err(|e| ConfigError::Invalid {
+        flag: "throttle-http",
+        message: format!("{e}; put a plain http:// endpoint in front of it, or use gh-ost"),
+    })?;
+    Ok(())
+}
+
+/// `--throttle-control-replicas`: `host[:port]`, comma-separated.
+pub(crate) fn check_control_replicas(list: &str) -> Result<(), ConfigError> {
+    for replica in list.split(',') {
         if !replica.trim().is_empty() && crate::mysql::Endpoint::parse(replica, 3306).is_none() {
             return Err(ConfigError::Invalid {
                 flag: "throttle-control-replicas",
@@ -695,6 +663,20 @@ fn throttle_flags(flags: &Flags) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// `--nice-ratio`: a number from 0 to 100.
+pub(crate) fn nice_ratio(text: &str) -> Result<f64, ConfigError> {
+    let out_of_range = || ConfigError::OutOfRange {
+        flag: "nice-ratio",
+        value: text.to_string(),
+        expected: "expected 0 to 100",
+    };
+    let ratio: f64 = text.trim().parse().map_err(|_| out_of_range())?;
+    if !(0.0..=100.0).contains(&ratio) {
+        return Err(out_of_range());
+    }
+    Ok(ratio)
 }
 
 /// Parses `Threads_running=25,Threads_connected=200`, the form of `--max-load` and

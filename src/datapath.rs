@@ -2,7 +2,7 @@
 //! and status line, started together and owned by one [`DataPath`].
 //!
 //! In: the run's [`Config`], the inspected server's connection and flavor, the [`Plan`], the
-//! shared [`Progress`] and [`Gate`], and the run's cancellation token. Out: the apply loop's
+//! run's [`Controls`] (progress, gate and knobs), and the run's cancellation token. Out: the apply loop's
 //! [`Control`], [`LoopStatus`] and [`KeyLog`] for the checksum and the cut-over, and the apply
 //! loop's result, returned through its join handle ([`DataPath::failure`], [`DataPath::stop`]). Invariants: the tasks listen to a
 //! token of their own, so cancelling the run (a signal) never stops the applier in the middle of
@@ -24,11 +24,11 @@ use crate::apply::{self, Applier, ApplyPlan, Control, KeyLog, LoopSpec, LoopStat
 use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
 use crate::changelog::Changelog;
 use crate::config::Config;
+use crate::control::{Controls, Knobs};
 use crate::inspect::{Plan, TableSchema};
 use crate::mysql::names::NameCase;
 use crate::mysql::{self, Credentials, Endpoint, Flavor};
-use crate::progress::Progress;
-use crate::throttle::{self, Gate, ThrottleSettings};
+use crate::throttle::{self, ThrottleSettings};
 
 /// Why the data path could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +82,10 @@ impl DataPath {
         servers: Servers<'_>,
         iconn: &mut Conn,
         plan: &Plan,
-        progress: &Arc<Progress>,
-        gate: &Gate,
+        controls: &Controls,
         run_cancel: &CancellationToken,
     ) -> Result<DataPath, PathError> {
+        let (progress, gate, knobs) = (&controls.progress, &controls.gate, &controls.knobs);
         let cancel = CancellationToken::new();
         let mut path = DataPath {
             control: watch::channel(Control::Apply).0,
@@ -98,6 +98,7 @@ impl DataPath {
         };
         let db = cfg.database.as_str();
         let position = binlog_position(iconn, servers.flavor, servers.inspected).await?;
+        progress.set_position(position.to_string());
         tracing::info!(
             "streaming the binlog of {} from {position}",
             servers.inspected
@@ -158,7 +159,7 @@ impl DataPath {
             original: cfg.table.clone(),
             changelog: cfg.changelog_table(),
             names: servers.names,
-            batch_size: cfg.flags.dml_batch_size as usize,
+            batch_size: knobs.dml_batch_size_handle(),
             held_limit: apply::stream_loop::HELD_LIMIT,
             gate: gate.watch(),
         };
@@ -200,7 +201,7 @@ impl DataPath {
                 .await
         }));
 
-        let settings = throttle_settings(cfg, &servers, pcreds_for_throttle)?;
+        let settings = throttle_settings(cfg, &servers, pcreds_for_throttle, knobs.clone());
         path.throttle = Some(tokio::spawn(throttle::run(
             settings,
             progress.clone(),
@@ -250,12 +251,13 @@ impl DataPath {
     }
 }
 
-/// What the throttler watches, from the flags (validated by config).
+/// What the throttler watches: the flags (validated by config) and the knobs.
 fn throttle_settings(
     cfg: &Config,
     servers: &Servers<'_>,
     pcreds: Credentials,
-) -> Result<ThrottleSettings, PathError> {
+    knobs: Arc<Knobs>,
+) -> ThrottleSettings {
     let flags = &cfg.flags;
     let flag_files = [
         &flags.throttle_flag_file,
@@ -265,48 +267,32 @@ fn throttle_settings(
     .filter(|f| !f.is_empty())
     .map(std::path::PathBuf::from)
     .collect();
-    let load = |flag, text: &str| {
-        crate::config::parse_load(flag, text).map_err(|e| PathError::Other(e.to_string()))
-    };
     let icreds = Credentials::inspected(cfg);
-    let control_replicas = flags
-        .throttle_control_replicas
-        .split(',')
-        .filter_map(|r| Endpoint::parse(r, flags.port))
-        .map(|endpoint| throttle::Server {
-            endpoint,
-            creds: icreds.clone(),
-        })
-        .collect();
-    Ok(ThrottleSettings {
-        max_lag: Duration::from_millis(flags.max_lag_millis as u64),
+    ThrottleSettings {
+        knobs,
         flag_files,
         backlog_high: 0.5,
         changelog: (cfg.database.clone(), cfg.changelog_table()),
         lag_interval: Duration::from_millis(flags.heartbeat_interval_millis as u64),
         inspected: throttle::Server {
             endpoint: servers.inspected.clone(),
-            creds: icreds,
+            creds: icreds.clone(),
         },
         primary: throttle::Server {
             endpoint: servers.primary.clone(),
             creds: pcreds,
         },
-        control_replicas,
-        max_load: load("max-load", &flags.max_load)?,
+        replica_creds: icreds,
         critical_load: throttle::CriticalLoad {
-            thresholds: load("critical-load", &flags.critical_load)?,
             interval: Duration::from_millis(flags.critical_load_interval_millis as u64),
             hibernate: Duration::from_secs(flags.critical_load_hibernate_seconds as u64),
         },
-        throttle_query: flags.throttle_query.clone(),
-        http: (!flags.throttle_http.is_empty()).then(|| throttle::HttpSource {
-            url: flags.throttle_http.clone(),
+        http: throttle::HttpSource {
             interval: Duration::from_millis(flags.throttle_http_interval_millis as u64),
             timeout: Duration::from_millis(flags.throttle_http_timeout_millis as u64),
             ignore_errors: flags.ignore_http_errors,
-        }),
-    })
+        },
+    }
 }
 
 /// The apply loop's failure from its join result (a panic included).

@@ -416,6 +416,13 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         "--chunk-size=2000".into(),
         "--verbose".into(),
         postpone_arg,
+        // Its own socket, so demos side by side (and a gh-ost default) never meet.
+        format!(
+            "--serve-socket-file={}",
+            std::env::temp_dir()
+                .join(format!("wraith-demo-{}.sock", std::process::id()))
+                .display()
+        ),
     ];
     println!(
         "the cut-over waits until the application has committed {WRITES_BEFORE_CUT_OVER} writes while the ghost table exists"

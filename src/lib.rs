@@ -13,6 +13,7 @@ pub mod changelog;
 pub mod checksum;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod copy;
 pub mod cutover;
 pub mod datapath;

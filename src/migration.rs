@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
+use crate::control::{self, Controls, Knobs};
 use crate::copy::{self, CopySpec};
 use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
 use crate::datapath::{self, DataPath, PathError, Servers};
@@ -31,7 +32,7 @@ use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::{ChecksumStatus, Progress};
 use crate::table_lock::{self, LockError, TableLock};
-use crate::throttle::{Gate, GateState};
+use crate::throttle::GateState;
 
 /// The states of a migration, as written to the changelog's `state` hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,10 +108,14 @@ pub enum MigrationError {
     Hook(#[from] HookError),
     #[error(transparent)]
     Lock(#[from] Box<LockError>),
+    #[error(transparent)]
+    Control(#[from] control::ServerError),
     #[error("{0}")]
     Other(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("panic ({0}): the migration was stopped without cut-over")]
+    Panic(String),
 }
 
 impl MigrationError {
@@ -204,7 +209,10 @@ struct Run<'a> {
     path: Option<DataPath>,
     /// Set once the tables are swapped: from then on nothing may be dropped automatically.
     swapped: bool,
-    gate: Gate,
+    /// The operator's controls (knobs, forced throttle, postponement, panic) and the progress.
+    controls: Arc<Controls>,
+    /// The control socket and TCP port, once the table lock is held.
+    server: Option<control::Server>,
     /// The cut-over left the tables in a state wraith could not make whole: drop nothing.
     unresolved: bool,
     hooks: Hooks,
@@ -214,6 +222,25 @@ struct Run<'a> {
 
 /// Runs the migration described by `cfg`.
 pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Failed> {
+    let controls = match Knobs::from_config(cfg) {
+        Ok(knobs) => Arc::new(Controls::new(
+            cfg,
+            knobs,
+            Arc::new(Progress::new(1000)),
+            cancel.clone(),
+        )),
+        Err(e) => {
+            return Err(Failed {
+                error: MigrationError::Other(e.to_string()),
+                left_behind: Vec::new(),
+                swapped: false,
+                unresolved: false,
+            })
+        }
+    };
+    let watching = cancel.child_token();
+    let _stop_watching = watching.clone().drop_guard();
+    tokio::spawn(control::watch_panic_file(controls.clone(), watching));
     let mut run = Run {
         cfg,
         cancel: cancel.clone(),
@@ -229,7 +256,8 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         created: Vec::new(),
         path: None,
         swapped: false,
-        gate: Gate::default(),
+        controls: controls.clone(),
+        server: None,
         unresolved: false,
         hooks: Hooks::new(cfg),
         table_lock: None,
@@ -247,6 +275,11 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         // The applier's failure is the cause of a cancellation it triggered, and of a step
         // that stopped because the applier was gone.
         (Err(e), Some(failure)) if e.is_loop_gone() => Err(failure),
+        (outcome, _) => outcome,
+    };
+    // A panic (command or flag file) is the cause of the cancellation it made.
+    let outcome = match (outcome, controls.panicked()) {
+        (Err(e), Some(reason)) if e.is_loop_gone() => Err(MigrationError::Panic(reason)),
         (outcome, _) => outcome,
     };
     // Cleanup: a noop run and a failed run drop what they created.
@@ -318,6 +351,10 @@ impl Run<'_> {
         self.enter(State::Validate).await?;
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
+        self.controls.set_servers(control::Servers {
+            inspected: format!("{} ({})", self.inspected, facts.inspected.flavor),
+            primary: format!("{} ({})", self.primary, facts.primary.flavor),
+        });
         let original = facts.table.clone().expect("table-exists check passed");
         let mut pconn = match self.pconn.take() {
             Some(c) => c,
@@ -353,7 +390,7 @@ impl Run<'_> {
 
         // Copy, with the binlog applied from a position taken before the first chunk is read.
         self.enter(State::Copy).await?;
-        let progress = Arc::new(Progress::new(1000));
+        let progress = self.controls.progress.clone();
         progress
             .rows_estimate
             .store(row_estimate, Ordering::Relaxed);
@@ -374,8 +411,7 @@ impl Run<'_> {
                 servers,
                 &mut iconn,
                 &plan,
-                &progress,
-                &self.gate,
+                &self.controls,
                 &self.cancel,
             )
             .await?,
@@ -477,15 +513,13 @@ impl Run<'_> {
             Credentials::primary(cfg),
         );
         spec.workers = cfg.flags.copy_workers as usize;
-        spec.nice_ratio = cfg.flags.nice_ratio;
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         spec.changelog = cfg.changelog_table();
-        let chunk_size = Arc::new(AtomicI64::new(cfg.flags.chunk_size));
         let result = copy::run(
             Arc::new(spec),
-            chunk_size,
-            self.gate.clone(),
+            self.controls.knobs.clone(),
+            self.controls.gate.clone(),
             progress.clone(),
             self.cancel.clone(),
         )
@@ -518,7 +552,7 @@ impl Run<'_> {
                 return Ok(());
             }
             // A throttled apply loop reads nothing: the stream is not stuck while throttled.
-            if matches!(self.gate.state(), GateState::Closed(_)) {
+            if matches!(self.controls.gate.state(), GateState::Closed(_)) {
                 throttled_at = Some(Instant::now());
             }
             let waited = age.unwrap_or_else(|| progress.started.elapsed());
@@ -533,23 +567,29 @@ impl Run<'_> {
         }
     }
 
-    /// Stays synced while the postpone flag file exists. Returns whether it was postponed.
+    /// Stays synced while the postpone flag file exists (set by flag or command), until it is
+    /// removed or `unpostpone` comes. Returns whether it was postponed.
     async fn postpone(&mut self, progress: &Progress) -> Result<bool, MigrationError> {
-        let file = &self.cfg.flags.postpone_cut_over_flag_file;
-        if file.is_empty() || !std::path::Path::new(file).exists() {
+        let controls = self.controls.clone();
+        if !controls.cut_over_postponed() {
             return Ok(false);
         }
         self.enter(State::Postpone).await?;
-        info!("cut-over postponed while {file} exists");
+        info!(
+            "cut-over postponed while {} exists (or until the unpostpone command)",
+            controls.knobs.postpone_flag_file()
+        );
+        controls.set_postponing(true);
+        let _not_postponing = PostponingFlag(&controls);
         self.hooks.run(Hook::BeginPostponed).await?;
         progress.set_state("postponing cut-over");
-        while std::path::Path::new(file).exists() {
+        while controls.cut_over_postponed() {
             if self.cancel.is_cancelled() {
                 return Err(MigrationError::Cancelled);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        info!("{file} is gone: cutting over");
+        info!("cut-over no longer postponed: cutting over");
         Ok(true)
     }
 
@@ -632,13 +672,14 @@ impl Run<'_> {
         progress.set_state("checksumming");
         progress.set_checksum(ChecksumStatus::Comparing);
         let snapshot = self.checksum_snapshot(spec).await?;
-        let compared = checksum::compare_all(spec, snapshot, &self.gate, progress, &self.cancel)
-            .await
-            .inspect_err(|e| {
-                if matches!(e, ChecksumError::Differs { .. }) {
-                    progress.set_checksum(ChecksumStatus::Differs);
-                }
-            })?;
+        let compared =
+            checksum::compare_all(spec, snapshot, &self.controls.gate, progress, &self.cancel)
+                .await
+                .inspect_err(|e| {
+                    if matches!(e, ChecksumError::Differs { .. }) {
+                        progress.set_checksum(ChecksumStatus::Differs);
+                    }
+                })?;
         let took = started.elapsed();
         progress.set_checksum(ChecksumStatus::Passed);
         progress.set_state("migrating");
@@ -670,7 +711,7 @@ impl Run<'_> {
                 "checksum: more than {} rows changed while the cut-over was postponed; comparing the whole tables again",
                 crate::apply::keylog::KEYLOG_LIMIT
             );
-            checksum::compare_all(spec, snapshot, &self.gate, progress, &self.cancel).await
+            checksum::compare_all(spec, snapshot, &self.controls.gate, progress, &self.cancel).await
         } else {
             checksum::compare_keys(spec, snapshot, touched.keys, &self.cancel).await
         };
@@ -852,6 +893,10 @@ impl Run<'_> {
             .await
             .map_err(Box::new)?;
         self.table_lock = Some(lock);
+        // Served once this run owns the table: a second run is refused by the lock first.
+        self.server = Some(
+            control::Server::start(self.controls.clone(), self.hooks.clone(), &self.cancel).await?,
+        );
         if self.primary != self.inspected {
             info!(
                 "primary is {}; the binlog is read from {}",
@@ -1039,6 +1084,15 @@ fn marker_token(prefix: &str) -> String {
         .unwrap_or_default()
         .as_nanos();
     format!("{prefix}{nanos}")
+}
+
+/// Clears the postponing state when the postponement ends, however it ends.
+struct PostponingFlag<'a>(&'a Controls);
+
+impl Drop for PostponingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.set_postponing(false);
+    }
 }
 
 fn state_line(state: State) -> &'static str {

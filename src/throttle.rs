@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoadThreshold;
+use crate::control::Knobs;
 use crate::mysql::{self, sql, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
 
@@ -116,19 +117,17 @@ impl Gate {
     }
 }
 
-/// `--throttle-http` and its settings.
+/// `--throttle-http`'s settings (the URL is a knob).
 #[derive(Debug, Clone)]
 pub struct HttpSource {
-    pub url: String,
     pub interval: Duration,
     pub timeout: Duration,
     pub ignore_errors: bool,
 }
 
-/// `--critical-load` and its settings.
+/// `--critical-load`'s settings (the thresholds are a knob).
 #[derive(Debug, Clone, Default)]
 pub struct CriticalLoad {
-    pub thresholds: Vec<LoadThreshold>,
     /// Check again after this long before stopping (zero: stop at once).
     pub interval: Duration,
     /// Throttle this long instead of stopping (zero: stop).
@@ -142,10 +141,11 @@ pub struct Server {
     pub creds: Credentials,
 }
 
-/// What the throttler watches.
+/// What the throttler watches. The limits an operator may change while the run goes on (lag,
+/// loads, throttle query and URL, control replicas) are read from `knobs` at each check.
 #[derive(Debug, Clone)]
 pub struct ThrottleSettings {
-    pub max_lag: Duration,
+    pub knobs: Arc<Knobs>,
     pub flag_files: Vec<PathBuf>,
     /// Fraction of the backlog capacity above which only one worker copies.
     pub backlog_high: f64,
@@ -157,11 +157,10 @@ pub struct ThrottleSettings {
     pub inspected: Server,
     /// The primary: load, critical load and the throttle query are read there.
     pub primary: Server,
-    pub control_replicas: Vec<Server>,
-    pub max_load: Vec<LoadThreshold>,
+    /// How to log in to a control replica.
+    pub replica_creds: Credentials,
     pub critical_load: CriticalLoad,
-    pub throttle_query: String,
-    pub http: Option<HttpSource>,
+    pub http: HttpSource,
 }
 
 /// Each sampled source's latest verdict: `Some(reason)` throttles.
@@ -214,7 +213,7 @@ pub fn decide(
                 settings.inspected.endpoint
             ))
         }
-        Some(lag) if lag > settings.max_lag => {
+        Some(lag) if lag > settings.knobs.max_lag() => {
             return GateState::Closed(format!("lag={:.3}s", lag.as_secs_f64()));
         }
         Some(_) => {}
@@ -246,13 +245,14 @@ pub async fn run(
     run_cancel: CancellationToken,
 ) -> Result<(), ThrottleError> {
     let settings = Arc::new(settings);
-    // A source throttles until it has been read once.
+    // A source set at start throttles until it has been read once.
+    let knobs = &settings.knobs;
     let unread = |on: bool, what: &str| on.then(|| format!("{what}: not read yet"));
     let readings = Arc::new(Mutex::new(Readings {
-        control_replicas: unread(!settings.control_replicas.is_empty(), "control-replicas"),
-        max_load: unread(!settings.max_load.is_empty(), "max-load"),
-        query: unread(!settings.throttle_query.is_empty(), "throttle-query"),
-        http: unread(settings.http.is_some(), "throttle-http"),
+        control_replicas: unread(!knobs.control_replicas().is_empty(), "control-replicas"),
+        max_load: unread(!knobs.max_load().is_empty(), "max-load"),
+        query: unread(!knobs.throttle_query().is_empty(), "throttle-query"),
+        http: unread(!knobs.throttle_http().is_empty(), "throttle-http"),
         ..Readings::default()
     }));
     let samplers = cancel.child_token();
@@ -263,31 +263,28 @@ pub async fn run(
         readings.clone(),
         samplers.clone(),
     ));
-    if !settings.control_replicas.is_empty() {
-        tokio::spawn(replicas_sampler(
-            settings.clone(),
-            readings.clone(),
-            samplers.clone(),
-        ));
-    }
-    if !settings.max_load.is_empty() || !settings.throttle_query.is_empty() {
-        tokio::spawn(primary_sampler(
-            settings.clone(),
-            readings.clone(),
-            samplers.clone(),
-        ));
-    }
-    if !settings.critical_load.thresholds.is_empty() {
-        tokio::spawn(critical_sampler(
-            settings.clone(),
-            readings.clone(),
-            panic_tx,
-            samplers.clone(),
-        ));
-    }
-    if let Some(source) = settings.http.clone() {
-        tokio::spawn(http_sampler(source, readings.clone(), samplers.clone()));
-    }
+    // Every sampler runs, idle while its knob is empty: a command may set it at any time.
+    tokio::spawn(replicas_sampler(
+        settings.clone(),
+        readings.clone(),
+        samplers.clone(),
+    ));
+    tokio::spawn(primary_sampler(
+        settings.clone(),
+        readings.clone(),
+        samplers.clone(),
+    ));
+    tokio::spawn(critical_sampler(
+        settings.clone(),
+        readings.clone(),
+        panic_tx,
+        samplers.clone(),
+    ));
+    tokio::spawn(http_sampler(
+        settings.clone(),
+        readings.clone(),
+        samplers.clone(),
+    ));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -481,17 +478,29 @@ async fn replicas_sampler(
     cancel: CancellationToken,
 ) {
     let heartbeat = sql::heartbeat_value(&settings.changelog.0, &settings.changelog.1);
-    let mut servers: Vec<(Lazy, Option<Flavor>)> = settings
-        .control_replicas
-        .iter()
-        .map(|s| (Lazy::new(s.clone()), None))
-        .collect();
+    let mut watched: Vec<Endpoint> = Vec::new();
+    let mut servers: Vec<(Lazy, Option<Flavor>)> = Vec::new();
     loop {
+        let replicas = settings.knobs.control_replicas();
+        if replicas != watched {
+            servers = replicas
+                .iter()
+                .map(|endpoint| {
+                    let server = Server {
+                        endpoint: endpoint.clone(),
+                        creds: settings.replica_creds.clone(),
+                    };
+                    (Lazy::new(server), None)
+                })
+                .collect();
+            watched = replicas;
+        }
+        let max_lag = settings.knobs.max_lag();
         let mut verdict = None;
         for (server, flavor) in &mut servers {
             let endpoint = server.server.endpoint.clone();
             match replica_lag(server, flavor, &heartbeat).await {
-                Ok(lag) if lag > settings.max_lag => {
+                Ok(lag) if lag > max_lag => {
                     verdict = Some(format!(
                         "control-replica {endpoint} lag={:.3}s",
                         lag.as_secs_f64()
@@ -543,17 +552,15 @@ async fn primary_sampler(
 ) {
     let mut server = Lazy::new(settings.primary.clone());
     loop {
-        let load = match load_met(&mut server, &settings.max_load).await {
+        let load = match load_met(&mut server, &settings.knobs.max_load()).await {
             Ok(met) => met.map(|m| format!("max-load {m}")),
             Err(e) => Some(format!("max-load unreadable: {e}")),
         };
-        let query = if settings.throttle_query.is_empty() {
+        let throttle_query = settings.knobs.throttle_query();
+        let query = if throttle_query.is_empty() {
             None
         } else {
-            match server
-                .first::<mysql_async::Row>(&settings.throttle_query)
-                .await
-            {
+            match server.first::<mysql_async::Row>(&throttle_query).await {
                 Ok(row) => {
                     let first = row.and_then(|r| r.get_opt::<Option<f64>, _>(0));
                     match first {
@@ -593,7 +600,8 @@ async fn critical_sampler(
     let mut server = Lazy::new(settings.primary.clone());
     loop {
         // An unreadable status is logged, not a reason to stop the migration.
-        let mut met = match load_met(&mut server, &critical.thresholds).await {
+        let thresholds = settings.knobs.critical_load();
+        let mut met = match load_met(&mut server, &thresholds).await {
             Ok(met) => met,
             Err(e) => {
                 tracing::warn!("critical-load: reading the primary's status failed: {e}");
@@ -608,7 +616,7 @@ async fn critical_sampler(
             if !pause(critical.interval, &cancel).await {
                 return;
             }
-            met = load_met(&mut server, &critical.thresholds)
+            met = load_met(&mut server, &thresholds)
                 .await
                 .unwrap_or_default()
                 .map(|again| {
@@ -645,16 +653,22 @@ async fn critical_sampler(
 /// `--throttle-http`: a status other than 200 throttles; so does an error, unless
 /// `--ignore-http-errors`.
 async fn http_sampler(
-    source: HttpSource,
+    settings: Arc<ThrottleSettings>,
     readings: Arc<Mutex<Readings>>,
     cancel: CancellationToken,
 ) {
+    let source = &settings.http;
     loop {
-        let verdict = match get_status(&source.url, source.timeout).await {
-            Ok(200) => None,
-            Ok(code) => Some(format!("throttle-http {} returned {code}", source.url)),
-            Err(_) if source.ignore_errors => None,
-            Err(e) => Some(format!("throttle-http {}: {e}", source.url)),
+        let url = settings.knobs.throttle_http();
+        let verdict = if url.is_empty() {
+            None
+        } else {
+            match get_status(&url, source.timeout).await {
+                Ok(200) => None,
+                Ok(code) => Some(format!("throttle-http {url} returned {code}")),
+                Err(_) if source.ignore_errors => None,
+                Err(e) => Some(format!("throttle-http {url}: {e}")),
+            }
         };
         lock(&readings).http = verdict;
         if !pause(source.interval, &cancel).await {
@@ -681,19 +695,29 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
             },
         };
+        let parsed = crate::cli::parse([
+            "wraith",
+            "--table=t",
+            "--database=d",
+            "--alter=engine=innodb",
+        ])
+        .unwrap();
+        let cfg = crate::config::build(parsed, || Ok(String::new())).unwrap();
         ThrottleSettings {
-            max_lag: Duration::from_millis(1500),
+            knobs: Arc::new(Knobs::from_config(&cfg).unwrap()),
             flag_files: vec![],
             backlog_high: 0.5,
             changelog: ("d".into(), "_t_ghc".into()),
             lag_interval: Duration::from_millis(100),
             inspected: server.clone(),
+            replica_creds: server.creds.clone(),
             primary: server,
-            control_replicas: vec![],
-            max_load: vec![],
             critical_load: CriticalLoad::default(),
-            throttle_query: String::new(),
-            http: None,
+            http: HttpSource {
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                ignore_errors: false,
+            },
         }
     }
 

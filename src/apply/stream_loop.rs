@@ -14,7 +14,7 @@
 //! it the loop says so ([`LoopStatus::held_over_limit`], the cut-over then aborts) and reads no
 //! more of the binlog until the coordinator resumes or the run ends.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -71,7 +71,8 @@ pub struct LoopSpec {
     pub changelog: String,
     /// How the streamed server compares names (its `lower_case_table_names`).
     pub names: NameCase,
-    pub batch_size: usize,
+    /// `--dml-batch-size`, shared with the `dml-batch-size=` command (read at each batch).
+    pub batch_size: Arc<AtomicUsize>,
     /// Bytes of row images held after a cut-over marker ([`event_bytes`]) beyond which the
     /// loop stops reading ([`LoopStatus::held_over_limit`]).
     pub held_limit: usize,
@@ -268,10 +269,11 @@ pub async fn run_loop(
             StreamItem::Commit(boundary) => progress.set_position(boundary.position.to_string()),
         }
         // Small batches while the stream is quiet (low latency), larger ones under load.
-        let cap = if streamer.backlog() > spec.batch_size {
-            spec.batch_size * 50
+        let batch_size = spec.batch_size.load(Ordering::Relaxed).max(1);
+        let cap = if streamer.backlog() > batch_size {
+            batch_size * 50
         } else {
-            spec.batch_size
+            batch_size
         };
         if pending.len() >= cap
             || pending_bytes >= BATCH_BYTES

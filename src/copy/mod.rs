@@ -1,8 +1,8 @@
 //! The parallel chunked row copier.
 //!
-//! In: the [`Plan`], the primary, the chunk size (changeable while running), the [`Gate`] that
-//! throttles it, and the run's cancellation token. Out: every row that existed when the copy began
-//! written to the ghost table, and counts in [`Progress`]. Invariant (design.md, 2): the copy never
+//! In: the [`Plan`], the primary, the [`Knobs`] (chunk size and nice ratio, changeable while
+//! running), the [`Gate`] that throttles it, and the run's cancellation token. Out: every row that
+//! existed when the copy began written to the ghost table, and counts in [`Progress`]. Invariant (design.md, 2): the copy never
 //! overwrites newer data: it writes with `INSERT IGNORE`, so a row the applier already wrote wins.
 //! Any row skipped for another reason (a duplicate on a new unique key, a value that does not fit)
 //! fails the copy with the server's warning, or is counted under `--allow-skipped-rows`: never a
@@ -24,7 +24,7 @@
 
 pub mod chunker;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use chunker::{Chunk, Chunker};
 
+use crate::control::Knobs;
 use crate::inspect::Plan;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
 use crate::progress::Progress;
@@ -78,7 +79,6 @@ pub struct CopySpec {
     /// `--allow-skipped-rows`: a skipped row is counted and logged instead of failing the copy.
     pub allow_skipped_rows: bool,
     pub workers: usize,
-    pub nice_ratio: f64,
     pub strict: bool,
     /// Where to reconnect after a lost connection.
     pub primary: Endpoint,
@@ -86,7 +86,7 @@ pub struct CopySpec {
 }
 
 impl CopySpec {
-    /// A spec with one worker, no nice ratio and strict mode; set those fields as needed.
+    /// A spec with one worker and strict mode; set those fields as needed.
     pub fn new(
         plan: &Plan,
         schema: &str,
@@ -119,7 +119,6 @@ impl CopySpec {
             tolerated_keys,
             allow_skipped_rows: false,
             workers: 1,
-            nice_ratio: 0.0,
             strict: true,
             primary,
             creds,
@@ -130,7 +129,7 @@ impl CopySpec {
 /// Copies every row; returns when done, on the first error, or when cancelled.
 pub async fn run(
     spec: Arc<CopySpec>,
-    chunk_size: Arc<AtomicI64>,
+    knobs: Arc<Knobs>,
     gate: Gate,
     progress: Arc<Progress>,
     cancel: CancellationToken,
@@ -143,7 +142,7 @@ pub async fn run(
         &spec.index,
         &spec.key_columns,
         &spec.nullable_key_columns,
-        chunk_size,
+        knobs.chunk_size_handle(),
     )
     .await?;
     let chunker = Arc::new(Mutex::new(chunker));
@@ -155,14 +154,17 @@ pub async fn run(
             Some(c) => c,
             None => writer_conn(&spec.primary, &spec.creds, spec.strict).await?,
         };
-        let (spec, chunker, gate, progress, cancel) = (
+        let (spec, chunker, knobs, gate, progress, cancel) = (
             spec.clone(),
             chunker.clone(),
+            knobs.clone(),
             gate.clone(),
             progress.clone(),
             cancel.clone(),
         );
-        tasks.spawn(work(worker, conn, spec, chunker, gate, progress, cancel));
+        tasks.spawn(work(
+            worker, conn, spec, chunker, knobs, gate, progress, cancel,
+        ));
     }
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
@@ -285,11 +287,13 @@ async fn writer_conn(
     Ok(conn)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn work(
     worker: usize,
     mut conn: Conn,
     spec: Arc<CopySpec>,
     chunker: Arc<Mutex<Chunker>>,
+    knobs: Arc<Knobs>,
     gate: Gate,
     progress: Arc<Progress>,
     cancel: CancellationToken,
@@ -315,8 +319,9 @@ async fn work(
         progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
         progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
-        if spec.nice_ratio > 0.0 {
-            let pause = started.elapsed().mul_f64(spec.nice_ratio);
+        let nice_ratio = knobs.nice_ratio();
+        if nice_ratio > 0.0 {
+            let pause = started.elapsed().mul_f64(nice_ratio);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = cancel.cancelled() => return Err(CopyError::Cancelled),

@@ -300,7 +300,8 @@ pub fn unique_server_id_flag() -> String {
 }
 
 /// wraith's arguments to migrate `schema`.`table` for real, reading the replica, with a binlog
-/// server id of its own; `extra` flags are appended (a repeated flag: the last one wins).
+/// server id of its own, replacing a stale control socket; `extra` flags are appended (a
+/// repeated flag: the last one wins).
 pub fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
     let mut a = servers().replica.flags();
     a.extend([
@@ -311,6 +312,9 @@ pub fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> V
         "--execute".into(),
         "--chunk-size=500".into(),
         "--heartbeat-interval-millis=50".into(),
+        // The default socket (/tmp/gh-ost.<schema>.<table>.sock) of a run a test killed is
+        // replaced by the next run on the table.
+        "--initially-drop-socket-file".into(),
     ]);
     a.extend(extra.iter().map(|s| s.to_string()));
     a

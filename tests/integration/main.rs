@@ -8,6 +8,7 @@ mod binlog;
 mod checksum;
 mod cli;
 mod compare;
+mod control;
 mod faults;
 mod harness;
 mod hooks;

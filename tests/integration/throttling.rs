@@ -16,10 +16,10 @@ use crate::harness::{
 };
 use crate::migrate::SMALL;
 
-const ALTER: &str = "ADD COLUMN d INT";
+pub(crate) const ALTER: &str = "ADD COLUMN d INT";
 
 /// A table of 3000 rows in a fresh schema, and a one-row table `gate` for throttle queries.
-async fn setup(name: &str) -> String {
+pub(crate) async fn setup(name: &str) -> String {
     let schema = fresh_schema(&format!("throttle_{name}")).await;
     primary_sql(
         &schema,
@@ -37,7 +37,7 @@ async fn setup(name: &str) -> String {
 /// Starts wraith on `schema`.`t` with `flags`, waits until its data path runs (its heartbeat is
 /// written), writes to `t`, and checks that after three seconds neither a copied row nor an
 /// applied event is in the ghost table.
-async fn start_held(schema: &str, flags: &[&str]) -> Running {
+pub(crate) async fn start_held(schema: &str, flags: &[&str]) -> Running {
     let args = migrate_args(schema, "t", ALTER, flags);
     let mut wraith = Running::start(&args);
     let mut c = servers().primary.conn().await;
@@ -88,7 +88,7 @@ async fn start_held(schema: &str, flags: &[&str]) -> Running {
 
 /// Waits for the released run, checks it said why it was throttled, and that `t` is the
 /// natively altered mirror.
-async fn finish_released(schema: &str, wraith: Running, reason: &str) {
+pub(crate) async fn finish_released(schema: &str, wraith: Running, reason: &str) {
     let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");

@@ -1,0 +1,479 @@
+//! Operator control, as a gh-ost runbook uses it: commands on the unix socket (and the TCP port)
+//! read and change the run's settings, throttle and release it, let a postponed cut-over go, and
+//! panic; a panic flag file stops the run too. Every stop leaves the original table as it was.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wraith::mysql::sql::qualified;
+
+use crate::harness::{
+    self, eventually, migrate_args, primary_sql, servers, stderr, table_checksum, tables, Running,
+};
+use crate::throttling::{self, finish_released, ALTER};
+
+/// The socket gh-ost (and wraith) serves by default for `schema`.`t`.
+fn socket(schema: &str) -> PathBuf {
+    PathBuf::from(format!("/tmp/gh-ost.{schema}.t.sock"))
+}
+
+/// Sends one command over the unix socket, as `echo <line> | nc -U <socket>` does, and returns
+/// the answer.
+async fn ask(socket: &Path, line: &str) -> String {
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", socket.display()));
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+/// Waits until the socket answers `sup` with a line containing `what`.
+async fn until_sup_says(socket: &Path, what: &str) {
+    let mut last = String::new();
+    let limit = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if socket.exists() {
+            last = ask(socket, "sup").await;
+            if last.contains(what) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`sup` never said {what:?} within {limit:?}; last answer: {last}");
+}
+
+/// The ghost table's rows (0 once it is gone).
+async fn ghost_rows(schema: &str) -> u64 {
+    let mut c = servers().primary.conn().await;
+    c.query_first(format!(
+        "SELECT COUNT(*) FROM {}",
+        qualified(schema, "_t_gho")
+    ))
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flag_file_and_the_throttle_command_hold_the_copy_until_no_throttle() {
+    let schema = throttling::setup("cmd_throttle").await;
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("throttle");
+    std::fs::write(&flag, "").unwrap();
+    let sock = socket(&schema);
+    let wraith = throttling::start_held(
+        &schema,
+        &[&format!("--throttle-flag-file={}", flag.display())],
+    )
+    .await;
+    let status = ask(&sock, "status").await;
+    assert!(
+        status.contains(&format!("State: throttled, flag-file {}", flag.display())),
+        "{status}"
+    );
+    assert!(status.contains("# Serving on unix socket: "), "{status}");
+
+    // `throttle` holds the copy after the flag file is gone.
+    let answer = ask(&sock, "throttle").await;
+    assert!(answer.contains("binary logs are not purged"), "{answer}");
+    std::fs::remove_file(&flag).unwrap();
+    until_sup_says(&sock, "State: throttled, commanded by user").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ghost_rows(&schema).await,
+        0,
+        "copied while throttled by command"
+    );
+
+    let answer = ask(&sock, "no-throttle").await;
+    assert!(answer.contains("Copy: "), "{answer}");
+    finish_released(&schema, wraith, "commanded by user (throttle)").await;
+    assert!(
+        !sock.exists(),
+        "the socket file is removed when wraith ends"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_load_changed_on_the_socket_releases_the_migration() {
+    let schema = throttling::setup("cmd_max_load").await;
+    let sock = socket(&schema);
+    let wraith = throttling::start_held(&schema, &["--max-load=Threads_running=1"]).await;
+    until_sup_says(&sock, "State: throttled, max-load Threads_running=").await;
+    assert_eq!(ask(&sock, "max-load=?").await, "Threads_running=1\n");
+    let answer = ask(&sock, "max-load=Threads_running=1000").await;
+    assert!(
+        answer.starts_with("max-load = Threads_running=1000\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("max-load: Threads_running=1000;"),
+        "{answer}"
+    );
+    finish_released(&schema, wraith, "max-load Threads_running=").await;
+}
+
+/// Every command of gh-ost answers; a bad command or value is an error that changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_answers_and_bad_ones_change_nothing() {
+    let schema = throttling::setup("cmd_all").await;
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("throttle");
+    std::fs::write(&flag, "").unwrap();
+    let sock = socket(&schema);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let wraith = throttling::start_held(
+        &schema,
+        &[
+            &format!("--throttle-flag-file={}", flag.display()),
+            &format!("--serve-tcp-port={port}"),
+        ],
+    )
+    .await;
+
+    let help = ask(&sock, "help").await;
+    for command in [
+        "status",
+        "sup",
+        "coordinates",
+        "chunk-size=",
+        "dml-batch-size=",
+        "nice-ratio=",
+        "critical-load=",
+        "max-lag-millis=",
+        "max-load=",
+        "throttle-query=",
+        "throttle-http=",
+        "throttle-control-replicas=",
+        "postpone-cut-over-flag-file=",
+        "throttle",
+        "no-throttle",
+        "unpostpone",
+        "panic",
+        "help",
+    ] {
+        assert!(
+            help.contains(command),
+            "help does not list {command}:\n{help}"
+        );
+    }
+    assert!(ask(&sock, "sup").await.starts_with("Copy: "));
+    let status = ask(&sock, "status").await;
+    assert!(
+        status.contains(&format!(
+            "# Migrating `{schema}`.`t`; Ghost table is `{schema}`.`_t_gho`"
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("# Serving on TCP port: {port}")),
+        "{status}"
+    );
+    assert!(ask(&sock, "info").await.contains("# chunk-size: 500;"));
+    assert!(ask(&sock, "coordinates").await.trim().contains(':'));
+    let primary = &servers().primary;
+    assert!(ask(&sock, "applier")
+        .await
+        .starts_with(&format!("{}:{} (", primary.host, primary.port)));
+    let replica = &servers().replica;
+    assert!(ask(&sock, "inspector")
+        .await
+        .starts_with(&format!("{}:{} (", replica.host, replica.port)));
+
+    // Each setting: read back, changed, read back again; a bad value changes nothing.
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("chunk-size", "500", "250", "5"),
+        ("dml-batch-size", "10", "20", "101"),
+        ("max-lag-millis", "1500", "2500", "ten"),
+        ("nice-ratio", "0", "0.5", "-1"),
+        ("max-load", "", "Threads_running=900", "Threads_running"),
+        ("critical-load", "", "Threads_running=5000", "=5"),
+        ("throttle-query", "", "SELECT 0", "\u{0}"),
+        (
+            "throttle-http",
+            "",
+            "http://127.0.0.1:9/ok",
+            "https://example.com/",
+        ),
+        ("throttle-control-replicas", "", "", "r1:port"),
+    ];
+    let replica_at = format!("{}:{}", replica.host, replica.port);
+    for (name, initial, new, bad) in cases {
+        assert_eq!(
+            ask(&sock, &format!("{name}=?")).await,
+            format!("{initial}\n"),
+            "{name}"
+        );
+        if *bad != "\u{0}" {
+            let refused = ask(&sock, &format!("{name}={bad}")).await;
+            assert!(refused.starts_with("error: "), "{name}={bad}: {refused}");
+            assert_eq!(
+                ask(&sock, &format!("{name}=?")).await,
+                format!("{initial}\n"),
+                "{name}"
+            );
+        }
+        let answer = ask(&sock, &format!("{name}={new}")).await;
+        assert!(
+            answer.starts_with(&format!("{name} = {new}\n")),
+            "{name}: {answer}"
+        );
+        assert_eq!(
+            ask(&sock, &format!("{name}=?")).await,
+            format!("{new}\n"),
+            "{name}"
+        );
+    }
+    let answer = ask(&sock, &format!("throttle-control-replicas={replica_at}")).await;
+    assert!(
+        answer.contains(&format!("# throttle-control-replicas: {replica_at}\n")),
+        "{answer}"
+    );
+    // Put back what would hold the run (an unanswered URL throttles).
+    ask(&sock, "throttle-http=").await;
+    ask(&sock, "throttle-query=").await;
+
+    for (bad, says) in [
+        ("frobnicate", "Unknown command: frobnicate"),
+        ("chunk-size", "needs a value"),
+        ("coordinates=mysql-bin.000001:4", "read-only"),
+        ("replication-lag-query=select 1", "deprecated"),
+        ("unpostpone=other_table", "migrated table is t"),
+        ("panic=other_table", "migrated table is t"),
+    ] {
+        let answer = ask(&sock, bad).await;
+        assert!(
+            answer.starts_with("error: ") && answer.contains(says),
+            "{bad}: {answer}"
+        );
+    }
+    assert!(ask(&sock, "unpostpone")
+        .await
+        .contains("only invoke this when wraith is actively postponing"));
+
+    // The TCP port answers the same commands.
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(b"chunk-size=?\n").await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert_eq!(answer, "250\n");
+
+    std::fs::remove_file(&flag).unwrap();
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("command \"frobnicate\" refused"), "{err}");
+}
+
+/// `chunk-size=` changes the size of the next chunks: with a nice ratio that spaces the chunks
+/// out, the ghost table grows by 500 rows a step, then by 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chunk_size_changed_mid_copy_sizes_the_next_chunks() {
+    let schema = throttling::setup("cmd_chunk").await;
+    let sock = socket(&schema);
+    let wraith = Running::start(&migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &["--nice-ratio=30", "--copy-workers=1"],
+    ));
+    eventually("the copy to start", Duration::from_secs(60), async || {
+        ghost_rows(&schema).await > 0
+    })
+    .await;
+    assert_eq!(
+        ask(&sock, "chunk-size=100").await.lines().next(),
+        Some("chunk-size = 100")
+    );
+    let mut steps = Vec::new();
+    let mut last = ghost_rows(&schema).await;
+    let started = std::time::Instant::now();
+    while last < 3000 && started.elapsed() < Duration::from_secs(120) {
+        let now = ghost_rows(&schema).await;
+        if now < last {
+            break; // swapped
+        }
+        if now != last {
+            steps.push(now - last);
+            last = now;
+            if steps.len() == 4 {
+                ask(&sock, "nice-ratio=0").await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The chunk in flight when the command came may still be 500 rows; every later one is 100.
+    let later: Vec<u64> = steps.iter().copied().skip_while(|s| *s == 500).collect();
+    assert!(
+        later.len() >= 3 && later[..3].iter().all(|s| *s == 100),
+        "steps of the ghost table's row count after chunk-size=100: {steps:?}"
+    );
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A postponed cut-over stays in sync (inserts, updates and deletes made meanwhile are applied)
+/// and swaps on `unpostpone`; the file can be named at runtime too, and is then created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unpostpone_swaps_a_postponed_cut_over_that_kept_in_sync() {
+    let schema = throttling::setup("cmd_postpone").await;
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("throttle");
+    let postpone = dir.path().join("postpone");
+    let sock = socket(&schema);
+    std::fs::write(&hold, "").unwrap();
+    let wraith = Running::start(&migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[&format!("--throttle-flag-file={}", hold.display())],
+    ));
+    until_sup_says(&sock, "State: throttled, flag-file").await;
+    let answer = ask(
+        &sock,
+        &format!("postpone-cut-over-flag-file={}", postpone.display()),
+    )
+    .await;
+    assert!(
+        answer.contains(&format!(
+            "# postpone-cut-over-flag-file: {} [set]",
+            postpone.display()
+        )),
+        "{answer}"
+    );
+    assert!(postpone.exists(), "the command creates the flag file");
+    std::fs::remove_file(&hold).unwrap();
+    until_sup_says(&sock, "State: postponing cut-over").await;
+
+    primary_sql(
+        &schema,
+        &[
+            "INSERT INTO t (a, b) VALUES (-7, 'while postponed')",
+            "UPDATE t SET b = 'changed while postponed' WHERE id = 5",
+            "DELETE FROM t WHERE id = 6",
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        tables(&servers().primary, &schema).await,
+        ["_t_ghc", "_t_gho", "gate", "t"],
+        "not swapped while postponed"
+    );
+    let answer = ask(&sock, "unpostpone").await;
+    assert!(answer.starts_with("Unpostponed\n"), "{answer}");
+    let out = wraith.finish(Duration::from_secs(60)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(postpone.exists(), "the operator's flag file is left alone");
+    let mut c = servers().primary.conn().await;
+    let rows: Vec<(i64, String, Option<i64>)> = c
+        .query(format!(
+            "SELECT a, b, d FROM {} WHERE a = -7 OR id IN (5, 6) ORDER BY id",
+            qualified(&schema, "t")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (5, "changed while postponed".to_string(), None),
+            (-7, "while postponed".to_string(), None)
+        ]
+    );
+}
+
+/// `panic` (named, with --force-named-panic) and a panic flag file stop a held run at once,
+/// without cut-over; the original is as it was and the helper tables are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn panic_by_command_or_flag_file_stops_at_once_and_leaves_the_original() {
+    let schema = throttling::setup("cmd_panic").await;
+    let before = table_checksum(&servers().primary, &schema, "t").await;
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("throttle");
+    let panic_file = dir.path().join("panic");
+    let sock = socket(&schema);
+    let hold_flag = format!("--throttle-flag-file={}", hold.display());
+    let panic_flag = format!("--panic-flag-file={}", panic_file.display());
+    for by_command in [true, false] {
+        let mut wraith = Running::start(&migrate_args(
+            &schema,
+            "t",
+            ALTER,
+            &[&hold_flag, &panic_flag, "--force-named-panic"],
+        ));
+        std::fs::write(&hold, "").unwrap();
+        until_sup_says(&sock, "State: throttled, flag-file").await;
+        if by_command {
+            let refused = ask(&sock, "panic").await;
+            assert!(refused.contains("--force-named-panic is set"), "{refused}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if wraith.exited() {
+                let out = wraith.finish(Duration::from_secs(5)).await;
+                panic!("a refused panic stopped the run:\n{}", stderr(&out));
+            }
+            let answer = ask(&sock, "panic=t").await;
+            assert!(answer.contains("stops now"), "{answer}");
+        } else {
+            std::fs::write(&panic_file, "").unwrap();
+        }
+        let out = wraith.finish(Duration::from_secs(30)).await;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("panic") && last.contains("without cut-over"),
+            "{err}"
+        );
+        assert_eq!(tables(&servers().primary, &schema).await, ["gate", "t"]);
+        assert_eq!(
+            table_checksum(&servers().primary, &schema, "t").await,
+            before
+        );
+        std::fs::remove_file(&hold).unwrap();
+        let _ = std::fs::remove_file(&panic_file);
+    }
+}
+
+/// A socket file that exists (another migration's, or a killed run's) is not taken over unless
+/// --initially-drop-socket-file says so; nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_existing_socket_file_is_refused_unless_told_to_drop_it() {
+    let schema = throttling::setup("cmd_stale").await;
+    let sock = socket(&schema);
+    std::fs::write(&sock, "").unwrap();
+    let out = harness::run_wraith(&migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &["--initially-drop-socket-file=false"],
+    ))
+    .await;
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("the socket file {} exists", sock.display()))
+            && err.contains("--initially-drop-socket-file"),
+        "{err}"
+    );
+    assert_eq!(tables(&servers().primary, &schema).await, ["gate", "t"]);
+    assert!(sock.exists(), "someone else's socket file is left alone");
+    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!sock.exists());
+}
