@@ -567,6 +567,32 @@ impl Run<'_> {
         }
     }
 
+    /// Waits while the throttler holds the run, before a step that locks the original table
+    /// (gh-ost does not cut over while throttled): the applier reads nothing meanwhile, so the
+    /// step's marker could not come back and the lock would only block the application's writers
+    /// until it timed out, again at every retry. The status line says `throttled, <reason>`.
+    async fn wait_unthrottled(&self, step: &str) -> Result<(), MigrationError> {
+        let (gate, progress) = (&self.controls.gate, &self.controls.progress);
+        if let GateState::Closed(reason) = gate.state() {
+            let shown = progress
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            info!("{step}: waiting while throttled ({reason})");
+            progress.set_state(format!("throttled, {reason}"));
+            gate.wait_for_copy(0, &self.cancel).await;
+            progress.set_state(shown);
+            if !self.cancel.is_cancelled() {
+                info!("{step}: no longer throttled");
+            }
+        }
+        if self.cancel.is_cancelled() {
+            return Err(MigrationError::Cancelled);
+        }
+        Ok(())
+    }
+
     /// Stays synced while the postpone flag file exists (set by flag or command), until it is
     /// removed or `unpostpone` comes. Returns whether it was postponed.
     async fn postpone(&mut self, progress: &Progress) -> Result<bool, MigrationError> {
@@ -615,9 +641,7 @@ impl Run<'_> {
         let mut attempt = 0i64;
         loop {
             attempt += 1;
-            if self.cancel.is_cancelled() {
-                return Err(MigrationError::Cancelled);
-            }
+            self.wait_unthrottled("checksum").await?;
             let token = marker_token("checksum-");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let keylog = path.keylog.clone();
@@ -738,9 +762,7 @@ impl Run<'_> {
         let mut attempt = 0i64;
         loop {
             attempt += 1;
-            if self.cancel.is_cancelled() {
-                return Err(MigrationError::Cancelled);
-            }
+            self.wait_unthrottled("cut-over").await?;
             let token = marker_token("");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);

@@ -12,6 +12,7 @@ use wraith::mysql::sql::qualified;
 use crate::harness::{
     self, eventually, migrate_args, primary_sql, servers, stderr, table_checksum, tables, Running,
 };
+use crate::memory::{run_sql, sync};
 use crate::throttling::{self, finish_released, ALTER};
 
 /// The socket gh-ost (and wraith) serves by default for `schema`.`t`.
@@ -22,16 +23,17 @@ fn socket(schema: &str) -> PathBuf {
 /// Sends one command over the unix socket, as `echo <line> | nc -U <socket>` does, and returns
 /// the answer.
 async fn ask(socket: &Path, line: &str) -> String {
-    let mut stream = tokio::net::UnixStream::connect(socket)
+    try_ask(socket, line)
         .await
-        .unwrap_or_else(|e| panic!("connecting to {}: {e}", socket.display()));
-    stream
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("asking {} {line:?}: {e}", socket.display()))
+}
+
+async fn try_ask(socket: &Path, line: &str) -> std::io::Result<String> {
+    let mut stream = tokio::net::UnixStream::connect(socket).await?;
+    stream.write_all(format!("{line}\n").as_bytes()).await?;
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
 }
 
 /// Waits until the socket answers `sup` with a line containing `what`.
@@ -40,11 +42,12 @@ async fn until_sup_says(socket: &Path, what: &str) {
     let limit = Duration::from_secs(60);
     let started = std::time::Instant::now();
     while started.elapsed() < limit {
-        if socket.exists() {
-            last = ask(socket, "sup").await;
-            if last.contains(what) {
+        // A killed run's socket file may be there until the new run replaces it.
+        if let Ok(answer) = try_ask(socket, "sup").await {
+            if answer.contains(what) {
                 return;
             }
+            last = answer;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -476,4 +479,147 @@ async fn an_existing_socket_file_is_refused_unless_told_to_drop_it() {
     let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!sock.exists());
+}
+
+/// Replication stopped on the replica: its heartbeat lag grows past --max-lag-millis and the run
+/// throttles on lag; `max-lag-millis=` raised lets the copy go at once, lowered holds it again;
+/// replication restarted, the run finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopped_replication_throttles_on_lag_and_max_lag_millis_changes_at_once() {
+    let (primary, replica) = harness::own_pair("control-lag", &[]);
+    let schema = "control_lag".to_string();
+    run_sql(
+        &primary,
+        "mysql",
+        &[
+            format!("DROP DATABASE IF EXISTS {schema}"),
+            format!("CREATE DATABASE {schema}"),
+        ],
+    )
+    .await;
+    run_sql(
+        &primary,
+        &schema,
+        &[
+            crate::migrate::SMALL.into(),
+            "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_3000".into(),
+        ],
+    )
+    .await;
+    sync(&primary, &replica).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("throttle");
+    std::fs::write(&hold, "").unwrap();
+    let sock = socket(&schema);
+    let mut args = replica.flags();
+    args.extend([
+        harness::unique_server_id_flag(),
+        format!("--database={schema}"),
+        "--table=t".into(),
+        format!("--alter={ALTER}"),
+        "--execute".into(),
+        "--chunk-size=100".into(),
+        "--heartbeat-interval-millis=50".into(),
+        "--max-lag-millis=1000".into(),
+        "--initially-drop-socket-file".into(),
+        format!("--throttle-flag-file={}", hold.display()),
+    ]);
+    let wraith = Running::start(&args);
+    until_sup_says(&sock, "State: throttled, flag-file").await;
+    let mut r = replica.conn().await;
+    let stale = format!(
+        "SELECT UNIX_TIMESTAMP(NOW(6)) - value > 1.5 FROM {} WHERE hint = 'heartbeat'",
+        qualified(&schema, "_t_ghc")
+    );
+    eventually(
+        "the heartbeat to reach the replica",
+        Duration::from_secs(30),
+        async || r.query_first::<bool, _>(&stale).await.unwrap().is_some(),
+    )
+    .await;
+    r.query_drop("STOP SLAVE").await.unwrap();
+    eventually(
+        "the replica's heartbeat to fall behind",
+        Duration::from_secs(30),
+        async || r.query_first::<bool, _>(&stale).await.unwrap() == Some(true),
+    )
+    .await;
+    std::fs::remove_file(&hold).unwrap();
+    until_sup_says(&sock, "State: throttled, lag=").await;
+    let ghost = format!("SELECT COUNT(*) FROM {}", qualified(&schema, "_t_gho"));
+    let mut p = primary.conn().await;
+    assert_eq!(p.query_first::<u64, _>(&ghost).await.unwrap(), Some(0));
+
+    let answer = ask(&sock, "max-lag-millis=3600000").await;
+    assert!(answer.contains("max-lag-millis: 3600000ms;"), "{answer}");
+    eventually("the copy to go on", Duration::from_secs(30), async || {
+        p.query_first::<u64, _>(&ghost).await.unwrap() > Some(0)
+    })
+    .await;
+    ask(&sock, "max-lag-millis=1000").await;
+    until_sup_says(&sock, "State: throttled, lag=").await;
+
+    r.query_drop("START SLAVE").await.unwrap();
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("throttled: lag="), "{err}");
+    // Nothing locked the original table while the applier was held: no checksum snapshot or
+    // cut-over was tried and timed out.
+    assert!(
+        !err.contains("snapshot failed") && !err.contains("cut-over attempt"),
+        "{err}"
+    );
+    let rows: Option<u64> = p
+        .query_first(format!(
+            "SELECT COUNT(d IS NULL) FROM {}",
+            qualified(&schema, "t")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows, Some(3000));
+}
+
+/// Throttled after the copy, the run locks nothing: the checksum and the cut-over wait (the
+/// status line says why) instead of locking the original table for a marker the held applier
+/// cannot bring back, and go on at `no-throttle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttled_run_neither_checksums_nor_cuts_over_until_released() {
+    let schema = throttling::setup("cmd_late_throttle").await;
+    let sock = socket(&schema);
+    let postpone = tempfile::NamedTempFile::new().unwrap();
+    let wraith = Running::start(&migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[&format!(
+            "--postpone-cut-over-flag-file={}",
+            postpone.path().display()
+        )],
+    ));
+    until_sup_says(&sock, "State: postponing cut-over").await;
+    ask(&sock, "throttle").await;
+    assert!(ask(&sock, "sup")
+        .await
+        .contains("State: postponing cut-over"));
+    assert!(ask(&sock, "unpostpone").await.starts_with("Unpostponed"));
+    until_sup_says(&sock, "State: throttled, commanded by user").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        tables(&servers().primary, &schema).await,
+        ["_t_ghc", "_t_gho", "gate", "t"],
+        "swapped while throttled"
+    );
+    ask(&sock, "no-throttle").await;
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("checksum: waiting while throttled (commanded by user (throttle))"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("snapshot failed") && !err.contains("cut-over attempt"),
+        "{err}"
+    );
 }

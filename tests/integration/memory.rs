@@ -150,7 +150,7 @@ impl Postpone {
 }
 
 /// Waits until `replica` has applied everything `primary` has binlogged.
-async fn sync(primary: &Endpoint, replica: &Endpoint) {
+pub(crate) async fn sync(primary: &Endpoint, replica: &Endpoint) {
     let mut p = primary.conn().await;
     let pos: String = p
         .query_first("SELECT @@gtid_binlog_pos")
@@ -186,7 +186,7 @@ async fn assert_same_as_mirror(endpoint: &Endpoint, schema: &str) {
 }
 
 /// Runs `statements` on `endpoint` in `schema`.
-async fn run_sql(endpoint: &Endpoint, schema: &str, statements: &[String]) {
+pub(crate) async fn run_sql(endpoint: &Endpoint, schema: &str, statements: &[String]) {
     let mut c = endpoint.conn().await;
     c.query_drop(format!("USE {}", quote_ident(schema)))
         .await
