@@ -1068,3 +1068,116 @@ mod tests {
         assert!(with(&["--ssl-cert=/c.pem"]).is_err());
     }
 }
+
+/// The startup warning is honest: every flag the command line accepts is either read by the
+/// code that acts on it, or listed in [`NOT_IMPLEMENTED`]; and no flag listed as only warned
+/// about is read anywhere (the warning would then say something false).
+#[cfg(test)]
+mod flags_read {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use clap::CommandFactory;
+
+    use super::{Handling, NOT_IMPLEMENTED};
+
+    /// The source of `src/` that reads flags: everything but the command line's definition and
+    /// the table of flags not acted on.
+    fn readers() -> String {
+        fn walk(dir: &Path, out: &mut String) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("src/cli.rs")
+                {
+                    let mut text = std::fs::read_to_string(&path).unwrap();
+                    if path.ends_with("src/config.rs") {
+                        let start = text.find("pub const NOT_IMPLEMENTED").unwrap();
+                        let end = start + text[start..].find("\n];\n").unwrap();
+                        text.replace_range(start..end, "");
+                        let tests = text.find("#[cfg(test)]").unwrap();
+                        text.truncate(tests);
+                    }
+                    out.push_str(&text);
+                }
+            }
+        }
+        let mut out = String::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        // A method chain split over lines (`flags\n    .field`) reads as one.
+        let mut joined = String::with_capacity(out.len());
+        for line in out.lines() {
+            if !line.trim_start().starts_with('.') {
+                joined.push('\n');
+            }
+            joined.push_str(line.trim_start());
+        }
+        joined
+    }
+
+    /// Flags whose request holds with no code reading them (see [`NOT_IMPLEMENTED`]'s doc).
+    const HONOURED_WITHOUT_READING: &[(&str, &str)] = &[
+        (
+            "skip-port-validation",
+            "wraith never compares @@port with --port",
+        ),
+        (
+            "allow-zero-in-date",
+            "writer sessions always allow zero dates",
+        ),
+        ("verbose", "info is the default log level"),
+    ];
+
+    /// `flags.field` or `f.field` (the names the code gives [`Flags`]), read rather than
+    /// assigned (`--conf` assigns).
+    fn reads(source: &str, field: &str) -> bool {
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        ["flags.", "f."].iter().any(|receiver| {
+            let needle = format!("{receiver}{field}");
+            source.match_indices(&needle).any(|(i, _)| {
+                let before = source[..i].chars().next_back();
+                let after = source[i + needle.len()..].trim_start();
+                !before.is_some_and(ident)
+                    && !after.chars().next().is_some_and(ident)
+                    && !(after.starts_with('=') && !after.starts_with("=="))
+            })
+        })
+    }
+
+    #[test]
+    fn the_flags_not_acted_on_are_exactly_the_ones_no_code_reads() {
+        let source = readers();
+        let listed: BTreeSet<&str> = NOT_IMPLEMENTED.iter().map(|n| n.flag).collect();
+        let mut unread = Vec::new();
+        let mut warned_but_read = Vec::new();
+        let command = crate::cli::Flags::command();
+        for arg in command.get_arguments() {
+            let Some(flag) = arg.get_long() else { continue };
+            if matches!(flag, "help" | "version") {
+                continue;
+            }
+            let field = arg.get_id().as_str();
+            let read = reads(&source, field);
+            let honoured = HONOURED_WITHOUT_READING.iter().any(|(f, _)| *f == flag);
+            if !read && !listed.contains(flag) && !honoured {
+                unread.push(flag);
+            }
+            let warned = NOT_IMPLEMENTED
+                .iter()
+                .any(|n| n.flag == flag && n.handling == Handling::Warned);
+            if read && warned {
+                warned_but_read.push(flag);
+            }
+        }
+        assert!(
+            unread.is_empty(),
+            "parsed, never read, and not in NOT_IMPLEMENTED (silently ignored): {unread:?}"
+        );
+        assert!(
+            warned_but_read.is_empty(),
+            "warned about as not acted on, yet read by the code: {warned_but_read:?}"
+        );
+    }
+}
