@@ -16,13 +16,13 @@ use crate::memory::{run_sql, sync};
 use crate::throttling::{self, finish_released, ALTER};
 
 /// The socket gh-ost (and wraith) serves by default for `schema`.`t`.
-fn socket(schema: &str) -> PathBuf {
+pub(crate) fn socket(schema: &str) -> PathBuf {
     PathBuf::from(format!("/tmp/gh-ost.{schema}.t.sock"))
 }
 
 /// Sends one command over the unix socket, as `echo <line> | nc -U <socket>` does, and returns
 /// the answer.
-async fn ask(socket: &Path, line: &str) -> String {
+pub(crate) async fn ask(socket: &Path, line: &str) -> String {
     try_ask(socket, line)
         .await
         .unwrap_or_else(|e| panic!("asking {} {line:?}: {e}", socket.display()))
@@ -37,7 +37,7 @@ async fn try_ask(socket: &Path, line: &str) -> std::io::Result<String> {
 }
 
 /// Waits until the socket answers `sup` with a line containing `what`.
-async fn until_sup_says(socket: &Path, what: &str) {
+pub(crate) async fn until_sup_says(socket: &Path, what: &str) {
     let mut last = String::new();
     let limit = Duration::from_secs(60);
     let started = std::time::Instant::now();
@@ -622,4 +622,46 @@ async fn a_throttled_run_neither_checksums_nor_cuts_over_until_released() {
         !err.contains("snapshot failed") && !err.contains("cut-over attempt"),
         "{err}"
     );
+}
+
+/// A failing `gh-ost-on-interactive-command` hook refuses the command: nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_interactive_command_hook_refuses_the_command() {
+    use std::os::unix::fs::PermissionsExt;
+    let schema = throttling::setup("cmd_hook").await;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("gh-ost-on-interactive-command");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\ncase \"$GH_OST_COMMAND\" in chunk-size=2*) echo 'not now' >&2; exit 1;; esac\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hold = dir.path().join("throttle");
+    std::fs::write(&hold, "").unwrap();
+    let sock = socket(&schema);
+    let wraith = Running::start(&migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[
+            &format!("--hooks-path={}", dir.path().display()),
+            &format!("--throttle-flag-file={}", hold.display()),
+        ],
+    ));
+    until_sup_says(&sock, "State: throttled, flag-file").await;
+    let refused = ask(&sock, "chunk-size=200").await;
+    assert!(
+        refused.starts_with("error: ")
+            && refused.contains("gh-ost-on-interactive-command")
+            && refused.contains("not carried out"),
+        "{refused}"
+    );
+    assert_eq!(ask(&sock, "chunk-size=?").await, "500\n");
+    assert!(ask(&sock, "chunk-size=300")
+        .await
+        .starts_with("chunk-size = 300\n"));
+    std::fs::remove_file(&hold).unwrap();
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -193,6 +193,9 @@ async fn hooks_run_at_gh_osts_moments_in_name_order_with_the_environment_and_no_
         },
     )
     .await;
+    // A command on the socket runs the interactive-command hook first.
+    let sup = crate::control::ask(&crate::control::socket(&schema), "sup").await;
+    assert!(sup.starts_with("Copy: "), "{sup}");
     drop(flag);
     let out = running.finish(WRAITH_RUN_LIMIT).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -214,6 +217,7 @@ async fn hooks_run_at_gh_osts_moments_in_name_order_with_the_environment_and_no_
             "gh-ost-on-row-copy-complete",
             "gh-ost-on-before-cut-over",
             "gh-ost-on-begin-postponed",
+            "gh-ost-on-interactive-command",
             "gh-ost-on-success",
         ]
     );
@@ -258,6 +262,10 @@ async fn hooks_run_at_gh_osts_moments_in_name_order_with_the_environment_and_no_
     let complete = find("gh-ost-on-row-copy-complete");
     assert_eq!(complete.var("GH_OST_COPIED_ROWS"), Some("1000"));
     assert_eq!(complete.var("GH_OST_PROGRESS"), Some("100.000000"));
+    assert_eq!(
+        find("gh-ost-on-interactive-command").var("GH_OST_COMMAND"),
+        Some("sup")
+    );
     assert!(find("gh-ost-on-status")
         .var("GH_OST_STATUS")
         .unwrap()
