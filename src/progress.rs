@@ -2,7 +2,8 @@
 //!
 //! In: atomics bumped by the copier, the applier, the streamer and the checksum. Out: the status
 //! line (`Copy: 53000/100000 53.0%; Applied: 812; Backlog: 0/1000; Time: ...`) logged
-//! periodically and answered to `sup`, and an `indicatif` bar when standard error is a terminal.
+//! at gh-ost's cadence and answered to `sup`, and an `indicatif` bar when standard error is a
+//! terminal.
 //! The line is gh-ost's; once the checksum has started (or when `--skip-checksum` skips it) it
 //! ends with `; Checksum: <what it is doing>`.
 
@@ -122,6 +123,24 @@ impl Progress {
         Duration::from_millis(self.lag_ms.load(Ordering::Relaxed))
     }
 
+    /// How long the copy still needs at its pace so far (`None` before the first rows, and
+    /// `Some(0)` once it is done).
+    pub fn eta(&self) -> Option<Duration> {
+        if self.copy_finished.get().is_some() {
+            return Some(Duration::ZERO);
+        }
+        let copied = self.rows_copied.load(Ordering::Relaxed);
+        let estimate = self.rows_estimate.load(Ordering::Relaxed).max(copied);
+        let copy_time = self.copy_started.get()?.elapsed();
+        if copied == 0 || copy_time.is_zero() {
+            return None;
+        }
+        let rate = copied as f64 / copy_time.as_secs_f64();
+        Some(Duration::from_secs(
+            ((estimate - copied) as f64 / rate).ceil() as u64,
+        ))
+    }
+
     /// gh-ost's status line.
     pub fn status_line(&self) -> String {
         let copied = self.rows_copied.load(Ordering::Relaxed);
@@ -139,11 +158,9 @@ impl Progress {
         };
         let eta = if self.copy_finished.get().is_some() {
             "due".to_string()
-        } else if copied == 0 || copy_time.is_zero() {
-            "N/A".to_string()
         } else {
-            let rate = copied as f64 / copy_time.as_secs_f64();
-            format!("{}s", ((estimate - copied) as f64 / rate).ceil() as u64)
+            self.eta()
+                .map_or("N/A".to_string(), |eta| format!("{}s", eta.as_secs()))
         };
         format!(
             "Copy: {copied}/{estimate} {pct:.1}%; Applied: {}; Backlog: {}/{}; Time: {}s(total), {}s(copy); streamer: {}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {eta}{}",
@@ -161,8 +178,24 @@ impl Progress {
     }
 }
 
-/// Logs the status line every 5 seconds (the first after 1 second) until cancelled; draws a bar
-/// instead when standard error is a terminal.
+/// Whether the status line is logged in second `elapsed` of the run, at gh-ost's cadence:
+/// every second for the first minute and while the copy is due within a minute, every 5 seconds
+/// while it is due within 3 minutes (or in the first 3 minutes, or while no heartbeat has come
+/// back for a minute), else every 30 seconds.
+pub fn log_due(elapsed: u64, eta: Option<Duration>, heartbeat_age: Option<Duration>) -> bool {
+    let eta = eta.map(|e| e.as_secs());
+    let stale = heartbeat_age.is_none_or(|age| age > Duration::from_secs(60));
+    if elapsed <= 60 || eta.is_some_and(|e| e <= 60) {
+        true
+    } else if eta.is_some_and(|e| e <= 180) || elapsed <= 180 || stale {
+        elapsed % 5 == 0
+    } else {
+        elapsed % 30 == 0
+    }
+}
+
+/// Logs the status line at gh-ost's cadence ([`log_due`]) until cancelled; on a terminal, an
+/// `indicatif` bar shows the copy's progress, rows/s, ETA, lag and state between the lines.
 pub async fn report(
     progress: std::sync::Arc<Progress>,
     cancel: tokio_util::sync::CancellationToken,
@@ -171,21 +204,19 @@ pub async fn report(
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar =
             indicatif::ProgressBar::new(progress.rows_estimate.load(Ordering::Relaxed).max(1));
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} rows {msg}")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} rows, {per_sec}, ETA {eta}; {msg}",
+        ) {
             bar.set_style(style);
         }
         bar
     });
-    let mut since_log = Duration::from_secs(4);
-    let tick = Duration::from_millis(250);
+    let mut logged_second = None;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             _ = cancel.cancelled() => break,
         }
-        since_log += tick;
         if let Some(bar) = &bar {
             let copied = progress.rows_copied.load(Ordering::Relaxed);
             bar.set_length(
@@ -196,16 +227,18 @@ pub async fn report(
                     .max(1),
             );
             bar.set_position(copied);
-            bar.set_message(
-                progress
-                    .state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
-            );
+            bar.set_message(format!(
+                "lag {:.2}s, {}",
+                progress.lag().as_secs_f64(),
+                progress.state.lock().unwrap_or_else(|e| e.into_inner())
+            ));
         }
-        if since_log >= Duration::from_secs(5) {
-            since_log = Duration::ZERO;
+        let second = progress.started.elapsed().as_secs();
+        if second == 0 || logged_second == Some(second) {
+            continue;
+        }
+        logged_second = Some(second);
+        if log_due(second, progress.eta(), progress.heartbeat_age()) {
             let line = progress.status_line();
             match &bar {
                 Some(bar) => bar.suspend(|| tracing::info!("{line}")),
@@ -241,6 +274,7 @@ mod tests {
         assert!(line.contains("State: migrating; ETA: "), "{line}");
         p.copy_finished.set(Instant::now()).unwrap();
         assert!(p.status_line().ends_with("ETA: due"));
+        assert_eq!(p.eta(), Some(Duration::ZERO));
         p.set_checksum(ChecksumStatus::Skipped);
         assert!(
             p.status_line()
@@ -248,5 +282,18 @@ mod tests {
             "{}",
             p.status_line()
         );
+    }
+
+    #[test]
+    fn the_status_line_is_logged_at_gh_osts_cadence() {
+        let fresh = Some(Duration::from_secs(1));
+        let far = Some(Duration::from_secs(3600));
+        assert!((1..=60).all(|s| log_due(s, far, fresh)));
+        assert!(log_due(61, Some(Duration::from_secs(30)), fresh));
+        assert!(!log_due(61, Some(Duration::from_secs(120)), fresh));
+        assert!(log_due(65, Some(Duration::from_secs(120)), fresh));
+        assert!(log_due(175, far, fresh) && !log_due(176, far, fresh));
+        assert!(log_due(210, far, fresh) && !log_due(215, far, fresh));
+        assert!(log_due(215, far, None));
     }
 }
