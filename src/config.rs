@@ -1139,9 +1139,8 @@ mod flags_read {
             source.match_indices(&needle).any(|(i, _)| {
                 let before = source[..i].chars().next_back();
                 let after = source[i + needle.len()..].trim_start();
-                !before.is_some_and(ident)
-                    && !after.chars().next().is_some_and(ident)
-                    && !(after.starts_with('=') && !after.starts_with("=="))
+                let assigned = after.starts_with('=') && !after.starts_with("==");
+                !before.is_some_and(ident) && !after.chars().next().is_some_and(ident) && !assigned
             })
         })
     }

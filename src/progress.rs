@@ -188,9 +188,9 @@ pub fn log_due(elapsed: u64, eta: Option<Duration>, heartbeat_age: Option<Durati
     if elapsed <= 60 || eta.is_some_and(|e| e <= 60) {
         true
     } else if eta.is_some_and(|e| e <= 180) || elapsed <= 180 || stale {
-        elapsed % 5 == 0
+        elapsed.is_multiple_of(5)
     } else {
-        elapsed % 30 == 0
+        elapsed.is_multiple_of(30)
     }
 }
 
