@@ -789,6 +789,19 @@ fn parse_ini(text: &str) -> Result<BTreeMap<(String, String), String>, String> {
     Ok(out)
 }
 
+/// A config for unit tests elsewhere: `d`.`t`, a trivial ALTER, and `extra` flags.
+#[cfg(test)]
+pub(crate) fn for_tests(extra: &[&str]) -> Config {
+    let mut argv = vec![
+        "wraith",
+        "--database=d",
+        "--table=t",
+        "--alter=ADD COLUMN c INT",
+    ];
+    argv.extend_from_slice(extra);
+    build(crate::cli::parse(argv).unwrap(), || Ok(String::new())).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -695,14 +695,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
             },
         };
-        let parsed = crate::cli::parse([
-            "wraith",
-            "--table=t",
-            "--database=d",
-            "--alter=engine=innodb",
-        ])
-        .unwrap();
-        let cfg = crate::config::build(parsed, || Ok(String::new())).unwrap();
+        let cfg = crate::config::for_tests(&[]);
         ThrottleSettings {
             knobs: Arc::new(Knobs::from_config(&cfg).unwrap()),
             flag_files: vec![],

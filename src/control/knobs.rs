@@ -250,15 +250,7 @@ mod tests {
     use super::*;
 
     fn knobs() -> Knobs {
-        let parsed = crate::cli::parse([
-            "wraith",
-            "--table=t",
-            "--database=d",
-            "--alter=engine=innodb",
-        ])
-        .unwrap();
-        let cfg = config::build(parsed, || Ok(String::new())).unwrap();
-        Knobs::from_config(&cfg).unwrap()
+        Knobs::from_config(&config::for_tests(&[])).unwrap()
     }
 
     #[test]

@@ -112,36 +112,52 @@ impl Server {
             tracing::info!("serving interactive commands on TCP 127.0.0.1:{port}");
             controls.serving(format!("TCP port: {port}"));
         }
-        let (c, h, s) = (controls.clone(), hooks.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    accepted = unix.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            tokio::spawn(serve_one(stream, c.clone(), h.clone()));
-                        }
-                        Err(e) => tracing::warn!("control socket: accept failed: {e}"),
-                    },
-                    _ = s.cancelled() => return,
-                }
-            }
-        });
+        tokio::spawn(serve(unix, controls.clone(), hooks.clone(), stop.clone()));
         if let Some(tcp) = tcp {
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        accepted = tcp.accept() => match accepted {
-                            Ok((stream, _)) => {
-                                tokio::spawn(serve_one(stream, controls.clone(), hooks.clone()));
-                            }
-                            Err(e) => tracing::warn!("control port: accept failed: {e}"),
-                        },
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            });
+            tokio::spawn(serve(tcp, controls, hooks, stop));
         }
         Ok(server)
+    }
+}
+
+/// A listener of either kind.
+trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_one(&self)
+        -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        Ok(self.accept().await?.0)
+    }
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        Ok(self.accept().await?.0)
+    }
+}
+
+/// Accepts connections until `stop`, each served on a task of its own.
+async fn serve(
+    listener: impl Accept,
+    controls: Arc<Controls>,
+    hooks: Hooks,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept_one() => match accepted {
+                Ok(stream) => {
+                    tokio::spawn(serve_one(stream, controls.clone(), hooks.clone()));
+                }
+                Err(e) => tracing::warn!("interactive commands: accept failed: {e}"),
+            },
+            _ = stop.cancelled() => return,
+        }
     }
 }
 

@@ -36,6 +36,15 @@ async fn try_ask(socket: &Path, line: &str) -> std::io::Result<String> {
     Ok(answer)
 }
 
+/// `name=?` answers `value`.
+async fn assert_reads(socket: &Path, name: &str, value: &str) {
+    assert_eq!(
+        ask(socket, &format!("{name}=?")).await,
+        format!("{value}\n"),
+        "{name}"
+    );
+}
+
 /// Waits until the socket answers `sup` with a line containing `what`.
 pub(crate) async fn until_sup_says(socket: &Path, what: &str) {
     let mut last = String::new();
@@ -216,30 +225,18 @@ async fn every_command_answers_and_bad_ones_change_nothing() {
     ];
     let replica_at = format!("{}:{}", replica.host, replica.port);
     for (name, initial, new, bad) in cases {
-        assert_eq!(
-            ask(&sock, &format!("{name}=?")).await,
-            format!("{initial}\n"),
-            "{name}"
-        );
+        assert_reads(&sock, name, initial).await;
         if *bad != "\u{0}" {
             let refused = ask(&sock, &format!("{name}={bad}")).await;
             assert!(refused.starts_with("error: "), "{name}={bad}: {refused}");
-            assert_eq!(
-                ask(&sock, &format!("{name}=?")).await,
-                format!("{initial}\n"),
-                "{name}"
-            );
+            assert_reads(&sock, name, initial).await;
         }
         let answer = ask(&sock, &format!("{name}={new}")).await;
         assert!(
             answer.starts_with(&format!("{name} = {new}\n")),
             "{name}: {answer}"
         );
-        assert_eq!(
-            ask(&sock, &format!("{name}=?")).await,
-            format!("{new}\n"),
-            "{name}"
-        );
+        assert_reads(&sock, name, new).await;
     }
     let answer = ask(&sock, &format!("throttle-control-replicas={replica_at}")).await;
     assert!(
@@ -488,15 +485,7 @@ async fn an_existing_socket_file_is_refused_unless_told_to_drop_it() {
 async fn stopped_replication_throttles_on_lag_and_max_lag_millis_changes_at_once() {
     let (primary, replica) = harness::own_pair("control-lag", &[]);
     let schema = "control_lag".to_string();
-    run_sql(
-        &primary,
-        "mysql",
-        &[
-            format!("DROP DATABASE IF EXISTS {schema}"),
-            format!("CREATE DATABASE {schema}"),
-        ],
-    )
-    .await;
+    harness::fresh_schema_on(&primary, &schema).await;
     run_sql(
         &primary,
         &schema,

@@ -168,19 +168,23 @@ where
     .expect("server start-up thread panicked")
 }
 
-/// Creates (anew) a schema named after the test on the primary and waits for the replica.
+/// Creates (anew) a schema named after the test on the shared primary.
 pub async fn fresh_schema(name: &str) -> String {
-    let s = servers();
     let schema = format!("t_{name}");
-    let mut c = s.primary.conn().await;
-    let quoted = quote_ident(&schema);
+    fresh_schema_on(&servers().primary, &schema).await;
+    schema
+}
+
+/// Drops `schema` on `primary` if it exists, and creates it empty.
+pub async fn fresh_schema_on(primary: &Endpoint, schema: &str) {
+    let mut c = primary.conn().await;
+    let quoted = quote_ident(schema);
     c.query_drop(format!("DROP DATABASE IF EXISTS {quoted}"))
         .await
         .unwrap();
     c.query_drop(format!("CREATE DATABASE {quoted}"))
         .await
         .unwrap();
-    schema
 }
 
 /// Waits (up to 60 s) until the ghost table `ghost` of `schema` holds a row: the copy has

@@ -438,15 +438,7 @@ const BULK_ROUNDS: u64 = 12;
 async fn bulk_writes_with_a_4_mb_packet_and_dml_batch_size_100_migrate() {
     let (primary, replica) = four_mb_pair();
     let schema = "memory_bulk".to_string();
-    run_sql(
-        &primary,
-        "mysql",
-        &[
-            format!("DROP DATABASE IF EXISTS {schema}"),
-            format!("CREATE DATABASE {schema}"),
-        ],
-    )
-    .await;
+    harness::fresh_schema_on(&primary, &schema).await;
     run_sql(
         &primary,
         &schema,
@@ -525,15 +517,7 @@ async fn bulk_writes_with_a_4_mb_packet_and_dml_batch_size_100_migrate() {
 async fn a_row_whose_statement_exceeds_the_packet_stops_the_migration_naming_max_allowed_packet() {
     let (primary, replica) = four_mb_pair();
     let schema = "memory_huge_row".to_string();
-    run_sql(
-        &primary,
-        "mysql",
-        &[
-            format!("DROP DATABASE IF EXISTS {schema}"),
-            format!("CREATE DATABASE {schema}"),
-        ],
-    )
-    .await;
+    harness::fresh_schema_on(&primary, &schema).await;
     run_sql(
         &primary,
         &schema,
