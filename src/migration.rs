@@ -28,6 +28,7 @@ use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
 use crate::datapath::{self, DataPath, PathError, Servers};
 use crate::hooks::{Hook, HookError, Hooks};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
+use crate::metrics::Metrics;
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::{ChecksumStatus, Progress};
 use crate::table_lock::{self, LockError, TableLock};
@@ -315,6 +316,10 @@ impl Run<'_> {
     async fn steps(&mut self) -> Result<Report, MigrationError> {
         let cfg = self.cfg;
         self.hooks.run(Hook::Startup).await?;
+        // Opened before anything is touched: a metrics port in use stops the run here.
+        let metrics = Metrics::bind(cfg)
+            .await
+            .map_err(|e| MigrationError::Other(e.to_string()))?;
         self.enter(State::Validate).await?;
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
@@ -380,6 +385,10 @@ impl Run<'_> {
             )
             .await?,
         );
+        let (metrics_progress, gate) = (progress.clone(), self.gate.clone());
+        if let Some(path) = self.path.as_mut() {
+            path.attach(|stop| metrics.start(metrics_progress, gate, stop));
+        }
         self.hooks.run(Hook::BeforeRowCopy).await?;
         let _status_hooks = self.hooks.status_every(cfg.flags.hooks_status_interval);
         progress.copy_started.get_or_init(Instant::now);
@@ -434,7 +443,7 @@ impl Run<'_> {
                 )
                 .await?;
             }
-            locked_for = Some(self.cut_over(primary_flavor).await?);
+            locked_for = Some(self.cut_over(primary_flavor, &progress).await?);
             if cfg.flags.ok_to_drop_table {
                 let old = cfg.old_table();
                 self.primary_conn()
@@ -691,7 +700,11 @@ impl Run<'_> {
     /// Runs the cut-over, retrying attempts that swapped nothing up to --default-retries. Every
     /// attempt ends in an [`Outcome`] read from the server; a swap marks the run swapped (the
     /// ghost table is then the table, never dropped), an unresolved one keeps every table.
-    async fn cut_over(&mut self, flavor: Flavor) -> Result<Duration, MigrationError> {
+    async fn cut_over(
+        &mut self,
+        flavor: Flavor,
+        progress: &Progress,
+    ) -> Result<Duration, MigrationError> {
         let cfg = self.cfg;
         let spec = self.cut_over_spec(flavor);
         let mut attempt = 0i64;
@@ -704,9 +717,11 @@ impl Run<'_> {
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);
             let atomic = cfg.cut_over == CutOverMode::Atomic;
+            progress.cut_over_attempts.fetch_add(1, Ordering::Relaxed);
             let outcome = cutover::attempt(&spec, atomic, control, status, &token).await;
             let (reason, retry) = match outcome {
                 Outcome::Swapped { locked_for } => {
+                    progress.swapped(locked_for);
                     self.mark_swapped();
                     return Ok(locked_for);
                 }
