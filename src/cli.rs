@@ -389,6 +389,16 @@ pub struct Flags {
     /// wraith: the address --metrics-port listens on
     #[arg(long, default_value = "127.0.0.1")]
     pub metrics_bind: String,
+    /// wraith: log as text, or as one JSON object per line
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// wraith's own commands; a word, so it never collides with gh-ost's flags.
@@ -730,6 +740,17 @@ mod tests {
         ]);
         assert_eq!(parsed.flags.statsd_tags, ["env:prod,team:db", "service:x"]);
         assert!(p(&[]).flags.statsd_tags.is_empty());
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(p(&[]).flags.log_format, LogFormat::Text);
+        assert_eq!(
+            p(&["--log-format", "json"]).flags.log_format,
+            LogFormat::Json
+        );
+        let e = err(&["--log-format=xml"]);
+        assert!(e.contains("--log-format"), "{e}");
     }
 
     #[test]
