@@ -688,6 +688,31 @@ fn throttle_flags(flags: &Flags) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Parses `Threads_running=25,Threads_connected=200`, the form of `--max-load` and
+/// `--critical-load`.
+pub fn parse_load(flag: &'static str, text: &str) -> Result<Vec<LoadThreshold>, ConfigError> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || ConfigError::Invalid {
+            flag,
+            message: format!(
+                "`{part}` is not of the form status_variable=number (e.g. Threads_running=25)"
+            ),
+        };
+        let (name, value) = part.split_once('=').ok_or_else(bad)?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad());
+        }
+        let threshold: f64 = value.trim().parse().map_err(|_| bad())?;
+        out.push(LoadThreshold {
+            variable: name.to_string(),
+            threshold,
+        });
+    }
+    Ok(out)
+}
+
 /// The metrics flags: `--statsd-addr` as a `host:port` that resolves, `--statsd-tags` as
 /// `key:value` pairs, `--runtime-metrics-interval` as a duration, and the address of
 /// `--metrics-port`. Tags without an address are ignored, as gh-ost does.
@@ -821,31 +846,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     Duration::try_from_secs_f64(total).ok()
-}
-
-/// Parses `Threads_running=25,Threads_connected=200`, the form of `--max-load` and
-/// `--critical-load`.
-pub fn parse_load(flag: &'static str, text: &str) -> Result<Vec<LoadThreshold>, ConfigError> {
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || ConfigError::Invalid {
-            flag,
-            message: format!(
-                "`{part}` is not of the form status_variable=number (e.g. Threads_running=25)"
-            ),
-        };
-        let (name, value) = part.split_once('=').ok_or_else(bad)?;
-        let name = name.trim();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(bad());
-        }
-        let threshold: f64 = value.trim().parse().map_err(|_| bad())?;
-        out.push(LoadThreshold {
-            variable: name.to_string(),
-            threshold,
-        });
-    }
-    Ok(out)
 }
 
 /// Reads gh-ost's `--conf` ini file: `[client] user, password` and `[osc] chunk_size,
