@@ -344,13 +344,14 @@ pub struct Flags {
     /// seconds between gh-ost-on-status hook runs
     #[arg(long, default_value_t = 60)]
     pub hooks_status_interval: i64,
-    /// statsd address (host:port) for metrics
+    /// statsd server (host:port, UDP) to send gh-ost's gh_ost.* metrics to
     #[arg(long, default_value = "")]
     pub statsd_addr: String,
-    /// statsd tags: key:value,key:value
-    #[arg(long, default_value = "")]
-    pub statsd_tags: String,
-    /// interval for runtime metrics (e.g. 10s; empty: off)
+    /// tags on every statsd metric: key:value,key:value (may be repeated)
+    #[arg(long, action = ArgAction::Append)]
+    pub statsd_tags: Vec<String>,
+    /// how often metrics are sent to statsd (default 5s) and a runtime line (memory, CPU) is
+    /// logged, e.g. 10s, 500ms or 10 (seconds); 0: no runtime metrics
     #[arg(long, default_value = "")]
     pub runtime_metrics_interval: String,
     /// quiet: only warnings and errors
@@ -382,6 +383,22 @@ pub struct Flags {
     /// tables and a brief lock of the original, bounded by --cut-over-lock-timeout-seconds)
     #[arg(long)]
     pub skip_checksum: bool,
+    /// wraith: serve Prometheus metrics on this TCP port at /metrics (0: none)
+    #[arg(long, default_value_t = 0)]
+    pub metrics_port: u16,
+    /// wraith: the address --metrics-port listens on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub metrics_bind: String,
+    /// wraith: log as text, or as one JSON object per line
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// wraith's own commands; a word, so it never collides with gh-ost's flags.
@@ -712,6 +729,28 @@ mod tests {
         assert_eq!(parsed.explicit.len(), value_flags.len() + bool_flags.len());
         assert_eq!(parsed.flags.cut_over, "two-step");
         assert!(parsed.flags.check_flag);
+    }
+
+    #[test]
+    fn statsd_tags_may_be_repeated_and_each_is_kept() {
+        let parsed = p(&[
+            "--statsd-tags=env:prod,team:db",
+            "-statsd-tags",
+            "service:x",
+        ]);
+        assert_eq!(parsed.flags.statsd_tags, ["env:prod,team:db", "service:x"]);
+        assert!(p(&[]).flags.statsd_tags.is_empty());
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(p(&[]).flags.log_format, LogFormat::Text);
+        assert_eq!(
+            p(&["--log-format", "json"]).flags.log_format,
+            LogFormat::Json
+        );
+        let e = err(&["--log-format=xml"]);
+        assert!(e.contains("--log-format"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! In: [`cli::Parsed`], the `--conf` ini file, the terminal (for `--ask-pass`). Out: a [`Config`]
 //! every other module reads and none mutates, or a [`ConfigError`] that names the flag and what
-//! to write instead. Nothing here touches a server.
+//! to write instead. Nothing here touches a server (a `--statsd-addr` host name is looked up,
+//! so that one that does not resolve is a config error).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use crate::cli::{Flags, Parsed};
 use crate::inspect::alter::{self, Alter};
+use crate::metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +76,8 @@ pub struct Config {
     pub not_yet_acted_on: Vec<&'static NotImplemented>,
     /// When the run started, as `YYYYMMDDhhmmss` UTC.
     pub started_at: Option<String>,
+    /// Where metrics go, and how often.
+    pub metrics: metrics::Settings,
 }
 
 impl Config {
@@ -335,21 +339,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
     ),
     // ---- Warned: output only.
     NotImplemented::warned(
-        "statsd-addr",
-        |f| !f.statsd_addr.is_empty(),
-        "no metrics are sent",
-    ),
-    NotImplemented::warned(
-        "statsd-tags",
-        |f| !f.statsd_tags.is_empty(),
-        "no metrics are sent",
-    ),
-    NotImplemented::warned(
-        "runtime-metrics-interval",
-        |f| !f.runtime_metrics_interval.is_empty(),
-        "no runtime metrics are logged",
-    ),
-    NotImplemented::warned(
         "stack",
         |f| f.stack,
         "errors carry no stack trace",
@@ -534,6 +523,7 @@ pub fn build(
             });
         }
     }
+    let metrics = metrics_settings(&parsed, &flags)?;
     let connect_timeout = if flags.mysql_timeout > 0.0 {
         Duration::from_secs_f64(flags.mysql_timeout)
     } else {
@@ -554,6 +544,7 @@ pub fn build(
         cut_over,
         not_yet_acted_on,
         started_at: Some(utc_stamp(std::time::SystemTime::now())),
+        metrics,
     })
 }
 
@@ -702,6 +693,141 @@ pub fn parse_load(flag: &'static str, text: &str) -> Result<Vec<LoadThreshold>, 
         });
     }
     Ok(out)
+}
+
+/// The metrics flags: `--statsd-addr` as a `host:port` that resolves, `--statsd-tags` as
+/// `key:value` pairs, `--runtime-metrics-interval` as a duration, and the address of
+/// `--metrics-port`. Tags without an address are ignored, as gh-ost does.
+fn metrics_settings(parsed: &Parsed, flags: &Flags) -> Result<metrics::Settings, ConfigError> {
+    let interval = if flags.runtime_metrics_interval.trim().is_empty() {
+        None
+    } else {
+        match parse_duration(&flags.runtime_metrics_interval) {
+            Some(d) if d.is_zero() || d >= Duration::from_millis(10) => Some(d),
+            _ => {
+                return Err(ConfigError::OutOfRange {
+                    flag: "runtime-metrics-interval",
+                    value: flags.runtime_metrics_interval.clone(),
+                    expected: "expected a duration of 10ms or more (10s, 500ms, 1m30s, or 10 for seconds), or 0",
+                })
+            }
+        }
+    };
+    let statsd = if flags.statsd_addr.is_empty() {
+        None
+    } else {
+        Some(metrics::StatsdTarget {
+            given: flags.statsd_addr.clone(),
+            addr: resolve("statsd-addr", &flags.statsd_addr, None)?,
+            tags: statsd_tags(&flags.statsd_tags)?,
+        })
+    };
+    let prometheus = match flags.metrics_port {
+        0 if parsed.is_explicit("metrics_bind") => {
+            return Err(ConfigError::Invalid {
+                flag: "metrics-bind",
+                message: "given without --metrics-port, so nothing would be served; add --metrics-port=<port>".into(),
+            })
+        }
+        0 => None,
+        port => Some(resolve("metrics-bind", &flags.metrics_bind, Some(port))?),
+    };
+    let ticking = interval.filter(|d| !d.is_zero());
+    Ok(metrics::Settings {
+        prometheus,
+        statsd,
+        interval: ticking.unwrap_or(metrics::DEFAULT_INTERVAL),
+        runtime: interval != Some(Duration::ZERO),
+        log_runtime: ticking.is_some(),
+    })
+}
+
+/// `host:port` (or `host` with `port` given apart) to the first address it resolves to.
+fn resolve(
+    flag: &'static str,
+    text: &str,
+    port: Option<u16>,
+) -> Result<std::net::SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let invalid = |message: String| ConfigError::Invalid { flag, message };
+    let (host, port) = match port {
+        Some(port) => (text, port),
+        None => {
+            if text.contains("://") {
+                return Err(invalid(format!(
+                    "`{text}`: only host:port (UDP) is supported, e.g. 127.0.0.1:8125"
+                )));
+            }
+            let (host, port) = text.rsplit_once(':').unwrap_or((text, ""));
+            let port = port.parse::<u16>().map_err(|_| {
+                invalid(format!(
+                    "`{text}` is not host:port (e.g. 127.0.0.1:8125 or [::1]:8125)"
+                ))
+            })?;
+            (host, port)
+        }
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("cannot resolve `{host}`: {e}")))?
+        .next();
+    resolved.ok_or_else(|| invalid(format!("`{host}` resolves to no address")))
+}
+
+/// `--statsd-tags` values (each `key:value,key:value`) as one list of `key:value`.
+fn statsd_tags(values: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut tags = Vec::new();
+    for tag in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if tag.is_empty() {
+            continue;
+        }
+        let well_formed = tag.split_once(':').is_some_and(|(k, _)| !k.is_empty())
+            && !tag.contains(['|', '#', '@', '\n', ' ']);
+        if !well_formed {
+            return Err(ConfigError::Invalid {
+                flag: "statsd-tags",
+                message: format!(
+                    "`{tag}` is not key:value (without spaces or any of | # @), e.g. env:prod"
+                ),
+            });
+        }
+        tags.push(tag.to_string());
+    }
+    Ok(tags)
+}
+
+/// Go's duration syntax (`10s`, `1m30s`, `1.5h`, `500ms`, `0`), or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    const UNITS: [(&str, f64); 7] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ];
+    let mut rest = text;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, scale) = UNITS.iter().find(|(unit, _)| rest.starts_with(unit))?;
+        total += number * scale;
+        rest = &rest[unit.len()..];
+    }
+    if text.is_empty() {
+        return None;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// Reads gh-ost's `--conf` ini file: `[client] user, password` and `[osc] chunk_size,
@@ -1043,13 +1169,113 @@ mod tests {
 
     #[test]
     fn harmless_flags_not_acted_on_are_warned_about_by_name() {
-        let c = with(&["--statsd-addr=127.0.0.1:8125", "--gcp", "--exact-rowcount"]).unwrap();
+        let c = with(&["--stack", "--gcp", "--exact-rowcount"]).unwrap();
         let flags: Vec<&str> = c.not_yet_acted_on.iter().map(|n| n.flag).collect();
-        assert_eq!(flags, vec!["gcp", "concurrent-rowcount", "statsd-addr"]);
+        assert_eq!(flags, vec!["gcp", "concurrent-rowcount", "stack"]);
         assert_eq!(
-            c.not_yet_acted_on[2].warning(),
-            "--statsd-addr is accepted but not acted on by this build yet: no metrics are sent"
+            c.not_yet_acted_on[0].warning(),
+            "--gcp is accepted but not acted on by this build yet: no check is relaxed for \
+             Google Cloud SQL; one that fails there refuses the run"
         );
+    }
+
+    #[test]
+    fn metrics_flags_are_acted_on_not_warned_about() {
+        let c = with(&[
+            "--statsd-addr=127.0.0.1:8125",
+            "--statsd-tags=env:prod, team:db",
+            "--statsd-tags=service:wraith",
+            "--runtime-metrics-interval=10s",
+            "--metrics-port=9102",
+        ])
+        .unwrap();
+        assert!(c.not_yet_acted_on.is_empty());
+        let statsd = c.metrics.statsd.as_ref().unwrap();
+        assert_eq!(statsd.addr, "127.0.0.1:8125".parse().unwrap());
+        assert_eq!(statsd.tags, ["env:prod", "team:db", "service:wraith"]);
+        assert_eq!(c.metrics.interval, Duration::from_secs(10));
+        assert!(c.metrics.runtime && c.metrics.log_runtime);
+        assert_eq!(
+            c.metrics.prometheus,
+            Some("127.0.0.1:9102".parse().unwrap())
+        );
+        let c = with(&["--metrics-port=9102", "--metrics-bind=::"]).unwrap();
+        assert_eq!(c.metrics.prometheus, Some("[::]:9102".parse().unwrap()));
+        let c = with(&["--statsd-addr=[::1]:8125"]).unwrap();
+        let statsd = c.metrics.statsd.unwrap();
+        assert_eq!(statsd.addr, "[::1]:8125".parse().unwrap());
+        assert!(statsd.tags.is_empty());
+    }
+
+    #[test]
+    fn without_metrics_flags_nothing_is_sent_or_served() {
+        let m = with(&[]).unwrap().metrics;
+        assert_eq!((m.prometheus, m.statsd), (None, None));
+        assert_eq!(m.interval, metrics::DEFAULT_INTERVAL);
+        assert!(m.runtime && !m.log_runtime);
+        let m = with(&["--runtime-metrics-interval=0", "--statsd-tags=a:b"])
+            .unwrap()
+            .metrics;
+        assert_eq!(m.statsd, None);
+        assert_eq!(m.interval, metrics::DEFAULT_INTERVAL);
+        assert!(!m.runtime && !m.log_runtime);
+    }
+
+    #[test]
+    fn bad_metrics_flags_name_the_flag() {
+        for (args, starts) in [
+            (
+                vec!["--statsd-addr=localhost"],
+                "--statsd-addr: `localhost` is not host:port",
+            ),
+            (
+                vec!["--statsd-addr=127.0.0.1:x"],
+                "--statsd-addr: `127.0.0.1:x` is not host:port",
+            ),
+            (
+                vec!["--statsd-addr=unix:///tmp/s"],
+                "--statsd-addr: `unix:///tmp/s`: only host:port",
+            ),
+            (
+                vec!["--statsd-addr=127.0.0.1:8125", "--statsd-tags=env"],
+                "--statsd-tags: `env` is not key:value",
+            ),
+            (
+                vec!["--statsd-addr=127.0.0.1:8125", "--statsd-tags=a:b|c"],
+                "--statsd-tags: `a:b|c` is not key:value",
+            ),
+            (
+                vec!["--runtime-metrics-interval=soon"],
+                "--runtime-metrics-interval=soon is out of range",
+            ),
+            (
+                vec!["--runtime-metrics-interval=1ms"],
+                "--runtime-metrics-interval=1ms is out of range",
+            ),
+            (
+                vec!["--metrics-bind=0.0.0.0"],
+                "--metrics-bind: given without --metrics-port",
+            ),
+        ] {
+            let e = with(&args).unwrap_err().to_string();
+            assert!(e.starts_with(starts), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_go_writes_them_or_as_seconds() {
+        let d = |s| parse_duration(s);
+        assert_eq!(d("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(d("10"), Some(Duration::from_secs(10)));
+        assert_eq!(d("0"), Some(Duration::ZERO));
+        assert_eq!(d("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(d("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(d("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(d("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(d("250us"), Some(Duration::from_micros(250)));
+        for bad in ["", "s", "10x", "-1s", "-5", "1s2", "ten"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
     }
 
     #[test]

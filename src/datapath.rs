@@ -216,6 +216,12 @@ impl DataPath {
         Ok(path)
     }
 
+    /// Runs the task `start` spawns alongside the path's own: it gets the token that stops them,
+    /// and [`DataPath::stop`] waits for it (the metrics).
+    pub fn attach(&mut self, start: impl FnOnce(CancellationToken) -> JoinHandle<()>) {
+        self.others.push(start(self.cancel.clone()));
+    }
+
     /// The apply loop's failure, once it has ended with one; `None` while it runs.
     pub async fn failure(&mut self) -> Option<PathError> {
         if !self.apply.as_ref().is_some_and(|h| h.is_finished()) {

@@ -4,8 +4,9 @@
 //! command line into one [`config::Config`]; `mysql` owns connections, flavor differences and the
 //! one SQL quoting function; `inspect` runs the preflight checks and produces the
 //! [`inspect::Plan`]; `binlog` streams and decodes row events; `migration` drives the state
-//! machine; `sandbox` starts throw-away servers for `demo` and the tests, and `verify` compares a
-//! migrated table with a natively altered mirror for them.
+//! machine, and `metrics` shows its progress to statsd and Prometheus; `sandbox` starts
+//! throw-away servers for `demo` and the tests, and `verify` compares a migrated table with a
+//! natively altered mirror for them.
 
 pub mod apply;
 pub mod binlog;
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod failpoint;
 pub mod hooks;
 pub mod inspect;
+pub mod metrics;
 pub mod migration;
 pub mod mysql;
 pub mod progress;

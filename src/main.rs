@@ -1,11 +1,15 @@
 //! The `wraith` command: gh-ost's command line, plus `wraith demo`.
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use tokio_util::sync::CancellationToken;
-use wraith::cli::{self, Extra};
+use wraith::cli::{self, Extra, LogFormat};
 use wraith::{config, demo, migration};
+
+/// The log format chosen by `--log-format`, for the lines written outside the log.
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 fn main() -> ExitCode {
     let parsed = match cli::parse(std::env::args()) {
@@ -25,7 +29,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -41,7 +45,7 @@ fn main() -> ExitCode {
                 .block_on(migration::run(&cfg, cancel))
                 .map(|_| ())
                 .map_err(|failed| {
-                    eprintln!("{}", failed.aftermath());
+                    say(&failed.aftermath());
                     failed.error.to_string()
                 }),
         },
@@ -49,9 +53,18 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            say(&format!("error: {message}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes a closing line to standard error: as it is in text, as a log event of level ERROR
+/// with `--log-format=json` (every line is then one JSON object).
+fn say(line: &str) {
+    match FORMAT.get() {
+        Some(LogFormat::Json) => tracing::error!("{line}"),
+        _ => eprintln!("{line}"),
     }
 }
 
@@ -77,11 +90,16 @@ fn init_logging(flags: &cli::Flags) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WRAITH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("wraith={level},warn")));
-    tracing_subscriber::fmt()
+    let _ = FORMAT.set(flags.log_format);
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match flags.log_format {
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        // Colour only where a person reads it: not in a file, a pipe or a log collector.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 /// SIGINT (Ctrl-C), SIGTERM (systemd, Kubernetes, `timeout`) and SIGHUP (a closed terminal)
@@ -111,11 +129,11 @@ async fn stop_on_signals(cancel: CancellationToken) {
             tracing::warn!("{name}: stopping and cleaning up (a second signal exits at once)");
             cancel.cancel();
         } else {
-            eprintln!(
+            say(&format!(
                 "error: {name} again: exiting at once without cleaning up; the server releases \
                  wraith's locks as its connections close, and helper tables (_<table>_gho, \
                  _<table>_ghc) may remain: drop them, or rerun with --initially-drop-ghost-table"
-            );
+            ));
             std::process::exit(130);
         }
     }

@@ -29,6 +29,7 @@ use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
 use crate::datapath::{self, DataPath, PathError, Servers};
 use crate::hooks::{Hook, HookError, Hooks};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
+use crate::metrics::Metrics;
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::{ChecksumStatus, Progress};
 use crate::table_lock::{self, LockError, TableLock};
@@ -348,6 +349,10 @@ impl Run<'_> {
     async fn steps(&mut self) -> Result<Report, MigrationError> {
         let cfg = self.cfg;
         self.hooks.run(Hook::Startup).await?;
+        // Opened before anything is touched: a metrics port in use stops the run here.
+        let metrics = Metrics::bind(cfg)
+            .await
+            .map_err(|e| MigrationError::Other(e.to_string()))?;
         self.enter(State::Validate).await?;
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
@@ -416,6 +421,10 @@ impl Run<'_> {
             )
             .await?,
         );
+        let (metrics_progress, gate) = (progress.clone(), self.controls.gate.clone());
+        if let Some(path) = self.path.as_mut() {
+            path.attach(|stop| metrics.start(metrics_progress, gate, stop));
+        }
         self.hooks.run(Hook::BeforeRowCopy).await?;
         let _status_hooks = self.hooks.status_every(cfg.flags.hooks_status_interval);
         progress.copy_started.get_or_init(Instant::now);
@@ -758,6 +767,7 @@ impl Run<'_> {
     /// ghost table is then the table, never dropped), an unresolved one keeps every table.
     async fn cut_over(&mut self, flavor: Flavor) -> Result<Duration, MigrationError> {
         let cfg = self.cfg;
+        let progress = self.controls.progress.clone();
         let spec = self.cut_over_spec(flavor);
         let mut attempt = 0i64;
         loop {
@@ -767,9 +777,11 @@ impl Run<'_> {
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);
             let atomic = cfg.cut_over == CutOverMode::Atomic;
+            progress.cut_over_attempts.fetch_add(1, Ordering::Relaxed);
             let outcome = cutover::attempt(&spec, atomic, control, status, &token).await;
             let (reason, retry) = match outcome {
                 Outcome::Swapped { locked_for } => {
+                    progress.swapped(locked_for);
                     self.mark_swapped();
                     return Ok(locked_for);
                 }

@@ -5,7 +5,7 @@
 //! at gh-ost's cadence and answered to `sup`, and an `indicatif` bar when standard error is a
 //! terminal.
 //! The line is gh-ost's; once the checksum has started (or when `--skip-checksum` skips it) it
-//! ends with `; Checksum: <what it is doing>`.
+//! ends with `; Checksum: <what it is doing>`. The same counters feed `metrics`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -37,6 +37,10 @@ pub struct Progress {
     pub checksum: Mutex<ChecksumStatus>,
     /// Rows of the original table the checksum has compared.
     pub rows_checksummed: AtomicU64,
+    /// Cut-over attempts made so far.
+    pub cut_over_attempts: AtomicU64,
+    /// How long writers were blocked by the swap, in ms (`NEVER` until a swap).
+    writer_wait_ms: AtomicU64,
 }
 
 /// Where the checksum before the swap is, for the status line.
@@ -73,6 +77,8 @@ impl Progress {
             state: Mutex::new("migrating".into()),
             checksum: Mutex::new(ChecksumStatus::NotYet),
             rows_checksummed: AtomicU64::new(0),
+            cut_over_attempts: AtomicU64::new(0),
+            writer_wait_ms: AtomicU64::new(NEVER),
         }
     }
 
@@ -117,6 +123,18 @@ impl Progress {
                 .elapsed()
                 .saturating_sub(Duration::from_millis(last))
         })
+    }
+
+    /// The swap blocked writers for `locked_for`.
+    pub fn swapped(&self, locked_for: Duration) {
+        self.writer_wait_ms
+            .store(locked_for.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the swap blocked writers (`None`: no swap yet).
+    pub fn writer_wait(&self) -> Option<Duration> {
+        let ms = self.writer_wait_ms.load(Ordering::Relaxed);
+        (ms != NEVER).then(|| Duration::from_millis(ms))
     }
 
     pub fn lag(&self) -> Duration {

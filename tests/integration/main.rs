@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod hooks;
 mod memory;
+mod metrics;
 mod migrate;
 mod names;
 mod preflight;
