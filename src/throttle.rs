@@ -333,8 +333,13 @@ fn update_status(progress: &Progress, state: &GateState) {
 
 /// Two reasons name the same source (`lag=1.2s` and `lag=1.3s`): logged once.
 fn same_source(a: &str, b: &str) -> bool {
-    let head = |s: &str| s.split(['=', ' ']).next().unwrap_or_default().to_string();
-    head(a) == head(b)
+    source(a) == source(b)
+}
+
+/// The source a reason names, without its reading: `lag` for `lag=1.234s`, `flag-file` for
+/// `flag-file /tmp/x`, `max-load` for `max-load Threads_running=30 >= 25`.
+pub fn source(reason: &str) -> &str {
+    reason.split(['=', ' ']).next().unwrap_or_default()
 }
 
 fn lock(readings: &Mutex<Readings>) -> std::sync::MutexGuard<'_, Readings> {

@@ -36,7 +36,8 @@ pub fn render(s: &Snapshot, info: &[(&str, String)]) -> String {
     const COUNTER: &str = "counter";
     let plain = |value: String| vec![(String::new(), value)];
     let seconds = |d: Duration| plain(d.as_secs_f64().to_string());
-    let reason = s.throttled.clone().unwrap_or_default();
+    // The source only (`lag`, not `lag=1.234s`): one series per source, not per reading.
+    let reason = crate::throttle::source(s.throttled.as_deref().unwrap_or_default()).to_string();
     let current = (!STATES.contains(&s.state.as_str())).then_some(s.state.as_str());
     let states = STATES
         .iter()
@@ -105,7 +106,7 @@ pub fn render(s: &Snapshot, info: &[(&str, String)]) -> String {
         (
             "wraith_throttle_info",
             GAUGE,
-            "Why the migration is throttled (reason is empty when it is not; always 1).",
+            "What throttles the migration: the source (lag, flag-file, max-load ...; empty when not throttled; always 1).",
             vec![(labels(&[("reason", reason)]), "1".into())],
         ),
         (
@@ -281,7 +282,7 @@ mod tests {
         Snapshot {
             backlog: 3,
             heartbeat_lag: Duration::from_millis(1500),
-            throttled: Some("flag-file /tmp/\"x\"".into()),
+            throttled: Some("fl\"ag-file /tmp/x".into()),
             state: "throttled".into(),
             cut_over_attempts: 1,
             writer_wait: Some(Duration::from_millis(50)),
@@ -309,7 +310,7 @@ mod tests {
                 "wraith_lag_seconds 0.02",
                 "wraith_heartbeat_lag_seconds 1.5",
                 "wraith_throttled 1",
-                "wraith_throttle_info{reason=\"flag-file /tmp/\\\"x\\\"\"} 1",
+                "wraith_throttle_info{reason=\"fl\\\"ag-file\"} 1",
                 "wraith_state{state=\"migrating\"} 0",
                 "wraith_state{state=\"throttled\"} 1",
                 "wraith_state{state=\"checksumming\"} 0",
