@@ -248,6 +248,71 @@ struct WriterFigures {
     errors: [f64; 4],
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf(3) reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// CPU seconds used by this process's children that have been waited for (wraith's runs).
+fn cpu_of_children() -> f64 {
+    // SAFETY: getrusage(2) fills the struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Where the CPU went during one step: the primary's, the replica's and wraith's.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    primary: f64,
+    replica: f64,
+    wraith: f64,
+}
+
+impl Cpu {
+    fn now(servers: &Servers) -> Cpu {
+        Cpu {
+            primary: cpu_of(servers.primary.pid()),
+            replica: cpu_of(servers.replica.pid()),
+            wraith: cpu_of_children(),
+        }
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            primary: self.primary - before.primary,
+            replica: self.replica - before.replica,
+            wraith: self.wraith - before.wraith,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "cpu: primary {:.1}s, replica {:.1}s, wraith {:.1}s",
+            self.primary, self.replica, self.wraith
+        )
+    }
+}
+
 // ---- scenario 1: idle ----------------------------------------------------------------------------
 
 async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> {
@@ -298,20 +363,33 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
 
     println!("[idle] ALTER TABLE bench.orders_native {ADD_COLUMN}, ALGORITHM=COPY ...");
     let t = Instant::now();
+    let cpu = Cpu::now(servers);
     c.query_drop(format!(
         "ALTER TABLE bench.orders_native {ADD_COLUMN}, ALGORITHM=COPY"
     ))
     .await?;
     let native_wall = t.elapsed();
-    println!("[idle] native ALTER: {:.1}s", native_wall.as_secs_f64());
+    let native_cpu = Cpu::now(servers).since(cpu);
+    println!(
+        "[idle] native ALTER: {:.1}s; {}",
+        native_wall.as_secs_f64(),
+        native_cpu.line()
+    );
     c.query_drop("SET SESSION sql_log_bin = 1").await?;
 
     println!("[idle] wraith --execute on bench.orders (reading the replica) ...");
     let args = wraith_args(settings, servers, "bench", "orders", &[]);
+    let cpu = Cpu::now(servers);
     let run = Wraith::spawn(&settings.wraith, &args)?
         .finish(settings.timeout)
         .await;
+    let wraith_cpu = Cpu::now(servers).since(cpu);
     run.print_summary("idle");
+    println!(
+        "[idle] wraith: {:.1}s; {}",
+        run.wall.as_secs_f64(),
+        wraith_cpu.line()
+    );
 
     // Checks: the new table against the old one (counts) and against the natively altered copy.
     let mut check = Vec::new();

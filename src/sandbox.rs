@@ -70,6 +70,11 @@ impl Server {
         connect_root(self.port).await
     }
 
+    /// The `mariadbd` process id (the bench reads its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.mariadbd_pid
+    }
+
     /// The server's error log, for messages when something goes wrong.
     pub fn error_log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();

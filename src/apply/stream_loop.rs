@@ -120,7 +120,7 @@ impl LoopSpec {
 #[allow(clippy::too_many_arguments)]
 pub async fn run_loop(
     mut streamer: Streamer,
-    mut applier: Applier,
+    applier: Applier,
     spec: LoopSpec,
     progress: Arc<Progress>,
     mut control: watch::Receiver<Control>,
@@ -130,8 +130,12 @@ pub async fn run_loop(
 ) -> Result<(), LoopError> {
     let mut gate = spec.gate.clone();
     let mut gate_open = true;
-    let mut pending: Vec<RowEvent> = Vec::new();
-    let mut pending_bytes = 0;
+    let mut sink = Sink {
+        applier,
+        progress: progress.clone(),
+        keylog,
+    };
+    let mut pending = Pending::default();
     let mut held = Held::default();
     // The marker token events are being held for, after it was applied.
     let mut holding: Option<String> = None;
@@ -165,11 +169,7 @@ pub async fn run_loop(
                     // with a new marker): apply what was held after marker `token`, then go on
                     // as before.
                     tracing::info!("released at marker {token}: applying the {} events held after it", held.events.len());
-                    applier.apply(&held.events).await?;
-                    if keylog.recording() {
-                        keylog.record(applier.keys_of(&held.events));
-                    }
-                    progress.events_applied.fetch_add(held.events.iter().map(|e| e.rows.len() as u64).sum(), Ordering::Relaxed);
+                    sink.apply(&held.events).await?;
                     held.clear();
                     status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
                 }
@@ -200,7 +200,6 @@ pub async fn run_loop(
                         s.held_over_limit = over;
                     });
                 } else {
-                    pending_bytes += event_bytes(&event);
                     pending.push(event);
                 }
             }
@@ -210,28 +209,14 @@ pub async fn run_loop(
                         Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
                         Some(Entry::NullKeyRowsCopied) => {
                             // Changes before it are in the copy; those after it are not.
-                            flush(
-                                &mut applier,
-                                &mut pending,
-                                &mut pending_bytes,
-                                &progress,
-                                &keylog,
-                            )
-                            .await?;
-                            applier.null_key_rows_copied();
+                            sink.flush(&mut pending).await?;
+                            sink.applier.null_key_rows_copied();
                         }
                         Some(Entry::Marker(token))
                             if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>
                         {
-                            flush(
-                                &mut applier,
-                                &mut pending,
-                                &mut pending_bytes,
-                                &progress,
-                                &keylog,
-                            )
-                            .await?;
+                            sink.flush(&mut pending).await?;
                             holding = Some(token.clone());
                             held.clear();
                             status.send_modify(|s| {
@@ -275,55 +260,67 @@ pub async fn run_loop(
         } else {
             batch_size
         };
-        if pending.len() >= cap
-            || pending_bytes >= BATCH_BYTES
-            || (!pending.is_empty() && streamer.backlog() == 0)
+        if pending.events.len() >= cap
+            || pending.bytes >= BATCH_BYTES
+            || (!pending.events.is_empty() && streamer.backlog() == 0)
         {
-            flush(
-                &mut applier,
-                &mut pending,
-                &mut pending_bytes,
-                &progress,
-                &keylog,
-            )
-            .await?;
+            sink.flush(&mut pending).await?;
         }
     };
     if result.is_ok() && holding.is_none() {
-        flush(
-            &mut applier,
-            &mut pending,
-            &mut pending_bytes,
-            &progress,
-            &keylog,
-        )
-        .await?;
+        sink.flush(&mut pending).await?;
     }
     result
 }
 
-async fn flush(
-    applier: &mut Applier,
-    pending: &mut Vec<RowEvent>,
-    pending_bytes: &mut usize,
-    progress: &crate::progress::Progress,
-    keylog: &KeyLog,
-) -> Result<(), ApplyError> {
-    *pending_bytes = 0;
-    if pending.is_empty() {
-        return Ok(());
+/// The events of the original table read since the last batch was applied.
+#[derive(Default)]
+struct Pending {
+    events: Vec<RowEvent>,
+    /// Their size ([`event_bytes`]).
+    bytes: usize,
+}
+
+impl Pending {
+    fn push(&mut self, event: RowEvent) {
+        self.bytes += event_bytes(&event);
+        self.events.push(event);
     }
-    crate::failpoint::panic_at("apply:batch");
-    applier.apply(pending).await?;
-    if keylog.recording() {
-        keylog.record(applier.keys_of(pending));
+}
+
+/// Where batches go: the applier, then the key log (while it records) and the progress counters.
+struct Sink {
+    applier: Applier,
+    progress: Arc<Progress>,
+    keylog: Arc<KeyLog>,
+}
+
+impl Sink {
+    async fn apply(&mut self, events: &[RowEvent]) -> Result<(), ApplyError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.applier.apply(events).await?;
+        if self.keylog.recording() {
+            self.keylog.record(self.applier.keys_of(events));
+        }
+        let rows: u64 = events.iter().map(|e| e.rows.len() as u64).sum();
+        self.progress
+            .events_applied
+            .fetch_add(rows, Ordering::Relaxed);
+        Ok(())
     }
-    let rows: u64 = pending.iter().map(|e| e.rows.len() as u64).sum();
-    progress
-        .events_applied
-        .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
-    pending.clear();
-    Ok(())
+
+    /// Applies what is pending, as one batch, and empties it.
+    async fn flush(&mut self, pending: &mut Pending) -> Result<(), ApplyError> {
+        if !pending.events.is_empty() {
+            crate::failpoint::panic_at("apply:batch");
+        }
+        self.apply(&pending.events).await?;
+        pending.events.clear();
+        pending.bytes = 0;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
