@@ -71,7 +71,8 @@ struct Settings {
     extra_args: Vec<String>,
     load: LoadKind,
     threads: u32,
-    rate: u32,
+    /// sysbench's `--rate`; `None`: half the ceiling measured first in the same run.
+    rate: Option<u32>,
     warmup: Duration,
     timeout: Duration,
     buffer_pool: String,
@@ -124,7 +125,10 @@ impl Settings {
                 .unwrap_or_default(),
             load,
             threads: num("WRAITH_BENCH_THREADS", 4u32)?.max(1),
-            rate: num("WRAITH_BENCH_RATE", 1000u32)?,
+            rate: match var("WRAITH_BENCH_RATE").as_deref() {
+                None | Some("auto") => None,
+                Some(_) => Some(num("WRAITH_BENCH_RATE", 0u32)?),
+            },
             warmup: Duration::from_secs(num("WRAITH_BENCH_WARMUP", 15u64)?),
             timeout: Duration::from_secs(num("WRAITH_BENCH_TIMEOUT", 900u64)?),
             buffer_pool: var("WRAITH_BENCH_BUFFER_POOL").unwrap_or_else(|| "1G".into()),
@@ -175,7 +179,10 @@ async fn run(settings: &Settings) -> Result<bool> {
         match settings.load {
             LoadKind::Sysbench => format!(
                 "sysbench oltp_write_mirror.lua (oltp_write_only on sbtest1 and its mirror), {} threads, --rate={}",
-                settings.threads, settings.rate
+                settings.threads,
+                settings
+                    .rate
+                    .map_or("half the measured ceiling".to_string(), |r| r.to_string())
             ),
             LoadKind::Builtin => format!(
                 "built-in oltp_write_only loop, {} threads",
@@ -238,6 +245,11 @@ struct WriterFigures {
     before_tps: f64,
     during_tps: f64,
     after_tps: f64,
+    /// The transactions/s sysbench ran at (`--rate`; 0: as fast as it could).
+    rate: u32,
+    /// Median of the per-second p95 latencies before wraith, and during its copy and catch-up.
+    p95_before_ms: f64,
+    p95_during_ms: f64,
     max_latency_copy_ms: f64,
     max_latency_cutover_ms: f64,
     /// From wraith's "row copy complete" line to its checksum's start (or, without one, to its
@@ -473,7 +485,17 @@ async fn under_load(
         t.elapsed().as_secs_f64()
     );
 
-    let load = Load::start(settings, &servers.primary, clock).await?;
+    let rate = match (settings.load, settings.rate) {
+        (LoadKind::Sysbench, None) => {
+            let ceiling = sysbench_ceiling(settings, &servers.primary).await?;
+            let rate = (ceiling / 2.0).round().max(1.0) as u32;
+            println!("[load] the pair's ceiling: {ceiling:.0} tps (sysbench --rate=0 for 10 s); the load runs at half: --rate={rate}");
+            servers.sync().await?;
+            rate
+        }
+        (_, rate) => rate.unwrap_or(0),
+    };
+    let load = Load::start(settings, &servers.primary, clock, rate).await?;
     println!(
         "[load] writers started; warming up for {}s",
         settings.warmup.as_secs()
@@ -547,6 +569,13 @@ async fn under_load(
         before_tps: mean_tps(samples, start - settings.warmup.as_secs_f64() + 2.0, start),
         during_tps: mean_tps(samples, start + 1.0, copy_end),
         after_tps: mean_tps(samples, cut_to + 1.0, cut_to + 5.0),
+        rate,
+        p95_before_ms: median_latency(
+            samples,
+            start - settings.warmup.as_secs_f64() + 2.0,
+            start,
+        ),
+        p95_during_ms: median_latency(samples, start + 1.0, copy_end),
         max_latency_copy_ms: max_latency(samples, start, copy_end),
         max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),
         catch_up: run
@@ -823,7 +852,8 @@ impl WraithRun {
 struct Sample {
     end: f64,
     tps: f64,
-    max_ms: f64,
+    /// The interval's 95th percentile latency (sysbench); the slowest transaction (built-in).
+    lat_ms: f64,
     /// Transactions that failed and were retried (sysbench's err/s).
     errors: f64,
 }
@@ -854,8 +884,23 @@ fn max_latency(samples: &[Sample], from: f64, to: f64) -> f64 {
     samples
         .iter()
         .filter(|s| s.end > from && s.end - 1.0 < to)
-        .map(|s| s.max_ms)
+        .map(|s| s.lat_ms)
         .fold(f64::NAN, f64::max)
+}
+
+/// The median over the 1 s intervals inside `from..to` of their latency figure (p95 with
+/// sysbench): what the application typically felt then.
+fn median_latency(samples: &[Sample], from: f64, to: f64) -> f64 {
+    let mut inside: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.end - 1.0 >= from && s.end <= to)
+        .map(|s| s.lat_ms)
+        .collect();
+    if inside.is_empty() {
+        return f64::NAN;
+    }
+    inside.sort_by(f64::total_cmp);
+    inside[inside.len() / 2]
 }
 
 /// The built-in writers' figures per second since they started: commits, worst latency (ms),
@@ -921,6 +966,36 @@ fn sysbench_common(settings: &Settings, primary: &Server, script: &str) -> Vec<S
     ]
 }
 
+/// What the pair sustains: sysbench's transactions/s with no rate limit, over 10 s (the first 2 s
+/// left out). The rows it changes are changed in the mirror the same way.
+async fn sysbench_ceiling(settings: &Settings, primary: &Server) -> Result<f64> {
+    let stop_dir = tempfile::Builder::new()
+        .prefix("wraith-bench-stop-")
+        .tempdir()?;
+    let out = Command::new("sysbench")
+        .args(sysbench_common(settings, primary, MIRROR_SCRIPT))
+        .arg(format!("--threads={}", settings.threads))
+        .arg("--rate=0")
+        .arg("--time=10")
+        .arg("--report-interval=1")
+        .arg("run")
+        .env(STOP_FILE_VAR, stop_dir.path().join("stop"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running sysbench to measure the ceiling")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let samples: Vec<Sample> = text.lines().filter_map(parse_sysbench).collect();
+    let tps = mean_tps(&samples, 2.0, f64::INFINITY);
+    if !out.status.success() || !tps.is_finite() {
+        bail!(
+            "sysbench could not measure the ceiling: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(tps)
+}
+
 async fn sysbench_prepare(settings: &Settings, primary: &Server) -> Result<()> {
     let out = Command::new("sysbench")
         .args(sysbench_common(settings, primary, "oltp_write_only"))
@@ -968,7 +1043,12 @@ async fn builtin_prepare(c: &mut Conn, n: u64) -> Result<()> {
 }
 
 impl Load {
-    async fn start(settings: &Settings, primary: &Server, clock: Instant) -> Result<Load> {
+    async fn start(
+        settings: &Settings,
+        primary: &Server,
+        clock: Instant,
+        rate: u32,
+    ) -> Result<Load> {
         match settings.load {
             LoadKind::Sysbench => {
                 let stop_dir = tempfile::Builder::new()
@@ -977,10 +1057,10 @@ impl Load {
                 let mut child = Command::new("sysbench")
                     .args(sysbench_common(settings, primary, MIRROR_SCRIPT))
                     .arg(format!("--threads={}", settings.threads))
-                    .arg(format!("--rate={}", settings.rate))
+                    .arg(format!("--rate={rate}"))
                     .arg("--time=0")
                     .arg("--report-interval=1")
-                    .arg("--percentile=100")
+                    .arg("--percentile=95")
                     .arg("run")
                     .env(STOP_FILE_VAR, stop_dir.path().join("stop"))
                     .stdin(Stdio::null())
@@ -1104,10 +1184,10 @@ impl Load {
                 Ok(LoadEnd {
                     samples: buckets
                         .iter()
-                        .map(|(sec, &(n, max_ms, errors))| Sample {
+                        .map(|(sec, &(n, lat_ms, errors))| Sample {
                             end: t0 + *sec as f64 + 1.0,
                             tps: n as f64,
-                            max_ms,
+                            lat_ms,
                             errors: errors as f64,
                         })
                         .collect(),
@@ -1138,7 +1218,7 @@ fn parse_sysbench(line: &str) -> Option<Sample> {
     Some(Sample {
         end: secs,
         tps: number("tps: ")?,
-        max_ms: number("%): ")?,
+        lat_ms: number("%): ")?,
         errors: number("err/s: ")?,
     })
 }
@@ -1353,6 +1433,16 @@ fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&Write
             f((w.during_tps / w.before_tps - 1.0) * 100.0)
         );
         println!("  after the swap:                {:>8} tps", f(w.after_tps));
+        println!(
+            "  p95 latency before wraith:     {:>8} ms (median of the 1 s intervals; --rate={})",
+            f(w.p95_before_ms),
+            w.rate
+        );
+        println!(
+            "  p95 latency during the copy:   {:>8} ms ({:.2}x before)",
+            f(w.p95_during_ms),
+            w.p95_during_ms / w.p95_before_ms
+        );
         if let Some(c) = w.catch_up {
             println!(
                 "  wraith's catch-up after copy:  {:>8.1} s (row copy complete -> checksum starts)",
@@ -1360,11 +1450,11 @@ fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&Write
             );
         }
         println!(
-            "  worst latency during copy:     {:>8} ms",
+            "  worst 1 s p95 during copy:     {:>8} ms",
             f(w.max_latency_copy_ms)
         );
         println!(
-            "  worst latency at cut-over:     {:>8} ms (writers' view, 1 s intervals around the swap)",
+            "  worst 1 s p95 at cut-over:     {:>8} ms (writers' view, 1 s intervals around the swap)",
             f(w.max_latency_cutover_ms)
         );
         println!(

@@ -11,7 +11,12 @@
 //!
 //! Workers share one [`Chunker`]: each takes the next range, copies it with
 //! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (so a row is never copied from a half-committed
-//! state), and sleeps `--nice-ratio` times the chunk's duration afterwards.
+//! state, and a change to a copied row commits, and reaches the binlog, after the chunk), and
+//! sleeps `--nice-ratio` times the chunk's duration afterwards. The copy sessions read committed:
+//! the shared locks are on the rows read, not on the gaps between them, so the application's
+//! inserts into a range being copied are not held back (nor deadlocked) by the copy. Such a row
+//! is either read by the locking read (committed before it got there) or not; either way its
+//! binlog event reaches the applier, which writes it whatever the copy did.
 //!
 //! Rows whose key has a NULL in it (a nullable key under `--allow-nullable-unique-key`) are in no
 //! key range, and no key tells them apart, so the applier cannot match a copied one with its
@@ -283,6 +288,10 @@ async fn writer_conn(
     let mut conn = mysql::connect(primary, creds).await?;
     conn.query_drop(sql::writer_session(strict)).await?;
     conn.query_drop("SET SESSION max_error_count = 65535")
+        .await?;
+    // Record locks only (see the module's documentation); the copy of the rows with a NULL key
+    // sets repeatable read for its own transaction.
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         .await?;
     Ok(conn)
 }
