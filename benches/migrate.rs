@@ -570,11 +570,7 @@ async fn under_load(
         during_tps: mean_tps(samples, start + 1.0, copy_end),
         after_tps: mean_tps(samples, cut_to + 1.0, cut_to + 5.0),
         rate,
-        p95_before_ms: median_latency(
-            samples,
-            start - settings.warmup.as_secs_f64() + 2.0,
-            start,
-        ),
+        p95_before_ms: median_latency(samples, start - settings.warmup.as_secs_f64() + 2.0, start),
         p95_during_ms: median_latency(samples, start + 1.0, copy_end),
         max_latency_copy_ms: max_latency(samples, start, copy_end),
         max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),

@@ -266,12 +266,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         NO_TRIGGERS,
     ),
     NotImplemented::refused(
-        "attempt-instant-ddl",
-        |f| f.attempt_instant_ddl,
-        "it would otherwise copy the whole table where the server might change it instantly",
-        "Run the ALTER with ALGORITHM=INSTANT yourself if the server can, or run without it for a full copy",
-    ),
-    NotImplemented::refused(
         "analyze-ghost-table-before-cutover",
         |f| f.analyze_ghost_table_before_cutover,
         "the new table would be swapped in without fresh index statistics",

@@ -442,6 +442,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
     }
     let seen = watcher.await??;
     let report = outcome.map_err(|f| anyhow::anyhow!("{}\n{}", f.error, f.aftermath()))?;
+    let plan = report
+        .plan
+        .as_ref()
+        .context("the demo's ALTER was applied without a copy")?;
 
     // What went wrong, each a line; the demo fails unless this stays empty.
     let mut wrong = Vec::new();
@@ -516,10 +520,10 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         report.flavor,
         report.inspected,
         report.primary,
-        report.plan.key.name,
-        report.plan.key.columns.join(", "),
-        report.plan.columns.len(),
-        report.plan.added.join(", "),
+        plan.key.name,
+        plan.key.columns.join(", "),
+        plan.columns.len(),
+        plan.added.join(", "),
         report.rows_copied,
         report.copy_time.as_secs_f64(),
         report.events_applied,

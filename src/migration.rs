@@ -63,7 +63,10 @@ pub struct Report {
     pub inspected: Endpoint,
     pub primary: Endpoint,
     pub flavor: Flavor,
-    pub plan: Plan,
+    /// How the columns were mapped (`None` when the ALTER ran with `ALGORITHM=INSTANT`).
+    pub plan: Option<Plan>,
+    /// `--attempt-instant-ddl` changed the table in place: nothing was copied or swapped.
+    pub instant_ddl: bool,
     pub row_estimate: u64,
     /// The tables were swapped (false for a noop run).
     pub swapped: bool,
@@ -288,7 +291,10 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
     let outcome = match outcome {
         Ok(report) => run
             .hooks
-            .run_with(Hook::Success, &[("GH_OST_INSTANT_DDL", "false".into())])
+            .run_with(
+                Hook::Success,
+                &[("GH_OST_INSTANT_DDL", report.instant_ddl.to_string())],
+            )
             .await
             .map(|()| report)
             .map_err(MigrationError::from),
@@ -361,6 +367,23 @@ impl Run<'_> {
             primary: format!("{} ({})", self.primary, facts.primary.flavor),
         });
         let original = facts.table.clone().expect("table-exists check passed");
+        if cfg.flags.attempt_instant_ddl && self.instant_ddl().await? {
+            self.enter(State::Cleanup).await?;
+            return Ok(Report {
+                inspected: self.inspected.clone(),
+                primary: self.primary.clone(),
+                flavor,
+                plan: None,
+                instant_ddl: true,
+                row_estimate: 0,
+                swapped: false,
+                rows_copied: 0,
+                events_applied: 0,
+                locked_for: None,
+                copy_time: Duration::ZERO,
+                checksum_time: None,
+            });
+        }
         let mut pconn = match self.pconn.take() {
             Some(c) => c,
             None => mysql::connect(&self.primary, &Credentials::primary(cfg)).await?,
@@ -500,7 +523,8 @@ impl Run<'_> {
             inspected: self.inspected.clone(),
             primary: self.primary.clone(),
             flavor,
-            plan,
+            plan: Some(plan),
+            instant_ddl: false,
             row_estimate,
             swapped: self.swapped,
             rows_copied: progress.rows_copied.load(Ordering::Relaxed),
@@ -573,6 +597,49 @@ impl Run<'_> {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `--attempt-instant-ddl`: the ALTER on the original table with `ALGORITHM=INSTANT`, as gh-ost
+    /// tries it first. The server changes only the table's metadata, or refuses, and then the
+    /// full migration runs. Its metadata lock waits at most --cut-over-lock-timeout-seconds (the
+    /// application's statements on the table queue behind a waiting ALTER). Not in a noop run, and
+    /// not when the ALTER names its own ALGORITHM or LOCK (the last one named would win). Returns
+    /// whether the table was changed.
+    async fn instant_ddl(&mut self) -> Result<bool, MigrationError> {
+        let cfg = self.cfg;
+        if !cfg.execute() {
+            info!("noop run: not attempting ALGORITHM=INSTANT (--attempt-instant-ddl changes the table)");
+            return Ok(false);
+        }
+        if cfg.alter.names_algorithm_or_lock {
+            info!("the ALTER names its own ALGORITHM or LOCK: not attempting ALGORITHM=INSTANT");
+            return Ok(false);
+        }
+        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
+        let lock_timeout = Duration::from_secs(cfg.flags.cut_over_lock_timeout_seconds as u64);
+        ddl.query_drop(sql::lock_session(lock_timeout))
+            .await
+            .context("setting up the instant ALTER's session")?;
+        let statement = sql::alter_table(
+            &cfg.database,
+            &cfg.table,
+            &format!("ALGORITHM=INSTANT, {}", cfg.alter.body),
+        );
+        let result = mysql::run_ddl(&mut ddl, &statement).await;
+        let _ = ddl.disconnect().await;
+        match result {
+            Ok(()) => {
+                info!(
+                    "instant DDL: {} changed with ALGORITHM=INSTANT (--attempt-instant-ddl); nothing to copy or swap",
+                    sql::qualified(&cfg.database, &cfg.table)
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                info!("ALGORITHM=INSTANT is not possible here ({e}); proceeding with the online migration");
+                Ok(false)
+            }
         }
     }
 

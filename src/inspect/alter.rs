@@ -44,6 +44,8 @@ pub struct Alter {
     pub drops_primary_key: bool,
     /// The engine named by an `ENGINE [=] x` table option, as written.
     pub engine: Option<String>,
+    /// A clause sets `ALGORITHM` or `LOCK` (so wraith must not add its own).
+    pub names_algorithm_or_lock: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +253,9 @@ fn analyse_clause(input: &str, clause: &[Spanned], alter: &mut Alter) {
             .and_then(|t| t.token.ident())
             .map(str::to_string)
     };
+    if matches!(kw(0).as_deref(), Some("ALGORITHM") | Some("LOCK")) {
+        alter.names_algorithm_or_lock = true;
+    }
     match kw(0).as_deref() {
         Some("CHANGE") => {
             let at = if kw(1).as_deref() == Some("COLUMN") {
@@ -457,6 +462,22 @@ mod tests {
             ),
         ] {
             assert_eq!(parse(body).map(|a| a.body), Ok(kept.to_string()), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_algorithm_or_lock_clause_is_noticed() {
+        for (body, named) in [
+            ("ADD c INT, ALGORITHM=COPY", true),
+            ("LOCK = NONE, ADD c INT", true),
+            ("ADD COLUMN algorithm INT, MODIFY lock BIGINT", false),
+            ("ADD c INT", false),
+        ] {
+            assert_eq!(
+                parse(body).unwrap().names_algorithm_or_lock,
+                named,
+                "{body}"
+            );
         }
     }
 

@@ -12,6 +12,7 @@ mod control;
 mod faults;
 mod harness;
 mod hooks;
+mod instant;
 mod memory;
 mod metrics;
 mod migrate;

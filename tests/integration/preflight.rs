@@ -730,7 +730,6 @@ const REFUSED: &[&[&str]] = &[
     &["--include-triggers"],
     &["--trigger-suffix=_x"],
     &["--remove-trigger-suffix-if-exists"],
-    &["--attempt-instant-ddl"],
     &["--analyze-ghost-table-before-cutover"],
     &["--panic-on-warnings", "--skip-strict-mode"],
 ];
