@@ -28,7 +28,7 @@ fn go_bool() -> impl TypedValueParser<Value = bool> {
     name = "wraith",
     version,
     about = "Triggerless online schema change for MySQL and MariaDB; a drop-in for gh-ost's command line",
-    after_help = "Subcommands:\n  demo    start throw-away MariaDB servers and run a migration on a demo table\n\n\
+    after_help = "Subcommands:\n  demo                 start throw-away MariaDB servers and run a migration on a demo table\n  completions <shell>  print a completion script (bash, zsh, fish, elvish, powershell)\n  man                  print the manual page\n\n\
 Flags may be written as -flag, --flag, -flag=value or --flag value, as with gh-ost.",
     args_override_self = true,
     disable_help_subcommand = true,
@@ -406,6 +406,13 @@ pub enum LogFormat {
 pub enum Extra {
     /// Start throw-away MariaDB servers, fill a demo table and migrate it
     Demo(DemoArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// the shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `wraith man > wraith.1`
+    Man,
 }
 
 #[derive(clap::Args, Debug, Clone)]

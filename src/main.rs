@@ -1,4 +1,5 @@
-//! The `wraith` command: gh-ost's command line, plus `wraith demo`.
+//! The `wraith` command: gh-ost's command line, plus `wraith demo`, `wraith completions <shell>`
+//! and `wraith man`.
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -22,6 +23,24 @@ fn main() -> ExitCode {
     if parsed.flags.check_flag {
         return ExitCode::SUCCESS;
     }
+    match &parsed.flags.command {
+        Some(Extra::Completions { shell }) => {
+            let mut command = <cli::Flags as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "wraith", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Extra::Man) => {
+            let command = <cli::Flags as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     init_logging(&parsed.flags);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,6 +58,7 @@ fn main() -> ExitCode {
         Some(Extra::Demo(args)) => runtime
             .block_on(demo::run(args, cancel))
             .map_err(|e| format!("{e:#}")),
+        Some(Extra::Completions { .. } | Extra::Man) => Ok(()),
         None => match config::build(parsed, read_password) {
             Err(e) => Err(e.to_string()),
             Ok(cfg) => runtime

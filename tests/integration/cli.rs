@@ -35,6 +35,25 @@ async fn help_lists_gh_osts_flags_and_version_prints_the_version() {
 }
 
 #[tokio::test]
+async fn completions_and_the_manual_page_come_from_the_same_flags() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_wraith(&strings(&["completions", shell])).await;
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("chunk-size"), "{shell}: {script}");
+        assert!(script.contains("postpone-cut-over-flag-file"), "{shell}");
+    }
+    let out = run_wraith(&strings(&["completions", "tcsh"])).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("possible values"), "{}", stderr(&out));
+    let out = run_wraith(&strings(&["man"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH wraith 1"), "{page}");
+    assert!(page.contains("max\\-lag\\-millis"), "{page}");
+}
+
+#[tokio::test]
 async fn check_flag_exits_zero_when_the_flags_parse_and_non_zero_when_not() {
     let out = run_wraith(&strings(&[
         "--check-flag",
