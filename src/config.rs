@@ -190,7 +190,6 @@ impl NotImplemented {
 }
 
 const OTHER_MODE: &str = "Run without it, or use gh-ost for this mode";
-const NO_TRIGGERS: &str = "Drop the triggers and recreate them after the swap, or use gh-ost";
 
 /// Every gh-ost flag wraith accepts but does not implement yet, and what it does with each.
 ///
@@ -247,24 +246,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         OTHER_MODE,
     ),
     // ---- Refused: what the new table is, and how it is made.
-    NotImplemented::refused(
-        "include-triggers",
-        |f| f.include_triggers,
-        "the table's triggers would not be created on the new table and would be lost at the swap",
-        NO_TRIGGERS,
-    ),
-    NotImplemented::refused(
-        "trigger-suffix",
-        |f| !f.trigger_suffix.is_empty(),
-        "it names the triggers of --include-triggers, which is not implemented either",
-        NO_TRIGGERS,
-    ),
-    NotImplemented::refused(
-        "remove-trigger-suffix-if-exists",
-        |f| f.remove_trigger_suffix_if_exists,
-        "it names the triggers of --include-triggers, which is not implemented either",
-        NO_TRIGGERS,
-    ),
     NotImplemented::refused(
         "analyze-ghost-table-before-cutover",
         |f| f.analyze_ghost_table_before_cutover,
@@ -458,6 +439,26 @@ pub fn build(
         return Err(ConfigError::Invalid {
             flag: "migrate-on-replica",
             message: "cannot be combined with --test-on-replica; choose one".into(),
+        });
+    }
+    if !flags.include_triggers
+        && (!flags.trigger_suffix.is_empty() || flags.remove_trigger_suffix_if_exists)
+    {
+        return Err(ConfigError::Invalid {
+            flag: if flags.trigger_suffix.is_empty() {
+                "remove-trigger-suffix-if-exists"
+            } else {
+                "trigger-suffix"
+            },
+            message:
+                "requires --include-triggers (it names the triggers carried over to the new table)"
+                    .into(),
+        });
+    }
+    if flags.remove_trigger_suffix_if_exists && flags.trigger_suffix.is_empty() {
+        return Err(ConfigError::Invalid {
+            flag: "remove-trigger-suffix-if-exists",
+            message: "requires --trigger-suffix (the suffix to remove)".into(),
         });
     }
     if flags.revert && flags.old_table.is_none() {

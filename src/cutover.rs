@@ -85,6 +85,8 @@ pub struct CutOverSpec {
     pub old: String,
     pub changelog: String,
     pub lock_timeout: Duration,
+    /// `--include-triggers`: created on the ghost table while the original is locked and drained.
+    pub triggers: Vec<crate::triggers::GhostTrigger>,
 }
 
 /// How one cut-over attempt ended, as the server shows it afterwards.
@@ -191,6 +193,8 @@ struct Attempt<'a> {
     started: Instant,
     /// The connections' ids, for the tests' failpoints.
     ids: failpoint::Connections,
+    /// Triggers may exist on the ghost table (`--include-triggers`).
+    triggers_created: bool,
 }
 
 impl<'a> Attempt<'a> {
@@ -222,6 +226,7 @@ impl<'a> Attempt<'a> {
             locked: false,
             started: Instant::now(),
             ids,
+            triggers_created: false,
         })
     }
 
@@ -230,6 +235,19 @@ impl<'a> Attempt<'a> {
         failpoint::hit(name, &self.spec.primary, &self.spec.creds, self.ids)
             .await
             .map_err(CutOverError::Timeout)
+    }
+
+    /// `--include-triggers`: the original's triggers, created on the ghost table now that writes
+    /// are blocked and the applier holds everything after the marker.
+    async fn create_triggers(&mut self) -> Result<(), CutOverError> {
+        if self.spec.triggers.is_empty() {
+            return Ok(());
+        }
+        self.triggers_created = true;
+        crate::triggers::create(&mut self.c, &self.spec.triggers)
+            .await
+            .map_err(step("creating the triggers on the ghost table"))?;
+        self.point("triggers:created").await
     }
 
     /// The lock's deadline: every wait while it is held ends by then.
@@ -267,6 +285,7 @@ impl<'a> Attempt<'a> {
         let drain_until = self.deadline() - reserve;
         drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
         self.point("atomic:drained").await?;
+        self.create_triggers().await?;
 
         // 3. The rename, queued behind the lock.
         let rename = sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost);
@@ -348,6 +367,7 @@ impl<'a> Attempt<'a> {
         drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
         held_within_limit(status)?;
         self.point("two-step:drained").await?;
+        self.create_triggers().await?;
         self.a
             .query_drop(sql::alter_rename(&spec.schema, &spec.table, &spec.old))
             .await
@@ -399,6 +419,19 @@ impl<'a> Attempt<'a> {
                 ))
             }
         };
+        // Not swapped, the ghost table must not keep the triggers: they would fire for the
+        // changes the applier replays once it resumes. (With `t` missing, the restore below
+        // resumes nothing, and the ghost keeps them in case it is the table renamed in.)
+        if self.triggers_created && matches!(tables, Tables::Original { .. }) {
+            if let Err(e) = drop_triggers(spec).await {
+                return Outcome::Unresolved(format!(
+                    "{reason}; then the triggers created on `{}` could not be dropped ({e}). Drop them ({}) before anything else, then drop `{}`",
+                    spec.ghost,
+                    spec.triggers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+                    spec.ghost
+                ));
+            }
+        }
         match tables {
             Tables::Original { sentry } => {
                 if sentry {
@@ -416,6 +449,14 @@ impl<'a> Attempt<'a> {
             )),
         }
     }
+}
+
+/// Drops the triggers an attempt created on the ghost table, on a connection of its own.
+async fn drop_triggers(spec: &CutOverSpec) -> Result<(), CutOverError> {
+    let mut conn = lock_session(spec).await?;
+    crate::triggers::drop_all(&mut conn, &spec.schema, &spec.triggers)
+        .await
+        .map_err(step("dropping the triggers from the ghost table"))
 }
 
 /// `t` is missing, the original sits at `_t_del` and the ghost at `_t_gho` (the two-step swap
@@ -765,6 +806,7 @@ mod tests {
             old: "_t_del".into(),
             changelog: "_t_ghc".into(),
             lock_timeout: Duration::from_secs(3),
+            triggers: Vec::new(),
         }
     }
 

@@ -29,4 +29,5 @@ pub mod progress;
 pub mod sandbox;
 pub mod table_lock;
 pub mod throttle;
+pub mod triggers;
 pub mod verify;

@@ -34,6 +34,7 @@ use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Fla
 use crate::progress::{ChecksumStatus, Progress};
 use crate::table_lock::{self, LockError, TableLock};
 use crate::throttle::GateState;
+use crate::triggers;
 
 /// The states of a migration, as written to the changelog's `state` hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +223,8 @@ struct Run<'a> {
     hooks: Hooks,
     /// One migration per table: held from before anything is created until the run ends.
     table_lock: Option<TableLock>,
+    /// `--include-triggers`: the original's triggers, as the cut-over creates them on the ghost.
+    triggers: Vec<triggers::GhostTrigger>,
 }
 
 /// Runs the migration described by `cfg`.
@@ -265,6 +268,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         unresolved: false,
         hooks: Hooks::new(cfg),
         table_lock: None,
+        triggers: Vec::new(),
     };
     let started = Instant::now();
     // A panic anywhere in the steps still stops the tasks and cleans up.
@@ -907,6 +911,7 @@ impl Run<'_> {
             old: cfg.old_table(),
             changelog: cfg.changelog_table(),
             lock_timeout: Duration::from_secs(cfg.flags.cut_over_lock_timeout_seconds as u64),
+            triggers: self.triggers.clone(),
         }
     }
 
@@ -1087,12 +1092,72 @@ impl Run<'_> {
             cfg.flags.skip_renamed_columns,
             cfg.flags.allow_nullable_unique_key,
         )?;
+        if cfg.flags.include_triggers {
+            self.triggers = self.prepare_triggers(pconn).await?;
+        }
         pconn
             .query_drop(sql::create_changelog(db, &changelog))
             .await
             .context(format!("creating the changelog table {changelog}"))?;
         self.created.push(changelog);
         Ok(plan)
+    }
+
+    /// `--include-triggers`: the original table's triggers under their new names, each created
+    /// once on the still empty ghost table and dropped at once, so one the new schema cannot
+    /// hold, or a definer wraith may not set, shows now and not at the cut-over. Keeps each
+    /// trigger's definer when the user may set it; else the user becomes the definer (as with
+    /// gh-ost), which the log says.
+    async fn prepare_triggers(
+        &mut self,
+        pconn: &mut Conn,
+    ) -> Result<Vec<triggers::GhostTrigger>, MigrationError> {
+        let cfg = self.cfg;
+        let (db, ghost) = (cfg.database.as_str(), cfg.ghost_table());
+        let found = triggers::read(pconn, db, &cfg.table)
+            .await
+            .context("reading the table's triggers")?;
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let taken: Vec<String> = pconn
+            .exec(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
+                (db,),
+            )
+            .await
+            .context("reading the schema's trigger names")?;
+        let (suffix, remove) = (
+            cfg.flags.trigger_suffix.as_str(),
+            cfg.flags.remove_trigger_suffix_if_exists,
+        );
+        let mut ghosts = triggers::for_ghost(&found, db, &ghost, suffix, remove, true);
+        triggers::check_names(&ghosts, &taken).map_err(MigrationError::Other)?;
+        let mut tried = triggers::create(pconn, &ghosts).await;
+        if matches!(&tried, Err(mysql_async::Error::Server(s)) if s.code == 1227) {
+            warn!("--include-triggers: this user may not create triggers for their definers; the new table's triggers get this user as their definer (as with gh-ost)");
+            let _ = triggers::drop_all(pconn, db, &ghosts).await;
+            ghosts = triggers::for_ghost(&found, db, &ghost, suffix, remove, false);
+            tried = triggers::create(pconn, &ghosts).await;
+        }
+        let dropped = triggers::drop_all(pconn, db, &ghosts).await;
+        tried.map_err(|e| {
+            MigrationError::Other(format!(
+                "--include-triggers: a trigger of {} cannot be created on the new table: {e}. Change the trigger or the ALTER, or drop the trigger and recreate it after the migration",
+                sql::quote_ident(&cfg.table)
+            ))
+        })?;
+        dropped.context("dropping the trial triggers from the ghost table")?;
+        info!(
+            "--include-triggers: {} trigger(s) will be created on the new table at the cut-over: {}",
+            ghosts.len(),
+            ghosts
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(ghosts)
     }
 
     /// Records a state change in the changelog table (hint `state`).

@@ -448,14 +448,14 @@ fn foreign_keys(f: &Facts, cfg: &Config) -> Outcome {
     Ok(())
 }
 
-/// The swap would leave the table's triggers on the old table; carrying them over
-/// (`--include-triggers`) is refused in `config` until it is implemented.
+/// The swap would leave the table's triggers on the old table, unless `--include-triggers`
+/// carries them over (`crate::triggers`).
 fn triggers(f: &Facts, cfg: &Config) -> Outcome {
-    if f.triggers.is_empty() {
+    if f.triggers.is_empty() || cfg.flags.include_triggers {
         return Ok(());
     }
     Err(format!(
-        "table {} has triggers ({}); wraith cannot carry triggers over to the new table yet: drop them first and recreate them after the swap, or use gh-ost with --include-triggers",
+        "table {} has triggers ({}); pass --include-triggers (with --trigger-suffix) to carry them over to the new table, or drop them first and recreate them after the swap",
         crate::mysql::sql::quote_ident(&cfg.table),
         f.triggers.join(", ")
     ))

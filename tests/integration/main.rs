@@ -21,4 +21,5 @@ mod preflight;
 mod rows;
 mod shapes;
 mod throttling;
+mod triggers;
 mod writers;

@@ -727,9 +727,6 @@ const REFUSED: &[&[&str]] = &[
     &["--resume"],
     &["--revert"],
     &["--old-table=_t_del"],
-    &["--include-triggers"],
-    &["--trigger-suffix=_x"],
-    &["--remove-trigger-suffix-if-exists"],
     &["--analyze-ghost-table-before-cutover"],
     &["--panic-on-warnings", "--skip-strict-mode"],
 ];
