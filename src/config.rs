@@ -1081,17 +1081,14 @@ mod tests {
              migrate and swap the primary's table instead of testing on the replica. Run without \
              it, or use gh-ost for this mode"
         );
-        let e = refusal(&["--checkpoint", "--include-triggers", "--stack"]);
+        let e = refusal(&["--checkpoint", "--resume", "--stack"]);
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 2, "{e}");
         assert!(
             lines[0].starts_with("--checkpoint is not implemented"),
             "{e}"
         );
-        assert!(
-            lines[1].starts_with("--include-triggers is not implemented"),
-            "{e}"
-        );
+        assert!(lines[1].starts_with("--resume is not implemented"), "{e}");
     }
 
     #[test]
