@@ -216,12 +216,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         OTHER_MODE,
     ),
     NotImplemented::refused(
-        "migrate-on-replica",
-        |f| f.migrate_on_replica,
-        "it would otherwise migrate and swap the primary's table instead of the replica's",
-        OTHER_MODE,
-    ),
-    NotImplemented::refused(
         "checkpoint",
         |f| f.checkpoint,
         "no checkpoint would be written, so an interrupted run could not be resumed",
@@ -493,11 +487,16 @@ pub fn build(
             message: format!("could not read the password: {e}"),
         })?;
     }
-    let master_user = flags.master_user.clone().unwrap_or_else(|| user.clone());
-    let master_password = flags
-        .master_password
-        .clone()
-        .unwrap_or_else(|| password.clone());
+    // On the replica itself (--migrate-on-replica), every connection is the inspected one's.
+    let on_replica = flags.migrate_on_replica;
+    let master_user = match &flags.master_user {
+        Some(u) if !on_replica => u.clone(),
+        _ => user.clone(),
+    };
+    let master_password = match &flags.master_password {
+        Some(p) if !on_replica => p.clone(),
+        _ => password.clone(),
+    };
 
     let tls = (flags.ssl
         || flags.ssl_allow_insecure

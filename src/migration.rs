@@ -976,24 +976,41 @@ impl Run<'_> {
             .await
             .context("reading replica status")?;
         let pcreds = Credentials::primary(cfg);
-        self.primary = topology::resolve_primary(
-            &self.inspected,
-            status,
-            cfg.flags.assume_master_host.as_deref(),
-            cfg.flags.allow_on_master,
-            cfg.flags.allow_master_master,
-            |endpoint| {
-                let pcreds = pcreds.clone();
-                async move {
-                    let mut c = mysql::connect(&endpoint, &pcreds).await.map_err(|e| {
-                        mysql_async::Error::Other(Box::new(std::io::Error::other(e.to_string())))
-                    })?;
-                    let f = Flavor::detect(&mut c).await?;
-                    topology::replica_status(&mut c, &f).await
-                }
-            },
-        )
-        .await?;
+        if cfg.flags.migrate_on_replica {
+            // gh-ost's --migrate-on-replica: the replica's own table is migrated and swapped.
+            if status.is_none() {
+                return Err(MigrationError::Other(format!(
+                    "instructed to --test-on-replica or --migrate-on-replica, but the server we connect to doesn't seem to be a replica ({} shows no replication): connect to the replica whose table you mean to change",
+                    self.inspected
+                )));
+            }
+            info!(
+                "--migrate-on-replica: the table is migrated and swapped on the replica {} itself; the primary's table is not touched",
+                self.inspected
+            );
+            self.primary = self.inspected.clone();
+        } else {
+            self.primary = topology::resolve_primary(
+                &self.inspected,
+                status,
+                cfg.flags.assume_master_host.as_deref(),
+                cfg.flags.allow_on_master,
+                cfg.flags.allow_master_master,
+                |endpoint| {
+                    let pcreds = pcreds.clone();
+                    async move {
+                        let mut c = mysql::connect(&endpoint, &pcreds).await.map_err(|e| {
+                            mysql_async::Error::Other(Box::new(std::io::Error::other(
+                                e.to_string(),
+                            )))
+                        })?;
+                        let f = Flavor::detect(&mut c).await?;
+                        topology::replica_status(&mut c, &f).await
+                    }
+                },
+            )
+            .await?;
+        }
         self.hooks.set_hosts(&self.inspected, &self.primary);
         let lock = table_lock::take(&self.primary, &pcreds, &cfg.database, &cfg.table)
             .await

@@ -18,6 +18,7 @@ mod metrics;
 mod migrate;
 mod names;
 mod preflight;
+mod replica_modes;
 mod rows;
 mod shapes;
 mod throttling;

@@ -722,7 +722,6 @@ async fn a_view_named_as_the_table_is_refused_as_not_a_base_table() {
 const REFUSED: &[&[&str]] = &[
     &["--test-on-replica"],
     &["--test-on-replica-skip-replica-stop"],
-    &["--migrate-on-replica"],
     &["--checkpoint"],
     &["--resume"],
     &["--revert"],

@@ -1,0 +1,108 @@
+//! gh-ost's replica modes: `--migrate-on-replica` migrates and swaps the replica's own table and
+//! leaves the primary's alone, while replication goes on.
+
+use mysql_async::prelude::Queryable;
+
+use crate::harness::{self, stderr, tables, Endpoint};
+use crate::memory::{run_sql, sync};
+use crate::migrate::SMALL;
+
+/// `t` of `schema` on `endpoint`: (rows, whether column `d` exists).
+async fn shape(endpoint: &Endpoint, schema: &str) -> (u64, bool) {
+    let mut c = endpoint.conn().await;
+    let rows: Option<u64> = c
+        .query_first(format!("SELECT COUNT(*) FROM `{schema}`.t"))
+        .await
+        .unwrap();
+    let d: Option<String> = c
+        .exec_first(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't' AND COLUMN_NAME = 'd'",
+            (schema,),
+        )
+        .await
+        .unwrap();
+    (rows.unwrap_or(0), d.is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes_on() {
+    let (primary, replica) = harness::own_pair("replica-modes", &[]);
+    let schema = "replica_migrate".to_string();
+    harness::fresh_schema_on(&primary, &schema).await;
+    run_sql(
+        &primary,
+        &schema,
+        &[
+            SMALL.into(),
+            "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_3000".into(),
+        ],
+    )
+    .await;
+    sync(&primary, &replica).await;
+    let mut args = replica.flags();
+    args.extend([
+        harness::unique_server_id_flag(),
+        format!("--database={schema}"),
+        "--table=t".into(),
+        "--alter=ADD COLUMN d INT".into(),
+        "--execute".into(),
+        "--migrate-on-replica".into(),
+        "--heartbeat-interval-millis=50".into(),
+        "--initially-drop-socket-file".into(),
+    ]);
+    // Writes on the primary while the replica's table is migrated: they replicate into it.
+    let writes = tokio::spawn({
+        let (primary, schema) = (primary.clone(), schema.clone());
+        async move {
+            let mut c = primary.conn().await;
+            for i in 0..200 {
+                c.query_drop(format!(
+                    "INSERT INTO `{schema}`.t (a, b) VALUES ({i}, 'during')"
+                ))
+                .await
+                .unwrap();
+                c.query_drop(format!(
+                    "UPDATE `{schema}`.t SET a = a + 1 WHERE id = {}",
+                    i * 7 + 1
+                ))
+                .await
+                .unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let out = harness::run_wraith(&args).await;
+    writes.await.unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("--migrate-on-replica"), "{err}");
+
+    // Written after the swap on the primary: replicated into the replica's new table.
+    run_sql(
+        &primary,
+        &schema,
+        &["INSERT INTO t (a, b) VALUES (-5, 'after')".into()],
+    )
+    .await;
+    sync(&primary, &replica).await;
+    assert_eq!(tables(&primary, &schema).await, ["t"]);
+    assert_eq!(shape(&primary, &schema).await, (3201, false));
+    assert_eq!(tables(&replica, &schema).await, ["_t_del", "t"]);
+    assert_eq!(shape(&replica, &schema).await, (3201, true));
+    // Every row the same on both, in the columns they share.
+    let sum = |e: Endpoint| {
+        let schema = schema.clone();
+        async move {
+            let mut c = e.conn().await;
+            let s: Option<String> = c
+                .query_first(format!(
+                    "SELECT CONCAT(COUNT(*), ':', BIT_XOR(CRC32(CONCAT_WS('|', id, a, b, c)))) FROM `{schema}`.t"
+                ))
+                .await
+                .unwrap();
+            s.unwrap()
+        }
+    };
+    assert_eq!(sum(primary.clone()).await, sum(replica.clone()).await);
+}
