@@ -48,7 +48,10 @@ use crate::throttle::Gate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("copying rows skipped a row: {0}. The new table cannot hold this data as it is (a duplicate on a unique key the ALTER adds or changes: a new key, a shorter prefix, a collation that compares more loosely; or a value that does not fit); fix the data or the ALTER, or pass --allow-skipped-rows to drop such rows knowingly")]
+    /// The first sentence is gh-ost's under --panic-on-warnings (`go/logic/migrator.go`,
+    /// `iterateChunks`), with the warning as gh-ost lists it (`Warning: <message> (<code>)`), for
+    /// scripts that grep it; wraith fails so whether or not that flag is given.
+    #[error("ApplyIterationInsertQuery failed because of SQL warnings: [{0}]: copying rows skipped a row. The new table cannot hold this data as it is (a duplicate on a unique key the ALTER adds or changes: a new key, a shorter prefix, a collation that compares more loosely; or a value that does not fit); fix the data or the ALTER, or pass --allow-skipped-rows to drop such rows knowingly")]
     SkippedRow(String),
     #[error("copying rows failed: {0}")]
     Sql(#[from] mysql_async::Error),
@@ -466,12 +469,12 @@ fn judge(
     unlisted: u64,
 ) -> Result<u64, CopyError> {
     let mut skipped = 0;
-    for (_level, code, message) in warnings {
+    for (level, code, message) in warnings {
         let message = String::from_utf8_lossy(message);
         if expected_warning(*code, &message, &spec.tolerated_keys) {
             continue;
         }
-        let what = format!("{message} (warning {code})");
+        let what = format!("{}: {message} ({code})", String::from_utf8_lossy(level));
         if !spec.allow_skipped_rows {
             return Err(CopyError::SkippedRow(what));
         }
@@ -602,7 +605,57 @@ fn expected_warning(code: u32, message: &str, tolerated_keys: &[String]) -> bool
 
 #[cfg(test)]
 mod tests {
-    use super::expected_warning;
+    use super::{expected_warning, judge, CopyError, CopySpec};
+
+    fn spec() -> CopySpec {
+        CopySpec {
+            schema: "d".into(),
+            original: "t".into(),
+            ghost: "_t_gho".into(),
+            original_columns: vec!["id".into(), "a".into()],
+            ghost_columns: vec!["id".into(), "a".into()],
+            index: "PRIMARY".into(),
+            key_columns: vec!["id".into()],
+            nullable_key_columns: vec![],
+            changelog: "_t_ghc".into(),
+            tolerated_keys: vec!["PRIMARY".into()],
+            allow_skipped_rows: false,
+            workers: 1,
+            strict: true,
+            primary: crate::mysql::Endpoint {
+                host: "127.0.0.1".into(),
+                port: 3306,
+            },
+            creds: crate::mysql::Credentials {
+                user: "root".into(),
+                password: String::new(),
+                charset: "utf8mb4".into(),
+                tls: None,
+                connect_timeout: std::time::Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// A row the copy skipped fails the run with gh-ost's words under --panic-on-warnings, the
+    /// warning listed as gh-ost lists it, for scripts that grep them; wraith's explanation
+    /// follows.
+    #[test]
+    fn a_skipped_row_fails_the_copy_with_gh_osts_words_for_warnings() {
+        let warning = (
+            b"Warning".to_vec(),
+            1062,
+            b"Duplicate entry '7' for key 'a_uidx'".to_vec(),
+        );
+        let e = judge(&spec(), &[warning], 0).unwrap_err();
+        assert!(matches!(e, CopyError::SkippedRow(_)));
+        let gh_ost = "ApplyIterationInsertQuery failed because of SQL warnings: [Warning: \
+                      Duplicate entry '7' for key 'a_uidx' (1062)]";
+        let message = e.to_string();
+        assert!(
+            message.starts_with(gh_ost) && message.contains("--allow-skipped-rows"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn only_duplicates_on_keys_both_tables_have_are_expected() {

@@ -4,6 +4,11 @@
 //! each check that fails, a [`Failure`] that says what is wrong and how to fix it. A check is one
 //! function and one line in [`CHECKS`]; it declares the [`Phase`] it runs in. Checks never touch a
 //! server, so each is unit-testable on hand-made facts.
+//!
+//! Where gh-ost refuses the same thing, the message opens with gh-ost's own sentence, as gh-ost
+//! 1.1.x prints it (its source file under gh-ost's `go/logic/` and the function are named next to
+//! each), so that scripts and runbooks that grep gh-ost's output keep working; wraith's
+//! explanation and what to do follow.
 
 use super::Facts;
 use crate::config::Config;
@@ -169,8 +174,9 @@ fn log_bin(f: &Facts, _: &Config) -> Outcome {
     if f.inspected.log_bin {
         Ok(())
     } else {
+        // The first sentence is gh-ost's (inspect.go, validateBinlogs), for scripts.
         Err(format!(
-            "binary logging is off on {} (log_bin=OFF); wraith reads row changes from the binlog. Start the server with --log-bin (and --binlog-format=ROW)",
+            "{} must have binary logs enabled: binary logging is off (log_bin=OFF), and wraith reads row changes from the binlog. Start the server with --log-bin (and --binlog-format=ROW)",
             f.inspected.endpoint
         ))
     }
@@ -180,8 +186,10 @@ fn binlog_format(f: &Facts, cfg: &Config) -> Outcome {
     if cfg.flags.assume_rbr || f.inspected.binlog_format.eq_ignore_ascii_case("ROW") {
         return Ok(());
     }
+    // The first sentence is gh-ost's (inspect.go, validateBinlogs), for scripts; wraith does not
+    // switch the format itself, so gh-ost's offer of --switch-to-rbr is left out.
     Err(format!(
-        "binlog_format is {} on {}; wraith needs ROW. Run `SET GLOBAL binlog_format='ROW'` (and restart replication on a replica so its SQL thread picks it up), or set it in the server's configuration",
+        "You must be using ROW binlog format. binlog_format is {} on {}; wraith needs ROW. Run `SET GLOBAL binlog_format='ROW'` (and restart replication on a replica so its SQL thread picks it up), or set it in the server's configuration",
         f.inspected.binlog_format, f.inspected.endpoint
     ))
 }
@@ -190,9 +198,11 @@ fn binlog_row_image(f: &Facts, _: &Config) -> Outcome {
     if f.inspected.binlog_row_image.eq_ignore_ascii_case("FULL") {
         return Ok(());
     }
+    // The first two sentences are gh-ost's (inspect.go, validateBinlogs), for scripts.
     Err(format!(
-        "binlog_row_image is {} on {}; wraith needs FULL row images, or changed rows would lose columns. Run `SET GLOBAL binlog_row_image='FULL'` and set it in the server's configuration",
-        f.inspected.binlog_row_image, f.inspected.endpoint
+        "{} has '{}' binlog_row_image, and only 'FULL' is supported. This operation cannot proceed. wraith needs FULL row images, or changed rows would lose columns. Run `SET GLOBAL binlog_row_image='FULL'` and set it in the server's configuration",
+        f.inspected.endpoint,
+        f.inspected.binlog_row_image.to_ascii_uppercase()
     ))
 }
 
@@ -200,8 +210,10 @@ fn log_slave_updates(f: &Facts, _: &Config) -> Outcome {
     if !f.reading_replica() || f.inspected.log_replica_updates {
         return Ok(());
     }
+    // The first sentence is gh-ost's (inspect.go, validateLogSlaveUpdates), for scripts: it names
+    // log_slave_updates whatever the server calls it.
     Err(format!(
-        "{} is a replica without {}=ON: the changes it replicates are not in its own binlog, so wraith would miss them. Enable it in the replica's configuration (it needs a restart), or run on the primary with --allow-on-master",
+        "{0} must have log_slave_updates enabled for executing migration: {0} is a replica without {1}=ON, so the changes it replicates are not in its own binlog and wraith would miss them. Enable it in the replica's configuration (it needs a restart), or run on the primary with --allow-on-master",
         f.inspected.endpoint,
         f.inspected.flavor.log_replica_updates_variable()
     ))
@@ -340,10 +352,11 @@ fn privileges(f: &Facts, cfg: &Config) -> Outcome {
     if problems.is_empty() {
         Ok(())
     } else {
+        let database = crate::mysql::sql::quote_ident(&cfg.database);
+        // The first two sentences are gh-ost's (inspect.go, validateGrants), for scripts.
         Err(format!(
-            "{}; grant them (e.g. GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO ...; GRANT ALL ON {}.* TO ...)",
+            "User has insufficient privileges for migration. Needed: SUPER|REPLICATION CLIENT, REPLICATION SLAVE and ALL on {database}.*: {}; grant them (e.g. GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO ...; GRANT ALL ON {database}.* TO ...)",
             problems.join("; "),
-            crate::mysql::sql::quote_ident(&cfg.database)
         ))
     }
 }
@@ -368,10 +381,10 @@ fn table_exists(f: &Facts, cfg: &Config) -> Outcome {
     if f.table.is_some() || f.table_type.is_some() {
         return Ok(());
     }
+    // The first sentence is gh-ost's (inspect.go, validateTable), for scripts.
     Err(format!(
-        "table {}.{} does not exist on {}; check --database and --table",
-        crate::mysql::sql::quote_ident(&cfg.database),
-        crate::mysql::sql::quote_ident(&cfg.table),
+        "Cannot find table {}! It does not exist on {}; check --database and --table",
+        crate::mysql::sql::qualified(&cfg.database, &cfg.table),
         f.inspected.endpoint
     ))
 }
@@ -380,6 +393,12 @@ fn table_exists(f: &Facts, cfg: &Config) -> Outcome {
 fn base_table(f: &Facts, cfg: &Config) -> Outcome {
     match f.table_type.as_deref() {
         None | Some("BASE TABLE") => Ok(()),
+        // The first sentence is gh-ost's (inspect.go, validateTable), for scripts; gh-ost
+        // refuses views only, so the other kinds keep wraith's own words.
+        Some("VIEW") => Err(format!(
+            "{} is a VIEW, not a real table. Bailing out: wraith migrates base tables only",
+            crate::mysql::sql::qualified(&cfg.database, &cfg.table)
+        )),
         Some(kind) => Err(format!(
             "{}.{} is a {}, not a base table; wraith migrates base tables only",
             crate::mysql::sql::quote_ident(&cfg.database),
@@ -431,16 +450,21 @@ fn foreign_keys(f: &Facts, cfg: &Config) -> Outcome {
     if cfg.flags.skip_foreign_key_checks {
         return Ok(());
     }
+    // The first two sentences of each are gh-ost's (inspect.go, validateTableForeignKeys), for
+    // scripts; the number counts constraints (gh-ost's counts their columns).
+    let table = crate::mysql::sql::qualified(&cfg.database, &cfg.table);
     if !f.parent_foreign_keys.is_empty() {
         return Err(format!(
-            "table {} is referenced by foreign keys ({}); swapping it would leave them pointing at the old table. wraith does not migrate parent tables of foreign keys",
+            "Found {} parent-side foreign keys on {table}. Parent-side foreign keys are not supported. Bailing out: table {} is referenced by foreign keys ({}); swapping it would leave them pointing at the old table. wraith does not migrate parent tables of foreign keys",
+            f.parent_foreign_keys.len(),
             crate::mysql::sql::quote_ident(&cfg.table),
             f.parent_foreign_keys.join(", ")
         ));
     }
     if !f.child_foreign_keys.is_empty() && !cfg.flags.discard_foreign_keys {
         return Err(format!(
-            "table {} has foreign keys ({}); pass --discard-foreign-keys to migrate it without them (they are not recreated), or drop them first",
+            "Found {} child-side foreign keys on {table}. Child-side foreign keys are not supported. Bailing out: table {} has foreign keys ({}); pass --discard-foreign-keys to migrate it without them (they are not recreated), or drop them first",
+            f.child_foreign_keys.len(),
             crate::mysql::sql::quote_ident(&cfg.table),
             f.child_foreign_keys.join(", ")
         ));
@@ -454,8 +478,11 @@ fn triggers(f: &Facts, cfg: &Config) -> Outcome {
     if f.triggers.is_empty() || cfg.flags.include_triggers {
         return Ok(());
     }
+    // The first two sentences are gh-ost's (inspect.go, validateTableTriggers), for scripts: as
+    // gh-ost said them before it had --include-triggers, which is what wraith can do today.
     Err(format!(
-        "table {} has triggers ({}); pass --include-triggers (with --trigger-suffix) to carry them over to the new table, or drop them first and recreate them after the swap",
+        "Found triggers on {}. Tables with triggers are supported only when using \"include-triggers\" flag. Bailing out: table {} has triggers ({}); pass --include-triggers (with --trigger-suffix) to carry them over to the new table, or drop them first and recreate them after the swap",
+        crate::mysql::sql::qualified(&cfg.database, &cfg.table),
         crate::mysql::sql::quote_ident(&cfg.table),
         f.triggers.join(", ")
     ))
@@ -475,8 +502,9 @@ fn alter_engine(_: &Facts, cfg: &Config) -> Outcome {
 
 fn alter_renames_table(_: &Facts, cfg: &Config) -> Outcome {
     match &cfg.alter.table_rename {
+        // The first sentence is gh-ost's (migrator.go, validateStatement), for scripts.
         Some(to) => Err(format!(
-            "the ALTER renames the table (RENAME {to}); wraith changes a table in place and cannot rename it. Rename it separately with RENAME TABLE"
+            "ALTER statement seems to RENAME the table. This is not supported: the ALTER renames the table (RENAME {to}), and wraith changes a table in place and cannot rename it. Rename it separately with RENAME TABLE"
         )),
         None => Ok(()),
     }
@@ -491,8 +519,19 @@ fn column_renames(_: &Facts, cfg: &Config) -> Outcome {
         .iter()
         .map(|r| format!("{} -> {}", r.from, r.to))
         .collect();
+    // The first sentence is gh-ost's (migrator.go, validateStatement), for scripts, with the
+    // renames as gh-ost prints them (a Go map: `map[from:to ...]`, by name).
+    let as_go_map: std::collections::BTreeMap<&str, &str> = renames
+        .iter()
+        .map(|r| (r.from.as_str(), r.to.as_str()))
+        .collect();
+    let as_go_map: Vec<String> = as_go_map
+        .iter()
+        .map(|(from, to)| format!("{from}:{to}"))
+        .collect();
     Err(format!(
-        "the ALTER renames columns ({}); pass --approve-renamed-columns to copy their values under the new names, or --skip-renamed-columns to treat them as dropped and added",
+        "gh-ost believes the ALTER statement renames columns, as follows: map[{}]; pass --approve-renamed-columns to copy their values under the new names ({}), or --skip-renamed-columns to treat them as dropped and added",
+        as_go_map.join(" "),
         list.join(", ")
     ))
 }
@@ -554,11 +593,20 @@ fn helper_table_names(_: &Facts, cfg: &Config) -> Outcome {
     if too_long.is_empty() {
         return Ok(());
     }
+    let old = &names[2];
+    // gh-ost's sentence (applier.go, ValidateOrDropExistingTables), for scripts, where it applies.
+    let timestamped_too_long = if cfg.flags.timestamp_old_table
+        && old.chars().count() > MAX_TABLE_NAME
+    {
+        format!("--timestamp-old-table defined, but resulting table name ({old}) is too long (only {MAX_TABLE_NAME} characters allowed). ")
+    } else {
+        String::new()
+    };
     let only_the_stamp = names[..2]
         .iter()
         .all(|n| n.chars().count() <= MAX_TABLE_NAME);
     Err(format!(
-        "helper table names would be longer than the {MAX_TABLE_NAME}-character limit of a table name: {}; \
+        "{timestamped_too_long}helper table names would be longer than the {MAX_TABLE_NAME}-character limit of a table name: {}; \
          {}name them from a shorter prefix with --force-table-names=<prefix>",
         too_long.join(", "),
         if only_the_stamp && cfg.flags.timestamp_old_table {
@@ -572,28 +620,36 @@ fn helper_table_names(_: &Facts, cfg: &Config) -> Outcome {
 fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
     let mut problems = Vec::new();
     for name in &f.existing_helper_tables {
-        let flag = if *name == cfg.old_table() {
-            if cfg.flags.initially_drop_old_table {
-                continue;
-            }
-            "--initially-drop-old-table"
+        let (flag, dropped_at_start) = if *name == cfg.old_table() {
+            (
+                "--initially-drop-old-table",
+                cfg.flags.initially_drop_old_table,
+            )
         } else {
-            if cfg.flags.initially_drop_ghost_table {
-                continue;
-            }
-            "--initially-drop-ghost-table"
+            (
+                "--initially-drop-ghost-table",
+                cfg.flags.initially_drop_ghost_table,
+            )
         };
-        problems.push(format!(
-            "{} (drop it, or pass {flag})",
-            crate::mysql::sql::quote_ident(name)
-        ));
+        if dropped_at_start {
+            continue;
+        }
+        let quoted = crate::mysql::sql::quote_ident(name);
+        // For the ghost and the old table, gh-ost's sentence (applier.go,
+        // ValidateOrDropExistingTables), for scripts; gh-ost drops a leftover changelog table
+        // without asking, so that one is named in wraith's own words.
+        problems.push(if *name == cfg.changelog_table() {
+            format!("The changelog table {quoted} already exists: drop it, or pass {flag}.")
+        } else {
+            format!("Table {quoted} already exists. Panicking. Use {flag} to force dropping it, though I really prefer that you drop it or rename it away.")
+        });
     }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "helper tables of an earlier run exist: {}. Make sure no other migration of this table is running first",
-            problems.join(", ")
+            "{} Such helper tables are left by an earlier run: make sure no other migration of this table is running before you drop them",
+            problems.join(" ")
         ))
     }
 }
@@ -764,7 +820,7 @@ mod tests {
         );
         assert_eq!(
             base_table(&f, &config()).unwrap_err(),
-            "`d`.`t` is a VIEW, not a base table; wraith migrates base tables only"
+            "`d`.`t` is a VIEW, not a real table. Bailing out: wraith migrates base tables only"
         );
         f.table_type = Some("SYSTEM VERSIONED".into());
         assert!(base_table(&f, &config())
@@ -853,6 +909,171 @@ mod tests {
                 schema,
             );
             assert!(g.all_on_schema, "{line}");
+        }
+    }
+
+    /// Each check that refuses what gh-ost also refuses opens its message with gh-ost's words,
+    /// as gh-ost 1.1.x prints them, so that scripts and runbooks that grep gh-ost's output keep
+    /// working; wraith's own explanation follows them.
+    #[test]
+    fn a_refusal_gh_ost_also_makes_opens_with_gh_osts_words() {
+        let healthy = || {
+            let mut f = facts();
+            f.table = Some(orders(vec![]));
+            f.table_type = Some("BASE TABLE".into());
+            f
+        };
+        let with = |change: &dyn Fn(&mut Facts)| {
+            let mut f = healthy();
+            change(&mut f);
+            f
+        };
+        let leftover = |name: &str| {
+            let mut f = healthy();
+            f.existing_helper_tables = vec![name.into()];
+            leftover_helper_tables(&f, &config())
+        };
+        let long_stamped = config_with(&[
+            &format!("--table={}", "t".repeat(50)),
+            "--timestamp-old-table",
+        ]);
+        let cases: Vec<(&str, Outcome, String)> = vec![
+            (
+                "log-bin",
+                log_bin(&with(&|f| f.inspected.log_bin = false), &config()),
+                "127.0.0.1:3306 must have binary logs enabled".into(),
+            ),
+            (
+                "binlog-format",
+                binlog_format(
+                    &with(&|f| f.inspected.binlog_format = "STATEMENT".into()),
+                    &config(),
+                ),
+                "You must be using ROW binlog format.".into(),
+            ),
+            (
+                "binlog-row-image",
+                binlog_row_image(
+                    &with(&|f| f.inspected.binlog_row_image = "minimal".into()),
+                    &config(),
+                ),
+                "127.0.0.1:3306 has 'MINIMAL' binlog_row_image, and only 'FULL' is supported. \
+                 This operation cannot proceed."
+                    .into(),
+            ),
+            (
+                "log-slave-updates",
+                log_slave_updates(
+                    &with(&|f| {
+                        f.inspected.endpoint.port = 3307;
+                        f.inspected.log_replica_updates = false;
+                    }),
+                    &config(),
+                ),
+                "127.0.0.1:3307 must have log_slave_updates enabled for executing migration".into(),
+            ),
+            (
+                "privileges",
+                privileges(
+                    &with(&|f| {
+                        f.inspected.grants = Grants::default();
+                        f.primary.grants = Grants::default();
+                    }),
+                    &config(),
+                ),
+                "User has insufficient privileges for migration. Needed: SUPER|REPLICATION \
+                 CLIENT, REPLICATION SLAVE and ALL on `d`.*"
+                    .into(),
+            ),
+            (
+                "table-exists",
+                table_exists(
+                    &with(&|f| {
+                        f.table = None;
+                        f.table_type = None;
+                    }),
+                    &config(),
+                ),
+                "Cannot find table `d`.`t`!".into(),
+            ),
+            (
+                "base-table",
+                base_table(&with(&|f| f.table_type = Some("VIEW".into())), &config()),
+                "`d`.`t` is a VIEW, not a real table. Bailing out".into(),
+            ),
+            (
+                "foreign-keys (parent)",
+                foreign_keys(
+                    &with(&|f| f.parent_foreign_keys = vec!["d.items.fk_order".into()]),
+                    &config(),
+                ),
+                "Found 1 parent-side foreign keys on `d`.`t`. Parent-side foreign keys are not \
+                 supported. Bailing out"
+                    .into(),
+            ),
+            (
+                "foreign-keys (child)",
+                foreign_keys(
+                    &with(&|f| f.child_foreign_keys = vec!["fk_a".into(), "fk_b".into()]),
+                    &config(),
+                ),
+                "Found 2 child-side foreign keys on `d`.`t`. Child-side foreign keys are not \
+                 supported. Bailing out"
+                    .into(),
+            ),
+            (
+                "triggers",
+                triggers(&with(&|f| f.triggers = vec!["t_bi".into()]), &config()),
+                "Found triggers on `d`.`t`. Tables with triggers are supported only when using \"include-triggers\" flag. Bailing out"
+                    .into(),
+            ),
+            (
+                "alter-renames-table",
+                alter_renames_table(
+                    &healthy(),
+                    &config_with(&["--table=t", "--alter=ADD c INT, RENAME TO u"]),
+                ),
+                "ALTER statement seems to RENAME the table.".into(),
+            ),
+            (
+                "column-renames",
+                column_renames(
+                    &healthy(),
+                    &config_with(&["--table=t", "--alter=CHANGE b z INT, RENAME COLUMN a TO y"]),
+                ),
+                "gh-ost believes the ALTER statement renames columns, as follows: map[a:y b:z];"
+                    .into(),
+            ),
+            (
+                "helper-table-names",
+                helper_table_names(&healthy(), &long_stamped),
+                format!(
+                    "--timestamp-old-table defined, but resulting table name ({}) is too long \
+                     (only 64 characters allowed)",
+                    long_stamped.old_table()
+                ),
+            ),
+            (
+                "leftover-helper-tables (ghost)",
+                leftover("_t_gho"),
+                "Table `_t_gho` already exists. Panicking. Use --initially-drop-ghost-table to \
+                 force dropping it, though I really prefer that you drop it or rename it away"
+                    .into(),
+            ),
+            (
+                "leftover-helper-tables (old)",
+                leftover("_t_del"),
+                "Table `_t_del` already exists. Panicking. Use --initially-drop-old-table to \
+                 force dropping it, though I really prefer that you drop it or rename it away"
+                    .into(),
+            ),
+        ];
+        for (check, outcome, gh_ost) in cases {
+            let message = outcome.expect_err(check);
+            assert!(
+                message.starts_with(&gh_ost) && message.len() > gh_ost.len(),
+                "{check}: expected gh-ost's `{gh_ost}`, then wraith's explanation; got: {message}"
+            );
         }
     }
 }

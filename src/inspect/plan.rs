@@ -35,14 +35,18 @@ pub struct Plan {
     pub ghost_key_columns: Vec<String>,
 }
 
+/// Why there is no plan. The first sentence of the three key errors is gh-ost's
+/// (`go/logic/inspect.go`: `InspectTableColumnsAndUniqueKeys`, `inspectOriginalAndGhostTables`),
+/// as gh-ost 1.1.x prints it, for scripts that grep it; wraith's explanation follows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("no shared unique key: the table has no PRIMARY KEY or UNIQUE key{0}; wraith needs one to copy rows and match changes. Add a primary key first (a separate migration), or keep one in the ALTER")]
+    #[error("No PRIMARY nor UNIQUE key found in table! Bailing out: the table has no PRIMARY KEY or UNIQUE key{0}; wraith needs one to copy rows and match changes. Add a primary key first (a separate migration), or keep one in the ALTER")]
     NoUniqueKey(String),
-    #[error("no shared unique key: the ALTER removes or changes every unique key the table has ({0}); keep at least one unique key on the same columns, with the same prefix lengths and collations, e.g. do not DROP PRIMARY KEY without adding another unique key over columns that exist in both tables")]
+    #[error("No shared unique key can be found after ALTER! Bailing out: the ALTER removes or changes every unique key the table has ({0}); keep at least one unique key on the same columns, with the same prefix lengths and collations, e.g. do not DROP PRIMARY KEY without adding another unique key over columns that exist in both tables")]
     NoSharedKey(String),
-    #[error("the only shared unique keys have nullable columns ({0}); rows with NULLs there cannot be matched. Make the columns NOT NULL first, or pass --allow-nullable-unique-key: rows with a NULL there are then copied last, in one transaction that locks them, and matched by the values of all their columns")]
-    OnlyNullableKeys(String),
+    /// The shared unique keys, each with a nullable column, the one gh-ost would choose first.
+    #[error("Chosen key ({}) has nullable columns. Bailing out. To force this operation to continue, supply --allow-nullable-unique-key flag. The only shared unique keys have nullable columns ({}); rows with NULLs there cannot be matched. Make the columns NOT NULL first, or pass --allow-nullable-unique-key: rows with a NULL there are then copied last, in one transaction that locks them, and matched by the values of all their columns", .0.first().map_or("", String::as_str), .0.join(", "))]
+    OnlyNullableKeys(Vec<String>),
     #[error(
         "no column is shared between the original and the new table; there is nothing to copy"
     )]
@@ -208,7 +212,7 @@ pub fn build(
         });
     }
     if !nullable_shared.is_empty() {
-        return Err(PlanError::OnlyNullableKeys(nullable_shared.join(", ")));
+        return Err(PlanError::OnlyNullableKeys(nullable_shared));
     }
     Err(PlanError::NoSharedKey(
         unique
@@ -413,7 +417,7 @@ mod tests {
         );
         ghost.indexes.retain(|i| i.name == "n");
         let e = build(&orig, &ghost, &[], false, false).unwrap_err();
-        assert_eq!(e, PlanError::OnlyNullableKeys("n".into()));
+        assert_eq!(e, PlanError::OnlyNullableKeys(vec!["n".into()]));
         assert_eq!(
             build(&orig, &ghost, &[], false, true).unwrap().key.name,
             "n"
@@ -639,5 +643,46 @@ mod tests {
         }];
         let plan = build(&orig, &ghost, &renames, false, false).unwrap();
         assert_eq!(plan.ghost_key_columns, vec!["ident"]);
+    }
+
+    /// The refusals for want of a key that gh-ost also makes open with gh-ost's words, as gh-ost
+    /// 1.1.x prints them, for scripts that grep them; wraith's explanation follows.
+    #[test]
+    fn a_refusal_for_want_of_a_key_opens_with_gh_osts_words() {
+        let orig = table(
+            vec![col("id", false), col("n", true)],
+            vec![idx("PRIMARY", &["id"]), idx("n", &["n"])],
+        );
+        let keyless = table(vec![col("id", false)], vec![]);
+        let mut only_nullable = orig.clone();
+        only_nullable.indexes.retain(|i| i.name == "n");
+        let mut no_key = orig.clone();
+        no_key.indexes.clear();
+        for (original, ghost, gh_ost) in [
+            (
+                &keyless,
+                &keyless,
+                "No PRIMARY nor UNIQUE key found in table! Bailing out",
+            ),
+            (
+                &orig,
+                &no_key,
+                "No shared unique key can be found after ALTER! Bailing out",
+            ),
+            (
+                &orig,
+                &only_nullable,
+                "Chosen key (n) has nullable columns. Bailing out. To force this operation to \
+                 continue, supply --allow-nullable-unique-key flag.",
+            ),
+        ] {
+            let message = build(original, ghost, &[], false, false)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.starts_with(gh_ost) && message.len() > gh_ost.len(),
+                "expected gh-ost's `{gh_ost}`, then wraith's explanation; got: {message}"
+            );
+        }
     }
 }

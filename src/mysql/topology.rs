@@ -49,12 +49,15 @@ pub async fn replica_status(
     }))
 }
 
-/// Why the primary could not be determined.
+/// Why the primary could not be determined. The first sentences of `NotAReplica` and
+/// `MasterMaster` are gh-ost's (`go/logic/migrator.go`, `initiateInspector`;
+/// `go/mysql/utils.go`, `GetMasterConnectionConfigSafe`), as gh-ost 1.1.x prints them, for
+/// scripts that grep them; wraith's explanation follows.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("{0} is not a replica (its replica status is empty), and wraith reads a replica's binlog by default. To run on the primary itself, add --allow-on-master; to name the primary, use --assume-master-host")]
+    #[error("It seems like this migration attempt to run directly on master. Preferably it would be executed on a replica (and this reduces load from the master). To proceed please provide --allow-on-master. {0} is not a replica (its replica status is empty), and wraith reads a replica's binlog by default; to name the primary instead, use --assume-master-host")]
     NotAReplica(Endpoint),
-    #[error("{0} replicates from {1}, which replicates back from it (master-master). Pass --allow-master-master together with --assume-master-host=<the master to write>")]
+    #[error("There seems to be a master-master setup at {1}. This is unsupported. Bailing out: {0} replicates from {1}, which replicates back from it. Pass --allow-master-master together with --assume-master-host=<the master to write>")]
     MasterMaster(Endpoint, Endpoint),
     #[error("--assume-master-host={0} is not host or host:port")]
     BadAssumedHost(String),
@@ -116,4 +119,41 @@ where
         }
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(port: u16) -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    /// The topology refusals gh-ost also makes open with gh-ost's words, as gh-ost 1.1.x prints
+    /// them, for scripts that grep them; wraith's explanation follows.
+    #[test]
+    fn a_topology_refusal_gh_ost_also_makes_opens_with_gh_osts_words() {
+        for (error, gh_ost) in [
+            (
+                TopologyError::NotAReplica(at(3306)),
+                "It seems like this migration attempt to run directly on master. Preferably it \
+                 would be executed on a replica (and this reduces load from the master). To \
+                 proceed please provide --allow-on-master.",
+            ),
+            (
+                TopologyError::MasterMaster(at(3307), at(3306)),
+                "There seems to be a master-master setup at 127.0.0.1:3306. This is unsupported. \
+                 Bailing out",
+            ),
+        ] {
+            let message = error.to_string();
+            assert!(
+                message.starts_with(gh_ost) && message.len() > gh_ost.len(),
+                "expected gh-ost's `{gh_ost}`, then wraith's explanation; got: {message}"
+            );
+        }
+    }
 }

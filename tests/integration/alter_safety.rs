@@ -268,7 +268,8 @@ async fn a_rename_with_if_exists_keeps_its_values() {
         "RENAME COLUMN IF EXISTS amount TO total",
         true,
         &[],
-        "--approve-renamed-columns",
+        // gh-ost's words, then wraith's.
+        "gh-ost believes the ALTER statement renames columns, as follows: map[amount:total]; pass --approve-renamed-columns",
     )
     .await;
     assert_rename_keeps_values(

@@ -527,6 +527,13 @@ async fn adding_a_unique_key_over_duplicate_data_fails_and_leaves_the_table_inta
         err.contains("Duplicate entry") && err.contains("a_uidx"),
         "{err}"
     );
+    // gh-ost's words for a warning of the copy (with --panic-on-warnings), for scripts.
+    assert!(
+        err.contains(
+            "ApplyIterationInsertQuery failed because of SQL warnings: [Warning: Duplicate entry"
+        ),
+        "{err}"
+    );
     assert_eq!(tables(&servers().primary, &schema).await, vec!["t"]);
     assert_eq!(
         harness::table_checksum(&servers().primary, &schema, "t").await,

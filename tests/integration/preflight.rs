@@ -31,7 +31,8 @@ fn args(
 }
 
 /// Runs wraith and asserts it refused with `expected` in its error, created nothing and left
-/// `table` exactly as it was, on the primary (where helper tables would be written).
+/// `table` exactly as it was, on the primary (where helper tables would be written). Returns
+/// what wraith wrote to stderr.
 async fn assert_refused(
     read_from: &Endpoint,
     schema: &str,
@@ -39,7 +40,7 @@ async fn assert_refused(
     alter: &str,
     extra: &[&str],
     expected: &str,
-) {
+) -> String {
     let primary = &servers().primary;
     let before_tables = tables(primary, schema).await;
     let before = if before_tables.iter().any(|t| t == table) {
@@ -75,18 +76,21 @@ async fn assert_refused(
             "the original table changed"
         );
     }
+    err
 }
 
-/// Asserts that wraith refuses without `flag` (naming it), then succeeds with it, leaving only
-/// the original table behind (a noop run).
+/// Asserts that wraith refuses without `flag`, in gh-ost's words (`gh_ost`) and naming the flag,
+/// then succeeds with it, leaving only the original table behind (a noop run).
 async fn assert_refused_unless(
     read_from: &Endpoint,
     schema: &str,
     table: &str,
     alter: &str,
     flag: &str,
+    gh_ost: &str,
 ) {
-    assert_refused(read_from, schema, table, alter, &[], flag).await;
+    let err = assert_refused(read_from, schema, table, alter, &[], gh_ost).await;
+    assert!(err.contains(flag), "expected `{flag}` in the error:\n{err}");
     let out = run_wraith(&args(read_from, schema, table, alter, &[flag])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -151,7 +155,7 @@ async fn a_missing_table_is_named() {
         "no_such_table",
         "ADD COLUMN c INT",
         &[],
-        "`no_such_table` does not exist",
+        &format!("Cannot find table `{schema}`.`no_such_table`!"),
     )
     .await;
 }
@@ -173,7 +177,7 @@ async fn a_table_without_a_unique_key_is_refused() {
         "log",
         "ADD COLUMN c INT",
         &[],
-        "no shared unique key",
+        "No PRIMARY nor UNIQUE key found in table! Bailing out",
     )
     .await;
 }
@@ -181,15 +185,16 @@ async fn a_table_without_a_unique_key_is_refused() {
 #[tokio::test]
 async fn dropping_the_only_unique_key_is_refused() {
     let schema = orders_schema("drop_pk", &[]).await;
-    assert_refused(
+    let err = assert_refused(
         &servers().replica,
         &schema,
         "orders",
         "MODIFY id INT NOT NULL, DROP PRIMARY KEY",
         &[],
-        "removes or changes every unique key",
+        "No shared unique key can be found after ALTER! Bailing out",
     )
     .await;
+    assert!(err.contains("removes or changes every unique key"), "{err}");
 }
 
 #[tokio::test]
@@ -199,15 +204,16 @@ async fn a_child_table_of_a_foreign_key_is_refused_without_discard_foreign_keys(
         &["CREATE TABLE items (id INT PRIMARY KEY, order_id INT, CONSTRAINT fk_order FOREIGN KEY (order_id) REFERENCES orders (id))"],
     )
     .await;
-    assert_refused(
+    let err = assert_refused(
         &servers().replica,
         &schema,
         "items",
         "ADD COLUMN c INT",
         &[],
-        "has foreign keys (fk_order)",
+        &format!("Found 1 child-side foreign keys on `{schema}`.`items`. Child-side foreign keys are not supported. Bailing out"),
     )
     .await;
+    assert!(err.contains("has foreign keys (fk_order)"), "{err}");
 }
 
 #[tokio::test]
@@ -217,15 +223,16 @@ async fn a_parent_table_of_a_foreign_key_is_refused() {
         &["CREATE TABLE items (id INT PRIMARY KEY, order_id INT, CONSTRAINT fk_order FOREIGN KEY (order_id) REFERENCES orders (id))"],
     )
     .await;
-    assert_refused(
+    let err = assert_refused(
         &servers().replica,
         &schema,
         "orders",
         "ADD COLUMN c INT",
         &[],
-        "is referenced by foreign keys",
+        &format!("Found 1 parent-side foreign keys on `{schema}`.`orders`. Parent-side foreign keys are not supported. Bailing out"),
     )
     .await;
+    assert!(err.contains("is referenced by foreign keys"), "{err}");
 }
 
 #[tokio::test]
@@ -235,15 +242,16 @@ async fn a_table_with_triggers_is_refused_without_include_triggers() {
         &["CREATE TRIGGER orders_bi BEFORE INSERT ON orders FOR EACH ROW SET NEW.amount = IFNULL(NEW.amount, 0)"],
     )
     .await;
-    assert_refused(
+    let err = assert_refused(
         &servers().replica,
         &schema,
         "orders",
         "ADD COLUMN c INT",
         &[],
-        "has triggers (orders_bi)",
+        &format!("Found triggers on `{schema}`.`orders`. Tables with triggers are supported only when using \"include-triggers\" flag. Bailing out"),
     )
     .await;
+    assert!(err.contains("has triggers (orders_bi)"), "{err}");
 }
 
 #[tokio::test]
@@ -255,7 +263,7 @@ async fn renaming_the_table_is_refused() {
         "orders",
         "ADD COLUMN c INT, RENAME TO orders2",
         &[],
-        "renames the table",
+        "ALTER statement seems to RENAME the table.",
     )
     .await;
 }
@@ -270,6 +278,7 @@ async fn a_column_rename_needs_approval() {
         "orders",
         alter,
         "--approve-renamed-columns",
+        "gh-ost believes the ALTER statement renames columns, as follows: map[customer:client];",
     )
     .await;
 }
@@ -315,6 +324,7 @@ async fn a_leftover_ghost_table_is_refused_unless_initially_dropped() {
         "orders",
         "ADD COLUMN c INT",
         "--initially-drop-ghost-table",
+        "Table `_orders_gho` already exists. Panicking. Use --initially-drop-ghost-table to force dropping it, though I really prefer that you drop it or rename it away",
     )
     .await;
 }
@@ -328,6 +338,7 @@ async fn running_on_the_primary_needs_allow_on_master() {
         "orders",
         "ADD COLUMN c INT",
         "--allow-on-master",
+        "It seems like this migration attempt to run directly on master. Preferably it would be executed on a replica (and this reduces load from the master). To proceed please provide --allow-on-master.",
     )
     .await;
 }
@@ -349,6 +360,7 @@ async fn a_nullable_unique_key_needs_allow_nullable_unique_key() {
         "t",
         "ADD COLUMN c INT",
         "--allow-nullable-unique-key",
+        "Chosen key (u) has nullable columns. Bailing out. To force this operation to continue, supply --allow-nullable-unique-key flag.",
     )
     .await;
 }
@@ -426,8 +438,9 @@ async fn misconfigured(name: &str, server_arg: &str) -> (Endpoint, String) {
     (endpoint, "app".into())
 }
 
-/// Like [`assert_refused`], for a server outside the shared pair.
-async fn assert_refused_on(endpoint: &Endpoint, schema: &str, expected: &str) {
+/// Like [`assert_refused`], for a server outside the shared pair; returns what wraith wrote to
+/// stderr.
+async fn assert_refused_on(endpoint: &Endpoint, schema: &str, expected: &str) -> String {
     let before_tables = tables(endpoint, schema).await;
     let before = table_checksum(endpoint, schema, "orders").await;
     let out = run_wraith(&args(
@@ -443,18 +456,29 @@ async fn assert_refused_on(endpoint: &Endpoint, schema: &str, expected: &str) {
     assert!(err.contains(expected), "expected `{expected}`:\n{err}");
     assert_eq!(tables(endpoint, schema).await, before_tables);
     assert_eq!(table_checksum(endpoint, schema, "orders").await, before);
+    err
+}
+
+/// `host:port`, as wraith and gh-ost name a server in their messages.
+fn host_port(endpoint: &Endpoint) -> String {
+    format!("{}:{}", endpoint.host, endpoint.port)
 }
 
 #[tokio::test]
 async fn statement_based_binlog_is_refused() {
     let (endpoint, schema) = misconfigured("stmt", "--binlog-format=STATEMENT").await;
-    assert_refused_on(&endpoint, &schema, "binlog_format is STATEMENT").await;
+    let err = assert_refused_on(&endpoint, &schema, "You must be using ROW binlog format.").await;
+    assert!(err.contains("binlog_format is STATEMENT"), "{err}");
 }
 
 #[tokio::test]
 async fn minimal_row_images_are_refused() {
     let (endpoint, schema) = misconfigured("minimal", "--binlog-row-image=MINIMAL").await;
-    assert_refused_on(&endpoint, &schema, "binlog_row_image is MINIMAL").await;
+    let gh_ost = format!(
+        "{} has 'MINIMAL' binlog_row_image, and only 'FULL' is supported. This operation cannot proceed.",
+        host_port(&endpoint)
+    );
+    assert_refused_on(&endpoint, &schema, &gh_ost).await;
 }
 
 #[tokio::test]
@@ -466,7 +490,9 @@ async fn mariadb_binlog_compression_is_refused() {
 #[tokio::test]
 async fn a_server_without_a_binlog_is_refused() {
     let (endpoint, schema) = misconfigured("nobinlog", "--skip-log-bin").await;
-    assert_refused_on(&endpoint, &schema, "binary logging is off").await;
+    let gh_ost = format!("{} must have binary logs enabled", host_port(&endpoint));
+    let err = assert_refused_on(&endpoint, &schema, &gh_ost).await;
+    assert!(err.contains("binary logging is off"), "{err}");
 }
 
 #[tokio::test]
@@ -509,15 +535,19 @@ async fn a_replica_without_log_slave_updates_is_refused() {
         async || c.query_first::<u64, _>(&count).await.ok().flatten() == Some(rows),
     )
     .await;
-    assert_refused(
+    let err = assert_refused(
         &replica,
         &schema,
         "orders",
         "ADD COLUMN c INT",
         &[],
-        "log_slave_updates=ON",
+        &format!(
+            "{} must have log_slave_updates enabled for executing migration",
+            host_port(&replica)
+        ),
     )
     .await;
+    assert!(err.contains("log_slave_updates=ON"), "{err}");
 }
 
 /// Makes a CA and a server certificate for 127.0.0.1 in `dir` with the openssl command.
@@ -712,7 +742,7 @@ async fn a_view_named_as_the_table_is_refused_as_not_a_base_table() {
         "v",
         "ADD COLUMN c INT",
         &[],
-        "is a VIEW, not a base table",
+        &format!("`{schema}`.`v` is a VIEW, not a real table. Bailing out"),
     )
     .await;
 }
