@@ -204,18 +204,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
     // ---- Refused: run modes. Each decides which server's table is changed, or whether a run
     // starts over; ignored, wraith would migrate and swap the primary's table.
     NotImplemented::refused(
-        "test-on-replica",
-        |f| f.test_on_replica,
-        "it would otherwise migrate and swap the primary's table instead of testing on the replica",
-        OTHER_MODE,
-    ),
-    NotImplemented::refused(
-        "test-on-replica-skip-replica-stop",
-        |f| f.test_on_replica_skip_replica_stop,
-        "it belongs to --test-on-replica (not implemented either), and without both wraith would migrate and swap the primary's table",
-        OTHER_MODE,
-    ),
-    NotImplemented::refused(
         "checkpoint",
         |f| f.checkpoint,
         "no checkpoint would be written, so an interrupted run could not be resumed",
@@ -455,6 +443,12 @@ pub fn build(
             message: "requires --trigger-suffix (the suffix to remove)".into(),
         });
     }
+    if flags.test_on_replica_skip_replica_stop && !flags.test_on_replica {
+        return Err(ConfigError::Invalid {
+            flag: "test-on-replica-skip-replica-stop",
+            message: "requires --test-on-replica".into(),
+        });
+    }
     if flags.revert && flags.old_table.is_none() {
         return Err(ConfigError::Missing("old-table"));
     }
@@ -488,7 +482,7 @@ pub fn build(
         })?;
     }
     // On the replica itself (--migrate-on-replica), every connection is the inspected one's.
-    let on_replica = flags.migrate_on_replica;
+    let on_replica = flags.migrate_on_replica || flags.test_on_replica;
     let master_user = match &flags.master_user {
         Some(u) if !on_replica => u.clone(),
         _ => user.clone(),
@@ -1075,10 +1069,13 @@ mod tests {
     #[test]
     fn a_flag_wraith_cannot_honour_refuses_the_run_naming_it_and_what_to_do() {
         assert_eq!(
-            refusal(&["--test-on-replica"]),
-            "--test-on-replica is not implemented in this version of wraith; it would otherwise \
-             migrate and swap the primary's table instead of testing on the replica. Run without \
-             it, or use gh-ost for this mode"
+            refusal(&["--revert", "--old-table=_t_del"])
+                .lines()
+                .next()
+                .unwrap(),
+            "--revert is not implemented in this version of wraith; it would otherwise run a new \
+             migration instead of reverting the last one. Swap the tables back by hand (RENAME \
+             TABLE), or use gh-ost"
         );
         let e = refusal(&["--checkpoint", "--resume", "--stack"]);
         let lines: Vec<&str> = e.lines().collect();

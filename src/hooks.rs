@@ -14,9 +14,10 @@
 //! `before-cut-over` right after the copy (before any postponement, as gh-ost does, and in a noop
 //! run too); `begin-postponed` once, when the cut-over is postponed; `success` after cleanup, or
 //! `failure` when the run fails (its own failure is only logged). `interactive-command` is
-//! [`Hooks::on_interactive_command`], for the control socket. `batch-copy-retry`,
-//! `stop-replication` and `start-replication` never run: wraith does not retry a chunk on its own
-//! and has no `--test-on-replica`, the only reasons gh-ost calls them.
+//! [`Hooks::on_interactive_command`], for the control socket. `stop-replication`
+//! runs before `--test-on-replica` stops replication for the cut-over, `start-replication` after
+//! such a cut-over failed (replication is started again). `batch-copy-retry` never runs: wraith
+//! does not retry a chunk on its own, the only reason gh-ost calls it.
 //!
 //! Where wraith differs from gh-ost, on purpose: gh-ost runs a hook for as long as it takes and
 //! runs a non-executable file (and fails); wraith bounds the time and skips such a file with a

@@ -506,8 +506,18 @@ impl Run<'_> {
                 )
                 .await?;
             }
-            locked_for = Some(self.cut_over(primary_flavor).await?);
-            if cfg.flags.ok_to_drop_table {
+            if cfg.flags.test_on_replica {
+                self.stop_replication(&primary_flavor).await?;
+            }
+            let swapped = self.cut_over(primary_flavor.clone()).await;
+            if cfg.flags.test_on_replica {
+                match &swapped {
+                    Ok(_) => self.swap_back(&primary_flavor).await?,
+                    Err(_) => self.start_replication(&primary_flavor).await,
+                }
+            }
+            locked_for = Some(swapped?);
+            if cfg.flags.ok_to_drop_table && !cfg.flags.test_on_replica {
                 let old = cfg.old_table();
                 self.primary_conn()
                     .await?
@@ -645,6 +655,79 @@ impl Run<'_> {
                 Ok(false)
             }
         }
+    }
+
+    /// `--test-on-replica`, before the cut-over: the `gh-ost-on-stop-replication` hook, then
+    /// replication stopped (unless `--test-on-replica-skip-replica-stop`), so the replica's
+    /// table holds still while it is swapped and swapped back.
+    async fn stop_replication(&mut self, flavor: &Flavor) -> Result<(), MigrationError> {
+        self.hooks.run(Hook::StopReplication).await?;
+        if self.cfg.flags.test_on_replica_skip_replica_stop {
+            warn!(
+                "--test-on-replica-skip-replica-stop: replication is not stopped for the cut-over"
+            );
+            return Ok(());
+        }
+        info!(
+            "--test-on-replica: stopping replication on {}",
+            self.primary
+        );
+        self.primary_conn()
+            .await?
+            .query_drop(flavor.stop_replication_sql())
+            .await
+            .context("stopping replication (--test-on-replica)")
+    }
+
+    /// `--test-on-replica`, after a failed cut-over: replication started again, as gh-ost does
+    /// (a failure is logged: the run has failed already).
+    async fn start_replication(&mut self, flavor: &Flavor) {
+        if let Err(e) = self.hooks.run(Hook::StartReplication).await {
+            warn!("{e}");
+        }
+        if self.cfg.flags.test_on_replica_skip_replica_stop {
+            return;
+        }
+        let started = match self.primary_conn().await {
+            Ok(conn) => conn
+                .query_drop(flavor.start_replication_sql())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = started {
+            warn!(
+                "--test-on-replica: could not start replication again on {} ({e}); run {} there",
+                self.primary,
+                flavor.start_replication_sql()
+            );
+        }
+    }
+
+    /// `--test-on-replica`, after the swap: swaps back at once (`t` is the original again, the
+    /// migrated table stays at `_t_gho` for inspection) and leaves replication stopped.
+    async fn swap_back(&mut self, flavor: &Flavor) -> Result<(), MigrationError> {
+        let cfg = self.cfg;
+        let (ghost, old) = (cfg.ghost_table(), cfg.old_table());
+        self.primary_conn()
+            .await?
+            .query_drop(sql::rename_swap(&cfg.database, &cfg.table, &ghost, &old))
+            .await
+            .context("swapping the tables back (--test-on-replica)")?;
+        info!(
+            "--test-on-replica: swapped back: `{}` is the original table again and `{ghost}` holds the migrated one, for inspection. {}",
+            cfg.table,
+            if cfg.flags.test_on_replica_skip_replica_stop {
+                "Replication was not stopped".to_string()
+            } else {
+                format!(
+                    "Replication on {} is left stopped: inspect `{ghost}`, then run {} (and drop `{ghost}`)",
+                    self.primary,
+                    flavor.start_replication_sql()
+                )
+            }
+        );
+        Ok(())
     }
 
     /// Waits while the throttler holds the run, before a step that locks the original table
@@ -976,7 +1059,7 @@ impl Run<'_> {
             .await
             .context("reading replica status")?;
         let pcreds = Credentials::primary(cfg);
-        if cfg.flags.migrate_on_replica {
+        if cfg.flags.migrate_on_replica || cfg.flags.test_on_replica {
             // gh-ost's --migrate-on-replica: the replica's own table is migrated and swapped.
             if status.is_none() {
                 return Err(MigrationError::Other(format!(
@@ -985,8 +1068,10 @@ impl Run<'_> {
                 )));
             }
             info!(
-                "--migrate-on-replica: the table is migrated and swapped on the replica {} itself; the primary's table is not touched",
-                self.inspected
+                "{}: the table is migrated and swapped on the replica {} itself; the primary's table is not touched{}",
+                if cfg.flags.test_on_replica { "--test-on-replica" } else { "--migrate-on-replica" },
+                self.inspected,
+                if cfg.flags.test_on_replica { " (and the swap is undone at once, for inspection)" } else { "" }
             );
             self.primary = self.inspected.clone();
         } else {

@@ -85,6 +85,23 @@ impl Flavor {
         }
     }
 
+    /// The statements that stop and start this server's replication.
+    pub fn stop_replication_sql(&self) -> &'static str {
+        if self.mysql_at_least((8, 0, 22)) {
+            "STOP REPLICA"
+        } else {
+            "STOP SLAVE"
+        }
+    }
+
+    pub fn start_replication_sql(&self) -> &'static str {
+        if self.mysql_at_least((8, 0, 22)) {
+            "START REPLICA"
+        } else {
+            "START SLAVE"
+        }
+    }
+
     /// The statement that shows this server's replication source.
     pub fn replica_status_sql(&self) -> &'static str {
         if self.mysql_at_least((8, 0, 22)) {

@@ -750,8 +750,6 @@ async fn a_view_named_as_the_table_is_refused_as_not_a_base_table() {
 /// Flags that narrow what may happen (where to run, when to stop, what to throttle on, what
 /// operators can rely on) that this build cannot honour, each as a script would pass it.
 const REFUSED: &[&[&str]] = &[
-    &["--test-on-replica"],
-    &["--test-on-replica-skip-replica-stop"],
     &["--checkpoint"],
     &["--resume"],
     &["--revert"],

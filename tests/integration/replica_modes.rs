@@ -106,3 +106,63 @@ async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes
     };
     assert_eq!(sum(primary.clone()).await, sum(replica.clone()).await);
 }
+
+/// Whether the replica's SQL thread runs.
+async fn replicating(replica: &Endpoint) -> bool {
+    let mut c = replica.conn().await;
+    let row: mysql_async::Row = c.query_first("SHOW SLAVE STATUS").await.unwrap().unwrap();
+    row.get::<String, _>("Slave_SQL_Running").as_deref() == Some("Yes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_on_replica_swaps_there_swaps_back_and_leaves_replication_stopped() {
+    let (primary, replica) = harness::own_pair("replica-test-mode", &[]);
+    for (schema, skip_stop) in [("replica_test", false), ("replica_test_skip", true)] {
+        harness::fresh_schema_on(&primary, schema).await;
+        run_sql(
+            &primary,
+            schema,
+            &[
+                SMALL.into(),
+                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_2000".into(),
+            ],
+        )
+        .await;
+        sync(&primary, &replica).await;
+        let mut args = replica.flags();
+        args.extend([
+            harness::unique_server_id_flag(),
+            format!("--database={schema}"),
+            "--table=t".into(),
+            "--alter=ADD COLUMN d INT".into(),
+            "--execute".into(),
+            "--test-on-replica".into(),
+            "--heartbeat-interval-millis=50".into(),
+            "--initially-drop-socket-file".into(),
+        ]);
+        if skip_stop {
+            args.push("--test-on-replica-skip-replica-stop".into());
+        }
+        let out = harness::run_wraith(&args).await;
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("swapped back"), "{err}");
+        // The primary's table is untouched; on the replica the original is back at `t` and the
+        // migrated table waits at `_t_gho`.
+        assert_eq!(tables(&primary, schema).await, ["t"]);
+        assert_eq!(shape(&primary, schema).await, (2000, false));
+        assert_eq!(tables(&replica, schema).await, ["_t_gho", "t"]);
+        assert_eq!(shape(&replica, schema).await, (2000, false));
+        let mut c = replica.conn().await;
+        let migrated: Option<u64> = c
+            .query_first(format!("SELECT COUNT(d IS NULL) FROM `{schema}`._t_gho"))
+            .await
+            .unwrap();
+        assert_eq!(migrated, Some(2000));
+        assert_eq!(replicating(&replica).await, skip_stop, "{err}");
+        if !skip_stop {
+            c.query_drop("START SLAVE").await.unwrap();
+            sync(&primary, &replica).await;
+        }
+    }
+}
