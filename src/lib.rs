@@ -20,6 +20,7 @@ pub mod cutover;
 pub mod datapath;
 pub mod demo;
 pub mod failpoint;
+pub mod flags_doc;
 pub mod hooks;
 pub mod inspect;
 pub mod metrics;
