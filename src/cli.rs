@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn every_gh_ost_flag_parses() {
-        // The flag list of shared/docs/ghost-compat.md, each with a plausible value.
+        // gh-ost 1.1's flags (docs/gh-ost.md lists them), each with a plausible value.
         let value_flags = [
             ("host", "h"),
             ("port", "3307"),
