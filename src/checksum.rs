@@ -2,7 +2,7 @@
 //!
 //! In: the [`Plan`], the apply loop's [`Control`], [`LoopStatus`] and [`KeyLog`], and the primary.
 //! Out: how many rows were compared ([`Compared`]), or [`ChecksumError::Differs`] naming up to
-//! ten keys whose rows differ. Invariant (design.md, 8): the run swaps only tables found equal,
+//! ten keys whose rows differ. Invariant (docs/architecture.md, 8): the run swaps only tables found equal,
 //! over the shared key and the compared columns, at one logical moment; writers on the original
 //! are blocked only while that moment is fixed, never longer than `--cut-over-lock-timeout-seconds`
 //! allows (and only briefly past it for the unlock).

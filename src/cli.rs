@@ -105,7 +105,7 @@ pub struct Flags {
     /// Skip port validation for MySQL connections
     #[arg(long)]
     pub skip_port_validation: bool,
-    /// when master node fails, the maximum number of binlog reconnect attempts (0: unlimited)
+    /// how many times in a row the binlog stream reconnects before the run fails (0: 60)
     #[arg(long, default_value_t = 0)]
     pub binlogsyncer_max_reconnect_attempts: u32,
 
@@ -611,7 +611,7 @@ mod tests {
 
     #[test]
     fn every_gh_ost_flag_parses() {
-        // The flag list of shared/docs/ghost-compat.md, each with a plausible value.
+        // gh-ost 1.1's flags (docs/gh-ost.md lists them), each with a plausible value.
         let value_flags = [
             ("host", "h"),
             ("port", "3307"),

@@ -115,7 +115,7 @@ impl Config {
     }
 }
 
-/// What wraith does with a gh-ost flag it accepts but does not implement yet (design.md,
+/// What wraith does with a gh-ost flag it accepts but does not implement yet (docs/architecture.md,
 /// invariant 9: a promise wraith cannot keep is refused, not ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handling {

@@ -6,14 +6,15 @@
 //! original ([`Outcome::Swapped`], proven through the binlog, or [`Outcome::SwappedUnproven`]),
 //! or `t` is the original with every lock released ([`Outcome::NotSwapped`]), or the tables are
 //! in a state wraith could not make whole, which it describes ([`Outcome::Unresolved`]).
-//! Invariants owned here (design.md, 4 and 5): the swap happens only after a marker written while
+//! Invariants owned here (docs/architecture.md, 4 and 5): the swap happens only after a marker written while
 //! writes were blocked has come back through the binlog with everything before it applied; it is
 //! atomic or nothing; no lock is held much past `--cut-over-lock-timeout-seconds`, and a
 //! connection holding one dies within seconds of wraith (short `wait_timeout`); a queued RENAME
 //! is killed on every exit path before the lock is released; `t` never stays missing while
 //! wraith can restore it.
 //!
-//! The atomic swap is gh-ost's, with the race it has on MariaDB closed (mysql-notes.md, "The
+//! The atomic swap is gh-ost's, with the race it has on MariaDB closed (docs/mysql-notes.md, "The
+//! cut-over"; the protocol, why it is safe and where it is tested: docs/architecture.md, "The
 //! cut-over"):
 //! 1. connection A creates the sentry `_t_del` and takes `LOCK TABLES t WRITE, _t_del WRITE`;
 //! 2. the marker is written and awaited through the binlog; the loop then holds any later event

@@ -2,7 +2,7 @@
 //!
 //! In: the [`Config`], the endpoints once known, and the run's [`Progress`] once the copy starts.
 //! Out: each executable whose name starts with the hook's name, run in name order with gh-ost's
-//! `GH_OST_*` environment (ghost-compat.md, "Hooks"), its output passed to the log; the first one
+//! `GH_OST_*` environment (docs/gh-ost.md, "Hooks"), its output passed to the log; the first one
 //! that fails fails the call, so the caller fails its step. Invariants: no hook receives a
 //! password (not in a `GH_OST_*` variable, not in the inherited environment); no hook runs longer
 //! than [`HOOK_TIMEOUT`], after which it and every process it started are killed.
@@ -43,7 +43,7 @@ use crate::progress::Progress;
 /// for a slow notification or an approval step, and a hung hook fails its step instead.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The hooks of ghost-compat.md.
+/// The hooks of docs/gh-ost.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Startup,

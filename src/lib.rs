@@ -1,6 +1,6 @@
 //! wraith: triggerless online schema change for MySQL and MariaDB.
 //!
-//! The modules mirror the data path of `shared/docs/design.md`: `cli`/`config` turn the gh-ost
+//! The modules mirror the data path of `docs/architecture.md`: `cli`/`config` turn the gh-ost
 //! command line into one [`config::Config`]; `mysql` owns connections, flavor differences and the
 //! one SQL quoting function; `inspect` runs the preflight checks and produces the
 //! [`inspect::Plan`]; `binlog` streams and decodes row events; `migration` drives the state
@@ -20,6 +20,7 @@ pub mod cutover;
 pub mod datapath;
 pub mod demo;
 pub mod failpoint;
+pub mod flags_doc;
 pub mod hooks;
 pub mod inspect;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! Replaying row events on the ghost table.
 //!
 //! In: decoded [`RowEvent`]s of the original table, in binlog order, and the [`Plan`]. Out: writes
-//! on the ghost table, a batch of events per transaction. Invariant (design.md, 3): applying is
+//! on the ghost table, a batch of events per transaction. Invariant (docs/architecture.md, 3): applying is
 //! idempotent per key. Every event becomes "delete every key it names (before and after images),
 //! then insert its after-images", so an insert or update upserts the full mapped after-image, an
 //! update that changes the key removes the old key, and a delete deletes; replaying any suffix of

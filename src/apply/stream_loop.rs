@@ -2,7 +2,7 @@
 //!
 //! In: the [`Streamer`]'s items and the coordinator's [`Control`]. Out: row events of the original
 //! table applied in batches (through [`Applier`]), heartbeat lag and the binlog position in
-//! [`Progress`], and a [`LoopStatus`] the cut-over reads. Invariant (design.md, 4): a cut-over
+//! [`Progress`], and a [`LoopStatus`] the cut-over reads. Invariant (docs/architecture.md, 4): a cut-over
 //! marker is reported applied only once every event before it has been applied; after it, events
 //! of the original table are held, not applied, until the swap is seen in the binlog (held events
 //! are writes the swap would lose) or the coordinator resumes after an aborted cut-over. DDL on

@@ -2,7 +2,7 @@
 //!
 //! In: the [`Plan`], the primary, the [`Knobs`] (chunk size and nice ratio, changeable while
 //! running), the [`Gate`] that throttles it, and the run's cancellation token. Out: every row that
-//! existed when the copy began written to the ghost table, and counts in [`Progress`]. Invariant (design.md, 2): the copy never
+//! existed when the copy began written to the ghost table, and counts in [`Progress`]. Invariant (docs/architecture.md, 2): the copy never
 //! overwrites newer data: it writes with `INSERT IGNORE`, so a row the applier already wrote wins.
 //! Any row skipped for another reason (a duplicate on a new unique key, a value that does not fit)
 //! fails the copy with the server's warning, or is counted under `--allow-skipped-rows`: never a

@@ -203,7 +203,7 @@ impl Flavor {
     }
 
     /// `RENAME TABLE` is allowed under `LOCK TABLES` when every table involved is write-locked
-    /// (MySQL 8.0.13+), which closes the cut-over race described in mysql-notes.md.
+    /// (MySQL 8.0.13+), which closes the cut-over race described in docs/mysql-notes.md.
     pub fn rename_under_lock_tables(&self) -> bool {
         self.mysql_at_least((8, 0, 13))
     }

@@ -19,7 +19,7 @@ use crate::migrate::{changelog_state, setup, small_values, SMALL, SMALL_COLUMNS}
 
 const ALTER: &str = "ADD COLUMN d INT";
 
-/// Every hook name of ghost-compat.md, in the order a postponed, successful run calls the ones
+/// Every hook name of docs/gh-ost.md, in the order a postponed, successful run calls the ones
 /// that apply to it.
 const HOOKS: [&str; 14] = [
     "gh-ost-on-startup",
@@ -38,7 +38,7 @@ const HOOKS: [&str; 14] = [
     "gh-ost-on-failure",
 ];
 
-/// The variables every hook gets (ghost-compat.md).
+/// The variables every hook gets (docs/gh-ost.md).
 const COMMON: [&str; 21] = [
     "GH_OST_DATABASE_NAME",
     "GH_OST_TABLE_NAME",
