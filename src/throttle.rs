@@ -88,9 +88,14 @@ impl Gate {
     }
 
     /// `throttle` (true) / `no-throttle` (false): throttle regardless of every other source, or
-    /// stop doing so. Takes effect at the next decision (within 100 ms).
+    /// stop doing so. `throttle` closes the gate at once, so that once the command has answered
+    /// nothing starts that a throttle holds back (a cut-over, say); `no-throttle` takes effect at
+    /// the next decision (within 100 ms), when the other sources are read again.
     pub fn force(&self, on: bool) {
         self.forced.store(on, Ordering::Relaxed);
+        if on {
+            self.set(GateState::Closed(FORCED.into()));
+        }
     }
 
     pub fn forced(&self) -> bool {
@@ -184,6 +189,9 @@ pub enum ThrottleError {
     CriticalLoad(String),
 }
 
+/// The reason a `throttle` command gives.
+const FORCED: &str = "commanded by user (throttle)";
+
 /// Decides the gate state once, from the flag files, the forced throttle, the sampled readings
 /// and the applier's backlog.
 pub fn decide(
@@ -193,7 +201,7 @@ pub fn decide(
     progress: &Progress,
 ) -> GateState {
     if forced {
-        return GateState::Closed("commanded by user (throttle)".into());
+        return GateState::Closed(FORCED.into());
     }
     for file in &settings.flag_files {
         if file.exists() {
@@ -782,6 +790,8 @@ mod tests {
         assert!(!gate.forced());
         gate.clone().force(true);
         assert!(gate.forced());
+        // Shut at once, not at the throttler's next decision.
+        assert_eq!(gate.state(), GateState::Closed(FORCED.into()));
         gate.force(false);
         assert!(!gate.forced());
     }

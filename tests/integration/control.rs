@@ -52,11 +52,10 @@ pub(crate) async fn until_sup_says(socket: &Path, what: &str) {
     let started = std::time::Instant::now();
     while started.elapsed() < limit {
         // A killed run's socket file may be there until the new run replaces it.
-        if let Ok(answer) = try_ask(socket, "sup").await {
-            if answer.contains(what) {
-                return;
-            }
-            last = answer;
+        match try_ask(socket, "sup").await {
+            Ok(answer) if answer.contains(what) => return,
+            Ok(answer) => last = answer,
+            Err(e) => last = format!("(no answer: {e}; wraith may have ended)"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

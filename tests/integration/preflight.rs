@@ -829,13 +829,13 @@ async fn flags_this_build_cannot_honour_are_refused_before_anything_is_touched()
         "d",
         "t",
         "ADD COLUMN c INT",
-        &["--test-on-replica", "--execute"],
+        &["--resume", "--execute"],
     ))
     .await;
     let err = stderr(&out);
-    if out.status.success() || !err.contains("--test-on-replica is not implemented") {
+    if out.status.success() || !err.contains("--resume is not implemented") {
         problems.push(format!(
-            "--test-on-replica with no server to reach: {}",
+            "--resume with no server to reach: {}",
             err.lines().last().unwrap_or_default()
         ));
     }
