@@ -379,7 +379,9 @@ async fn changelog_columns(
                 context: "reading the changelog's columns",
                 source,
             })?;
-        if let Some(schema) = schema {
+        // No columns: read while the replica was dropping an earlier run's changelog (the new
+        // one is created after that drop): not there yet.
+        if let Some(schema) = schema.filter(|s| !s.columns.is_empty()) {
             return Ok(schema.columns.into_iter().map(|c| c.info).collect());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -93,8 +93,10 @@ impl Gate {
     /// the next decision (within 100 ms), when the other sources are read again.
     pub fn force(&self, on: bool) {
         self.forced.store(on, Ordering::Relaxed);
-        if on {
-            self.set(GateState::Closed(FORCED.into()));
+        let state = GateState::Closed(FORCED.into());
+        if on && self.state() != state {
+            tracing::info!("throttled: {FORCED}");
+            self.set(state);
         }
     }
 

@@ -25,21 +25,26 @@ async fn shape(endpoint: &Endpoint, schema: &str) -> (u64, bool) {
     (rows.unwrap_or(0), d.is_some())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes_on() {
-    let (primary, replica) = harness::own_pair("replica-modes", &[]);
-    let schema = "replica_migrate".to_string();
-    harness::fresh_schema_on(&primary, &schema).await;
+/// `t` with `rows` rows in a fresh `schema` on the primary, replicated; returns wraith's
+/// arguments to add column `d` to it on the replica with `mode`.
+async fn on_replica(
+    primary: &Endpoint,
+    replica: &Endpoint,
+    schema: &str,
+    rows: u64,
+    mode: &str,
+) -> Vec<String> {
+    harness::fresh_schema_on(primary, schema).await;
     run_sql(
-        &primary,
-        &schema,
+        primary,
+        schema,
         &[
             SMALL.into(),
-            "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_3000".into(),
+            format!("INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_{rows}"),
         ],
     )
     .await;
-    sync(&primary, &replica).await;
+    sync(primary, replica).await;
     let mut args = replica.flags();
     args.extend([
         harness::unique_server_id_flag(),
@@ -47,10 +52,18 @@ async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes
         "--table=t".into(),
         "--alter=ADD COLUMN d INT".into(),
         "--execute".into(),
-        "--migrate-on-replica".into(),
+        mode.into(),
         "--heartbeat-interval-millis=50".into(),
         "--initially-drop-socket-file".into(),
     ]);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes_on() {
+    let (primary, replica) = harness::own_pair("replica-modes", &[]);
+    let schema = "replica_migrate".to_string();
+    let args = on_replica(&primary, &replica, &schema, 3000, "--migrate-on-replica").await;
     // Writes on the primary while the replica's table is migrated: they replicate into it.
     let writes = tokio::spawn({
         let (primary, schema) = (primary.clone(), schema.clone());
@@ -118,28 +131,7 @@ async fn replicating(replica: &Endpoint) -> bool {
 async fn test_on_replica_swaps_there_swaps_back_and_leaves_replication_stopped() {
     let (primary, replica) = harness::own_pair("replica-test-mode", &[]);
     for (schema, skip_stop) in [("replica_test", false), ("replica_test_skip", true)] {
-        harness::fresh_schema_on(&primary, schema).await;
-        run_sql(
-            &primary,
-            schema,
-            &[
-                SMALL.into(),
-                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_2000".into(),
-            ],
-        )
-        .await;
-        sync(&primary, &replica).await;
-        let mut args = replica.flags();
-        args.extend([
-            harness::unique_server_id_flag(),
-            format!("--database={schema}"),
-            "--table=t".into(),
-            "--alter=ADD COLUMN d INT".into(),
-            "--execute".into(),
-            "--test-on-replica".into(),
-            "--heartbeat-interval-millis=50".into(),
-            "--initially-drop-socket-file".into(),
-        ]);
+        let mut args = on_replica(&primary, &replica, schema, 2000, "--test-on-replica").await;
         if skip_stop {
             args.push("--test-on-replica-skip-replica-stop".into());
         }
