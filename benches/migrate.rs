@@ -280,16 +280,27 @@ fn cpu_of(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
-/// CPU seconds used by this process's children that have been waited for (wraith's runs).
-fn cpu_of_children() -> f64 {
+/// The resource use of this process's children that have been waited for (wraith's runs).
+fn children_usage() -> libc::rusage {
     // SAFETY: getrusage(2) fills the struct it is given.
-    let usage = unsafe {
+    unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
         u
-    };
+    }
+}
+
+/// CPU seconds used by this process's children that have been waited for.
+fn cpu_of_children() -> f64 {
+    let usage = children_usage();
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The largest peak resident memory of a waited-for child so far, in MiB (wraith's, as the
+/// bench starts no other child before it in the idle run).
+fn peak_rss_of_children_mib() -> f64 {
+    children_usage().ru_maxrss as f64 / 1024.0
 }
 
 /// Where the CPU went during one step: the primary's, the replica's and wraith's.
@@ -398,9 +409,10 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
     let wraith_cpu = Cpu::now(servers).since(cpu);
     run.print_summary("idle");
     println!(
-        "[idle] wraith: {:.1}s; {}",
+        "[idle] wraith: {:.1}s; {}; wraith's peak RSS {:.0} MiB",
         run.wall.as_secs_f64(),
-        wraith_cpu.line()
+        wraith_cpu.line(),
+        peak_rss_of_children_mib()
     );
 
     // Checks: the new table against the old one (counts) and against the natively altered copy.
