@@ -1471,6 +1471,39 @@ fn json_opaque_9_0_1_values_keep_their_mysql_types() {
     assert_eq!(docs, expected);
 }
 
+/// rust_mysql_common's binlog_transaction_with_GTID_TAG (MySQL 9.6.0): a transaction under a
+/// tagged GTID (GTID_TAGGED_LOG_EVENT, type 42, as MySQL 8.4 writes for `gtid_next =
+/// 'AUTOMATIC:<tag>'` too) is handed out with its GTID, `uuid:tag:gno`.
+#[test]
+fn a_tagged_gtid_9_6_0_names_its_transaction() {
+    let replayed = fixture("binlog_transaction_with_GTID_TAG.000001").replay();
+    assert_eq!(replayed.errors(), []);
+    let gtid = "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:3";
+    let rows = replayed.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].gtid.as_deref(), Some(gtid));
+    assert_eq!(
+        rows[0].rows,
+        vec![(
+            None,
+            Some(vec![
+                Cell::Int(3),
+                Cell::Int(100),
+                Cell::Decimal("250.00".into())
+            ])
+        )]
+    );
+    let commits: Vec<Option<&str>> = replayed
+        .items()
+        .into_iter()
+        .filter_map(|i| match i {
+            StreamItem::Commit(b) => Some(b.gtid.as_deref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits, [Some(gtid)]);
+}
+
 /// rust_mysql_common's binlog_transaction_previous_GTID_no_tag (MySQL 8.0.40): a format
 /// description, a PREVIOUS_GTIDS event and a rotate: nothing to hand out, nothing refused.
 #[test]

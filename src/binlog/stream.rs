@@ -20,10 +20,11 @@
 //!
 //! Flavor details handled here (the session statements come from `mysql::flavor`): MariaDB needs `@mariadb_slave_capability=4` and
 //! `@master_binlog_checksum` before the dump; its GTID events (type 162) are parsed from the raw
-//! payload; its compressed events (165-171) are refused loudly, as are MySQL's compressed
-//! transaction payloads (type 40). The fake ROTATE that starts a
-//! stream carries a checksum that the decoder (which has not seen the format description yet)
-//! would read as part of the file name: it is verified and stripped.
+//! payload; MySQL's GTID events (33, and 42 for a tagged GTID, MySQL 8.3+) name a transaction
+//! `uuid:gno` or `uuid:tag:gno`; MariaDB's compressed events (165-171) are refused loudly, as are
+//! MySQL's compressed transaction payloads (type 40). The fake ROTATE that starts a stream
+//! carries a checksum that the decoder (which has not seen the format description yet) would
+//! read as part of the file name: it is verified and stripped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -671,6 +672,8 @@ const MYSQL_ANONYMOUS_GTID: u8 = 34;
 const XA_PREPARE: u8 = 38;
 const PARTIAL_UPDATE_ROWS: u8 = 39;
 const TRANSACTION_PAYLOAD: u8 = 40;
+/// A GTID with a tag (MySQL 8.3+: `gtid_next = 'AUTOMATIC:<tag>'`).
+const MYSQL_GTID_TAGGED: u8 = 42;
 const MARIADB_GTID: u8 = 162;
 const ARTIFICIAL_FLAG: u16 = 0x20;
 
@@ -739,7 +742,9 @@ fn handle_event(
                 state.resume = BinlogPosition::new(state.file.clone(), rotate.position());
             }
         }
-        MARIADB_GTID | MYSQL_GTID | MYSQL_ANONYMOUS_GTID if !state.xa_rows.is_empty() => {
+        MARIADB_GTID | MYSQL_GTID | MYSQL_GTID_TAGGED | MYSQL_ANONYMOUS_GTID
+            if !state.xa_rows.is_empty() =>
+        {
             return Err(malformed(
                 "GTID",
                 "a new transaction began while an XA transaction's changes were neither \
@@ -763,11 +768,15 @@ fn handle_event(
             state.had_rows = false;
             state.xa_open = flags & xa::MARIADB_FL_PREPARED_XA != 0;
         }
-        MYSQL_GTID => {
+        MYSQL_GTID | MYSQL_GTID_TAGGED => {
             let gtid: GtidEvent = event
                 .read_event()
                 .map_err(|e| malformed("GTID", e.to_string()))?;
-            state.gtid = Some(format!("{}:{}", uuid_text(&gtid.sid()), gtid.gno()));
+            let sid = uuid_text(&gtid.sid());
+            state.gtid = Some(match gtid.tag() {
+                Some(tag) => format!("{sid}:{}:{}", tag.as_str(), gtid.gno()),
+                None => format!("{sid}:{}", gtid.gno()),
+            });
             state.in_transaction = true;
             state.had_rows = false;
             state.xa_open = false;
