@@ -27,3 +27,8 @@ pub use stream::{
     WatchedTable,
 };
 pub use value::{Cell, ColumnInfo, DecodeError, RowImages, RowKind, TableDecoder};
+
+#[cfg(test)]
+mod mysql_fixture_tests;
+#[cfg(test)]
+mod test_files;

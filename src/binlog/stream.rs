@@ -20,10 +20,11 @@
 //!
 //! Flavor details handled here (the session statements come from `mysql::flavor`): MariaDB needs `@mariadb_slave_capability=4` and
 //! `@master_binlog_checksum` before the dump; its GTID events (type 162) are parsed from the raw
-//! payload; its compressed events (165-171) are refused loudly, as are MySQL's compressed
-//! transaction payloads (type 40). The fake ROTATE that starts a
-//! stream carries a checksum that the decoder (which has not seen the format description yet)
-//! would read as part of the file name: it is verified and stripped.
+//! payload; MySQL's GTID events (33, and 42 for a tagged GTID, MySQL 8.3+) name a transaction
+//! `uuid:gno` or `uuid:tag:gno`; MariaDB's compressed events (165-171) are refused loudly, as are
+//! MySQL's compressed transaction payloads (type 40). The fake ROTATE that starts a stream
+//! carries a checksum that the decoder (which has not seen the format description yet) would
+//! read as part of the file name: it is verified and stripped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -376,6 +377,79 @@ struct State {
     tables: HashMap<u64, Option<KnownTable>>,
 }
 
+impl State {
+    /// The state of a stream that has read nothing yet from `config.start`.
+    fn new(config: &StreamConfig) -> State {
+        State {
+            resume: config.start.clone(),
+            delivered: None,
+            last_pos: config.start.pos,
+            sub: 0,
+            file: config.start.file.clone(),
+            gtid: None,
+            in_transaction: false,
+            had_rows: false,
+            xa_open: false,
+            xa_rows: Vec::new(),
+            prepared: HashMap::new(),
+            last_progress: Instant::now(),
+            resume_by_gtid: config.start_gtid.is_some(),
+            tables: HashMap::new(),
+        }
+    }
+}
+
+/// The watched tables' columns, keyed by names in the form the server's rule makes equal
+/// ([`NameCase::key`]).
+fn watched_tables(
+    config: &StreamConfig,
+    tables: Vec<WatchedTable>,
+) -> HashMap<(String, String), Vec<ColumnInfo>> {
+    let case = config.name_case;
+    tables
+        .into_iter()
+        .map(|t| ((case.key(&t.schema), case.key(&t.table)), t.columns))
+        .collect()
+}
+
+/// The streamer's event handling without a connection: events read from a binlog file are fed to
+/// [`handle_event`] exactly as a session feeds the events of its stream (the tests over the real
+/// MySQL binlog files of `fixtures/mysql` run this way).
+#[cfg(test)]
+pub(super) struct Replay {
+    state: State,
+    config: StreamConfig,
+    watched: HashMap<(String, String), Vec<ColumnInfo>>,
+    seen_fde: bool,
+}
+
+#[cfg(test)]
+impl Replay {
+    /// A stream that starts at `config.start` and follows `tables`.
+    pub(super) fn new(config: StreamConfig, tables: Vec<WatchedTable>) -> Replay {
+        Replay {
+            state: State::new(&config),
+            watched: watched_tables(&config, tables),
+            config,
+            seen_fde: false,
+        }
+    }
+
+    /// Handles the next event as [`session`] does (with the server's checksums on).
+    pub(super) fn feed(&mut self, event: &Event) -> Result<Vec<StreamItem>, StreamError> {
+        if event.header().event_type_raw() == 15 {
+            self.seen_fde = true;
+        }
+        handle_event(
+            event,
+            !self.seen_fde,
+            &self.watched,
+            &mut self.state,
+            &self.config,
+        )
+    }
+}
+
 /// A watched table as the current table map describes it.
 struct KnownTable {
     map: TableMapEvent<'static>,
@@ -401,28 +475,8 @@ async fn run(
     tx: Sender,
     cancel: CancellationToken,
 ) -> Result<(), StreamError> {
-    // Keyed by names in the form the server's rule makes equal ([`NameCase::key`]).
-    let case = config.name_case;
-    let watched: HashMap<(String, String), Vec<ColumnInfo>> = tables
-        .into_iter()
-        .map(|t| ((case.key(&t.schema), case.key(&t.table)), t.columns))
-        .collect();
-    let mut state = State {
-        resume: config.start.clone(),
-        delivered: None,
-        last_pos: config.start.pos,
-        sub: 0,
-        file: config.start.file.clone(),
-        gtid: None,
-        in_transaction: false,
-        had_rows: false,
-        xa_open: false,
-        xa_rows: Vec::new(),
-        prepared: HashMap::new(),
-        last_progress: Instant::now(),
-        resume_by_gtid: config.start_gtid.is_some(),
-        tables: HashMap::new(),
-    };
+    let watched = watched_tables(&config, tables);
+    let mut state = State::new(&config);
     let mut failures = 0u32;
     loop {
         let use_gtid = state.resume_by_gtid;
@@ -618,6 +672,8 @@ const MYSQL_ANONYMOUS_GTID: u8 = 34;
 const XA_PREPARE: u8 = 38;
 const PARTIAL_UPDATE_ROWS: u8 = 39;
 const TRANSACTION_PAYLOAD: u8 = 40;
+/// A GTID with a tag (MySQL 8.3+: `gtid_next = 'AUTOMATIC:<tag>'`).
+const MYSQL_GTID_TAGGED: u8 = 42;
 const MARIADB_GTID: u8 = 162;
 const ARTIFICIAL_FLAG: u16 = 0x20;
 
@@ -686,7 +742,9 @@ fn handle_event(
                 state.resume = BinlogPosition::new(state.file.clone(), rotate.position());
             }
         }
-        MARIADB_GTID | MYSQL_GTID | MYSQL_ANONYMOUS_GTID if !state.xa_rows.is_empty() => {
+        MARIADB_GTID | MYSQL_GTID | MYSQL_GTID_TAGGED | MYSQL_ANONYMOUS_GTID
+            if !state.xa_rows.is_empty() =>
+        {
             return Err(malformed(
                 "GTID",
                 "a new transaction began while an XA transaction's changes were neither \
@@ -710,11 +768,15 @@ fn handle_event(
             state.had_rows = false;
             state.xa_open = flags & xa::MARIADB_FL_PREPARED_XA != 0;
         }
-        MYSQL_GTID => {
+        MYSQL_GTID | MYSQL_GTID_TAGGED => {
             let gtid: GtidEvent = event
                 .read_event()
                 .map_err(|e| malformed("GTID", e.to_string()))?;
-            state.gtid = Some(format!("{}:{}", uuid_text(&gtid.sid()), gtid.gno()));
+            let sid = uuid_text(&gtid.sid());
+            state.gtid = Some(match gtid.tag() {
+                Some(tag) => format!("{sid}:{}:{}", tag.as_str(), gtid.gno()),
+                None => format!("{sid}:{}", gtid.gno()),
+            });
             state.in_transaction = true;
             state.had_rows = false;
             state.xa_open = false;
@@ -1099,9 +1161,7 @@ mod tests {
         /// A stream of events with increasing positions.
         struct Events {
             pos: u32,
-            state: State,
-            config: StreamConfig,
-            watched: HashMap<(String, String), Vec<ColumnInfo>>,
+            replay: Replay,
         }
 
         impl Events {
@@ -1112,26 +1172,14 @@ mod tests {
                 let column = ColumnInfo::from_information_schema(
                     "id", "int", "int(11)", None, None, None, "",
                 );
+                let table = WatchedTable {
+                    schema: "db".into(),
+                    table: "t".into(),
+                    columns: vec![column],
+                };
                 Events {
                     pos: 4,
-                    state: State {
-                        resume: config.start.clone(),
-                        delivered: None,
-                        last_pos: 4,
-                        sub: 0,
-                        file: "bin.000001".into(),
-                        gtid: None,
-                        in_transaction: false,
-                        had_rows: false,
-                        xa_open: false,
-                        xa_rows: Vec::new(),
-                        prepared: HashMap::new(),
-                        last_progress: Instant::now(),
-                        resume_by_gtid: false,
-                        tables: HashMap::new(),
-                    },
-                    config,
-                    watched: HashMap::from([(("db".into(), "t".into()), vec![column])]),
+                    replay: Replay::new(config, vec![table]),
                 }
             }
 
@@ -1148,9 +1196,7 @@ mod tests {
                 bytes.extend_from_slice(body);
                 let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
                 let event = Event::read(&fde, &bytes[..]).unwrap();
-                let items =
-                    handle_event(&event, false, &self.watched, &mut self.state, &self.config)
-                        .unwrap();
+                let items = self.replay.feed(&event).unwrap();
                 items
                     .into_iter()
                     .filter_map(|i| match i {
@@ -1266,7 +1312,7 @@ mod tests {
             s.insert(4, true);
             s.query("XA END X'63',X'',1");
             assert_eq!(s.prepare(true, b"c"), vec![4]);
-            assert!(s.state.prepared.is_empty());
+            assert!(s.replay.state.prepared.is_empty());
         }
 
         #[test]
@@ -1291,7 +1337,7 @@ mod tests {
             assert_eq!(s.query("XA ROLLBACK X'61',X'',1"), NONE);
             s.mariadb_gtid(5, 0x80);
             assert_eq!(s.query("XA COMMIT X'62',X'',1"), vec![3]);
-            assert!(s.state.prepared.is_empty());
+            assert!(s.replay.state.prepared.is_empty());
         }
     }
 

@@ -524,13 +524,19 @@ impl TableDecoder {
                     table: name.clone(),
                     detail: format!("metadata of column {i} is truncated"),
                 })?;
-            let codec =
-                codec_for(raw_type, meta, info).map_err(|binlog_type| DecodeError::ColumnType {
+            let codec = codec_for(raw_type, meta, info).map_err(|no_codec| match no_codec {
+                NoCodec::Contradicts(binlog_type) => DecodeError::ColumnType {
                     table: name.clone(),
                     column: info.name.clone(),
                     binlog_type,
                     data_type: info.data_type.clone(),
-                })?;
+                },
+                NoCodec::Unsupported(binlog_type) => DecodeError::UnsupportedType {
+                    table: name.clone(),
+                    column: info.name.clone(),
+                    binlog_type: format!("{binlog_type:?}"),
+                },
+            })?;
             decoders.push(ColumnDecoder {
                 codec,
                 info: info.clone(),
@@ -656,8 +662,16 @@ pub fn decode_rows(
     TableDecoder::new(tme, columns)?.decode(rows)
 }
 
-/// Picks the codec for a column; `Err(type)` if the binlog type contradicts the definition.
-fn codec_for(raw_type: ColumnType, meta: &[u8], info: &ColumnInfo) -> Result<Codec, ColumnType> {
+/// Why a column has no codec.
+enum NoCodec {
+    /// The binlog's type contradicts the table definition.
+    Contradicts(ColumnType),
+    /// A type wraith does not decode (MySQL 9's VECTOR, or types no row image holds).
+    Unsupported(ColumnType),
+}
+
+/// Picks the codec for a column.
+fn codec_for(raw_type: ColumnType, meta: &[u8], info: &ColumnInfo) -> Result<Codec, NoCodec> {
     use ColumnType::*;
     let dt = info.data_type.as_str();
     let fits = |allowed: &[&str]| allowed.contains(&dt);
@@ -798,12 +812,12 @@ fn codec_for(raw_type: ColumnType, meta: &[u8], info: &ColumnInfo) -> Result<Cod
         MYSQL_TYPE_TIMESTAMP => (Codec::OldTimestamp, fits(&["timestamp"])),
         MYSQL_TYPE_TIMESTAMP2 => (Codec::Timestamp2 { fsp: m0.min(6) }, fits(&["timestamp"])),
         MYSQL_TYPE_YEAR => (Codec::Year, fits(&["year"])),
-        other => return Err(other),
+        other => return Err(NoCodec::Unsupported(other)),
     };
     if ok {
         Ok(codec)
     } else {
-        Err(raw_type)
+        Err(NoCodec::Contradicts(raw_type))
     }
 }
 

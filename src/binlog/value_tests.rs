@@ -9,52 +9,14 @@ use mysql_async::binlog::events::{Event, EventData, FormatDescriptionEvent, Tabl
 use mysql_async::binlog::BinlogVersion;
 
 use super::*;
+use crate::binlog::test_files::{columns_tsv, read_events};
 
 const BINLOG: &[u8] = include_bytes!("fixtures/mariadb-10.11-types.binlog");
 const COLUMNS: &str = include_str!("fixtures/mariadb-10.11-types.columns.tsv");
 
 /// The columns of each fixture table, from the captured information_schema rows.
 fn fixture_columns() -> HashMap<String, Vec<ColumnInfo>> {
-    let mut out: HashMap<String, Vec<ColumnInfo>> = HashMap::new();
-    for line in COLUMNS.lines().filter(|l| !l.starts_with('#')) {
-        let f: Vec<&str> = line.split('\t').collect();
-        let opt = |s: &str| (s != "\\N").then(|| s.to_string());
-        let num = |s: &str| opt(s).map(|n| n.parse::<u64>().unwrap());
-        out.entry(f[0].to_string())
-            .or_default()
-            .push(ColumnInfo::from_information_schema(
-                f[1],
-                f[2],
-                f[3],
-                opt(f[4]).as_deref(),
-                num(f[5]),
-                num(f[6]),
-                f[7],
-            ));
-    }
-    out
-}
-
-/// Reads a binlog file's events (after the 4-byte magic), tracking the format description.
-fn read_events(file: &[u8]) -> Vec<Event> {
-    assert_eq!(&file[..4], b"\xfebin");
-    let mut fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
-    let mut pos = 4;
-    let mut events = Vec::new();
-    while pos < file.len() {
-        let size = u32::from_le_bytes(file[pos + 9..pos + 13].try_into().unwrap()) as usize;
-        let event = Event::read(&fde, &file[pos..pos + size]).unwrap();
-        if event.header().event_type_raw() == 15 {
-            fde = event
-                .read_event::<FormatDescriptionEvent<'_>>()
-                .unwrap()
-                .into_owned()
-                .with_footer(event.footer());
-        }
-        events.push(event);
-        pos += size;
-    }
-    events
+    columns_tsv(COLUMNS)
 }
 
 /// Every rows event of the fixture, decoded: table name -> [(kind, rows)].
