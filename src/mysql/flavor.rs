@@ -85,30 +85,32 @@ impl Flavor {
         }
     }
 
-    /// The statements that stop and start this server's replication.
-    pub fn stop_replication_sql(&self) -> &'static str {
-        if self.mysql_at_least((8, 0, 22)) {
-            "STOP REPLICA"
+    /// `new` on MySQL from `version` on (the words MySQL renamed), `old` before it and on MariaDB.
+    fn since(
+        &self,
+        version: (u32, u32, u32),
+        new: &'static str,
+        old: &'static str,
+    ) -> &'static str {
+        if self.mysql_at_least(version) {
+            new
         } else {
-            "STOP SLAVE"
+            old
         }
     }
 
+    /// The statements that stop and start this server's replication.
+    pub fn stop_replication_sql(&self) -> &'static str {
+        self.since((8, 0, 22), "STOP REPLICA", "STOP SLAVE")
+    }
+
     pub fn start_replication_sql(&self) -> &'static str {
-        if self.mysql_at_least((8, 0, 22)) {
-            "START REPLICA"
-        } else {
-            "START SLAVE"
-        }
+        self.since((8, 0, 22), "START REPLICA", "START SLAVE")
     }
 
     /// The statement that shows this server's replication source.
     pub fn replica_status_sql(&self) -> &'static str {
-        if self.mysql_at_least((8, 0, 22)) {
-            "SHOW REPLICA STATUS"
-        } else {
-            "SHOW SLAVE STATUS"
-        }
+        self.since((8, 0, 22), "SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
     }
 
     /// Column names of the replica status for (source host, source port, IO running, SQL
@@ -135,29 +137,17 @@ impl Flavor {
 
     /// The statement that lists replicas registered with this server (server ids in use).
     pub fn replica_hosts_sql(&self) -> &'static str {
-        if self.mysql_at_least((8, 0, 22)) {
-            "SHOW REPLICAS"
-        } else {
-            "SHOW SLAVE HOSTS"
-        }
+        self.since((8, 0, 22), "SHOW REPLICAS", "SHOW SLAVE HOSTS")
     }
 
     /// The statement that shows the current binlog file and position.
     pub fn binlog_status_sql(&self) -> &'static str {
-        if self.mysql_at_least((8, 2, 0)) {
-            "SHOW BINARY LOG STATUS"
-        } else {
-            "SHOW MASTER STATUS"
-        }
+        self.since((8, 2, 0), "SHOW BINARY LOG STATUS", "SHOW MASTER STATUS")
     }
 
     /// The variable that says whether a replica writes what it replicates to its own binlog.
     pub fn log_replica_updates_variable(&self) -> &'static str {
-        if self.mysql_at_least((8, 0, 26)) {
-            "log_replica_updates"
-        } else {
-            "log_slave_updates"
-        }
+        self.since((8, 0, 26), "log_replica_updates", "log_slave_updates")
     }
 
     /// The variable that makes the server compress its binlog in a form wraith does not read,
