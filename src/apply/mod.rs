@@ -787,17 +787,30 @@ mod tests {
 
     type Image = Option<[i64; 3]>;
 
-    fn event(kind: RowKind, rows: Vec<(Image, Image)>) -> RowEvent {
-        let img = |r: Image| r.map(|a| a.iter().map(|&v| Cell::Int(v)).collect::<Vec<_>>());
+    /// A rows event of `d`.`t` whose before and after images are `rows`, each cell made by `img`.
+    fn row_event<I>(
+        kind: RowKind,
+        rows: Vec<(Option<I>, Option<I>)>,
+        img: impl Fn(I) -> Vec<Cell>,
+    ) -> RowEvent {
         RowEvent {
             schema: "d".into(),
             table: "t".into(),
             kind,
-            rows: rows.into_iter().map(|(b, a)| (img(b), img(a))).collect(),
+            rows: rows
+                .into_iter()
+                .map(|(b, a)| (b.map(&img), a.map(&img)))
+                .collect(),
             position: BinlogPosition::new("bin.000001", 4),
             gtid: None,
             timestamp: 0,
         }
+    }
+
+    fn event(kind: RowKind, rows: Vec<(Image, Image)>) -> RowEvent {
+        row_event(kind, rows, |a: [i64; 3]| {
+            a.iter().map(|&v| Cell::Int(v)).collect()
+        })
     }
 
     #[test]
@@ -929,16 +942,7 @@ mod tests {
         type NullableImage = Option<[Option<i64>; 2]>;
         let cell = |v: Option<i64>| v.map_or(Cell::Null, Cell::Int);
         let ev = |kind, rows: Vec<(NullableImage, NullableImage)>| {
-            let img = |r: NullableImage| r.map(|a| a.map(cell).to_vec());
-            RowEvent {
-                schema: "d".into(),
-                table: "t".into(),
-                kind,
-                rows: rows.into_iter().map(|(b, a)| (img(b), img(a))).collect(),
-                position: BinlogPosition::new("bin.000001", 4),
-                gtid: None,
-                timestamp: 0,
-            }
+            row_event(kind, rows, |a: [Option<i64>; 2]| a.map(cell).to_vec())
         };
         let events = [
             ev(RowKind::Insert, vec![(None, Some([None, Some(5)]))]),

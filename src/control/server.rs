@@ -66,7 +66,8 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let cfg = &controls.cfg;
         let socket = socket_path(&cfg.database, &cfg.table, &cfg.flags.serve_socket_file);
-        if socket.exists() || socket.symlink_metadata().is_ok() {
+        // A dangling symlink counts too: binding would fail on it.
+        if socket.symlink_metadata().is_ok() {
             if !cfg.flags.initially_drop_socket_file {
                 return Err(ServerError::SocketExists(socket.display().to_string()));
             }

@@ -149,13 +149,15 @@ async fn with_skip_checksum_the_same_difference_is_swapped_in_and_the_log_says_s
     assert_eq!(count, 2, "{log}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_postponed_run_compares_again_the_rows_changed_while_postponed_and_swaps() {
-    let schema = harness::fresh_schema("checksum_postponed").await;
+/// `t` (1,000 rows) of a fresh schema `name` under two writers, and a run of wraith postponed at
+/// its cut-over.
+async fn postponed_under_writes(
+    name: &str,
+) -> (String, Writers, harness::Running, tempfile::NamedTempFile) {
+    let schema = harness::fresh_schema(name).await;
     setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
-    let primary = &servers().primary;
     let writers = Writers::start(
-        primary,
+        &servers().primary,
         &schema,
         by_id(&schema, small_values).await,
         2,
@@ -163,6 +165,12 @@ async fn a_postponed_run_compares_again_the_rows_changed_while_postponed_and_swa
     )
     .await;
     let (running, flag) = postponed(&schema, migrate_args(&schema, "t", COMMENT, &[])).await;
+    (schema, writers, running, flag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postponed_run_compares_again_the_rows_changed_while_postponed_and_swaps() {
+    let (schema, writers, running, flag) = postponed_under_writes("checksum_postponed").await;
     assert!(
         writers.wait_for_commits(30, Duration::from_secs(60)).await,
         "the writers did not write while the cut-over was postponed"
@@ -193,18 +201,9 @@ async fn a_postponed_run_compares_again_the_rows_changed_while_postponed_and_swa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_difference_on_a_row_changed_while_postponed_stops_the_run_before_the_swap() {
-    let schema = harness::fresh_schema("checksum_postponed_planted").await;
-    setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
+    let (schema, writers, running, flag) =
+        postponed_under_writes("checksum_postponed_planted").await;
     let primary = &servers().primary;
-    let writers = Writers::start(
-        primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
-    let (running, flag) = postponed(&schema, migrate_args(&schema, "t", COMMENT, &[])).await;
     // While postponed, the application writes rows 4000000 and 4000001 (no writer uses these
     // ids); once the applier has brought them to the ghost table, the ghost's copy of the first
     // is changed and the second is deleted.

@@ -43,6 +43,18 @@ async fn run_sql(c: &mut Conn, schema: &str, statements: &[&str]) {
 
 /// Writers addressing `t` by its AUTO_INCREMENT `id`, but only rows with ids from `lo` to `hi`
 /// (and the rows they insert, above every id there): the rows outside are the test's own.
+/// Waits (up to 60 s) until the applier has brought the marker row `id` to `_t_gho` (`c`'s
+/// default database is the test's schema).
+async fn marker_in_ghost(c: &mut Conn, id: u64) {
+    let count = format!("SELECT COUNT(*) FROM _t_gho WHERE id = {id}");
+    harness::eventually(
+        "the marker row to reach the ghost table",
+        Duration::from_secs(60),
+        async || c.query_first::<u64, _>(&count).await.unwrap() == Some(1),
+    )
+    .await;
+}
+
 fn by_id_between(lo: u64, hi: u64, values: fn(&mut Rng) -> Vec<(&'static str, String)>) -> Shape {
     let mut shape = Shape::by_id(hi, values);
     shape.random_key = Arc::new(move |r: &mut Rng| vec![(lo + r.below(hi - lo + 1)).to_string()]);
@@ -237,18 +249,7 @@ async fn under_allow_skipped_rows_rows_colliding_on_a_loosened_key_are_dropped_a
                 ],
             )
             .await;
-            harness::eventually(
-                "the marker row to reach the ghost table",
-                Duration::from_secs(60),
-                async || {
-                    let n: Option<u64> = c
-                        .query_first("SELECT COUNT(*) FROM _t_gho WHERE id = 40000000")
-                        .await
-                        .unwrap();
-                    n == Some(1)
-                },
-            )
-            .await;
+            marker_in_ghost(&mut c, 40000000).await;
             drop(flag);
             wraith.finish(harness::WRAITH_RUN_LIMIT).await
         };
@@ -539,18 +540,7 @@ async fn an_xa_transaction_prepared_during_the_copy_and_rolled_back_never_appear
             ],
         )
         .await;
-        harness::eventually(
-            "the marker row to reach the ghost table",
-            Duration::from_secs(60),
-            async || {
-                let n: Option<u64> = plain
-                    .query_first("SELECT COUNT(*) FROM _t_gho WHERE id = 3000000000")
-                    .await
-                    .unwrap();
-                n == Some(1)
-            },
-        )
-        .await;
+        marker_in_ghost(&mut plain, 3000000000).await;
         rolled_back
             .query_drop("XA ROLLBACK 'wraith-rolled-back'")
             .await
