@@ -235,11 +235,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn take(progress: &Progress, gate: &Gate, runtime: bool) -> Snapshot {
         let rows_copied = progress.rows_copied.load(Ordering::Relaxed);
-        let shown = progress
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let shown = progress.state();
         Snapshot {
             rows_copied,
             rows_estimate: progress

@@ -737,11 +737,7 @@ impl Run<'_> {
     async fn wait_unthrottled(&self, step: &str) -> Result<(), MigrationError> {
         let (gate, progress) = (&self.controls.gate, &self.controls.progress);
         if let GateState::Closed(reason) = gate.state() {
-            let shown = progress
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let shown = progress.state();
             info!("{step}: waiting while throttled ({reason})");
             progress.set_state(format!("throttled, {reason}"));
             gate.wait_for_copy(0, &self.cancel).await;

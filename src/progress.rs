@@ -82,6 +82,11 @@ impl Progress {
         }
     }
 
+    /// The state the status line shows.
+    pub fn state(&self) -> String {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn set_state(&self, state: impl Into<String>) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.into();
     }
@@ -190,7 +195,7 @@ impl Progress {
             self.position.lock().unwrap_or_else(|e| e.into_inner()),
             self.lag().as_secs_f64(),
             self.heartbeat_age().unwrap_or(total).as_secs_f64(),
-            self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            self.state(),
             self.checksum_part(),
         )
     }
@@ -248,7 +253,7 @@ pub async fn report(
             bar.set_message(format!(
                 "lag {:.2}s, {}",
                 progress.lag().as_secs_f64(),
-                progress.state.lock().unwrap_or_else(|e| e.into_inner())
+                progress.state()
             ));
         }
         let second = progress.started.elapsed().as_secs();
