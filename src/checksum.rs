@@ -497,7 +497,7 @@ pub async fn compare_all(
         }
     }
     result?;
-    let findings = std::mem::take(&mut *findings.lock().unwrap_or_else(|e| e.into_inner()));
+    let findings = std::mem::take(&mut *crate::lock(&findings));
     verdict(spec, findings)
 }
 
@@ -631,7 +631,7 @@ async fn compare_range(
             ));
         }
     }
-    let mut f = findings.lock().unwrap_or_else(|e| e.into_inner());
+    let mut f = crate::lock(findings);
     f.compared.rows += rows;
     f.compared.chunks += 1;
     add_keys(&mut f, keys, enough);
@@ -723,7 +723,7 @@ pub async fn compare_keys(
                     if cancel.is_cancelled() {
                         return Err(ChecksumError::Cancelled);
                     }
-                    let batch = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let batch = crate::lock(&queue).pop();
                     let Some(batch) = batch else {
                         return Ok(());
                     };
@@ -735,7 +735,7 @@ pub async fn compare_keys(
                     let keys =
                         differing_keys(spec, &mut conn, &t_where, &g_where, || Params::Empty)
                             .await?;
-                    let mut f = findings.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut f = crate::lock(&findings);
                     f.compared.rows += batch.len() as u64;
                     f.compared.chunks += 1;
                     add_keys(&mut f, keys, &enough);
@@ -749,7 +749,7 @@ pub async fn compare_keys(
     for result in join_all(workers).await {
         result?;
     }
-    let findings = std::mem::take(&mut *findings.lock().unwrap_or_else(|e| e.into_inner()));
+    let findings = std::mem::take(&mut *crate::lock(&findings));
     verdict(spec, findings)
 }
 

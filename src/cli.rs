@@ -209,13 +209,13 @@ pub struct Flags {
     /// run the whole migration on the replica (it must be a replica)
     #[arg(long)]
     pub migrate_on_replica: bool,
-    /// write checkpoints to _<table>_ghk so the migration can be resumed
+    /// write checkpoints (copy progress, applied binlog position) to _<table>_ghk; a failed or killed run keeps its tables for --resume
     #[arg(long)]
     pub checkpoint: bool,
     /// seconds between checkpoints
     #[arg(long, default_value_t = 300)]
     pub checkpoint_seconds: i64,
-    /// resume a migration from its last checkpoint
+    /// go on with an interrupted --checkpoint run from its last checkpoint (the same command, with --resume)
     #[arg(long)]
     pub resume: bool,
     /// revert a completed migration using its old table (with --old-table)

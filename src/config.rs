@@ -103,6 +103,17 @@ impl Config {
         format!("_{}_ghc", self.helper_base())
     }
 
+    /// `_<t>_ghk`: where `--checkpoint` writes (`crate::checkpoint`).
+    pub fn checkpoint_table(&self) -> String {
+        format!("_{}_ghk", self.helper_base())
+    }
+
+    /// Checkpoints are written: `--checkpoint`, or `--resume` (a resumed run goes on writing
+    /// them, as gh-ost's documented resume command does not repeat `--checkpoint`).
+    pub fn checkpointing(&self) -> bool {
+        self.flags.checkpoint || self.flags.resume
+    }
+
     /// `_<t>_del`, or `_<t>_<YYYYMMDDhhmmss>_del` with `--timestamp-old-table` (the time the
     /// run started, UTC).
     pub fn old_table(&self) -> String {
@@ -204,18 +215,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
     // ---- Refused: run modes. Each decides which server's table is changed, or whether a run
     // starts over; ignored, wraith would migrate and swap the primary's table.
     NotImplemented::refused(
-        "checkpoint",
-        |f| f.checkpoint,
-        "no checkpoint would be written, so an interrupted run could not be resumed",
-        "Run without it (an interrupted run then starts over), or use gh-ost",
-    ),
-    NotImplemented::refused(
-        "resume",
-        |f| f.resume,
-        "it would otherwise start the migration over instead of resuming it",
-        "Run without it to start over (with --initially-drop-ghost-table), or use gh-ost",
-    ),
-    NotImplemented::refused(
         "revert",
         |f| f.revert,
         "it would otherwise run a new migration instead of reverting the last one",
@@ -287,12 +286,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         "replication-lag-query",
         |f| !f.replication_lag_query.is_empty(),
         "deprecated, and ignored by gh-ost too; lag is measured by wraith's heartbeat",
-    ),
-    // ---- Warned: settings of a refused flag; on their own they ask for nothing.
-    NotImplemented::warned(
-        "checkpoint-seconds",
-        |f| f.checkpoint_seconds != 300,
-        "no checkpoint is written (--checkpoint is not implemented)",
     ),
     // ---- Warned: output only.
     NotImplemented::warned(
@@ -447,6 +440,12 @@ pub fn build(
         return Err(ConfigError::Invalid {
             flag: "test-on-replica-skip-replica-stop",
             message: "requires --test-on-replica".into(),
+        });
+    }
+    if flags.checkpoint_seconds < 1 {
+        return Err(ConfigError::Invalid {
+            flag: "checkpoint-seconds",
+            message: format!("must be at least 1 (got {})", flags.checkpoint_seconds),
         });
     }
     if flags.revert && flags.old_table.is_none() {
@@ -1077,14 +1076,33 @@ mod tests {
              migration instead of reverting the last one. Swap the tables back by hand (RENAME \
              TABLE), or use gh-ost"
         );
-        let e = refusal(&["--checkpoint", "--resume", "--stack"]);
+        let e = refusal(&[
+            "--revert",
+            "--old-table=_t_del",
+            "--analyze-ghost-table-before-cutover",
+            "--stack",
+        ]);
         let lines: Vec<&str> = e.lines().collect();
-        assert_eq!(lines.len(), 2, "{e}");
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(lines[0].starts_with("--revert is not implemented"), "{e}");
         assert!(
-            lines[0].starts_with("--checkpoint is not implemented"),
+            lines[1].starts_with("--old-table is not implemented"),
             "{e}"
         );
-        assert!(lines[1].starts_with("--resume is not implemented"), "{e}");
+        assert!(
+            lines[2].starts_with("--analyze-ghost-table-before-cutover is not implemented"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn checkpoints_are_written_with_checkpoint_or_resume_at_least_a_second_apart() {
+        assert!(!with(&[]).unwrap().checkpointing());
+        assert!(with(&["--checkpoint"]).unwrap().checkpointing());
+        assert!(with(&["--resume"]).unwrap().checkpointing());
+        assert_eq!(with(&["--resume"]).unwrap().checkpoint_table(), "_t_ghk");
+        let e = with(&["--checkpoint", "--checkpoint-seconds=0"]).unwrap_err();
+        assert!(e.to_string().contains("checkpoint-seconds"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod server;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -73,18 +73,14 @@ impl Controls {
         }
     }
 
-    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub fn set_servers(&self, servers: Servers) {
-        *Self::lock(&self.servers) = servers;
+        *crate::lock(&self.servers) = servers;
     }
 
     /// Stops the run at once, without cut-over: the run's cleanup leaves the original table as
     /// it was. The first reason wins.
     pub fn panic(&self, reason: String) {
-        Self::lock(&self.panic).get_or_insert_with(|| {
+        crate::lock(&self.panic).get_or_insert_with(|| {
             tracing::error!("panic: {reason}; stopping the migration without cut-over");
             reason
         });
@@ -93,7 +89,7 @@ impl Controls {
 
     /// Why the run was stopped by a panic, if it was.
     pub fn panicked(&self) -> Option<String> {
-        Self::lock(&self.panic).clone()
+        crate::lock(&self.panic).clone()
     }
 
     /// The cut-over waits while this is true (the postpone flag file exists and no
@@ -125,9 +121,9 @@ impl Controls {
             Command::Help => command::HELP.to_string(),
             Command::Sup => format!("{}\n", self.progress.status_line()),
             Command::Status => self.status(),
-            Command::Coordinates => format!("{}\n", Self::lock(&self.progress.position)),
-            Command::Applier => format!("{}\n", Self::lock(&self.servers).primary),
-            Command::Inspector => format!("{}\n", Self::lock(&self.servers).inspected),
+            Command::Coordinates => format!("{}\n", crate::lock(&self.progress.position)),
+            Command::Applier => format!("{}\n", crate::lock(&self.servers).primary),
+            Command::Inspector => format!("{}\n", crate::lock(&self.servers).inspected),
             Command::Get(knob) => format!("{}\n", self.knobs.get(knob)),
             Command::Set(knob, value) => {
                 self.knobs.set(knob, &value).map_err(|e| e.to_string())?;
@@ -194,7 +190,7 @@ impl Controls {
         let cfg = &self.cfg;
         let f = &cfg.flags;
         let k = &self.knobs;
-        let servers = Self::lock(&self.servers).clone();
+        let servers = crate::lock(&self.servers).clone();
         let mut out = format!(
             "# Migrating {}; Ghost table is {}\n",
             sql::qualified(&cfg.database, &cfg.table),
@@ -258,14 +254,14 @@ impl Controls {
             line("postpone-cut-over-flag-file", format!("{postpone}{set}"));
         }
         line("panic-flag-file", f.panic_flag_file.clone());
-        for serving in Self::lock(&self.serving).iter() {
+        for serving in crate::lock(&self.serving).iter() {
             out += &format!("# Serving on {serving}\n");
         }
         out + &self.progress.status_line() + "\n"
     }
 
     fn serving(&self, what: String) {
-        Self::lock(&self.serving).push(what);
+        crate::lock(&self.serving).push(what);
     }
 }
 

@@ -551,13 +551,23 @@ async fn prove(
     }
 }
 
-/// At the start of a run: if an earlier run was stopped between the two renames of a two-step
-/// cut-over (killed, or its host lost), `t` is missing, the original sits at `_t_del` and the
-/// ghost at `_t_gho`, and the changelog's last state is the cut-over. Renames the original back
-/// and says so; otherwise changes nothing.
+/// At the start of a run (which holds the table's lock, so no other cut-over of it runs): if an
+/// earlier run was stopped between the two renames of a two-step cut-over (killed, or its host
+/// lost), `t` is missing, the original sits at `_t_del` and the ghost at `_t_gho`, and the
+/// changelog's last state is the cut-over. Renames the original back and says so. If an earlier
+/// atomic cut-over was stopped while its sentry `_t_del` existed, drops the sentry (recognised by
+/// its comment: never an old table) and says so. Otherwise changes nothing.
 pub async fn recover_interrupted(spec: &CutOverSpec) -> Result<Option<String>, CutOverError> {
-    if look(spec).await? != Tables::OriginalAway {
-        return Ok(None);
+    match look(spec).await? {
+        Tables::OriginalAway => {}
+        Tables::Original { sentry: true } => {
+            drop_sentry(spec).await;
+            return Ok(Some(format!(
+                "dropped the sentry table `{}` that an earlier run's interrupted cut-over left (`{}` was not swapped)",
+                spec.old, spec.table
+            )));
+        }
+        _ => return Ok(None),
     }
     let mut conn = lock_session(spec).await?;
     let state: Option<Option<Vec<u8>>> = conn
@@ -817,6 +827,7 @@ mod tests {
             held_after_marker: n,
             rename_seen: false,
             held_over_limit: true,
+            ..LoopStatus::default()
         }
     }
 

@@ -75,14 +75,16 @@ pub struct Servers<'a> {
 }
 
 impl DataPath {
-    /// Starts the streamer (from the inspected server's current position), the apply loop, the
-    /// heartbeat, the throttler and the status line.
+    /// Starts the streamer (from `from`, a resumed run's checkpoint, or else the inspected
+    /// server's current position), the apply loop, the heartbeat, the throttler and the status
+    /// line.
     pub async fn start(
         cfg: &Config,
         servers: Servers<'_>,
         iconn: &mut Conn,
         plan: &Plan,
         controls: &Controls,
+        from: Option<BinlogPosition>,
         run_cancel: &CancellationToken,
     ) -> Result<DataPath, PathError> {
         let (progress, gate, knobs) = (&controls.progress, &controls.gate, &controls.knobs);
@@ -97,7 +99,10 @@ impl DataPath {
             cancel: cancel.clone(),
         };
         let db = cfg.database.as_str();
-        let position = binlog_position(iconn, servers.flavor, servers.inspected).await?;
+        let position = match from {
+            Some(position) => position,
+            None => binlog_position(iconn, servers.flavor, servers.inspected).await?,
+        };
         progress.set_position(position.to_string());
         tracing::info!(
             "streaming the binlog of {} from {position}",
@@ -128,8 +133,11 @@ impl DataPath {
             &Credentials::inspected(cfg),
         ))
         .max_allowed_packet(Some(BINLOG_PACKET));
-        let mut stream_config =
-            StreamConfig::new(stream_opts.into(), cfg.flags.replica_server_id, position);
+        let mut stream_config = StreamConfig::new(
+            stream_opts.into(),
+            cfg.flags.replica_server_id,
+            position.clone(),
+        );
         stream_config.max_reconnects = if cfg.flags.binlogsyncer_max_reconnect_attempts > 0 {
             cfg.flags.binlogsyncer_max_reconnect_attempts
         } else {
@@ -151,7 +159,11 @@ impl DataPath {
         .map_err(|e| PathError::Other(e.to_string()))?;
         applier.report_to(progress.clone());
         let (control_tx, control_rx) = watch::channel(Control::Apply);
-        let (status_tx, status_rx) = watch::channel(LoopStatus::default());
+        // Nothing is applied yet: every event from where the stream starts is still to come.
+        let (status_tx, status_rx) = watch::channel(LoopStatus {
+            applied_through: Some(position),
+            ..LoopStatus::default()
+        });
         path.control = control_tx;
         path.status = status_rx;
         let spec = LoopSpec {

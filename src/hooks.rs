@@ -173,7 +173,7 @@ impl Hooks {
     /// The servers, once the primary is known.
     pub fn set_hosts(&self, inspected: &Endpoint, migrated: &Endpoint) {
         if let Some(inner) = &self.inner {
-            let mut live = inner.live.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live = crate::lock(&inner.live);
             live.inspected = inspected.to_string();
             live.migrated = migrated.to_string();
         }
@@ -182,11 +182,7 @@ impl Hooks {
     /// The run's counters, once the copy is about to start.
     pub fn set_progress(&self, progress: &Arc<Progress>) {
         if let Some(inner) = &self.inner {
-            inner
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .progress = Some(progress.clone());
+            crate::lock(&inner.live).progress = Some(progress.clone());
         }
     }
 
@@ -254,7 +250,7 @@ impl Hooks {
 
     fn progress(&self) -> Option<Arc<Progress>> {
         let inner = self.inner.as_ref()?;
-        let live = inner.live.lock().unwrap_or_else(|e| e.into_inner());
+        let live = crate::lock(&inner.live);
         live.progress.clone()
     }
 }
@@ -335,7 +331,7 @@ impl Inner {
 
     /// The variables that change during the run, formatted as gh-ost formats them.
     fn live_vars(&self) -> Vec<(&'static str, String)> {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let live = crate::lock(&self.live);
         let elapsed = self.started.elapsed();
         let (mut copy, mut estimate, mut copied, mut lag, mut heartbeat_lag, mut eta) =
             (Duration::ZERO, 0, 0, Duration::ZERO, elapsed, -1i64);

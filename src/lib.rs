@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod binlog;
 pub mod changelog;
+pub mod checkpoint;
 pub mod checksum;
 pub mod cli;
 pub mod config;
@@ -32,3 +33,10 @@ pub mod table_lock;
 pub mod throttle;
 pub mod triggers;
 pub mod verify;
+
+/// Locks `mutex`, also after a thread panicked while holding it: every value wraith keeps behind
+/// a mutex (counters, texts, findings) stays meaningful, and a panic is reported where it
+/// happened, not again at every later lock.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,11 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
 use crate::control::{self, Controls, Knobs};
-use crate::copy::{self, CopySpec};
+use crate::copy::{self, CopySpec, Watermark};
 use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
 use crate::datapath::{self, DataPath, PathError, Servers};
 use crate::hooks::{Hook, HookError, Hooks};
@@ -100,6 +101,8 @@ pub enum MigrationError {
     #[error(transparent)]
     Copy(#[from] copy::CopyError),
     #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
     Path(#[from] PathError),
     #[error(transparent)]
     Checksum(ChecksumError),
@@ -172,6 +175,9 @@ pub struct Failed {
     pub swapped: bool,
     /// The tables are in a state wraith could not make whole (the error says which exist).
     pub unresolved: bool,
+    /// The helper tables in `left_behind` were kept on purpose: a checkpoint was written, and
+    /// `--resume` goes on from it.
+    pub resumable: bool,
 }
 
 impl Failed {
@@ -187,6 +193,12 @@ impl Failed {
             return format!(
                 "The tables WERE swapped: the table now holds the migrated data and the original is kept as the old table. Helper tables left: {}.",
                 if self.left_behind.is_empty() { "none".to_string() } else { self.left_behind.join(", ") }
+            );
+        }
+        if self.resumable {
+            return format!(
+                "The original table is untouched. Kept for --resume: {}. Run the same command with --resume to go on from the last checkpoint, or drop them to start over.",
+                self.left_behind.join(", ")
             );
         }
         if self.left_behind.is_empty() {
@@ -225,6 +237,14 @@ struct Run<'a> {
     table_lock: Option<TableLock>,
     /// `--include-triggers`: the original's triggers, as the cut-over creates them on the ghost.
     triggers: Vec<triggers::GhostTrigger>,
+    /// `--resume`: the checkpoint this run goes on from.
+    resumed: Option<Checkpoint>,
+    /// How far the copy has got, for checkpoints.
+    watermark: Arc<Watermark>,
+    /// A checkpoint has been written: on failure the helper tables are kept for `--resume`.
+    checkpointed: Arc<AtomicBool>,
+    /// Cleanup kept the helper tables for `--resume`.
+    kept_for_resume: bool,
 }
 
 /// Runs the migration described by `cfg`.
@@ -242,6 +262,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
                 left_behind: Vec::new(),
                 swapped: false,
                 unresolved: false,
+                resumable: false,
             })
         }
     };
@@ -269,6 +290,10 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         hooks: Hooks::new(cfg),
         table_lock: None,
         triggers: Vec::new(),
+        resumed: None,
+        watermark: Arc::new(Watermark::default()),
+        checkpointed: Arc::new(AtomicBool::new(false)),
+        kept_for_resume: false,
     };
     let started = Instant::now();
     // A panic anywhere in the steps still stops the tasks and cleans up.
@@ -291,7 +316,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         (outcome, _) => outcome,
     };
     // Cleanup: a noop run and a failed run drop what they created.
-    let left_behind = run.cleanup().await;
+    let left_behind = run.cleanup(outcome.is_err()).await;
     let outcome = match outcome {
         Ok(report) => run
             .hooks
@@ -336,6 +361,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
                 left_behind,
                 swapped: run.swapped,
                 unresolved: run.unresolved,
+                resumable: run.kept_for_resume,
             })
         }
     }
@@ -394,7 +420,11 @@ impl Run<'_> {
         };
 
         self.enter(State::Prepare).await?;
-        let plan = self.prepare(&mut pconn, &original).await;
+        let plan = if cfg.flags.resume {
+            self.prepare_resume(&mut pconn, &mut iconn, &original).await
+        } else {
+            self.prepare(&mut pconn, &original).await
+        };
         self.pconn = Some(pconn);
         let plan = plan?;
         self.hooks.run(Hook::Validated).await?;
@@ -437,6 +467,16 @@ impl Run<'_> {
             flavor: &flavor,
             names: facts.inspected.name_case,
         };
+        let server_id: u64 = iconn
+            .query_first("SELECT @@server_id")
+            .await
+            .context("reading @@server_id")?
+            .unwrap_or_default();
+        if let Some(resumed) = &self.resumed {
+            progress
+                .rows_copied
+                .store(resumed.rows_copied, Ordering::Relaxed);
+        }
         self.path = Some(
             DataPath::start(
                 cfg,
@@ -444,19 +484,28 @@ impl Run<'_> {
                 &mut iconn,
                 &plan,
                 &self.controls,
+                self.resumed.as_ref().map(|c| c.position.clone()),
                 &self.cancel,
             )
             .await?,
         );
         let (metrics_progress, gate) = (progress.clone(), self.controls.gate.clone());
+        let checkpoints = self.checkpoint_sources(server_id);
+        let writer = self.checkpoint_writer();
         if let Some(path) = self.path.as_mut() {
             path.attach(|stop| metrics.start(metrics_progress, gate, stop));
+            if let Some(sources) = checkpoints {
+                let every = Duration::from_secs(cfg.flags.checkpoint_seconds.max(1) as u64);
+                path.attach(|stop| tokio::spawn(writer.run(sources, every, stop)));
+            }
         }
         self.hooks.run(Hook::BeforeRowCopy).await?;
         let _status_hooks = self.hooks.status_every(cfg.flags.hooks_status_interval);
         progress.copy_started.get_or_init(Instant::now);
         self.copy(&plan, &progress).await?;
         let _ = progress.copy_finished.set(Instant::now());
+        // A run interrupted from now on resumes without copying again.
+        self.write_checkpoint(server_id).await;
         let copy_time = progress
             .copy_started
             .get()
@@ -563,8 +612,21 @@ impl Run<'_> {
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         spec.changelog = cfg.changelog_table();
+        if let Some(resumed) = &self.resumed {
+            if resumed.copy.done {
+                info!("--resume: the interrupted run had copied every row; not copying again");
+                self.watermark.done();
+                return Ok(());
+            }
+            spec.resume_after = resumed.copy.through.clone();
+            info!(
+                "--resume: copying the rows above the checkpoint's key ({} rows were copied before)",
+                resumed.rows_copied
+            );
+        }
         let result = copy::run(
             Arc::new(spec),
+            self.watermark.clone(),
             self.controls.knobs.clone(),
             self.controls.gate.clone(),
             progress.clone(),
@@ -1136,7 +1198,7 @@ impl Run<'_> {
         let ghost = cfg.ghost_table();
         let changelog = cfg.changelog_table();
         if cfg.flags.initially_drop_ghost_table {
-            for t in [&ghost, &changelog] {
+            for t in [&ghost, &changelog, &cfg.checkpoint_table()] {
                 pconn
                     .query_drop(sql::drop_table_if_exists(db, t))
                     .await
@@ -1177,28 +1239,185 @@ impl Run<'_> {
             .ok_or_else(|| {
                 MigrationError::AlterRejected("the ghost table vanished after the ALTER".into())
             })?;
-        plan::check_built(
-            original,
-            &ghost_schema,
-            &cfg.alter,
-            cfg.flags.skip_renamed_columns,
-        )?;
-        let plan = plan::build(
-            original,
-            &ghost_schema,
-            &cfg.alter.renames,
-            cfg.flags.skip_renamed_columns,
-            cfg.flags.allow_nullable_unique_key,
-        )?;
-        if cfg.flags.include_triggers {
-            self.triggers = self.prepare_triggers(pconn).await?;
-        }
+        let plan = self.plan(pconn, original, &ghost_schema).await?;
         pconn
             .query_drop(sql::create_changelog(db, &changelog))
             .await
             .context(format!("creating the changelog table {changelog}"))?;
         self.created.push(changelog);
+        if cfg.checkpointing() {
+            let ghk = cfg.checkpoint_table();
+            pconn
+                .query_drop(sql::create_checkpoint(db, &ghk))
+                .await
+                .context(format!("creating the checkpoint table {ghk}"))?;
+            self.created.push(ghk);
+        }
         Ok(plan)
+    }
+
+    /// How the rows of `original` map onto the ghost table as it is (`ghost`), checked against
+    /// the ALTER; with `--include-triggers`, the triggers too.
+    async fn plan(
+        &mut self,
+        pconn: &mut Conn,
+        original: &TableSchema,
+        ghost: &TableSchema,
+    ) -> Result<Plan, MigrationError> {
+        let cfg = self.cfg;
+        plan::check_built(original, ghost, &cfg.alter, cfg.flags.skip_renamed_columns)?;
+        let plan = plan::build(
+            original,
+            ghost,
+            &cfg.alter.renames,
+            cfg.flags.skip_renamed_columns,
+            cfg.flags.allow_nullable_unique_key,
+        )?;
+        let nullable_key = plan
+            .key
+            .columns
+            .iter()
+            .any(|c| original.column(c).is_none_or(|c| c.nullable));
+        if cfg.checkpointing() && nullable_key {
+            return Err(MigrationError::Other(format!(
+                "--checkpoint: the migration's key {} has a nullable column (--allow-nullable-unique-key): rows with a NULL there are copied in one piece at the end, which a checkpoint cannot split, so such a run cannot be resumed. Run without --checkpoint/--resume",
+                sql::quote_ident(&plan.key.name)
+            )));
+        }
+        if cfg.flags.include_triggers {
+            self.triggers = self.prepare_triggers(pconn).await?;
+        }
+        Ok(plan)
+    }
+
+    /// `--resume`: goes on with the helper tables an interrupted run left. Reads its checkpoint,
+    /// checks that it is for the same ALTER and that the inspected server still has the binlog
+    /// it names, and plans the copy from the ghost table as it is. From here on the helper
+    /// tables are this run's (kept again if it fails).
+    async fn prepare_resume(
+        &mut self,
+        pconn: &mut Conn,
+        iconn: &mut Conn,
+        original: &TableSchema,
+    ) -> Result<Plan, MigrationError> {
+        let cfg = self.cfg;
+        let db = cfg.database.as_str();
+        let (ghost, changelog, ghk) = (
+            cfg.ghost_table(),
+            cfg.changelog_table(),
+            cfg.checkpoint_table(),
+        );
+        let refused = |what: String| MigrationError::Checkpoint(CheckpointError::Refused(what));
+        let exists = |schema: Option<TableSchema>| schema.is_some();
+        if !exists(
+            TableSchema::read(pconn, db, &ghk)
+                .await
+                .context("reading the checkpoint table")?,
+        ) {
+            return Err(refused(format!(
+                "--resume: there is no checkpoint table {}, so there is nothing to resume (was the interrupted run started with --checkpoint?). Run the migration without --resume",
+                sql::quote_ident(&ghk)
+            )));
+        }
+        let checkpoint = Checkpoint::read(pconn, db, &ghk).await?.ok_or_else(|| {
+            refused(format!(
+                "--resume: {} holds no checkpoint: the interrupted run stopped before writing its first one. Drop {}, {} and {}, then run the migration without --resume",
+                sql::quote_ident(&ghk),
+                sql::quote_ident(&ghost),
+                sql::quote_ident(&changelog),
+                sql::quote_ident(&ghk)
+            ))
+        })?;
+        if checkpoint.alter.trim() != cfg.alter.body.trim() {
+            return Err(refused(format!(
+                "--resume: the checkpoint was written by a run with --alter=\"{}\", not \"{}\": resume with the same ALTER, or drop the helper tables and start this one without --resume",
+                checkpoint.alter, cfg.alter.body
+            )));
+        }
+        let Some(ghost_schema) = TableSchema::read(pconn, db, &ghost)
+            .await
+            .context("reading the ghost table")?
+        else {
+            return Err(refused(format!(
+                "--resume: the checkpoint is there but the ghost table {} is not: if {} exists, the interrupted run swapped the tables already and the migration is done; otherwise drop {} and run the migration without --resume",
+                sql::quote_ident(&ghost),
+                sql::quote_ident(&cfg.old_table()),
+                sql::quote_ident(&ghk)
+            )));
+        };
+        checkpoint::check_binlog(iconn, &self.inspected, &checkpoint).await?;
+        let plan = self.plan(pconn, original, &ghost_schema).await?;
+        // The changelog carries only heartbeats and markers: made again if it is gone.
+        pconn
+            .query_drop(sql::create_changelog(db, &changelog).replacen(
+                "CREATE /* wraith */ TABLE",
+                "CREATE /* wraith */ TABLE IF NOT EXISTS",
+                1,
+            ))
+            .await
+            .context(format!("creating the changelog table {changelog}"))?;
+        self.created.extend([ghost, changelog, ghk]);
+        self.checkpointed.store(true, Ordering::SeqCst);
+        info!(
+            "--resume: going on from the checkpoint: binlog {} of {}, {} rows copied{}",
+            checkpoint.position,
+            self.inspected,
+            checkpoint.rows_copied,
+            if checkpoint.copy.done {
+                " (the copy is done)"
+            } else {
+                ""
+            }
+        );
+        self.watermark = Arc::new(Watermark::starting_after(checkpoint.copy.through.clone()));
+        self.resumed = Some(checkpoint);
+        Ok(plan)
+    }
+
+    /// What checkpoints are made of (`None` without `--checkpoint`/`--resume`, or before the data
+    /// path runs).
+    fn checkpoint_sources(&self, server_id: u64) -> Option<checkpoint::Sources> {
+        let cfg = self.cfg;
+        if !cfg.checkpointing() {
+            return None;
+        }
+        Some(checkpoint::Sources {
+            alter: cfg.alter.body.clone(),
+            server_id,
+            watermark: self.watermark.clone(),
+            status: self.path.as_ref()?.status.clone(),
+            progress: self.controls.progress.clone(),
+        })
+    }
+
+    fn checkpoint_writer(&self) -> checkpoint::Writer {
+        let cfg = self.cfg;
+        checkpoint::Writer {
+            primary: self.primary.clone(),
+            creds: Credentials::primary(cfg),
+            schema: cfg.database.clone(),
+            table: cfg.checkpoint_table(),
+            written: self.checkpointed.clone(),
+        }
+    }
+
+    /// Writes a checkpoint now (with `--checkpoint`); a failure is logged: the last one written
+    /// stays valid.
+    async fn write_checkpoint(&mut self, server_id: u64) {
+        let Some(sources) = self.checkpoint_sources(server_id) else {
+            return;
+        };
+        let writer = self.checkpoint_writer();
+        let written = match self.primary_conn().await {
+            Ok(conn) => writer
+                .write(conn, &sources)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = written {
+            warn!("writing the checkpoint failed: {e}");
+        }
     }
 
     /// `--include-triggers`: the original table's triggers under their new names, each created
@@ -1276,14 +1495,29 @@ impl Run<'_> {
     }
 
     /// Drops what this run created (noop or failure). Returns what could not be dropped, or was
-    /// kept: everything after an unresolved cut-over, and the ghost table whenever the original
-    /// table is missing (then it may be the only copy of the data).
-    async fn cleanup(&mut self) -> Vec<String> {
+    /// kept: everything after an unresolved cut-over, the ghost table whenever the original
+    /// table is missing (then it may be the only copy of the data), and after a failure once a
+    /// checkpoint was written, the ghost, changelog and checkpoint tables (for `--resume`).
+    async fn cleanup(&mut self, failed: bool) -> Vec<String> {
         if self.created.is_empty() {
             return Vec::new();
         }
         if self.unresolved {
             return std::mem::take(&mut self.created);
+        }
+        if failed && !self.swapped && self.checkpointed.load(Ordering::SeqCst) {
+            // --checkpoint: what --resume goes on from.
+            let cfg = self.cfg;
+            let kept = [
+                cfg.ghost_table(),
+                cfg.changelog_table(),
+                cfg.checkpoint_table(),
+            ];
+            self.created.retain(|t| !kept.contains(t));
+            self.kept_for_resume = true;
+            let mut left = Box::pin(self.cleanup(false)).await;
+            left.splice(0..0, kept);
+            return left;
         }
         let cfg = self.cfg;
         let created = std::mem::take(&mut self.created);

@@ -84,21 +84,21 @@ impl Progress {
 
     /// The state the status line shows.
     pub fn state(&self) -> String {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::lock(&self.state).clone()
     }
 
     pub fn set_state(&self, state: impl Into<String>) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.into();
+        *crate::lock(&self.state) = state.into();
     }
 
     pub fn set_checksum(&self, status: ChecksumStatus) {
-        *self.checksum.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        *crate::lock(&self.checksum) = status;
     }
 
     /// The status line's checksum part (empty before the checksum starts).
     fn checksum_part(&self) -> String {
         let rows = self.rows_checksummed.load(Ordering::Relaxed);
-        let status = *self.checksum.lock().unwrap_or_else(|e| e.into_inner());
+        let status = *crate::lock(&self.checksum);
         let what = match status {
             ChecksumStatus::NotYet => return String::new(),
             ChecksumStatus::Skipped => "skipped (--skip-checksum)".to_string(),
@@ -111,7 +111,7 @@ impl Progress {
     }
 
     pub fn set_position(&self, position: impl Into<String>) {
-        *self.position.lock().unwrap_or_else(|e| e.into_inner()) = position.into();
+        *crate::lock(&self.position) = position.into();
     }
 
     pub fn heartbeat_seen(&self, lag: Duration) {
@@ -192,7 +192,7 @@ impl Progress {
             self.backlog_capacity,
             total.as_secs(),
             copy_time.as_secs(),
-            self.position.lock().unwrap_or_else(|e| e.into_inner()),
+            crate::lock(&self.position),
             self.lag().as_secs_f64(),
             self.heartbeat_age().unwrap_or(total).as_secs_f64(),
             self.state(),

@@ -307,7 +307,7 @@ pub async fn run(
             },
             _ = cancel.cancelled() => return Ok(()),
         }
-        let now = lock(&readings).clone();
+        let now = crate::lock(&readings).clone();
         let state = decide(&settings, &now, gate.forced(), &progress);
         let before = gate.state();
         if state != before {
@@ -331,7 +331,7 @@ pub async fn run(
 /// Shows `throttled, <reason>` while the state is one the throttler owns (not postponing or
 /// cutting over, which the migration shows).
 fn update_status(progress: &Progress, state: &GateState) {
-    let mut shown = progress.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut shown = crate::lock(&progress.state);
     if *shown != "migrating" && !shown.starts_with("throttled") {
         return;
     }
@@ -350,10 +350,6 @@ fn same_source(a: &str, b: &str) -> bool {
 /// `flag-file /tmp/x`, `max-load` for `max-load Threads_running=30 >= 25`.
 pub fn source(reason: &str) -> &str {
     reason.split(['=', ' ']).next().unwrap_or_default()
-}
-
-fn lock(readings: &Mutex<Readings>) -> std::sync::MutexGuard<'_, Readings> {
-    readings.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A connection opened on first use and again after an error.
@@ -434,7 +430,7 @@ async fn lag_sampler(
     loop {
         let read = server.first::<String>(&query).await;
         {
-            let mut r = lock(&readings);
+            let mut r = crate::lock(&readings);
             match read {
                 Ok(Some(value)) => {
                     r.lag = heartbeat_lag(&value);
@@ -529,7 +525,7 @@ async fn replicas_sampler(
                 }
             }
         }
-        lock(&readings).control_replicas = verdict;
+        crate::lock(&readings).control_replicas = verdict;
         if !pause(
             settings.lag_interval.max(Duration::from_millis(100)),
             &cancel,
@@ -592,7 +588,7 @@ async fn primary_sampler(
             }
         };
         {
-            let mut r = lock(&readings);
+            let mut r = crate::lock(&readings);
             r.max_load = load;
             r.query = query;
         }
@@ -650,14 +646,14 @@ async fn critical_sampler(
                 "critical-load met ({reason}): hibernating for {}s",
                 critical.hibernate.as_secs()
             );
-            lock(&readings).critical_load = Some(format!(
+            crate::lock(&readings).critical_load = Some(format!(
                 "critical-load hibernation ({reason}) for {}s",
                 critical.hibernate.as_secs()
             ));
             if !pause(critical.hibernate, &cancel).await {
                 return;
             }
-            lock(&readings).critical_load = None;
+            crate::lock(&readings).critical_load = None;
         }
         if !pause(Duration::from_secs(1), &cancel).await {
             return;
@@ -685,7 +681,7 @@ async fn http_sampler(
                 Err(e) => Some(format!("throttle-http {url}: {e}")),
             }
         };
-        lock(&readings).http = verdict;
+        crate::lock(&readings).http = verdict;
         if !pause(source.interval, &cancel).await {
             return;
         }

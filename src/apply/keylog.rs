@@ -61,7 +61,7 @@ impl KeyLog {
         if !self.recording() {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = crate::lock(&self.inner);
         if inner.overflowed {
             return;
         }
@@ -78,7 +78,7 @@ impl KeyLog {
     /// The keys recorded since the previous call (none the first time), and recording from
     /// now on.
     pub fn take(&self) -> Touched {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = crate::lock(&self.inner);
         self.on.store(true, Ordering::Relaxed);
         let taken = std::mem::take(&mut *inner);
         Touched {

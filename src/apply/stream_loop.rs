@@ -21,7 +21,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{event_bytes, Applier, ApplyError, KeyLog, BATCH_BYTES};
-use crate::binlog::{RowEvent, Statement, StreamError, StreamItem, Streamer, Touch};
+use crate::binlog::{
+    BinlogPosition, RowEvent, Statement, StreamError, StreamItem, Streamer, Touch,
+};
 use crate::changelog::Entry;
 use crate::mysql::names::NameCase;
 use crate::progress::Progress;
@@ -49,6 +51,10 @@ pub struct LoopStatus {
     /// The held events passed [`LoopSpec::held_limit`]: the loop reads no more of the binlog
     /// until the cut-over is aborted (or the run ends), and a swap would lose them.
     pub held_over_limit: bool,
+    /// Every event of the original table before this binlog position is applied (set by the
+    /// data path to where it starts streaming, then moved at each applied batch). Written
+    /// without waking the status's watchers: it is read by checkpoints, which poll.
+    pub applied_through: Option<BinlogPosition>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +146,9 @@ pub async fn run_loop(
     // The marker token events are being held for, after it was applied.
     let mut holding: Option<String> = None;
     let mut control_open = true;
+    // The end of the last transaction read: once what is pending is applied, so is everything
+    // before it.
+    let mut last_commit: Option<BinlogPosition> = None;
     let result = loop {
         progress
             .backlog
@@ -251,7 +260,10 @@ pub async fn run_loop(
                     }
                 }
             }
-            StreamItem::Commit(boundary) => progress.set_position(boundary.position.to_string()),
+            StreamItem::Commit(boundary) => {
+                progress.set_position(boundary.position.to_string());
+                last_commit = Some(boundary.position);
+            }
         }
         // Small batches while the stream is quiet (low latency), larger ones under load.
         let batch_size = spec.batch_size.load(Ordering::Relaxed).max(1);
@@ -265,6 +277,15 @@ pub async fn run_loop(
             || (!pending.events.is_empty() && streamer.backlog() == 0)
         {
             sink.flush(&mut pending).await?;
+        }
+        // Held events are not applied: the position stays where the holding began.
+        if pending.events.is_empty() && holding.is_none() {
+            if let Some(at) = last_commit.take() {
+                status.send_if_modified(|s| {
+                    s.applied_through = Some(at);
+                    false
+                });
+            }
         }
     };
     if result.is_ok() && holding.is_none() {

@@ -112,7 +112,7 @@ impl Knobs {
     }
 
     fn texts(&self) -> MutexGuard<'_, Texts> {
-        self.texts.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.texts)
     }
 
     /// Checks `value` as the flag of the same name is checked, and stores it.

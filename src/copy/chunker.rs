@@ -87,6 +87,14 @@ impl Chunker {
         })
     }
 
+    /// Starts the chunks above `key` (exclusive) instead of at the smallest key: a resumed copy.
+    pub fn start_after(&mut self, key: Vec<Value>) {
+        if self.max.is_some() {
+            self.next_lo = Some(key);
+            self.first = false;
+        }
+    }
+
     /// The next chunk, or `None` when the range is covered. The cursor moves only when the
     /// boundary was read: after an error, the same chunk is handed out again.
     pub async fn next(&mut self, conn: &mut Conn) -> Result<Option<Chunk>, mysql_async::Error> {

@@ -28,6 +28,7 @@
 //! ([`crate::apply::ApplyPlan`]).
 
 pub mod chunker;
+pub mod watermark;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub use chunker::{Chunk, Chunker};
+pub use watermark::{CopyMark, Watermark};
 
 use crate::control::Knobs;
 use crate::inspect::Plan;
@@ -88,6 +90,9 @@ pub struct CopySpec {
     pub allow_skipped_rows: bool,
     pub workers: usize,
     pub strict: bool,
+    /// `--resume`: the rows at or below this key were copied by the interrupted run; the copy
+    /// starts above it.
+    pub resume_after: Option<Vec<mysql_async::Value>>,
     /// Where to reconnect after a lost connection.
     pub primary: Endpoint,
     pub creds: Credentials,
@@ -128,6 +133,7 @@ impl CopySpec {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
+            resume_after: None,
             primary,
             creds,
         }
@@ -137,6 +143,7 @@ impl CopySpec {
 /// Copies every row; returns when done, on the first error, or when cancelled.
 pub async fn run(
     spec: Arc<CopySpec>,
+    watermark: Arc<Watermark>,
     knobs: Arc<Knobs>,
     gate: Gate,
     progress: Arc<Progress>,
@@ -153,6 +160,10 @@ pub async fn run(
         knobs.chunk_size_handle(),
     )
     .await?;
+    let mut chunker = chunker;
+    if let Some(after) = spec.resume_after.clone() {
+        chunker.start_after(after);
+    }
     let chunker = Arc::new(Mutex::new(chunker));
     let mut tasks = tokio::task::JoinSet::new();
     // Worker 0 keeps the connection that read the key range; the others get their own.
@@ -162,16 +173,17 @@ pub async fn run(
             Some(c) => c,
             None => writer_conn(&spec.primary, &spec.creds, spec.strict).await?,
         };
-        let (spec, chunker, knobs, gate, progress, cancel) = (
+        let (spec, chunker, watermark, knobs, gate, progress, cancel) = (
             spec.clone(),
             chunker.clone(),
+            watermark.clone(),
             knobs.clone(),
             gate.clone(),
             progress.clone(),
             cancel.clone(),
         );
         tasks.spawn(work(
-            worker, conn, spec, chunker, knobs, gate, progress, cancel,
+            worker, conn, spec, chunker, watermark, knobs, gate, progress, cancel,
         ));
     }
     let mut result = Ok(());
@@ -200,6 +212,7 @@ pub async fn run(
         progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
     }
+    watermark.done();
     Ok(())
 }
 
@@ -305,6 +318,7 @@ async fn work(
     mut conn: Conn,
     spec: Arc<CopySpec>,
     chunker: Arc<Mutex<Chunker>>,
+    watermark: Arc<Watermark>,
     knobs: Arc<Knobs>,
     gate: Gate,
     progress: Arc<Progress>,
@@ -331,6 +345,7 @@ async fn work(
         progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
         progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
+        watermark.finished(chunk.seq, chunk.hi);
         let nice_ratio = knobs.nice_ratio();
         if nice_ratio > 0.0 {
             let pause = started.elapsed().mul_f64(nice_ratio);
@@ -622,6 +637,7 @@ mod tests {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
+            resume_after: None,
             primary: crate::mysql::Endpoint {
                 host: "127.0.0.1".into(),
                 port: 3306,

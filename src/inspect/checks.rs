@@ -620,6 +620,15 @@ fn helper_table_names(_: &Facts, cfg: &Config) -> Outcome {
 fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
     let mut problems = Vec::new();
     for name in &f.existing_helper_tables {
+        // What --resume goes on with (it checks them itself).
+        let resumed = [
+            cfg.ghost_table(),
+            cfg.changelog_table(),
+            cfg.checkpoint_table(),
+        ];
+        if cfg.flags.resume && resumed.contains(name) {
+            continue;
+        }
         let (flag, dropped_at_start) = if *name == cfg.old_table() {
             (
                 "--initially-drop-old-table",
@@ -638,7 +647,9 @@ fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
         // For the ghost and the old table, gh-ost's sentence (applier.go,
         // ValidateOrDropExistingTables), for scripts; gh-ost drops a leftover changelog table
         // without asking, so that one is named in wraith's own words.
-        problems.push(if *name == cfg.changelog_table() {
+        problems.push(if *name == cfg.checkpoint_table() {
+            format!("The checkpoint table {quoted} already exists: an earlier run with --checkpoint was interrupted. Resume it with --resume (the same command otherwise), or pass {flag} to start over.")
+        } else if *name == cfg.changelog_table() {
             format!("The changelog table {quoted} already exists: drop it, or pass {flag}.")
         } else {
             format!("Table {quoted} already exists. Panicking. Use {flag} to force dropping it, though I really prefer that you drop it or rename it away.")

@@ -169,7 +169,12 @@ pub async fn gather(
             (db, &cfg.table),
         )
         .await?;
-    let helpers = [cfg.ghost_table(), cfg.changelog_table(), cfg.old_table()];
+    let helpers = [
+        cfg.ghost_table(),
+        cfg.changelog_table(),
+        cfg.checkpoint_table(),
+        cfg.old_table(),
+    ];
     let mut pconn = pconn;
     let existing_helper_tables = {
         let conn = match pconn.as_deref_mut() {

@@ -56,6 +56,31 @@ pub fn create_changelog(schema: &str, table: &str) -> String {
     )
 }
 
+/// The checkpoint table `_<t>_ghk` (`crate::checkpoint`): one row per kind of checkpoint, by id.
+pub fn create_checkpoint(schema: &str, table: &str) -> String {
+    format!(
+        "CREATE /* wraith */ TABLE {} (\n  id TINYINT UNSIGNED NOT NULL,\n  written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),\n  alter_statement MEDIUMTEXT CHARSET utf8mb4 NOT NULL,\n  server_id BIGINT UNSIGNED NOT NULL,\n  binlog_file VARCHAR(512) CHARSET utf8mb4 NOT NULL,\n  binlog_pos BIGINT UNSIGNED NOT NULL,\n  copied_through MEDIUMBLOB NULL,\n  copy_done TINYINT NOT NULL,\n  rows_copied BIGINT UNSIGNED NOT NULL,\n  events_applied BIGINT UNSIGNED NOT NULL,\n  PRIMARY KEY (id)\n)",
+        qualified(schema, table)
+    )
+}
+
+/// Writes a checkpoint row; placeholders in [`create_checkpoint`]'s column order from `id`,
+/// `written_at` left out.
+pub fn checkpoint_write(schema: &str, table: &str) -> String {
+    format!(
+        "REPLACE /* wraith */ INTO {} (id, alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        qualified(schema, table)
+    )
+}
+
+/// Reads a checkpoint row by id (`?`), in [`checkpoint_write`]'s order after `id`.
+pub fn checkpoint_read(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied FROM {} WHERE id = ?",
+        qualified(schema, table)
+    )
+}
+
 /// Writes (or overwrites) a changelog row by hint; `id` 1 is the heartbeat, as in gh-ost.
 pub fn changelog_upsert(
     schema: &str,

@@ -19,6 +19,7 @@ mod migrate;
 mod names;
 mod preflight;
 mod replica_modes;
+mod resume;
 mod rows;
 mod shapes;
 mod throttling;
