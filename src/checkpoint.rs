@@ -30,8 +30,14 @@ use crate::copy::{CopyMark, Watermark};
 use crate::mysql::{self, sql, Credentials, Endpoint};
 use crate::progress::Progress;
 
-/// The id of the row that holds the run's progress.
-const PROGRESS_ROW: u8 = 1;
+/// The rows of the checkpoint table, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    /// How far the run has got: what `--resume` reads.
+    Progress = 1,
+    /// Where the swap ended in the binlog, written after it: what `--revert` reads.
+    CutOver = 2,
+}
 
 /// What a checkpoint says.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,18 +69,19 @@ fn sql_error(context: &'static str) -> impl FnOnce(mysql_async::Error) -> Checkp
 }
 
 impl Checkpoint {
-    /// Writes this checkpoint as the table's one progress row.
+    /// Writes this checkpoint as the table's `row`.
     pub async fn write(
         &self,
         conn: &mut Conn,
         schema: &str,
         table: &str,
+        row: Row,
     ) -> Result<(), mysql_async::Error> {
         let through = self.copy.through.as_deref().map(encode_key);
         conn.exec_drop(
             sql::checkpoint_write(schema, table),
             (
-                PROGRESS_ROW,
+                row as u8,
                 &self.alter,
                 self.server_id,
                 &self.position.file,
@@ -88,15 +95,16 @@ impl Checkpoint {
         .await
     }
 
-    /// The checkpoint `table` holds, if one was written.
+    /// The checkpoint `table` holds as its `row`, if one was written.
     pub async fn read(
         conn: &mut Conn,
         schema: &str,
         table: &str,
+        row: Row,
     ) -> Result<Option<Checkpoint>, CheckpointError> {
         type Row = (String, u64, String, u64, Option<Vec<u8>>, bool, u64, u64);
         let row: Option<Row> = conn
-            .exec_first(sql::checkpoint_read(schema, table), (PROGRESS_ROW,))
+            .exec_first(sql::checkpoint_read(schema, table), (row as u8,))
             .await
             .map_err(sql_error("reading the checkpoint"))?;
         let Some((alter, server_id, file, pos, through, done, rows_copied, events_applied)) = row
@@ -123,7 +131,7 @@ impl Checkpoint {
     }
 }
 
-/// Refuses to resume from `checkpoint` when the inspected server is not the one whose binlog
+/// Refuses to resume (or revert) from `checkpoint` when the inspected server is not the one whose binlog
 /// it names, or no longer has that binlog file.
 pub async fn check_binlog(
     iconn: &mut Conn,
@@ -209,7 +217,9 @@ impl Writer {
         let Some(checkpoint) = sources.now() else {
             return Ok(());
         };
-        checkpoint.write(conn, &self.schema, &self.table).await?;
+        checkpoint
+            .write(conn, &self.schema, &self.table, Row::Progress)
+            .await?;
         if !self.written.swap(true, Ordering::SeqCst) {
             tracing::info!(
                 "checkpoint written to {} (binlog {}): an interrupted run can now be resumed with --resume",

@@ -218,7 +218,7 @@ pub struct Flags {
     /// go on with an interrupted --checkpoint run from its last checkpoint (the same command, with --resume)
     #[arg(long)]
     pub resume: bool,
-    /// revert a completed migration using its old table (with --old-table)
+    /// undo a migration made with --checkpoint: replay the binlog since its swap on --old-table and swap it back (the migrated table is kept as _<table>_rev_del)
     #[arg(long)]
     pub revert: bool,
     /// the old table to revert to (with --revert)

@@ -95,8 +95,13 @@ impl Config {
         }
     }
 
+    /// The table that is filled and swapped in: `_<t>_gho`; with `--revert`, the old table of
+    /// the migration it undoes (`--old-table`), brought up to date.
     pub fn ghost_table(&self) -> String {
-        format!("_{}_gho", self.helper_base())
+        match &self.flags.old_table {
+            Some(old) if self.flags.revert => old.clone(),
+            _ => format!("_{}_gho", self.helper_base()),
+        }
     }
 
     pub fn changelog_table(&self) -> String {
@@ -109,14 +114,19 @@ impl Config {
     }
 
     /// Checkpoints are written: `--checkpoint`, or `--resume` (a resumed run goes on writing
-    /// them, as gh-ost's documented resume command does not repeat `--checkpoint`).
+    /// them, as gh-ost's documented resume command does not repeat `--checkpoint`); not by a
+    /// `--revert` run, which copies nothing.
     pub fn checkpointing(&self) -> bool {
-        self.flags.checkpoint || self.flags.resume
+        (self.flags.checkpoint || self.flags.resume) && !self.flags.revert
     }
 
     /// `_<t>_del`, or `_<t>_<YYYYMMDDhhmmss>_del` with `--timestamp-old-table` (the time the
     /// run started, UTC).
     pub fn old_table(&self) -> String {
+        if self.flags.revert {
+            // The migrated table, swapped out by the revert.
+            return format!("_{}_rev_del", self.helper_base());
+        }
         match &self.started_at {
             Some(stamp) if self.flags.timestamp_old_table => {
                 format!("_{}_{stamp}_del", self.helper_base())
@@ -200,8 +210,6 @@ impl NotImplemented {
     }
 }
 
-const OTHER_MODE: &str = "Run without it, or use gh-ost for this mode";
-
 /// Every gh-ost flag wraith accepts but does not implement yet, and what it does with each.
 ///
 /// Not listed, because what they ask for happens: `--timestamp-old-table`,
@@ -214,18 +222,6 @@ const OTHER_MODE: &str = "Run without it, or use gh-ost for this mode";
 pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
     // ---- Refused: run modes. Each decides which server's table is changed, or whether a run
     // starts over; ignored, wraith would migrate and swap the primary's table.
-    NotImplemented::refused(
-        "revert",
-        |f| f.revert,
-        "it would otherwise run a new migration instead of reverting the last one",
-        "Swap the tables back by hand (RENAME TABLE), or use gh-ost",
-    ),
-    NotImplemented::refused(
-        "old-table",
-        |f| f.old_table.is_some(),
-        "it names the table to revert to, and --revert is not implemented either",
-        OTHER_MODE,
-    ),
     // ---- Refused: what the new table is, and how it is made.
     NotImplemented::refused(
         "analyze-ghost-table-before-cutover",
@@ -319,11 +315,15 @@ pub fn build(
         ));
     }
 
-    let alter_text = flags.alter.clone().ok_or(ConfigError::Missing("alter"))?;
-    let alter = alter::parse(&alter_text).map_err(|e| ConfigError::Invalid {
-        flag: "alter",
-        message: e.to_string(),
-    })?;
+    // --revert undoes the change its checkpoint names; an --alter given with it is not used.
+    let alter = match (&flags.alter, flags.revert) {
+        (_, true) => Alter::default(),
+        (Some(text), false) => alter::parse(text).map_err(|e| ConfigError::Invalid {
+            flag: "alter",
+            message: e.to_string(),
+        })?,
+        (None, false) => return Err(ConfigError::Missing("alter")),
+    };
     let table = match (&flags.table, &alter.table) {
         (Some(t), Some(a)) if t != a => {
             return Err(ConfigError::Invalid {
@@ -450,6 +450,18 @@ pub fn build(
     }
     if flags.revert && flags.old_table.is_none() {
         return Err(ConfigError::Missing("old-table"));
+    }
+    if flags.old_table.is_some() && !flags.revert {
+        return Err(ConfigError::Invalid {
+            flag: "old-table",
+            message: "names the table --revert brings back; it requires --revert".into(),
+        });
+    }
+    if flags.revert && flags.resume {
+        return Err(ConfigError::Invalid {
+            flag: "revert",
+            message: "cannot be combined with --resume: a revert starts from the migration's cut-over checkpoint (run it again to start over)".into(),
+        });
     }
     if !flags.storage_engine.eq_ignore_ascii_case("innodb") {
         return Err(ConfigError::Invalid {
@@ -1067,32 +1079,36 @@ mod tests {
 
     #[test]
     fn a_flag_wraith_cannot_honour_refuses_the_run_naming_it_and_what_to_do() {
-        assert_eq!(
-            refusal(&["--revert", "--old-table=_t_del"])
-                .lines()
-                .next()
-                .unwrap(),
-            "--revert is not implemented in this version of wraith; it would otherwise run a new \
-             migration instead of reverting the last one. Swap the tables back by hand (RENAME \
-             TABLE), or use gh-ost"
+        let e = refusal(&["--analyze-ghost-table-before-cutover", "--stack"]);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 1, "{e}");
+        assert!(
+            lines[0].starts_with("--analyze-ghost-table-before-cutover is not implemented"),
+            "{e}"
         );
-        let e = refusal(&[
+    }
+
+    #[test]
+    fn a_revert_swaps_the_old_table_back_in_and_needs_no_alter() {
+        let c = build_args(&[
+            "--database=d",
+            "--table=t",
             "--revert",
             "--old-table=_t_del",
-            "--analyze-ghost-table-before-cutover",
-            "--stack",
-        ]);
-        let lines: Vec<&str> = e.lines().collect();
-        assert_eq!(lines.len(), 3, "{e}");
-        assert!(lines[0].starts_with("--revert is not implemented"), "{e}");
+        ])
+        .unwrap();
+        assert_eq!(c.ghost_table(), "_t_del");
+        assert_eq!(c.old_table(), "_t_rev_del");
+        assert!(!c.checkpointing());
+        let e = with(&["--old-table=_t_del"]).unwrap_err();
+        assert!(e.to_string().contains("requires --revert"), "{e}");
+        let e = with(&["--revert", "--old-table=_t_del", "--resume"]).unwrap_err();
         assert!(
-            lines[1].starts_with("--old-table is not implemented"),
+            e.to_string().contains("cannot be combined with --resume"),
             "{e}"
         );
-        assert!(
-            lines[2].starts_with("--analyze-ghost-table-before-cutover is not implemented"),
-            "{e}"
-        );
+        let e = with(&["--revert"]).unwrap_err();
+        assert!(e.to_string().contains("old-table"), "{e}");
     }
 
     #[test]

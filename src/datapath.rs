@@ -149,6 +149,8 @@ impl DataPath {
         let pcreds = Credentials::primary(cfg);
         let mut apply_plan = ApplyPlan::new(plan, db, &cfg.ghost_table());
         apply_plan.allow_skipped_rows = cfg.flags.allow_skipped_rows;
+        // --revert: the old table keeps the values of the columns the migration dropped.
+        apply_plan.preserve_unmapped = cfg.flags.revert;
         let mut applier = Applier::connect(
             servers.primary,
             &pcreds,

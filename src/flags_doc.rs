@@ -158,7 +158,7 @@ mod tests {
             let separators = line.replace("\\|", "").matches('|').count();
             assert_eq!(separators, 4, "{line}");
         }
-        assert!(table.contains("| `--revert` | `false` | **Refused**"));
+        assert!(table.contains("| `--analyze-ghost-table-before-cutover` | `false` | **Refused**"));
         assert!(table.contains("| `--gtid` | `false` | **Warned**"));
         assert!(table.contains("| `--chunk-size` | `1000` | rows per copy chunk (10..100000) |"));
     }

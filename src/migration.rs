@@ -239,6 +239,11 @@ struct Run<'a> {
     triggers: Vec<triggers::GhostTrigger>,
     /// `--resume`: the checkpoint this run goes on from.
     resumed: Option<Checkpoint>,
+    /// Where the binlog is read from: `--resume`'s or `--revert`'s checkpoint (else the
+    /// inspected server's current position).
+    stream_from: Option<crate::binlog::BinlogPosition>,
+    /// The inspected server's `@@server_id`, once read: checkpoints name it.
+    server_id: u64,
     /// How far the copy has got, for checkpoints.
     watermark: Arc<Watermark>,
     /// A checkpoint has been written: on failure the helper tables are kept for `--resume`.
@@ -291,6 +296,8 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         table_lock: None,
         triggers: Vec::new(),
         resumed: None,
+        stream_from: None,
+        server_id: 0,
         watermark: Arc::new(Watermark::default()),
         checkpointed: Arc::new(AtomicBool::new(false)),
         kept_for_resume: false,
@@ -397,7 +404,7 @@ impl Run<'_> {
             primary: format!("{} ({})", self.primary, facts.primary.flavor),
         });
         let original = facts.table.clone().expect("table-exists check passed");
-        if cfg.flags.attempt_instant_ddl && self.instant_ddl().await? {
+        if cfg.flags.attempt_instant_ddl && !cfg.flags.revert && self.instant_ddl().await? {
             self.enter(State::Cleanup).await?;
             return Ok(Report {
                 inspected: self.inspected.clone(),
@@ -422,6 +429,8 @@ impl Run<'_> {
         self.enter(State::Prepare).await?;
         let plan = if cfg.flags.resume {
             self.prepare_resume(&mut pconn, &mut iconn, &original).await
+        } else if cfg.flags.revert {
+            self.prepare_revert(&mut pconn, &mut iconn, &original).await
         } else {
             self.prepare(&mut pconn, &original).await
         };
@@ -472,6 +481,7 @@ impl Run<'_> {
             .await
             .context("reading @@server_id")?
             .unwrap_or_default();
+        self.server_id = server_id;
         if let Some(resumed) = &self.resumed {
             progress
                 .rows_copied
@@ -484,7 +494,7 @@ impl Run<'_> {
                 &mut iconn,
                 &plan,
                 &self.controls,
-                self.resumed.as_ref().map(|c| c.position.clone()),
+                self.stream_from.clone(),
                 &self.cancel,
             )
             .await?,
@@ -566,6 +576,9 @@ impl Run<'_> {
                 }
             }
             locked_for = Some(swapped?);
+            if !cfg.flags.test_on_replica {
+                self.after_swap().await?;
+            }
             if cfg.flags.ok_to_drop_table && !cfg.flags.test_on_replica {
                 let old = cfg.old_table();
                 self.primary_conn()
@@ -612,6 +625,11 @@ impl Run<'_> {
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         spec.changelog = cfg.changelog_table();
+        if cfg.flags.revert {
+            info!("--revert: nothing to copy: the old table held every row at the swap, and the binlog since brings it up to date");
+            self.watermark.done();
+            return Ok(());
+        }
         if let Some(resumed) = &self.resumed {
             if resumed.copy.done {
                 info!("--resume: the interrupted run had copied every row; not copying again");
@@ -1273,12 +1291,7 @@ impl Run<'_> {
             cfg.flags.skip_renamed_columns,
             cfg.flags.allow_nullable_unique_key,
         )?;
-        let nullable_key = plan
-            .key
-            .columns
-            .iter()
-            .any(|c| original.column(c).is_none_or(|c| c.nullable));
-        if cfg.checkpointing() && nullable_key {
+        if cfg.checkpointing() && nullable_key(&plan) {
             return Err(MigrationError::Other(format!(
                 "--checkpoint: the migration's key {} has a nullable column (--allow-nullable-unique-key): rows with a NULL there are copied in one piece at the end, which a checkpoint cannot split, so such a run cannot be resumed. Run without --checkpoint/--resume",
                 sql::quote_ident(&plan.key.name)
@@ -1288,6 +1301,182 @@ impl Run<'_> {
             self.triggers = self.prepare_triggers(pconn).await?;
         }
         Ok(plan)
+    }
+
+    /// `--revert`: the old table of a migration made with `--checkpoint` becomes the table to
+    /// fill (it held every row at the swap) and the binlog is replayed on it from the swap's end
+    /// (the checkpoint's cut-over row), changing rows in place so that the columns the migration
+    /// dropped keep their values; the checksum and the cut-over then run as in a migration, and
+    /// the migrated table is swapped out to `_<t>_rev_del`. The old table is never dropped: if
+    /// the revert fails, it stays (brought partly up to date) and can be reverted to again.
+    async fn prepare_revert(
+        &mut self,
+        pconn: &mut Conn,
+        iconn: &mut Conn,
+        original: &TableSchema,
+    ) -> Result<Plan, MigrationError> {
+        let cfg = self.cfg;
+        let db = cfg.database.as_str();
+        let (old, changelog, ghk) = (
+            cfg.ghost_table(),
+            cfg.changelog_table(),
+            cfg.checkpoint_table(),
+        );
+        let refused = |what: String| MigrationError::Checkpoint(CheckpointError::Refused(what));
+        if TableSchema::read(pconn, db, &ghk)
+            .await
+            .context("reading the checkpoint table")?
+            .is_none()
+        {
+            return Err(refused(format!(
+                "--revert: there is no checkpoint table {}: only a migration run with --checkpoint (whose checkpoint table is kept, as it is without --ok-to-drop-table) can be reverted",
+                sql::quote_ident(&ghk)
+            )));
+        }
+        let checkpoint = Checkpoint::read(pconn, db, &ghk, checkpoint::Row::CutOver)
+            .await?
+            .ok_or_else(|| {
+                refused(format!(
+                    "--revert: {} holds no cut-over checkpoint: the migration has not swapped the tables (resume it with --resume, or drop the helper tables)",
+                    sql::quote_ident(&ghk)
+                ))
+            })?;
+        let Some(old_schema) = TableSchema::read(pconn, db, &old)
+            .await
+            .context("reading the old table")?
+        else {
+            return Err(refused(format!(
+                "--revert: the old table {} (--old-table) does not exist: there is nothing to revert to",
+                sql::quote_ident(&old)
+            )));
+        };
+        let old_triggers = triggers::read(pconn, db, &old)
+            .await
+            .context("reading the old table's triggers")?;
+        if !old_triggers.is_empty() {
+            return Err(refused(format!(
+                "--revert: the old table {} has triggers, which would fire for every change the revert replays on it; drop them first (and create them again after the revert)",
+                sql::quote_ident(&old)
+            )));
+        }
+        checkpoint::check_binlog(iconn, &self.inspected, &checkpoint).await?;
+        // The change undone: the migration's column renames, the other way round.
+        let forward = crate::inspect::alter::parse(&checkpoint.alter).map_err(|e| {
+            refused(format!(
+                "--revert: the ALTER in the checkpoint cannot be read ({e})"
+            ))
+        })?;
+        let renames: Vec<crate::inspect::alter::ColumnRename> = forward
+            .renames
+            .iter()
+            .map(|r| crate::inspect::alter::ColumnRename {
+                from: r.to.clone(),
+                to: r.from.clone(),
+            })
+            .collect();
+        let plan = plan::build(original, &old_schema, &renames, false, false)?;
+        if nullable_key(&plan) {
+            return Err(refused(format!(
+                "--revert: the key {} has a nullable column: such rows cannot be matched by key",
+                sql::quote_ident(&plan.key.name)
+            )));
+        }
+        if cfg.flags.initially_drop_ghost_table {
+            // Only the changelog: the "ghost" here is the old table.
+            pconn
+                .query_drop(sql::drop_table_if_exists(db, &changelog))
+                .await
+                .context(format!("dropping {changelog}"))?;
+        }
+        pconn
+            .query_drop(sql::create_changelog(db, &changelog))
+            .await
+            .context(format!("creating the changelog table {changelog}"))?;
+        self.created.push(changelog);
+        info!(
+            "--revert: bringing {} up to date from the binlog of {} since the swap ({}), then swapping it back in (the migrated table will be kept as {}); ALTER undone: {}",
+            sql::quote_ident(&old),
+            self.inspected,
+            checkpoint.position,
+            sql::quote_ident(&cfg.old_table()),
+            checkpoint.alter
+        );
+        self.stream_from = Some(checkpoint.position);
+        Ok(plan)
+    }
+
+    /// After a swap: with `--checkpoint`, the cut-over checkpoint (where the swap ended in the
+    /// binlog, for `--revert`), and the checkpoint table kept unless `--ok-to-drop-table`, as
+    /// gh-ost keeps it. After a `--revert`, the checkpoint table is dropped with
+    /// `--ok-to-drop-table`.
+    async fn after_swap(&mut self) -> Result<(), MigrationError> {
+        let cfg = self.cfg;
+        let ghk = cfg.checkpoint_table();
+        if cfg.flags.revert {
+            info!(
+                "reverted: {} is the table of before the migration again, with every change made since; the migrated table is kept as {}",
+                sql::quote_ident(&cfg.table),
+                sql::quote_ident(&cfg.old_table())
+            );
+            if cfg.flags.ok_to_drop_table {
+                self.primary_conn()
+                    .await?
+                    .query_drop(sql::drop_table_if_exists(&cfg.database, &ghk))
+                    .await
+                    .context(format!("dropping {ghk}"))?;
+            }
+            return Ok(());
+        }
+        if !cfg.checkpointing() {
+            return Ok(());
+        }
+        let swapped_at = self
+            .path
+            .as_ref()
+            .and_then(|p| p.status.borrow().swapped_at.clone());
+        let Some(position) = swapped_at else {
+            warn!("the swap's end in the binlog is not known: no cut-over checkpoint is written, so this migration cannot be reverted with --revert");
+            return Ok(());
+        };
+        let cut_over = Checkpoint {
+            alter: cfg.alter.body.clone(),
+            server_id: self.server_id,
+            position,
+            copy: copy::CopyMark {
+                through: None,
+                done: true,
+            },
+            rows_copied: self.controls.progress.rows_copied.load(Ordering::Relaxed),
+            events_applied: self
+                .controls
+                .progress
+                .events_applied
+                .load(Ordering::Relaxed),
+        };
+        let written = cut_over
+            .write(
+                self.primary_conn().await?,
+                &cfg.database,
+                &ghk,
+                checkpoint::Row::CutOver,
+            )
+            .await;
+        match written {
+            Ok(()) if !cfg.flags.ok_to_drop_table => {
+                self.created.retain(|t| *t != ghk);
+                info!(
+                    "cut-over checkpoint written to {} (binlog {}): --revert --old-table={} can undo this migration while that binlog is kept",
+                    sql::quote_ident(&ghk),
+                    cut_over.position,
+                    cfg.old_table()
+                );
+            }
+            Ok(()) => {}
+            Err(e) => warn!(
+                "writing the cut-over checkpoint failed ({e}): this migration cannot be reverted with --revert"
+            ),
+        }
+        Ok(())
     }
 
     /// `--resume`: goes on with the helper tables an interrupted run left. Reads its checkpoint,
@@ -1319,7 +1508,9 @@ impl Run<'_> {
                 sql::quote_ident(&ghk)
             )));
         }
-        let checkpoint = Checkpoint::read(pconn, db, &ghk).await?.ok_or_else(|| {
+        let checkpoint = Checkpoint::read(pconn, db, &ghk, checkpoint::Row::Progress)
+            .await?
+            .ok_or_else(|| {
             refused(format!(
                 "--resume: {} holds no checkpoint: the interrupted run stopped before writing its first one. Drop {}, {} and {}, then run the migration without --resume",
                 sql::quote_ident(&ghk),
@@ -1370,6 +1561,7 @@ impl Run<'_> {
             }
         );
         self.watermark = Arc::new(Watermark::starting_after(checkpoint.copy.through.clone()));
+        self.stream_from = Some(checkpoint.position.clone());
         self.resumed = Some(checkpoint);
         Ok(plan)
     }
@@ -1574,6 +1766,14 @@ const CLEANUP_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the catch-up waits without a heartbeat before it calls the binlog stream stuck.
 const STALLED_STREAM: Duration = Duration::from_secs(300);
+
+/// The migration's key has a column that may hold NULL (`--allow-nullable-unique-key`).
+fn nullable_key(plan: &Plan) -> bool {
+    plan.key
+        .columns
+        .iter()
+        .any(|c| plan.original.column(c).is_none_or(|c| c.nullable))
+}
 
 /// A marker token no earlier marker of this run has: `prefix` and the time in nanoseconds.
 fn marker_token(prefix: &str) -> String {

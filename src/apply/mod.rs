@@ -79,6 +79,10 @@ pub struct ApplyPlan {
     other_unique: Vec<(Vec<String>, Vec<usize>)>,
     /// `--allow-skipped-rows`: insert with IGNORE, so a row the new table cannot hold is dropped.
     pub allow_skipped_rows: bool,
+    /// The target holds values in columns the images do not map that must be kept (`--revert`:
+    /// the old table's dropped columns, as they were at the swap): rows are changed in place,
+    /// event by event, never deleted and inserted again.
+    pub preserve_unmapped: bool,
 }
 
 /// The usual largest statement (and round trip): a statement grows past it only to hold one row.
@@ -192,6 +196,7 @@ impl ApplyPlan {
                 })
                 .collect(),
             allow_skipped_rows: false,
+            preserve_unmapped: false,
             // Rows with a NULL key cannot be coalesced by key: replayed one event at a time.
             exact_keys: !key_nullable
                 && plan.key.columns.iter().all(|c| {
@@ -245,7 +250,7 @@ impl ApplyPlan {
         events: &[RowEvent],
         sizes: Sizes,
     ) -> Result<Vec<String>, ApplyError> {
-        if !self.exact_keys {
+        if !self.exact_keys || self.preserve_unmapped {
             let mut out = Vec::new();
             for event in events {
                 out.extend(self.statements(event, sizes)?);
@@ -465,8 +470,72 @@ impl ApplyPlan {
             .collect()
     }
 
+    /// [`ApplyPlan::statements`] for [`ApplyPlan::preserve_unmapped`]: a row is changed in
+    /// place, so the target's columns the images do not map keep their values. An insert or an
+    /// update is an upsert of the after image (idempotent); an update that moves the key first
+    /// moves the row (`UPDATE ... WHERE` the old key); a delete deletes.
+    fn preserving_statements(
+        &self,
+        event: &RowEvent,
+        sizes: Sizes,
+    ) -> Result<Vec<String>, ApplyError> {
+        let mut out = Vec::new();
+        let checked = |statement: String, image: &[Cell]| {
+            if statement.len() > sizes.max {
+                return Err(too_large(
+                    &self.key_of(image).join(", "),
+                    statement.len(),
+                    sizes,
+                ));
+            }
+            Ok(statement)
+        };
+        for (before, after) in &event.rows {
+            for image in [before, after].into_iter().flatten() {
+                self.check_shape(image)?;
+            }
+            let after = after
+                .as_deref()
+                .filter(|_| matches!(event.kind, RowKind::Insert | RowKind::Update));
+            match (before.as_deref(), after) {
+                (Some(before), None) => {
+                    let key = self.key_of(before);
+                    self.push_deletes(&mut out, &self.key_columns, &[key], false, sizes)?;
+                }
+                (before, Some(after)) => {
+                    if let Some(before) = before.filter(|b| self.key_of(b) != self.key_of(after)) {
+                        let values: Vec<String> = self
+                            .image_index
+                            .iter()
+                            .map(|&i| after[i].sql_literal())
+                            .collect();
+                        let moved = sql::update_row(
+                            &self.schema,
+                            &self.ghost,
+                            &self.ghost_columns,
+                            &values,
+                            &self.key_columns,
+                            &self.key_of(before),
+                        );
+                        out.push(checked(moved, after)?);
+                    }
+                    let mut upsert =
+                        sql::insert_head(&self.schema, &self.ghost, &self.ghost_columns, false);
+                    self.write_tuple(&mut upsert, after);
+                    upsert.push_str(&sql::upsert_tail(&self.ghost_columns));
+                    out.push(checked(upsert, after)?);
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// The statements that make the ghost table reflect one rows event, each within `sizes`.
     pub fn statements(&self, event: &RowEvent, sizes: Sizes) -> Result<Vec<String>, ApplyError> {
+        if self.preserve_unmapped {
+            return self.preserving_statements(event, sizes);
+        }
         let mut keys: Vec<Vec<String>> = Vec::new();
         let mut rows: Vec<&[Cell]> = Vec::new();
         // Rows whose key holds a NULL, deleted one by one by their values.
@@ -811,6 +880,31 @@ mod tests {
         row_event(kind, rows, |a: [i64; 3]| {
             a.iter().map(|&v| Cell::Int(v)).collect()
         })
+    }
+
+    #[test]
+    fn preserving_unmapped_columns_changes_rows_in_place_event_by_event() {
+        let mut plan = apply_plan();
+        plan.preserve_unmapped = true;
+        let events = [
+            event(RowKind::Insert, vec![(None, Some([1, 9, 10]))]),
+            event(RowKind::Update, vec![(Some([1, 9, 10]), Some([1, 9, 11]))]),
+            event(RowKind::Update, vec![(Some([1, 9, 11]), Some([2, 9, 11]))]),
+            event(RowKind::Delete, vec![(Some([2, 9, 11]), None)]),
+        ];
+        let upsert = |row: &str| {
+            format!("INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES {row} ON DUPLICATE KEY UPDATE `id` = VALUES(`id`), `v` = VALUES(`v`)")
+        };
+        assert_eq!(
+            plan.batch_statements(&events, SIZES).unwrap(),
+            vec![
+                upsert("(1, 10)"),
+                upsert("(1, 11)"),
+                "UPDATE /* wraith */ `d`.`_t_gho` SET `id` = 2, `v` = 11 WHERE `id` IN (1)".into(),
+                upsert("(2, 11)"),
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (2)".into(),
+            ]
+        );
     }
 
     #[test]

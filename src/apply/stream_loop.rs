@@ -55,6 +55,9 @@ pub struct LoopStatus {
     /// data path to where it starts streaming, then moved at each applied batch). Written
     /// without waking the status's watchers: it is read by checkpoints, which poll.
     pub applied_through: Option<BinlogPosition>,
+    /// Where the swap's RENAME ends in the binlog (set with `rename_seen`): from there on, events
+    /// of the original table's name are the new table's (what `--revert` replays).
+    pub swapped_at: Option<BinlogPosition>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +247,7 @@ pub async fn run_loop(
                 schema,
                 query,
                 sql_mode,
+                position,
                 ..
             } => {
                 let statement = Statement::read(&query, sql_mode);
@@ -251,7 +255,10 @@ pub async fn run_loop(
                     None | Some(Touch::Reads) => {}
                     // wraith's swap: the original renamed away after the marker.
                     Some(Touch::RenamesAway) if statement.tagged && holding.is_some() => {
-                        status.send_modify(|s| s.rename_seen = true);
+                        status.send_modify(|s| {
+                            s.rename_seen = true;
+                            s.swapped_at = Some(position);
+                        });
                         break Ok(());
                     }
                     Some(_) if statement.tagged => {}

@@ -629,6 +629,10 @@ fn leftover_helper_tables(f: &Facts, cfg: &Config) -> Outcome {
         if cfg.flags.resume && resumed.contains(name) {
             continue;
         }
+        // What --revert works with: the old table (its "ghost") and the checkpoint table.
+        if cfg.flags.revert && (*name == cfg.ghost_table() || *name == cfg.checkpoint_table()) {
+            continue;
+        }
         let (flag, dropped_at_start) = if *name == cfg.old_table() {
             (
                 "--initially-drop-old-table",

@@ -211,6 +211,38 @@ pub fn insert_head(schema: &str, table: &str, columns: &[String], ignore: bool) 
     )
 }
 
+/// What follows a single-row [`insert_head`] statement so that a row already there with the same
+/// key gets `columns` set and keeps its other columns: ` ON DUPLICATE KEY UPDATE c = VALUES(c), ...`.
+pub fn upsert_tail(columns: &[String]) -> String {
+    let set: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{0} = VALUES({0})", quote_ident(c)))
+        .collect();
+    format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+}
+
+/// `UPDATE t SET c = v, ... WHERE <key = the key's values>`; values are SQL literals.
+pub fn update_row(
+    schema: &str,
+    table: &str,
+    columns: &[String],
+    values: &[String],
+    key_columns: &[String],
+    key: &[String],
+) -> String {
+    let set: Vec<String> = columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| format!("{} = {v}", quote_ident(c)))
+        .collect();
+    format!(
+        "UPDATE /* wraith */ {} SET {} WHERE {}",
+        qualified(schema, table),
+        set.join(", "),
+        keys_condition(key_columns, &[key.to_vec()], false)
+    )
+}
+
 /// The session settings of every connection that writes the ghost table: strict (a value that
 /// does not fit fails instead of being truncated), zero dates allowed, an explicit 0 in an
 /// AUTO_INCREMENT column kept.

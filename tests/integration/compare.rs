@@ -124,11 +124,7 @@ pub async fn assert_table_migrated(schema: &str, table: &str, key: &[&str]) {
         names.contains(&old),
         "the old table is kept as {old}: {names:?}"
     );
-    let helpers = [
-        format!("_{table}_gho"),
-        format!("_{table}_ghc"),
-        format!("_{table}_ghk"),
-    ];
+    let helpers = [format!("_{table}_gho"), format!("_{table}_ghc")];
     assert!(
         !names.iter().any(|n| helpers.contains(n)),
         "helper tables left: {names:?}"

@@ -20,6 +20,7 @@ mod names;
 mod preflight;
 mod replica_modes;
 mod resume;
+mod revert;
 mod rows;
 mod shapes;
 mod throttling;

@@ -323,7 +323,11 @@ async fn json_logs_are_one_object_per_line_to_the_last_line() {
         &schema,
         "t",
         ALTER,
-        &["--log-format", "json", "--checkpoint"],
+        &[
+            "--log-format",
+            "json",
+            "--analyze-ghost-table-before-cutover",
+        ],
     );
     let out = run_wraith(&refused).await;
     let err = stderr(&out);
@@ -331,7 +335,8 @@ async fn json_logs_are_one_object_per_line_to_the_last_line() {
     let last = json_lines(&err).pop().expect("an error line");
     assert_eq!(last["level"], "ERROR", "{last}");
     assert!(
-        message(&last).starts_with("error: --checkpoint is not implemented"),
+        message(&last)
+            .starts_with("error: --analyze-ghost-table-before-cutover is not implemented"),
         "{last}"
     );
 }

@@ -1,0 +1,145 @@
+//! Revert (`--revert --old-table=_t_del`), as gh-ost's docs/revert.md runs it: a migration made
+//! with `--checkpoint` that dropped a column and added a NOT NULL one is undone while writers go
+//! on writing to the table and to a mirror that was never migrated (same transactions, only
+//! the columns both schemas have). Afterwards `t` is the mirror, byte for byte, on the primary
+//! and the replica: the old schema, every write made since the swap, and the dropped column's
+//! values as they were at the swap. A revert that cannot be done says why and changes nothing.
+
+use std::time::Duration;
+
+use crate::compare::{assert_same_as_mirror, definition};
+use crate::harness::{self, migrate_args, servers, stderr, tables};
+use crate::migrate::{by_id, setup, small_values, SMALL, SMALL_COLUMNS};
+use crate::writers::{Rng, Writers, PACE};
+
+/// The migration undone: drops `c` (which keeps its values in the old table), adds a NOT NULL `d`.
+const ALTER: &str = "DROP COLUMN c, ADD COLUMN d INT NOT NULL DEFAULT 5";
+
+/// Values for the columns both schemas have.
+fn shared_values(r: &mut Rng) -> Vec<(&'static str, String)> {
+    small_values(r)
+        .into_iter()
+        .filter(|(c, _)| *c != "c")
+        .collect()
+}
+
+/// gh-ost's revert command: the migration's flags without `--alter`, with `--revert` and
+/// `--old-table`.
+fn revert_args(schema: &str, extra: &[&str]) -> Vec<String> {
+    let mut flags = vec!["--revert", "--old-table=_t_del", "--checkpoint"];
+    flags.extend_from_slice(extra);
+    migrate_args(schema, "t", ALTER, &flags)
+        .into_iter()
+        .filter(|a| !a.starts_with("--alter="))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_brings_the_old_schema_back_with_every_write_made_since_the_swap() {
+    let schema = harness::fresh_schema("revert").await;
+    // The mirror keeps the original schema: it is never migrated.
+    setup(
+        &schema,
+        SMALL,
+        "ENGINE=InnoDB",
+        800,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let primary = &servers().primary;
+    let original = definition(primary, &schema, "t").await;
+    let workload = by_id(&schema, shared_values).await;
+    let writers = Writers::start(primary, &schema, workload, 2, PACE * 2).await;
+    assert!(writers.wait_for_commits(10, Duration::from_secs(60)).await);
+
+    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &["--checkpoint"])).await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "the migration failed:\n{log}");
+    assert!(
+        log.contains("cut-over checkpoint written to `_t_ghk`"),
+        "{log}"
+    );
+    assert_ne!(definition(primary, &schema, "t").await, original);
+
+    // Writes to the migrated table, then the revert while they go on.
+    assert!(writers.wait_for_commits(50, Duration::from_secs(60)).await);
+    let out = harness::run_wraith(&revert_args(&schema, &[])).await;
+    let log = stderr(&out);
+    assert!(writers.wait_for_commits(10, Duration::from_secs(30)).await);
+    let stats = writers.stop().await;
+    assert!(out.status.success(), "the revert failed:\n{log}");
+    assert!(
+        log.contains("reverted: `t` is the table of before the migration again"),
+        "{log}"
+    );
+    eprintln!("writers: {}", stats.summary());
+    assert_same_as_mirror(&schema, &["id"]).await;
+    let names = tables(primary, &schema).await;
+    for kept in ["_t_rev_del", "_t_ghk"] {
+        assert!(
+            names.iter().any(|n| n == kept),
+            "{kept} is not kept: {names:?}"
+        );
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "_t_del" || n == "_t_ghc" || n == "_t_gho"),
+        "{names:?}"
+    );
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_that_cannot_be_done_says_why_and_changes_nothing() {
+    let schema = harness::fresh_schema("revert_refused").await;
+    setup(
+        &schema,
+        SMALL,
+        "ENGINE=InnoDB",
+        200,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let primary = &servers().primary;
+
+    // A migration without --checkpoint cannot be reverted.
+    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = harness::run_wraith(&revert_args(&schema, &[])).await;
+    let log = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        log.contains("--revert: there is no checkpoint table `_t_ghk`: only a migration run with --checkpoint"),
+        "{log}"
+    );
+
+    // The old table is gone.
+    let again = migrate_args(
+        &schema,
+        "t",
+        "ADD COLUMN e INT",
+        &["--checkpoint", "--initially-drop-old-table"],
+    );
+    let out = harness::run_wraith(&again).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let migrated = definition(primary, &schema, "t").await;
+    harness::primary_sql(&schema, &["DROP TABLE _t_del"]).await;
+    harness::sync_replica().await;
+    let out = harness::run_wraith(&revert_args(&schema, &[])).await;
+    let log = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        log.contains("--revert: the old table `_t_del` (--old-table) does not exist"),
+        "{log}"
+    );
+    assert_eq!(definition(primary, &schema, "t").await, migrated);
+    assert_eq!(
+        tables(primary, &schema).await,
+        ["_t_ghk", "mirror", "t"],
+        "a refused revert left or dropped tables"
+    );
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
