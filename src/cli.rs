@@ -183,7 +183,7 @@ pub struct Flags {
     /// try ALTER ... ALGORITHM=INSTANT first and finish at once when the server can
     #[arg(long)]
     pub attempt_instant_ddl: bool,
-    /// fail the migration when the row copy produces SQL warnings
+    /// fail the migration at any SQL warning of the row copy or of the binlog apply (also with --skip-strict-mode)
     #[arg(long)]
     pub panic_on_warnings: bool,
     /// skip the check for metadata locks held on the table before cut-over

@@ -216,9 +216,9 @@ impl NotImplemented {
 /// `--allow-setup-metadata-lock-instruments`, `--discard-foreign-keys` (the ghost table is made
 /// with `CREATE TABLE ... LIKE`, which copies no foreign key), `--allow-zero-in-date` (writer
 /// sessions always allow zero dates), `--skip-port-validation` (wraith never compares `@@port`
-/// with `--port`), `--verbose` (info is the default level), `--panic-on-warnings` on its own (a
-/// copy warning that means a lost or changed row fails the run, and the applier writes in strict
-/// mode).
+/// with `--port`), `--verbose` (info is the default level), `--panic-on-warnings` (a copy
+/// warning that means a lost or changed row always fails the run; with the flag, any warning
+/// while the binlog is applied does too, `--skip-strict-mode` or not).
 pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
     // ---- Refused: run modes. Each decides which server's table is changed, or whether a run
     // starts over; ignored, wraith would migrate and swap the primary's table.
@@ -228,12 +228,6 @@ pub const NOT_IMPLEMENTED: &[NotImplemented] = &[
         |f| f.analyze_ghost_table_before_cutover,
         "the new table would be swapped in without fresh index statistics",
         "Run without it and ANALYZE TABLE right after the swap, or use gh-ost",
-    ),
-    NotImplemented::refused(
-        "panic-on-warnings",
-        |f| f.panic_on_warnings && (f.skip_strict_mode || f.allow_skipped_rows),
-        "with --skip-strict-mode or --allow-skipped-rows the changes applied from the binlog are not checked for warnings",
-        "Run it without --skip-strict-mode and --allow-skipped-rows: wraith then fails on any lost or changed row",
     ),
     // ---- Warned: gh-ost relaxes some of its own checks with these. wraith's checks stay as
     // they are; one that fails refuses the run before anything is created.
@@ -455,6 +449,12 @@ pub fn build(
         return Err(ConfigError::Invalid {
             flag: "old-table",
             message: "names the table --revert brings back; it requires --revert".into(),
+        });
+    }
+    if flags.panic_on_warnings && flags.allow_skipped_rows {
+        return Err(ConfigError::Invalid {
+            flag: "panic-on-warnings",
+            message: "cannot be combined with --allow-skipped-rows: that drops a row the new table cannot hold, with a warning, which --panic-on-warnings stops the run for. Pass one of them".into(),
         });
     }
     if flags.revert && flags.resume {
@@ -1178,15 +1178,18 @@ mod tests {
     }
 
     #[test]
-    fn panic_on_warnings_is_refused_only_where_wraith_would_not_fail_on_a_warning() {
-        assert!(with(&["--panic-on-warnings"]).is_ok());
-        for other in ["--skip-strict-mode", "--allow-skipped-rows"] {
-            let e = refusal(&["--panic-on-warnings", other]);
-            assert!(
-                e.starts_with("--panic-on-warnings is not implemented"),
-                "{e}"
-            );
-        }
+    fn panic_on_warnings_is_acted_on_and_refused_only_beside_allow_skipped_rows() {
+        assert!(with(&["--panic-on-warnings"])
+            .unwrap()
+            .not_yet_acted_on
+            .is_empty());
+        assert!(with(&["--panic-on-warnings", "--skip-strict-mode"]).is_ok());
+        let e = with(&["--panic-on-warnings", "--allow-skipped-rows"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot be combined with --allow-skipped-rows"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -151,6 +151,7 @@ impl DataPath {
         apply_plan.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         // --revert: the old table keeps the values of the columns the migration dropped.
         apply_plan.preserve_unmapped = cfg.flags.revert;
+        apply_plan.panic_on_warnings = cfg.flags.panic_on_warnings;
         let mut applier = Applier::connect(
             servers.primary,
             &pcreds,

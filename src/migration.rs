@@ -1075,13 +1075,43 @@ impl Run<'_> {
     }
 
     /// Puts back a table an earlier run left missing halfway through a two-step cut-over.
-    async fn recover_interrupted(&self, flavor: &Flavor) -> Result<(), MigrationError> {
-        if let Some(what) =
-            cutover::recover_interrupted(&self.cut_over_spec(flavor.clone())).await?
-        {
-            warn!("{what}");
+    /// What the primary's tables look like once mended is what the inspected replica must show
+    /// before the preflight reads it: waits (at most [`REPLICATED_WITHIN`]) until the replica
+    /// has `t` again after it was renamed back.
+    async fn recover_interrupted(
+        &self,
+        flavor: &Flavor,
+        iconn: &mut Conn,
+    ) -> Result<(), MigrationError> {
+        let Some(what) = cutover::recover_interrupted(&self.cut_over_spec(flavor.clone())).await?
+        else {
+            return Ok(());
+        };
+        warn!("{what}");
+        if self.primary == self.inspected {
+            return Ok(());
         }
-        Ok(())
+        let cfg = self.cfg;
+        let waited = Instant::now();
+        while waited.elapsed() < REPLICATED_WITHIN {
+            let found: Option<u64> = iconn
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (&cfg.database, &cfg.table),
+                )
+                .await
+                .context("looking for the table on the inspected server")?;
+            if found.unwrap_or(0) > 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(MigrationError::Other(format!(
+            "{} was renamed back on the primary, but {} has not shown it within {}s: check that replication runs, then run the migration again",
+            sql::quote_ident(&cfg.table),
+            self.inspected,
+            REPLICATED_WITHIN.as_secs()
+        )))
     }
 
     /// The tables are swapped: the ghost table is now the table and must never be dropped.
@@ -1188,7 +1218,7 @@ impl Run<'_> {
             );
             self.pconn = Some(mysql::connect(&self.primary, &pcreds).await?);
         }
-        self.recover_interrupted(&iflavor).await?;
+        self.recover_interrupted(&iflavor, &mut iconn).await?;
         let primary_endpoint = self.primary.clone();
         let facts = inspect::gather(
             cfg,
@@ -1760,6 +1790,9 @@ impl Run<'_> {
         left
     }
 }
+
+/// How long a run waits for the inspected replica to show a table it renamed back on the primary.
+const REPLICATED_WITHIN: Duration = Duration::from_secs(60);
 
 /// How long cleanup waits for a metadata lock on a helper table before it leaves it behind.
 const CLEANUP_LOCK_WAIT: Duration = Duration::from_secs(10);

@@ -83,6 +83,9 @@ pub struct ApplyPlan {
     /// the old table's dropped columns, as they were at the swap): rows are changed in place,
     /// event by event, never deleted and inserted again.
     pub preserve_unmapped: bool,
+    /// `--panic-on-warnings`: any warning a statement gets fails the batch
+    /// ([`ApplyError::Warnings`]).
+    pub panic_on_warnings: bool,
 }
 
 /// The usual largest statement (and round trip): a statement grows past it only to hold one row.
@@ -144,6 +147,14 @@ pub enum ApplyError {
         packet: usize,
         suggested: usize,
     },
+    /// gh-ost's words under --panic-on-warnings (`applier.go`, `ApplyDMLEventQueries`), then
+    /// wraith's.
+    #[error("warnings detected in statement {statement} of {statements}: [{warnings}]; --panic-on-warnings stops the migration at any warning while the binlog is applied (the transaction was rolled back, nothing was swapped). Fix the data or the ALTER, or run without --panic-on-warnings")]
+    Warnings {
+        statement: usize,
+        statements: usize,
+        warnings: String,
+    },
     #[error("a row event has {got} columns but the table has {expected}; was the table altered outside wraith during the migration?")]
     Shape { got: usize, expected: usize },
     #[error(transparent)]
@@ -197,6 +208,7 @@ impl ApplyPlan {
                 .collect(),
             allow_skipped_rows: false,
             preserve_unmapped: false,
+            panic_on_warnings: false,
             // Rows with a NULL key cannot be coalesced by key: replayed one event at a time.
             exact_keys: !key_nullable
                 && plan.key.columns.iter().all(|c| {
@@ -712,7 +724,11 @@ impl Applier {
                 statements = self.plan.batch_statements(events, sizes)?;
             }
             let error = match self.transaction(&statements).await {
-                Ok(skipped) => {
+                Ok(Applied::Warned(warnings)) => {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    return Err(warnings);
+                }
+                Ok(Applied::Done { skipped }) => {
                     if let (Some(progress), true) = (&self.progress, skipped > 0) {
                         progress
                             .rows_skipped_by_apply
@@ -754,21 +770,44 @@ impl Applier {
 
     /// The batch as one transaction, in as few round trips as the packet allows (one, unless
     /// the batch is large); returns the rows its inserts dropped. Under `--allow-skipped-rows`
-    /// the statements go one by one (each fits the packet), and the warnings of each
-    /// `INSERT IGNORE` are read before the next statement clears them.
-    async fn transaction(&mut self, statements: &[String]) -> Result<u64, mysql_async::Error> {
-        if !self.plan.allow_skipped_rows {
+    /// and `--panic-on-warnings` the statements go one by one (each fits the packet), and the
+    /// warnings of each are read before the next statement clears them: an `INSERT IGNORE`'s
+    /// are rows it dropped; under `--panic-on-warnings` any warning (but a deprecation notice,
+    /// 1287) stops the batch, uncommitted.
+    async fn transaction(&mut self, statements: &[String]) -> Result<Applied, mysql_async::Error> {
+        if !self.plan.allow_skipped_rows && !self.plan.panic_on_warnings {
             for trip in round_trips(statements, self.sizes.target) {
                 self.conn.query_drop(trip.as_ref()).await?;
             }
-            return Ok(0);
+            return Ok(Applied::Done { skipped: 0 });
         }
         self.conn.query_drop("START TRANSACTION").await?;
         let mut skipped = 0;
         let mut shown = Vec::new();
-        for s in statements {
+        for (n, s) in statements.iter().enumerate() {
             self.conn.query_drop(s).await?;
-            if !s.starts_with("INSERT") || self.conn.get_warnings() == 0 {
+            if self.conn.get_warnings() == 0 {
+                continue;
+            }
+            if self.plan.panic_on_warnings {
+                let listed: Vec<(String, u32, Vec<u8>)> =
+                    self.conn.query("SHOW WARNINGS LIMIT 10").await?;
+                let warnings: Vec<String> = listed
+                    .into_iter()
+                    .filter(|(_, code, _)| *code != 1287)
+                    .map(|(level, code, message)| {
+                        format!("{level}: {} ({code})", String::from_utf8_lossy(&message))
+                    })
+                    .collect();
+                if !warnings.is_empty() {
+                    return Ok(Applied::Warned(ApplyError::Warnings {
+                        statement: n + 1,
+                        statements: statements.len(),
+                        warnings: warnings.join("; "),
+                    }));
+                }
+            }
+            if !s.starts_with("INSERT") || !self.plan.allow_skipped_rows {
                 continue;
             }
             // The OK packet's count stops at 65535; @@warning_count does not.
@@ -787,8 +826,16 @@ impl Applier {
                 shown.join("; ")
             );
         }
-        Ok(skipped)
+        Ok(Applied::Done { skipped })
     }
+}
+
+/// How a batch's transaction ended, when the server took every statement.
+enum Applied {
+    /// Committed; `skipped` rows dropped by `INSERT IGNORE` (`--allow-skipped-rows`).
+    Done { skipped: u64 },
+    /// A statement got warnings under `--panic-on-warnings`: not committed.
+    Warned(ApplyError),
 }
 
 fn write_error(e: mysql_async::Error) -> ApplyError {

@@ -749,10 +749,7 @@ async fn a_view_named_as_the_table_is_refused_as_not_a_base_table() {
 
 /// Flags that narrow what may happen (where to run, when to stop, what to throttle on, what
 /// operators can rely on) that this build cannot honour, each as a script would pass it.
-const REFUSED: &[&[&str]] = &[
-    &["--analyze-ghost-table-before-cutover"],
-    &["--panic-on-warnings", "--skip-strict-mode"],
-];
+const REFUSED: &[&[&str]] = &[&["--analyze-ghost-table-before-cutover"]];
 
 /// `t` with three rows, on the primary and the replica.
 async fn refused_flags_schema() -> String {

@@ -10,6 +10,8 @@
 //! - More than 65535 rows skipped in one chunk are counted exactly.
 //! - An XA transaction prepared during the copy and rolled back never reaches the new table; one
 //!   committed does.
+//! - `--panic-on-warnings` with `--skip-strict-mode`: a change the new table would truncate stops
+//!   the run with gh-ost's words, before the swap.
 //!
 //! Every test writes while wraith runs (`writers`: the same statements on `t` and on a mirror, in
 //! the same transactions) and compares the result with the mirror (`compare`).
@@ -555,4 +557,74 @@ async fn an_xa_transaction_prepared_during_the_copy_and_rolled_back_never_appear
     assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
     assert_wrote_through(&stats, &timeline, MIN_COMMITS_DURING_MIGRATION);
     assert_migrated(&schema, &["id"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_panic_on_warnings_a_change_the_new_table_truncates_stops_the_run_before_the_swap() {
+    let schema = harness::fresh_schema("panic_warnings").await;
+    let primary = &servers().primary;
+    let mut c = primary.conn().await;
+    run_sql(
+        &mut c,
+        &schema,
+        &[
+            "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, b VARCHAR(32) NOT NULL) ENGINE=InnoDB",
+            "INSERT INTO t VALUES (1, 'abc'), (2, 'de'), (3, 'f')",
+        ],
+    )
+    .await;
+    harness::sync_replica().await;
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("postpone");
+    std::fs::write(&flag, "").unwrap();
+    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
+    // Without strict mode the server truncates the value with a warning instead of failing.
+    let args = migrate_args(
+        &schema,
+        "t",
+        "MODIFY b VARCHAR(4) NOT NULL",
+        &["--skip-strict-mode", "--panic-on-warnings", &postpone],
+    );
+    let mut running = Running::start(&args);
+    harness::eventually(
+        "the cut-over postponed",
+        Duration::from_secs(120),
+        async || changelog_state(&schema).await.as_deref() == Some("Postpone"),
+    )
+    .await;
+    run_sql(
+        &mut c,
+        &schema,
+        &["INSERT INTO t VALUES (4, 'longer than four')"],
+    )
+    .await;
+    harness::eventually(
+        "wraith stopped by the warning",
+        Duration::from_secs(60),
+        async || running.exited(),
+    )
+    .await;
+    let out = running.finish(Duration::from_secs(10)).await;
+    let log = stderr(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("warnings detected in statement") && log.contains("Data truncated"),
+        "{log}"
+    );
+    assert!(log.contains("The original table is untouched"), "{log}");
+    let rows: Vec<(i32, String)> = c
+        .query(format!(
+            "SELECT id, b FROM {}.t ORDER BY id",
+            quote_ident(&schema)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.last(), Some(&(4, "longer than four".to_string())));
+    assert_eq!(tables(primary, &schema).await, ["t"]);
+    run_sql(
+        &mut c,
+        &schema,
+        &[&format!("DROP DATABASE {}", quote_ident(&schema))],
+    )
+    .await;
 }
