@@ -5,8 +5,10 @@
 //! Debian's `sysbench`, and the `WRAITH_BENCH_*` environment variables listed in
 //! `benches/README.md` (`WRAITH_BENCH_ROWS` sets the table size, default 1,000,000).
 //!
-//! Out: a results table on standard output, and exit code 0 when every run finished and every
-//! check passed (1 otherwise). Two scenarios run on one throw-away primary/replica pair:
+//! Out: a results table on standard output, every figure of it (and the machine's) as JSON in
+//! `target/bench/migrate.json` (or `WRAITH_BENCH_JSON`), and exit code 0 when every run finished
+//! and every check passed (1 otherwise). Three scenarios run on one throw-away primary/replica
+//! pair:
 //!
 //! 1. idle: an `orders` table is altered with `ADD COLUMN` by `ALTER TABLE ... ALGORITHM=COPY`
 //!    (on a copy of it, on the primary) and by `wraith --execute` (reading the replica); the
@@ -19,7 +21,17 @@
 //!    `sbtest.sbtest1_mirror`, altered natively before the load starts. Once the load has stopped
 //!    and the replica has caught up, the new `sbtest1` must equal the mirror (every column, byte
 //!    for byte, both directions) and have its definition, on the primary and on the replica; the
-//!    writers must have ended cleanly, with no error ignored (deadlocks, lock wait timeouts).
+//!    writers must have ended cleanly, with no error ignored (deadlocks, lock wait timeouts);
+//! 3. applier: wraith reads the primary (`--allow-on-master`), copies `sbtest.sbtest1` and
+//!    postpones its cut-over; then writers run unthrottled on `sbtest1` alone for a fixed window.
+//!    The row events the server committed on the table (its `TABLE_STATISTICS`, `userstat=1`)
+//!    are set against the row events wraith applied (its Prometheus endpoint), with the same
+//!    writers' rate on the server with no wraith measured first; then how far behind wraith was
+//!    when the writers stopped and how long it took to apply the rest. The new table must equal
+//!    a natively altered copy made once the writers stopped, on both servers.
+//!
+//! With `GHOST_BIN`, the idle scenario also runs that gh-ost binary on a copy of the same table
+//! with the same ALTER and command line.
 //!
 //! Everything the bench starts (servers, sysbench, wraith) is stopped and removed when it ends.
 
@@ -76,8 +88,19 @@ struct Settings {
     warmup: Duration,
     timeout: Duration,
     buffer_pool: String,
-    only: Option<String>,
+    /// The scenarios to run (`WRAITH_BENCH_ONLY`, comma-separated); `None`: all of them.
+    only: Option<Vec<String>>,
+    /// How long the applier scenario's unthrottled writers run.
+    applier_window: Duration,
+    /// Where the figures are written as JSON.
+    json: PathBuf,
+    /// A gh-ost binary to run on the idle scenario's work (`GHOST_BIN`), and its extra flags.
+    ghost: Option<PathBuf>,
+    ghost_args: Vec<String>,
 }
+
+/// The scenarios, in the order they run.
+const SCENARIOS: &[&str] = &["idle", "load", "applier"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LoadKind {
@@ -117,12 +140,40 @@ impl Settings {
             Some("sysbench") => bail!("WRAITH_BENCH_LOAD=sysbench but `sysbench` is not installed (apt-get install -y sysbench)"),
             Some(other) => bail!("WRAITH_BENCH_LOAD={other}: expected auto, sysbench or builtin"),
         };
+        let only = var("WRAITH_BENCH_ONLY").map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        });
+        if let Some(unknown) = only
+            .iter()
+            .flatten()
+            .find(|s| !SCENARIOS.contains(&s.as_str()))
+        {
+            bail!(
+                "WRAITH_BENCH_ONLY names {unknown}: expected some of {}, comma-separated",
+                SCENARIOS.join(", ")
+            );
+        }
+        let ghost = var("GHOST_BIN").map(PathBuf::from);
+        if let Some(bin) = &ghost {
+            if !bin.is_file() {
+                bail!(
+                    "GHOST_BIN={} is not a file; point it at a gh-ost binary, or unset it to run wraith alone",
+                    bin.display()
+                );
+            }
+        }
+        let words = |name: &str| -> Vec<String> {
+            var(name)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
         Ok(Settings {
             rows: num("WRAITH_BENCH_ROWS", 1_000_000u64)?.max(1),
             wraith,
-            extra_args: var("WRAITH_BENCH_ARGS")
-                .map(|v| v.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default(),
+            extra_args: words("WRAITH_BENCH_ARGS"),
             load,
             threads: num("WRAITH_BENCH_THREADS", 4u32)?.max(1),
             rate: match var("WRAITH_BENCH_RATE").as_deref() {
@@ -132,12 +183,22 @@ impl Settings {
             warmup: Duration::from_secs(num("WRAITH_BENCH_WARMUP", 15u64)?),
             timeout: Duration::from_secs(num("WRAITH_BENCH_TIMEOUT", 900u64)?),
             buffer_pool: var("WRAITH_BENCH_BUFFER_POOL").unwrap_or_else(|| "1G".into()),
-            only: var("WRAITH_BENCH_ONLY"),
+            only,
+            applier_window: Duration::from_secs(num("WRAITH_BENCH_APPLIER_SECS", 25u64)?.max(1)),
+            json: var("WRAITH_BENCH_JSON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/migrate.json")
+                }),
+            ghost,
+            ghost_args: words("GHOST_ARGS"),
         })
     }
 
     fn runs(&self, scenario: &str) -> bool {
-        self.only.as_deref().is_none_or(|o| o == scenario)
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == scenario))
     }
 }
 
@@ -167,6 +228,22 @@ impl Servers {
 
     async fn sync(&self) -> Result<()> {
         sandbox::sync_replica(&self.primary, &self.replica).await
+    }
+
+    /// As [`Servers::sync`], for a replica that may be minutes behind (after unthrottled
+    /// writes): waits up to 10 minutes.
+    async fn sync_long(&self) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            match self.sync().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 9 => {
+                    tries += 1;
+                    println!("    the replica is still catching up ({e:#}); waiting");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -198,33 +275,120 @@ async fn run(settings: &Settings) -> Result<bool> {
         .query_first("SELECT VERSION()")
         .await?
         .unwrap_or_default();
-    println!("load average before (1/5/15 min): {}", load_average());
+    let mut machine = Machine::read(version.clone());
+    println!("load average before (1/5/15 min): {}", machine.load_before);
     println!(
-        "servers: {version}, primary 127.0.0.1:{}, replica 127.0.0.1:{}, {} CPUs, buffer pool {}",
+        "servers: {version}, primary 127.0.0.1:{}, replica 127.0.0.1:{}, {} CPUs, {:.1} GiB of memory, kernel {}, buffer pool {}",
         servers.primary.port,
         servers.replica.port,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        machine.cpus,
+        machine.memory_mib as f64 / 1024.0,
+        machine.kernel,
         settings.buffer_pool
     );
 
     let mut rows = Vec::new();
     let mut writers = None;
-    let mut all_ok = true;
+    let mut applier = None;
     if settings.runs("idle") {
-        let idle = idle(settings, &servers).await?;
-        all_ok &= idle.iter().all(|r| r.ok);
-        rows.extend(idle);
+        rows.extend(idle(settings, &servers).await?);
     }
     if settings.runs("load") {
         let (row, w) = under_load(settings, &servers, clock).await?;
-        all_ok &= row.ok;
         rows.push(row);
         writers = Some(w);
     }
-    print_results(settings, &rows, writers.as_ref());
-    println!("\nload average at the end (1/5/15 min): {}", load_average());
+    if settings.runs("applier") {
+        let (row, a) = applier_ceiling(settings, &servers).await?;
+        rows.push(row);
+        applier = Some(a);
+    }
+    let all_ok = rows.iter().all(|r| r.ok);
+    print_results(settings, &rows, writers.as_ref(), applier.as_ref());
+    machine.load_after = load_average();
+    println!(
+        "\nload average at the end (1/5/15 min): {}",
+        machine.load_after
+    );
+    let json = results_json(
+        settings,
+        &machine,
+        &rows,
+        writers.as_ref(),
+        applier.as_ref(),
+        all_ok,
+    );
+    write_json(&settings.json, &json)?;
+    println!("figures written to {}", settings.json.display());
     drop(servers);
     Ok(all_ok)
+}
+
+/// The machine the figures were measured on.
+struct Machine {
+    cpus: usize,
+    cpu_model: String,
+    memory_mib: u64,
+    kernel: String,
+    server_version: String,
+    /// `/proc/loadavg`'s three figures when the bench started and when it ended.
+    load_before: String,
+    load_after: String,
+    /// When the bench started (UTC, `YYYY-MM-DDTHH:MM:SSZ`).
+    started: String,
+}
+
+impl Machine {
+    fn read(server_version: String) -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let meminfo = read("/proc/meminfo");
+        let memory_kib: u64 = field(&meminfo, "MemTotal")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: field(&read("/proc/cpuinfo"), "model name"),
+            memory_mib: memory_kib / 1024,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            server_version,
+            load_before: load_average(),
+            load_after: String::new(),
+            started: utc_now(),
+        }
+    }
+}
+
+/// The current time, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil, inverted).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// One line of the results table.
@@ -236,8 +400,43 @@ struct ResultRow {
     /// Seconds the checksum before the swap took (`checksum passed: ... compared in Xs`).
     checksum: Option<f64>,
     blocked: Option<f64>,
+    /// CPU seconds the primary, the replica and the migrating process used during the run.
+    cpu: Option<Cpu>,
+    /// The migrating process's peak resident memory, in MiB.
+    peak_rss_mib: Option<f64>,
     check: String,
     ok: bool,
+    /// Why the run did not happen (its figures are then empty).
+    skipped: Option<String>,
+    /// The wall time includes the bench's own waits (the applier's postponed window): it says
+    /// nothing of rows/s.
+    waits: bool,
+}
+
+impl ResultRow {
+    /// A run that did not happen, and why.
+    fn skipped(name: &str, why: &str) -> ResultRow {
+        ResultRow {
+            name: name.into(),
+            wall: Duration::ZERO,
+            rows: 0,
+            copy: None,
+            checksum: None,
+            blocked: None,
+            cpu: None,
+            peak_rss_mib: None,
+            check: String::new(),
+            ok: true,
+            skipped: Some(why.into()),
+            waits: false,
+        }
+    }
+
+    /// Rows over the wall time, when that means something.
+    fn rows_per_s(&self) -> Option<f64> {
+        (self.skipped.is_none() && !self.waits)
+            .then(|| self.rows as f64 / self.wall.as_secs_f64().max(0.001))
+    }
 }
 
 /// Writers' throughput and stalls around a wraith run under load.
@@ -297,8 +496,10 @@ fn cpu_of_children() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-/// The largest peak resident memory of a waited-for child so far, in MiB (wraith's, as the
-/// bench starts no other child before it in the idle run).
+/// The largest peak resident memory of a waited-for child so far (or of one of its own waited-for
+/// descendants), in MiB. Not wraith's figure: the servers' `mariadb-install-db` (and the
+/// `mariadbd --bootstrap` it runs) are waited-for descendants too, and count before wraith has
+/// run. Printed beside wraith's own `VmHWM` ([`peak_rss_mib_of`]) for that reason.
 fn peak_rss_of_children_mib() -> f64 {
     children_usage().ru_maxrss as f64 / 1024.0
 }
@@ -329,8 +530,13 @@ impl Cpu {
     }
 
     fn line(&self) -> String {
+        self.line_of("wraith")
+    }
+
+    /// As [`Cpu::line`], naming the migrating process `who`.
+    fn line_of(&self, who: &str) -> String {
         format!(
-            "cpu: primary {:.1}s, replica {:.1}s, wraith {:.1}s",
+            "cpu: primary {:.1}s, replica {:.1}s, {who} {:.1}s",
             self.primary, self.replica, self.wraith
         )
     }
@@ -374,6 +580,17 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
         .await?;
         from = to + 1;
     }
+    // gh-ost's copy of the same rows, on both servers (gh-ost reads the replica as wraith does).
+    if settings.ghost.is_some() {
+        c.query_drop(format!(
+            "CREATE TABLE bench.{GHOST_TABLE} LIKE bench.orders"
+        ))
+        .await?;
+        c.query_drop(format!(
+            "INSERT INTO bench.{GHOST_TABLE} SELECT * FROM bench.orders"
+        ))
+        .await?;
+    }
     // The native ALTER's copy exists on the primary only (sql_log_bin=0): the replica has nothing
     // to do while wraith runs.
     c.query_drop("SET SESSION sql_log_bin = 0").await?;
@@ -401,17 +618,20 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
     c.query_drop("SET SESSION sql_log_bin = 1").await?;
 
     println!("[idle] wraith --execute on bench.orders (reading the replica) ...");
-    let args = wraith_args(settings, servers, "bench", "orders", &[]);
+    let args = wraith_args(settings, servers.replica.port, "bench", "orders", &[]);
     let cpu = Cpu::now(servers);
+    let children_rss_before = peak_rss_of_children_mib();
     let run = Wraith::spawn(&settings.wraith, &args)?
         .finish(settings.timeout)
         .await;
     let wraith_cpu = Cpu::now(servers).since(cpu);
     run.print_summary("idle");
     println!(
-        "[idle] wraith: {:.1}s; {}; wraith's peak RSS {:.0} MiB",
+        "[idle] wraith: {:.1}s; {}; wraith's peak RSS {} MiB (its VmHWM; getrusage's largest \
+         waited-for child: {children_rss_before:.0} MiB before wraith ran, {:.0} MiB after)",
         run.wall.as_secs_f64(),
         wraith_cpu.line(),
+        run.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
         peak_rss_of_children_mib()
     );
 
@@ -433,6 +653,10 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
     } else {
         check.push(run.failure());
     }
+    let ghost = match &settings.ghost {
+        Some(bin) => ghost_idle(settings, servers, &mut c, bin).await?,
+        None => ResultRow::skipped("idle: gh-ost --execute", "not run: GHOST_BIN is not set"),
+    };
     c.query_drop("DROP DATABASE bench").await?;
     servers.sync().await?;
     Ok(vec![
@@ -443,8 +667,12 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
             copy: None,
             checksum: None,
             blocked: None,
+            cpu: Some(native_cpu),
+            peak_rss_mib: None,
             check: "(reference)".into(),
             ok: true,
+            skipped: None,
+            waits: false,
         },
         ResultRow {
             name: "idle: wraith --execute".into(),
@@ -453,10 +681,84 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
             copy: run.copy,
             checksum: run.checksum,
             blocked: run.blocked,
+            cpu: Some(wraith_cpu),
+            peak_rss_mib: run.peak_rss_mib,
             check: check.join(", "),
             ok,
+            skipped: None,
+            waits: false,
         },
+        ghost,
     ])
+}
+
+/// The table gh-ost migrates in the idle scenario: a copy of `bench.orders` made before wraith
+/// runs, so both tools get the same rows.
+const GHOST_TABLE: &str = "orders_ghost";
+
+/// gh-ost (`GHOST_BIN`) on the idle scenario's work: the same rows, the same ALTER, the same
+/// command line as wraith's (reading the replica), plus `GHOST_ARGS`. Checked as wraith's run is:
+/// row counts, and the new table against the natively altered copy.
+async fn ghost_idle(
+    settings: &Settings,
+    servers: &Servers,
+    c: &mut Conn,
+    bin: &std::path::Path,
+) -> Result<ResultRow> {
+    let n = settings.rows;
+    println!(
+        "[idle] gh-ost --execute on bench.{GHOST_TABLE} (a copy of bench.orders, reading the replica) ..."
+    );
+    let mut args = vec![
+        "--host=127.0.0.1".to_string(),
+        format!("--port={}", servers.replica.port),
+        "--user=root".into(),
+        "--database=bench".into(),
+        format!("--table={GHOST_TABLE}"),
+        format!("--alter={ADD_COLUMN}"),
+        "--execute".into(),
+    ];
+    args.extend(settings.ghost_args.iter().cloned());
+    let cpu = Cpu::now(servers);
+    let run = Wraith::spawn(bin, &args)?.finish(settings.timeout).await;
+    let ghost_cpu = Cpu::now(servers).since(cpu);
+    run.print_summary("idle/gh-ost");
+    println!(
+        "[idle] gh-ost: {:.1}s; {}; gh-ost's peak RSS {} MiB (sampled)",
+        run.wall.as_secs_f64(),
+        ghost_cpu.line_of("gh-ost"),
+        run.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}"))
+    );
+    let mut check = Vec::new();
+    let mut ok = run.ok && run.swapped_at.is_some();
+    if ok {
+        let new_rows = count(c, "bench", GHOST_TABLE).await?;
+        let old_rows = count(c, "bench", &format!("_{GHOST_TABLE}_del")).await?;
+        let counts_ok = new_rows == n && old_rows == n;
+        check.push(format!(
+            "rows {new_rows}/{old_rows} {}",
+            if counts_ok { "ok" } else { "DIFFER" }
+        ));
+        let (line, same) = against_mirror(c, "bench", GHOST_TABLE, "orders_native").await?;
+        check.push(format!("native: {line}"));
+        ok = counts_ok && same;
+    } else {
+        check.push(run.failure());
+    }
+    Ok(ResultRow {
+        name: "idle: gh-ost --execute".into(),
+        wall: run.wall,
+        rows: n,
+        copy: run.copy,
+        checksum: None,
+        blocked: run.blocked,
+        cpu: Some(ghost_cpu),
+        peak_rss_mib: run.peak_rss_mib,
+        check: check.join(", "),
+        ok,
+        skipped: None,
+        waits: false,
+    })
 }
 
 // ---- scenario 2: under write load -------------------------------------------------------------
@@ -515,11 +817,18 @@ async fn under_load(
     tokio::time::sleep(settings.warmup).await;
 
     println!("[load] wraith --execute on sbtest.sbtest1 under load ...");
-    let args = wraith_args(settings, servers, "sbtest", "sbtest1", &[]);
+    let args = wraith_args(settings, servers.replica.port, "sbtest", "sbtest1", &[]);
+    let cpu = Cpu::now(servers);
     let run = Wraith::spawn(&settings.wraith, &args)?
         .finish(settings.timeout)
         .await;
+    // The servers' CPU includes the writers' work.
+    let run_cpu = Cpu::now(servers).since(cpu);
     run.print_summary("load");
+    println!(
+        "[load] wraith's run: {} (the servers' include the writers' work)",
+        run_cpu.line()
+    );
     // A few seconds of writes to the new table, then stop.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let end = load.stop().await?;
@@ -615,38 +924,645 @@ async fn under_load(
             copy: run.copy,
             checksum: run.checksum,
             blocked: run.blocked,
+            cpu: Some(run_cpu),
+            peak_rss_mib: run.peak_rss_mib,
             check: check.join(", "),
             ok,
+            skipped: None,
+            waits: false,
         },
         figures,
     ))
 }
 
-// ---- wraith as a child process ----------------------------------------------------------------
+// ---- scenario 3: the applier against the server's ceiling ----------------------------------------
 
-fn wraith_args(
+/// What unthrottled writers on `sbtest1` alone made the server commit over one window.
+#[derive(Debug, Clone, Copy)]
+struct Committed {
+    seconds: f64,
+    /// Row events on `sbtest1` (`TABLE_STATISTICS.ROWS_CHANGED`: inserted, updated and deleted
+    /// rows; a statement later rolled back counts too).
+    rows: u64,
+    /// Transactions the writers committed (sysbench's `transactions:`, or the built-in count).
+    transactions: u64,
+    /// Errors the writers retried (deadlocks, lock wait timeouts).
+    retried: u64,
+}
+
+impl Committed {
+    fn rows_per_s(&self) -> f64 {
+        self.rows as f64 / self.seconds.max(0.001)
+    }
+
+    fn tps(&self) -> f64 {
+        self.transactions as f64 / self.seconds.max(0.001)
+    }
+}
+
+/// One reading during the applier's window, `at` seconds into it.
+#[derive(Debug, Clone, Copy)]
+struct ApplierSample {
+    at: f64,
+    /// Row events committed on the table and applied by wraith since the window started.
+    committed: u64,
+    applied: u64,
+    /// wraith's queue of binlog events read and not applied (`wraith_backlog`).
+    queue: u64,
+}
+
+/// The applier's sustained rate against the server's, from the applier scenario.
+struct ApplierFigures {
+    threads: u32,
+    /// The writers with no wraith running, and the CPU seconds used meanwhile.
+    alone: Committed,
+    cpu_alone: Cpu,
+    /// The same writers for the same time with wraith applying; `None`: wraith never got there.
+    window: Option<ApplierWindow>,
+    /// The same writers for the same time with wraith throttled, then wraith applying the
+    /// backlog alone; `None`: wraith never got there.
+    backlog: Option<BacklogDrain>,
+}
+
+/// The window with wraith applying (its cut-over postponed).
+struct ApplierWindow {
+    committed: Committed,
+    /// Row events wraith applied during the window (`wraith_events_applied_total`).
+    applied: u64,
+    /// Row events committed and not yet applied when the writers stopped (committed - applied
+    /// since the window started), and wraith's own queue then (of its capacity).
+    behind_at_end: i64,
+    queue_at_end: u64,
+    queue_capacity: u64,
+    /// Seconds from the writers' end until wraith had applied every row event committed; `None`:
+    /// not within WRAITH_BENCH_TIMEOUT.
+    drain: Option<f64>,
+    /// Row events the server counted that wraith never applied once it went quiet (statements
+    /// rolled back are counted by the server and never binlogged).
+    unmatched: i64,
+    cpu: Cpu,
+    samples: Vec<ApplierSample>,
+}
+
+impl ApplierWindow {
+    fn applied_per_s(&self) -> f64 {
+        self.applied as f64 / self.committed.seconds.max(0.001)
+    }
+}
+
+/// The same writers with wraith throttled, then wraith applying what they left.
+struct BacklogDrain {
+    /// What the writers made the server commit while wraith was throttled (connected, idle).
+    committed: Committed,
+    /// Row events committed and not applied when the throttle was released.
+    backlog: i64,
+    /// Seconds from the release until wraith had applied them (`None`: not within
+    /// WRAITH_BENCH_TIMEOUT), and what the server counted that never came (rolled back).
+    drain: Option<f64>,
+    unmatched: i64,
+    /// CPU seconds from the release until then.
+    cpu: Cpu,
+}
+
+impl BacklogDrain {
+    /// Row events/s wraith applied the backlog at, with no writers running.
+    fn rate(&self) -> f64 {
+        match self.drain {
+            Some(d) => (self.backlog - self.unmatched) as f64 / d.max(0.001),
+            None => f64::NAN,
+        }
+    }
+}
+
+/// wraith reads the primary (`--allow-on-master`), copies `sbtest.sbtest1` idle, checks it and
+/// postpones its cut-over; then writers run unthrottled on `sbtest1` alone for
+/// `WRAITH_BENCH_APPLIER_SECS`, and the row events the server committed on the table are set
+/// against those wraith applied. The same writers ran first for the same time with no wraith:
+/// the server's own ceiling. Once they stop: how far behind wraith was and how long it took to
+/// apply the rest; then a natively altered copy of the table is made, the cut-over released, and
+/// the new table must equal that copy on both servers.
+async fn applier_ceiling(
     settings: &Settings,
     servers: &Servers,
+) -> Result<(ResultRow, ApplierFigures)> {
+    let n = settings.rows;
+    let window = settings.applier_window;
+    let mut c = servers.primary.conn().await?;
+    println!("\n[applier] preparing sbtest.sbtest1 with {n} rows ...");
+    let t = Instant::now();
+    c.query_drop("CREATE DATABASE sbtest").await?;
+    c.query_drop("USE sbtest").await?;
+    match settings.load {
+        LoadKind::Sysbench => sysbench_prepare(settings, &servers.primary).await?,
+        LoadKind::Builtin => builtin_prepare(&mut c, n).await?,
+    }
+    // The natively altered copy the new table is checked against; filled once the writers stop.
+    c.query_drop("CREATE TABLE sbtest.sbtest1_mirror LIKE sbtest.sbtest1")
+        .await?;
+    c.query_drop(format!("ALTER TABLE sbtest.sbtest1_mirror {ADD_COLUMN}"))
+        .await?;
+    servers.sync().await?;
+    // Per-table row counts (information_schema.TABLE_STATISTICS), for this scenario only.
+    c.query_drop("SET GLOBAL userstat = 1").await?;
+    println!("[applier] prepared in {:.1}s", t.elapsed().as_secs_f64());
+
+    println!(
+        "[applier] the server alone: writers on sbtest1, unthrottled, {} threads, {}s ...",
+        settings.threads,
+        window.as_secs()
+    );
+    let cpu = Cpu::now(servers);
+    let alone = committed_during(settings, &servers.primary, &mut c, window).await?;
+    let cpu_alone = Cpu {
+        // No wraith runs; the children's CPU is sysbench's.
+        wraith: 0.0,
+        ..Cpu::now(servers).since(cpu)
+    };
+    println!(
+        "[applier] the server alone committed {:.0} row events/s on sbtest1 ({:.0} tps, {} retried); {}",
+        alone.rows_per_s(),
+        alone.tps(),
+        alone.retried,
+        cpu_alone.line()
+    );
+    servers.sync_long().await?;
+
+    let dir = tempfile::Builder::new()
+        .prefix("wraith-bench-applier-")
+        .tempdir()?;
+    let postpone = dir.path().join("postpone");
+    let throttle = dir.path().join("throttle");
+    std::fs::write(&postpone, b"")?;
+    let metrics_port = sandbox::free_port()?;
+    let extra = vec![
+        "--allow-on-master".to_string(),
+        format!("--postpone-cut-over-flag-file={}", postpone.display()),
+        format!("--throttle-flag-file={}", throttle.display()),
+        format!("--metrics-port={metrics_port}"),
+    ];
+    println!("[applier] wraith --execute on sbtest.sbtest1 reading the primary, the cut-over postponed ...");
+    let args = wraith_args(settings, servers.primary.port, "sbtest", "sbtest1", &extra);
+    let mut wraith = Wraith::spawn(&settings.wraith, &args)?;
+    let postponed = wraith
+        .wait_for_line("cut-over postponed while", settings.timeout)
+        .await;
+    let (mut measured, mut backlog) = (None, None);
+    if let (true, Some(pid)) = (postponed, wraith.pid()) {
+        println!(
+            "[applier] wraith has copied, caught up and postponed its cut-over; writers on sbtest1, unthrottled, {}s ...",
+            window.as_secs()
+        );
+        measured = Some(applier_window(settings, servers, &mut c, pid, metrics_port).await?);
+        println!(
+            "[applier] wraith throttled (--throttle-flag-file); writers on sbtest1, unthrottled, {}s; then wraith applies what they left ...",
+            window.as_secs()
+        );
+        backlog =
+            Some(applier_backlog(settings, servers, &mut c, pid, metrics_port, &throttle).await?);
+        // The natively altered copy, from the table as the writers left it.
+        let mut from = 1;
+        while from <= n {
+            let to = from + 99_999;
+            c.query_drop(format!(
+                "INSERT INTO sbtest.sbtest1_mirror (id, k, c, pad)
+                 SELECT id, k, c, pad FROM sbtest.sbtest1 WHERE id BETWEEN {from} AND {to}"
+            ))
+            .await?;
+            from = to + 1;
+        }
+    }
+    std::fs::remove_file(&postpone)?;
+    let run = wraith.finish(settings.timeout).await;
+    run.print_summary("applier");
+    c.query_drop("SET GLOBAL userstat = 0").await?;
+
+    let mut check = Vec::new();
+    let swapped = run.ok && run.swapped_at.is_some();
+    let mut ok = swapped && measured.is_some();
+    if !postponed {
+        check.push("wraith never postponed its cut-over".into());
+    }
+    if !swapped {
+        check.push(run.failure());
+    }
+    let behind = [
+        measured.as_ref().map(|m| (m.drain, m.behind_at_end)),
+        backlog.as_ref().map(|b| (b.drain, b.backlog)),
+    ];
+    for (_, left) in behind.into_iter().flatten().filter(|(d, _)| d.is_none()) {
+        ok = false;
+        check.push(format!(
+            "wraith was still behind ({left} row events at the writers' end) after {}s (WRAITH_BENCH_TIMEOUT)",
+            settings.timeout.as_secs()
+        ));
+    }
+    if swapped {
+        servers.sync_long().await?;
+        for (name, server) in [("primary", &servers.primary), ("replica", &servers.replica)] {
+            let mut conn = server.conn().await?;
+            let (line, same) =
+                against_mirror(&mut conn, "sbtest", "sbtest1", "sbtest1_mirror").await?;
+            ok &= same;
+            check.push(format!("{name}: {line}"));
+        }
+    }
+    c.query_drop("DROP DATABASE sbtest").await?;
+    servers.sync_long().await?;
+    let figures = ApplierFigures {
+        threads: settings.threads,
+        alone,
+        cpu_alone,
+        window: measured,
+        backlog,
+    };
+    Ok((
+        ResultRow {
+            name: "applier: wraith on the primary".into(),
+            wall: run.wall,
+            rows: n,
+            copy: run.copy,
+            checksum: run.checksum,
+            blocked: run.blocked,
+            cpu: None,
+            peak_rss_mib: run.peak_rss_mib,
+            check: check.join(", "),
+            ok,
+            skipped: None,
+            waits: true,
+        },
+        figures,
+    ))
+}
+
+/// The window itself, wraith postponing its cut-over: unthrottled writers for `window`, the row
+/// events committed and applied read every second, then the time wraith takes to apply the rest.
+async fn applier_window(
+    settings: &Settings,
+    servers: &Servers,
+    c: &mut Conn,
+    wraith_pid: u32,
+    metrics_port: u16,
+) -> Result<ApplierWindow> {
+    let window = settings.applier_window;
+    let cpu_now = || {
+        let mut cpu = Cpu::now(servers);
+        cpu.wraith = cpu_of(wraith_pid);
+        cpu
+    };
+    let start_metrics = scrape_metrics(metrics_port).await?;
+    let start_rows = rows_changed(c).await?;
+    let cpu_start = cpu_now();
+    let start = Instant::now();
+    let done = AtomicBool::new(false);
+    let mut sampler_conn = servers.primary.conn().await?;
+    let writes = async {
+        let committed = uncapped_writes(settings, &servers.primary, window).await;
+        done.store(true, Ordering::SeqCst);
+        committed
+    };
+    let sampler = async {
+        let mut samples = Vec::new();
+        while !done.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let m = scrape_metrics(metrics_port).await?;
+            let rows = rows_changed(&mut sampler_conn).await?;
+            samples.push(ApplierSample {
+                at: start.elapsed().as_secs_f64(),
+                committed: rows.saturating_sub(start_rows),
+                applied: m.applied.saturating_sub(start_metrics.applied),
+                queue: m.backlog,
+            });
+        }
+        anyhow::Ok(samples)
+    };
+    let (writes, samples) = tokio::join!(writes, sampler);
+    let (transactions, retried) = writes?;
+    let seconds = start.elapsed().as_secs_f64();
+    let end = Instant::now();
+    let end_metrics = scrape_metrics(metrics_port).await?;
+    let end_rows = rows_changed(c).await?;
+    let cpu = cpu_now().since(cpu_start);
+    let mut samples = samples?;
+    let committed_rows = end_rows.saturating_sub(start_rows);
+    let applied = end_metrics.applied.saturating_sub(start_metrics.applied);
+    samples.push(ApplierSample {
+        at: seconds,
+        committed: committed_rows,
+        applied,
+        queue: end_metrics.backlog,
+    });
+    let with_wraith = Committed {
+        seconds,
+        rows: committed_rows,
+        transactions,
+        retried,
+    };
+    let behind_at_end = committed_rows as i64 - applied as i64;
+    println!(
+        "[applier] the server committed {:.0} row events/s on sbtest1 ({:.0} tps, {retried} retried); wraith applied {:.0}/s; {behind_at_end} row events behind at the end (wraith's queue {}/{}); {}",
+        with_wraith.rows_per_s(),
+        with_wraith.tps(),
+        applied as f64 / seconds.max(0.001),
+        end_metrics.backlog,
+        end_metrics.capacity,
+        cpu.line()
+    );
+
+    let (drain, unmatched) = wait_applied(
+        c,
+        metrics_port,
+        (start_rows, start_metrics.applied),
+        end,
+        settings.timeout,
+    )
+    .await?;
+    match drain {
+        Some(d) if unmatched == 0 => println!(
+            "[applier] wraith applied the rest {d:.1}s after the writers stopped"
+        ),
+        Some(d) => println!(
+            "[applier] wraith went quiet {d:.1}s after the writers stopped, {unmatched} row events short of the server's count (statements rolled back are counted and not binlogged)"
+        ),
+        None => println!("[applier] wraith had not applied the rest after {}s", settings.timeout.as_secs()),
+    }
+    Ok(ApplierWindow {
+        committed: with_wraith,
+        applied,
+        behind_at_end,
+        queue_at_end: end_metrics.backlog,
+        queue_capacity: end_metrics.capacity,
+        drain,
+        unmatched,
+        cpu,
+        samples,
+    })
+}
+
+/// Waits until wraith has applied every row event the server committed on the table since
+/// `base` (its (`rows_changed`, `applied`) then), or has gone quiet: nothing applied for 5 s
+/// with an empty queue (what is left was counted by the server and never binlogged: rolled
+/// back). Returns the seconds from `since` to the last apply (`None`: not within `timeout`) and
+/// the row events left unmatched.
+async fn wait_applied(
+    c: &mut Conn,
+    metrics_port: u16,
+    base: (u64, u64),
+    since: Instant,
+    timeout: Duration,
+) -> Result<(Option<f64>, i64)> {
+    let mut last: Option<(u64, Instant)> = None;
+    loop {
+        let m = scrape_metrics(metrics_port).await?;
+        let committed = rows_changed(c).await?.saturating_sub(base.0);
+        let applied = m.applied.saturating_sub(base.1);
+        let now = Instant::now();
+        let left = committed as i64 - applied as i64;
+        if left <= 0 {
+            return Ok((Some(now.duration_since(since).as_secs_f64()), 0));
+        }
+        match last {
+            Some((a, at)) if a == applied => {
+                if m.backlog == 0 && at.elapsed() > Duration::from_secs(5) {
+                    return Ok((Some(at.duration_since(since).as_secs_f64()), left));
+                }
+            }
+            _ => last = Some((applied, now)),
+        }
+        if since.elapsed() > timeout {
+            return Ok((None, left));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// wraith throttled (`--throttle-flag-file`: it reads and applies nothing) while the same
+/// writers run for the window; then the flag is removed, and wraith applies the backlog with the
+/// server otherwise idle: the applier's own ceiling, not shared with live writers.
+async fn applier_backlog(
+    settings: &Settings,
+    servers: &Servers,
+    c: &mut Conn,
+    wraith_pid: u32,
+    metrics_port: u16,
+    throttle: &std::path::Path,
+) -> Result<BacklogDrain> {
+    std::fs::write(throttle, b"")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !scrape_metrics(metrics_port).await?.throttled {
+        if Instant::now() > deadline {
+            bail!("wraith did not throttle within 30s of its --throttle-flag-file");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let base = (
+        rows_changed(c).await?,
+        scrape_metrics(metrics_port).await?.applied,
+    );
+    let committed =
+        committed_during(settings, &servers.primary, c, settings.applier_window).await?;
+    let held = scrape_metrics(metrics_port).await?;
+    let backlog = committed.rows as i64 - held.applied.saturating_sub(base.1) as i64;
+    let cpu_now = || Cpu {
+        wraith: cpu_of(wraith_pid),
+        ..Cpu::now(servers)
+    };
+    let cpu_start = cpu_now();
+    let released = Instant::now();
+    std::fs::remove_file(throttle)?;
+    let (drain, unmatched) =
+        wait_applied(c, metrics_port, base, released, settings.timeout).await?;
+    let cpu = cpu_now().since(cpu_start);
+    let figures = BacklogDrain {
+        committed,
+        backlog,
+        drain,
+        unmatched,
+        cpu,
+    };
+    println!(
+        "[applier] throttled wraith: the server committed {:.0} row events/s ({:.0} tps); released with {backlog} row events behind, wraith applied them in {} ({} row events/s); {}",
+        committed.rows_per_s(),
+        committed.tps(),
+        drain.map_or("-".into(), |d| format!("{d:.1}s")),
+        fig(figures.rate()),
+        cpu.line()
+    );
+    Ok(figures)
+}
+
+/// Unthrottled writers on `sbtest1` alone for `window`, with the row events the server committed
+/// on it counted (`TABLE_STATISTICS`).
+async fn committed_during(
+    settings: &Settings,
+    primary: &Server,
+    c: &mut Conn,
+    window: Duration,
+) -> Result<Committed> {
+    let before = rows_changed(c).await?;
+    let start = Instant::now();
+    let (transactions, retried) = uncapped_writes(settings, primary, window).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Committed {
+        seconds,
+        rows: rows_changed(c).await?.saturating_sub(before),
+        transactions,
+        retried,
+    })
+}
+
+/// Row events on `sbtest.sbtest1` since the server started counting (`userstat=1`).
+async fn rows_changed(c: &mut Conn) -> Result<u64> {
+    Ok(c.query_first(
+        "SELECT ROWS_CHANGED FROM information_schema.TABLE_STATISTICS
+             WHERE TABLE_SCHEMA = 'sbtest' AND TABLE_NAME = 'sbtest1'",
+    )
+    .await?
+    .unwrap_or(0))
+}
+
+/// oltp_write_only on `sbtest1` alone (4 row events per transaction), as fast as it goes, for
+/// `window`: sysbench's own script, or the built-in writers on that table. Returns the
+/// transactions committed and the errors retried.
+async fn uncapped_writes(
+    settings: &Settings,
+    primary: &Server,
+    window: Duration,
+) -> Result<(u64, u64)> {
+    match settings.load {
+        LoadKind::Sysbench => {
+            let out = Command::new("sysbench")
+                .args(sysbench_common(settings, primary, "oltp_write_only"))
+                .arg(format!("--threads={}", settings.threads))
+                .arg("--rate=0")
+                .arg(format!("--time={}", window.as_secs()))
+                .arg("run")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .context("running sysbench oltp_write_only")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            // "    transactions:                        12345  (411.23 per sec.)"
+            let total = |marker: &str| -> Option<u64> {
+                text.lines()
+                    .find_map(|l| after(l, marker))?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            match (
+                out.status.success(),
+                total("transactions:"),
+                total("ignored errors:"),
+            ) {
+                (true, Some(t), Some(e)) => Ok((t, e)),
+                _ => bail!(
+                    "sysbench oltp_write_only failed: {}{}",
+                    text,
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+        LoadKind::Builtin => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let buckets: Buckets = Arc::new(Mutex::new(BTreeMap::new()));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for i in 0..settings.threads {
+                let conn = primary.conn().await?;
+                tasks.push(tokio::spawn(builtin_writer(
+                    conn,
+                    settings.rows,
+                    u64::from(i) + 101,
+                    start,
+                    stop.clone(),
+                    buckets.clone(),
+                    &["sbtest1"],
+                )));
+            }
+            tokio::time::sleep(window).await;
+            stop.store(true, Ordering::SeqCst);
+            let mut retried = 0;
+            for t in tasks {
+                retried += t.await??;
+            }
+            let transactions = buckets.lock().unwrap().values().map(|b| b.0).sum();
+            Ok((transactions, retried))
+        }
+    }
+}
+
+/// What the applier scenario reads from wraith's `GET /metrics`.
+struct MetricsReading {
+    /// `wraith_events_applied_total`: row events applied.
+    applied: u64,
+    /// `wraith_backlog` and `wraith_backlog_capacity`: binlog events read and not applied yet.
+    backlog: u64,
+    capacity: u64,
+    /// `wraith_throttled`: the copy and the applier are held.
+    throttled: bool,
+}
+
+/// Reads wraith's Prometheus endpoint on 127.0.0.1:`port`.
+async fn scrape_metrics(port: u16) -> Result<MetricsReading> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("connecting to wraith's metrics on port {port}"))?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .context("wraith's metrics did not answer within 5s")??;
+    let value = |name: &str| -> Result<u64> {
+        response
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .ok_or_else(|| anyhow!("wraith's metrics have no {name}: {response}"))
+    };
+    Ok(MetricsReading {
+        applied: value("wraith_events_applied_total")?,
+        backlog: value("wraith_backlog")?,
+        capacity: value("wraith_backlog_capacity")?,
+        throttled: value("wraith_throttled")? == 1,
+    })
+}
+
+// ---- wraith as a child process ----------------------------------------------------------------
+
+/// wraith's command line: migrate `db`.`table` with the bench's ALTER, connecting to the server
+/// on `port` (whose binlog it reads), with `extra` flags and then `WRAITH_BENCH_ARGS`.
+fn wraith_args(
+    settings: &Settings,
+    port: u16,
     db: &str,
     table: &str,
-    extra: &[&str],
+    extra: &[String],
 ) -> Vec<String> {
     let mut args = vec![
         "--host=127.0.0.1".to_string(),
-        format!("--port={}", servers.replica.port),
+        format!("--port={port}"),
         "--user=root".into(),
         format!("--database={db}"),
         format!("--table={table}"),
         format!("--alter={ADD_COLUMN}"),
         "--execute".into(),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().cloned());
     args.extend(settings.extra_args.iter().cloned());
     args
 }
 
-/// A running wraith: its output lines, each stamped when it arrived.
+/// A running wraith (or gh-ost, which takes the same command line): its output lines, each
+/// stamped when it arrived.
 struct Wraith {
+    /// The program's file name, for messages.
+    name: String,
     child: Child,
     started: Instant,
     lines_rx: mpsc::UnboundedReceiver<(Instant, String)>,
@@ -667,6 +1583,9 @@ struct WraithRun {
     /// Seconds from "tables swapped; writers were blocked for Xs", and when that line came.
     blocked: Option<f64>,
     swapped_at: Option<Instant>,
+    /// The process's peak resident memory (`VmHWM`), last read a fraction of a second before it
+    /// exited, in MiB.
+    peak_rss_mib: Option<f64>,
     lines: Vec<(Instant, String)>,
 }
 
@@ -688,6 +1607,9 @@ impl Wraith {
         spawn_line_reader(out, tx.clone());
         spawn_line_reader(err, tx);
         Ok(Wraith {
+            name: bin
+                .file_name()
+                .map_or("wraith".into(), |n| n.to_string_lossy().into_owned()),
             child,
             started,
             lines_rx,
@@ -695,13 +1617,54 @@ impl Wraith {
         })
     }
 
+    /// The process id, while it runs.
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Reads what it says until a line contains `pattern` (true), or until it closes its output or
+    /// `timeout` passes (false).
+    async fn wait_for_line(&mut self, pattern: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines_rx.recv()).await {
+                Ok(Some(line)) => {
+                    let found = line.1.contains(pattern);
+                    self.lines.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    }
+
+    /// Waits for the process to exit, reading its peak RSS every 200 ms meanwhile.
+    async fn wait_sampling(
+        &mut self,
+        peak_rss_mib: &mut Option<f64>,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        loop {
+            if let Some(mib) = self.child.id().and_then(peak_rss_mib_of) {
+                *peak_rss_mib = Some(mib);
+            }
+            tokio::select! {
+                status = self.child.wait() => return status,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
     /// Waits for wraith to exit (interrupting it after `timeout`) and reads what it said.
     async fn finish(mut self, timeout: Duration) -> WraithRun {
         let remaining = timeout.saturating_sub(self.started.elapsed());
-        let exit = match tokio::time::timeout(remaining, self.child.wait()).await {
+        let mut peak_rss_mib = None;
+        let waited = tokio::time::timeout(remaining, self.wait_sampling(&mut peak_rss_mib)).await;
+        let exit = match waited {
             Ok(Ok(status)) if status.success() => Ok(()),
-            Ok(Ok(status)) => Err(format!("wraith exited with {status}")),
-            Ok(Err(e)) => Err(format!("waiting for wraith: {e}")),
+            Ok(Ok(status)) => Err(format!("{} exited with {status}", self.name)),
+            Ok(Err(e)) => Err(format!("waiting for {}: {e}", self.name)),
             Err(_) => {
                 // Ctrl-C first, so wraith cleans up its helper tables; then SIGKILL.
                 if let Some(pid) = self.child.id() {
@@ -715,7 +1678,8 @@ impl Wraith {
                     let _ = self.child.kill().await;
                 }
                 Err(format!(
-                    "wraith did not finish within {}s (WRAITH_BENCH_TIMEOUT) and was interrupted",
+                    "{} did not finish within {}s (WRAITH_BENCH_TIMEOUT) and was interrupted",
+                    self.name,
                     timeout.as_secs()
                 ))
             }
@@ -734,9 +1698,28 @@ impl Wraith {
             checksum: None,
             blocked: None,
             swapped_at: None,
+            peak_rss_mib,
             lines: self.lines,
         };
+        // gh-ost's copy phase: the status line after its "Row copy complete" ("Copy: N/M ...;
+        // Time: 14s(total), 12s(copy); ..."), to the second.
+        let mut ghost_copy_done = false;
         for (at, line) in &run.lines {
+            if line.contains("Row copy complete") {
+                ghost_copy_done = true;
+            }
+            if ghost_copy_done && run.copy.is_none() {
+                run.copy = ghost_copy(line);
+            }
+            // gh-ost: "Lock & rename duration: 1.003875334s. During this time, queries on ..."
+            if let Some(rest) = after(line, "Lock & rename duration: ") {
+                run.blocked = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|w| go_duration(w.trim_end_matches('.')))
+                    .map(|d| d.as_secs_f64());
+                run.swapped_at = Some(*at);
+            }
             if let Some(rest) = after(line, "row copy complete: ") {
                 // "N rows in Xs"
                 let mut words = rest.split_whitespace();
@@ -766,6 +1749,61 @@ impl Wraith {
         }
         run
     }
+}
+
+/// Rows and seconds of gh-ost's status line "Copy: 1000000/1000000 100.0%; ...; Time: 14s(total),
+/// 12s(copy); ...".
+fn ghost_copy(line: &str) -> Option<(u64, f64)> {
+    let rows = after(line, "Copy: ")?
+        .split('/')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let copy = after(line, "(total), ")?.split("(copy)").next()?;
+    Some((rows, go_duration(copy.trim())?.as_secs_f64()))
+}
+
+/// A Go duration as gh-ost prints it: `1.003875334s`, `12.5ms`, `850µs`, `2m40s`, `1h2m3s`.
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut secs = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" | "μs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        secs += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// The peak resident memory (`VmHWM`) of process `pid`, in MiB.
+fn peak_rss_mib_of(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = after(&status, "VmHWM:")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 fn spawn_line_reader<R>(stream: R, tx: mpsc::UnboundedSender<(Instant, String)>)
@@ -817,6 +1855,9 @@ impl WraithRun {
             "tables swapped",
             "cut-over",
             "ended:",
+            "Row copy complete",
+            "Lock & rename duration",
+            "Done migrating",
             "WARN",
             "ERROR",
             "error",
@@ -846,7 +1887,7 @@ impl WraithRun {
 
     fn failure(&self) -> String {
         if self.ok {
-            "wraith exited 0 but never logged the swap".into()
+            "exited 0 but never logged the swap".into()
         } else {
             format!("FAILED: {}", self.exit)
         }
@@ -910,6 +1951,9 @@ fn median_latency(samples: &[Sample], from: f64, to: f64) -> f64 {
     inside.sort_by(f64::total_cmp);
     inside[inside.len() / 2]
 }
+
+/// The tables the load scenario's writers change alike.
+const MIRRORED: &[&str] = &["sbtest1", "sbtest1_mirror"];
 
 /// The built-in writers' figures per second since they started: commits, worst latency (ms),
 /// retried errors.
@@ -1121,6 +2165,7 @@ impl Load {
                         start,
                         stop.clone(),
                         buckets.clone(),
+                        MIRRORED,
                     )));
                 }
                 Ok(Load::Builtin {
@@ -1231,10 +2276,11 @@ fn parse_sysbench(line: &str) -> Option<Sample> {
     })
 }
 
-/// oltp_write_only's transaction, in a loop, made on `sbtest1` and with the same statements and
-/// values on `sbtest1_mirror` (as `oltp_write_mirror.lua` does): update an indexed column, update
-/// a non-indexed one, delete a row and insert it again. Deadlocks and lock waits are rolled back
-/// and retried, as sysbench does, and counted. Returns that count.
+/// oltp_write_only's transaction, in a loop, made on each of `tables` with the same statements
+/// and values (`MIRRORED`: on `sbtest1` and `sbtest1_mirror`, as `oltp_write_mirror.lua` does):
+/// update an indexed column, update a non-indexed one, delete a row and insert it again.
+/// Deadlocks and lock waits are rolled back and retried, as sysbench does, and counted. Returns
+/// that count.
 async fn builtin_writer(
     mut conn: Conn,
     rows: u64,
@@ -1242,6 +2288,7 @@ async fn builtin_writer(
     start: Instant,
     stop: Arc<AtomicBool>,
     buckets: Buckets,
+    tables: &'static [&'static str],
 ) -> Result<u64> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
@@ -1264,8 +2311,10 @@ async fn builtin_writer(
             sysbench_string(&mut next, 5),
         );
         let both = |statement: String| {
-            ["sbtest1", "sbtest1_mirror"]
+            tables
+                .iter()
                 .map(|t| statement.replace("{t}", t))
+                .collect::<Vec<_>>()
                 .join(";\n")
         };
         let sql = format!(
@@ -1389,13 +2438,31 @@ fn load_average() -> String {
 
 // ---- output -----------------------------------------------------------------------------------------
 
-fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&WriterFigures>) {
+/// A figure, or "-" when there is none (NaN).
+fn fig(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.0}")
+    } else {
+        "-".into()
+    }
+}
+
+fn print_results(
+    settings: &Settings,
+    rows: &[ResultRow],
+    writers: Option<&WriterFigures>,
+    applier: Option<&ApplierFigures>,
+) {
     println!("\nresults ({} rows):", settings.rows);
     println!(
-        "{:<38} {:>9} {:>10} {:>22} {:>20} {:>10}  check",
-        "run", "wall", "rows/s", "copy phase", "checksum", "cut-over"
+        "{:<38} {:>9} {:>10} {:>22} {:>20} {:>10} {:>8}  check",
+        "run", "wall", "rows/s", "copy phase", "checksum", "cut-over", "RSS"
     );
     for r in rows {
+        if let Some(why) = &r.skipped {
+            println!("{:<38} {why}", r.name);
+            continue;
+        }
         let copy = r.copy.map_or("-".to_string(), |(n, s)| {
             format!("{s:.1}s ({:.0}/s)", n as f64 / s.max(0.001))
         });
@@ -1408,25 +2475,26 @@ fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&Write
             _ => "-".to_string(),
         };
         let blocked = r.blocked.map_or("-".to_string(), |b| format!("{b:.3}s"));
+        let rss = r
+            .peak_rss_mib
+            .map_or("-".to_string(), |m| format!("{m:.0} MiB"));
         println!(
-            "{:<38} {:>8.1}s {:>10.0} {:>22} {:>20} {:>10}  {}",
+            "{:<38} {:>8.1}s {:>10} {:>22} {:>20} {:>10} {:>8}  {}",
             r.name,
             r.wall.as_secs_f64(),
-            r.rows as f64 / r.wall.as_secs_f64().max(0.001),
+            r.rows_per_s().map_or("-".into(), fig),
             copy,
             checksum,
             blocked,
+            rss,
             r.check
         );
     }
+    if let Some(a) = applier {
+        print_applier(a, settings);
+    }
     if let Some(w) = writers {
-        let f = |v: f64| {
-            if v.is_finite() {
-                format!("{v:.0}")
-            } else {
-                "-".into()
-            }
-        };
+        let f = fig;
         println!(
             "\nwriters on the primary (transactions/s, each oltp_write_only's 4 statements on sbtest1 \
              and the same 4 on its mirror):"
@@ -1477,4 +2545,204 @@ fn print_results(settings: &Settings, rows: &[ResultRow], writers: Option<&Write
             "  (the cut-over is not postponed: it happens under load as soon as wraith has caught up)"
         );
     }
+}
+
+fn print_applier(a: &ApplierFigures, settings: &Settings) {
+    println!(
+        "\napplier (row events/s on sbtest1, counted by the server's TABLE_STATISTICS; writers: oltp_write_only on sbtest1 alone, \
+         4 row events per transaction, {} threads, unthrottled, {}s; wraith reads the primary, its cut-over postponed):",
+        a.threads,
+        settings.applier_window.as_secs()
+    );
+    println!(
+        "  the server alone (no wraith):  {:>8} row events/s ({} tps)",
+        fig(a.alone.rows_per_s()),
+        fig(a.alone.tps())
+    );
+    let Some(w) = &a.window else {
+        println!("  with wraith applying:          - (wraith never postponed its cut-over)");
+        return;
+    };
+    println!(
+        "  committed with wraith running: {:>8} row events/s ({} tps)",
+        fig(w.committed.rows_per_s()),
+        fig(w.committed.tps())
+    );
+    println!(
+        "  wraith applied:                {:>8} row events/s ({:.0}% of committed, {:.0}% of the server alone)",
+        fig(w.applied_per_s()),
+        w.applied_per_s() * 100.0 / w.committed.rows_per_s().max(0.001),
+        w.applied_per_s() * 100.0 / a.alone.rows_per_s().max(0.001)
+    );
+    println!(
+        "  behind when the writers stopped: {} row events (wraith's own queue: {} of {} binlog events; what does not fit waits unread in the binlog)",
+        w.behind_at_end, w.queue_at_end, w.queue_capacity
+    );
+    match w.drain {
+        Some(d) if w.unmatched == 0 => println!(
+            "  back to zero after the writers stopped: {d:.1} s"
+        ),
+        Some(d) => println!(
+            "  back to zero after the writers stopped: {d:.1} s (wraith then quiet; {} row events counted by the server were never binlogged: rolled back)",
+            w.unmatched
+        ),
+        None => println!(
+            "  back to zero after the writers stopped: not within {} s",
+            settings.timeout.as_secs()
+        ),
+    }
+    if let Some(b) = &a.backlog {
+        println!(
+            "  committed with wraith throttled: {:>6} row events/s ({} tps; wraith connected, applying nothing)",
+            fig(b.committed.rows_per_s()),
+            fig(b.committed.tps())
+        );
+        println!(
+            "  wraith applying that backlog:  {:>8} row events/s ({} row events in {}, no writers running; {:.0}% of the server alone)",
+            fig(b.rate()),
+            b.backlog,
+            b.drain.map_or("-".into(), |d| format!("{d:.1} s")),
+            b.rate() * 100.0 / a.alone.rows_per_s().max(0.001)
+        );
+    }
+    println!(
+        "  CPU over the window: alone {}; with wraith {}",
+        a.cpu_alone.line(),
+        w.cpu.line()
+    );
+    println!(
+        "  writers' retried errors (deadlocks, lock waits): {} alone, {} with wraith",
+        a.alone.retried, w.committed.retried
+    );
+}
+
+// ---- JSON -------------------------------------------------------------------------------------------
+
+/// Every figure of the run, and the machine's, as one JSON document.
+fn results_json(
+    settings: &Settings,
+    machine: &Machine,
+    rows: &[ResultRow],
+    writers: Option<&WriterFigures>,
+    applier: Option<&ApplierFigures>,
+    all_ok: bool,
+) -> serde_json::Value {
+    use serde_json::json;
+    let cpu =
+        |c: &Cpu| json!({ "primary_s": c.primary, "replica_s": c.replica, "migrator_s": c.wraith });
+    let committed = |c: &Committed| {
+        json!({
+            "seconds": c.seconds,
+            "row_events": c.rows,
+            "row_events_per_s": c.rows_per_s(),
+            "transactions": c.transactions,
+            "tps": c.tps(),
+            "retried_errors": c.retried,
+        })
+    };
+    json!({
+        "bench": "wraith migrate",
+        "started_utc": machine.started,
+        "ok": all_ok,
+        "machine": {
+            "nproc": machine.cpus,
+            "cpu_model": machine.cpu_model,
+            "memory_mib": machine.memory_mib,
+            "kernel": machine.kernel,
+            "server_version": machine.server_version,
+            "load_average_before": machine.load_before,
+            "load_average_after": machine.load_after,
+        },
+        "settings": {
+            "rows": settings.rows,
+            "wraith": settings.wraith.display().to_string(),
+            "wraith_extra_args": settings.extra_args,
+            "writers": match settings.load {
+                LoadKind::Sysbench => "sysbench",
+                LoadKind::Builtin => "builtin",
+            },
+            "threads": settings.threads,
+            "rate": settings.rate,
+            "warmup_s": settings.warmup.as_secs(),
+            "applier_window_s": settings.applier_window.as_secs(),
+            "buffer_pool": settings.buffer_pool,
+            "gh_ost": settings.ghost.as_ref().map(|g| g.display().to_string()),
+            "gh_ost_extra_args": settings.ghost_args,
+        },
+        "runs": rows.iter().map(|r| json!({
+            "name": r.name,
+            "skipped": r.skipped,
+            "ok": r.ok,
+            "check": r.check,
+            "wall_s": r.skipped.is_none().then_some(r.wall.as_secs_f64()),
+            "rows": r.rows,
+            "rows_per_s": r.rows_per_s(),
+            "copy_rows": r.copy.map(|c| c.0),
+            "copy_s": r.copy.map(|c| c.1),
+            "copy_rows_per_s": r.copy.map(|(n, s)| n as f64 / s.max(0.001)),
+            "checksum_s": r.checksum,
+            "writers_blocked_at_swap_s": r.blocked,
+            "cpu": r.cpu.as_ref().map(cpu),
+            "peak_rss_mib": r.peak_rss_mib,
+        })).collect::<Vec<_>>(),
+        "load": writers.map(|w| json!({
+            "rate_tps": w.rate,
+            "before_tps": w.before_tps,
+            "during_tps": w.during_tps,
+            "after_tps": w.after_tps,
+            "p95_before_ms": w.p95_before_ms,
+            "p95_during_ms": w.p95_during_ms,
+            "p95_ratio": w.p95_during_ms / w.p95_before_ms,
+            "worst_p95_copy_ms": w.max_latency_copy_ms,
+            "worst_p95_cutover_ms": w.max_latency_cutover_ms,
+            "catch_up_s": w.catch_up.map(|c| c.as_secs_f64()),
+            "retried_errors": {
+                "before": w.errors[0],
+                "copy_and_catch_up": w.errors[1],
+                "cut_over": w.errors[2],
+                "after": w.errors[3],
+            },
+        })),
+        "applier": applier.map(|a| json!({
+            "threads": a.threads,
+            "server_alone": committed(&a.alone),
+            "cpu_alone": cpu(&a.cpu_alone),
+            "with_wraith": a.window.as_ref().map(|w| json!({
+                "committed": committed(&w.committed),
+                "applied_row_events": w.applied,
+                "applied_row_events_per_s": w.applied_per_s(),
+                "applied_over_committed": w.applied_per_s() / w.committed.rows_per_s().max(0.001),
+                "applied_over_server_alone": w.applied_per_s() / a.alone.rows_per_s().max(0.001),
+                "behind_at_end_row_events": w.behind_at_end,
+                "queue_at_end": w.queue_at_end,
+                "queue_capacity": w.queue_capacity,
+                "back_to_zero_s": w.drain,
+                "unmatched_row_events": w.unmatched,
+                "cpu": cpu(&w.cpu),
+                "samples": w.samples.iter().map(|s| json!({
+                    "at_s": s.at,
+                    "committed": s.committed,
+                    "applied": s.applied,
+                    "queue": s.queue,
+                })).collect::<Vec<_>>(),
+            })),
+            "throttled_then_backlog": a.backlog.as_ref().map(|b| json!({
+                "committed_while_throttled": committed(&b.committed),
+                "backlog_row_events": b.backlog,
+                "applied_in_s": b.drain,
+                "unmatched_row_events": b.unmatched,
+                "applied_row_events_per_s": b.rate(),
+                "applied_over_server_alone": b.rate() / a.alone.rows_per_s().max(0.001),
+                "cpu_while_applying": cpu(&b.cpu),
+            })),
+        })),
+    })
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
