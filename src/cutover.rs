@@ -109,6 +109,39 @@ pub enum Outcome {
     Unresolved(String),
 }
 
+/// How long each part of the lock's time took, for the log: where writers wait.
+struct Phases {
+    last: Instant,
+    parts: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new(started: Instant) -> Phases {
+        Phases {
+            last: started,
+            parts: Vec::new(),
+        }
+    }
+
+    /// The part named `name` ends now.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.parts.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|(name, took)| format!("{name} {:.3}s", took.as_secs_f64()))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
 /// The sentry's comment, so a leftover sentry is never mistaken for an old table.
 const SENTRY_COMMENT: &str = "wraith cut-over sentry";
 
@@ -279,12 +312,15 @@ impl<'a> Attempt<'a> {
             .await
             .map_err(step("locking the original table"))?;
         self.locked = true;
+        let mut phases = Phases::new(self.started);
+        phases.mark("lock");
         self.point("atomic:locked").await?;
         // 2. The marker, written while writes to t are blocked, awaited through the binlog; the
         // rest of the steps keep a little of the lock's time.
         let reserve = (spec.lock_timeout / 2).min(Duration::from_millis(500));
         let drain_until = self.deadline() - reserve;
         drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        phases.mark("drain");
         self.point("atomic:drained").await?;
         self.create_triggers().await?;
 
@@ -299,6 +335,7 @@ impl<'a> Attempt<'a> {
                     .into(),
             ));
         }
+        phases.mark("rename queued");
         self.point("atomic:queued").await?;
         // 4. Drop the sentry; the rename moves on to wait for t.
         self.a
@@ -329,6 +366,7 @@ impl<'a> Attempt<'a> {
             return Err(CutOverError::NotProven);
         }
         held_within_limit(status)?;
+        phases.mark("sentry dropped, proof");
         self.point("atomic:proven").await?;
         self.a
             .query_drop("UNLOCK TABLES")
@@ -336,6 +374,7 @@ impl<'a> Attempt<'a> {
             .map_err(step("unlocking"))?;
         self.locked = false;
         let locked_for = self.started.elapsed();
+        phases.mark("unlock");
         self.point("atomic:unlocked").await?;
         let renaming = self.renaming.take().ok_or(CutOverError::LoopGone)?;
         renaming
@@ -343,8 +382,9 @@ impl<'a> Attempt<'a> {
             .map_err(|_| CutOverError::LoopGone)?
             .map_err(step("renaming the tables"))?;
         info!(
-            "tables swapped; writers were blocked for {:.3}s",
-            locked_for.as_secs_f64()
+            "tables swapped; writers were blocked for {:.3}s ({})",
+            locked_for.as_secs_f64(),
+            phases
         );
         Ok(locked_for)
     }
