@@ -5,7 +5,8 @@
 //! Out: the answer of [`Controls::execute`], after the `gh-ost-on-interactive-command` hook
 //! (whose failure refuses the command); then the connection is closed. Invariant: a socket file
 //! that exists is replaced only with `--initially-drop-socket-file` (it may be another
-//! migration's); the socket file is removed when the [`Server`] is dropped.
+//! migration's), or when it is a socket nobody listens on (a killed run's: connecting to it is
+//! refused); the socket file is removed when the [`Server`] is dropped.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ const MAX_LINE: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("the socket file {0} exists: another gh-ost or wraith may be serving on it, or a killed run left it. Check that no migration of this table runs, then remove it (rm {0}) or run with --initially-drop-socket-file")]
+    #[error("the socket file {0} exists and is not a socket nobody listens on: another gh-ost or wraith may be serving on it, or it is another file. Check that no migration of this table runs, then remove it (rm {0}) or run with --initially-drop-socket-file")]
     SocketExists(String),
     #[error("cannot serve interactive commands on {what}: {source}. Choose another with --{flag}")]
     Bind {
@@ -57,6 +58,20 @@ pub fn socket_path(schema: &str, table: &str, flag: &str) -> PathBuf {
     }
 }
 
+/// `path` is a unix socket that nobody listens on: connecting to it is refused. Anything else
+/// (a regular file, a socket in use, one that cannot be tried) is not stale.
+fn stale(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_socket());
+    is_socket
+        && matches!(
+            std::os::unix::net::UnixStream::connect(path),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+}
+
 impl Server {
     /// Binds the socket (and the TCP port), and serves until dropped or `cancel`.
     pub async fn start(
@@ -68,13 +83,19 @@ impl Server {
         let socket = socket_path(&cfg.database, &cfg.table, &cfg.flags.serve_socket_file);
         // A dangling symlink counts too: binding would fail on it.
         if socket.symlink_metadata().is_ok() {
-            if !cfg.flags.initially_drop_socket_file {
+            if cfg.flags.initially_drop_socket_file {
+                tracing::info!(
+                    "removing the socket file {} (--initially-drop-socket-file)",
+                    socket.display()
+                );
+            } else if stale(&socket) {
+                tracing::info!(
+                    "removing the socket file {}: nobody listens on it (a killed run left it)",
+                    socket.display()
+                );
+            } else {
                 return Err(ServerError::SocketExists(socket.display().to_string()));
             }
-            tracing::info!(
-                "removing the socket file {} (--initially-drop-socket-file)",
-                socket.display()
-            );
             let _ = std::fs::remove_file(&socket);
         }
         let unix = UnixListener::bind(&socket).map_err(|source| ServerError::Bind {
@@ -192,4 +213,24 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = write.write_all(text.as_bytes()).await;
     let _ = write.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_socket_nobody_listens_on_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listening = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(!stale(&path), "a socket in use");
+        drop(listening); // the file stays, as after a SIGKILL
+        assert!(path.exists());
+        assert!(stale(&path), "a socket left behind");
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "").unwrap();
+        assert!(!stale(&file), "a regular file is someone's");
+        assert!(!stale(&dir.path().join("missing")));
+    }
 }

@@ -62,9 +62,19 @@ fn first_run(schema: &str, extra: &[&str]) -> Vec<String> {
     migrate_args(schema, "t", ALTER, &flags)
 }
 
-/// The same command with `--resume` instead of `--checkpoint` (gh-ost's docs/resume.md).
+/// The same command with `--resume` instead of `--checkpoint` (gh-ost's docs/resume.md), and
+/// nothing to clear the way: the killed run's socket file is left for wraith to find stale.
 fn resume_run(schema: &str) -> Vec<String> {
-    migrate_args(schema, "t", ALTER, &["--resume", "--checkpoint-seconds=1"])
+    migrate_args(
+        schema,
+        "t",
+        ALTER,
+        &[
+            "--resume",
+            "--checkpoint-seconds=1",
+            "--initially-drop-socket-file=false",
+        ],
+    )
 }
 
 /// After the kill: `t` is the original table, whole, and what `--resume` needs is there.
