@@ -946,13 +946,21 @@ impl Run<'_> {
         let took = started.elapsed();
         progress.set_checksum(ChecksumStatus::Passed);
         progress.set_state("migrating");
+        // A resumed run whose copy was done, or a revert, copied nothing: no ratio to give.
+        let cost = if self.resumed.as_ref().is_some_and(|c| c.copy.done) || self.cfg.flags.revert {
+            "no rows were copied in this run".to_string()
+        } else {
+            format!(
+                "row copy: {:.2}s; the checksum cost {:.0}% of the copy time",
+                copy_time.as_secs_f64(),
+                took.as_secs_f64() * 100.0 / copy_time.as_secs_f64().max(1e-3)
+            )
+        };
         info!(
-            "checksum passed: {} rows in {} chunks compared in {:.2}s (row copy: {:.2}s; the checksum cost {:.0}% of the copy time)",
+            "checksum passed: {} rows in {} chunks compared in {:.2}s ({cost})",
             compared.rows,
             compared.chunks,
             took.as_secs_f64(),
-            copy_time.as_secs_f64(),
-            took.as_secs_f64() * 100.0 / copy_time.as_secs_f64().max(1e-3),
         );
         Ok(took)
     }
