@@ -1361,24 +1361,21 @@ impl Run<'_> {
             cfg.checkpoint_table(),
         );
         let refused = |what: String| MigrationError::Checkpoint(CheckpointError::Refused(what));
-        if TableSchema::read(pconn, db, &ghk)
-            .await
-            .context("reading the checkpoint table")?
-            .is_none()
-        {
-            return Err(refused(format!(
+        let checkpoint = read_checkpoint(
+            pconn,
+            db,
+            &ghk,
+            checkpoint::Row::CutOver,
+            format!(
                 "--revert: there is no checkpoint table {}: only a migration run with --checkpoint (whose checkpoint table is kept, as it is without --ok-to-drop-table) can be reverted",
                 sql::quote_ident(&ghk)
-            )));
-        }
-        let checkpoint = Checkpoint::read(pconn, db, &ghk, checkpoint::Row::CutOver)
-            .await?
-            .ok_or_else(|| {
-                refused(format!(
-                    "--revert: {} holds no cut-over checkpoint: the migration has not swapped the tables (resume it with --resume, or drop the helper tables)",
-                    sql::quote_ident(&ghk)
-                ))
-            })?;
+            ),
+            format!(
+                "--revert: {} holds no cut-over checkpoint: the migration has not swapped the tables (resume it with --resume, or drop the helper tables)",
+                sql::quote_ident(&ghk)
+            ),
+        )
+        .await?;
         let Some(old_schema) = TableSchema::read(pconn, db, &old)
             .await
             .context("reading the old table")?
@@ -1535,28 +1532,24 @@ impl Run<'_> {
             cfg.checkpoint_table(),
         );
         let refused = |what: String| MigrationError::Checkpoint(CheckpointError::Refused(what));
-        let exists = |schema: Option<TableSchema>| schema.is_some();
-        if !exists(
-            TableSchema::read(pconn, db, &ghk)
-                .await
-                .context("reading the checkpoint table")?,
-        ) {
-            return Err(refused(format!(
+        let checkpoint = read_checkpoint(
+            pconn,
+            db,
+            &ghk,
+            checkpoint::Row::Progress,
+            format!(
                 "--resume: there is no checkpoint table {}, so there is nothing to resume (was the interrupted run started with --checkpoint?). Run the migration without --resume",
                 sql::quote_ident(&ghk)
-            )));
-        }
-        let checkpoint = Checkpoint::read(pconn, db, &ghk, checkpoint::Row::Progress)
-            .await?
-            .ok_or_else(|| {
-            refused(format!(
+            ),
+            format!(
                 "--resume: {} holds no checkpoint: the interrupted run stopped before writing its first one. Drop {}, {} and {}, then run the migration without --resume",
                 sql::quote_ident(&ghk),
                 sql::quote_ident(&ghost),
                 sql::quote_ident(&changelog),
                 sql::quote_ident(&ghk)
-            ))
-        })?;
+            ),
+        )
+        .await?;
         if checkpoint.alter.trim() != cfg.alter.body.trim() {
             return Err(refused(format!(
                 "--resume: the checkpoint was written by a run with --alter=\"{}\", not \"{}\": resume with the same ALTER, or drop the helper tables and start this one without --resume",
@@ -1807,6 +1800,29 @@ const CLEANUP_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the catch-up waits without a heartbeat before it calls the binlog stream stuck.
 const STALLED_STREAM: Duration = Duration::from_secs(300);
+
+/// The checkpoint `row` of the checkpoint table `ghk`; refused with `no_table` when there is no
+/// such table, with `no_row` when it holds no such row.
+async fn read_checkpoint(
+    pconn: &mut Conn,
+    db: &str,
+    ghk: &str,
+    row: checkpoint::Row,
+    no_table: String,
+    no_row: String,
+) -> Result<Checkpoint, MigrationError> {
+    let refused = |what| MigrationError::Checkpoint(CheckpointError::Refused(what));
+    if TableSchema::read(pconn, db, ghk)
+        .await
+        .context("reading the checkpoint table")?
+        .is_none()
+    {
+        return Err(refused(no_table));
+    }
+    Checkpoint::read(pconn, db, ghk, row)
+        .await?
+        .ok_or_else(|| refused(no_row))
+}
 
 /// The migration's key has a column that may hold NULL (`--allow-nullable-unique-key`).
 fn nullable_key(plan: &Plan) -> bool {

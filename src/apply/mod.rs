@@ -244,7 +244,21 @@ impl ApplyPlan {
             .iter()
             .map(|(c, i)| (c.clone(), image[*i].sql_literal()))
             .unzip();
-        let statement = sql::delete_one_row(&self.schema, &self.ghost, &columns, &values);
+        self.fitting(
+            sql::delete_one_row(&self.schema, &self.ghost, &columns, &values),
+            image,
+            sizes,
+        )
+    }
+
+    /// `statement`, for the row `image`, if it fits `sizes.max`; else the error that says what
+    /// to raise.
+    fn fitting(
+        &self,
+        statement: String,
+        image: &[Cell],
+        sizes: Sizes,
+    ) -> Result<String, ApplyError> {
         if statement.len() > sizes.max {
             return Err(too_large(
                 &self.key_of(image).join(", "),
@@ -492,16 +506,6 @@ impl ApplyPlan {
         sizes: Sizes,
     ) -> Result<Vec<String>, ApplyError> {
         let mut out = Vec::new();
-        let checked = |statement: String, image: &[Cell]| {
-            if statement.len() > sizes.max {
-                return Err(too_large(
-                    &self.key_of(image).join(", "),
-                    statement.len(),
-                    sizes,
-                ));
-            }
-            Ok(statement)
-        };
         for (before, after) in &event.rows {
             for image in [before, after].into_iter().flatten() {
                 self.check_shape(image)?;
@@ -529,13 +533,13 @@ impl ApplyPlan {
                             &self.key_columns,
                             &self.key_of(before),
                         );
-                        out.push(checked(moved, after)?);
+                        out.push(self.fitting(moved, after, sizes)?);
                     }
                     let mut upsert =
                         sql::insert_head(&self.schema, &self.ghost, &self.ghost_columns, false);
                     self.write_tuple(&mut upsert, after);
                     upsert.push_str(&sql::upsert_tail(&self.ghost_columns));
-                    out.push(checked(upsert, after)?);
+                    out.push(self.fitting(upsert, after, sizes)?);
                 }
                 (None, None) => {}
             }
