@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use mysql_async::prelude::Queryable;
 
+use crate::mysql::Flavor;
+
 /// How to install the server, said wherever it is missing.
 pub const INSTALL_HINT: &str =
     "install it with `apt-get update && apt-get install -y mariadb-server` \
@@ -372,29 +374,28 @@ pub async fn connect_root(port: u16) -> Result<mysql_async::Conn> {
 /// Makes `replica` replicate from `primary` with GTIDs and waits until it runs.
 pub async fn attach_replica(replica: &Server, primary: &Server) -> Result<()> {
     let mut conn = replica.conn().await?;
-    conn.query_drop(format!(
-        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', \
-         MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-        primary.port
-    ))
-    .await?;
-    conn.query_drop("START SLAVE").await?;
+    let flavor = Flavor::detect(&mut conn).await?;
+    conn.query_drop(flavor.replicate_from_sql("127.0.0.1", primary.port, "root", ""))
+        .await?;
+    conn.query_drop(flavor.start_replication_sql()).await?;
     sync_replica(primary, replica).await
 }
 
 /// Waits (up to 60 s) until `replica` has applied everything `primary` has binlogged so far.
 pub async fn sync_replica(primary: &Server, replica: &Server) -> Result<()> {
     let mut p = primary.conn().await?;
+    let flavor = Flavor::detect(&mut p).await?;
     let pos: String = p
-        .query_first("SELECT @@gtid_binlog_pos")
+        .query_first(flavor.gtid_position_sql())
         .await?
         .unwrap_or_default();
     let mut r = replica.conn().await?;
+    let flavor = Flavor::detect(&mut r).await?;
     let waited: Option<Option<i64>> = r
-        .exec_first("SELECT MASTER_GTID_WAIT(?, 60)", (pos.clone(),))
+        .exec_first(flavor.wait_for_gtids_sql(), (pos.clone(), 60))
         .await?;
     if waited.flatten() != Some(0) {
-        let status: Vec<mysql_async::Row> = r.query("SHOW SLAVE STATUS").await?;
+        let status: Vec<mysql_async::Row> = r.query(flavor.replica_status_sql()).await?;
         let err = status
             .first()
             .and_then(|row| row.get_opt::<String, _>("Last_Error"))

@@ -8,6 +8,8 @@ use std::fmt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+use super::sql::quote_str;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     MySql,
@@ -266,6 +268,82 @@ impl Flavor {
             Kind::MariaDb => "gtid_binlog_pos",
         }
     }
+
+    /// A query for [`Self::gtid_position_variable`]: every transaction this server has written
+    /// to its binlog (on a replica with `log_slave_updates`, those it applied too), in the form
+    /// [`Self::wait_for_gtids_sql`] takes.
+    pub fn gtid_position_sql(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => "SELECT @@GLOBAL.gtid_executed",
+            Kind::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos",
+        }
+    }
+
+    /// A query that waits, on a replica, until it has applied every transaction of a position
+    /// its source gave with [`Self::gtid_position_sql`] (the first parameter), for at most the
+    /// second parameter in seconds. It returns 0 once they are applied; anything else (1 on
+    /// MySQL, -1 on MariaDB, or NULL) means they were not.
+    pub fn wait_for_gtids_sql(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
+            Kind::MariaDb => "SELECT MASTER_GTID_WAIT(?, ?)",
+        }
+    }
+
+    /// A query for how the GTIDs of transactions written on this server begin, as wraith's
+    /// streamer spells them: `<server uuid>:` on MySQL (untagged), `<domain>-<server id>-` on
+    /// MariaDB.
+    pub fn own_gtid_prefix_sql(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql => "SELECT CONCAT(@@GLOBAL.server_uuid, ':')",
+            Kind::MariaDb => "SELECT CONCAT(@@GLOBAL.gtid_domain_id, '-', @@GLOBAL.server_id, '-')",
+        }
+    }
+
+    /// The statement that makes this server a replica of `host`:`port`, finding its place in
+    /// the source's binlog by GTIDs (MySQL's auto-positioning, MariaDB's `slave_pos`) and
+    /// retrying a lost connection every second. [`Self::start_replication_sql`] starts it.
+    /// MySQL 8 asks for the source's RSA key, so a password travels without TLS.
+    pub fn replicate_from_sql(&self, host: &str, port: u16, user: &str, password: &str) -> String {
+        let (host, user, password) = (quote_str(host), quote_str(user), quote_str(password));
+        match self.kind {
+            Kind::MySql if self.version >= (8, 0, 23) => format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, \
+                 SOURCE_USER={user}, SOURCE_PASSWORD={password}, SOURCE_AUTO_POSITION=1, \
+                 SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1"
+            ),
+            Kind::MySql => format!(
+                "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
+                 MASTER_PASSWORD={password}, MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1{}",
+                if self.version >= (8, 0, 4) {
+                    ", GET_MASTER_PUBLIC_KEY=1"
+                } else {
+                    ""
+                }
+            ),
+            Kind::MariaDb => format!(
+                "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
+                 MASTER_PASSWORD={password}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+            ),
+        }
+    }
+
+    /// Statements that make a replica with no history of its own skip what its source wrote up
+    /// to `position` (read there with [`Self::gtid_position_sql`]): after
+    /// [`Self::replicate_from_sql`] it replicates only what comes later. On MySQL this empties
+    /// the replica's own binlog first.
+    pub fn skip_to_gtids_sql(&self, position: &str) -> Vec<String> {
+        // MySQL writes a line break after each comma of a GTID set.
+        let position = quote_str(&position.split_whitespace().collect::<String>());
+        match self.kind {
+            Kind::MySql => vec![
+                self.since((8, 2, 0), "RESET BINARY LOGS AND GTIDS", "RESET MASTER")
+                    .to_string(),
+                format!("SET GLOBAL gtid_purged = {position}"),
+            ],
+            Kind::MariaDb => vec![format!("SET GLOBAL gtid_slave_pos = {position}")],
+        }
+    }
 }
 
 fn version_text(v: (u32, u32, u32)) -> String {
@@ -346,6 +424,81 @@ mod tests {
         assert_eq!(
             Flavor::parse("5.7.44", "").binlog_compression_off_sql(),
             None
+        );
+    }
+
+    #[test]
+    fn a_replica_waits_for_its_sources_gtids_in_its_own_words() {
+        let mysql = Flavor::parse("8.4.2", "");
+        let maria = Flavor::parse("11.4.2-MariaDB", "");
+        assert_eq!(mysql.gtid_position_sql(), "SELECT @@GLOBAL.gtid_executed");
+        assert_eq!(maria.gtid_position_sql(), "SELECT @@GLOBAL.gtid_binlog_pos");
+        for f in [&mysql, &maria] {
+            assert!(f.gtid_position_sql().ends_with(f.gtid_position_variable()));
+        }
+        assert_eq!(
+            mysql.wait_for_gtids_sql(),
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
+        );
+        assert_eq!(
+            Flavor::parse("5.7.44", "").wait_for_gtids_sql(),
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
+        );
+        assert_eq!(maria.wait_for_gtids_sql(), "SELECT MASTER_GTID_WAIT(?, ?)");
+        assert_eq!(
+            mysql.own_gtid_prefix_sql(),
+            "SELECT CONCAT(@@GLOBAL.server_uuid, ':')"
+        );
+        assert_eq!(
+            maria.own_gtid_prefix_sql(),
+            "SELECT CONCAT(@@GLOBAL.gtid_domain_id, '-', @@GLOBAL.server_id, '-')"
+        );
+    }
+
+    #[test]
+    fn a_replica_is_attached_by_gtid_in_each_servers_words() {
+        let attach = |version: &str| {
+            Flavor::parse(version, "").replicate_from_sql("127.0.0.1", 3306, "root", "it's")
+        };
+        assert_eq!(
+            attach("8.4.2"),
+            "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=3306, \
+             SOURCE_USER='root', SOURCE_PASSWORD='it''s', SOURCE_AUTO_POSITION=1, \
+             SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1"
+        );
+        assert!(attach("8.0.23").starts_with("CHANGE REPLICATION SOURCE TO SOURCE_HOST="));
+        assert_eq!(
+            attach("8.0.22"),
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=3306, MASTER_USER='root', \
+             MASTER_PASSWORD='it''s', MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1, \
+             GET_MASTER_PUBLIC_KEY=1"
+        );
+        assert!(attach("5.7.44").ends_with("MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1"));
+        assert_eq!(
+            attach("11.4.2-MariaDB"),
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=3306, MASTER_USER='root', \
+             MASTER_PASSWORD='it''s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+        );
+    }
+
+    #[test]
+    fn a_new_replica_skips_its_sources_history_in_each_servers_words() {
+        let mysql_set =
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1-9";
+        assert_eq!(
+            Flavor::parse("8.4.2", "").skip_to_gtids_sql(mysql_set),
+            [
+                "RESET BINARY LOGS AND GTIDS".to_string(),
+                "SET GLOBAL gtid_purged = '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,4e11fa47-71ca-11e1-9e33-c80aa9429562:1-9'".into(),
+            ]
+        );
+        assert_eq!(
+            Flavor::parse("8.0.36", "").skip_to_gtids_sql("u:1-5")[0],
+            "RESET MASTER"
+        );
+        assert_eq!(
+            Flavor::parse("10.11.6-MariaDB", "").skip_to_gtids_sql("0-1-42"),
+            ["SET GLOBAL gtid_slave_pos = '0-1-42'".to_string()]
         );
     }
 

@@ -1,7 +1,14 @@
 //! Real servers for the tests: a MariaDB primary and replica started once per test run
 //! (`wraith::sandbox`), or external servers named by WRAITH_TEST_PRIMARY and WRAITH_TEST_REPLICA
-//! (`mysql://user:password@host:port`, for MySQL 8.x from `docker/`). Each test gets its own
-//! schema. If `mariadbd` is missing the tests fail and say how to install it; they never skip.
+//! (`mysql://user:password@host:port`, e.g. the MySQL 8.4, MySQL 8.0 or MariaDB 11.4 pairs of
+//! `docker/`). Each test gets its own schema. If `mariadbd` is missing the tests fail and say how
+//! to install it.
+//!
+//! SQL that differs between MySQL and MariaDB (waiting for a replica, replication statements)
+//! comes from wraith's own [`Flavor`], read from each server; rows are generated with [`seq`],
+//! which both understand. Against MySQL, a test of something only MariaDB has, or one that needs
+//! servers of its own (the harness starts MariaDB ones only), is skipped and says so on stderr
+//! ([`skip_on_mysql`], [`solo`], [`own_pair`]); nothing else is ever skipped.
 
 #![allow(dead_code)]
 
@@ -12,7 +19,9 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tokio::io::AsyncReadExt;
+use wraith::mysql::flavor::Kind;
 use wraith::mysql::sql::{qualified, quote_ident};
+use wraith::mysql::Flavor;
 use wraith::sandbox::{self, Pair, Server, ServerSpec};
 
 /// Where a test server is and how to log in.
@@ -56,6 +65,13 @@ impl Endpoint {
             .unwrap_or_else(|e| panic!("connecting to {}:{}: {e}", self.host, self.port))
     }
 
+    /// What the server is (MySQL or MariaDB, and its version).
+    pub async fn flavor(&self) -> Flavor {
+        Flavor::detect(&mut self.conn().await)
+            .await
+            .unwrap_or_else(|e| panic!("reading the version of {}:{}: {e}", self.host, self.port))
+    }
+
     /// The connection flags wraith takes for this server.
     pub fn flags(&self) -> Vec<String> {
         let mut flags = vec![
@@ -73,31 +89,65 @@ impl Endpoint {
 pub struct Servers {
     pub primary: Endpoint,
     pub replica: Endpoint,
+    /// The primary's flavor (the replica's is the same kind).
+    pub flavor: Flavor,
     _pair: Option<Pair>,
+}
+
+/// WRAITH_TEST_PRIMARY and WRAITH_TEST_REPLICA, when both are set.
+fn external_urls() -> Option<(String, String)> {
+    match (
+        std::env::var("WRAITH_TEST_PRIMARY"),
+        std::env::var("WRAITH_TEST_REPLICA"),
+    ) {
+        (Ok(p), Ok(r)) => Some((p, r)),
+        _ => None,
+    }
 }
 
 /// The shared primary and replica, started on first use.
 pub fn servers() -> &'static Servers {
     static SERVERS: OnceLock<Servers> = OnceLock::new();
     SERVERS.get_or_init(|| {
-        if let (Ok(p), Ok(r)) = (
-            std::env::var("WRAITH_TEST_PRIMARY"),
-            std::env::var("WRAITH_TEST_REPLICA"),
-        ) {
-            return Servers {
-                primary: Endpoint::from_url(&p),
-                replica: Endpoint::from_url(&r),
-                _pair: None,
-            };
-        }
-        let pair = on_own_runtime(Pair::start_with("test", SHARED_SERVER_ARGS))
-            .unwrap_or_else(|e| panic!("cannot start the test servers: {e:#}"));
+        let (primary, replica, pair) = match external_urls() {
+            Some((p, r)) => (Endpoint::from_url(&p), Endpoint::from_url(&r), None),
+            None => {
+                let pair = on_own_runtime(Pair::start_with("test", SHARED_SERVER_ARGS))
+                    .unwrap_or_else(|e| panic!("cannot start the test servers: {e:#}"));
+                (
+                    Endpoint::of(&pair.primary),
+                    Endpoint::of(&pair.replica),
+                    Some(pair),
+                )
+            }
+        };
+        let flavor = on_own_runtime({
+            let primary = primary.clone();
+            async move { primary.flavor().await }
+        });
         Servers {
-            primary: Endpoint::of(&pair.primary),
-            replica: Endpoint::of(&pair.replica),
-            _pair: Some(pair),
+            primary,
+            replica,
+            flavor,
+            _pair: pair,
         }
     })
+}
+
+/// Whether the shared servers are MySQL: `true` (after saying on stderr that the running test is
+/// skipped, and `why`) when a test of something only MariaDB has must not run. Without
+/// WRAITH_TEST_PRIMARY the servers are the harness's own MariaDB pair, which this does not start.
+pub fn skip_on_mysql(why: &str) -> bool {
+    if external_urls().is_none() || servers().flavor.kind != Kind::MySql {
+        return false;
+    }
+    let thread = std::thread::current();
+    eprintln!(
+        "skipped {}: {why}; the servers are {} (WRAITH_TEST_PRIMARY)",
+        thread.name().unwrap_or("a test"),
+        servers().flavor
+    );
+    true
 }
 
 /// Settings of the shared pair beyond the sandbox's: rows of 32 MB (`memory`) need a packet
@@ -107,14 +157,21 @@ pub const SHARED_SERVER_ARGS: &[&str] = &["--max-allowed-packet=128M"];
 
 /// A primary and replica of their own, started on first use, for tests that need global
 /// settings of their own on both (`extra_args`). Keyed by name; the first call's settings win.
-pub fn own_pair(name: &str, extra_args: &[&str]) -> (Endpoint, Endpoint) {
+/// `None` when the suite runs against MySQL: the harness starts MariaDB servers only, and the
+/// test is skipped ([`skip_on_mysql`]).
+pub fn own_pair(name: &str, extra_args: &[&str]) -> Option<(Endpoint, Endpoint)> {
+    if skip_on_mysql(&format!(
+        "it needs a primary and replica of its own ({name}), and the harness starts MariaDB ones only"
+    )) {
+        return None;
+    }
     use std::collections::HashMap;
     use std::sync::Mutex;
     static PAIRS: OnceLock<Mutex<HashMap<String, Pair>>> = OnceLock::new();
     let pairs = PAIRS.get_or_init(|| Mutex::new(HashMap::new()));
     let mut pairs = pairs.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(pair) = pairs.get(name) {
-        return (Endpoint::of(&pair.primary), Endpoint::of(&pair.replica));
+        return Some((Endpoint::of(&pair.primary), Endpoint::of(&pair.replica)));
     }
     let (prefix, args) = (
         name.to_string(),
@@ -127,26 +184,33 @@ pub fn own_pair(name: &str, extra_args: &[&str]) -> (Endpoint, Endpoint) {
     .unwrap_or_else(|e| panic!("cannot start server pair {name}: {e:#}"));
     let endpoints = (Endpoint::of(&pair.primary), Endpoint::of(&pair.replica));
     pairs.insert(name.to_string(), pair);
-    endpoints
+    Some(endpoints)
 }
 
 /// A server of its own, started on first use, for tests that change global settings.
-/// Keyed by name; the spec of the first call wins.
-pub fn solo(spec: ServerSpec) -> Endpoint {
+/// Keyed by name; the spec of the first call wins. `None` when the suite runs against MySQL:
+/// the harness starts MariaDB servers only, and the test is skipped ([`skip_on_mysql`]).
+pub fn solo(spec: ServerSpec) -> Option<Endpoint> {
+    if skip_on_mysql(&format!(
+        "it needs a server of its own ({}), and the harness starts MariaDB ones only",
+        spec.name
+    )) {
+        return None;
+    }
     use std::collections::HashMap;
     use std::sync::Mutex;
     static SOLOS: OnceLock<Mutex<HashMap<String, Server>>> = OnceLock::new();
     let solos = SOLOS.get_or_init(|| Mutex::new(HashMap::new()));
     let mut solos = solos.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(server) = solos.get(&spec.name) {
-        return Endpoint::of(server);
+        return Some(Endpoint::of(server));
     }
     let name = spec.name.clone();
     let server = on_own_runtime(sandbox::start_server(spec))
         .unwrap_or_else(|e| panic!("cannot start server {name}: {e:#}"));
     let endpoint = Endpoint::of(&server);
     solos.insert(name, server);
-    endpoint
+    Some(endpoint)
 }
 
 /// Runs a future to completion on a fresh runtime in a fresh thread, so it can be called from
@@ -228,21 +292,55 @@ pub async fn primary_sql(schema: &str, statements: &[&str]) {
     sync_replica().await;
 }
 
-/// Waits until the replica has applied everything written on the primary so far.
+/// Waits until the shared replica has applied everything written on the primary so far.
 pub async fn sync_replica() {
     let s = servers();
-    let mut p = s.primary.conn().await;
+    sync_replica_of(&s.primary, &s.replica).await;
+}
+
+/// Waits (up to 120 s) until `replica` has applied everything `primary` has binlogged so far.
+pub async fn sync_replica_of(primary: &Endpoint, replica: &Endpoint) {
+    let mut p = primary.conn().await;
+    let flavor = Flavor::detect(&mut p).await.unwrap();
     let pos: String = p
-        .query_first("SELECT @@gtid_binlog_pos")
+        .query_first(flavor.gtid_position_sql())
         .await
         .unwrap()
         .unwrap_or_default();
-    let mut r = s.replica.conn().await;
-    let waited: Option<i64> = r
-        .exec_first("SELECT MASTER_GTID_WAIT(?, 60)", (pos,))
+    let mut r = replica.conn().await;
+    let flavor = Flavor::detect(&mut r).await.unwrap();
+    let waited: Option<Option<i64>> = r
+        .exec_first(flavor.wait_for_gtids_sql(), (&pos, 120))
         .await
         .unwrap();
-    assert_eq!(waited, Some(0), "replica did not catch up with the primary");
+    assert_eq!(
+        waited.flatten(),
+        Some(0),
+        "the replica on port {} did not catch up with the primary's {pos}",
+        replica.port
+    );
+}
+
+/// A derived table of the integers `from..=to` in column `seq`, ascending, for `SELECT ... FROM
+/// {seq(1, 1000)}`: MariaDB's `seq_1_to_1000` in SQL MySQL 8 understands too. Two recursive
+/// CTEs of at most 500 rows each, well inside MySQL's `cte_max_recursion_depth` and MariaDB's
+/// `max_recursive_iterations` (1000 by default); at most 250,000 rows.
+pub fn seq(from: u64, to: u64) -> String {
+    const WIDTH: u64 = 500;
+    let rows = (to + 1).saturating_sub(from);
+    let width = rows.clamp(1, WIDTH);
+    let blocks = rows.div_ceil(width).max(1);
+    assert!(
+        blocks <= WIDTH,
+        "seq({from}, {to}): at most {} rows",
+        WIDTH * WIDTH
+    );
+    format!(
+        "(WITH RECURSIVE seq_lo(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq_lo WHERE n + 1 < {width}), \
+         seq_hi(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq_hi WHERE n + 1 < {blocks}) \
+         SELECT {from} + seq_hi.n * {width} + seq_lo.n AS seq FROM seq_hi, seq_lo \
+         WHERE seq_hi.n * {width} + seq_lo.n < {rows} ORDER BY seq LIMIT {rows}) AS seq_{from}_to_{to}"
+    )
 }
 
 /// The tables of `schema` on `endpoint`, sorted byte by byte (`_t_del` before `t`).
@@ -486,4 +584,34 @@ pub async fn eventually(what: &str, limit: Duration, mut ready: impl AsyncFnMut(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn seq_gives_every_integer_of_its_range_once_in_order() {
+    let mut c = servers().primary.conn().await;
+    for (from, to) in [
+        (1, 1),
+        (0, 4),
+        (1, 500),
+        (1, 501),
+        (1, 2000),
+        (0, 19_999),
+        (1, 100_000),
+    ] {
+        let rows: Vec<i64> = c
+            .query(format!("SELECT seq FROM {}", seq(from, to)))
+            .await
+            .unwrap();
+        let expected: Vec<i64> = (from as i64..=to as i64).collect();
+        assert!(
+            rows == expected,
+            "seq({from}, {to}) gave {} rows",
+            rows.len()
+        );
+    }
+    let none: Vec<i64> = c
+        .query(format!("SELECT seq FROM {}", seq(1, 0)))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }

@@ -35,7 +35,10 @@ async fn the_demos_check_reports_a_row_deleted_from_the_migrated_table_behind_it
         &schema,
         &[
             "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v VARCHAR(20) NOT NULL) ENGINE=InnoDB",
-            "INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_100",
+            &format!(
+                "INSERT INTO t SELECT seq, CONCAT('v', seq) FROM {}",
+                harness::seq(1, 100)
+            ),
             "CREATE TABLE mirror LIKE t",
             "INSERT INTO mirror SELECT * FROM t",
         ],
@@ -147,22 +150,6 @@ impl Postpone {
             p.close().unwrap();
         }
     }
-}
-
-/// Waits until `replica` has applied everything `primary` has binlogged.
-pub(crate) async fn sync(primary: &Endpoint, replica: &Endpoint) {
-    let mut p = primary.conn().await;
-    let pos: String = p
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
-        .unwrap()
-        .unwrap_or_default();
-    let mut r = replica.conn().await;
-    let waited: Option<i64> = r
-        .exec_first("SELECT MASTER_GTID_WAIT(?, 120)", (pos,))
-        .await
-        .unwrap();
-    assert_eq!(waited, Some(0), "the replica did not catch up");
 }
 
 /// `t` is defined as the mirror on `endpoint` and holds its rows byte for byte.
@@ -332,7 +319,10 @@ async fn longblob_rows_of_32_mb_updated_while_copied_migrate_and_wraiths_peak_rs
     let (primary, replica) = (&s.primary, &s.replica);
     let mut setup = vec![
         "CREATE TABLE t (id INT UNSIGNED NOT NULL PRIMARY KEY, n INT NOT NULL, b LONGBLOB NULL) ENGINE=InnoDB".to_string(),
-        "INSERT INTO t SELECT seq, 0, REPEAT('s', 200) FROM seq_1_to_3000".into(),
+        format!(
+            "INSERT INTO t SELECT seq, 0, REPEAT('s', 200) FROM {}",
+            harness::seq(1, 3000)
+        ),
     ];
     for (i, id) in BIG_IDS.iter().enumerate() {
         setup.push(format!(
@@ -348,7 +338,7 @@ async fn longblob_rows_of_32_mb_updated_while_copied_migrate_and_wraiths_peak_rs
         "INSERT INTO mirror (id, n, b) SELECT id, n, b FROM t".into(),
     ]);
     run_sql(primary, &schema, &setup).await;
-    sync(primary, replica).await;
+    harness::sync_replica_of(primary, replica).await;
     println!(
         "32 MB rows: set up in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -426,8 +416,9 @@ async fn longblob_rows_of_32_mb_updated_while_copied_migrate_and_wraiths_peak_rs
 
 // ---- 4 MB packets ---------------------------------------------------------------------------
 
-/// A primary and replica whose `max_allowed_packet` is 4 MB.
-fn four_mb_pair() -> (Endpoint, Endpoint) {
+/// A primary and replica whose `max_allowed_packet` is 4 MB; `None` against MySQL
+/// ([`harness::own_pair`]).
+fn four_mb_pair() -> Option<(Endpoint, Endpoint)> {
     harness::own_pair("memory-4m", &["--max-allowed-packet=4M"])
 }
 
@@ -436,7 +427,9 @@ const BULK_ROUNDS: u64 = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bulk_writes_with_a_4_mb_packet_and_dml_batch_size_100_migrate() {
-    let (primary, replica) = four_mb_pair();
+    let Some((primary, replica)) = four_mb_pair() else {
+        return;
+    };
     let schema = "memory_bulk".to_string();
     harness::fresh_schema_on(&primary, &schema).await;
     run_sql(
@@ -444,14 +437,17 @@ async fn bulk_writes_with_a_4_mb_packet_and_dml_batch_size_100_migrate() {
         &schema,
         &[
             "CREATE TABLE t (id INT UNSIGNED NOT NULL PRIMARY KEY, n INT NOT NULL, pad VARCHAR(2000) NOT NULL) ENGINE=InnoDB".into(),
-            "INSERT INTO t SELECT seq, 0, REPEAT('p', 1500) FROM seq_1_to_4000".into(),
+            format!(
+                "INSERT INTO t SELECT seq, 0, REPEAT('p', 1500) FROM {}",
+                harness::seq(1, 4000)
+            ),
             "CREATE TABLE mirror LIKE t".into(),
             format!("ALTER TABLE mirror {ALTER}"),
             "INSERT INTO mirror (id, n, pad) SELECT id, n, pad FROM t".into(),
         ],
     )
     .await;
-    sync(&primary, &replica).await;
+    harness::sync_replica_of(&primary, &replica).await;
 
     let mut postpone = Postpone::new();
     let mut wraith = Running::start(&args(
@@ -485,8 +481,9 @@ async fn bulk_writes_with_a_4_mb_packet_and_dml_batch_size_100_migrate() {
                     10_004 + round * 5
                 ),
                 format!(
-                    "INSERT INTO {{t}} (id, n, pad) SELECT 10000 + {} + seq, {round}, REPEAT('{c}', 1900) FROM seq_0_to_4",
-                    (round + 1) * 5
+                    "INSERT INTO {{t}} (id, n, pad) SELECT 10000 + {} + seq, {round}, REPEAT('{c}', 1900) FROM {}",
+                    (round + 1) * 5,
+                    harness::seq(0, 4)
                 ),
             ]
         },
@@ -508,14 +505,16 @@ async fn bulk_writes_with_a_4_mb_packet_and_dml_batch_size_100_migrate() {
     );
     assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
     assert!(errors.is_empty(), "the writer failed: {errors:?}");
-    sync(&primary, &replica).await;
+    harness::sync_replica_of(&primary, &replica).await;
     assert_same_as_mirror(&primary, &schema).await;
     assert_same_as_mirror(&replica, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_row_whose_statement_exceeds_the_packet_stops_the_migration_naming_max_allowed_packet() {
-    let (primary, replica) = four_mb_pair();
+    let Some((primary, replica)) = four_mb_pair() else {
+        return;
+    };
     let schema = "memory_huge_row".to_string();
     harness::fresh_schema_on(&primary, &schema).await;
     run_sql(
@@ -524,11 +523,14 @@ async fn a_row_whose_statement_exceeds_the_packet_stops_the_migration_naming_max
         &[
             "CREATE TABLE t (id INT UNSIGNED NOT NULL PRIMARY KEY, b LONGBLOB NULL) ENGINE=InnoDB"
                 .into(),
-            "INSERT INTO t SELECT seq, 'small' FROM seq_1_to_100".into(),
+            format!(
+                "INSERT INTO t SELECT seq, 'small' FROM {}",
+                harness::seq(1, 100)
+            ),
         ],
     )
     .await;
-    sync(&primary, &replica).await;
+    harness::sync_replica_of(&primary, &replica).await;
     let mut postpone = Postpone::new();
     let mut wraith = Running::start(&args(&replica, &schema, &postpone.path(), &[]));
     ghost_exists(&primary, &schema, &mut wraith).await;

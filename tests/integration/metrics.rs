@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wraith::mysql::sql::qualified;
 
 use crate::harness::{
-    eventually, fresh_schema, migrate_args, primary_sql, run_wraith, servers, stderr, tables,
+    self, eventually, fresh_schema, migrate_args, primary_sql, run_wraith, servers, stderr, tables,
     Running, WRAITH_RUN_LIMIT,
 };
 use crate::migrate::SMALL;
@@ -27,7 +27,10 @@ async fn setup(name: &str) -> String {
         &schema,
         &[
             SMALL,
-            "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_3000",
+            &format!(
+                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
+                harness::seq(1, 3000)
+            ),
         ],
     )
     .await;

@@ -424,9 +424,10 @@ async fn a_closed_port_is_reported_as_unreachable() {
     );
 }
 
-/// A standalone server with one misconfiguration, read with --allow-on-master.
-async fn misconfigured(name: &str, server_arg: &str) -> (Endpoint, String) {
-    let endpoint = harness::solo(ServerSpec::new(name, 50).arg(server_arg));
+/// A standalone server with one misconfiguration, read with --allow-on-master; `None` against
+/// MySQL ([`harness::solo`]).
+async fn misconfigured(name: &str, server_arg: &str) -> Option<(Endpoint, String)> {
+    let endpoint = harness::solo(ServerSpec::new(name, 50).arg(server_arg))?;
     let mut c = endpoint.conn().await;
     c.query_drop("CREATE DATABASE IF NOT EXISTS app")
         .await
@@ -435,7 +436,7 @@ async fn misconfigured(name: &str, server_arg: &str) -> (Endpoint, String) {
     c.query_drop("DROP TABLE IF EXISTS orders").await.unwrap();
     c.query_drop(ORDERS).await.unwrap();
     c.query_drop(FILL).await.unwrap();
-    (endpoint, "app".into())
+    Some((endpoint, "app".into()))
 }
 
 /// Like [`assert_refused`], for a server outside the shared pair; returns what wraith wrote to
@@ -466,14 +467,19 @@ fn host_port(endpoint: &Endpoint) -> String {
 
 #[tokio::test]
 async fn statement_based_binlog_is_refused() {
-    let (endpoint, schema) = misconfigured("stmt", "--binlog-format=STATEMENT").await;
+    let Some((endpoint, schema)) = misconfigured("stmt", "--binlog-format=STATEMENT").await else {
+        return;
+    };
     let err = assert_refused_on(&endpoint, &schema, "You must be using ROW binlog format.").await;
     assert!(err.contains("binlog_format is STATEMENT"), "{err}");
 }
 
 #[tokio::test]
 async fn minimal_row_images_are_refused() {
-    let (endpoint, schema) = misconfigured("minimal", "--binlog-row-image=MINIMAL").await;
+    let Some((endpoint, schema)) = misconfigured("minimal", "--binlog-row-image=MINIMAL").await
+    else {
+        return;
+    };
     let gh_ost = format!(
         "{} has 'MINIMAL' binlog_row_image, and only 'FULL' is supported. This operation cannot proceed.",
         host_port(&endpoint)
@@ -483,13 +489,17 @@ async fn minimal_row_images_are_refused() {
 
 #[tokio::test]
 async fn mariadb_binlog_compression_is_refused() {
-    let (endpoint, schema) = misconfigured("compress", "--log-bin-compress=ON").await;
+    let Some((endpoint, schema)) = misconfigured("compress", "--log-bin-compress=ON").await else {
+        return;
+    };
     assert_refused_on(&endpoint, &schema, "log_bin_compress=ON").await;
 }
 
 #[tokio::test]
 async fn a_server_without_a_binlog_is_refused() {
-    let (endpoint, schema) = misconfigured("nobinlog", "--skip-log-bin").await;
+    let Some((endpoint, schema)) = misconfigured("nobinlog", "--skip-log-bin").await else {
+        return;
+    };
     let gh_ost = format!("{} must have binary logs enabled", host_port(&endpoint));
     let err = assert_refused_on(&endpoint, &schema, &gh_ost).await;
     assert!(err.contains("binary logging is off"), "{err}");
@@ -497,32 +507,38 @@ async fn a_server_without_a_binlog_is_refused() {
 
 #[tokio::test]
 async fn a_replica_without_log_slave_updates_is_refused() {
-    let replica = harness::solo(ServerSpec::new("no-lsu", 60).arg("--log-slave-updates=OFF"));
+    let Some(replica) = harness::solo(ServerSpec::new("no-lsu", 60).arg("--log-slave-updates=OFF"))
+    else {
+        return;
+    };
     let primary = &servers().primary;
+    let flavor = replica.flavor().await;
     let mut c = replica.conn().await;
-    let status: Vec<mysql_async::Row> = c.query("SHOW SLAVE STATUS").await.unwrap();
+    let status: Vec<mysql_async::Row> = c.query(flavor.replica_status_sql()).await.unwrap();
     if status.is_empty() {
         // Replicates from the primary's present position, and only this test's schema: a new
         // replica replaying the suite's whole history (gigabytes) would not catch up in time.
         let mut p = primary.conn().await;
         let now: String = p
-            .query_first("SELECT @@gtid_binlog_pos")
+            .query_first(servers().flavor.gtid_position_sql())
             .await
             .unwrap()
             .unwrap();
         c.query_drop("SET GLOBAL replicate_wild_do_table = 't_no_lsu.%'")
             .await
             .unwrap();
-        c.query_drop(format!("SET GLOBAL gtid_slave_pos = '{now}'"))
-            .await
-            .unwrap();
-        c.query_drop(format!(
-            "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-            primary.host, primary.port, primary.user, primary.password
+        for statement in flavor.skip_to_gtids_sql(&now) {
+            c.query_drop(statement).await.unwrap();
+        }
+        c.query_drop(flavor.replicate_from_sql(
+            &primary.host,
+            primary.port,
+            &primary.user,
+            &primary.password,
         ))
         .await
         .unwrap();
-        c.query_drop("START SLAVE").await.unwrap();
+        c.query_drop(flavor.start_replication_sql()).await.unwrap();
     }
     let schema = orders_schema("no_lsu", &[]).await;
     assert_eq!(schema, "t_no_lsu", "the replica's filter names this schema");
@@ -621,12 +637,14 @@ async fn tls_flags_reach_the_server_and_verify_its_certificate() {
     std::fs::create_dir_all(&dir).unwrap();
     make_certificates(&dir);
     let path = |f: &str| dir.join(f).display().to_string();
-    let endpoint = harness::solo(
+    let Some(endpoint) = harness::solo(
         ServerSpec::new("tls", 80)
             .arg(&format!("--ssl-ca={}", path("ca.pem")))
             .arg(&format!("--ssl-cert={}", path("server.pem")))
             .arg(&format!("--ssl-key={}", path("server-key.pem"))),
-    );
+    ) else {
+        return;
+    };
     // From now on the server refuses connections without TLS.
     let mut plain = endpoint.conn().await;
     plain

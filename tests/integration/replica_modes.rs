@@ -4,7 +4,7 @@
 use mysql_async::prelude::Queryable;
 
 use crate::harness::{self, stderr, tables, Endpoint};
-use crate::memory::{run_sql, sync};
+use crate::memory::run_sql;
 use crate::migrate::SMALL;
 
 /// `t` of `schema` on `endpoint`: (rows, whether column `d` exists).
@@ -40,11 +40,14 @@ async fn on_replica(
         schema,
         &[
             SMALL.into(),
-            format!("INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_{rows}"),
+            format!(
+                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
+                harness::seq(1, rows)
+            ),
         ],
     )
     .await;
-    sync(primary, replica).await;
+    harness::sync_replica_of(primary, replica).await;
     let mut args = replica.flags();
     args.extend([
         harness::unique_server_id_flag(),
@@ -61,7 +64,9 @@ async fn on_replica(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes_on() {
-    let (primary, replica) = harness::own_pair("replica-modes", &[]);
+    let Some((primary, replica)) = harness::own_pair("replica-modes", &[]) else {
+        return;
+    };
     let schema = "replica_migrate".to_string();
     let args = on_replica(&primary, &replica, &schema, 3000, "--migrate-on-replica").await;
     // Writes on the primary while the replica's table is migrated: they replicate into it.
@@ -98,7 +103,7 @@ async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes
         &["INSERT INTO t (a, b) VALUES (-5, 'after')".into()],
     )
     .await;
-    sync(&primary, &replica).await;
+    harness::sync_replica_of(&primary, &replica).await;
     assert_eq!(tables(&primary, &schema).await, ["t"]);
     assert_eq!(shape(&primary, &schema).await, (3201, false));
     assert_eq!(tables(&replica, &schema).await, ["_t_del", "t"]);
@@ -122,14 +127,22 @@ async fn migrate_on_replica_changes_the_replicas_table_only_and_replication_goes
 
 /// Whether the replica's SQL thread runs.
 async fn replicating(replica: &Endpoint) -> bool {
+    let flavor = replica.flavor().await;
     let mut c = replica.conn().await;
-    let row: mysql_async::Row = c.query_first("SHOW SLAVE STATUS").await.unwrap().unwrap();
-    row.get::<String, _>("Slave_SQL_Running").as_deref() == Some("Yes")
+    let row: mysql_async::Row = c
+        .query_first(flavor.replica_status_sql())
+        .await
+        .unwrap()
+        .unwrap();
+    let [.., sql_running, _] = flavor.replica_status_columns();
+    row.get::<String, _>(sql_running).as_deref() == Some("Yes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn test_on_replica_swaps_there_swaps_back_and_leaves_replication_stopped() {
-    let (primary, replica) = harness::own_pair("replica-test-mode", &[]);
+    let Some((primary, replica)) = harness::own_pair("replica-test-mode", &[]) else {
+        return;
+    };
     for (schema, skip_stop) in [("replica_test", false), ("replica_test_skip", true)] {
         let mut args = on_replica(&primary, &replica, schema, 2000, "--test-on-replica").await;
         if skip_stop {
@@ -153,8 +166,9 @@ async fn test_on_replica_swaps_there_swaps_back_and_leaves_replication_stopped()
         assert_eq!(migrated, Some(2000));
         assert_eq!(replicating(&replica).await, skip_stop, "{err}");
         if !skip_stop {
-            c.query_drop("START SLAVE").await.unwrap();
-            sync(&primary, &replica).await;
+            let start = replica.flavor().await.start_replication_sql();
+            c.query_drop(start).await.unwrap();
+            harness::sync_replica_of(&primary, &replica).await;
         }
     }
 }

@@ -122,7 +122,10 @@ impl Loosening {
     /// 20,000 rows; rows 10000 and 15000 hold the pair.
     fn fill(&self) -> Vec<String> {
         vec![
-            "INSERT INTO t (id, v) SELECT seq, CONCAT('v', seq) FROM seq_1_to_20000".into(),
+            format!(
+                "INSERT INTO t (id, v) SELECT seq, CONCAT('v', seq) FROM {}",
+                harness::seq(1, 20_000)
+            ),
             format!("UPDATE t SET v = '{}' WHERE id = 10000", self.pair[0]),
             format!("UPDATE t SET v = '{}' WHERE id = 15000", self.pair[1]),
         ]
@@ -336,8 +339,11 @@ async fn allow_nullable_unique_key_with_null_keys_copies_every_row_under_writes(
             "CREATE TABLE t (u BIGINT NULL, n INT NOT NULL DEFAULT 0, s VARCHAR(20) NOT NULL DEFAULT '', \
              UNIQUE KEY u_uidx (u)) ENGINE=InnoDB",
             // 30,000 rows, 300 of them with a NULL key; writers address those by `n`.
-            "INSERT INTO t (u, n, s) SELECT IF(seq % 100 = 0, NULL, seq), \
-             IF(seq % 100 = 0, seq DIV 100, seq), CONCAT('s', seq) FROM seq_1_to_30000",
+            &format!(
+                "INSERT INTO t (u, n, s) SELECT IF(seq % 100 = 0, NULL, seq), \
+                 IF(seq % 100 = 0, seq DIV 100, seq), CONCAT('s', seq) FROM {}",
+                harness::seq(1, 30_000)
+            ),
             "CREATE TABLE mirror LIKE t",
             &format!("ALTER TABLE mirror {alter}"),
             "INSERT INTO mirror (u, n, s) SELECT u, n, s FROM t",
@@ -416,7 +422,10 @@ async fn more_than_65535_rows_skipped_in_one_chunk_are_counted_exactly() {
             "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NULL, \
              n INT NOT NULL DEFAULT 0) ENGINE=InnoDB",
             // 100 values of `a` over 100,000 rows: 99,900 rows the new key cannot hold.
-            "INSERT INTO t (id, a) SELECT seq, seq % 100 FROM seq_1_to_100000",
+            &format!(
+                "INSERT INTO t (id, a) SELECT seq, seq % 100 FROM {}",
+                harness::seq(1, 100_000)
+            ),
             "CREATE TABLE mirror LIKE t",
             &format!("ALTER TABLE mirror {alter}"),
             "INSERT IGNORE INTO mirror SELECT * FROM t ORDER BY id",
@@ -460,7 +469,10 @@ async fn an_xa_transaction_prepared_during_the_copy_and_rolled_back_never_appear
         &schema,
         &[
             crate::migrate::SMALL,
-            "INSERT INTO t (id, a, b) SELECT seq, seq, CONCAT('w', seq) FROM seq_1_to_30000",
+            &format!(
+                "INSERT INTO t (id, a, b) SELECT seq, seq, CONCAT('w', seq) FROM {}",
+                harness::seq(1, 30_000)
+            ),
             "CREATE TABLE mirror LIKE t",
             &format!("ALTER TABLE mirror {alter}"),
             "INSERT INTO mirror (id, a, b, c) SELECT id, a, b, c FROM t",

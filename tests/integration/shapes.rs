@@ -195,10 +195,11 @@ async fn a_composite_primary_key_table_migrates_under_writes_that_change_either_
         "CREATE TABLE t (a INT NOT NULL, b VARCHAR(20) NOT NULL, v INT, w VARCHAR(32), \
          PRIMARY KEY (a, b)) ENGINE=InnoDB",
         alter,
-        &[
+        &[&format!(
             "INSERT INTO t (a, b, v, w) SELECT seq % 400, CONCAT('b', seq DIV 400), seq, \
-           CONCAT('w', seq) FROM seq_0_to_19999",
-        ],
+             CONCAT('w', seq) FROM {}",
+            harness::seq(0, 19_999)
+        )],
     )
     .await;
     let stats = migrate_shape(&schema, &shape, alter, &[], 4).await;
@@ -262,8 +263,11 @@ async fn a_case_insensitive_varchar_key_keeps_the_exact_bytes_of_every_key_under
         "CREATE TABLE t (k VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL PRIMARY KEY, \
          v INT NOT NULL, note VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci) ENGINE=InnoDB",
         alter,
-        &["INSERT INTO t (k, v, note) SELECT CONCAT(ELT(1 + seq % 8, 'key', 'KEY', 'Key', 'kEY', 'kEy', \
-           'kéy', 'KÉY', 'kÉy'), seq), seq, 'Note' FROM seq_1_to_5000"],
+        &[&format!(
+            "INSERT INTO t (k, v, note) SELECT CONCAT(ELT(1 + seq % 8, 'key', 'KEY', 'Key', 'kEY', \
+             'kEy', 'kéy', 'KÉY', 'kÉy'), seq), seq, 'Note' FROM {}",
+            harness::seq(1, 5000)
+        )],
     )
     .await;
     let stats = migrate_shape(&schema, &shape, alter, &[], 4).await;
@@ -302,7 +306,10 @@ async fn a_table_whose_only_key_is_a_not_null_unique_key_migrates_under_writes()
         copied,
         "CREATE TABLE t (u BIGINT NOT NULL, v INT, w VARCHAR(32), UNIQUE KEY u_uk (u)) ENGINE=InnoDB",
         alter,
-        &["INSERT INTO t (u, v, w) SELECT seq * 2, seq, 'start' FROM seq_1_to_10000"],
+        &[&format!(
+            "INSERT INTO t (u, v, w) SELECT seq * 2, seq, 'start' FROM {}",
+            harness::seq(1, 10_000)
+        )],
     )
     .await;
     let stats = migrate_shape(&schema, &shape, alter, &[], 4).await;
@@ -352,7 +359,10 @@ async fn moving_the_primary_key_to_an_existing_unique_key_loses_no_write() {
         "CREATE TABLE t (id BIGINT NOT NULL, code VARCHAR(20) NOT NULL, v INT, \
          PRIMARY KEY (id), UNIQUE KEY code_uk (code)) ENGINE=InnoDB",
         alter,
-        &["INSERT INTO t (id, code, v) SELECT seq, CONCAT('c', seq), seq FROM seq_1_to_10000"],
+        &[&format!(
+            "INSERT INTO t (id, code, v) SELECT seq, CONCAT('c', seq), seq FROM {}",
+            harness::seq(1, 10_000)
+        )],
     )
     .await;
     let stats = migrate_shape(&schema, &shape, alter, &[], 4).await;
@@ -367,9 +377,15 @@ async fn moving_the_primary_key_to_an_existing_unique_key_loses_no_write() {
 const COLUMNS_TABLE: &str = "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, n INT NOT NULL, \
     s VARCHAR(64) CHARACTER SET latin1 NOT NULL, u VARCHAR(64) CHARACTER SET utf8mb4, gone INT) ENGINE=InnoDB";
 
-const COLUMNS_FILL: &str = "INSERT INTO t (id, n, s, u, gone) SELECT seq, CAST(seq AS SIGNED) * 1000 - 2000000000, \
-    ELT(1 + seq % 4, 'café', 'naïve', 'Ø', 'plain'), ELT(1 + seq % 4, 'héllo', '😀 𝄞', NULL, ''), seq \
-    FROM seq_1_to_8000";
+/// 8000 rows for [`COLUMNS_TABLE`].
+fn columns_fill() -> String {
+    format!(
+        "INSERT INTO t (id, n, s, u, gone) SELECT seq, CAST(seq AS SIGNED) * 1000 - 2000000000, \
+         ELT(1 + seq % 4, 'café', 'naïve', 'Ø', 'plain'), ELT(1 + seq % 4, 'héllo', '😀 𝄞', NULL, ''), \
+         seq FROM {}",
+        harness::seq(1, 8000)
+    )
+}
 
 fn id_key(r: &mut Rng) -> Vec<String> {
     vec![(1 + r.below(9_000)).to_string()]
@@ -426,7 +442,7 @@ async fn column_change_under_writes(
         copied,
         COLUMNS_TABLE,
         alter,
-        &[COLUMNS_FILL],
+        &[&columns_fill()],
     )
     .await;
     let stats = migrate_shape(&schema, &shape, alter, extra, 4).await;
@@ -543,7 +559,8 @@ async fn rows_written_only_while_the_table_is_copied_all_arrive() {
         let copied: &[&str] = &["id", "a", "b"];
         let alter = "ADD COLUMN d INT NOT NULL DEFAULT 0";
         let insert = format!(
-            "INSERT INTO t (id, a, b) SELECT seq * 5, seq, 'start' FROM seq_1_to_{start_rows}"
+            "INSERT INTO t (id, a, b) SELECT seq * 5, seq, 'start' FROM {}",
+            harness::seq(1, start_rows)
         );
         let fill: Vec<&str> = if start_rows == 0 {
             vec![]
@@ -610,7 +627,8 @@ async fn setup_small(schema: &str, alter: &str, rows: u64) {
     if rows > 0 {
         statements.push(format!(
             "INSERT INTO t (a, b, c) SELECT seq % 1000000, CONCAT('w', seq % 1000), \
-             '2026-01-01 00:00:00.000' + INTERVAL seq SECOND FROM seq_1_to_{rows}"
+             '2026-01-01 00:00:00.000' + INTERVAL seq SECOND FROM {}",
+            harness::seq(1, rows)
         ));
     }
     statements.push("INSERT INTO mirror (id, a, b, c) SELECT id, a, b, c FROM t".into());

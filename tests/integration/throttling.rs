@@ -25,7 +25,10 @@ pub(crate) async fn setup(name: &str) -> String {
         &schema,
         &[
             SMALL,
-            "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM seq_1_to_3000",
+            &format!(
+                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
+                harness::seq(1, 3000)
+            ),
             "CREATE TABLE gate (id INT PRIMARY KEY)",
             "INSERT INTO gate VALUES (1)",
         ],
