@@ -832,6 +832,51 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Before a step that locks the original table and then waits for a marker to come back
+    /// through the binlog (the checksum's snapshot, the cut-over): writers wait at least as long
+    /// as the binlog's lag, so the lock is taken once the lag (the last heartbeat's trip, fresh)
+    /// is at most [`LOCK_LAG`], waiting up to [`LOCK_LAG_WAIT`]
+    /// for it; past that the lock is taken anyway, and the log says so.
+    async fn wait_low_lag(&self, step: &str) -> Result<(), MigrationError> {
+        let progress = &self.controls.progress;
+        let interval = Duration::from_millis(self.cfg.flags.heartbeat_interval_millis as u64);
+        let fresh = (interval * 3).max(Duration::from_millis(500));
+        // The lag is a heartbeat's whole trip, queued behind whatever waits to be applied.
+        let low = || {
+            progress.lag() <= LOCK_LAG && progress.heartbeat_age().is_some_and(|age| age < fresh)
+        };
+        if low() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        info!(
+            "{step}: waiting for the binlog's lag ({:.3}s) to fall to {:.3}s before locking: writers would wait at least that long",
+            progress.lag().as_secs_f64(),
+            LOCK_LAG.as_secs_f64()
+        );
+        while started.elapsed() < LOCK_LAG_WAIT {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
+            }
+            if low() {
+                info!(
+                    "{step}: the binlog's lag is {:.3}s after {:.1}s: locking",
+                    progress.lag().as_secs_f64(),
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        }
+        warn!(
+            "{step}: the binlog's lag stayed above {:.3}s for {}s; locking anyway (lag {:.3}s)",
+            LOCK_LAG.as_secs_f64(),
+            LOCK_LAG_WAIT.as_secs(),
+            progress.lag().as_secs_f64()
+        );
+        Ok(())
+    }
+
     /// Stays synced while the postpone flag file exists (set by flag or command), until it is
     /// removed or `unpostpone` comes. Returns whether it was postponed.
     async fn postpone(&mut self, progress: &Progress) -> Result<bool, MigrationError> {
@@ -881,6 +926,7 @@ impl Run<'_> {
         loop {
             attempt += 1;
             self.wait_unthrottled("checksum").await?;
+            self.wait_low_lag("checksum").await?;
             let token = marker_token("checksum-");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let keylog = path.keylog.clone();
@@ -1011,6 +1057,7 @@ impl Run<'_> {
         loop {
             attempt += 1;
             self.wait_unthrottled("cut-over").await?;
+            self.wait_low_lag("cut-over").await?;
             let token = marker_token("");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);
@@ -1791,6 +1838,12 @@ impl Run<'_> {
         left
     }
 }
+
+/// The binlog's lag at which a lock that waits for a marker is taken ([`Run::wait_low_lag`]).
+const LOCK_LAG: Duration = Duration::from_millis(50);
+
+/// How long [`Run::wait_low_lag`] waits for it.
+const LOCK_LAG_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a run waits for the inspected replica to show a table it renamed back on the primary.
 const REPLICATED_WITHIN: Duration = Duration::from_secs(60);
