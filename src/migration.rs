@@ -1843,7 +1843,7 @@ impl Run<'_> {
 const LOCK_LAG: Duration = Duration::from_millis(50);
 
 /// How long [`Run::wait_low_lag`] waits for it.
-const LOCK_LAG_WAIT: Duration = Duration::from_secs(10);
+const LOCK_LAG_WAIT: Duration = Duration::from_secs(3);
 
 /// How long a run waits for the inspected replica to show a table it renamed back on the primary.
 const REPLICATED_WITHIN: Duration = Duration::from_secs(60);
