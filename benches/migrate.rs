@@ -763,6 +763,23 @@ async fn ghost_idle(
 
 // ---- scenario 2: under write load -------------------------------------------------------------
 
+/// `sbtest.sbtest1` with `settings.rows` rows (sysbench's or the built-in writers' table), and
+/// an empty `sbtest.sbtest1_mirror` of the same shape with the ALTER applied natively. Leaves `c`
+/// in `sbtest`.
+async fn prepare_sbtest(settings: &Settings, servers: &Servers, c: &mut Conn) -> Result<()> {
+    c.query_drop("CREATE DATABASE sbtest").await?;
+    c.query_drop("USE sbtest").await?;
+    match settings.load {
+        LoadKind::Sysbench => sysbench_prepare(settings, &servers.primary).await?,
+        LoadKind::Builtin => builtin_prepare(c, settings.rows).await?,
+    }
+    c.query_drop("CREATE TABLE sbtest.sbtest1_mirror LIKE sbtest.sbtest1")
+        .await?;
+    c.query_drop(format!("ALTER TABLE sbtest.sbtest1_mirror {ADD_COLUMN}"))
+        .await?;
+    Ok(())
+}
+
 async fn under_load(
     settings: &Settings,
     servers: &Servers,
@@ -772,17 +789,8 @@ async fn under_load(
     let mut c = servers.primary.conn().await?;
     println!("\n[load] preparing sbtest.sbtest1 with {n} rows ...");
     let t = Instant::now();
-    c.query_drop("CREATE DATABASE sbtest").await?;
-    c.query_drop("USE sbtest").await?;
-    match settings.load {
-        LoadKind::Sysbench => sysbench_prepare(settings, &servers.primary).await?,
-        LoadKind::Builtin => builtin_prepare(&mut c, n).await?,
-    }
     // The mirror: the same rows, altered natively; the writers change it as they change sbtest1.
-    c.query_drop("CREATE TABLE sbtest.sbtest1_mirror LIKE sbtest.sbtest1")
-        .await?;
-    c.query_drop(format!("ALTER TABLE sbtest.sbtest1_mirror {ADD_COLUMN}"))
-        .await?;
+    prepare_sbtest(settings, servers, &mut c).await?;
     let mut from = 1;
     while from <= n {
         let to = from + 99_999;
@@ -1050,17 +1058,8 @@ async fn applier_ceiling(
     let mut c = servers.primary.conn().await?;
     println!("\n[applier] preparing sbtest.sbtest1 with {n} rows ...");
     let t = Instant::now();
-    c.query_drop("CREATE DATABASE sbtest").await?;
-    c.query_drop("USE sbtest").await?;
-    match settings.load {
-        LoadKind::Sysbench => sysbench_prepare(settings, &servers.primary).await?,
-        LoadKind::Builtin => builtin_prepare(&mut c, n).await?,
-    }
     // The natively altered copy the new table is checked against; filled once the writers stop.
-    c.query_drop("CREATE TABLE sbtest.sbtest1_mirror LIKE sbtest.sbtest1")
-        .await?;
-    c.query_drop(format!("ALTER TABLE sbtest.sbtest1_mirror {ADD_COLUMN}"))
-        .await?;
+    prepare_sbtest(settings, servers, &mut c).await?;
     servers.sync().await?;
     // Per-table row counts (information_schema.TABLE_STATISTICS), for this scenario only.
     c.query_drop("SET GLOBAL userstat = 1").await?;
