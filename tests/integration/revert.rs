@@ -3,13 +3,15 @@
 //! on writing to the table and to a mirror that was never migrated (same transactions, only
 //! the columns both schemas have). Afterwards `t` is the mirror, byte for byte, on the primary
 //! and the replica: the old schema, every write made since the swap, and the dropped column's
-//! values as they were at the swap. A revert that cannot be done says why and changes nothing.
+//! values as they were at the swap. A revert killed half-way runs again from the swap, replaying
+//! in place what it had applied already, and loses nothing. A revert that cannot be done says why
+//! and changes nothing.
 
 use std::time::Duration;
 
 use crate::compare::{assert_same_as_mirror, definition};
-use crate::harness::{self, migrate_args, servers, stderr, tables};
-use crate::migrate::{by_id, setup, small_values, SMALL, SMALL_COLUMNS};
+use crate::harness::{self, migrate_args, servers, stderr, tables, Running, WRAITH_RUN_LIMIT};
+use crate::migrate::{by_id, changelog_state, setup, small_values, SMALL, SMALL_COLUMNS};
 use crate::writers::{Rng, Writers, PACE};
 
 /// The migration undone: drops `c` (which keeps its values in the old table), adds a NOT NULL `d`.
@@ -141,5 +143,51 @@ async fn a_revert_that_cannot_be_done_says_why_and_changes_nothing() {
         ["_t_ghk", "mirror", "t"],
         "a refused revert left or dropped tables"
     );
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_killed_half_way_runs_again_from_the_swap_and_loses_nothing() {
+    let schema = harness::fresh_schema("revert_again").await;
+    setup(
+        &schema,
+        SMALL,
+        "ENGINE=InnoDB",
+        500,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let primary = &servers().primary;
+    let workload = by_id(&schema, shared_values).await;
+    let writers = Writers::start(primary, &schema, workload, 2, PACE * 2).await;
+    assert!(writers.wait_for_commits(10, Duration::from_secs(60)).await);
+    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &["--checkpoint"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(writers.wait_for_commits(30, Duration::from_secs(60)).await);
+
+    // The first revert applies the changes since the swap, then waits, postponed, and is killed.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("postpone");
+    std::fs::write(&flag, "").unwrap();
+    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
+    let running = Running::start(&revert_args(&schema, &[&postpone]));
+    harness::eventually("the revert postponed", WRAITH_RUN_LIMIT, async || {
+        changelog_state(&schema).await.as_deref() == Some("Postpone")
+    })
+    .await;
+    assert!(writers.wait_for_commits(20, Duration::from_secs(30)).await);
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(running.pid() as i32, libc::SIGKILL) };
+    running.finish(Duration::from_secs(30)).await;
+    assert!(writers.wait_for_commits(20, Duration::from_secs(30)).await);
+
+    // Again, from the swap: its changelog is dropped first, as for any leftover one.
+    let out = harness::run_wraith(&revert_args(&schema, &["--initially-drop-ghost-table"])).await;
+    let log = stderr(&out);
+    let stats = writers.stop().await;
+    assert!(out.status.success(), "the second revert failed:\n{log}");
+    eprintln!("writers: {}", stats.summary());
+    assert_same_as_mirror(&schema, &["id"]).await;
     harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
 }
