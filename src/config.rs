@@ -549,6 +549,12 @@ pub fn build(
 
 /// `YYYYMMDDhhmmss` in UTC.
 fn utc_stamp(t: std::time::SystemTime) -> String {
+    let [year, month, day, hour, minute, second] = utc_parts(t);
+    format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}")
+}
+
+/// `t` in UTC: year, month, day, hour, minute, second (times before 1970 read as 1970).
+pub fn utc_parts(t: std::time::SystemTime) -> [i64; 6] {
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as i64;
@@ -563,12 +569,7 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    [year, month, day, rem / 3600, rem % 3600 / 60, rem % 60]
 }
 
 /// `value` lies in `min..=max`, or the error names the flag and the range.
