@@ -1447,22 +1447,8 @@ async fn uncapped_writes(
             }
         }
         LoadKind::Builtin => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let buckets: Buckets = Arc::new(Mutex::new(BTreeMap::new()));
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for i in 0..settings.threads {
-                let conn = primary.conn().await?;
-                tasks.push(tokio::spawn(builtin_writer(
-                    conn,
-                    settings.rows,
-                    u64::from(i) + 101,
-                    start,
-                    stop.clone(),
-                    buckets.clone(),
-                    &["sbtest1"],
-                )));
-            }
+            let (stop, buckets, tasks) =
+                start_builtin_writers(settings, primary, 101, &["sbtest1"]).await?;
             tokio::time::sleep(window).await;
             stop.store(true, Ordering::SeqCst);
             let mut retried = 0;
@@ -2133,23 +2119,9 @@ impl Load {
                 })
             }
             LoadKind::Builtin => {
-                let stop = Arc::new(AtomicBool::new(false));
-                let buckets = Arc::new(Mutex::new(BTreeMap::new()));
                 let t0 = clock.elapsed().as_secs_f64();
-                let start = Instant::now();
-                let mut tasks = Vec::new();
-                for i in 0..settings.threads {
-                    let conn = primary.conn().await?;
-                    tasks.push(tokio::spawn(builtin_writer(
-                        conn,
-                        settings.rows,
-                        u64::from(i) + 1,
-                        start,
-                        stop.clone(),
-                        buckets.clone(),
-                        MIRRORED,
-                    )));
-                }
+                let (stop, buckets, tasks) =
+                    start_builtin_writers(settings, primary, 1, MIRRORED).await?;
                 Ok(Load::Builtin {
                     stop,
                     tasks,
@@ -2256,6 +2228,37 @@ fn parse_sysbench(line: &str) -> Option<Sample> {
         lat_ms: number("%): ")?,
         errors: number("err/s: ")?,
     })
+}
+
+/// `settings.threads` built-in writers on `tables`, seeded from `first_seed` up, started now:
+/// the flag that stops them, the buckets they count commits in, and their tasks.
+async fn start_builtin_writers(
+    settings: &Settings,
+    primary: &Server,
+    first_seed: u64,
+    tables: &'static [&'static str],
+) -> Result<(
+    Arc<AtomicBool>,
+    Buckets,
+    Vec<tokio::task::JoinHandle<Result<u64>>>,
+)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let buckets: Buckets = Arc::new(Mutex::new(BTreeMap::new()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..settings.threads {
+        let conn = primary.conn().await?;
+        tasks.push(tokio::spawn(builtin_writer(
+            conn,
+            settings.rows,
+            u64::from(i) + first_seed,
+            start,
+            stop.clone(),
+            buckets.clone(),
+            tables,
+        )));
+    }
+    Ok((stop, buckets, tasks))
 }
 
 /// oltp_write_only's transaction, in a loop, made on each of `tables` with the same statements
