@@ -131,18 +131,14 @@ impl Checkpoint {
     }
 }
 
-/// Refuses to resume (or revert) from `checkpoint` when the inspected server is not the one whose binlog
-/// it names, or no longer has that binlog file.
+/// Refuses to resume (or revert) from `checkpoint` when the inspected server (`server_id`) is not
+/// the one whose binlog it names, or no longer has that binlog file.
 pub async fn check_binlog(
     iconn: &mut Conn,
     inspected: &Endpoint,
+    server_id: u64,
     checkpoint: &Checkpoint,
 ) -> Result<(), CheckpointError> {
-    let server_id: u64 = iconn
-        .query_first("SELECT @@server_id")
-        .await
-        .map_err(sql_error("reading @@server_id"))?
-        .unwrap_or_default();
     if server_id != checkpoint.server_id {
         return Err(CheckpointError::Refused(format!(
             "--resume: the checkpoint's binlog position {} is in the binlog of the server with server_id {}, but {inspected} has server_id {server_id}; binlog positions are the server's own: run with --host naming the server the interrupted run read",

@@ -242,7 +242,7 @@ struct Run<'a> {
     /// Where the binlog is read from: `--resume`'s or `--revert`'s checkpoint (else the
     /// inspected server's current position).
     stream_from: Option<crate::binlog::BinlogPosition>,
-    /// The inspected server's `@@server_id`, once read: checkpoints name it.
+    /// The inspected server's `@@server_id` (from the preflight's facts): checkpoints name it.
     server_id: u64,
     /// How far the copy has got, for checkpoints.
     watermark: Arc<Watermark>,
@@ -399,6 +399,7 @@ impl Run<'_> {
         self.enter(State::Validate).await?;
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
+        self.server_id = u64::from(facts.inspected.server_id);
         self.controls.set_servers(control::Servers {
             inspected: format!("{} ({})", self.inspected, facts.inspected.flavor),
             primary: format!("{} ({})", self.primary, facts.primary.flavor),
@@ -476,12 +477,6 @@ impl Run<'_> {
             flavor: &flavor,
             names: facts.inspected.name_case,
         };
-        let server_id: u64 = iconn
-            .query_first("SELECT @@server_id")
-            .await
-            .context("reading @@server_id")?
-            .unwrap_or_default();
-        self.server_id = server_id;
         if let Some(resumed) = &self.resumed {
             progress
                 .rows_copied
@@ -500,7 +495,7 @@ impl Run<'_> {
             .await?,
         );
         let (metrics_progress, gate) = (progress.clone(), self.controls.gate.clone());
-        let checkpoints = self.checkpoint_sources(server_id);
+        let checkpoints = self.checkpoint_sources();
         let writer = self.checkpoint_writer();
         if let Some(path) = self.path.as_mut() {
             path.attach(|stop| metrics.start(metrics_progress, gate, stop));
@@ -515,7 +510,7 @@ impl Run<'_> {
         self.copy(&plan, &progress).await?;
         let _ = progress.copy_finished.set(Instant::now());
         // A run interrupted from now on resumes without copying again.
-        self.write_checkpoint(server_id).await;
+        self.write_checkpoint().await;
         let copy_time = progress
             .copy_started
             .get()
@@ -657,12 +652,17 @@ impl Run<'_> {
         }
     }
 
+    /// How recent the last heartbeat read back must be for its lag to count as current: three
+    /// heartbeat intervals, at least half a second.
+    fn heartbeat_fresh(&self) -> Duration {
+        Duration::from_millis((self.cfg.flags.heartbeat_interval_millis as u64 * 3).max(500))
+    }
+
     /// Waits until the applier has caught up: empty backlog and a fresh heartbeat read back.
     /// Ends early when the run is cancelled (a failed or panicked applier cancels it too), and
     /// fails when no heartbeat has come back for [`STALLED_STREAM`].
     async fn wait_caught_up(&self, progress: &Progress) -> Result<(), MigrationError> {
-        let fresh =
-            Duration::from_millis((self.cfg.flags.heartbeat_interval_millis as u64 * 3).max(500));
+        let fresh = self.heartbeat_fresh();
         let mut throttled_at: Option<Instant> = None;
         loop {
             if self.cancel.is_cancelled() {
@@ -839,8 +839,7 @@ impl Run<'_> {
     /// for it; past that the lock is taken anyway, and the log says so.
     async fn wait_low_lag(&self, step: &str) -> Result<(), MigrationError> {
         let progress = &self.controls.progress;
-        let interval = Duration::from_millis(self.cfg.flags.heartbeat_interval_millis as u64);
-        let fresh = (interval * 3).max(Duration::from_millis(500));
+        let fresh = self.heartbeat_fresh();
         // The lag is a heartbeat's whole trip, queued behind whatever waits to be applied.
         let low = || {
             progress.lag() <= LOCK_LAG && progress.heartbeat_age().is_some_and(|age| age < fresh)
@@ -1407,7 +1406,6 @@ impl Run<'_> {
             cfg.changelog_table(),
             cfg.checkpoint_table(),
         );
-        let refused = |what: String| MigrationError::Checkpoint(CheckpointError::Refused(what));
         let checkpoint = read_checkpoint(
             pconn,
             db,
@@ -1441,7 +1439,7 @@ impl Run<'_> {
                 sql::quote_ident(&old)
             )));
         }
-        checkpoint::check_binlog(iconn, &self.inspected, &checkpoint).await?;
+        checkpoint::check_binlog(iconn, &self.inspected, self.server_id, &checkpoint).await?;
         // The change undone: the migration's column renames, the other way round.
         let forward = crate::inspect::alter::parse(&checkpoint.alter).map_err(|e| {
             refused(format!(
@@ -1578,7 +1576,6 @@ impl Run<'_> {
             cfg.changelog_table(),
             cfg.checkpoint_table(),
         );
-        let refused = |what: String| MigrationError::Checkpoint(CheckpointError::Refused(what));
         let checkpoint = read_checkpoint(
             pconn,
             db,
@@ -1614,15 +1611,11 @@ impl Run<'_> {
                 sql::quote_ident(&ghk)
             )));
         };
-        checkpoint::check_binlog(iconn, &self.inspected, &checkpoint).await?;
+        checkpoint::check_binlog(iconn, &self.inspected, self.server_id, &checkpoint).await?;
         let plan = self.plan(pconn, original, &ghost_schema).await?;
         // The changelog carries only heartbeats and markers: made again if it is gone.
         pconn
-            .query_drop(sql::create_changelog(db, &changelog).replacen(
-                "CREATE /* wraith */ TABLE",
-                "CREATE /* wraith */ TABLE IF NOT EXISTS",
-                1,
-            ))
+            .query_drop(sql::create_changelog_if_missing(db, &changelog))
             .await
             .context(format!("creating the changelog table {changelog}"))?;
         self.created.extend([ghost, changelog, ghk]);
@@ -1646,14 +1639,14 @@ impl Run<'_> {
 
     /// What checkpoints are made of (`None` without `--checkpoint`/`--resume`, or before the data
     /// path runs).
-    fn checkpoint_sources(&self, server_id: u64) -> Option<checkpoint::Sources> {
+    fn checkpoint_sources(&self) -> Option<checkpoint::Sources> {
         let cfg = self.cfg;
         if !cfg.checkpointing() {
             return None;
         }
         Some(checkpoint::Sources {
             alter: cfg.alter.body.clone(),
-            server_id,
+            server_id: self.server_id,
             watermark: self.watermark.clone(),
             status: self.path.as_ref()?.status.clone(),
             progress: self.controls.progress.clone(),
@@ -1673,8 +1666,8 @@ impl Run<'_> {
 
     /// Writes a checkpoint now (with `--checkpoint`); a failure is logged: the last one written
     /// stays valid.
-    async fn write_checkpoint(&mut self, server_id: u64) {
-        let Some(sources) = self.checkpoint_sources(server_id) else {
+    async fn write_checkpoint(&mut self) {
+        let Some(sources) = self.checkpoint_sources() else {
             return;
         };
         let writer = self.checkpoint_writer();
@@ -1854,6 +1847,11 @@ const CLEANUP_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// How long the catch-up waits without a heartbeat before it calls the binlog stream stuck.
 const STALLED_STREAM: Duration = Duration::from_secs(300);
 
+/// A run `--resume` or `--revert` cannot make, changing nothing, and why.
+fn refused(why: String) -> MigrationError {
+    MigrationError::Checkpoint(CheckpointError::Refused(why))
+}
+
 /// The checkpoint `row` of the checkpoint table `ghk`; refused with `no_table` when there is no
 /// such table, with `no_row` when it holds no such row.
 async fn read_checkpoint(
@@ -1864,7 +1862,6 @@ async fn read_checkpoint(
     no_table: String,
     no_row: String,
 ) -> Result<Checkpoint, MigrationError> {
-    let refused = |what| MigrationError::Checkpoint(CheckpointError::Refused(what));
     if TableSchema::read(pconn, db, ghk)
         .await
         .context("reading the checkpoint table")?

@@ -50,8 +50,17 @@ pub fn drop_table_if_exists(schema: &str, table: &str) -> String {
 
 /// gh-ost's changelog table: `id`, `last_update`, `hint` (unique), `value`.
 pub fn create_changelog(schema: &str, table: &str) -> String {
+    changelog_ddl(schema, table, "")
+}
+
+/// [`create_changelog`], unless the table is there already (a resumed run's).
+pub fn create_changelog_if_missing(schema: &str, table: &str) -> String {
+    changelog_ddl(schema, table, "IF NOT EXISTS ")
+}
+
+fn changelog_ddl(schema: &str, table: &str, if_not_exists: &str) -> String {
     format!(
-        "CREATE /* wraith */ TABLE {} (\n  id BIGINT UNSIGNED AUTO_INCREMENT,\n  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  hint VARCHAR(64) CHARSET ascii NOT NULL,\n  value VARCHAR(4096) CHARSET ascii NOT NULL,\n  PRIMARY KEY (id),\n  UNIQUE KEY hint_uidx (hint)\n) AUTO_INCREMENT=256",
+        "CREATE /* wraith */ TABLE {if_not_exists}{} (\n  id BIGINT UNSIGNED AUTO_INCREMENT,\n  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n  hint VARCHAR(64) CHARSET ascii NOT NULL,\n  value VARCHAR(4096) CHARSET ascii NOT NULL,\n  PRIMARY KEY (id),\n  UNIQUE KEY hint_uidx (hint)\n) AUTO_INCREMENT=256",
         qualified(schema, table)
     )
 }
@@ -649,6 +658,16 @@ pub fn rename_table(schema: &str, from: &str, to: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_run_creates_the_changelog_only_if_it_is_missing() {
+        let fresh = create_changelog("d", "_t_ghc");
+        assert!(fresh.starts_with("CREATE /* wraith */ TABLE `d`.`_t_ghc` (\n"));
+        assert_eq!(
+            create_changelog_if_missing("d", "_t_ghc"),
+            fresh.replacen("TABLE ", "TABLE IF NOT EXISTS ", 1)
+        );
+    }
 
     #[test]
     fn identifiers_are_backquoted_with_backticks_doubled() {
