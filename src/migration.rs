@@ -631,7 +631,6 @@ impl Run<'_> {
                 self.watermark.done();
                 return Ok(());
             }
-            spec.resume_after = resumed.copy.through.clone();
             info!(
                 "--resume: copying the rows above the checkpoint's key ({} rows were copied before)",
                 resumed.rows_copied

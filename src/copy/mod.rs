@@ -1,8 +1,10 @@
 //! The parallel chunked row copier.
 //!
 //! In: the [`Plan`], the primary, the [`Knobs`] (chunk size and nice ratio, changeable while
-//! running), the [`Gate`] that throttles it, and the run's cancellation token. Out: every row that
-//! existed when the copy began written to the ghost table, and counts in [`Progress`]. Invariant (docs/architecture.md, 2): the copy never
+//! running), the [`Gate`] that throttles it, the [`Watermark`] it starts above (empty, or a
+//! resumed run's checkpoint), and the run's cancellation token. Out: every row that existed when
+//! the copy began written to the ghost table, counts in [`Progress`], and the watermark moved
+//! past every committed chunk (then marked done) for checkpoints. Invariant (docs/architecture.md, 2): the copy never
 //! overwrites newer data: it writes with `INSERT IGNORE`, so a row the applier already wrote wins.
 //! Any row skipped for another reason (a duplicate on a new unique key, a value that does not fit)
 //! fails the copy with the server's warning, or is counted under `--allow-skipped-rows`: never a
@@ -90,9 +92,6 @@ pub struct CopySpec {
     pub allow_skipped_rows: bool,
     pub workers: usize,
     pub strict: bool,
-    /// `--resume`: the rows at or below this key were copied by the interrupted run; the copy
-    /// starts above it.
-    pub resume_after: Option<Vec<mysql_async::Value>>,
     /// Where to reconnect after a lost connection.
     pub primary: Endpoint,
     pub creds: Credentials,
@@ -133,14 +132,15 @@ impl CopySpec {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
-            resume_after: None,
             primary,
             creds,
         }
     }
 }
 
-/// Copies every row; returns when done, on the first error, or when cancelled.
+/// Copies every row above `watermark`'s key (every row, for a watermark that starts empty;
+/// those above a resumed run's checkpoint), moving the watermark as chunks commit; returns when
+/// done, on the first error, or when cancelled.
 pub async fn run(
     spec: Arc<CopySpec>,
     watermark: Arc<Watermark>,
@@ -150,7 +150,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
     let mut conn = writer_conn(&spec.primary, &spec.creds, spec.strict).await?;
-    let chunker = Chunker::new(
+    let mut chunker = Chunker::new(
         &mut conn,
         &spec.schema,
         &spec.original,
@@ -160,8 +160,7 @@ pub async fn run(
         knobs.chunk_size_handle(),
     )
     .await?;
-    let mut chunker = chunker;
-    if let Some(after) = spec.resume_after.clone() {
+    if let Some(after) = watermark.mark().through {
         chunker.start_after(after);
     }
     let chunker = Arc::new(Mutex::new(chunker));
@@ -637,7 +636,6 @@ mod tests {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
-            resume_after: None,
             primary: crate::mysql::Endpoint {
                 host: "127.0.0.1".into(),
                 port: 3306,
