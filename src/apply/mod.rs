@@ -77,6 +77,11 @@ pub struct ApplyPlan {
     /// is one the copy read at a newer state than this event (a later event rewrites it). A
     /// duplicate on a key only the ghost table has still fails.
     other_unique: Vec<(Vec<String>, Vec<usize>)>,
+    /// The migration key is the ghost table's only unique key: a coalesced batch may write its
+    /// after-images with `INSERT ... ON DUPLICATE KEY UPDATE` (a duplicate can only be the same
+    /// row), changing a row in place instead of deleting and inserting it again, which costs
+    /// every secondary index twice and writes two row events for the replica to apply.
+    upsert_in_place: bool,
     /// `--allow-skipped-rows`: insert with IGNORE, so a row the new table cannot hold is dropped.
     pub allow_skipped_rows: bool,
     /// The target holds values in columns the images do not map that must be kept (`--revert`:
@@ -206,6 +211,7 @@ impl ApplyPlan {
                     )
                 })
                 .collect(),
+            upsert_in_place: plan.ghost.indexes.iter().filter(|i| i.unique).count() == 1,
             allow_skipped_rows: false,
             preserve_unmapped: false,
             panic_on_warnings: false,
@@ -314,6 +320,15 @@ impl ApplyPlan {
         }
         let finals: Vec<&[Cell]> = order.iter().filter_map(|k| last[k]).collect();
         let mut out = Vec::new();
+        if self.upsert_in_place && !self.allow_skipped_rows {
+            // Only the key can collide: a row still there is overwritten in place, and only
+            // the keys whose last image is a delete are deleted.
+            let gone: Vec<Vec<String>> = order.into_iter().filter(|k| last[k].is_none()).collect();
+            self.push_deletes(&mut out, &self.key_columns, &gone, false, sizes)?;
+            let tail = sql::upsert_tail(&self.ghost_columns);
+            self.push_inserts(&mut out, &finals, &tail, sizes)?;
+            return Ok(out);
+        }
         self.push_deletes(
             &mut out,
             &self.key_columns,
@@ -322,7 +337,7 @@ impl ApplyPlan {
             sizes,
         )?;
         self.clear_other_unique(&mut out, &finals, sizes)?;
-        self.push_inserts(&mut out, &finals, sizes)?;
+        self.push_inserts(&mut out, &finals, "", sizes)?;
         Ok(out)
     }
 
@@ -395,13 +410,15 @@ impl ApplyPlan {
         Ok(statement)
     }
 
-    /// Multi-row `INSERT`s of the mapped `images`, in order, written in place: each statement is
-    /// kept to `sizes.target` unless it holds a single row, and a row whose statement would pass
+    /// Multi-row `INSERT`s of the mapped `images`, in order, each ending with `tail` (an upsert's
+    /// `ON DUPLICATE KEY UPDATE ...`, or nothing), written in place: each statement is kept to
+    /// `sizes.target` unless it holds a single row, and a row whose statement would pass
     /// `sizes.max` is an error.
     fn push_inserts(
         &self,
         out: &mut Vec<String>,
         images: &[&[Cell]],
+        tail: &str,
         sizes: Sizes,
     ) -> Result<(), ApplyError> {
         let head = sql::insert_head(
@@ -410,6 +427,10 @@ impl ApplyPlan {
             &self.ghost_columns,
             self.allow_skipped_rows,
         );
+        let finish = |mut statement: String| {
+            statement.push_str(tail);
+            statement
+        };
         let mut current = String::new();
         for image in images {
             // About what the tuple takes (hex doubles a string): close the statement first
@@ -419,8 +440,8 @@ impl ApplyPlan {
                 .iter()
                 .map(|&i| 2 * image[i].size_hint())
                 .sum();
-            if !current.is_empty() && current.len() + estimate > sizes.target {
-                out.push(std::mem::take(&mut current));
+            if !current.is_empty() && current.len() + tail.len() + estimate > sizes.target {
+                out.push(finish(std::mem::take(&mut current)));
             }
             let mark = current.len();
             let fresh = current.is_empty();
@@ -430,23 +451,23 @@ impl ApplyPlan {
                 current.push_str(", ");
             }
             self.write_tuple(&mut current, image);
-            if !fresh && current.len() > sizes.target {
+            if !fresh && current.len() + tail.len() > sizes.target {
                 // The estimate was short: this row starts the next statement.
                 current.truncate(mark);
-                out.push(std::mem::take(&mut current));
+                out.push(finish(std::mem::take(&mut current)));
                 current.push_str(&head);
                 self.write_tuple(&mut current, image);
             }
-            if current.len() > sizes.max {
+            if current.len() + tail.len() > sizes.max {
                 return Err(too_large(
                     &self.key_of(image).join(", "),
-                    current.len(),
+                    current.len() + tail.len(),
                     sizes,
                 ));
             }
         }
         if !current.is_empty() {
-            out.push(current);
+            out.push(finish(current));
         }
         Ok(())
     }
@@ -583,7 +604,7 @@ impl ApplyPlan {
         self.push_deletes(&mut out, &self.key_columns, &keys, self.key_nullable, sizes)?;
         out.extend(gone);
         self.clear_other_unique(&mut out, &rows, sizes)?;
-        self.push_inserts(&mut out, &rows, sizes)?;
+        self.push_inserts(&mut out, &rows, "", sizes)?;
         Ok(out)
     }
 }
@@ -1008,12 +1029,26 @@ mod tests {
             event(RowKind::Delete, vec![(Some([3, 0, 21]), None)]),
             event(RowKind::Insert, vec![(None, Some([4, 0, 40]))]),
         ];
+        // The key is the ghost table's only unique key: rows still there are changed in place,
+        // and only the keys whose last image is a delete are deleted.
         let s = apply_plan().batch_statements(&events, SIZES).unwrap();
         assert_eq!(
             s,
             vec![
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (2, 3)",
+                "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 11), (4, 40) \
+                 ON DUPLICATE KEY UPDATE `id` = VALUES(`id`), `v` = VALUES(`v`)",
+            ]
+        );
+        // Under --allow-skipped-rows (and with any other unique key, below) every key touched
+        // is deleted and the last images inserted again.
+        let mut plan = apply_plan();
+        plan.allow_skipped_rows = true;
+        assert_eq!(
+            plan.batch_statements(&events, SIZES).unwrap(),
+            vec![
                 "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (1, 2, 3, 4)",
-                "INSERT /* wraith */ INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 11), (4, 40)",
+                "INSERT /* wraith */ IGNORE INTO `d`.`_t_gho` (`id`, `v`) VALUES (1, 11), (4, 40)",
             ]
         );
     }
@@ -1182,8 +1217,9 @@ mod tests {
         };
         let events: Vec<RowEvent> = (1..=3).map(|id| blob_insert(id, 30)).collect();
         let s = apply_plan().batch_statements(&events, sizes).unwrap();
+        // Inserts only (upserts: nothing is deleted first, the key being the only unique one).
         let inserts: Vec<&String> = s.iter().filter(|s| s.starts_with("INSERT")).collect();
-        assert_eq!(s.len(), 1 + inserts.len(), "{s:?}");
+        assert_eq!(s.len(), inserts.len(), "{s:?}");
         let rows: usize = inserts
             .iter()
             .map(|s| s.matches("_binary X'").count())
@@ -1200,9 +1236,9 @@ mod tests {
         let s = apply_plan()
             .batch_statements(&[blob_insert(1, 10), blob_insert(2, 200)], sizes)
             .unwrap();
-        assert_eq!(s.len(), 3, "{s:?}");
-        assert!(s[2].len() > sizes.target && s[2].len() <= sizes.max);
-        assert!(s[2].contains(&"78".repeat(200)));
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s[1].len() > sizes.target && s[1].len() <= sizes.max);
+        assert!(s[1].contains(&"78".repeat(200)));
     }
 
     #[test]

@@ -220,8 +220,8 @@ pub fn insert_head(schema: &str, table: &str, columns: &[String], ignore: bool) 
     )
 }
 
-/// What follows a single-row [`insert_head`] statement so that a row already there with the same
-/// key gets `columns` set and keeps its other columns: ` ON DUPLICATE KEY UPDATE c = VALUES(c), ...`.
+/// What follows an [`insert_head`] statement (of one row or many) so that a row already there with
+/// the same key gets `columns` set and keeps its other columns: ` ON DUPLICATE KEY UPDATE c = VALUES(c), ...`.
 pub fn upsert_tail(columns: &[String]) -> String {
     let set: Vec<String> = columns
         .iter()
