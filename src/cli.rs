@@ -374,6 +374,11 @@ pub struct Flags {
     /// wraith: number of parallel row-copy workers
     #[arg(long, default_value_t = 2)]
     pub copy_workers: u32,
+    /// wraith: slow the copy down while the primary's write latency (each heartbeat write, timed)
+    /// is above this multiple of what it was before the copy began (and at least 1 ms above it);
+    /// the copy then rests up to 9 times each chunk's time (0 = off)
+    #[arg(long, default_value_t = 1.5)]
+    pub pace_latency_ratio: f64,
     /// wraith: let rows the new table cannot hold (a duplicate on a unique key the ALTER adds, a
     /// value that does not fit) be dropped, with a warning for each, instead of failing
     #[arg(long)]

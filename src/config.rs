@@ -374,6 +374,13 @@ pub fn build(
         i64::MAX,
     )?;
     nice_ratio(&flags.nice_ratio.to_string())?;
+    if !(flags.pace_latency_ratio == 0.0 || (1.0..=100.0).contains(&flags.pace_latency_ratio)) {
+        return Err(ConfigError::OutOfRange {
+            flag: "pace-latency-ratio",
+            value: flags.pace_latency_ratio.to_string(),
+            expected: "expected 0 (off) or 1 to 100",
+        });
+    }
     if flags.mysql_timeout < 0.0 || !flags.mysql_timeout.is_finite() {
         return Err(ConfigError::OutOfRange {
             flag: "mysql-timeout",

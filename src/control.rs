@@ -61,7 +61,7 @@ impl Controls {
     ) -> Controls {
         Controls {
             knobs: Arc::new(knobs),
-            gate: Gate::default(),
+            gate: Gate::new(crate::throttle::Pacer::new(cfg.flags.pace_latency_ratio)),
             progress,
             cfg: cfg.clone(),
             run_cancel,

@@ -210,9 +210,10 @@ impl DataPath {
         let pcreds_for_throttle = pcreds.clone();
         let reconnect = (servers.primary.clone(), pcreds);
         let hb_cancel = cancel.clone();
+        let pacer = gate.pacer().clone();
         path.others.push(tokio::spawn(async move {
             changelog
-                .heartbeat_loop(heartbeat_conn, reconnect, interval, hb_cancel)
+                .heartbeat_loop(heartbeat_conn, reconnect, interval, &pacer, hb_cancel)
                 .await
         }));
 

@@ -41,6 +41,8 @@ pub struct Progress {
     pub cut_over_attempts: AtomicU64,
     /// How long writers were blocked by the swap, in ms (`NEVER` until a swap).
     writer_wait_ms: AtomicU64,
+    /// The pace the copy rested at after its last chunk (`--pace-latency-ratio`), as f64 bits.
+    pace_bits: AtomicU64,
 }
 
 /// Where the checksum before the swap is, for the status line.
@@ -78,6 +80,7 @@ impl Progress {
             checksum: Mutex::new(ChecksumStatus::NotYet),
             rows_checksummed: AtomicU64::new(0),
             cut_over_attempts: AtomicU64::new(0),
+            pace_bits: AtomicU64::new(0),
             writer_wait_ms: AtomicU64::new(NEVER),
         }
     }
@@ -96,6 +99,26 @@ impl Progress {
     }
 
     /// The status line's checksum part (empty before the checksum starts).
+    /// The pace the copy rests at after each chunk, from the primary's write latency.
+    pub fn set_pace(&self, pace: f64) {
+        self.pace_bits.store(pace.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn pace(&self) -> f64 {
+        f64::from_bits(self.pace_bits.load(Ordering::Relaxed))
+    }
+
+    /// `; Paced: 2.5x` while the copy rests that many times each chunk's time because the
+    /// primary's writes are slow; nothing otherwise.
+    fn pace_part(&self) -> String {
+        let pace = self.pace();
+        if pace > 0.0 && self.copy_finished.get().is_none() {
+            format!("; Paced: {pace:.1}x")
+        } else {
+            String::new()
+        }
+    }
+
     fn checksum_part(&self) -> String {
         let rows = self.rows_checksummed.load(Ordering::Relaxed);
         let status = *crate::lock(&self.checksum);
@@ -186,7 +209,7 @@ impl Progress {
                 .map_or("N/A".to_string(), |eta| format!("{}s", eta.as_secs()))
         };
         format!(
-            "Copy: {copied}/{estimate} {pct:.1}%; Applied: {}; Backlog: {}/{}; Time: {}s(total), {}s(copy); streamer: {}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {eta}{}",
+            "Copy: {copied}/{estimate} {pct:.1}%; Applied: {}; Backlog: {}/{}; Time: {}s(total), {}s(copy); streamer: {}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {eta}{}{}",
             self.events_applied.load(Ordering::Relaxed),
             self.backlog.load(Ordering::Relaxed),
             self.backlog_capacity,
@@ -196,6 +219,7 @@ impl Progress {
             self.lag().as_secs_f64(),
             self.heartbeat_age().unwrap_or(total).as_secs_f64(),
             self.state(),
+            self.pace_part(),
             self.checksum_part(),
         )
     }

@@ -17,6 +17,7 @@
 //! never starves under heavy writes).
 
 pub mod http;
+pub mod pace;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ use crate::mysql::{self, sql, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
 
 pub use http::{get_status, HttpError};
+pub use pace::Pacer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GateState {
@@ -51,20 +53,33 @@ pub struct Gate {
     tx: Arc<watch::Sender<GateState>>,
     rx: watch::Receiver<GateState>,
     forced: Arc<AtomicBool>,
+    /// How much the copy rests between chunks, from the primary's write latency.
+    pacer: Arc<Pacer>,
 }
 
 impl Default for Gate {
+    /// An open gate that does not pace the copy.
     fn default() -> Self {
+        Gate::new(Pacer::new(0.0))
+    }
+}
+
+impl Gate {
+    pub fn new(pacer: Pacer) -> Gate {
         let (tx, rx) = watch::channel(GateState::Open);
         Gate {
             tx: Arc::new(tx),
             rx,
             forced: Arc::default(),
+            pacer: Arc::new(pacer),
         }
     }
-}
 
-impl Gate {
+    /// The copy's pacer (the heartbeat feeds it, the copy workers read it).
+    pub fn pacer(&self) -> &Arc<Pacer> {
+        &self.pacer
+    }
+
     pub fn set(&self, state: GateState) {
         self.tx.send_if_modified(|s| {
             if *s != state {

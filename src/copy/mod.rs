@@ -48,7 +48,7 @@ use crate::control::Knobs;
 use crate::inspect::Plan;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
 use crate::progress::Progress;
-use crate::throttle::Gate;
+use crate::throttle::{pace, Gate, Pacer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -163,6 +163,7 @@ pub async fn run(
     if let Some(after) = watermark.mark().through {
         chunker.start_after(after);
     }
+    pace_baseline(gate.pacer(), &cancel).await;
     let chunker = Arc::new(Mutex::new(chunker));
     let mut tasks = tokio::task::JoinSet::new();
     // Worker 0 keeps the connection that read the key range; the others get their own.
@@ -280,6 +281,30 @@ async fn copy_null_keys(conn: &mut Conn, spec: &CopySpec) -> Result<(u64, u64), 
     }
 }
 
+/// Takes the primary's write latency before the first chunk as the pacer's baseline, waiting
+/// (up to a second) for the heartbeat to have timed a few writes.
+async fn pace_baseline(pacer: &Pacer, cancel: &CancellationToken) {
+    if !pacer.enabled() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while pacer.samples_before() < pace::MIN_BASELINE_SAMPLES
+        && Instant::now() < deadline
+        && !cancel.is_cancelled()
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match pacer.begin() {
+        Some(baseline) => tracing::info!(
+            "the primary's writes take {baseline:?} before the copy (median of {} heartbeats); the copy slows down while they take longer than --pace-latency-ratio times that",
+            pacer.samples_before()
+        ),
+        None => tracing::info!(
+            "the copy is not paced by the primary's write latency: too few heartbeats were timed before it began"
+        ),
+    }
+}
+
 /// The warnings of the last statement as the server lists them (at most `max_error_count`), and
 /// how many it had in all (`@@warning_count`, which has no such limit).
 async fn read_warnings(
@@ -345,9 +370,11 @@ async fn work(
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
         progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
         watermark.finished(chunk.seq, chunk.hi);
-        let nice_ratio = knobs.nice_ratio();
-        if nice_ratio > 0.0 {
-            let pause = started.elapsed().mul_f64(nice_ratio);
+        let pace = gate.pacer().pace();
+        progress.set_pace(pace);
+        let rest = knobs.nice_ratio().max(pace);
+        if rest > 0.0 {
+            let pause = started.elapsed().mul_f64(rest);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = cancel.cancelled() => return Err(CopyError::Cancelled),

@@ -214,3 +214,82 @@ async fn critical_load_met_twice_stops_the_migration_and_leaves_the_table_untouc
         before
     );
 }
+
+/// Pacing (`--pace-latency-ratio`, on by default): when the primary's writes take much longer
+/// than before the copy began, the copy rests between chunks and says so, and stops resting
+/// once they are fast again; every row still arrives. The heartbeat's write is made slow by
+/// holding its row's lock for 50 ms at a time, until the status line shows the copy resting the
+/// most it does (9 times each chunk's time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
+    let schema = setup("paced").await;
+    // Enough chunks of 10 rows that the copy is still going when the pace is back to 0.
+    primary_sql(
+        &schema,
+        &[&format!(
+            "INSERT INTO t (a, b) SELECT seq, CONCAT('p', seq) FROM {}",
+            harness::seq(1, 50_000)
+        )],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("throttle");
+    std::fs::write(&flag, "").unwrap();
+    // The baseline is taken when the copy begins, held back by the flag file: before the
+    // heartbeat is slowed.
+    let wraith = start_held(
+        &schema,
+        &[
+            &format!("--throttle-flag-file={}", flag.display()),
+            "--chunk-size=10",
+        ],
+    )
+    .await;
+    let slowing = Arc::new(AtomicBool::new(true));
+    let slow_heartbeats = {
+        let (slowing, schema) = (slowing.clone(), schema.clone());
+        tokio::spawn(async move {
+            let mut c = servers().primary.conn().await;
+            let lock = format!(
+                "SELECT id FROM {} WHERE id = 1 FOR UPDATE",
+                qualified(&schema, "_t_ghc")
+            );
+            // Until told to stop, or the run has ended (the changelog is gone).
+            while slowing.load(Ordering::Relaxed) {
+                c.query_drop("BEGIN").await.unwrap();
+                if c.query_drop(&lock).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                c.query_drop("COMMIT").await.unwrap();
+            }
+        })
+    };
+    std::fs::remove_file(&flag).unwrap();
+    let socket = crate::control::socket(&schema);
+    crate::control::until_sup_says(&socket, "; Paced: 9.0x").await;
+    slowing.store(false, Ordering::Relaxed);
+    slow_heartbeats.await.unwrap();
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("before the copy (median of"),
+        "the baseline is said: {err}"
+    );
+    assert!(
+        err.contains("pacing the copy: the primary's writes take"),
+        "{err}"
+    );
+    assert!(err.contains("the copy is no longer paced"), "{err}");
+    primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE mirror LIKE _t_del",
+            "INSERT INTO mirror SELECT * FROM _t_del",
+            &format!("ALTER TABLE mirror {ALTER}"),
+        ],
+    )
+    .await;
+    assert_migrated(&schema, &["id"]).await;
+}

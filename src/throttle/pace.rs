@@ -1,0 +1,270 @@
+//! Pacing the copy by what the application feels: the primary's write latency.
+//!
+//! In: the time each heartbeat write took on the primary ([`Pacer::observe`], every
+//! `--heartbeat-interval-millis`), the moment the copy begins ([`Pacer::begin`]), and
+//! `--pace-latency-ratio`. Out: a pace ([`Pacer::pace`]): the copy workers sleep that many times
+//! a chunk's duration after it (or `--nice-ratio` times, whichever is longer), and the status
+//! line's `paced` figure.
+//!
+//! The heartbeat is a small write on the primary, like the application's: when the copy takes
+//! the CPU, the I/O or the locks the application needs, the heartbeat waits too. Its latency before
+//! the copy begins (the median of the writes timed while the binlog is already applied, so the
+//! applier's share is in it) is the baseline; while copying, when the recent writes (the third
+//! quartile of the last 10) take longer than `--pace-latency-ratio` times the baseline (and at
+//! least 1 ms more), the pace rises, multiplicatively (0.5, 1.5, 3.5, 7.5, 9 at half-second steps),
+//! up to [`MAX_PACE`] (the copy then works a tenth of the time: it slows but always finishes);
+//! when they do not, it halves at each step, to 0 below 0.05.
+//! Invariant: pacing only slows the copy; it never stops it, never holds the applier, and a
+//! pace of 0 (pacing off, too few samples, or no pressure) leaves the copy as fast as before.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The copy works at least a tenth of the time, however high the latency.
+pub const MAX_PACE: f64 = 9.0;
+
+/// Latency samples compared at each step.
+const WINDOW: usize = 10;
+
+/// The pace is adjusted once per this many samples (half a second at the default heartbeat).
+const STEP: usize = 5;
+
+/// Fewer samples than this before the copy: no baseline, no pacing.
+pub const MIN_BASELINE_SAMPLES: usize = 3;
+
+/// The samples kept before the copy begins (the latest ones).
+const BASELINE_SAMPLES: usize = 50;
+
+/// The latency may always rise this much over the baseline before the copy is paced: a baseline
+/// of a fraction of a millisecond would otherwise make noise look like pressure.
+const SLACK: Duration = Duration::from_millis(1);
+
+/// The pace of the copy, from the primary's write latency.
+#[derive(Debug)]
+pub struct Pacer {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// `--pace-latency-ratio`; 0: pacing off.
+    ratio: f64,
+    /// Samples before the copy began.
+    before: VecDeque<Duration>,
+    /// The copy has begun: the baseline (None: too few samples, no pacing).
+    baseline: Option<Option<Duration>>,
+    recent: VecDeque<Duration>,
+    since_step: usize,
+    pace: f64,
+    /// The limit the last step compared with, and what it measured.
+    last: Option<(Duration, Duration)>,
+}
+
+/// What the status line and the log say of the pacing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    pub pace: f64,
+    pub baseline: Duration,
+    pub limit: Duration,
+    /// The third quartile of the recent write latencies.
+    pub recent: Duration,
+}
+
+impl Pacer {
+    /// A pacer for `--pace-latency-ratio` (0: off).
+    pub fn new(ratio: f64) -> Pacer {
+        Pacer {
+            state: Mutex::new(State {
+                ratio: ratio.max(0.0),
+                ..State::default()
+            }),
+        }
+    }
+
+    /// One heartbeat write took `latency`.
+    pub fn observe(&self, latency: Duration) {
+        let mut s = crate::lock(&self.state);
+        if s.ratio <= 0.0 {
+            return;
+        }
+        let Some(baseline) = s.baseline else {
+            if s.before.len() == BASELINE_SAMPLES {
+                s.before.pop_front();
+            }
+            s.before.push_back(latency);
+            return;
+        };
+        let Some(baseline) = baseline else { return };
+        if s.recent.len() == WINDOW {
+            s.recent.pop_front();
+        }
+        s.recent.push_back(latency);
+        s.since_step += 1;
+        if s.since_step < STEP {
+            return;
+        }
+        s.since_step = 0;
+        let recent = quantile(s.recent.iter().copied(), 0.75);
+        let limit = baseline.mul_f64(s.ratio).max(baseline + SLACK);
+        let before = s.pace;
+        s.pace = if recent > limit {
+            ((s.pace + 0.25) * 2.0).min(MAX_PACE)
+        } else if s.pace < 0.05 {
+            0.0
+        } else {
+            s.pace / 2.0
+        };
+        s.last = Some((limit, recent));
+        if before == 0.0 && s.pace > 0.0 {
+            tracing::info!(
+                "pacing the copy: the primary's writes take {recent:?} (third quartile of the last {}), over {limit:?} ({}x the {baseline:?} before the copy): the copy now rests {:.2}x each chunk's time (--pace-latency-ratio)",
+                s.recent.len(),
+                s.ratio,
+                s.pace
+            );
+        } else if before > 0.0 && s.pace == 0.0 {
+            tracing::info!(
+                "the copy is no longer paced: the primary's writes take {recent:?}, within {limit:?}"
+            );
+        }
+    }
+
+    /// The copy begins: the latency so far is the baseline. Returns it (None: pacing off, or too
+    /// few samples).
+    pub fn begin(&self) -> Option<Duration> {
+        let mut s = crate::lock(&self.state);
+        if s.baseline.is_some() {
+            return s.baseline.flatten();
+        }
+        let baseline = (s.ratio > 0.0 && s.before.len() >= MIN_BASELINE_SAMPLES)
+            .then(|| quantile(s.before.iter().copied(), 0.5));
+        s.baseline = Some(baseline);
+        baseline
+    }
+
+    /// Samples taken so far before the copy began.
+    pub fn samples_before(&self) -> usize {
+        crate::lock(&self.state).before.len()
+    }
+
+    /// Whether pacing is on (`--pace-latency-ratio` above 0).
+    pub fn enabled(&self) -> bool {
+        crate::lock(&self.state).ratio > 0.0
+    }
+
+    /// How many times a chunk's duration the copy rests after it (0: not paced).
+    pub fn pace(&self) -> f64 {
+        crate::lock(&self.state).pace
+    }
+
+    /// The pacing, once the copy has begun with a baseline and a step was taken.
+    pub fn pacing(&self) -> Option<Pacing> {
+        let s = crate::lock(&self.state);
+        let baseline = s.baseline.flatten()?;
+        let (limit, recent) = s.last?;
+        Some(Pacing {
+            pace: s.pace,
+            baseline,
+            limit,
+            recent,
+        })
+    }
+}
+
+/// The `q` quantile (nearest rank) of `samples`; zero when there are none.
+fn quantile(samples: impl Iterator<Item = Duration>, q: f64) -> Duration {
+    let mut v: Vec<Duration> = samples.collect();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort_unstable();
+    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn feed(p: &Pacer, latency: Duration, n: usize) {
+        for _ in 0..n {
+            p.observe(latency);
+        }
+    }
+
+    #[test]
+    fn the_baseline_is_the_median_before_the_copy_and_needs_a_few_samples() {
+        let p = Pacer::new(1.5);
+        feed(&p, ms(1), 2);
+        assert_eq!(p.samples_before(), 2);
+        let q = Pacer::new(1.5);
+        assert_eq!(q.begin(), None, "no samples: no baseline");
+        feed(&p, ms(2), 1);
+        feed(&p, ms(100), 1);
+        assert_eq!(
+            p.begin(),
+            Some(ms(1)),
+            "median of 1, 1, 2, 100 (nearest rank)"
+        );
+        // Later samples are measured against it, not added to it.
+        feed(&p, ms(50), 20);
+        assert_eq!(p.begin(), Some(ms(1)));
+    }
+
+    #[test]
+    fn latency_past_the_ratio_raises_the_pace_up_to_the_limit_and_its_return_lowers_it_to_zero() {
+        let p = Pacer::new(1.5);
+        feed(&p, ms(4), 10);
+        p.begin();
+        // Within 1.5x of 4 ms: never paced.
+        feed(&p, ms(6), 50);
+        assert_eq!(p.pace(), 0.0);
+        // Past it: the pace climbs with each step of 5 samples, and stops at MAX_PACE.
+        feed(&p, ms(20), 5);
+        let first = p.pace();
+        assert!(first > 0.0);
+        feed(&p, ms(20), 5);
+        assert!(p.pace() > first);
+        feed(&p, ms(20), 100);
+        assert_eq!(p.pace(), MAX_PACE);
+        let pacing = p.pacing().unwrap();
+        assert_eq!(
+            (pacing.baseline, pacing.limit, pacing.recent),
+            (ms(4), ms(6), ms(20))
+        );
+        // The latency back within the limit: the pace falls back to 0.
+        feed(&p, ms(5), 200);
+        assert_eq!(p.pace(), 0.0);
+    }
+
+    #[test]
+    fn a_small_baseline_allows_a_millisecond_of_noise() {
+        let p = Pacer::new(1.5);
+        feed(&p, Duration::from_micros(200), 10);
+        p.begin();
+        feed(&p, Duration::from_micros(1100), 50);
+        assert_eq!(p.pace(), 0.0, "1.1 ms is within 0.2 ms + 1 ms");
+        feed(&p, Duration::from_micros(1300), 10);
+        assert!(p.pace() > 0.0);
+    }
+
+    #[test]
+    fn pacing_off_or_without_a_baseline_never_paces() {
+        let off = Pacer::new(0.0);
+        feed(&off, ms(1), 10);
+        assert_eq!(off.begin(), None);
+        feed(&off, ms(500), 100);
+        assert_eq!(off.pace(), 0.0);
+        let few = Pacer::new(1.5);
+        feed(&few, ms(1), MIN_BASELINE_SAMPLES - 1);
+        assert_eq!(few.begin(), None);
+        feed(&few, ms(500), 100);
+        assert_eq!(few.pace(), 0.0);
+        assert!(few.pacing().is_none());
+    }
+}
