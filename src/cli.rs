@@ -374,6 +374,13 @@ pub struct Flags {
     /// wraith: number of parallel row-copy workers
     #[arg(long, default_value_t = 2)]
     pub copy_workers: u32,
+    /// wraith: copy with locking reads (`LOCK IN SHARE MODE`) instead of reading each chunk's
+    /// snapshot: the application's writes to rows being copied then wait for the chunk, and may
+    /// deadlock with it (the default reads without locks and deletes again the rows deleted
+    /// while a chunk read them; a key that compares loosely, such as a case-insensitive string,
+    /// always uses locking reads)
+    #[arg(long)]
+    pub copy_with_shared_locks: bool,
     /// wraith: slow the copy down while the primary's write latency (each heartbeat write, timed)
     /// is above this multiple of what it was before the copy began (and at least 1 ms above it);
     /// the copy then rests up to 9 times each chunk's time (0 = off)

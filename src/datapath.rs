@@ -25,6 +25,7 @@ use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedT
 use crate::changelog::Changelog;
 use crate::config::Config;
 use crate::control::{Controls, Knobs};
+use crate::copy::Tombstones;
 use crate::inspect::{Plan, TableSchema};
 use crate::mysql::names::NameCase;
 use crate::mysql::{self, Credentials, Endpoint, Flavor};
@@ -57,6 +58,8 @@ pub struct DataPath {
     pub status: watch::Receiver<LoopStatus>,
     /// The keys the apply loop wrote since the checksum's last snapshot.
     pub keylog: Arc<KeyLog>,
+    /// Some when the copy reads without shared locks: shared by its workers and the applier.
+    pub tombstones: Option<Arc<Tombstones>>,
     apply: Option<JoinHandle<Result<(), apply::LoopError>>>,
     /// The throttler: ends with an error when the critical load stops the run.
     throttle: Option<JoinHandle<Result<(), throttle::ThrottleError>>>,
@@ -93,6 +96,7 @@ impl DataPath {
             control: watch::channel(Control::Apply).0,
             status: watch::channel(LoopStatus::default()).1,
             keylog: Arc::new(KeyLog::new()),
+            tombstones: None,
             apply: None,
             throttle: None,
             others: Vec::new(),
@@ -152,6 +156,11 @@ impl DataPath {
         // --revert: the old table keeps the values of the columns the migration dropped.
         apply_plan.preserve_unmapped = cfg.flags.revert;
         apply_plan.panic_on_warnings = cfg.flags.panic_on_warnings;
+        // Copy chunks read without shared locks where the applier can tell keys apart exactly
+        // (it coalesces): the keys it deletes meanwhile are deleted again after each chunk.
+        if apply_plan.coalesces() && !cfg.flags.copy_with_shared_locks {
+            path.tombstones = Some(Arc::new(Tombstones::default()));
+        }
         let mut applier = Applier::connect(
             servers.primary,
             &pcreds,
@@ -161,6 +170,9 @@ impl DataPath {
         .await
         .map_err(|e| PathError::Other(e.to_string()))?;
         applier.report_to(progress.clone());
+        if let Some(t) = &path.tombstones {
+            applier.track_deletes_for(t.clone());
+        }
         let (control_tx, control_rx) = watch::channel(Control::Apply);
         // Nothing is applied yet: every event from where the stream starts is still to come.
         let (status_tx, status_rx) = watch::channel(LoopStatus {

@@ -7,7 +7,8 @@
 //! connection that holds the lock, issues the RENAME, or writes the marker and reads the proof),
 //! `sigkill`, `sigterm`, `sigstop` (the signal to wraith itself), or `fail` (the step returns an
 //! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
-//! apply loop applies). Points are named in `src/cutover.rs` (`atomic:locked`,
+//! apply loop applies), or `sleep` at `copy:rows` ([`copy_rows_condition`]: each row a copy
+//! chunk reads takes 5 ms). Points are named in `src/cutover.rs` (`atomic:locked`,
 //! `two-step:unlocked`, ...) and `src/checksum.rs` (`checksum:locked`, `checksum:drained`).
 //! Invariant: without the variable, or in a release build, [`hit`] does nothing.
 
@@ -53,6 +54,13 @@ pub fn panic_at(point: &str) {
             panic!("failpoint {point}: panic");
         }
     }
+}
+
+/// The extra `WHERE` condition of each copy chunk's read under `copy:rows:sleep`: 5 ms per row
+/// read, so a chunk reads its rows from a snapshot for seconds while the test changes them.
+pub fn copy_rows_condition() -> Option<&'static str> {
+    matches!(configured(), Some((at, action)) if at == "copy:rows" && action == "sleep")
+        .then_some("SLEEP(0.005) = 0")
 }
 
 /// Runs the configured action if `point` is the configured point. `Err` for `fail`.

@@ -620,6 +620,7 @@ impl Run<'_> {
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         spec.changelog = cfg.changelog_table();
+        spec.tombstones = self.path.as_ref().and_then(|p| p.tombstones.clone());
         if cfg.flags.revert {
             info!("--revert: nothing to copy: the old table held every row at the swap, and the binlog since brings it up to date");
             self.watermark.done();
@@ -634,6 +635,18 @@ impl Run<'_> {
             info!(
                 "--resume: copying the rows above the checkpoint's key ({} rows were copied before)",
                 resumed.rows_copied
+            );
+        }
+        if spec.tombstones.is_some() {
+            info!("copying chunks from their snapshots, without shared locks on the original's rows; rows deleted while a chunk reads are deleted again after it");
+        } else {
+            info!(
+                "copying chunks with locking reads (LOCK IN SHARE MODE): {}",
+                if cfg.flags.copy_with_shared_locks {
+                    "--copy-with-shared-locks"
+                } else {
+                    "the key does not compare exactly (a case-insensitive string, say) or may hold NULLs, so keys deleted meanwhile cannot be matched"
+                }
             );
         }
         let result = copy::run(

@@ -38,6 +38,8 @@ pub mod stream_loop;
 pub use keylog::{KeyLog, Touched};
 pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
+use crate::copy::tombstones::{Redelete, Tombstones};
+
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -99,6 +101,12 @@ pub const STATEMENT_BYTES: usize = 4 << 20;
 /// The apply loop sends a batch once its events hold this many bytes ([`event_bytes`]), whatever
 /// their count: a batch's text is then at most about twice as large (hex).
 pub const BATCH_BYTES: usize = 8 << 20;
+
+/// key -> last after-image (None: deleted).
+type Last<'e> = std::collections::HashMap<Vec<String>, Option<&'e [Cell]>>;
+
+/// The keys a batch touches in first-touched order, and how each ends.
+type Coalesced<'e> = (Vec<Vec<String>>, Last<'e>);
 
 /// How large the statements of a batch may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,6 +283,67 @@ impl ApplyPlan {
         Ok(statement)
     }
 
+    /// Whether batches are coalesced per key (the key compares exactly, rows are not changed in
+    /// place): the condition for [`ApplyPlan::finals`] and for copying without shared locks.
+    pub fn coalesces(&self) -> bool {
+        self.exact_keys && !self.preserve_unmapped
+    }
+
+    /// Every key `events` touch, in first-touched order, with its last after-image (None:
+    /// deleted).
+    fn coalesce<'e>(&self, events: &'e [RowEvent]) -> Result<Coalesced<'e>, ApplyError> {
+        let mut order: Vec<Vec<String>> = Vec::new();
+        let mut last = Last::new();
+        let mut touch = |key: Vec<String>, value: Option<&'e [Cell]>| {
+            if !last.contains_key(&key) {
+                order.push(key.clone());
+            }
+            last.insert(key, value);
+        };
+        for event in events {
+            for (before, after) in &event.rows {
+                for image in [before, after].into_iter().flatten() {
+                    self.check_shape(image)?;
+                }
+                if let Some(before) = before {
+                    touch(self.key_of(before), None);
+                }
+                if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
+                    touch(self.key_of(after), Some(after));
+                }
+            }
+        }
+        Ok((order, last))
+    }
+
+    /// How each key `events` touch ends (`true`: written, `false`: deleted), when batches are
+    /// coalesced ([`ApplyPlan::coalesces`]); empty otherwise.
+    pub fn finals(&self, events: &[RowEvent]) -> Result<Vec<(Vec<String>, bool)>, ApplyError> {
+        if !self.coalesces() {
+            return Ok(Vec::new());
+        }
+        let (order, last) = self.coalesce(events)?;
+        Ok(order
+            .into_iter()
+            .map(|k| {
+                let written = last[&k].is_some();
+                (k, written)
+            })
+            .collect())
+    }
+
+    /// `DELETE`s of the rows with these keys (SQL literals of the key columns), each within
+    /// `sizes`.
+    pub fn delete_statements(
+        &self,
+        keys: &[Vec<String>],
+        sizes: Sizes,
+    ) -> Result<Vec<String>, ApplyError> {
+        let mut out = Vec::new();
+        self.push_deletes(&mut out, &self.key_columns, keys, false, sizes)?;
+        Ok(out)
+    }
+
     /// The statements for a batch of events, in order, each within `sizes`; coalesced per key
     /// when keys compare exactly.
     pub fn batch_statements(
@@ -282,42 +351,16 @@ impl ApplyPlan {
         events: &[RowEvent],
         sizes: Sizes,
     ) -> Result<Vec<String>, ApplyError> {
-        if !self.exact_keys || self.preserve_unmapped {
+        if !self.coalesces() {
             let mut out = Vec::new();
             for event in events {
                 out.extend(self.statements(event, sizes)?);
             }
             return Ok(out);
         }
-        // key -> final after-image (None: deleted), in first-touched order. Images are borrowed
-        // from the events: a row's values are written once, into the statement.
-        type Last<'e> = std::collections::HashMap<Vec<String>, Option<&'e [Cell]>>;
-        fn touch<'e>(
-            order: &mut Vec<Vec<String>>,
-            last: &mut Last<'e>,
-            key: Vec<String>,
-            value: Option<&'e [Cell]>,
-        ) {
-            if !last.contains_key(&key) {
-                order.push(key.clone());
-            }
-            last.insert(key, value);
-        }
-        let mut order: Vec<Vec<String>> = Vec::new();
-        let mut last = Last::new();
-        for event in events {
-            for (before, after) in &event.rows {
-                for image in [before, after].into_iter().flatten() {
-                    self.check_shape(image)?;
-                }
-                if let Some(before) = before {
-                    touch(&mut order, &mut last, self.key_of(before), None);
-                }
-                if let (Some(after), RowKind::Insert | RowKind::Update) = (after, event.kind) {
-                    touch(&mut order, &mut last, self.key_of(after), Some(after));
-                }
-            }
-        }
+        // Images are borrowed from the events: a row's values are written once, into the
+        // statement.
+        let (order, last) = self.coalesce(events)?;
         let finals: Vec<&[Cell]> = order.iter().filter_map(|k| last[k]).collect();
         let mut out = Vec::new();
         if self.upsert_in_place && !self.allow_skipped_rows {
@@ -676,6 +719,9 @@ pub struct Applier {
     sizes: Sizes,
     /// Where rows dropped under `--allow-skipped-rows` are counted.
     progress: Option<Arc<Progress>>,
+    /// While the copy reads without shared locks: the keys deleted while its chunks read, to
+    /// delete again once they have committed.
+    tombstones: Option<Arc<Tombstones>>,
 }
 
 const RETRIES: usize = 10;
@@ -708,7 +754,18 @@ impl Applier {
             strict,
             sizes,
             progress: None,
+            tombstones: None,
         })
+    }
+
+    /// The copy reads without shared locks: record the keys each batch deletes, and delete again
+    /// those [`Tombstones`] hands back.
+    pub fn track_deletes_for(&mut self, tombstones: Arc<Tombstones>) {
+        self.tombstones = Some(tombstones);
+    }
+
+    pub fn tombstones(&self) -> Option<&Arc<Tombstones>> {
+        self.tombstones.as_ref()
     }
 
     /// The sizes statements are built to (from the primary's `max_allowed_packet`).
@@ -731,11 +788,32 @@ impl Applier {
         self.plan.keys_of(events)
     }
 
-    /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts.
+    /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts. While
+    /// the copy reads without shared locks, the transaction first deletes again the keys
+    /// [`Tombstones`] hands back (`events` may be empty for just that).
     pub async fn apply(&mut self, events: &[RowEvent]) -> Result<(), ApplyError> {
+        let redelete = match &self.tombstones {
+            Some(t) => {
+                // Recorded before the statements run: see the invariant of `copy::tombstones`.
+                t.record(self.plan.finals(events)?.iter().map(|(k, w)| (k, *w)));
+                t.take()
+            }
+            None => Redelete::default(),
+        };
+        let build = |plan: &ApplyPlan, sizes: Sizes| -> Result<Vec<String>, ApplyError> {
+            let mut out = plan.delete_statements(&redelete.keys, sizes)?;
+            out.extend(plan.batch_statements(events, sizes)?);
+            Ok(out)
+        };
         let mut sizes = self.sizes;
-        let mut statements = self.plan.batch_statements(events, sizes)?;
+        let mut statements = build(&self.plan, sizes)?;
+        let done = |tombstones: &Option<Arc<Tombstones>>| {
+            if let Some(t) = tombstones {
+                t.applied(redelete.generation);
+            }
+        };
         if statements.is_empty() {
+            done(&self.tombstones);
             return Ok(());
         }
         let mut attempt = 0;
@@ -746,7 +824,7 @@ impl Applier {
             if sizes != self.sizes {
                 // A new connection found another max_allowed_packet.
                 sizes = self.sizes;
-                statements = self.plan.batch_statements(events, sizes)?;
+                statements = build(&self.plan, sizes)?;
             }
             let error = match self.transaction(&statements).await {
                 Ok(Applied::Warned(warnings)) => {
@@ -759,6 +837,7 @@ impl Applier {
                             .rows_skipped_by_apply
                             .fetch_add(skipped, Ordering::Relaxed);
                     }
+                    done(&self.tombstones);
                     return Ok(());
                 }
                 Err(e) => e,

@@ -1,6 +1,8 @@
 //! The loop between the binlog stream and the applier.
 //!
-//! In: the [`Streamer`]'s items and the coordinator's [`Control`]. Out: row events of the original
+//! In: the [`Streamer`]'s items, the coordinator's [`Control`], and, while the copy reads
+//! without shared locks, the keys to delete again after its chunks ([`Tombstones`], applied at
+//! once even when the stream is quiet). Out: row events of the original
 //! table applied in batches (through [`Applier`]), heartbeat lag and the binlog position in
 //! [`Progress`], and a [`LoopStatus`] the cut-over reads. Invariant (docs/architecture.md, 4): a cut-over
 //! marker is reported applied only once every event before it has been applied; after it, events
@@ -25,6 +27,7 @@ use crate::binlog::{
     BinlogPosition, RowEvent, Statement, StreamError, StreamItem, Streamer, Touch,
 };
 use crate::changelog::Entry;
+use crate::copy::Tombstones;
 use crate::mysql::names::NameCase;
 use crate::progress::Progress;
 use crate::throttle::GateState;
@@ -139,6 +142,7 @@ pub async fn run_loop(
 ) -> Result<(), LoopError> {
     let mut gate = spec.gate.clone();
     let mut gate_open = true;
+    let tombstones = applier.tombstones().cloned();
     let mut sink = Sink {
         applier,
         progress: progress.clone(),
@@ -185,6 +189,12 @@ pub async fn run_loop(
                     held.clear();
                     status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
                 }
+                continue;
+            }
+            // A chunk copied without shared locks committed while rows were deleted: delete
+            // them again now, with what is pending, rather than at the next event.
+            _ = woken(tombstones.as_deref()), if holding.is_none() && !paused => {
+                sink.flush_with_redeletes(&mut pending).await?;
                 continue;
             }
             item = streamer.recv(), if reading && !paused => item,
@@ -301,6 +311,15 @@ pub async fn run_loop(
     result
 }
 
+/// Completes when the copy has keys to delete again; never without a copy that reads without
+/// shared locks.
+async fn woken(tombstones: Option<&Tombstones>) {
+    match tombstones {
+        Some(t) => t.woken().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The events of the original table read since the last batch was applied.
 #[derive(Default)]
 struct Pending {
@@ -337,6 +356,15 @@ impl Sink {
             .events_applied
             .fetch_add(rows, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Applies what is pending with the keys to delete again after a chunk of the copy, even if
+    /// nothing is pending.
+    async fn flush_with_redeletes(&mut self, pending: &mut Pending) -> Result<(), ApplyError> {
+        if pending.events.is_empty() {
+            return self.applier.apply(&[]).await;
+        }
+        self.flush(pending).await
     }
 
     /// Applies what is pending, as one batch, and empties it.

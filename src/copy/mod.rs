@@ -14,7 +14,9 @@
 //! Workers share one [`Chunker`]: each takes the next range, copies it with
 //! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (so a row is never copied from a half-committed
 //! state, and a change to a copied row commits, and reaches the binlog, after the chunk), and
-//! sleeps `--nice-ratio` times the chunk's duration afterwards. The copy sessions read committed:
+//! sleeps `--nice-ratio` times the chunk's duration afterwards, or the gate's pace times it
+//! ([`Pacer`]: the primary's writes are slower than before the copy) if that is longer. The copy
+//! sessions read committed:
 //! the shared locks are on the rows read, not on the gaps between them, so the application's
 //! inserts into a range being copied are not held back (nor deadlocked) by the copy. Such a row
 //! is either read by the locking read (committed before it got there) or not; either way its
@@ -30,6 +32,7 @@
 //! ([`crate::apply::ApplyPlan`]).
 
 pub mod chunker;
+pub mod tombstones;
 pub mod watermark;
 
 use std::sync::atomic::Ordering;
@@ -42,6 +45,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub use chunker::{Chunk, Chunker};
+pub use tombstones::Tombstones;
 pub use watermark::{CopyMark, Watermark};
 
 use crate::control::Knobs;
@@ -92,6 +96,9 @@ pub struct CopySpec {
     pub allow_skipped_rows: bool,
     pub workers: usize,
     pub strict: bool,
+    /// Some: chunks read their snapshot without shared locks, and the keys the applier deletes
+    /// meanwhile are deleted again after each chunk ([`tombstones`]). None: `LOCK IN SHARE MODE`.
+    pub tombstones: Option<Arc<Tombstones>>,
     /// Where to reconnect after a lost connection.
     pub primary: Endpoint,
     pub creds: Credentials,
@@ -132,6 +139,7 @@ impl CopySpec {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
+            tombstones: None,
             primary,
             creds,
         }
@@ -202,6 +210,12 @@ pub async fn run(
         }
     }
     result?;
+    if let Some(t) = &spec.tombstones {
+        tracing::info!(
+            "{} keys deleted while a chunk read its snapshot were deleted again after the chunk",
+            t.handed_back()
+        );
+    }
     if !spec.nullable_key_columns.is_empty() {
         if cancel.is_cancelled() {
             return Err(CopyError::Cancelled);
@@ -365,7 +379,19 @@ async fn work(
             .chunk_size
             .load(Ordering::Relaxed)
             .max(1) as u64;
-        let (copied, skipped) = copy_one(&mut conn, &spec, &statements, &chunk, rows).await?;
+        // Registered before the chunk's statement takes its snapshot.
+        let in_flight = spec.tombstones.as_ref().map(|t| t.begin());
+        let copied = copy_one(&mut conn, &spec, &statements, &chunk, rows).await;
+        if let (Some(t), Some(in_flight)) = (&spec.tombstones, in_flight) {
+            if let Some(generation) = t.end(in_flight) {
+                // Rows deleted while the chunk read may be back: done once deleted again.
+                t.wait_applied(generation, &cancel).await;
+                if cancel.is_cancelled() {
+                    return Err(CopyError::Cancelled);
+                }
+            }
+        }
+        let (copied, skipped) = copied?;
         progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
         progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
@@ -405,6 +431,8 @@ impl ChunkStatements {
                 &spec.key_columns,
                 &spec.nullable_key_columns,
                 lo_inclusive,
+                spec.tombstones.is_none(),
+                crate::failpoint::copy_rows_condition(),
             )
         };
         let (first, lo_order, hi_order) = statement(true);
@@ -663,6 +691,7 @@ mod tests {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
+            tombstones: None,
             primary: crate::mysql::Endpoint {
                 host: "127.0.0.1".into(),
                 port: 3306,

@@ -199,7 +199,9 @@ fn classify(endpoint: &Endpoint, creds: &Credentials, e: mysql_async::Error) -> 
 }
 
 /// Opens a connection that writes the ghost table: [`connect`] plus the writer session
-/// ([`sql::writer_session`]) and room for every warning of a chunk.
+/// ([`sql::writer_session`]), room for every warning of a chunk, and read committed: its
+/// `DELETE`s of keys not (yet) in the ghost table take no gap locks, which would hold back (and
+/// deadlock with) a copy chunk inserting rows into that gap.
 pub async fn connect_writer(
     endpoint: &Endpoint,
     creds: &Credentials,
@@ -208,7 +210,10 @@ pub async fn connect_writer(
     let mut conn = connect(endpoint, creds).await?;
     let setup = async {
         conn.query_drop(sql::writer_session(strict)).await?;
-        conn.query_drop("SET SESSION max_error_count = 65535").await
+        conn.query_drop("SET SESSION max_error_count = 65535")
+            .await?;
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await
     };
     setup.await.map_err(|e| classify(endpoint, creds, e))?;
     Ok(conn)

@@ -400,7 +400,9 @@ pub fn chunk_end(
 }
 
 /// Copies one key range: `INSERT IGNORE INTO ghost (...) SELECT ... FROM original WHERE lo < key
-/// <= hi LOCK IN SHARE MODE`, leaving out keys with a NULL in their `nullable` columns.
+/// <= hi`, leaving out keys with a NULL in their `nullable` columns; with `shared_locks`, a
+/// locking read (`LOCK IN SHARE MODE`), else a plain read of the statement's snapshot (at read
+/// committed). `condition`, if any, is one more condition of the `WHERE` (a failpoint's).
 /// Parameters as in [`chunk_end`].
 #[allow(clippy::too_many_arguments)]
 pub fn copy_chunk(
@@ -413,18 +415,22 @@ pub fn copy_chunk(
     key_columns: &[String],
     nullable: &[String],
     lo_inclusive: bool,
+    shared_locks: bool,
+    condition: Option<&str>,
 ) -> (String, Vec<usize>, Vec<usize>) {
     let (lo, lo_params) = key_bound(key_columns, true, lo_inclusive);
     let (hi, hi_params) = key_bound(key_columns, false, true);
     (
         format!(
-            "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi}{} LOCK IN SHARE MODE",
+            "INSERT /* wraith */ IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX ({}) WHERE {lo} AND {hi}{}{}{}",
             qualified(schema, ghost),
             column_list(ghost_columns),
             column_list(original_columns),
             qualified(schema, original),
             quote_ident(index),
-            and_not_null(nullable)
+            and_not_null(nullable),
+            condition.map(|c| format!(" AND ({c})")).unwrap_or_default(),
+            if shared_locks { " LOCK IN SHARE MODE" } else { "" },
         ),
         lo_params,
         hi_params,
@@ -738,7 +744,9 @@ mod tests {
             key_extreme("d", "t", "ab", &key, &[], true),
             "SELECT /* wraith */ `a`, `b` FROM `d`.`t` FORCE INDEX (`ab`) ORDER BY `a` DESC, `b` DESC LIMIT 1"
         );
-        let (copy, ..) = copy_chunk("d", "t", "g", &key, &key, "ab", &key, &nullable, true);
+        let (copy, ..) = copy_chunk(
+            "d", "t", "g", &key, &key, "ab", &key, &nullable, true, true, None,
+        );
         assert!(
             copy.ends_with("<= ?)) AND (`b` IS NOT NULL) LOCK IN SHARE MODE"),
             "{copy}"
