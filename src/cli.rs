@@ -378,7 +378,7 @@ pub struct Flags {
     /// snapshot: the application's writes to rows being copied then wait for the chunk, and may
     /// deadlock with it (the default reads without locks and deletes again the rows deleted
     /// while a chunk read them; a key that compares loosely, such as a case-insensitive string,
-    /// always uses locking reads)
+    /// a nullable key, and --checkpoint or --resume always use locking reads)
     #[arg(long)]
     pub copy_with_shared_locks: bool,
     /// wraith: slow the copy down while the primary's write latency (each heartbeat write, timed)

@@ -157,8 +157,15 @@ impl DataPath {
         apply_plan.preserve_unmapped = cfg.flags.revert;
         apply_plan.panic_on_warnings = cfg.flags.panic_on_warnings;
         // Copy chunks read without shared locks where the applier can tell keys apart exactly
-        // (it coalesces): the keys it deletes meanwhile are deleted again after each chunk.
-        if apply_plan.coalesces() && !cfg.flags.copy_with_shared_locks {
+        // (it coalesces): the keys it deletes meanwhile are deleted again after each chunk. Not
+        // in a checkpointed run: the keys to delete again live in memory, and a chunk a killed
+        // run committed but had not yet cleaned would be resumed above the watermark with a row
+        // whose delete was applied before the checkpoint's position.
+        if apply_plan.coalesces()
+            && !cfg.flags.copy_with_shared_locks
+            && !cfg.flags.checkpoint
+            && !cfg.flags.resume
+        {
             path.tombstones = Some(Arc::new(Tombstones::default()));
         }
         let mut applier = Applier::connect(

@@ -644,6 +644,8 @@ impl Run<'_> {
                 "copying chunks with locking reads (LOCK IN SHARE MODE): {}",
                 if cfg.flags.copy_with_shared_locks {
                     "--copy-with-shared-locks"
+                } else if cfg.flags.checkpoint || cfg.flags.resume {
+                    "a checkpointed run (--checkpoint, --resume) must not resume a chunk whose repeated deletes were lost with the run"
                 } else {
                     "the key does not compare exactly (a case-insensitive string, say) or may hold NULLs, so keys deleted meanwhile cannot be matched"
                 }

@@ -12,15 +12,16 @@
 //! them all (`@@warning_count`), and a chunk with more is copied again in smaller pieces.
 //!
 //! Workers share one [`Chunker`]: each takes the next range, copies it with
-//! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (so a row is never copied from a half-committed
-//! state, and a change to a copied row commits, and reaches the binlog, after the chunk), and
-//! sleeps `--nice-ratio` times the chunk's duration afterwards, or the gate's pace times it
-//! ([`Pacer`]: the primary's writes are slower than before the copy) if that is longer. The copy
-//! sessions read committed:
-//! the shared locks are on the rows read, not on the gaps between them, so the application's
-//! inserts into a range being copied are not held back (nor deadlocked) by the copy. Such a row
-//! is either read by the locking read (committed before it got there) or not; either way its
-//! binlog event reaches the applier, which writes it whatever the copy did.
+//! `INSERT IGNORE ... SELECT ...` and sleeps `--nice-ratio` times the chunk's duration afterwards,
+//! or the gate's pace times it ([`Pacer`]: the primary's writes are slower than before the copy)
+//! if that is longer. The copy sessions read committed, so with an exact key
+//! ([`CopySpec::tombstones`]) a chunk reads its statement's snapshot without locking the
+//! original's rows, and the keys the applier deleted while it read are deleted again after it
+//! ([`tombstones`]: the only rows a snapshot could bring back); otherwise it reads with
+//! `LOCK IN SHARE MODE` (a row is never copied from a half-committed state, and a change to a
+//! copied row commits after the chunk), locking the rows read but not the gaps between them.
+//! Either way a row changed after the chunk read it has a binlog event the applier writes
+//! whatever the copy did.
 //!
 //! Rows whose key has a NULL in it (a nullable key under `--allow-nullable-unique-key`) are in no
 //! key range, and no key tells them apart, so the applier cannot match a copied one with its

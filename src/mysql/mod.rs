@@ -199,9 +199,9 @@ fn classify(endpoint: &Endpoint, creds: &Credentials, e: mysql_async::Error) -> 
 }
 
 /// Opens a connection that writes the ghost table: [`connect`] plus the writer session
-/// ([`sql::writer_session`]), room for every warning of a chunk, and read committed: its
-/// `DELETE`s of keys not (yet) in the ghost table take no gap locks, which would hold back (and
-/// deadlock with) a copy chunk inserting rows into that gap.
+/// ([`sql::writer_session`]) and room for every warning of a chunk. It stays at repeatable read:
+/// a batch's `DELETE` of a key not yet copied locks the gap, so a copy chunk cannot insert that
+/// key between the batch's `DELETE` and its `INSERT` (a duplicate-key error under read committed).
 pub async fn connect_writer(
     endpoint: &Endpoint,
     creds: &Credentials,
@@ -210,10 +210,7 @@ pub async fn connect_writer(
     let mut conn = connect(endpoint, creds).await?;
     let setup = async {
         conn.query_drop(sql::writer_session(strict)).await?;
-        conn.query_drop("SET SESSION max_error_count = 65535")
-            .await?;
-        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .await
+        conn.query_drop("SET SESSION max_error_count = 65535").await
     };
     setup.await.map_err(|e| classify(endpoint, creds, e))?;
     Ok(conn)

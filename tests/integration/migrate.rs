@@ -935,10 +935,14 @@ async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
         err.contains("copying chunks from their snapshots, without shared locks"),
         "{err}"
     );
-    assert!(
-        err.contains("15 keys deleted while a chunk read its snapshot were deleted again"),
-        "{err}"
-    );
+    // The ten deletes reach the applier while the chunk reads (the moves may come after it).
+    let again: u64 = err
+        .split(" keys deleted while a chunk read its snapshot were deleted again")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the copy says how many keys it deleted again: {err}"));
+    assert!(again >= 10, "{err}");
     assert_migrated(&schema, &["id"]).await;
 }
 
