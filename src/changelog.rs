@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::binlog::Cell;
 use crate::mysql::{self, sql, Credentials, Endpoint};
-use crate::throttle::Pacer;
 
 /// The prefix of the cut-over marker's value.
 pub const MARKER_PREFIX: &str = "AllEventsUpToLockProcessed:";
@@ -108,15 +107,15 @@ impl Changelog {
         self.state(conn, &format!("{MARKER_PREFIX}{token}")).await
     }
 
-    /// Writes a heartbeat every `interval` until cancelled, telling `pacer` how long each write
-    /// took. A failed write is logged and tried again at the next tick, on a new connection if
-    /// the old one was lost.
+    /// Writes a heartbeat every `interval` until cancelled, telling `timed` how long each write
+    /// took (the copy's pacer). A failed write is logged and tried again at the next tick, on a
+    /// new connection if the old one was lost.
     pub async fn heartbeat_loop(
         &self,
         mut conn: Conn,
         reconnect: (Endpoint, Credentials),
         interval: Duration,
-        pacer: &Pacer,
+        timed: impl Fn(Duration),
         cancel: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(interval);
@@ -128,7 +127,7 @@ impl Changelog {
             }
             let started = std::time::Instant::now();
             let Err(e) = self.heartbeat(&mut conn).await else {
-                pacer.observe(started.elapsed());
+                timed(started.elapsed());
                 continue;
             };
             tracing::warn!("writing the heartbeat failed: {e}");

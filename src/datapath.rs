@@ -10,6 +10,7 @@
 //! so the copy and every wait stop and cleanup runs; so does a throttler that meets the critical
 //! load, whose error [`DataPath::stop`] returns as the run's cause.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,10 +230,13 @@ impl DataPath {
         let pcreds_for_throttle = pcreds.clone();
         let reconnect = (servers.primary.clone(), pcreds);
         let hb_cancel = cancel.clone();
-        let pacer = gate.pacer().clone();
+        let (pacer, applied) = (gate.pacer().clone(), progress.clone());
+        let timed = move |latency| {
+            pacer.observe(latency, applied.events_applied.load(Ordering::Relaxed));
+        };
         path.others.push(tokio::spawn(async move {
             changelog
-                .heartbeat_loop(heartbeat_conn, reconnect, interval, &pacer, hb_cancel)
+                .heartbeat_loop(heartbeat_conn, reconnect, interval, timed, hb_cancel)
                 .await
         }));
 

@@ -227,6 +227,7 @@ pub async fn run(
         progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
     }
+    gate.pacer().end();
     watermark.done();
     Ok(())
 }

@@ -221,8 +221,8 @@ async fn critical_load_met_twice_stops_the_migration_and_leaves_the_table_untouc
 }
 
 /// Pacing (`--pace-latency-ratio`, on by default): when the primary's writes take much longer
-/// than before the copy began, the copy rests between chunks and says so, and stops resting
-/// once they are fast again; every row still arrives. The heartbeat's write is made slow by
+/// than before the copy began while the application writes the table, the copy rests between
+/// chunks and says so, and stops resting once they are fast again; every row still arrives. The heartbeat's write is made slow by
 /// holding its row's lock for 50 ms at a time, until the status line shows the copy resting the
 /// most it does (9 times each chunk's time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -259,6 +259,11 @@ async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
                 "SELECT id FROM {} WHERE id = 1 FOR UPDATE",
                 qualified(&schema, "_t_ghc")
             );
+            // The application writes the table meanwhile: pacing protects its writes.
+            let write = format!(
+                "UPDATE {} SET a = a + 1 WHERE id = 7",
+                qualified(&schema, "t")
+            );
             // Until told to stop, or the run has ended (the changelog is gone).
             while slowing.load(Ordering::Relaxed) {
                 c.query_drop("BEGIN").await.unwrap();
@@ -267,6 +272,9 @@ async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 c.query_drop("COMMIT").await.unwrap();
+                if c.query_drop(&write).await.is_err() {
+                    return;
+                }
             }
         })
     };
