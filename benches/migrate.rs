@@ -1818,6 +1818,10 @@ impl WraithRun {
         );
         let keys = [
             "plan:",
+            "copying chunks",
+            "pacing the copy",
+            "no longer paced",
+            "deleted while a chunk read",
             "row copy complete",
             "checksum",
             "tables swapped",
