@@ -381,6 +381,11 @@ pub struct Flags {
     /// a nullable key, and --checkpoint or --resume always use locking reads)
     #[arg(long)]
     pub copy_with_shared_locks: bool,
+    /// wraith: after each chunk, resize the chunks (--chunk-size, which is then the first chunk's
+    /// size) so that one takes about this many milliseconds to copy, between 10 and 100000 rows
+    /// (0 = off: every chunk has --chunk-size rows, as in gh-ost)
+    #[arg(long, default_value_t = 0)]
+    pub chunk_target_millis: u64,
     /// wraith: slow the copy down while the primary's write latency (each heartbeat write, timed)
     /// is above this multiple of what it was before the copy began (and at least 1 ms above it);
     /// the copy then rests up to 9 times each chunk's time (0 = off)

@@ -374,6 +374,12 @@ pub fn build(
         i64::MAX,
     )?;
     nice_ratio(&flags.nice_ratio.to_string())?;
+    range(
+        "chunk-target-millis",
+        flags.chunk_target_millis as i64,
+        0,
+        60_000,
+    )?;
     if !(flags.pace_latency_ratio == 0.0 || (1.0..=100.0).contains(&flags.pace_latency_ratio)) {
         return Err(ConfigError::OutOfRange {
             flag: "pace-latency-ratio",

@@ -617,6 +617,8 @@ impl Run<'_> {
             Credentials::primary(cfg),
         );
         spec.workers = cfg.flags.copy_workers as usize;
+        spec.chunk_target = (cfg.flags.chunk_target_millis > 0)
+            .then(|| Duration::from_millis(cfg.flags.chunk_target_millis));
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         spec.changelog = cfg.changelog_table();

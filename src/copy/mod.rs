@@ -97,6 +97,9 @@ pub struct CopySpec {
     pub allow_skipped_rows: bool,
     pub workers: usize,
     pub strict: bool,
+    /// `--chunk-target-millis`: chunks are resized after each one to take about this long
+    /// ([`adapt_chunk_size`]).
+    pub chunk_target: Option<Duration>,
     /// Some: chunks read their snapshot without shared locks, and the keys the applier deletes
     /// meanwhile are deleted again after each chunk ([`tombstones`]). None: `LOCK IN SHARE MODE`.
     pub tombstones: Option<Arc<Tombstones>>,
@@ -140,6 +143,7 @@ impl CopySpec {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
+            chunk_target: None,
             tombstones: None,
             primary,
             creds,
@@ -297,6 +301,16 @@ async fn copy_null_keys(conn: &mut Conn, spec: &CopySpec) -> Result<(u64, u64), 
     }
 }
 
+/// The next chunk size under `--chunk-target-millis`: the rows that would take `target` at the
+/// pace of the chunk of `rows` rows that took `took`, moved halfway there (so at most halving at
+/// once), at most doubling at once, and within gh-ost's 10 to 100000 rows.
+pub fn adapt_chunk_size(rows: i64, took: Duration, target: Duration) -> i64 {
+    let rows = rows.max(1) as f64;
+    let ideal = rows * target.as_secs_f64() / took.as_secs_f64().max(1e-4);
+    let next = ((rows + ideal) / 2.0).min(rows * 2.0);
+    (next.round() as i64).clamp(10, 100_000)
+}
+
 /// Takes the primary's write latency before the first chunk as the pacer's baseline, waiting
 /// (up to a second) for the heartbeat to have timed a few writes.
 async fn pace_baseline(pacer: &Pacer, cancel: &CancellationToken) {
@@ -384,6 +398,11 @@ async fn work(
         // Registered before the chunk's statement takes its snapshot.
         let in_flight = spec.tombstones.as_ref().map(|t| t.begin());
         let copied = copy_one(&mut conn, &spec, &statements, &chunk, rows).await;
+        if let (Some(target), Ok(_)) = (spec.chunk_target, &copied) {
+            let size = chunker.lock().await.chunk_size.clone();
+            let next = adapt_chunk_size(rows as i64, started.elapsed(), target);
+            size.store(next, Ordering::Relaxed);
+        }
         if let (Some(t), Some(in_flight)) = (&spec.tombstones, in_flight) {
             if let Some(generation) = t.end(in_flight) {
                 // Rows deleted while the chunk read may be back: done once deleted again.
@@ -676,7 +695,7 @@ fn expected_warning(code: u32, message: &str, tolerated_keys: &[String]) -> bool
 
 #[cfg(test)]
 mod tests {
-    use super::{expected_warning, judge, CopyError, CopySpec};
+    use super::{adapt_chunk_size, expected_warning, judge, CopyError, CopySpec, Duration};
 
     fn spec() -> CopySpec {
         CopySpec {
@@ -693,6 +712,7 @@ mod tests {
             allow_skipped_rows: false,
             workers: 1,
             strict: true,
+            chunk_target: None,
             tombstones: None,
             primary: crate::mysql::Endpoint {
                 host: "127.0.0.1".into(),
@@ -711,6 +731,22 @@ mod tests {
     /// A row the copy skipped fails the run with gh-ost's words under --panic-on-warnings, the
     /// warning listed as gh-ost lists it, for scripts that grep them; wraith's explanation
     /// follows.
+    #[test]
+    fn chunk_sizes_move_halfway_towards_the_target_time_within_bounds() {
+        let ms = Duration::from_millis;
+        // 1000 rows in 10 ms: 10000 would take 100 ms; halfway is 5500, but at most doubled.
+        assert_eq!(adapt_chunk_size(1000, ms(10), ms(100)), 2000);
+        // 2000 rows in 80 ms: 2500 would take 100 ms; halfway: 2250.
+        assert_eq!(adapt_chunk_size(2000, ms(80), ms(100)), 2250);
+        // A slow chunk: halfway to the 100 rows that would take 100 ms.
+        assert_eq!(adapt_chunk_size(2000, ms(2000), ms(100)), 1050);
+        // Within 10 and 100000 rows.
+        assert_eq!(adapt_chunk_size(12, ms(1000), ms(1)), 10);
+        assert_eq!(adapt_chunk_size(90_000, ms(1), ms(500)), 100_000);
+        // On target: unchanged.
+        assert_eq!(adapt_chunk_size(1000, ms(100), ms(100)), 1000);
+    }
+
     #[test]
     fn a_skipped_row_fails_the_copy_with_gh_osts_words_for_warnings() {
         let warning = (

@@ -280,6 +280,46 @@ async fn every_command_answers_and_bad_ones_change_nothing() {
     assert!(err.contains("command \"frobnicate\" refused"), "{err}");
 }
 
+/// `--chunk-target-millis` resizes the chunks after each one: chunks of 100 rows that take a few
+/// milliseconds, against a target of a second, double each time (the most they may grow at once);
+/// the nice ratio spaces them out so each step of the ghost table's row count is one chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chunk_target_millis_grows_fast_chunks_towards_the_target() {
+    let schema = throttling::setup("chunk_target").await;
+    let wraith = Running::start(&migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[
+            "--chunk-size=100",
+            "--chunk-target-millis=1000",
+            "--nice-ratio=30",
+            "--copy-workers=1",
+        ],
+    ));
+    let mut steps = Vec::new();
+    let mut last = 0;
+    let started = std::time::Instant::now();
+    while steps.len() < 3 && started.elapsed() < Duration::from_secs(120) {
+        let now = ghost_rows(&schema).await;
+        if now < last {
+            break; // swapped
+        }
+        if now != last {
+            steps.push(now - last);
+            last = now;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        steps,
+        vec![100, 200, 400],
+        "the ghost table's row count grew by"
+    );
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// `chunk-size=` changes the size of the next chunks: with a nice ratio that spaces the chunks
 /// out, the ghost table grows by 500 rows a step, then by 100.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
