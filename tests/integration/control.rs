@@ -280,6 +280,34 @@ async fn every_command_answers_and_bad_ones_change_nothing() {
     assert!(err.contains("command \"frobnicate\" refused"), "{err}");
 }
 
+/// The steps by which the ghost table's row count grows from `from` rows (one per chunk when a
+/// nice ratio spaces the chunks out), read every `every`; after each step `go_on(steps, rows)`
+/// says whether to keep watching. Ends at the swap (the count falls) or after two minutes.
+async fn ghost_steps(
+    schema: &str,
+    from: u64,
+    every: Duration,
+    mut go_on: impl AsyncFnMut(&[u64], u64) -> bool,
+) -> Vec<u64> {
+    let (mut steps, mut last) = (Vec::new(), from);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let now = ghost_rows(schema).await;
+        if now < last {
+            break; // swapped
+        }
+        if now != last {
+            steps.push(now - last);
+            last = now;
+            if !go_on(&steps, now).await {
+                break;
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+    steps
+}
+
 /// `--chunk-target-millis` resizes the chunks after each one: chunks of 100 rows that take a few
 /// milliseconds, against a target of a second, double each time (the most they may grow at once);
 /// the nice ratio spaces them out so each step of the ghost table's row count is one chunk.
@@ -297,20 +325,10 @@ async fn chunk_target_millis_grows_fast_chunks_towards_the_target() {
             "--copy-workers=1",
         ],
     ));
-    let mut steps = Vec::new();
-    let mut last = 0;
-    let started = std::time::Instant::now();
-    while steps.len() < 3 && started.elapsed() < Duration::from_secs(120) {
-        let now = ghost_rows(&schema).await;
-        if now < last {
-            break; // swapped
-        }
-        if now != last {
-            steps.push(now - last);
-            last = now;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let steps = ghost_steps(&schema, 0, Duration::from_millis(5), async |steps, _| {
+        steps.len() < 3
+    })
+    .await;
     assert_eq!(
         steps,
         vec![100, 200, 400],
@@ -340,23 +358,19 @@ async fn chunk_size_changed_mid_copy_sizes_the_next_chunks() {
         ask(&sock, "chunk-size=100").await.lines().next(),
         Some("chunk-size = 100")
     );
-    let mut steps = Vec::new();
-    let mut last = ghost_rows(&schema).await;
-    let started = std::time::Instant::now();
-    while last < 3000 && started.elapsed() < Duration::from_secs(120) {
-        let now = ghost_rows(&schema).await;
-        if now < last {
-            break; // swapped
-        }
-        if now != last {
-            steps.push(now - last);
-            last = now;
+    let from = ghost_rows(&schema).await;
+    let steps = ghost_steps(
+        &schema,
+        from,
+        Duration::from_millis(10),
+        async |steps, rows| {
             if steps.len() == 4 {
                 ask(&sock, "nice-ratio=0").await;
             }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            rows < 3000
+        },
+    )
+    .await;
     // The chunk in flight when the command came may still be 500 rows; every later one is 100.
     let later: Vec<u64> = steps.iter().copied().skip_while(|s| *s == 500).collect();
     assert!(
