@@ -98,7 +98,6 @@ impl Progress {
         *crate::lock(&self.checksum) = status;
     }
 
-    /// The status line's checksum part (empty before the checksum starts).
     /// The pace the copy rests at after each chunk, from the primary's write latency.
     pub fn set_pace(&self, pace: f64) {
         self.pace_bits.store(pace.to_bits(), Ordering::Relaxed);
@@ -119,6 +118,7 @@ impl Progress {
         }
     }
 
+    /// The status line's checksum part (empty before the checksum starts).
     fn checksum_part(&self) -> String {
         let rows = self.rows_checksummed.load(Ordering::Relaxed);
         let status = *crate::lock(&self.checksum);

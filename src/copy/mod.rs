@@ -728,9 +728,6 @@ mod tests {
         }
     }
 
-    /// A row the copy skipped fails the run with gh-ost's words under --panic-on-warnings, the
-    /// warning listed as gh-ost lists it, for scripts that grep them; wraith's explanation
-    /// follows.
     #[test]
     fn chunk_sizes_move_halfway_towards_the_target_time_within_bounds() {
         let ms = Duration::from_millis;
@@ -747,6 +744,9 @@ mod tests {
         assert_eq!(adapt_chunk_size(1000, ms(100), ms(100)), 1000);
     }
 
+    /// A row the copy skipped fails the run with gh-ost's words under --panic-on-warnings, the
+    /// warning listed as gh-ost lists it, for scripts that grep them; wraith's explanation
+    /// follows.
     #[test]
     fn a_skipped_row_fails_the_copy_with_gh_osts_words_for_warnings() {
         let warning = (
