@@ -108,6 +108,23 @@ type Last<'e> = std::collections::HashMap<Vec<String>, Option<&'e [Cell]>>;
 /// The keys a batch touches in first-touched order, and how each ends.
 type Coalesced<'e> = (Vec<Vec<String>>, Last<'e>);
 
+/// A batch of events, read once: coalesced per key when the plan coalesces
+/// ([`ApplyPlan::coalesces`]), so the statements and the keys' last states come from one pass.
+pub struct Batch<'e> {
+    events: &'e [RowEvent],
+    coalesced: Option<Coalesced<'e>>,
+}
+
+impl Batch<'_> {
+    /// How each key of a coalesced batch ends (`true`: written, `false`: deleted); nothing when
+    /// the batch is not coalesced.
+    pub fn finals(&self) -> impl Iterator<Item = (&Vec<String>, bool)> {
+        self.coalesced
+            .iter()
+            .flat_map(|(order, last)| order.iter().map(move |k| (k, last[k].is_some())))
+    }
+}
+
 /// How large the statements of a batch may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
@@ -284,7 +301,7 @@ impl ApplyPlan {
     }
 
     /// Whether batches are coalesced per key (the key compares exactly, rows are not changed in
-    /// place): the condition for [`ApplyPlan::finals`] and for copying without shared locks.
+    /// place): the condition for [`Batch::finals`] and for copying without shared locks.
     pub fn coalesces(&self) -> bool {
         self.exact_keys && !self.preserve_unmapped
     }
@@ -316,20 +333,14 @@ impl ApplyPlan {
         Ok((order, last))
     }
 
-    /// How each key `events` touch ends (`true`: written, `false`: deleted), when batches are
-    /// coalesced ([`ApplyPlan::coalesces`]); empty otherwise.
-    pub fn finals(&self, events: &[RowEvent]) -> Result<Vec<(Vec<String>, bool)>, ApplyError> {
-        if !self.coalesces() {
-            return Ok(Vec::new());
-        }
-        let (order, last) = self.coalesce(events)?;
-        Ok(order
-            .into_iter()
-            .map(|k| {
-                let written = last[&k].is_some();
-                (k, written)
-            })
-            .collect())
+    /// `events` read as one batch: coalesced per key when the plan coalesces.
+    pub fn batch<'e>(&self, events: &'e [RowEvent]) -> Result<Batch<'e>, ApplyError> {
+        let coalesced = if self.coalesces() {
+            Some(self.coalesce(events)?)
+        } else {
+            None
+        };
+        Ok(Batch { events, coalesced })
     }
 
     /// `DELETE`s of the rows with these keys (SQL literals of the key columns), each within
@@ -351,34 +362,36 @@ impl ApplyPlan {
         events: &[RowEvent],
         sizes: Sizes,
     ) -> Result<Vec<String>, ApplyError> {
-        if !self.coalesces() {
+        self.statements_of(&self.batch(events)?, sizes)
+    }
+
+    /// [`ApplyPlan::batch_statements`] of a batch already read.
+    pub fn statements_of(&self, batch: &Batch, sizes: Sizes) -> Result<Vec<String>, ApplyError> {
+        let Some((order, last)) = &batch.coalesced else {
             let mut out = Vec::new();
-            for event in events {
+            for event in batch.events {
                 out.extend(self.statements(event, sizes)?);
             }
             return Ok(out);
-        }
+        };
         // Images are borrowed from the events: a row's values are written once, into the
         // statement.
-        let (order, last) = self.coalesce(events)?;
         let finals: Vec<&[Cell]> = order.iter().filter_map(|k| last[k]).collect();
         let mut out = Vec::new();
         if self.upsert_in_place && !self.allow_skipped_rows {
             // Only the key can collide: a row still there is overwritten in place, and only
             // the keys whose last image is a delete are deleted.
-            let gone: Vec<Vec<String>> = order.into_iter().filter(|k| last[k].is_none()).collect();
+            let gone: Vec<Vec<String>> = order
+                .iter()
+                .filter(|k| last[*k].is_none())
+                .cloned()
+                .collect();
             self.push_deletes(&mut out, &self.key_columns, &gone, false, sizes)?;
             let tail = sql::upsert_tail(&self.ghost_columns);
             self.push_inserts(&mut out, &finals, &tail, sizes)?;
             return Ok(out);
         }
-        self.push_deletes(
-            &mut out,
-            &self.key_columns,
-            &order,
-            self.key_nullable,
-            sizes,
-        )?;
+        self.push_deletes(&mut out, &self.key_columns, order, self.key_nullable, sizes)?;
         self.clear_other_unique(&mut out, &finals, sizes)?;
         self.push_inserts(&mut out, &finals, "", sizes)?;
         Ok(out)
@@ -792,17 +805,18 @@ impl Applier {
     /// the copy reads without shared locks, the transaction first deletes again the keys
     /// [`Tombstones`] hands back (`events` may be empty for just that).
     pub async fn apply(&mut self, events: &[RowEvent]) -> Result<(), ApplyError> {
+        let batch = self.plan.batch(events)?;
         let redelete = match &self.tombstones {
             Some(t) => {
                 // Recorded before the statements run: see the invariant of `copy::tombstones`.
-                t.record(self.plan.finals(events)?.iter().map(|(k, w)| (k, *w)));
+                t.record(batch.finals());
                 t.take()
             }
             None => Redelete::default(),
         };
         let build = |plan: &ApplyPlan, sizes: Sizes| -> Result<Vec<String>, ApplyError> {
             let mut out = plan.delete_statements(&redelete.keys, sizes)?;
-            out.extend(plan.batch_statements(events, sizes)?);
+            out.extend(plan.statements_of(&batch, sizes)?);
             Ok(out)
         };
         let mut sizes = self.sizes;
