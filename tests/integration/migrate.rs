@@ -885,10 +885,11 @@ async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
 /// The copy reads each chunk from a snapshot, without shared locks: a row deleted (or moved to
 /// another key) after a chunk began reading may have its delete applied before the chunk writes
 /// the old row, which would bring it back. Here each row a chunk reads takes 5 ms (failpoint
-/// `copy:rows:sleep`), so the first chunk (ids 1 to 400) reads for two seconds; while it does,
-/// rows it reads last are deleted and moved to new keys, and their deletes reach the ghost table
-/// long before the chunk does. Those rows must stay gone: the checksum before the swap and the
-/// mirror say so, and the run says it deleted such keys again.
+/// `copy:rows:sleep`), so the one chunk (ids 1 to 2000) reads for ten seconds; as it begins,
+/// rows it reads last are deleted and moved to new keys, and their deletes reach the applier
+/// (which reads the primary's binlog, so no replica lag delays them) seconds before the chunk
+/// reaches the rows. Those rows must stay gone: the checksum before the swap and the mirror say
+/// so, and the run says it deleted such keys again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
     let schema = harness::fresh_schema("snapshot_deletes").await;
@@ -901,19 +902,20 @@ async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
         small_values,
     )
     .await;
-    let args = migrate_args(
+    let mut args = migrate_args(
         &schema,
         "t",
         "ADD COLUMN d INT",
-        &["--chunk-size=400", "--copy-workers=1"],
+        &["--chunk-size=2000", "--copy-workers=1", "--allow-on-master"],
     );
+    args.splice(..servers().replica.flags().len(), servers().primary.flags());
     let wraith =
         harness::Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "copy:rows:sleep")]);
     let mut c = servers().primary.conn().await;
     let reading = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
                    WHERE INFO LIKE 'INSERT /* wraith */ IGNORE INTO%'";
     harness::eventually(
-        "the first chunk to be reading",
+        "the chunk to be reading",
         Duration::from_secs(60),
         async || c.query_first::<u64, _>(reading).await.ok().flatten() > Some(0),
     )
@@ -921,10 +923,10 @@ async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
     primary_sql(
         &schema,
         &[
-            "DELETE FROM t WHERE id BETWEEN 381 AND 390",
-            "DELETE FROM mirror WHERE id BETWEEN 381 AND 390",
-            "UPDATE t SET id = id + 1000000 WHERE id BETWEEN 391 AND 395",
-            "UPDATE mirror SET id = id + 1000000 WHERE id BETWEEN 391 AND 395",
+            "DELETE FROM t WHERE id BETWEEN 1981 AND 1990",
+            "DELETE FROM mirror WHERE id BETWEEN 1981 AND 1990",
+            "UPDATE t SET id = id + 1000000 WHERE id BETWEEN 1991 AND 1995",
+            "UPDATE mirror SET id = id + 1000000 WHERE id BETWEEN 1991 AND 1995",
         ],
     )
     .await;
