@@ -912,12 +912,20 @@ async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
     let wraith =
         harness::Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "copy:rows:sleep")]);
     let mut c = servers().primary.conn().await;
+    // This run's chunk: other tests' copies run on the same primary meanwhile.
     let reading = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                   WHERE INFO LIKE 'INSERT /* wraith */ IGNORE INTO%'";
+                   WHERE INFO LIKE 'INSERT /* wraith */ IGNORE INTO%' AND LOCATE(?, INFO) > 0";
+    let ours = format!("`{schema}`.");
     harness::eventually(
         "the chunk to be reading",
         Duration::from_secs(60),
-        async || c.query_first::<u64, _>(reading).await.ok().flatten() > Some(0),
+        async || {
+            c.exec_first::<u64, _, _>(reading, (ours.as_str(),))
+                .await
+                .ok()
+                .flatten()
+                > Some(0)
+        },
     )
     .await;
     primary_sql(
