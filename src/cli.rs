@@ -391,6 +391,13 @@ pub struct Flags {
     /// the copy then rests up to 9 times each chunk's time (0 = off)
     #[arg(long, default_value_t = 1.5)]
     pub pace_latency_ratio: f64,
+    /// wraith: while the binlog brings the original table's changes one by one, gather them for
+    /// up to this many milliseconds before applying them to the ghost table as one transaction
+    /// (sooner once --dml-batch-size events wait; at once for the cut-over): fewer, larger
+    /// transactions cost the primary and the replica less (0 = apply whenever the stream is
+    /// momentarily idle)
+    #[arg(long, default_value_t = 100)]
+    pub apply_batch_millis: u64,
     /// wraith: let rows the new table cannot hold (a duplicate on a unique key the ALTER adds, a
     /// value that does not fit) be dropped, with a warning for each, instead of failing
     #[arg(long)]

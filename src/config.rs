@@ -380,6 +380,12 @@ pub fn build(
         0,
         60_000,
     )?;
+    range(
+        "apply-batch-millis",
+        flags.apply_batch_millis as i64,
+        0,
+        10_000,
+    )?;
     if !(flags.pace_latency_ratio == 0.0 || (1.0..=100.0).contains(&flags.pace_latency_ratio)) {
         return Err(ConfigError::OutOfRange {
             flag: "pace-latency-ratio",

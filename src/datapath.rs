@@ -197,6 +197,7 @@ impl DataPath {
             batch_size: knobs.dml_batch_size_handle(),
             held_limit: apply::stream_loop::HELD_LIMIT,
             gate: gate.watch(),
+            linger: Duration::from_millis(cfg.flags.apply_batch_millis),
         };
         let (loop_progress, loop_cancel, keylog) =
             (progress.clone(), cancel.clone(), path.keylog.clone());

@@ -11,6 +11,12 @@
 //! the original table by anyone else stops the migration. Tables are recognised by name as the
 //! server compares names ([`NameCase`]), in statements as [`Statement`] reads them.
 //!
+//! Batches: while the stream is quiet, pending events are applied once the first of them has
+//! waited [`LoopSpec::linger`] (`--apply-batch-millis`) for more, so that a trickle of the
+//! application's transactions becomes a few larger ones on the ghost table (each of the
+//! applier's commits costs the primary and the replica about what one of the application's
+//! does); markers, the null-key copy's entry and deletes the copy hands back are applied at once.
+//!
 //! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events or [`BATCH_BYTES`] of
 //! row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
 //! it the loop says so ([`LoopStatus::held_over_limit`], the cut-over then aborts) and reads no
@@ -18,8 +24,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{event_bytes, Applier, ApplyError, KeyLog, BATCH_BYTES};
@@ -90,6 +98,9 @@ pub struct LoopSpec {
     pub held_limit: usize,
     /// The throttle gate: nothing is read or applied while it is closed (outside a cut-over).
     pub gate: watch::Receiver<GateState>,
+    /// How long the first pending event waits for more while the stream is quiet
+    /// (`--apply-batch-millis`); zero applies whenever the stream is momentarily empty.
+    pub linger: Duration,
 }
 
 /// What [`LoopSpec::held_limit`] is unless set otherwise.
@@ -167,6 +178,7 @@ pub async fn run_loop(
             && holding.is_none()
             && *control.borrow() == Control::Apply
             && matches!(*gate.borrow_and_update(), GateState::Closed(_));
+        let due = pending.since.map(|since| since + spec.linger);
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
@@ -195,6 +207,13 @@ pub async fn run_loop(
             // them again now, with what is pending, rather than at the next event.
             _ = woken(tombstones.as_deref()), if holding.is_none() && !paused => {
                 sink.flush_with_redeletes(&mut pending).await?;
+                applied_through(&pending, &holding, &mut last_commit, &status);
+                continue;
+            }
+            // The first pending event has waited long enough for more.
+            _ = sleep_until(due), if due.is_some() && !paused => {
+                sink.flush(&mut pending).await?;
+                applied_through(&pending, &holding, &mut last_commit, &status);
                 continue;
             }
             item = streamer.recv(), if reading && !paused => item,
@@ -282,33 +301,53 @@ pub async fn run_loop(
                 last_commit = Some(boundary.position);
             }
         }
-        // Small batches while the stream is quiet (low latency), larger ones under load.
+        // Small batches while the stream is quiet (low latency), larger ones under load or when
+        // gathering events for a while.
         let batch_size = spec.batch_size.load(Ordering::Relaxed).max(1);
-        let cap = if streamer.backlog() > batch_size {
+        let cap = if streamer.backlog() > batch_size || !spec.linger.is_zero() {
             batch_size * 50
         } else {
             batch_size
         };
-        if pending.events.len() >= cap
-            || pending.bytes >= BATCH_BYTES
-            || (!pending.events.is_empty() && streamer.backlog() == 0)
-        {
+        let quiet = streamer.backlog() == 0
+            && pending
+                .since
+                .is_some_and(|since| since.elapsed() >= spec.linger);
+        if pending.events.len() >= cap || pending.bytes >= BATCH_BYTES || quiet {
             sink.flush(&mut pending).await?;
         }
-        // Held events are not applied: the position stays where the holding began.
-        if pending.events.is_empty() && holding.is_none() {
-            if let Some(at) = last_commit.take() {
-                status.send_if_modified(|s| {
-                    s.applied_through = Some(at);
-                    false
-                });
-            }
-        }
+        applied_through(&pending, &holding, &mut last_commit, &status);
     };
     if result.is_ok() && holding.is_none() {
         sink.flush(&mut pending).await?;
     }
     result
+}
+
+/// Once nothing is pending, everything up to the last transaction read is applied. Held events
+/// are not applied: the position stays where the holding began.
+fn applied_through(
+    pending: &Pending,
+    holding: &Option<String>,
+    last_commit: &mut Option<BinlogPosition>,
+    status: &watch::Sender<LoopStatus>,
+) {
+    if pending.events.is_empty() && holding.is_none() {
+        if let Some(at) = last_commit.take() {
+            status.send_if_modified(|s| {
+                s.applied_through = Some(at);
+                false
+            });
+        }
+    }
+}
+
+/// Completes at `due`; never without one.
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Completes when the copy has keys to delete again; never without a copy that reads without
@@ -326,10 +365,13 @@ struct Pending {
     events: Vec<RowEvent>,
     /// Their size ([`event_bytes`]).
     bytes: usize,
+    /// When the first of them was read.
+    since: Option<Instant>,
 }
 
 impl Pending {
     fn push(&mut self, event: RowEvent) {
+        self.since.get_or_insert_with(Instant::now);
         self.bytes += event_bytes(&event);
         self.events.push(event);
     }
@@ -375,6 +417,7 @@ impl Sink {
         self.apply(&pending.events).await?;
         pending.events.clear();
         pending.bytes = 0;
+        pending.since = None;
         Ok(())
     }
 }

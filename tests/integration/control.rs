@@ -338,6 +338,59 @@ async fn chunk_target_millis_grows_fast_chunks_towards_the_target() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// `--apply-batch-millis` gathers a trickle of the application's transactions into a few larger
+/// ones on the ghost table: twenty single-row inserts, 10 ms apart, reach the ghost table in at
+/// most three steps when the applier waits up to a second for more events (with `0` each insert
+/// is its own step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_batch_millis_gathers_a_trickle_of_writes_into_few_ghost_transactions() {
+    let schema = throttling::setup("apply_batch").await;
+    let dir = tempfile::tempdir().unwrap();
+    let postpone = dir.path().join("postpone");
+    std::fs::write(&postpone, "").unwrap();
+    let sock = socket(&schema);
+    let wraith = Running::start(&migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[
+            "--apply-batch-millis=1000",
+            &format!("--postpone-cut-over-flag-file={}", postpone.display()),
+        ],
+    ));
+    until_sup_says(&sock, "State: postponing cut-over").await;
+    let from = ghost_rows(&schema).await;
+    let trickle = async {
+        let mut c = servers().primary.conn().await;
+        for n in 1..=20 {
+            c.query_drop(format!(
+                "INSERT INTO {} (a, b) VALUES ({}, 'trickle')",
+                qualified(&schema, "t"),
+                -n
+            ))
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let watch = ghost_steps(&schema, from, Duration::from_millis(2), async |_, rows| {
+        rows < from + 20
+    });
+    let ((), steps) = tokio::join!(trickle, watch);
+    assert_eq!(
+        steps.iter().sum::<u64>(),
+        20,
+        "every insert arrives: {steps:?}"
+    );
+    assert!(
+        steps.len() <= 3,
+        "the ghost table's row count grew by {steps:?}: one step per insert"
+    );
+    std::fs::remove_file(&postpone).unwrap();
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// `chunk-size=` changes the size of the next chunks: with a nice ratio that spaces the chunks
 /// out, the ghost table grows by 500 rows a step, then by 100.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
