@@ -15,7 +15,9 @@
 //! waited [`LoopSpec::linger`] (`--apply-batch-millis`) for more, so that a trickle of the
 //! application's transactions becomes a few larger ones on the ghost table (each of the
 //! applier's commits costs the primary and the replica about what one of the application's
-//! does); markers, the null-key copy's entry and deletes the copy hands back are applied at once.
+//! does); markers, the null-key copy's entry and deletes the copy hands back are applied at once,
+//! and nothing waits while a cut-over or a checksum's snapshot expects its marker (the original
+//! table is locked then: what is pending is applied as soon as the coordinator says so).
 //!
 //! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events or [`BATCH_BYTES`] of
 //! row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
@@ -178,7 +180,13 @@ pub async fn run_loop(
             && holding.is_none()
             && *control.borrow() == Control::Apply
             && matches!(*gate.borrow_and_update(), GateState::Closed(_));
-        let due = pending.since.map(|since| since + spec.linger);
+        // During a cut-over or a checksum's snapshot the original table is locked: no waiting.
+        let linger = if *control.borrow() == Control::Apply {
+            spec.linger
+        } else {
+            Duration::ZERO
+        };
+        let due = pending.since.map(|since| since + linger);
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
@@ -200,6 +208,10 @@ pub async fn run_loop(
                     sink.apply(&held.events).await?;
                     held.clear();
                     status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
+                } else if holding.is_none() && now != Control::Apply {
+                    // The table is locked and the marker on its way: apply what waits meanwhile.
+                    sink.flush(&mut pending).await?;
+                    applied_through(&pending, &holding, &mut last_commit, &status);
                 }
                 continue;
             }
@@ -304,15 +316,13 @@ pub async fn run_loop(
         // Small batches while the stream is quiet (low latency), larger ones under load or when
         // gathering events for a while.
         let batch_size = spec.batch_size.load(Ordering::Relaxed).max(1);
-        let cap = if streamer.backlog() > batch_size || !spec.linger.is_zero() {
+        let cap = if streamer.backlog() > batch_size || !linger.is_zero() {
             batch_size * 50
         } else {
             batch_size
         };
-        let quiet = streamer.backlog() == 0
-            && pending
-                .since
-                .is_some_and(|since| since.elapsed() >= spec.linger);
+        let quiet =
+            streamer.backlog() == 0 && pending.since.is_some_and(|since| since.elapsed() >= linger);
         if pending.events.len() >= cap || pending.bytes >= BATCH_BYTES || quiet {
             sink.flush(&mut pending).await?;
         }
