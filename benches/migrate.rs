@@ -88,6 +88,10 @@ struct Settings {
     warmup: Duration,
     timeout: Duration,
     buffer_pool: String,
+    /// Both servers commit durably (`WRAITH_BENCH_DURABLE=1`: `sync_binlog=1`,
+    /// `innodb_flush_log_at_trx_commit=1`, as most production primaries run) instead of the
+    /// sandbox's cheaper settings.
+    durable: bool,
     /// The scenarios to run (`WRAITH_BENCH_ONLY`, comma-separated); `None`: all of them.
     only: Option<Vec<String>>,
     /// How long the applier scenario's unthrottled writers run.
@@ -183,6 +187,7 @@ impl Settings {
             warmup: Duration::from_secs(num("WRAITH_BENCH_WARMUP", 15u64)?),
             timeout: Duration::from_secs(num("WRAITH_BENCH_TIMEOUT", 900u64)?),
             buffer_pool: var("WRAITH_BENCH_BUFFER_POOL").unwrap_or_else(|| "1G".into()),
+            durable: var("WRAITH_BENCH_DURABLE").is_some_and(|v| v == "1"),
             only,
             applier_window: Duration::from_secs(num("WRAITH_BENCH_APPLIER_SECS", 25u64)?.max(1)),
             json: var("WRAITH_BENCH_JSON")
@@ -211,12 +216,18 @@ struct Servers {
 impl Servers {
     async fn start(settings: &Settings) -> Result<Servers> {
         let spec = |name: &str, id: u32| {
-            ServerSpec::new(name, id)
+            let spec = ServerSpec::new(name, id)
                 .arg(&format!(
                     "--innodb-buffer-pool-size={}",
                     settings.buffer_pool
                 ))
-                .arg("--innodb-log-file-size=512M")
+                .arg("--innodb-log-file-size=512M");
+            if settings.durable {
+                spec.arg("--sync-binlog=1")
+                    .arg("--innodb-flush-log-at-trx-commit=1")
+            } else {
+                spec
+            }
         };
         let (primary, replica) = tokio::try_join!(
             sandbox::start_server(spec("bench-primary", 1)),
@@ -278,13 +289,18 @@ async fn run(settings: &Settings) -> Result<bool> {
     let mut machine = Machine::read(version.clone());
     println!("load average before (1/5/15 min): {}", machine.load_before);
     println!(
-        "servers: {version}, primary 127.0.0.1:{}, replica 127.0.0.1:{}, {} CPUs, {:.1} GiB of memory, kernel {}, buffer pool {}",
+        "servers: {version}, primary 127.0.0.1:{}, replica 127.0.0.1:{}, {} CPUs, {:.1} GiB of memory, kernel {}, buffer pool {}, {}",
         servers.primary.port,
         servers.replica.port,
         machine.cpus,
         machine.memory_mib as f64 / 1024.0,
         machine.kernel,
-        settings.buffer_pool
+        settings.buffer_pool,
+        if settings.durable {
+            "durable commits (sync_binlog=1, innodb_flush_log_at_trx_commit=1)"
+        } else {
+            "cheap commits (sync_binlog=0, innodb_flush_log_at_trx_commit=2)"
+        }
     );
 
     let mut rows = Vec::new();
@@ -2655,6 +2671,7 @@ fn results_json(
             "warmup_s": settings.warmup.as_secs(),
             "applier_window_s": settings.applier_window.as_secs(),
             "buffer_pool": settings.buffer_pool,
+            "durable": settings.durable,
             "gh_ost": settings.ghost.as_ref().map(|g| g.display().to_string()),
             "gh_ost_extra_args": settings.ghost_args,
         },
