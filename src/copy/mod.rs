@@ -312,13 +312,13 @@ pub fn adapt_chunk_size(rows: i64, took: Duration, target: Duration) -> i64 {
 }
 
 /// Takes the primary's write latency before the first chunk as the pacer's baseline, waiting
-/// (up to a second) for the heartbeat to have timed a few writes.
+/// (up to two seconds) for the heartbeat to have timed [`pace::BASELINE_WANTED`] writes.
 async fn pace_baseline(pacer: &Pacer, cancel: &CancellationToken) {
     if !pacer.enabled() {
         return;
     }
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while pacer.samples_before() < pace::MIN_BASELINE_SAMPLES
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pacer.samples_before() < pace::BASELINE_WANTED
         && Instant::now() < deadline
         && !cancel.is_cancelled()
     {
