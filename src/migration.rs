@@ -21,6 +21,7 @@ use mysql_async::Conn;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::apply::Control;
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
@@ -852,8 +853,13 @@ impl Run<'_> {
     /// through the binlog (the checksum's snapshot, the cut-over): writers wait at least as long
     /// as the binlog's lag, so the lock is taken once the lag (the last heartbeat's trip, fresh)
     /// is at most [`LOCK_LAG`], waiting up to [`LOCK_LAG_WAIT`]
-    /// for it; past that the lock is taken anyway, and the log says so.
+    /// for it; past that the lock is taken anyway, and the log says so. Meanwhile the applier
+    /// applies events as they come ([`Control::ApplyNow`]), without its batching window.
     async fn wait_low_lag(&self, step: &str) -> Result<(), MigrationError> {
+        // From now until the lock, events are applied as they come (no batching window).
+        if let Some(path) = &self.path {
+            let _ = path.control.send(Control::ApplyNow);
+        }
         let progress = &self.controls.progress;
         let fresh = self.heartbeat_fresh();
         // The lag is a heartbeat's whole trip, queued behind whatever waits to be applied.

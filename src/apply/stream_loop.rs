@@ -16,8 +16,9 @@
 //! application's transactions becomes a few larger ones on the ghost table (each of the
 //! applier's commits costs the primary and the replica about what one of the application's
 //! does); markers, the null-key copy's entry and deletes the copy hands back are applied at once,
-//! and nothing waits while a cut-over or a checksum's snapshot expects its marker (the original
-//! table is locked then: what is pending is applied as soon as the coordinator says so).
+//! and nothing waits from the moment a cut-over or a checksum's snapshot prepares its lock
+//! ([`Control::ApplyNow`]) until it is done: what is pending is applied as soon as the
+//! coordinator says so, so the ghost table and the replica are current when the lock is taken.
 //!
 //! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events or [`BATCH_BYTES`] of
 //! row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
@@ -47,6 +48,10 @@ use crate::throttle::GateState;
 pub enum Control {
     /// Apply everything as it comes.
     Apply,
+    /// As [`Control::Apply`], without waiting for more events ([`LoopSpec::linger`]): a lock
+    /// that waits for a marker is about to be taken, and the ghost table and the replica should
+    /// be as current as they can be by then.
+    ApplyNow,
     /// Apply up to the cut-over marker with this token, then hold events of the original table
     /// until the swap is seen (or [`Control::Apply`] resumes and applies what was held).
     ExpectMarker(String),
