@@ -506,7 +506,8 @@ struct Outcome {
 /// chunk had more warnings than the server lists, the same range is copied again in smaller
 /// pieces until every warning is seen: `INSERT IGNORE` of a key range is idempotent (rows
 /// already written come back as duplicates on the shared key, tolerated), and a row it must
-/// skip is skipped, and counted, again.
+/// skip is skipped, and counted, again. A chunk that keeps deadlocking (with the applier's
+/// transactions, which come again and again while a long statement runs) is copied in halves.
 async fn copy_one(
     conn: &mut Conn,
     spec: &CopySpec,
@@ -514,7 +515,17 @@ async fn copy_one(
     chunk: &Chunk,
     rows: u64,
 ) -> Result<(u64, u64), CopyError> {
-    let outcome = run_chunk(conn, spec, statements, chunk).await?;
+    let outcome = match run_chunk(conn, spec, statements, chunk, rows > 1).await? {
+        Ran::Done(outcome) => outcome,
+        Ran::Contended => {
+            let rows = rows / 2;
+            tracing::info!(
+                "chunk {} met a deadlock or a lock wait timeout {SPLIT_AFTER} times in a row: copying it in pieces of {rows} rows",
+                chunk.seq
+            );
+            return copy_pieces(conn, spec, statements, chunk, rows).await;
+        }
+    };
     let listed = outcome.warnings.len() as u64;
     if outcome.total <= listed {
         return Ok((outcome.copied, judge(spec, &outcome.warnings, 0)?));
@@ -530,6 +541,19 @@ async fn copy_one(
         chunk.seq,
         outcome.total
     );
+    let (copied, skipped) = copy_pieces(conn, spec, statements, chunk, rows).await?;
+    Ok((outcome.copied + copied, skipped))
+}
+
+/// Copies `chunk` again in pieces of `rows` rows ([`copy_one`] each); returns (rows copied, rows
+/// skipped).
+async fn copy_pieces(
+    conn: &mut Conn,
+    spec: &CopySpec,
+    statements: &ChunkStatements,
+    chunk: &Chunk,
+    rows: u64,
+) -> Result<(u64, u64), CopyError> {
     let pieces = chunker::split(
         conn,
         &spec.schema,
@@ -541,7 +565,7 @@ async fn copy_one(
         rows,
     )
     .await?;
-    let (mut copied, mut skipped) = (outcome.copied, 0);
+    let (mut copied, mut skipped) = (0, 0);
     for piece in pieces {
         let (c, s) = Box::pin(copy_one(conn, spec, statements, &piece, rows)).await?;
         copied += c;
@@ -591,7 +615,18 @@ fn judge(
 /// Skipped rows logged one by one per chunk; the rest are counted.
 const LOGGED_PER_CHUNK: u64 = 5;
 
-/// Runs a chunk's copy statement and reads its warnings. Deadlocks are retried; after a lost
+/// How a chunk's statement ended.
+enum Ran {
+    Done(Outcome),
+    /// It deadlocked [`SPLIT_AFTER`] times in a row: copy it in smaller pieces.
+    Contended,
+}
+
+/// Deadlocks in a row after which a chunk that can be split is copied in halves instead.
+const SPLIT_AFTER: u64 = 3;
+
+/// Runs a chunk's copy statement and reads its warnings. Deadlocks are retried (up to
+/// [`SPLIT_AFTER`] times when the chunk `may_split`: then [`Ran::Contended`]); after a lost
 /// connection (during the copy or the warnings check) the connection is reopened and the whole
 /// chunk copied again.
 async fn run_chunk(
@@ -599,13 +634,14 @@ async fn run_chunk(
     spec: &CopySpec,
     statements: &ChunkStatements,
     chunk: &Chunk,
-) -> Result<Outcome, CopyError> {
+    may_split: bool,
+) -> Result<Ran, CopyError> {
     let query = if chunk.lo_inclusive {
         &statements.first
     } else {
         &statements.next
     };
-    let mut attempt = 0u64;
+    let (mut attempt, mut deadlocks) = (0u64, 0u64);
     loop {
         let result = async {
             conn.exec_drop(
@@ -623,8 +659,14 @@ async fn run_chunk(
         }
         .await;
         match result {
-            Ok(outcome) => return Ok(outcome),
+            Ok(outcome) => return Ok(Ran::Done(outcome)),
             Err(e) => {
+                if mysql::failure(&e) == mysql::Failure::Transient {
+                    deadlocks += 1;
+                    if may_split && deadlocks >= SPLIT_AFTER {
+                        return Ok(Ran::Contended);
+                    }
+                }
                 retry_or_fail(
                     conn,
                     spec,
