@@ -856,12 +856,26 @@ impl Run<'_> {
     /// for it; past that the lock is taken anyway, and the log says so. Meanwhile the applier
     /// applies events as they come ([`Control::ApplyNow`]), without its batching window.
     async fn wait_low_lag(&self, step: &str) -> Result<(), MigrationError> {
-        // From now until the lock, events are applied as they come (no batching window).
-        if let Some(path) = &self.path {
-            let _ = path.control.send(Control::ApplyNow);
-        }
         let progress = &self.controls.progress;
         let fresh = self.heartbeat_fresh();
+        // From now until the lock, events are applied as they come (no batching window). Once a
+        // heartbeat read after this has come back, what the window held is applied too.
+        if let Some(path) = &self.path {
+            let window = path.control.send_replace(Control::ApplyNow) == Control::Apply
+                && self.cfg.flags.apply_batch_millis > 0;
+            let sent = Instant::now();
+            while window
+                && progress
+                    .heartbeat_age()
+                    .is_none_or(|age| age >= sent.elapsed())
+                && sent.elapsed() < fresh
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
+                }
+            }
+        }
         // The lag is a heartbeat's whole trip, queued behind whatever waits to be applied.
         let low = || {
             progress.lag() <= LOCK_LAG && progress.heartbeat_age().is_some_and(|age| age < fresh)
