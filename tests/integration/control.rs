@@ -340,8 +340,8 @@ async fn chunk_target_millis_grows_fast_chunks_towards_the_target() {
 
 /// `--apply-batch-millis` gathers a trickle of the application's transactions into a few larger
 /// ones on the ghost table: twenty single-row inserts, 10 ms apart, reach the ghost table in at
-/// most three steps when the applier waits up to a second for more events (with `0` each insert
-/// is its own step).
+/// most three steps when the applier waits up to three seconds for more events (with `0` each
+/// insert is its own step).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn apply_batch_millis_gathers_a_trickle_of_writes_into_few_ghost_transactions() {
     let schema = throttling::setup("apply_batch").await;
@@ -354,7 +354,7 @@ async fn apply_batch_millis_gathers_a_trickle_of_writes_into_few_ghost_transacti
         "t",
         ALTER,
         &[
-            "--apply-batch-millis=1000",
+            "--apply-batch-millis=3000",
             &format!("--postpone-cut-over-flag-file={}", postpone.display()),
         ],
     ));
