@@ -449,6 +449,8 @@ struct WriterFigures {
     p95_before_ms: f64,
     p95_during_ms: f64,
     max_latency_copy_ms: f64,
+    /// The p95 of each 1 s interval from wraith's start to the copy's end, in order.
+    p95_copy_series_ms: Vec<f64>,
     max_latency_cutover_ms: f64,
     /// From wraith's "row copy complete" line to its checksum's start (or, without one, to its
     /// "cutting over" line): the binlog catch-up.
@@ -901,6 +903,11 @@ async fn under_load(
         p95_before_ms: median_latency(samples, start - settings.warmup.as_secs_f64() + 2.0, start),
         p95_during_ms: median_latency(samples, start + 1.0, copy_end),
         max_latency_copy_ms: max_latency(samples, start, copy_end),
+        p95_copy_series_ms: samples
+            .iter()
+            .filter(|s| s.end > start && s.end - 1.0 < copy_end)
+            .map(|s| s.lat_ms)
+            .collect(),
         max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),
         catch_up: run
             .line_at("row copy complete")
@@ -2534,6 +2541,11 @@ fn print_results(
             "  worst 1 s p95 during copy:     {:>8} ms",
             f(w.max_latency_copy_ms)
         );
+        let series: Vec<String> = w.p95_copy_series_ms.iter().map(|ms| f(*ms)).collect();
+        println!(
+            "  p95 of each second from wraith's start to the copy's end (ms): {}",
+            series.join(" ")
+        );
         println!(
             "  worst 1 s p95 at cut-over:     {:>8} ms (writers' view, 1 s intervals around the swap)",
             f(w.max_latency_cutover_ms)
@@ -2700,6 +2712,7 @@ fn results_json(
             "p95_during_ms": w.p95_during_ms,
             "p95_ratio": w.p95_during_ms / w.p95_before_ms,
             "worst_p95_copy_ms": w.max_latency_copy_ms,
+            "p95_copy_series_ms": w.p95_copy_series_ms,
             "worst_p95_cutover_ms": w.max_latency_cutover_ms,
             "catch_up_s": w.catch_up.map(|c| c.as_secs_f64()),
             "retried_errors": {
