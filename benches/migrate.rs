@@ -92,6 +92,9 @@ struct Settings {
     /// `innodb_flush_log_at_trx_commit=1`, as most production primaries run) instead of the
     /// sandbox's cheaper settings.
     durable: bool,
+    /// More `mariadbd` flags for both servers (`WRAITH_BENCH_SERVER_ARGS`, space-separated),
+    /// after the bench's own.
+    server_args: Vec<String>,
     /// The scenarios to run (`WRAITH_BENCH_ONLY`, comma-separated); `None`: all of them.
     only: Option<Vec<String>>,
     /// How long the applier scenario's unthrottled writers run.
@@ -188,6 +191,9 @@ impl Settings {
             timeout: Duration::from_secs(num("WRAITH_BENCH_TIMEOUT", 900u64)?),
             buffer_pool: var("WRAITH_BENCH_BUFFER_POOL").unwrap_or_else(|| "1G".into()),
             durable: var("WRAITH_BENCH_DURABLE").is_some_and(|v| v == "1"),
+            server_args: var("WRAITH_BENCH_SERVER_ARGS")
+                .map(|a| a.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
             only,
             applier_window: Duration::from_secs(num("WRAITH_BENCH_APPLIER_SECS", 25u64)?.max(1)),
             json: var("WRAITH_BENCH_JSON")
@@ -222,12 +228,16 @@ impl Servers {
                     settings.buffer_pool
                 ))
                 .arg("--innodb-log-file-size=512M");
-            if settings.durable {
+            let spec = if settings.durable {
                 spec.arg("--sync-binlog=1")
                     .arg("--innodb-flush-log-at-trx-commit=1")
             } else {
                 spec
-            }
+            };
+            settings
+                .server_args
+                .iter()
+                .fold(spec, |spec, arg| spec.arg(arg))
         };
         let (primary, replica) = tokio::try_join!(
             sandbox::start_server(spec("bench-primary", 1)),
@@ -2684,6 +2694,7 @@ fn results_json(
             "applier_window_s": settings.applier_window.as_secs(),
             "buffer_pool": settings.buffer_pool,
             "durable": settings.durable,
+            "server_args": settings.server_args,
             "gh_ost": settings.ghost.as_ref().map(|g| g.display().to_string()),
             "gh_ost_extra_args": settings.ghost_args,
         },
