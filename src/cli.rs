@@ -393,7 +393,7 @@ pub struct Flags {
     pub pace_latency_ratio: f64,
     /// wraith: while the binlog brings the original table's changes one by one, gather them for
     /// up to this many milliseconds before applying them to the ghost table as one transaction
-    /// (sooner once --dml-batch-size events wait; at once for the cut-over): fewer, larger
+    /// (sooner once 50 times --dml-batch-size events wait; at once for the cut-over): fewer, larger
     /// transactions cost the primary and the replica less (0 = apply whenever the stream is
     /// momentarily idle)
     #[arg(long, default_value_t = 100)]

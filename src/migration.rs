@@ -864,16 +864,14 @@ impl Run<'_> {
             let window = path.control.send_replace(Control::ApplyNow) == Control::Apply
                 && self.cfg.flags.apply_batch_millis > 0;
             let sent = Instant::now();
-            while window
-                && progress
+            let seen_since = || {
+                progress
                     .heartbeat_age()
-                    .is_none_or(|age| age >= sent.elapsed())
-                && sent.elapsed() < fresh
-            {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-                    _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
-                }
+                    .is_some_and(|age| age < sent.elapsed())
+            };
+            if window {
+                self.poll(fresh, Duration::from_millis(5), seen_since)
+                    .await?;
             }
         }
         // The lag is a heartbeat's whole trip, queued behind whatever waits to be applied.
@@ -889,19 +887,16 @@ impl Run<'_> {
             progress.lag().as_secs_f64(),
             LOCK_LAG.as_secs_f64()
         );
-        while started.elapsed() < LOCK_LAG_WAIT {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
-            }
-            if low() {
-                info!(
-                    "{step}: the binlog's lag is {:.3}s after {:.1}s: locking",
-                    progress.lag().as_secs_f64(),
-                    started.elapsed().as_secs_f64()
-                );
-                return Ok(());
-            }
+        if self
+            .poll(LOCK_LAG_WAIT, Duration::from_millis(10), low)
+            .await?
+        {
+            info!(
+                "{step}: the binlog's lag is {:.3}s after {:.1}s: locking",
+                progress.lag().as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
         }
         warn!(
             "{step}: the binlog's lag stayed above {:.3}s for {}s; locking anyway (lag {:.3}s)",
@@ -910,6 +905,27 @@ impl Run<'_> {
             progress.lag().as_secs_f64()
         );
         Ok(())
+    }
+
+    /// Checks `done` every `every` until it holds (true) or `limit` has passed (false); ends
+    /// early when the run is cancelled.
+    async fn poll(
+        &self,
+        limit: Duration,
+        every: Duration,
+        done: impl Fn() -> bool,
+    ) -> Result<bool, MigrationError> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
+            }
+            if done() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Stays synced while the postpone flag file exists (set by flag or command), until it is

@@ -20,8 +20,8 @@
 //! ([`Control::ApplyNow`]) until it is done: what is pending is applied as soon as the
 //! coordinator says so, so the ghost table and the replica are current when the lock is taken.
 //!
-//! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events or [`BATCH_BYTES`] of
-//! row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
+//! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events (fifty times that while
+//! a backlog waits or the window is on) or [`BATCH_BYTES`] of row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
 //! it the loop says so ([`LoopStatus::held_over_limit`], the cut-over then aborts) and reads no
 //! more of the binlog until the coordinator resumes or the run ends.
 
@@ -181,12 +181,13 @@ pub async fn run_loop(
         // Holding no more: the binlog waits (in the server) until the cut-over is resumed.
         let reading = holding.is_none() || !held.over(spec.held_limit);
         // Throttled: nothing is read or applied, except during a cut-over (never throttled).
+        let applying = *control.borrow() == Control::Apply;
         let paused = gate_open
             && holding.is_none()
-            && *control.borrow() == Control::Apply
+            && applying
             && matches!(*gate.borrow_and_update(), GateState::Closed(_));
         // During a cut-over or a checksum's snapshot the original table is locked: no waiting.
-        let linger = if *control.borrow() == Control::Apply {
+        let linger = if applying {
             spec.linger
         } else {
             Duration::ZERO
