@@ -458,9 +458,18 @@ struct WriterFigures {
     /// Median of the per-second p95 latencies before wraith, and during its copy and catch-up.
     p95_before_ms: f64,
     p95_during_ms: f64,
+    /// The same median after the swap, once wraith has ended: how far the machine drifts
+    /// without wraith.
+    p95_after_ms: f64,
     max_latency_copy_ms: f64,
     /// The p95 of each 1 s interval from wraith's start to the copy's end, in order.
     p95_copy_series_ms: Vec<f64>,
+    /// The pace of each of wraith's status lines (one a second) over the same time.
+    pace_copy_series: Vec<f64>,
+    /// The replica's lag of each status line over the same time (seconds).
+    lag_copy_series: Vec<f64>,
+    /// The primary's InnoDB, sampled each second over the same time.
+    innodb_copy_series: Vec<InnodbSample>,
     max_latency_cutover_ms: f64,
     /// From wraith's "row copy complete" line to its checksum's start (or, without one, to its
     /// "cutting over" line): the binlog catch-up.
@@ -468,6 +477,121 @@ struct WriterFigures {
     /// Retried transactions before wraith, during its copy and catch-up, from its cut-over to a
     /// second after the swap, and later.
     errors: [f64; 4],
+}
+
+/// The primary's InnoDB at one moment of the bench clock: what could make the application's
+/// writes wait without wraith holding a lock (the redo log's checkpoint age against the point
+/// where InnoDB flushes furiously, page flushing, waits for a free page, the purge backlog).
+#[derive(Debug, Clone, Copy)]
+struct InnodbSample {
+    at: f64,
+    checkpoint_age_mb: f64,
+    /// Pages flushed and free-page waits since the previous sample.
+    pages_flushed: f64,
+    wait_free: f64,
+    history_length: f64,
+    /// The host's 1-minute load average.
+    load1: f64,
+    /// Cores the primary and the replica used since the previous sample, and the whole machine.
+    cores_primary: f64,
+    cores_replica: f64,
+    cores_busy: f64,
+}
+
+/// CPU seconds the whole machine has spent busy (not idle nor waiting for I/O) so far.
+fn machine_busy_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return f64::NAN;
+    };
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if ticks.len() < 5 {
+        return f64::NAN;
+    }
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks.iter().sum::<f64>() - ticks[3] - ticks[4]) / tick
+}
+
+/// Samples the primary's InnoDB status every second until stopped.
+struct InnodbSampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<InnodbSample>>,
+}
+
+impl InnodbSampler {
+    fn start(mut c: Conn, clock: Instant, pids: [u32; 2]) -> InnodbSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut last: Option<(f64, f64)> = None;
+            let cpu = || {
+                (
+                    clock.elapsed().as_secs_f64(),
+                    [cpu_of(pids[0]), cpu_of(pids[1]), machine_busy_cpu()],
+                )
+            };
+            let mut last_cpu = cpu();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while !stopped.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let Ok(rows) = c
+                    .query::<(String, String), _>(
+                        "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_checkpoint_age', \
+                         'Innodb_buffer_pool_pages_flushed', 'Innodb_buffer_pool_wait_free', \
+                         'Innodb_history_list_length')",
+                    )
+                    .await
+                else {
+                    break;
+                };
+                let get = |name: &str| {
+                    rows.iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .and_then(|(_, v)| v.parse::<f64>().ok())
+                        .unwrap_or(f64::NAN)
+                };
+                let flushed = get("Innodb_buffer_pool_pages_flushed");
+                let wait_free = get("Innodb_buffer_pool_wait_free");
+                let (d_flushed, d_wait) = match last {
+                    Some((f, w)) => (flushed - f, wait_free - w),
+                    None => (f64::NAN, f64::NAN),
+                };
+                last = Some((flushed, wait_free));
+                let now_cpu = cpu();
+                let span = (now_cpu.0 - last_cpu.0).max(0.001);
+                let cores = |i: usize| (now_cpu.1[i] - last_cpu.1[i]) / span;
+                let (cores_primary, cores_replica, cores_busy) = (cores(0), cores(1), cores(2));
+                last_cpu = now_cpu;
+                out.push(InnodbSample {
+                    cores_primary,
+                    cores_replica,
+                    cores_busy,
+                    at: clock.elapsed().as_secs_f64(),
+                    checkpoint_age_mb: get("Innodb_checkpoint_age") / 1048576.0,
+                    pages_flushed: d_flushed,
+                    wait_free: d_wait,
+                    history_length: get("Innodb_history_list_length"),
+                    load1: load_average()
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN),
+                });
+            }
+            out
+        });
+        InnodbSampler { stop, task }
+    }
+
+    async fn stop(self) -> Vec<InnodbSample> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
@@ -838,18 +962,25 @@ async fn under_load(
     println!("[load] wraith --execute on sbtest.sbtest1 under load ...");
     let args = wraith_args(settings, servers.replica.port, "sbtest", "sbtest1", &[]);
     let cpu = Cpu::now(servers);
+    let innodb = InnodbSampler::start(
+        servers.primary.conn().await?,
+        clock,
+        [servers.primary.pid(), servers.replica.pid()],
+    );
     let run = Wraith::spawn(&settings.wraith, &args)?
         .finish(settings.timeout)
         .await;
     // The servers' CPU includes the writers' work.
     let run_cpu = Cpu::now(servers).since(cpu);
+    let innodb = innodb.stop().await;
     run.print_summary("load");
     println!(
         "[load] wraith's run: {} (the servers' include the writers' work)",
         run_cpu.line()
     );
-    // A few seconds of writes to the new table, then stop.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Writes to the new table for as long as the warm-up (the p95 after wraith, a control for the
+    // p95 before: the machine's own drift between the two), then stop.
+    tokio::time::sleep(settings.warmup).await;
     let end = load.stop().await?;
 
     let mut check = Vec::new();
@@ -912,11 +1043,22 @@ async fn under_load(
         rate,
         p95_before_ms: median_latency(samples, start - settings.warmup.as_secs_f64() + 2.0, start),
         p95_during_ms: median_latency(samples, start + 1.0, copy_end),
+        p95_after_ms: median_latency(
+            samples,
+            cut_to + 2.0,
+            cut_to + settings.warmup.as_secs_f64(),
+        ),
         max_latency_copy_ms: max_latency(samples, start, copy_end),
         p95_copy_series_ms: samples
             .iter()
             .filter(|s| s.end > start && s.end - 1.0 < copy_end)
             .map(|s| s.lat_ms)
+            .collect(),
+        pace_copy_series: status_series(&run.lines, clock, copy_end, "Paced: ", 'x'),
+        lag_copy_series: status_series(&run.lines, clock, copy_end, "Lag: ", 's'),
+        innodb_copy_series: innodb
+            .into_iter()
+            .filter(|s| s.at > start && s.at - 1.0 < copy_end)
             .collect(),
         max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),
         catch_up: run
@@ -1735,10 +1877,11 @@ impl Wraith {
             if let Some(rest) =
                 after(line, "checksum passed: ").and_then(|r| after(r, "compared in "))
             {
+                // "4.50s (row copy ...)" or "4.50s, its workers resting ...".
                 run.checksum = rest
                     .split_whitespace()
                     .next()
-                    .and_then(|w| w.trim_end_matches('s').parse().ok());
+                    .and_then(|w| w.trim_end_matches([',', 's']).parse().ok());
             }
             if let Some(rest) = after(line, "writers were blocked for ") {
                 run.blocked = rest
@@ -1910,6 +2053,27 @@ struct Sample {
     lat_ms: f64,
     /// Transactions that failed and were retried (sysbench's err/s).
     errors: f64,
+}
+
+/// One figure of each of wraith's status lines before `until` (bench clock): the number after
+/// `field`, up to `unit` (0 where the line has none).
+fn status_series(
+    lines: &[(Instant, String)],
+    clock: Instant,
+    until: f64,
+    field: &str,
+    unit: char,
+) -> Vec<f64> {
+    lines
+        .iter()
+        .filter(|(at, l)| at.duration_since(clock).as_secs_f64() < until && l.contains("Copy: "))
+        .map(|(_, l)| {
+            after(l, field)
+                .and_then(|v| v.split(unit).next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        })
+        .collect()
 }
 
 /// Errors of the intervals that ended after `from` and by `to`.
@@ -2541,6 +2705,11 @@ fn print_results(
             f(w.p95_during_ms),
             w.p95_during_ms / w.p95_before_ms
         );
+        println!(
+            "  p95 latency after wraith:      {:>8} ms ({:.2}x before; without wraith: the machine's own drift)",
+            f(w.p95_after_ms),
+            w.p95_after_ms / w.p95_before_ms
+        );
         if let Some(c) = w.catch_up {
             println!(
                 "  wraith's catch-up after copy:  {:>8.1} s (row copy complete -> checksum starts)",
@@ -2556,6 +2725,52 @@ fn print_results(
             "  p95 of each second from wraith's start to the copy's end (ms): {}",
             series.join(" ")
         );
+        let column = |f: fn(&InnodbSample) -> f64| {
+            w.innodb_copy_series
+                .iter()
+                .map(|s| format!("{:.0}", f(s)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "  the primary each second over the same time: checkpoint age (MB): {}",
+            column(|s| s.checkpoint_age_mb)
+        );
+        println!("    pages flushed: {}", column(|s| s.pages_flushed));
+        println!("    free-page waits: {}", column(|s| s.wait_free));
+        println!("    history length: {}", column(|s| s.history_length));
+        println!("    load average (1 min): {}", column(|s| s.load1));
+        let tenths = |f: fn(&InnodbSample) -> f64| {
+            w.innodb_copy_series
+                .iter()
+                .map(|s| format!("{:.1}", f(s)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "    cores used by the primary: {}",
+            tenths(|s| s.cores_primary)
+        );
+        println!(
+            "    cores used by the replica: {}",
+            tenths(|s| s.cores_replica)
+        );
+        println!(
+            "    cores busy on the machine: {}",
+            tenths(|s| s.cores_busy)
+        );
+        let paces: Vec<String> = w
+            .pace_copy_series
+            .iter()
+            .map(|p| format!("{p:.1}"))
+            .collect();
+        println!("  wraith's pace (status lines): {}", paces.join(" "));
+        let lags: Vec<String> = w
+            .lag_copy_series
+            .iter()
+            .map(|p| format!("{p:.1}"))
+            .collect();
+        println!("  replica lag (status lines, s): {}", lags.join(" "));
         println!(
             "  worst 1 s p95 at cut-over:     {:>8} ms (writers' view, 1 s intervals around the swap)",
             f(w.max_latency_cutover_ms)
@@ -2722,8 +2937,22 @@ fn results_json(
             "p95_before_ms": w.p95_before_ms,
             "p95_during_ms": w.p95_during_ms,
             "p95_ratio": w.p95_during_ms / w.p95_before_ms,
+            "p95_after_ms": w.p95_after_ms,
             "worst_p95_copy_ms": w.max_latency_copy_ms,
             "p95_copy_series_ms": w.p95_copy_series_ms,
+            "pace_copy_series": w.pace_copy_series,
+            "lag_copy_series": w.lag_copy_series,
+            "innodb_copy_series": w.innodb_copy_series.iter().map(|s| serde_json::json!({
+                "at_s": s.at,
+                "checkpoint_age_mb": s.checkpoint_age_mb,
+                "pages_flushed": s.pages_flushed,
+                "wait_free": s.wait_free,
+                "history_length": s.history_length,
+                "load1": s.load1,
+                "cores_primary": s.cores_primary,
+                "cores_replica": s.cores_replica,
+                "cores_busy": s.cores_busy,
+            })).collect::<Vec<_>>(),
             "worst_p95_cutover_ms": w.max_latency_cutover_ms,
             "catch_up_s": w.catch_up.map(|c| c.as_secs_f64()),
             "retried_errors": {

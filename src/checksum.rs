@@ -48,6 +48,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Control, KeyLog, LoopStatus, Touched};
+use crate::control::Knobs;
 use crate::cutover::{self, CutOverError, CutOverSpec};
 use crate::failpoint;
 use crate::inspect::plan::Plan;
@@ -411,6 +412,8 @@ pub struct Compared {
     /// Rows of the original table compared (for [`compare_keys`]: keys compared).
     pub rows: u64,
     pub chunks: u64,
+    /// The time the workers rested between chunks (`--nice-ratio`, the copy's pace), summed.
+    pub rested: Duration,
 }
 
 /// What the workers found so far.
@@ -433,12 +436,15 @@ struct Range {
     hi: Option<Vec<Value>>,
 }
 
-/// Compares the whole tables in `snapshot` (step 2 of the module's documentation). Waits on the
-/// throttle `gate` before each chunk, as the copy does.
+/// Compares the whole tables in `snapshot` (step 2 of the module's documentation). As the copy
+/// does, waits on the throttle `gate` before each chunk and rests after it (`--nice-ratio` from
+/// `knobs`, or the pace the primary's write latency asks for): a checksum at full speed is a
+/// burst of reads the application would feel at the end of a paced copy.
 pub async fn compare_all(
     spec: &ChecksumSpec,
     snapshot: Snapshot,
     gate: &Gate,
+    knobs: &Arc<Knobs>,
     progress: &Arc<Progress>,
     cancel: &CancellationToken,
 ) -> Result<Compared, ChecksumError> {
@@ -450,12 +456,13 @@ pub async fn compare_all(
     let enough = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for (worker, conn) in snapshot.conns.into_iter().enumerate() {
-        let (spec, walker, findings, enough, gate, progress, cancel) = (
+        let (spec, walker, findings, enough, gate, knobs, progress, cancel) = (
             spec.clone(),
             walker.clone(),
             findings.clone(),
             enough.clone(),
             gate.clone(),
+            knobs.clone(),
             progress.clone(),
             cancel.clone(),
         );
@@ -474,7 +481,12 @@ pub async fn compare_all(
                     let Some(range) = range else {
                         return Ok(());
                     };
+                    let started = Instant::now();
                     compare_range(&spec, &mut conn, &range, &findings, &enough, &progress).await?;
+                    let rested = gate
+                        .rest_after_chunk(started.elapsed(), knobs.nice_ratio(), &progress, &cancel)
+                        .await;
+                    crate::lock(&findings).compared.rested += rested;
                 }
             }
             .await;

@@ -539,6 +539,8 @@ impl Run<'_> {
             self.enter(State::Checksum).await?;
             checksum_time = Some(self.checksum(&spec, &progress, copy_time).await?);
         }
+        // The row work the application would feel is done: no more pacing.
+        self.controls.gate.pacer().end();
 
         let mut locked_for = None;
         if cfg.execute() {
@@ -1032,14 +1034,20 @@ impl Run<'_> {
         progress.set_state("checksumming");
         progress.set_checksum(ChecksumStatus::Comparing);
         let snapshot = self.checksum_snapshot(spec).await?;
-        let compared =
-            checksum::compare_all(spec, snapshot, &self.controls.gate, progress, &self.cancel)
-                .await
-                .inspect_err(|e| {
-                    if matches!(e, ChecksumError::Differs { .. }) {
-                        progress.set_checksum(ChecksumStatus::Differs);
-                    }
-                })?;
+        let compared = checksum::compare_all(
+            spec,
+            snapshot,
+            &self.controls.gate,
+            &self.controls.knobs,
+            progress,
+            &self.cancel,
+        )
+        .await
+        .inspect_err(|e| {
+            if matches!(e, ChecksumError::Differs { .. }) {
+                progress.set_checksum(ChecksumStatus::Differs);
+            }
+        })?;
         let took = started.elapsed();
         progress.set_checksum(ChecksumStatus::Passed);
         progress.set_state("migrating");
@@ -1053,8 +1061,16 @@ impl Run<'_> {
                 took.as_secs_f64() * 100.0 / copy_time.as_secs_f64().max(1e-3)
             )
         };
+        let rested = if compared.rested.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", its workers resting {:.2}s in all (--nice-ratio, or the copy's pace)",
+                compared.rested.as_secs_f64()
+            )
+        };
         info!(
-            "checksum passed: {} rows in {} chunks compared in {:.2}s ({cost})",
+            "checksum passed: {} rows in {} chunks compared in {:.2}s{rested} ({cost})",
             compared.rows,
             compared.chunks,
             took.as_secs_f64(),
@@ -1079,7 +1095,15 @@ impl Run<'_> {
                 "checksum: more than {} rows changed while the cut-over was postponed; comparing the whole tables again",
                 crate::apply::keylog::KEYLOG_LIMIT
             );
-            checksum::compare_all(spec, snapshot, &self.controls.gate, progress, &self.cancel).await
+            checksum::compare_all(
+                spec,
+                snapshot,
+                &self.controls.gate,
+                &self.controls.knobs,
+                progress,
+                &self.cancel,
+            )
+            .await
         } else {
             checksum::compare_keys(spec, snapshot, touched.keys, &self.cancel).await
         };

@@ -137,6 +137,29 @@ impl Gate {
             }
         }
     }
+
+    /// After a chunk of row work (the copy's or the checksum's) that took `took`: rests
+    /// `max(nice_ratio, pace)` times as long, the pace being the pacer's (shown on the status
+    /// line). Returns how long it rested; returns early when `cancel` fires (the caller looks).
+    pub async fn rest_after_chunk(
+        &self,
+        took: Duration,
+        nice_ratio: f64,
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Duration {
+        let pace = self.pacer.pace();
+        progress.set_pace(pace);
+        let rest = nice_ratio.max(pace);
+        if rest <= 0.0 {
+            return Duration::ZERO;
+        }
+        let pause = took.mul_f64(rest);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => pause,
+            _ = cancel.cancelled() => Duration::ZERO,
+        }
+    }
 }
 
 /// `--throttle-http`'s settings (the URL is a knob).

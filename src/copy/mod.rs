@@ -231,7 +231,6 @@ pub async fn run(
         progress.rows_skipped.fetch_add(skipped, Ordering::Relaxed);
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
     }
-    gate.pacer().end();
     watermark.done();
     Ok(())
 }
@@ -417,15 +416,10 @@ async fn work(
         progress.rows_copied.fetch_add(copied, Ordering::Relaxed);
         progress.chunks_copied.fetch_add(1, Ordering::Relaxed);
         watermark.finished(chunk.seq, chunk.hi);
-        let pace = gate.pacer().pace();
-        progress.set_pace(pace);
-        let rest = knobs.nice_ratio().max(pace);
-        if rest > 0.0 {
-            let pause = started.elapsed().mul_f64(rest);
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = cancel.cancelled() => return Err(CopyError::Cancelled),
-            }
+        gate.rest_after_chunk(started.elapsed(), knobs.nice_ratio(), &progress, &cancel)
+            .await;
+        if cancel.is_cancelled() {
+            return Err(CopyError::Cancelled);
         }
     }
 }

@@ -3,7 +3,8 @@
 //! copy nor the applier rewrites it) stops the run before the swap, named by its key; with
 //! `--skip-checksum` the same difference is swapped in, and the log says the checksum was
 //! skipped; a postponed run compares again the rows that changed while it was postponed, and a
-//! difference on one of them stops it; a snapshot attempt that fails is released and retried.
+//! difference on one of them stops it; a snapshot attempt that fails is released and retried;
+//! the checksum rests between chunks as the copy does (`--nice-ratio`, the copy's pace).
 
 use std::time::Duration;
 
@@ -75,6 +76,36 @@ async fn a_clean_run_under_writes_passes_the_checksum_and_swaps() {
         "clean run: checksum over {rows} rows; writers {}",
         stats.summary()
     );
+}
+
+/// The seconds the checksum's workers rested between chunks, from its log line.
+fn checksum_rested(log: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains("checksum passed: "))?;
+    let rest = line.split("its workers resting ").nth(1)?;
+    rest.split('s').next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checksum_rests_between_chunks_as_the_copy_does() {
+    let schema = harness::fresh_schema("checksum_nice").await;
+    setup(&schema, SMALL, COMMENT, 2_000, &SMALL_COLUMNS, small_values).await;
+    // Chunks of 20 rows: the checksum walks ten chunks of 200, each followed by a rest of ten
+    // times its time, as the copy's are (a full-speed checksum after a paced copy is a burst of
+    // reads the application feels).
+    let args = migrate_args(
+        &schema,
+        "t",
+        COMMENT,
+        &["--chunk-size=20", "--nice-ratio=10"],
+    );
+    let out = harness::run_wraith(&args).await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    let rested = checksum_rested(&log)
+        .unwrap_or_else(|| panic!("the checksum line does not say how long it rested:\n{log}"));
+    assert!(rested > 0.0, "{log}");
+    assert_eq!(comment(&schema).await.as_deref(), Some("migrated"), "{log}");
+    assert_migrated(&schema, &["id"]).await;
 }
 
 /// Migrates `schema`.t (1,000 rows) with `extra` flags after planting two differences in the
