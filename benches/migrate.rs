@@ -468,6 +468,8 @@ struct WriterFigures {
     pace_copy_series: Vec<f64>,
     /// The replica's lag of each status line over the same time (seconds).
     lag_copy_series: Vec<f64>,
+    /// Cores the primary, the replica and the whole machine used before wraith (mean).
+    cores_before: [f64; 3],
     /// The primary's InnoDB, sampled each second over the same time.
     innodb_copy_series: Vec<InnodbSample>,
     max_latency_cutover_ms: f64,
@@ -953,6 +955,12 @@ async fn under_load(
         (_, rate) => rate.unwrap_or(0),
     };
     let load = Load::start(settings, &servers.primary, clock, rate).await?;
+    // From the load's start: the machine before wraith too.
+    let innodb = InnodbSampler::start(
+        servers.primary.conn().await?,
+        clock,
+        [servers.primary.pid(), servers.replica.pid()],
+    );
     println!(
         "[load] writers started; warming up for {}s",
         settings.warmup.as_secs()
@@ -962,11 +970,6 @@ async fn under_load(
     println!("[load] wraith --execute on sbtest.sbtest1 under load ...");
     let args = wraith_args(settings, servers.replica.port, "sbtest", "sbtest1", &[]);
     let cpu = Cpu::now(servers);
-    let innodb = InnodbSampler::start(
-        servers.primary.conn().await?,
-        clock,
-        [servers.primary.pid(), servers.replica.pid()],
-    );
     let run = Wraith::spawn(&settings.wraith, &args)?
         .finish(settings.timeout)
         .await;
@@ -1056,6 +1059,20 @@ async fn under_load(
             .collect(),
         pace_copy_series: status_series(&run.lines, clock, copy_end, "Paced: ", 'x'),
         lag_copy_series: status_series(&run.lines, clock, copy_end, "Lag: ", 's'),
+        cores_before: {
+            let before: Vec<&InnodbSample> = innodb
+                .iter()
+                .filter(|s| s.at > start - settings.warmup.as_secs_f64() + 2.0 && s.at <= start)
+                .collect();
+            let mean = |f: fn(&InnodbSample) -> f64| {
+                before.iter().map(|s| f(s)).sum::<f64>() / before.len().max(1) as f64
+            };
+            [
+                mean(|s| s.cores_primary),
+                mean(|s| s.cores_replica),
+                mean(|s| s.cores_busy),
+            ]
+        },
         innodb_copy_series: innodb
             .into_iter()
             .filter(|s| s.at > start && s.at - 1.0 < copy_end)
@@ -2748,6 +2765,10 @@ fn print_results(
                 .join(" ")
         };
         println!(
+            "    cores used before wraith (mean): primary {:.2}, replica {:.2}, machine {:.2}",
+            w.cores_before[0], w.cores_before[1], w.cores_before[2]
+        );
+        println!(
             "    cores used by the primary: {}",
             tenths(|s| s.cores_primary)
         );
@@ -2942,6 +2963,7 @@ fn results_json(
             "p95_copy_series_ms": w.p95_copy_series_ms,
             "pace_copy_series": w.pace_copy_series,
             "lag_copy_series": w.lag_copy_series,
+            "cores_before": w.cores_before,
             "innodb_copy_series": w.innodb_copy_series.iter().map(|s| serde_json::json!({
                 "at_s": s.at,
                 "checkpoint_age_mb": s.checkpoint_age_mb,

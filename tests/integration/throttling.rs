@@ -280,7 +280,8 @@ async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
     };
     std::fs::remove_file(&flag).unwrap();
     let socket = crate::control::socket(&schema);
-    crate::control::until_sup_says(&socket, "; Paced: 9.0x").await;
+    let most = format!("; Paced: {:.1}x", wraith::throttle::pace::MAX_PACE);
+    crate::control::until_sup_says(&socket, &most).await;
     slowing.store(false, Ordering::Relaxed);
     slow_heartbeats.await.unwrap();
     let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
