@@ -468,6 +468,8 @@ struct WriterFigures {
     pace_copy_series: Vec<f64>,
     /// The replica's lag of each status line over the same time (seconds).
     lag_copy_series: Vec<f64>,
+    /// The writers' p95 and the cores used in each phase of the run, before to after wraith.
+    phases: Vec<Phase>,
     /// Cores the primary, the replica and the whole machine used before wraith (mean).
     cores_before: [f64; 3],
     /// The primary's InnoDB, sampled each second over the same time.
@@ -516,6 +518,50 @@ fn machine_busy_cpu() -> f64 {
     }
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks.iter().sum::<f64>() - ticks[3] - ticks[4]) / tick
+}
+
+/// One phase of a run under load: the writers' p95 (median and worst of its seconds) and the
+/// cores the primary, the replica and the whole machine used (mean of its samples).
+#[derive(Debug, Clone)]
+struct Phase {
+    name: &'static str,
+    seconds: f64,
+    p95_median_ms: f64,
+    p95_worst_ms: f64,
+    cores: [f64; 3],
+}
+
+impl Phase {
+    fn of(
+        name: &'static str,
+        from: f64,
+        to: f64,
+        samples: &[Sample],
+        innodb: &[InnodbSample],
+    ) -> Phase {
+        let inside: Vec<&InnodbSample> = innodb
+            .iter()
+            .filter(|s| s.at - 1.0 >= from && s.at <= to && !s.cores_busy.is_nan())
+            .collect();
+        let mean = |f: fn(&InnodbSample) -> f64| {
+            if inside.is_empty() {
+                f64::NAN
+            } else {
+                inside.iter().map(|s| f(s)).sum::<f64>() / inside.len() as f64
+            }
+        };
+        Phase {
+            name,
+            seconds: (to - from).max(0.0),
+            p95_median_ms: median_latency(samples, from, to),
+            p95_worst_ms: max_latency(samples, from, to),
+            cores: [
+                mean(|s| s.cores_primary),
+                mean(|s| s.cores_replica),
+                mean(|s| s.cores_busy),
+            ],
+        }
+    }
 }
 
 /// Samples the primary's InnoDB status every second until stopped.
@@ -975,7 +1021,6 @@ async fn under_load(
         .await;
     // The servers' CPU includes the writers' work.
     let run_cpu = Cpu::now(servers).since(cpu);
-    let innodb = innodb.stop().await;
     run.print_summary("load");
     println!(
         "[load] wraith's run: {} (the servers' include the writers' work)",
@@ -984,6 +1029,7 @@ async fn under_load(
     // Writes to the new table for as long as the warm-up (the p95 after wraith, a control for the
     // p95 before: the machine's own drift between the two), then stop.
     tokio::time::sleep(settings.warmup).await;
+    let innodb = innodb.stop().await;
     let end = load.stop().await?;
 
     let mut check = Vec::new();
@@ -1059,6 +1105,29 @@ async fn under_load(
             .collect(),
         pace_copy_series: status_series(&run.lines, clock, copy_end, "Paced: ", 'x'),
         lag_copy_series: status_series(&run.lines, clock, copy_end, "Lag: ", 's'),
+        phases: {
+            let at = |pattern: &str| run.line_at(pattern).map(secs);
+            let copied = at("row copy complete");
+            let checked = at("checksum passed");
+            let warmup = settings.warmup.as_secs_f64();
+            let mut bounds: Vec<(&str, f64, f64)> =
+                vec![("before wraith", start - warmup + 2.0, start)];
+            let copy_to = copied.unwrap_or(copy_end);
+            bounds.push(("copy", start + 1.0, copy_to));
+            if let Some(checked) = checked {
+                bounds.push(("catch-up and checksum", copy_to, checked));
+                bounds.push(("waiting to cut over (applier only)", checked, copy_end));
+            } else {
+                bounds.push(("catch-up", copy_to, copy_end));
+            }
+            bounds.push(("after wraith", cut_to + 2.0, cut_to + warmup));
+            // A phase shorter than the writers' 1 s intervals has no figure of its own.
+            bounds
+                .into_iter()
+                .filter(|(_, from, to)| to - from >= 1.0)
+                .map(|(name, from, to)| Phase::of(name, from, to, samples, &innodb))
+                .collect()
+        },
         cores_before: {
             let before: Vec<&InnodbSample> = innodb
                 .iter()
@@ -2792,6 +2861,23 @@ fn print_results(
             .map(|p| format!("{p:.1}"))
             .collect();
         println!("  replica lag (status lines, s): {}", lags.join(" "));
+        println!("  by phase (writers' p95: median and worst of its seconds; cores: mean):");
+        println!(
+            "    {:<36} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}",
+            "phase", "s", "p95 ms", "worst ms", "primary", "replica", "machine"
+        );
+        for p in &w.phases {
+            println!(
+                "    {:<36} {:>7.1} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2}",
+                p.name,
+                p.seconds,
+                f(p.p95_median_ms),
+                f(p.p95_worst_ms),
+                p.cores[0],
+                p.cores[1],
+                p.cores[2]
+            );
+        }
         println!(
             "  worst 1 s p95 at cut-over:     {:>8} ms (writers' view, 1 s intervals around the swap)",
             f(w.max_latency_cutover_ms)
@@ -2964,6 +3050,15 @@ fn results_json(
             "pace_copy_series": w.pace_copy_series,
             "lag_copy_series": w.lag_copy_series,
             "cores_before": w.cores_before,
+            "phases": w.phases.iter().map(|p| serde_json::json!({
+                "phase": p.name,
+                "seconds": p.seconds,
+                "p95_median_ms": p.p95_median_ms,
+                "p95_worst_ms": p.p95_worst_ms,
+                "cores_primary": p.cores[0],
+                "cores_replica": p.cores[1],
+                "cores_machine": p.cores[2],
+            })).collect::<Vec<_>>(),
             "innodb_copy_series": w.innodb_copy_series.iter().map(|s| serde_json::json!({
                 "at_s": s.at,
                 "checkpoint_age_mb": s.checkpoint_age_mb,
