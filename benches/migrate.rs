@@ -2811,13 +2811,15 @@ fn print_results(
             "  p95 of each second from wraith's start to the copy's end (ms): {}",
             series.join(" ")
         );
-        let column = |f: fn(&InnodbSample) -> f64| {
+        let figures = |f: fn(&InnodbSample) -> f64, decimals: usize| {
             w.innodb_copy_series
                 .iter()
-                .map(|s| format!("{:.0}", f(s)))
+                .map(|s| format!("{:.*}", decimals, f(s)))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
+        let column = |f: fn(&InnodbSample) -> f64| figures(f, 0);
+        let tenths = |f: fn(&InnodbSample) -> f64| figures(f, 1);
         println!(
             "  the primary each second over the same time: checkpoint age (MB): {}",
             column(|s| s.checkpoint_age_mb)
@@ -2826,13 +2828,6 @@ fn print_results(
         println!("    free-page waits: {}", column(|s| s.wait_free));
         println!("    history length: {}", column(|s| s.history_length));
         println!("    load average (1 min): {}", column(|s| s.load1));
-        let tenths = |f: fn(&InnodbSample) -> f64| {
-            w.innodb_copy_series
-                .iter()
-                .map(|s| format!("{:.1}", f(s)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         println!(
             "    cores used before wraith (mean): primary {:.2}, replica {:.2}, machine {:.2}",
             w.cores_before[0], w.cores_before[1], w.cores_before[2]

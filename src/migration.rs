@@ -1013,6 +1013,24 @@ impl Run<'_> {
 
     /// The checksum: the ghost table compared with the original, chunk by chunk, in one
     /// snapshot. Fails the run, naming the keys, if any row differs. Returns how long it took.
+    /// [`checksum::compare_all`] with the run's throttle, knobs and cancellation.
+    async fn compare_all(
+        &self,
+        spec: &ChecksumSpec,
+        snapshot: Snapshot,
+        progress: &Arc<Progress>,
+    ) -> Result<checksum::Compared, ChecksumError> {
+        checksum::compare_all(
+            spec,
+            snapshot,
+            &self.controls.gate,
+            &self.controls.knobs,
+            progress,
+            &self.cancel,
+        )
+        .await
+    }
+
     async fn checksum(
         &mut self,
         spec: &ChecksumSpec,
@@ -1034,20 +1052,14 @@ impl Run<'_> {
         progress.set_state("checksumming");
         progress.set_checksum(ChecksumStatus::Comparing);
         let snapshot = self.checksum_snapshot(spec).await?;
-        let compared = checksum::compare_all(
-            spec,
-            snapshot,
-            &self.controls.gate,
-            &self.controls.knobs,
-            progress,
-            &self.cancel,
-        )
-        .await
-        .inspect_err(|e| {
-            if matches!(e, ChecksumError::Differs { .. }) {
-                progress.set_checksum(ChecksumStatus::Differs);
-            }
-        })?;
+        let compared = self
+            .compare_all(spec, snapshot, progress)
+            .await
+            .inspect_err(|e| {
+                if matches!(e, ChecksumError::Differs { .. }) {
+                    progress.set_checksum(ChecksumStatus::Differs);
+                }
+            })?;
         let took = started.elapsed();
         progress.set_checksum(ChecksumStatus::Passed);
         progress.set_state("migrating");
@@ -1095,15 +1107,7 @@ impl Run<'_> {
                 "checksum: more than {} rows changed while the cut-over was postponed; comparing the whole tables again",
                 crate::apply::keylog::KEYLOG_LIMIT
             );
-            checksum::compare_all(
-                spec,
-                snapshot,
-                &self.controls.gate,
-                &self.controls.knobs,
-                progress,
-                &self.cancel,
-            )
-            .await
+            self.compare_all(spec, snapshot, progress).await
         } else {
             checksum::compare_keys(spec, snapshot, touched.keys, &self.cancel).await
         };
