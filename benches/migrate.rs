@@ -470,8 +470,6 @@ struct WriterFigures {
     lag_copy_series: Vec<f64>,
     /// The writers' p95 and the cores used in each phase of the run, before to after wraith.
     phases: Vec<Phase>,
-    /// Cores the primary, the replica and the whole machine used before wraith (mean).
-    cores_before: [f64; 3],
     /// The primary's InnoDB, sampled each second over the same time.
     innodb_copy_series: Vec<InnodbSample>,
     max_latency_cutover_ms: f64,
@@ -1127,20 +1125,6 @@ async fn under_load(
                 .filter(|(_, from, to)| to - from >= 1.0)
                 .map(|(name, from, to)| Phase::of(name, from, to, samples, &innodb))
                 .collect()
-        },
-        cores_before: {
-            let before: Vec<&InnodbSample> = innodb
-                .iter()
-                .filter(|s| s.at > start - settings.warmup.as_secs_f64() + 2.0 && s.at <= start)
-                .collect();
-            let mean = |f: fn(&InnodbSample) -> f64| {
-                before.iter().map(|s| f(s)).sum::<f64>() / before.len().max(1) as f64
-            };
-            [
-                mean(|s| s.cores_primary),
-                mean(|s| s.cores_replica),
-                mean(|s| s.cores_busy),
-            ]
         },
         innodb_copy_series: innodb
             .into_iter()
@@ -2829,10 +2813,6 @@ fn print_results(
         println!("    history length: {}", column(|s| s.history_length));
         println!("    load average (1 min): {}", column(|s| s.load1));
         println!(
-            "    cores used before wraith (mean): primary {:.2}, replica {:.2}, machine {:.2}",
-            w.cores_before[0], w.cores_before[1], w.cores_before[2]
-        );
-        println!(
             "    cores used by the primary: {}",
             tenths(|s| s.cores_primary)
         );
@@ -3044,7 +3024,6 @@ fn results_json(
             "p95_copy_series_ms": w.p95_copy_series_ms,
             "pace_copy_series": w.pace_copy_series,
             "lag_copy_series": w.lag_copy_series,
-            "cores_before": w.cores_before,
             "phases": w.phases.iter().map(|p| serde_json::json!({
                 "phase": p.name,
                 "seconds": p.seconds,

@@ -1011,8 +1011,6 @@ impl Run<'_> {
         }
     }
 
-    /// The checksum: the ghost table compared with the original, chunk by chunk, in one
-    /// snapshot. Fails the run, naming the keys, if any row differs. Returns how long it took.
     /// [`checksum::compare_all`] with the run's throttle, knobs and cancellation.
     async fn compare_all(
         &self,
@@ -1031,6 +1029,8 @@ impl Run<'_> {
         .await
     }
 
+    /// The checksum: the ghost table compared with the original, chunk by chunk, in one
+    /// snapshot. Fails the run, naming the keys, if any row differs. Returns how long it took.
     async fn checksum(
         &mut self,
         spec: &ChecksumSpec,
