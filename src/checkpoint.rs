@@ -51,6 +51,10 @@ pub struct Checkpoint {
     pub copy: CopyMark,
     pub rows_copied: u64,
     pub events_applied: u64,
+    /// The ghost table's definition as the ALTER built it, when its plain secondary indexes
+    /// were dropped for the copy (`--defer-secondary-indexes`): a resumed run builds the ones
+    /// still missing after the copy, whatever its own flags say.
+    pub ghost_definition: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +94,7 @@ impl Checkpoint {
                 self.copy.done,
                 self.rows_copied,
                 self.events_applied,
+                &self.ghost_definition,
             ),
         )
         .await
@@ -102,12 +107,32 @@ impl Checkpoint {
         table: &str,
         row: Row,
     ) -> Result<Option<Checkpoint>, CheckpointError> {
-        type Row = (String, u64, String, u64, Option<Vec<u8>>, bool, u64, u64);
+        type Row = (
+            String,
+            u64,
+            String,
+            u64,
+            Option<Vec<u8>>,
+            bool,
+            u64,
+            u64,
+            Option<String>,
+        );
         let row: Option<Row> = conn
             .exec_first(sql::checkpoint_read(schema, table), (row as u8,))
             .await
             .map_err(sql_error("reading the checkpoint"))?;
-        let Some((alter, server_id, file, pos, through, done, rows_copied, events_applied)) = row
+        let Some((
+            alter,
+            server_id,
+            file,
+            pos,
+            through,
+            done,
+            rows_copied,
+            events_applied,
+            ghost_definition,
+        )) = row
         else {
             return Ok(None);
         };
@@ -127,6 +152,7 @@ impl Checkpoint {
             copy: CopyMark { through, done },
             rows_copied,
             events_applied,
+            ghost_definition,
         }))
     }
 }
@@ -174,6 +200,8 @@ pub struct Sources {
     pub watermark: Arc<Watermark>,
     pub status: watch::Receiver<LoopStatus>,
     pub progress: Arc<Progress>,
+    /// See [`Checkpoint::ghost_definition`].
+    pub ghost_definition: Option<String>,
 }
 
 impl Sources {
@@ -189,6 +217,7 @@ impl Sources {
             copy: self.watermark.mark(),
             rows_copied: self.progress.rows_copied.load(Ordering::Relaxed),
             events_applied: self.progress.events_applied.load(Ordering::Relaxed),
+            ghost_definition: self.ghost_definition.clone(),
         })
     }
 }

@@ -482,6 +482,12 @@ pub fn build(
             message: "cannot be combined with --resume: a revert starts from the migration's cut-over checkpoint (run it again to start over)".into(),
         });
     }
+    if flags.revert && flags.defer_secondary_indexes {
+        return Err(ConfigError::Invalid {
+            flag: "defer-secondary-indexes",
+            message: "cannot be combined with --revert: a revert copies nothing (the old table it brings back has its indexes). Leave it out".into(),
+        });
+    }
     if !flags.storage_engine.eq_ignore_ascii_case("innodb") {
         return Err(ConfigError::Invalid {
             flag: "storage-engine",
@@ -1127,6 +1133,13 @@ mod tests {
             e.to_string().contains("cannot be combined with --resume"),
             "{e}"
         );
+        let e = with(&[
+            "--revert",
+            "--old-table=_t_del",
+            "--defer-secondary-indexes",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("a revert copies nothing"), "{e}");
         let e = with(&["--revert"]).unwrap_err();
         assert!(e.to_string().contains("old-table"), "{e}");
     }

@@ -26,7 +26,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
 use crate::control::{self, Controls, Knobs};
-use crate::copy::{self, CopySpec, Watermark};
+use crate::copy::{self, deferred, CopySpec, Watermark};
 use crate::cutover::{self, CutOverError, CutOverSpec, Outcome};
 use crate::datapath::{self, DataPath, PathError, Servers};
 use crate::hooks::{Hook, HookError, Hooks};
@@ -37,6 +37,7 @@ use crate::progress::{ChecksumStatus, Progress};
 use crate::table_lock::{self, LockError, TableLock};
 use crate::throttle::GateState;
 use crate::triggers;
+use crate::verify;
 
 /// The states of a migration, as written to the changelog's `state` hint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +241,10 @@ struct Run<'a> {
     triggers: Vec<triggers::GhostTrigger>,
     /// `--resume`: the checkpoint this run goes on from.
     resumed: Option<Checkpoint>,
+    /// The ghost table's definition as the ALTER built it, when plain secondary indexes were
+    /// dropped for the copy (`--defer-secondary-indexes`, or the resumed run's checkpoint): they
+    /// are built after the copy, and the swap waits for this definition.
+    deferred: Option<String>,
     /// Where the binlog is read from: `--resume`'s or `--revert`'s checkpoint (else the
     /// inspected server's current position).
     stream_from: Option<crate::binlog::BinlogPosition>,
@@ -297,6 +302,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         table_lock: None,
         triggers: Vec::new(),
         resumed: None,
+        deferred: None,
         stream_from: None,
         server_id: 0,
         watermark: Arc::new(Watermark::default()),
@@ -522,6 +528,7 @@ impl Run<'_> {
             progress.rows_copied.load(Ordering::Relaxed),
             copy_time.as_secs_f64()
         );
+        self.build_deferred_indexes(&progress).await?;
         self.hooks.run(Hook::RowCopyComplete).await?;
         let skipped = progress.rows_skipped.load(Ordering::Relaxed);
         if skipped > 0 {
@@ -1422,6 +1429,9 @@ impl Run<'_> {
                 MigrationError::AlterRejected("the ghost table vanished after the ALTER".into())
             })?;
         let plan = self.plan(pconn, original, &ghost_schema).await?;
+        if cfg.flags.defer_secondary_indexes {
+            self.defer_indexes().await?;
+        }
         pconn
             .query_drop(sql::create_changelog(db, &changelog))
             .await
@@ -1436,6 +1446,91 @@ impl Run<'_> {
             self.created.push(ghk);
         }
         Ok(plan)
+    }
+
+    /// `--defer-secondary-indexes`: drops the empty ghost table's plain secondary indexes
+    /// ([`deferred::deferrable`]) and keeps its definition, so that they are built after the copy.
+    async fn defer_indexes(&mut self) -> Result<(), MigrationError> {
+        let cfg = self.cfg;
+        let (db, ghost) = (cfg.database.as_str(), cfg.ghost_table());
+        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
+        let definition = verify::definition(&mut ddl, db, &ghost)
+            .await
+            .context("reading the ghost table's definition")?;
+        let indexes = deferred::deferrable(&definition);
+        if indexes.is_empty() {
+            info!("--defer-secondary-indexes: the ghost table has no plain secondary index to build after the copy (primary, unique, full-text and spatial indexes stay, and all do when it has a foreign key)");
+            let _ = ddl.disconnect().await;
+            return Ok(());
+        }
+        let names: Vec<&str> = indexes.iter().map(|i| i.name.as_str()).collect();
+        let dropped = ddl
+            .query_drop(sql::drop_indexes(db, &ghost, &names))
+            .await
+            .context("dropping the ghost table's secondary indexes for the copy");
+        let _ = ddl.disconnect().await;
+        dropped?;
+        info!(
+            "--defer-secondary-indexes: {} dropped from the empty ghost table; built again after the copy",
+            quoted_list(&names)
+        );
+        self.deferred = Some(definition);
+        Ok(())
+    }
+
+    /// After the copy, when indexes were deferred: builds those the ghost table lacks in one
+    /// ALTER (which also runs on every replica) and checks that the ghost table is again defined
+    /// as the ALTER built it. A cancelled run kills the statement.
+    async fn build_deferred_indexes(&mut self, progress: &Progress) -> Result<(), MigrationError> {
+        let Some(wanted) = self.deferred.clone() else {
+            return Ok(());
+        };
+        let cfg = self.cfg;
+        let (db, ghost) = (cfg.database.as_str(), cfg.ghost_table());
+        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
+        let current = verify::definition(&mut ddl, db, &ghost)
+            .await
+            .context("reading the ghost table's definition")?;
+        let missing = deferred::missing(&wanted, &current);
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|i| i.name.as_str()).collect();
+            let clauses: Vec<&str> = missing.iter().map(|i| i.clause.as_str()).collect();
+            progress.set_state("building deferred indexes");
+            info!(
+                "building the deferred secondary indexes {} on {} (the replicas build them too, lagging meanwhile)",
+                quoted_list(&names),
+                sql::quote_ident(&ghost)
+            );
+            let started = Instant::now();
+            let id = ddl.id();
+            let (statement, cancel) = (sql::add_indexes(db, &ghost, &clauses), self.cancel.clone());
+            let built = tokio::select! {
+                r = mysql::run_ddl(&mut ddl, &statement) => r,
+                _ = cancel.cancelled() => {
+                    if let Ok(c) = self.primary_conn().await {
+                        let _ = c.query_drop(format!("KILL QUERY {id}")).await;
+                    }
+                    return Err(MigrationError::Cancelled);
+                }
+            };
+            built.context("building the deferred secondary indexes")?;
+            info!(
+                "deferred secondary indexes built in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            progress.set_state("migrating");
+        }
+        let now = verify::definition(&mut ddl, db, &ghost)
+            .await
+            .context("reading the ghost table's definition")?;
+        let _ = ddl.disconnect().await;
+        if now != wanted {
+            return Err(MigrationError::Other(format!(
+                "after building the deferred secondary indexes, {} is not defined as the ALTER made it, so it is not swapped in.\nexpected:\n{wanted}\nfound:\n{now}\nThe original table is untouched; run the migration again without --defer-secondary-indexes",
+                sql::quote_ident(&ghost)
+            )));
+        }
+        Ok(())
     }
 
     /// How the rows of `original` map onto the ghost table as it is (`ghost`), checked against
@@ -1612,6 +1707,7 @@ impl Run<'_> {
                 .progress
                 .events_applied
                 .load(Ordering::Relaxed),
+            ghost_definition: None,
         };
         let written = cut_over
             .write(
@@ -1711,6 +1807,7 @@ impl Run<'_> {
                 ""
             }
         );
+        self.deferred = checkpoint.ghost_definition.clone();
         self.watermark = Arc::new(Watermark::starting_after(checkpoint.copy.through.clone()));
         self.stream_from = Some(checkpoint.position.clone());
         self.resumed = Some(checkpoint);
@@ -1730,6 +1827,7 @@ impl Run<'_> {
             watermark: self.watermark.clone(),
             status: self.path.as_ref()?.status.clone(),
             progress: self.controls.progress.clone(),
+            ghost_definition: self.deferred.clone(),
         })
     }
 
@@ -1993,6 +2091,15 @@ fn state_line(state: State) -> &'static str {
         State::CutOver => "cutting over",
         State::Cleanup => "cleaning up",
     }
+}
+
+/// `a`, `b` and `c` as "`a`, `b`, `c`".
+fn quoted_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| sql::quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn list_suffix(label: &str, items: &[String]) -> String {

@@ -1,5 +1,7 @@
 //! Comparing a migrated table with a mirror altered by the server itself, exactly: the proof the
-//! demo shows, the bench reports and the integration tests assert.
+//! demo shows, the bench reports and the integration tests assert. The migration reads table
+//! definitions through it too (`--defer-secondary-indexes` swaps the ghost table in only once it
+//! is defined as the ALTER made it).
 //!
 //! In: a connection, a schema, the two tables and the key their rows are matched on.
 //! Out: how many rows differ (missing on either side, or different in any column), and each

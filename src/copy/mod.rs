@@ -33,6 +33,7 @@
 //! ([`crate::apply::ApplyPlan`]).
 
 pub mod chunker;
+pub mod deferred;
 pub mod tombstones;
 pub mod watermark;
 

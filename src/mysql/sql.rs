@@ -41,6 +41,22 @@ pub fn alter_table(schema: &str, table: &str, body: &str) -> String {
     )
 }
 
+/// Drops the named indexes of `table` in one statement.
+pub fn drop_indexes(schema: &str, table: &str, names: &[&str]) -> String {
+    let drops: Vec<String> = names
+        .iter()
+        .map(|n| format!("DROP INDEX {}", quote_ident(n)))
+        .collect();
+    alter_table(schema, table, &drops.join(", "))
+}
+
+/// Adds indexes to `table` in one statement (one pass over its rows), each given by its clause
+/// as `SHOW CREATE TABLE` prints it (``KEY `k` (`a`)``).
+pub fn add_indexes(schema: &str, table: &str, clauses: &[&str]) -> String {
+    let adds: Vec<String> = clauses.iter().map(|c| format!("ADD {c}")).collect();
+    alter_table(schema, table, &adds.join(", "))
+}
+
 pub fn drop_table_if_exists(schema: &str, table: &str) -> String {
     format!(
         "DROP /* wraith */ TABLE IF EXISTS {}",
@@ -68,7 +84,7 @@ fn changelog_ddl(schema: &str, table: &str, if_not_exists: &str) -> String {
 /// The checkpoint table `_<t>_ghk` (`crate::checkpoint`): one row per kind of checkpoint, by id.
 pub fn create_checkpoint(schema: &str, table: &str) -> String {
     format!(
-        "CREATE /* wraith */ TABLE {} (\n  id TINYINT UNSIGNED NOT NULL,\n  written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),\n  alter_statement MEDIUMTEXT CHARSET utf8mb4 NOT NULL,\n  server_id BIGINT UNSIGNED NOT NULL,\n  binlog_file VARCHAR(512) CHARSET utf8mb4 NOT NULL,\n  binlog_pos BIGINT UNSIGNED NOT NULL,\n  copied_through MEDIUMBLOB NULL,\n  copy_done TINYINT NOT NULL,\n  rows_copied BIGINT UNSIGNED NOT NULL,\n  events_applied BIGINT UNSIGNED NOT NULL,\n  PRIMARY KEY (id)\n)",
+        "CREATE /* wraith */ TABLE {} (\n  id TINYINT UNSIGNED NOT NULL,\n  written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),\n  alter_statement MEDIUMTEXT CHARSET utf8mb4 NOT NULL,\n  server_id BIGINT UNSIGNED NOT NULL,\n  binlog_file VARCHAR(512) CHARSET utf8mb4 NOT NULL,\n  binlog_pos BIGINT UNSIGNED NOT NULL,\n  copied_through MEDIUMBLOB NULL,\n  copy_done TINYINT NOT NULL,\n  rows_copied BIGINT UNSIGNED NOT NULL,\n  events_applied BIGINT UNSIGNED NOT NULL,\n  ghost_definition MEDIUMTEXT CHARSET utf8mb4 NULL,\n  PRIMARY KEY (id)\n)",
         qualified(schema, table)
     )
 }
@@ -77,7 +93,7 @@ pub fn create_checkpoint(schema: &str, table: &str) -> String {
 /// `written_at` left out.
 pub fn checkpoint_write(schema: &str, table: &str) -> String {
     format!(
-        "REPLACE /* wraith */ INTO {} (id, alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "REPLACE /* wraith */ INTO {} (id, alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied, ghost_definition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         qualified(schema, table)
     )
 }
@@ -85,7 +101,7 @@ pub fn checkpoint_write(schema: &str, table: &str) -> String {
 /// Reads a checkpoint row by id (`?`), in [`checkpoint_write`]'s order after `id`.
 pub fn checkpoint_read(schema: &str, table: &str) -> String {
     format!(
-        "SELECT alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied FROM {} WHERE id = ?",
+        "SELECT alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied, ghost_definition FROM {} WHERE id = ?",
         qualified(schema, table)
     )
 }
@@ -664,6 +680,18 @@ pub fn rename_table(schema: &str, from: &str, to: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deferred_indexes_are_dropped_and_added_back_in_one_statement_each() {
+        assert_eq!(
+            drop_indexes("d", "_t_gho", &["k", "odd`name"]),
+            "ALTER /* wraith */ TABLE `d`.`_t_gho` DROP INDEX `k`, DROP INDEX `odd``name`"
+        );
+        assert_eq!(
+            add_indexes("d", "_t_gho", &["KEY `k` (`k`)", "KEY `b` (`b`(4))"]),
+            "ALTER /* wraith */ TABLE `d`.`_t_gho` ADD KEY `k` (`k`), ADD KEY `b` (`b`(4))"
+        );
+    }
 
     #[test]
     fn a_resumed_run_creates_the_changelog_only_if_it_is_missing() {

@@ -392,6 +392,46 @@ async fn virtual_prefix_and_descending_indexes_and_invisible_columns_migrate_und
     assert_migrated(&schema, &["id"]).await;
 }
 
+/// `--defer-secondary-indexes`: the plain secondary indexes (on a virtual column, a prefix, a
+/// descending part, and one the ALTER adds) are dropped from the empty ghost table and built
+/// after the copy; the unique key the ALTER adds is kept throughout. The swapped-in table is
+/// defined as the natively altered mirror and holds its rows, on both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deferred_secondary_indexes_are_built_after_the_copy_and_the_table_is_the_mirror() {
+    let schema = harness::fresh_schema("deferred_indexes").await;
+    let alter = "ADD COLUMN d INT NOT NULL DEFAULT 0, ADD INDEX vd_idx (v, d), DROP INDEX b_prefix, ADD UNIQUE KEY b_id (b, id)";
+    setup(
+        &schema,
+        ODD_INDEXES,
+        alter,
+        20_000,
+        &["id", "a", "b", "c", "h"],
+        odd_index_values,
+    )
+    .await;
+    let (log, _) = migrate_under_writes(
+        &schema,
+        alter,
+        odd_index_values,
+        2,
+        &["--defer-secondary-indexes"],
+    )
+    .await;
+    let dropped = log
+        .lines()
+        .find(|l| l.contains("dropped from the empty ghost table"))
+        .unwrap_or_else(|| panic!("nothing was deferred:\n{log}"));
+    for index in ["`v_idx`", "`vs_idx`", "`a_desc`", "`vd_idx`"] {
+        assert!(dropped.contains(index), "{index} not deferred: {dropped}");
+    }
+    assert!(
+        !dropped.contains("b_id"),
+        "a unique key was deferred: {dropped}"
+    );
+    assert!(log.contains("deferred secondary indexes built in"), "{log}");
+    assert_migrated(&schema, &["id"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_swap_loses_no_write_under_eight_busy_writers_five_times_in_a_row() {
     let schema = harness::fresh_schema("swap_fire").await;

@@ -17,8 +17,8 @@ use crate::migrate::{by_id, changelog_state, setup, small_values, SMALL, SMALL_C
 use crate::writers::{Writers, PACE};
 
 /// The ALTER of every run here: a new column, so the ghost table's rows differ from the
-/// original's.
-const ALTER: &str = "ADD COLUMN d INT NOT NULL DEFAULT 7";
+/// original's, and a secondary index (which `--defer-secondary-indexes` builds after the copy).
+const ALTER: &str = "ADD COLUMN d INT NOT NULL DEFAULT 7, ADD INDEX a_idx (a)";
 
 /// `schema`.t with `rows` rows, its mirror, and two writers writing to both.
 async fn table_with_writers(name: &str, rows: u64) -> (String, Writers) {
@@ -117,16 +117,19 @@ async fn resume_and_check(schema: &str, writers: Writers) -> String {
     log
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_run_killed_during_the_copy_resumes_from_its_checkpoint_and_loses_nothing() {
-    let (schema, writers) = table_with_writers("resume_copy", 10000).await;
+/// A run with `extra` flags killed during its copy, and resumed (without them): returns both
+/// runs' logs, after checking that the second copied on from the checkpoint and lost nothing.
+async fn killed_during_the_copy_and_resumed(name: &str, extra: &[&str]) -> (String, String) {
+    let (schema, writers) = table_with_writers(name, 10000).await;
     let original = definition(&servers().primary, &schema, "t").await;
     // The copy is held (throttled) once a checkpoint with copied rows is seen, so the kill
     // lands before the copy is done however fast the machine is.
     let dir = tempfile::tempdir().unwrap();
     let hold = dir.path().join("throttle");
     let throttle = format!("--throttle-flag-file={}", hold.display());
-    let running = Running::start(&first_run(&schema, &[&throttle]));
+    let mut flags = vec![throttle.as_str()];
+    flags.extend_from_slice(extra);
+    let running = Running::start(&first_run(&schema, &flags));
     harness::eventually(
         "a checkpoint with copied rows, the copy not done",
         Duration::from_secs(120),
@@ -150,6 +153,30 @@ async fn a_run_killed_during_the_copy_resumes_from_its_checkpoint_and_loses_noth
         "the resumed run copied from the start:\n{log}"
     );
     harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+    (first, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_killed_during_the_copy_resumes_from_its_checkpoint_and_loses_nothing() {
+    let (_, log) = killed_during_the_copy_and_resumed("resume_copy", &[]).await;
+    assert!(!log.contains("deferred"), "{log}");
+}
+
+/// The interrupted run dropped the ghost table's index for its copy; the resumed run, not told
+/// to defer anything, learns it from the checkpoint and builds it before the swap (the mirror's
+/// definition, checked on both servers, has it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resumed_run_builds_the_indexes_the_interrupted_run_deferred() {
+    let (first, log) =
+        killed_during_the_copy_and_resumed("resume_deferred", &["--defer-secondary-indexes"]).await;
+    assert!(
+        first.contains("`a_idx` dropped from the empty ghost table"),
+        "the first run did not defer the index:\n{first}"
+    );
+    assert!(
+        log.contains("building the deferred secondary indexes `a_idx`"),
+        "the resumed run did not build the deferred index:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -247,7 +274,9 @@ async fn a_resume_that_cannot_go_on_says_why_and_changes_nothing() {
     let other = migrate_args(&schema, "t", "ADD COLUMN e INT", &["--resume"]);
     let log = stderr(&harness::run_wraith(&other).await);
     assert!(
-        log.contains("the checkpoint was written by a run with --alter=\"ADD COLUMN d INT NOT NULL DEFAULT 7\""),
+        log.contains(&format!(
+            "the checkpoint was written by a run with --alter=\"{ALTER}\""
+        )),
         "{log}"
     );
 
