@@ -761,14 +761,15 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
         .await?;
         from = to + 1;
     }
-    // gh-ost's copy of the same rows, on both servers (gh-ost reads the replica as wraith does).
-    if settings.ghost.is_some() {
+    // Copies of the same rows for wraith with deferred indexes and for gh-ost, on both servers
+    // (both read the replica as wraith does).
+    let copies =
+        std::iter::once(DEFERRED_TABLE).chain(settings.ghost.as_ref().map(|_| GHOST_TABLE));
+    for copy in copies {
+        c.query_drop(format!("CREATE TABLE bench.{copy} LIKE bench.orders"))
+            .await?;
         c.query_drop(format!(
-            "CREATE TABLE bench.{GHOST_TABLE} LIKE bench.orders"
-        ))
-        .await?;
-        c.query_drop(format!(
-            "INSERT INTO bench.{GHOST_TABLE} SELECT * FROM bench.orders"
+            "INSERT INTO bench.{copy} SELECT * FROM bench.orders"
         ))
         .await?;
     }
@@ -798,42 +799,15 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
     );
     c.query_drop("SET SESSION sql_log_bin = 1").await?;
 
-    println!("[idle] wraith --execute on bench.orders (reading the replica) ...");
-    let args = wraith_args(settings, servers.replica.port, "bench", "orders", &[]);
-    let cpu = Cpu::now(servers);
-    let children_rss_before = peak_rss_of_children_mib();
-    let run = Wraith::spawn(&settings.wraith, &args)?
-        .finish(settings.timeout)
-        .await;
-    let wraith_cpu = Cpu::now(servers).since(cpu);
-    run.print_summary("idle");
-    println!(
-        "[idle] wraith: {:.1}s; {}; wraith's peak RSS {} MiB (its VmHWM; getrusage's largest \
-         waited-for child: {children_rss_before:.0} MiB before wraith ran, {:.0} MiB after)",
-        run.wall.as_secs_f64(),
-        wraith_cpu.line(),
-        run.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
-        peak_rss_of_children_mib()
-    );
-
-    // Checks: the new table against the old one (counts) and against the natively altered copy.
-    let mut check = Vec::new();
-    let mut ok = run.ok && run.swapped_at.is_some();
-    if ok {
-        let new_rows = count(&mut c, "bench", "orders").await?;
-        let old_rows = count(&mut c, "bench", "_orders_del").await?;
-        let counts_ok = new_rows == n && old_rows == n;
-        check.push(format!(
-            "rows {new_rows}/{old_rows} {}",
-            if counts_ok { "ok" } else { "DIFFER" }
-        ));
-        // The native copy exists on the primary only (it was made with sql_log_bin=0).
-        let (line, same) = against_mirror(&mut c, "bench", "orders", "orders_native").await?;
-        check.push(format!("native: {line}"));
-        ok = counts_ok && same;
-    } else {
-        check.push(run.failure());
-    }
+    let wraith = wraith_idle(settings, servers, &mut c, "orders", &[]).await?;
+    let deferred = wraith_idle(
+        settings,
+        servers,
+        &mut c,
+        DEFERRED_TABLE,
+        &["--defer-secondary-indexes".to_string()],
+    )
+    .await?;
     let ghost = match &settings.ghost {
         Some(bin) => ghost_idle(settings, servers, &mut c, bin).await?,
         None => ResultRow::skipped("idle: gh-ost --execute", "not run: GHOST_BIN is not set"),
@@ -855,22 +829,77 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
             skipped: None,
             waits: false,
         },
-        ResultRow {
-            name: "idle: wraith --execute".into(),
-            wall: run.wall,
-            rows: n,
-            copy: run.copy,
-            checksum: run.checksum,
-            blocked: run.blocked,
-            cpu: Some(wraith_cpu),
-            peak_rss_mib: run.peak_rss_mib,
-            check: check.join(", "),
-            ok,
-            skipped: None,
-            waits: false,
-        },
+        wraith,
+        deferred,
         ghost,
     ])
+}
+
+/// The table wraith migrates with `--defer-secondary-indexes` in the idle scenario: a copy of
+/// `bench.orders` made before the first run.
+const DEFERRED_TABLE: &str = "orders_deferred";
+
+/// wraith on `bench.table` (reading the replica) with `extra` flags: the run, its servers' CPU
+/// and its checks (row counts, and the new table against the natively altered copy).
+async fn wraith_idle(
+    settings: &Settings,
+    servers: &Servers,
+    c: &mut Conn,
+    table: &str,
+    extra: &[String],
+) -> Result<ResultRow> {
+    let n = settings.rows;
+    let flags = extra.join(" ");
+    println!("[idle] wraith --execute {flags} on bench.{table} (reading the replica) ...");
+    let args = wraith_args(settings, servers.replica.port, "bench", table, extra);
+    let cpu = Cpu::now(servers);
+    let children_rss_before = peak_rss_of_children_mib();
+    let run = Wraith::spawn(&settings.wraith, &args)?
+        .finish(settings.timeout)
+        .await;
+    let wraith_cpu = Cpu::now(servers).since(cpu);
+    run.print_summary("idle");
+    println!(
+        "[idle] wraith: {:.1}s; {}; wraith's peak RSS {} MiB (its VmHWM; getrusage's largest \
+         waited-for child: {children_rss_before:.0} MiB before wraith ran, {:.0} MiB after)",
+        run.wall.as_secs_f64(),
+        wraith_cpu.line(),
+        run.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
+        peak_rss_of_children_mib()
+    );
+    let mut check = Vec::new();
+    let mut ok = run.ok && run.swapped_at.is_some();
+    if ok {
+        let new_rows = count(c, "bench", table).await?;
+        let old_rows = count(c, "bench", &format!("_{table}_del")).await?;
+        let counts_ok = new_rows == n && old_rows == n;
+        check.push(format!(
+            "rows {new_rows}/{old_rows} {}",
+            if counts_ok { "ok" } else { "DIFFER" }
+        ));
+        // The native copy exists on the primary only (it was made with sql_log_bin=0).
+        let (line, same) = against_mirror(c, "bench", table, "orders_native").await?;
+        check.push(format!("native: {line}"));
+        ok = counts_ok && same;
+    } else {
+        check.push(run.failure());
+    }
+    Ok(ResultRow {
+        name: format!("idle: wraith --execute {flags}")
+            .trim_end()
+            .to_string(),
+        wall: run.wall,
+        rows: n,
+        copy: run.copy,
+        checksum: run.checksum,
+        blocked: run.blocked,
+        cpu: Some(wraith_cpu),
+        peak_rss_mib: run.peak_rss_mib,
+        check: check.join(", "),
+        ok,
+        skipped: None,
+        waits: false,
+    })
 }
 
 /// The table gh-ost migrates in the idle scenario: a copy of `bench.orders` made before wraith
@@ -2711,12 +2740,12 @@ fn print_results(
 ) {
     println!("\nresults ({} rows):", settings.rows);
     println!(
-        "{:<38} {:>9} {:>10} {:>22} {:>20} {:>10} {:>8}  check",
+        "{:<48} {:>9} {:>10} {:>22} {:>20} {:>10} {:>8}  check",
         "run", "wall", "rows/s", "copy phase", "checksum", "cut-over", "RSS"
     );
     for r in rows {
         if let Some(why) = &r.skipped {
-            println!("{:<38} {why}", r.name);
+            println!("{:<48} {why}", r.name);
             continue;
         }
         let copy = r.copy.map_or("-".to_string(), |(n, s)| {
@@ -2735,7 +2764,7 @@ fn print_results(
             .peak_rss_mib
             .map_or("-".to_string(), |m| format!("{m:.0} MiB"));
         println!(
-            "{:<38} {:>8.1}s {:>10} {:>22} {:>20} {:>10} {:>8}  {}",
+            "{:<48} {:>8.1}s {:>10} {:>22} {:>20} {:>10} {:>8}  {}",
             r.name,
             r.wall.as_secs_f64(),
             r.rows_per_s().map_or("-".into(), fig),
@@ -2745,6 +2774,21 @@ fn print_results(
             rss,
             r.check
         );
+    }
+    // The issue's measure: each online copy phase against the server's own ALTER.
+    if let Some(native) = rows.iter().find(|r| r.name.starts_with("idle: ALTER")) {
+        for r in rows
+            .iter()
+            .filter(|r| r.name.starts_with("idle: ") && r.skipped.is_none())
+        {
+            if let Some((_, copy)) = r.copy {
+                println!(
+                    "  {}: copy phase {:.2}x the server's ALTER",
+                    r.name,
+                    copy / native.wall.as_secs_f64().max(0.001)
+                );
+            }
+        }
     }
     if let Some(a) = applier {
         print_applier(a, settings);
