@@ -849,8 +849,10 @@ async fn wraith_idle(
     extra: &[String],
 ) -> Result<ResultRow> {
     let n = settings.rows;
-    let flags = extra.join(" ");
-    println!("[idle] wraith --execute {flags} on bench.{table} (reading the replica) ...");
+    let name = format!("wraith --execute {}", extra.join(" "))
+        .trim_end()
+        .to_string();
+    println!("[idle] {name} on bench.{table} (reading the replica) ...");
     let args = wraith_args(settings, servers.replica.port, "bench", table, extra);
     let cpu = Cpu::now(servers);
     let children_rss_before = peak_rss_of_children_mib();
@@ -885,9 +887,7 @@ async fn wraith_idle(
         check.push(run.failure());
     }
     Ok(ResultRow {
-        name: format!("idle: wraith --execute {flags}")
-            .trim_end()
-            .to_string(),
+        name: format!("idle: {name}"),
         wall: run.wall,
         rows: n,
         copy: run.copy,
