@@ -389,7 +389,8 @@ pub struct Flags {
     /// wraith: drop the ghost table's plain secondary indexes (not primary, unique, full-text or
     /// spatial; none when it has a foreign key) before the copy and build them in one ALTER after
     /// it: a faster copy that costs the servers less CPU, but each server builds the indexes in
-    /// one statement, and a replica applying it lags for as long as that takes
+    /// one statement, and a replica lags while it does (on MariaDB 10.8+ the ALTER is binlogged in
+    /// two phases, so a replica with parallel replication builds them alongside its other work)
     #[arg(long)]
     pub defer_secondary_indexes: bool,
     /// wraith: slow the copy down while the primary's write latency (each heartbeat write, timed)

@@ -1506,8 +1506,21 @@ impl Run<'_> {
             let names: Vec<&str> = missing.iter().map(|i| i.name.as_str()).collect();
             let clauses: Vec<&str> = missing.iter().map(|i| i.clause.as_str()).collect();
             progress.set_state("building deferred indexes");
+            let flavor = Flavor::detect(&mut ddl)
+                .await
+                .context("reading the primary's version")?;
+            let replicas = match flavor.two_phase_alter_sql() {
+                Some(two_phase) => match ddl.query_drop(two_phase).await {
+                    Ok(()) => "binlogged in two phases: replicas with parallel replication build them alongside their other work",
+                    Err(e) => {
+                        warn!("{two_phase} failed ({e}): each replica builds the indexes after the primary, lagging meanwhile");
+                        "the replicas build them after the primary, lagging meanwhile"
+                    }
+                },
+                None => "the replicas build them after the primary, lagging meanwhile",
+            };
             info!(
-                "building the deferred secondary indexes {} on {} (the replicas build them too, lagging meanwhile)",
+                "building the deferred secondary indexes {} on {} ({replicas})",
                 quoted_list(&names),
                 sql::quote_ident(&ghost)
             );

@@ -173,6 +173,15 @@ impl Flavor {
         }
     }
 
+    /// The session setting that binlogs an ALTER in two parts (MariaDB 10.8+'s
+    /// `binlog_alter_two_phase`): a replica with parallel replication starts it when the primary
+    /// does and runs it beside its other work, instead of lagging for the whole ALTER after the
+    /// primary has finished it. `None` where the server has no such setting.
+    pub fn two_phase_alter_sql(&self) -> Option<&'static str> {
+        (self.kind == Kind::MariaDb && self.version >= (10, 8, 1))
+            .then_some("SET SESSION binlog_alter_two_phase = ON")
+    }
+
     /// MySQL 8.0's `binlog_row_value_options=PARTIAL_JSON` writes partial JSON updates.
     pub fn has_partial_json(&self) -> bool {
         self.mysql_at_least((8, 0, 3))
@@ -387,6 +396,16 @@ mod tests {
         );
         assert_eq!(maria.log_replica_updates_variable(), "log_slave_updates");
         assert_eq!(lts.replica_hosts_sql(), "SHOW REPLICAS");
+    }
+
+    #[test]
+    fn only_mariadb_10_8_and_later_binlogs_an_alter_in_two_phases() {
+        let two_phase = |v: &str| Flavor::parse(v, "").two_phase_alter_sql().is_some();
+        assert!(two_phase("10.11.6-MariaDB"));
+        assert!(two_phase("10.8.1-MariaDB"));
+        assert!(!two_phase("10.6.16-MariaDB"));
+        assert!(!two_phase("8.0.36"));
+        assert!(!two_phase("8.4.2"));
     }
 
     #[test]
