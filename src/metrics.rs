@@ -203,6 +203,7 @@ async fn push(
 /// The states of the status line, as metric labels (`postponing cut-over`: `postponing_cut_over`).
 pub const STATES: &[&str] = &[
     "migrating",
+    "building_deferred_indexes",
     "throttled",
     "checksumming",
     "postponing_cut_over",

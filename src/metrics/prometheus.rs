@@ -312,6 +312,7 @@ mod tests {
                 "wraith_throttled 1",
                 "wraith_throttle_info{reason=\"fl\\\"ag-file\"} 1",
                 "wraith_state{state=\"migrating\"} 0",
+                "wraith_state{state=\"building_deferred_indexes\"} 0",
                 "wraith_state{state=\"throttled\"} 1",
                 "wraith_state{state=\"checksumming\"} 0",
                 "wraith_state{state=\"postponing_cut_over\"} 0",

@@ -163,6 +163,7 @@ mod tests {
             "gh_ost.lag.heartbeat_seconds:0.080|g|#throttled:false,env:prod,team:db",
             "gh_ost.throttle.active:0|g|#env:prod,team:db",
             "gh_ost.state:1|g|#state:migrating,env:prod,team:db",
+            "gh_ost.state:0|g|#state:building_deferred_indexes,env:prod,team:db",
             "gh_ost.state:0|g|#state:throttled,env:prod,team:db",
             "gh_ost.state:0|g|#state:checksumming,env:prod,team:db",
             "gh_ost.state:0|g|#state:postponing_cut_over,env:prod,team:db",
