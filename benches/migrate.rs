@@ -466,6 +466,10 @@ struct WriterFigures {
     p95_copy_series_ms: Vec<f64>,
     /// The pace of each of wraith's status lines (one a second) over the same time.
     pace_copy_series: Vec<f64>,
+    /// The heartbeat write latency the pacer compared (ms; 0 while not paced) of each status
+    /// line over the same time, and the limit it compared it with.
+    writes_copy_series_ms: Vec<f64>,
+    limit_copy_series_ms: Vec<f64>,
     /// The replica's lag of each status line over the same time (seconds).
     lag_copy_series: Vec<f64>,
     /// The writers' p95 and the cores used in each phase of the run, before to after wraith.
@@ -1131,6 +1135,8 @@ async fn under_load(
             .map(|s| s.lat_ms)
             .collect(),
         pace_copy_series: status_series(&run.lines, clock, copy_end, "Paced: ", 'x'),
+        writes_copy_series_ms: status_series(&run.lines, clock, copy_end, "(writes ", 'm'),
+        limit_copy_series_ms: status_series(&run.lines, clock, copy_end, ", limit ", 'm'),
         lag_copy_series: status_series(&run.lines, clock, copy_end, "Lag: ", 's'),
         phases: {
             let at = |pattern: &str| run.line_at(pattern).map(secs);
@@ -2874,6 +2880,21 @@ fn print_results(
             .map(|p| format!("{p:.1}"))
             .collect();
         println!("  wraith's pace (status lines): {}", paces.join(" "));
+        let ms = |series: &[f64]| {
+            series
+                .iter()
+                .map(|v| format!("{v:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "  the primary's writes while paced (heartbeat, third quartile, ms): {}",
+            ms(&w.writes_copy_series_ms)
+        );
+        println!(
+            "  the pacer's limit for them (ms): {}",
+            ms(&w.limit_copy_series_ms)
+        );
         let lags: Vec<String> = w
             .lag_copy_series
             .iter()
@@ -3067,6 +3088,8 @@ fn results_json(
             "worst_p95_copy_ms": w.max_latency_copy_ms,
             "p95_copy_series_ms": w.p95_copy_series_ms,
             "pace_copy_series": w.pace_copy_series,
+            "writes_copy_series_ms": w.writes_copy_series_ms,
+            "limit_copy_series_ms": w.limit_copy_series_ms,
             "lag_copy_series": w.lag_copy_series,
             "phases": w.phases.iter().map(|p| serde_json::json!({
                 "phase": p.name,

@@ -553,6 +553,7 @@ impl Run<'_> {
         }
         // The row work the application would feel is done: no more pacing.
         self.controls.gate.pacer().end();
+        self.controls.progress.set_pacing(None);
 
         let mut locked_for = None;
         if cfg.execute() {

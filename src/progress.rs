@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::throttle::pace::Pacing;
+
 const NEVER: u64 = u64::MAX;
 
 #[derive(Debug)]
@@ -41,8 +43,9 @@ pub struct Progress {
     pub cut_over_attempts: AtomicU64,
     /// How long writers were blocked by the swap, in ms (`NEVER` until a swap).
     writer_wait_ms: AtomicU64,
-    /// The pace the copy rested at after its last chunk (`--pace-latency-ratio`), as f64 bits.
-    pace_bits: AtomicU64,
+    /// The pacing the copy or the checksum rested at after its last chunk
+    /// (`--pace-latency-ratio`); `None` when not paced, or once pacing has ended.
+    pacing: Mutex<Option<Pacing>>,
 }
 
 /// Where the checksum before the swap is, for the status line.
@@ -80,7 +83,7 @@ impl Progress {
             checksum: Mutex::new(ChecksumStatus::NotYet),
             rows_checksummed: AtomicU64::new(0),
             cut_over_attempts: AtomicU64::new(0),
-            pace_bits: AtomicU64::new(0),
+            pacing: Mutex::new(None),
             writer_wait_ms: AtomicU64::new(NEVER),
         }
     }
@@ -98,23 +101,24 @@ impl Progress {
         *crate::lock(&self.checksum) = status;
     }
 
-    /// The pace the copy rests at after each chunk, from the primary's write latency.
-    pub fn set_pace(&self, pace: f64) {
-        self.pace_bits.store(pace.to_bits(), Ordering::Relaxed);
+    /// The pacing the row work rests at after each chunk, from the primary's write latency
+    /// (`None`: not paced, or pacing has ended).
+    pub fn set_pacing(&self, pacing: Option<Pacing>) {
+        *crate::lock(&self.pacing) = pacing;
     }
 
-    pub fn pace(&self) -> f64 {
-        f64::from_bits(self.pace_bits.load(Ordering::Relaxed))
-    }
-
-    /// `; Paced: 2.5x` while the copy rests that many times each chunk's time because the
-    /// primary's writes are slow; nothing otherwise.
+    /// `; Paced: 2.5x (writes 1.20ms, limit 0.45ms)` while the copy or the checksum rests that
+    /// many times each chunk's time because the primary's writes (the third quartile of the
+    /// recent heartbeats) take longer than the pacer allows; nothing otherwise.
     fn pace_part(&self) -> String {
-        let pace = self.pace();
-        if pace > 0.0 && self.copy_finished.get().is_none() {
-            format!("; Paced: {pace:.1}x")
-        } else {
-            String::new()
+        match *crate::lock(&self.pacing) {
+            Some(p) if p.pace > 0.0 => format!(
+                "; Paced: {:.1}x (writes {:.2}ms, limit {:.2}ms)",
+                p.pace,
+                p.recent.as_secs_f64() * 1000.0,
+                p.limit.as_secs_f64() * 1000.0
+            ),
+            _ => String::new(),
         }
     }
 
@@ -329,6 +333,28 @@ mod tests {
             "{}",
             p.status_line()
         );
+    }
+
+    #[test]
+    fn a_paced_run_says_how_slow_the_primarys_writes_are_and_what_the_pacer_allows() {
+        let p = Progress::new(1000);
+        assert!(!p.status_line().contains("Paced"));
+        p.set_pacing(Some(Pacing {
+            pace: 3.5,
+            baseline: Duration::from_micros(300),
+            limit: Duration::from_micros(530),
+            recent: Duration::from_micros(2370),
+        }));
+        let line = p.status_line();
+        assert!(
+            line.contains("; Paced: 3.5x (writes 2.37ms, limit 0.53ms)"),
+            "{line}"
+        );
+        // Shown while the checksum rests too, until pacing ends.
+        p.copy_finished.set(Instant::now()).unwrap();
+        assert!(p.status_line().contains("; Paced: 3.5x"));
+        p.set_pacing(None);
+        assert!(!p.status_line().contains("Paced"));
     }
 
     #[test]

@@ -148,8 +148,9 @@ impl Gate {
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> Duration {
-        let pace = self.pacer.pace();
-        progress.set_pace(pace);
+        let pacing = self.pacer.pacing();
+        progress.set_pacing(pacing);
+        let pace = pacing.map_or(0.0, |p| p.pace);
         let rest = nice_ratio.max(pace);
         if rest <= 0.0 {
             return Duration::ZERO;
