@@ -470,6 +470,8 @@ struct WriterFigures {
     /// line over the same time, and the limit it compared it with.
     writes_copy_series_ms: Vec<f64>,
     limit_copy_series_ms: Vec<f64>,
+    /// The rows copied so far, from each status line over the same time.
+    rows_copy_series: Vec<f64>,
     /// The replica's lag of each status line over the same time (seconds).
     lag_copy_series: Vec<f64>,
     /// The writers' p95 and the cores used in each phase of the run, before to after wraith.
@@ -1137,6 +1139,7 @@ async fn under_load(
         pace_copy_series: status_series(&run.lines, clock, copy_end, "Paced: ", 'x'),
         writes_copy_series_ms: status_series(&run.lines, clock, copy_end, "(writes ", 'm'),
         limit_copy_series_ms: status_series(&run.lines, clock, copy_end, ", limit ", 'm'),
+        rows_copy_series: status_series(&run.lines, clock, copy_end, "Copy: ", '/'),
         lag_copy_series: status_series(&run.lines, clock, copy_end, "Lag: ", 's'),
         phases: {
             let at = |pattern: &str| run.line_at(pattern).map(secs);
@@ -3090,6 +3093,7 @@ fn results_json(
             "pace_copy_series": w.pace_copy_series,
             "writes_copy_series_ms": w.writes_copy_series_ms,
             "limit_copy_series_ms": w.limit_copy_series_ms,
+            "rows_copy_series": w.rows_copy_series,
             "lag_copy_series": w.lag_copy_series,
             "phases": w.phases.iter().map(|p| serde_json::json!({
                 "phase": p.name,
