@@ -1,5 +1,5 @@
-//! Faults injected at named points of the cut-over and the checksum, for the tests; inert in
-//! release builds.
+//! Faults injected at named points of the cut-over, the checksum and the deferred indexes'
+//! build, for the tests; inert in release builds.
 //!
 //! In: `WRAITH_FAILPOINT=<point>:<action>` in the environment of a debug build, and at each
 //! point the ids of the connections the cut-over (or the checksum's snapshot) holds. Out: at the
@@ -9,7 +9,8 @@
 //! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
 //! apply loop applies), or `sleep` at `copy:rows` ([`copy_rows_condition`]: each row a copy
 //! chunk reads takes 5 ms). Points are named in `src/cutover.rs` (`atomic:locked`,
-//! `two-step:unlocked`, ...) and `src/checksum.rs` (`checksum:locked`, `checksum:drained`).
+//! `two-step:unlocked`, ...), `src/checksum.rs` (`checksum:locked`, `checksum:drained`) and
+//! `src/migration.rs` (`indexes:build`, just before the deferred indexes' ALTER).
 //! Invariant: without the variable, or in a release build, [`hit`] does nothing.
 
 use std::sync::OnceLock;

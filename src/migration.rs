@@ -1527,6 +1527,14 @@ impl Run<'_> {
             );
             let started = Instant::now();
             let id = ddl.id();
+            crate::failpoint::hit(
+                "indexes:build",
+                &self.primary,
+                &Credentials::primary(cfg),
+                crate::failpoint::Connections::default(),
+            )
+            .await
+            .map_err(MigrationError::Other)?;
             let (statement, cancel) = (sql::add_indexes(db, &ghost, &clauses), self.cancel.clone());
             let built = tokio::select! {
                 r = mysql::run_ddl(&mut ddl, &statement) => r,

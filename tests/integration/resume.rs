@@ -179,6 +179,57 @@ async fn a_resumed_run_builds_the_indexes_the_interrupted_run_deferred() {
     );
 }
 
+/// Stopped (SIGTERM) after its copy, just before the ALTER that builds the deferred index: the
+/// run keeps its tables for `--resume` (the ghost table without the index), and the resumed run
+/// copies nothing, builds the index and swaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_stopped_before_building_its_deferred_index_resumes_and_builds_it() {
+    let (schema, writers) = table_with_writers("resume_build", 2000).await;
+    let primary = &servers().primary;
+    let original = definition(primary, &schema, "t").await;
+    let args = migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[
+            "--checkpoint",
+            "--checkpoint-seconds=1",
+            "--defer-secondary-indexes",
+        ],
+    );
+    let out = Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "indexes:build:sigterm")])
+        .finish(WRAITH_RUN_LIMIT)
+        .await;
+    let first = stderr(&out);
+    assert!(!out.status.success(), "{first}");
+    assert!(
+        first.contains("failpoint indexes:build: sigterm"),
+        "{first}"
+    );
+    assert!(
+        first.contains("Kept for --resume: _t_gho, _t_ghc, _t_ghk"),
+        "{first}"
+    );
+    assert_eq!(
+        checkpoint(&schema).await.map(|(_, done)| done),
+        Some(true),
+        "the checkpoint does not say the copy is done\n{first}"
+    );
+    assert_interrupted_and_kept(&schema, &original, &first).await;
+    let ghost = definition(primary, &schema, "_t_gho").await;
+    assert!(!ghost.contains("a_idx"), "the index was built: {ghost}");
+    let log = resume_and_check(&schema, writers).await;
+    assert!(
+        log.contains("the interrupted run had copied every row"),
+        "{log}"
+    );
+    assert!(
+        log.contains("building the deferred secondary indexes `a_idx`"),
+        "{log}"
+    );
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_killed_while_its_cut_over_is_postponed_resumes_without_copying_again() {
     let (schema, writers) = table_with_writers("resume_postponed", 1000).await;
