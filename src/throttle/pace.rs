@@ -155,10 +155,7 @@ impl Pacer {
         }
         s.since_step = 0;
         let recent = quantile(s.recent.iter().copied(), 0.75);
-        let limit = baseline
-            .mul_f64(s.ratio)
-            .max(s.noise)
-            .max(baseline + MIN_SLACK);
+        let limit = s.limit(baseline);
         let application_writes = applied > s.applied_at_step;
         s.applied_at_step = applied;
         let before = s.pace;
@@ -231,16 +228,28 @@ impl Pacer {
     }
 
     /// The pacing, once the copy has begun with a baseline and a step was taken.
+    /// Before the first step the limit is the one the first step will compare with, and the
+    /// recent latency 0 (a slow start's pace is there from the copy's first chunk).
     pub fn pacing(&self) -> Option<Pacing> {
         let s = crate::lock(&self.state);
         let baseline = s.baseline.flatten()?;
-        let (limit, recent) = s.last?;
+        let (limit, recent) = s.last.unwrap_or((s.limit(baseline), Duration::ZERO));
         Some(Pacing {
             pace: s.pace,
             baseline,
             limit,
             recent,
         })
+    }
+}
+
+impl State {
+    /// The latency past which the copy is paced, for `baseline`.
+    fn limit(&self, baseline: Duration) -> Duration {
+        baseline
+            .mul_f64(self.ratio)
+            .max(self.noise)
+            .max(baseline + MIN_SLACK)
     }
 }
 
@@ -363,6 +372,12 @@ mod tests {
         feed(&p, ms(1), 10);
         p.begin();
         assert_eq!(p.pace(), START_PACE);
+        // What the copy's first chunk rests by (before the pacer's first step).
+        let first = p.pacing().expect("paced from the copy's first chunk");
+        assert_eq!(
+            (first.pace, first.limit),
+            (START_PACE, Duration::from_micros(1500))
+        );
         feed(&p, ms(1), 5);
         assert_eq!(p.pace(), START_PACE / 2.0);
         feed(&p, ms(1), 40);
