@@ -2184,6 +2184,14 @@ fn status_series(
         .collect()
 }
 
+/// `values` with `decimals` decimals each, separated by spaces (a series printed on one line).
+fn joined(values: impl Iterator<Item = f64>, decimals: usize) -> String {
+    values
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Errors of the intervals that ended after `from` and by `to`.
 fn errors_between(samples: &[Sample], from: f64, to: f64) -> f64 {
     samples
@@ -2849,11 +2857,7 @@ fn print_results(
             series.join(" ")
         );
         let figures = |f: fn(&InnodbSample) -> f64, decimals: usize| {
-            w.innodb_copy_series
-                .iter()
-                .map(|s| format!("{:.*}", decimals, f(s)))
-                .collect::<Vec<_>>()
-                .join(" ")
+            joined(w.innodb_copy_series.iter().map(f), decimals)
         };
         let column = |f: fn(&InnodbSample) -> f64| figures(f, 0);
         let tenths = |f: fn(&InnodbSample) -> f64| figures(f, 1);
@@ -2877,33 +2881,22 @@ fn print_results(
             "    cores busy on the machine: {}",
             tenths(|s| s.cores_busy)
         );
-        let paces: Vec<String> = w
-            .pace_copy_series
-            .iter()
-            .map(|p| format!("{p:.1}"))
-            .collect();
-        println!("  wraith's pace (status lines): {}", paces.join(" "));
-        let ms = |series: &[f64]| {
-            series
-                .iter()
-                .map(|v| format!("{v:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        println!(
+            "  wraith's pace (status lines): {}",
+            joined(w.pace_copy_series.iter().copied(), 1)
+        );
         println!(
             "  the primary's writes while paced (heartbeat, third quartile, ms): {}",
-            ms(&w.writes_copy_series_ms)
+            joined(w.writes_copy_series_ms.iter().copied(), 2)
         );
         println!(
             "  the pacer's limit for them (ms): {}",
-            ms(&w.limit_copy_series_ms)
+            joined(w.limit_copy_series_ms.iter().copied(), 2)
         );
-        let lags: Vec<String> = w
-            .lag_copy_series
-            .iter()
-            .map(|p| format!("{p:.1}"))
-            .collect();
-        println!("  replica lag (status lines, s): {}", lags.join(" "));
+        println!(
+            "  replica lag (status lines, s): {}",
+            joined(w.lag_copy_series.iter().copied(), 1)
+        );
         println!("  by phase (writers' p95: median and worst of its seconds; cores: mean):");
         println!(
             "    {:<36} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}",
