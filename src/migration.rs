@@ -519,7 +519,9 @@ impl Run<'_> {
         // A run interrupted from now on resumes without copying again.
         self.write_checkpoint().await;
         // Part of the copy's cost, so counted in its time.
-        let built = self.build_deferred_indexes(&progress).await?;
+        let built = self
+            .build_deferred_indexes(&facts.primary.flavor, &progress)
+            .await?;
         let copy_time = progress
             .copy_started
             .get()
@@ -1459,10 +1461,7 @@ impl Run<'_> {
     async fn defer_indexes(&mut self) -> Result<(), MigrationError> {
         let cfg = self.cfg;
         let (db, ghost) = (cfg.database.as_str(), cfg.ghost_table());
-        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
-        let definition = verify::definition(&mut ddl, db, &ghost)
-            .await
-            .context("reading the ghost table's definition")?;
+        let (mut ddl, definition) = self.ghost_definition().await?;
         let indexes = deferred::deferrable(&definition);
         if indexes.is_empty() {
             info!("--defer-secondary-indexes: the ghost table has no plain secondary index to build after the copy (primary, unique, full-text and spatial indexes stay, and all do when it has a foreign key)");
@@ -1487,9 +1486,10 @@ impl Run<'_> {
     /// After the copy, when indexes were deferred: builds those the ghost table lacks in one
     /// ALTER (which also runs on every replica) and checks that the ghost table is again defined
     /// as the ALTER built it. A cancelled run kills the statement. Returns how long the build
-    /// took, if one ran.
+    /// took, if one ran. `flavor`: the primary's.
     async fn build_deferred_indexes(
         &mut self,
+        flavor: &Flavor,
         progress: &Progress,
     ) -> Result<Option<Duration>, MigrationError> {
         let Some(wanted) = self.deferred.clone() else {
@@ -1497,19 +1497,13 @@ impl Run<'_> {
         };
         let cfg = self.cfg;
         let (db, ghost) = (cfg.database.as_str(), cfg.ghost_table());
-        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
-        let current = verify::definition(&mut ddl, db, &ghost)
-            .await
-            .context("reading the ghost table's definition")?;
+        let (mut ddl, current) = self.ghost_definition().await?;
         let missing = deferred::missing(&wanted, &current);
         let mut took = None;
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|i| i.name.as_str()).collect();
             let clauses: Vec<&str> = missing.iter().map(|i| i.clause.as_str()).collect();
             progress.set_state("building deferred indexes");
-            let flavor = Flavor::detect(&mut ddl)
-                .await
-                .context("reading the primary's version")?;
             let replicas = match flavor.two_phase_alter_sql() {
                 Some(two_phase) => match ddl.query_drop(two_phase).await {
                     Ok(()) => "binlogged in two phases: replicas with parallel replication build them alongside their other work",
@@ -1560,6 +1554,17 @@ impl Run<'_> {
             )));
         }
         Ok(took)
+    }
+
+    /// A DDL session on the primary (no quoting modes, so `SHOW CREATE TABLE` quotes names in
+    /// backticks, as [`deferred`] reads them) and the ghost table's definition read in it.
+    async fn ghost_definition(&self) -> Result<(Conn, String), MigrationError> {
+        let cfg = self.cfg;
+        let mut ddl = mysql::connect_ddl(&self.primary, &Credentials::primary(cfg)).await?;
+        let definition = verify::definition(&mut ddl, &cfg.database, &cfg.ghost_table())
+            .await
+            .context("reading the ghost table's definition")?;
+        Ok((ddl, definition))
     }
 
     /// How the rows of `original` map onto the ghost table as it is (`ghost`), checked against

@@ -4,17 +4,17 @@
 //! row changes the applier has applied so far ([`Pacer::observe`], every
 //! `--heartbeat-interval-millis`), the moments the copy begins and the checksum after it ends
 //! ([`Pacer::begin`], [`Pacer::end`]), and `--pace-latency-ratio`. Out: a pace
-//! ([`Pacer::pace`]): the copy's and the checksum's workers sleep that many times a chunk's
+//! ([`Pacer::pacing`]): the copy's and the checksum's workers sleep that many times a chunk's
 //! duration after it (or `--nice-ratio` times, whichever is longer), and the status line's
-//! `paced` figure.
+//! `Paced` figure with the latency and the limit behind it.
 //!
 //! The heartbeat is a small write on the primary, like the application's: when the copy takes
 //! the CPU, the I/O or the locks the application needs, the heartbeat waits too. Its latency before
 //! the copy begins (the median of the writes timed while the binlog is already applied, so the
 //! applier's share is in it) is the baseline; while copying, when the recent writes (the third
 //! quartile of the last 10) take longer than `--pace-latency-ratio` times the baseline (and longer
-//! than the slowest tenth of the writes before the copy, and at least 0.2 ms more than the
-//! baseline), the pace rises, multiplicatively (0.5, 1.5, 3.5, 7.5, 15.5, 19 at half-second
+//! than the slowest tenth of the writes before the copy, counted up to [`NOISE_CAP`] times the
+//! baseline, and at least 0.2 ms more than the baseline), the pace rises, multiplicatively (0.5, 1.5, 3.5, 7.5, 15.5, 19 at half-second
 //! steps), up to [`MAX_PACE`] (the copy then works a twentieth of the time: it slows but always
 //! finishes); a copy that begins while the application writes the table starts at
 //! [`START_PACE`] (a slow start);
