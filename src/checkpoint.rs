@@ -5,7 +5,8 @@
 //! applied) and the run's counters. Out: one row of `_<t>_ghk` on the primary, written when the
 //! copy starts, every `--checkpoint-seconds`, and when the copy ends; `--resume` reads it back
 //! ([`Checkpoint::read`]) and checks that the inspected server still has the binlog it names
-//! ([`check_binlog`]).
+//! ([`check_binlog`]). A `--revert` records, with each batch it applies, where the batch ends
+//! ([`AppliedMark`], row [`Row::Reverted`]).
 //!
 //! Invariant (docs/architecture.md, 11): each of the two facts was true when it was written, so
 //! a resumed run that streams from the position and copies from above the watermark misses
@@ -37,6 +38,47 @@ pub enum Row {
     Progress = 1,
     /// Where the swap ended in the binlog, written after it: what `--revert` reads.
     CutOver = 2,
+    /// How far a `--revert` has applied the binlog to the old table, written in the same
+    /// transaction as each batch it applies ([`AppliedMark`]): a revert run again goes on from
+    /// there, since its changes in place cannot be applied twice.
+    Reverted = 3,
+}
+
+/// Where an applier records, in each batch's own transaction, the binlog position the batch
+/// was applied through (the end of its last transaction): row [`Row::Reverted`] of `table`.
+/// Exact, unlike [`Row::Progress`]: after a crash, or a connection lost around a `COMMIT`, the
+/// row says whether a batch was applied, so none is applied twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMark {
+    pub schema: String,
+    /// The checkpoint table.
+    pub table: String,
+    /// The migration's `--alter` (from its cut-over checkpoint).
+    pub alter: String,
+    /// `@@server_id` of the server whose binlog is applied.
+    pub server_id: u64,
+}
+
+impl AppliedMark {
+    /// The statement that records `through`, to run in the batch's transaction.
+    pub fn write_sql(&self, through: &BinlogPosition) -> String {
+        let (alter, server_id) = (sql::quote_str(&self.alter), self.server_id.to_string());
+        let (file, pos) = (sql::quote_str(&through.file), through.pos.to_string());
+        let id = (Row::Reverted as u8).to_string();
+        sql::checkpoint_write_values(
+            &self.schema,
+            &self.table,
+            &[
+                &id, &alter, &server_id, &file, &pos, "NULL", "0", "0", "0", "NULL",
+            ],
+        )
+    }
+
+    /// The position recorded last, if any.
+    pub async fn read(&self, conn: &mut Conn) -> Result<Option<BinlogPosition>, CheckpointError> {
+        let mark = Checkpoint::read(conn, &self.schema, &self.table, Row::Reverted).await?;
+        Ok(mark.map(|m| m.position))
+    }
 }
 
 /// What a checkpoint says.

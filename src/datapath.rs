@@ -24,6 +24,7 @@ use tracing::warn;
 use crate::apply::{self, Applier, ApplyPlan, Control, KeyLog, LoopSpec, LoopStatus};
 use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
 use crate::changelog::Changelog;
+use crate::checkpoint::AppliedMark;
 use crate::config::Config;
 use crate::control::{Controls, Knobs};
 use crate::copy::Tombstones;
@@ -70,6 +71,15 @@ pub struct DataPath {
 }
 
 /// Where the servers are.
+/// Where a run streams the binlog from when not from the inspected server's current position:
+/// `--resume`'s checkpoint, or where a `--revert` goes on from.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub position: BinlogPosition,
+    /// `--revert`: each batch records the position it was applied through here.
+    pub mark: Option<AppliedMark>,
+}
+
 pub struct Servers<'a> {
     pub inspected: &'a Endpoint,
     pub primary: &'a Endpoint,
@@ -88,7 +98,7 @@ impl DataPath {
         iconn: &mut Conn,
         plan: &Plan,
         controls: &Controls,
-        from: Option<BinlogPosition>,
+        from: Option<Start>,
         run_cancel: &CancellationToken,
     ) -> Result<DataPath, PathError> {
         let (progress, gate, knobs) = (&controls.progress, &controls.gate, &controls.knobs);
@@ -104,9 +114,12 @@ impl DataPath {
             cancel: cancel.clone(),
         };
         let db = cfg.database.as_str();
-        let position = match from {
-            Some(position) => position,
-            None => binlog_position(iconn, servers.flavor, servers.inspected).await?,
+        let (position, mark) = match from {
+            Some(Start { position, mark }) => (position, mark),
+            None => (
+                binlog_position(iconn, servers.flavor, servers.inspected).await?,
+                None,
+            ),
         };
         progress.set_position(position.to_string());
         tracing::info!(
@@ -178,6 +191,9 @@ impl DataPath {
         .await
         .map_err(|e| PathError::Other(e.to_string()))?;
         applier.report_to(progress.clone());
+        if let Some(mark) = mark {
+            applier.mark_applied(mark);
+        }
         if let Some(t) = &path.tombstones {
             applier.track_deletes_for(t.clone());
         }

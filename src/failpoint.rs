@@ -8,7 +8,8 @@
 //! `sigkill`, `sigterm`, `sigstop` (the signal to wraith itself), or `fail` (the step returns an
 //! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
 //! apply loop applies), or `sleep` at `copy:rows` ([`copy_rows_condition`]: each row a copy
-//! chunk reads takes 5 ms). Points are named in `src/cutover.rs` (`atomic:locked`,
+//! chunk reads takes 5 ms), or `kill-connection` at `apply:committed` ([`kill_after_commit`]).
+//! Points are named in `src/cutover.rs` (`atomic:locked`,
 //! `two-step:unlocked`, ...), `src/checksum.rs` (`checksum:locked`, `checksum:drained`) and
 //! `src/migration.rs` (`indexes:build`, just before the deferred indexes' ALTER).
 //! Invariant: without the variable, or in a release build, [`hit`] does nothing.
@@ -64,6 +65,30 @@ pub fn copy_rows_condition() -> Option<&'static str> {
         .then_some("SLEEP(0.005) = 0")
 }
 
+/// The configured action, if `point` is the configured point and no failpoint has fired yet in
+/// this process (a retried step then goes through).
+fn fire(point: &str) -> Option<&'static str> {
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let (at, action) = configured()?;
+    if at != point || FIRED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    tracing::warn!("failpoint {point}: {action}");
+    Some(action)
+}
+
+/// At `apply:committed:kill-connection`: the applier's connection `conn` is killed just after
+/// it committed a batch, as if the COMMIT's reply were lost; returns the error the connection
+/// then meets, for the applier to handle as a lost connection.
+pub async fn kill_after_commit(conn: &mut mysql_async::Conn) -> Option<mysql_async::Error> {
+    if fire("apply:committed")? != "kill-connection" {
+        return None;
+    }
+    let id = conn.id();
+    let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    conn.query_drop("DO 1").await.err()
+}
+
 /// Runs the configured action if `point` is the configured point. `Err` for `fail`.
 pub async fn hit(
     point: &str,
@@ -71,21 +96,15 @@ pub async fn hit(
     creds: &Credentials,
     ids: Connections,
 ) -> Result<(), String> {
-    let Some((at, action)) = configured() else {
+    let Some(action) = fire(point) else {
         return Ok(());
     };
-    // Once per process: a retried cut-over then goes through.
-    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if at != point || FIRED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return Ok(());
-    }
-    tracing::warn!("failpoint {point}: {action}");
     let kill = |id: u64| async move {
         if let Ok(mut c) = mysql::connect(primary, creds).await {
             let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
         }
     };
-    match action.as_str() {
+    match action {
         "kill-lock" => kill(ids.lock).await,
         "kill-rename" => kill(ids.rename).await,
         "kill-proof" => kill(ids.proof).await,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::apply::Control;
-use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::checkpoint::{self, AppliedMark, Checkpoint, CheckpointError};
 use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
 use crate::control::{self, Controls, Knobs};
@@ -247,7 +247,7 @@ struct Run<'a> {
     deferred: Option<String>,
     /// Where the binlog is read from: `--resume`'s or `--revert`'s checkpoint (else the
     /// inspected server's current position).
-    stream_from: Option<crate::binlog::BinlogPosition>,
+    stream_from: Option<datapath::Start>,
     /// The inspected server's `@@server_id` (from the preflight's facts): checkpoints name it.
     server_id: u64,
     /// How far the copy has got, for checkpoints.
@@ -1601,7 +1601,9 @@ impl Run<'_> {
     /// (the checkpoint's cut-over row), changing rows in place so that the columns the migration
     /// dropped keep their values; the checksum and the cut-over then run as in a migration, and
     /// the migrated table is swapped out to `_<t>_rev_del`. The old table is never dropped: if
-    /// the revert fails, it stays (brought partly up to date) and can be reverted to again.
+    /// the revert fails, it stays (brought partly up to date) and can be reverted to again: from
+    /// where the failed revert got to ([`AppliedMark`]: rows changed in place cannot be changed
+    /// twice).
     async fn prepare_revert(
         &mut self,
         pconn: &mut Conn,
@@ -1682,15 +1684,35 @@ impl Run<'_> {
             .await
             .context(format!("creating the changelog table {changelog}"))?;
         self.created.push(changelog);
+        // A revert run before changed rows in place up to where it recorded: go on from there.
+        let mark = AppliedMark {
+            schema: db.to_string(),
+            table: ghk.clone(),
+            alter: checkpoint.alter.clone(),
+            server_id: self.server_id,
+        };
+        let reverted = Checkpoint::read(pconn, db, &ghk, checkpoint::Row::Reverted).await?;
+        let since = match &reverted {
+            Some(earlier) => {
+                checkpoint::check_binlog(iconn, &self.inspected, self.server_id, earlier).await?;
+                format!(
+                    "from where an earlier revert got to ({}; the swap ended at {})",
+                    earlier.position, checkpoint.position
+                )
+            }
+            None => format!("since the swap ({})", checkpoint.position),
+        };
         info!(
-            "--revert: bringing {} up to date from the binlog of {} since the swap ({}), then swapping it back in (the migrated table will be kept as {}); ALTER undone: {}",
+            "--revert: bringing {} up to date from the binlog of {} {since}, then swapping it back in (the migrated table will be kept as {}); ALTER undone: {}",
             sql::quote_ident(&old),
             self.inspected,
-            checkpoint.position,
             sql::quote_ident(&cfg.old_table()),
             checkpoint.alter
         );
-        self.stream_from = Some(checkpoint.position);
+        self.stream_from = Some(datapath::Start {
+            position: reverted.map_or(checkpoint.position, |r| r.position),
+            mark: Some(mark),
+        });
         Ok(plan)
     }
 
@@ -1843,7 +1865,10 @@ impl Run<'_> {
         );
         self.deferred = checkpoint.ghost_definition.clone();
         self.watermark = Arc::new(Watermark::starting_after(checkpoint.copy.through.clone()));
-        self.stream_from = Some(checkpoint.position.clone());
+        self.stream_from = Some(datapath::Start {
+            position: checkpoint.position.clone(),
+            mark: None,
+        });
         self.resumed = Some(checkpoint);
         Ok(plan)
     }

@@ -5,7 +5,11 @@
 //! idempotent per key. Every event becomes "delete every key it names (before and after images),
 //! then insert its after-images", so an insert or update upserts the full mapped after-image, an
 //! update that changes the key removes the old key, and a delete deletes; replaying any suffix of
-//! the stream twice leaves the same table.
+//! the stream twice leaves the same table. Except in place ([`ApplyPlan::preserve_unmapped`],
+//! `--revert`): there an update that moves a key moves the row, which cannot be done twice, so
+//! each batch ends at a transaction's end and records that position in its own transaction
+//! ([`AppliedMark`]); a revert run again, or a batch retried after a lost connection, goes on
+//! from exactly there.
 //!
 //! A batch is one transaction (its round trips: see Sizes below). When the key compares exactly (integers,
 //! decimals, temporals, binary strings, `_bin` collations), the batch is coalesced per key (the
@@ -48,7 +52,8 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use crate::binlog::{Cell, RowEvent, RowKind};
+use crate::binlog::{BinlogPosition, Cell, RowEvent, RowKind};
+use crate::checkpoint::AppliedMark;
 use crate::inspect::Plan;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
 use crate::progress::Progress;
@@ -735,6 +740,8 @@ pub struct Applier {
     /// While the copy reads without shared locks: the keys deleted while its chunks read, to
     /// delete again once they have committed.
     tombstones: Option<Arc<Tombstones>>,
+    /// Where each batch records the position it was applied through ([`Applier::mark_applied`]).
+    mark: Option<AppliedMark>,
 }
 
 const RETRIES: usize = 10;
@@ -768,7 +775,20 @@ impl Applier {
             sizes,
             progress: None,
             tombstones: None,
+            mark: None,
         })
+    }
+
+    /// Each batch records the position it was applied through in `mark`, in its own
+    /// transaction; batches must then end at a transaction's end ([`Applier::marks_applied`]).
+    pub fn mark_applied(&mut self, mark: AppliedMark) {
+        self.mark = Some(mark);
+    }
+
+    /// Whether batches record their position: the apply loop then sends only whole
+    /// transactions, each batch with the position it ends at.
+    pub fn marks_applied(&self) -> bool {
+        self.mark.is_some()
     }
 
     /// The copy reads without shared locks: record the keys each batch deletes, and delete again
@@ -803,8 +823,16 @@ impl Applier {
 
     /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts. While
     /// the copy reads without shared locks, the transaction first deletes again the keys
-    /// [`Tombstones`] hands back (`events` may be empty for just that).
-    pub async fn apply(&mut self, events: &[RowEvent]) -> Result<(), ApplyError> {
+    /// [`Tombstones`] hands back (`events` may be empty for just that). With a mark
+    /// ([`Applier::mark_applied`]), `through` (where the batch's last transaction ends) is
+    /// recorded in the same transaction.
+    pub async fn apply(
+        &mut self,
+        events: &[RowEvent],
+        through: Option<&BinlogPosition>,
+    ) -> Result<(), ApplyError> {
+        let mark = self.mark.clone();
+        let marked = mark.as_ref().zip(through);
         let batch = self.plan.batch(events)?;
         let redelete = match &self.tombstones {
             Some(t) => {
@@ -817,6 +845,9 @@ impl Applier {
         let build = |plan: &ApplyPlan, sizes: Sizes| -> Result<Vec<String>, ApplyError> {
             let mut out = plan.delete_statements(&redelete.keys, sizes)?;
             out.extend(plan.statements_of(&batch, sizes)?);
+            if let (false, Some((mark, through))) = (out.is_empty(), marked) {
+                out.push(mark.write_sql(through));
+            }
             Ok(out)
         };
         let mut sizes = self.sizes;
@@ -845,6 +876,11 @@ impl Applier {
                     let _ = self.conn.query_drop("ROLLBACK").await;
                     return Err(warnings);
                 }
+                Ok(Applied::Done { .. })
+                    if let Some(e) = crate::failpoint::kill_after_commit(&mut self.conn).await =>
+                {
+                    e
+                }
                 Ok(Applied::Done { skipped }) => {
                     if let (Some(progress), true) = (&self.progress, skipped > 0) {
                         progress
@@ -867,13 +903,30 @@ impl Applier {
                 _ if attempt > RETRIES => return Err(write_error(error)),
                 mysql::Failure::ConnectionLost => {
                     // The batch is one transaction: it was applied entirely or not at all, and
-                    // applying it again is harmless (idempotent per key).
+                    // applying it again is harmless (idempotent per key), or, marked, is not
+                    // done if the mark says it was applied.
                     tracing::warn!("applier connection lost ({error}); reconnecting and applying the batch again");
                     tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
                     match mysql::connect_writer(&self.endpoint, &self.creds, self.strict).await {
                         Ok(mut conn) => {
                             if let Ok(sizes) = packet_sizes(&mut conn).await {
                                 self.sizes = sizes;
+                            }
+                            // Marked: the COMMIT may have been done before the connection went.
+                            if let Some((mark, through)) = marked {
+                                match mark.read(&mut conn).await {
+                                    Ok(Some(at)) if at == *through => {
+                                        tracing::info!("the batch lost with the connection had been committed (applied through {through})");
+                                        self.conn = conn;
+                                        done(&self.tombstones);
+                                        return Ok(());
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        tracing::warn!("reading where the applier got to failed ({e}); retrying");
+                                        continue;
+                                    }
+                                }
                             }
                             self.conn = conn;
                         }

@@ -23,7 +23,10 @@
 //! Memory: a batch is sent once it holds [`LoopSpec::batch_size`] events (fifty times that while
 //! a backlog waits or the window is on) or [`BATCH_BYTES`] of row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
 //! it the loop says so ([`LoopStatus::held_over_limit`], the cut-over then aborts) and reads no
-//! more of the binlog until the coordinator resumes or the run ends.
+//! more of the binlog until the coordinator resumes or the run ends. When the applier records
+//! where each batch ends ([`Applier::marks_applied`], `--revert`), a batch takes only whole
+//! transactions (with the position the last one ends at): a transaction larger than those
+//! bounds is held whole until its end is read.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -113,30 +116,6 @@ pub struct LoopSpec {
 /// What [`LoopSpec::held_limit`] is unless set otherwise.
 pub const HELD_LIMIT: usize = 64 << 20;
 
-/// Events of the original table seen after the cut-over marker and not applied, with their size.
-#[derive(Debug, Default)]
-struct Held {
-    events: Vec<RowEvent>,
-    bytes: usize,
-}
-
-impl Held {
-    fn push(&mut self, event: RowEvent) {
-        self.bytes += event_bytes(&event);
-        self.events.push(event);
-    }
-
-    /// Past `limit`: hold no more.
-    fn over(&self, limit: usize) -> bool {
-        self.bytes > limit
-    }
-
-    fn clear(&mut self) {
-        self.events.clear();
-        self.bytes = 0;
-    }
-}
-
 impl LoopSpec {
     /// `schema`.`table` (as the binlog names it) is the table named `name` here.
     fn is(&self, schema: &str, table: &str, name: &str) -> bool {
@@ -167,7 +146,8 @@ pub async fn run_loop(
         keylog,
     };
     let mut pending = Pending::default();
-    let mut held = Held::default();
+    // Events of the original table seen after the cut-over marker and not applied.
+    let mut held = Pending::default();
     // The marker token events are being held for, after it was applied.
     let mut holding: Option<String> = None;
     let mut control_open = true;
@@ -192,7 +172,10 @@ pub async fn run_loop(
         } else {
             Duration::ZERO
         };
-        let due = pending.since.map(|since| since + linger);
+        let due = pending
+            .since
+            .filter(|_| sink.ready(&pending) > 0)
+            .map(|since| since + linger);
         let item = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ok(()),
@@ -211,8 +194,9 @@ pub async fn run_loop(
                     // with a new marker): apply what was held after marker `token`, then go on
                     // as before.
                     tracing::info!("released at marker {token}: applying the {} events held after it", held.events.len());
-                    sink.apply(&held.events).await?;
-                    held.clear();
+                    pending.append(std::mem::take(&mut held));
+                    sink.flush(&mut pending).await?;
+                    applied_through(&pending, &holding, &mut last_commit, &status);
                     status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
                 } else if holding.is_none() && now != Control::Apply {
                     // The table is locked and the marker on its way: apply what waits meanwhile.
@@ -277,7 +261,7 @@ pub async fn run_loop(
                         {
                             sink.flush(&mut pending).await?;
                             holding = Some(token.clone());
-                            held.clear();
+                            held = Pending::default();
                             status.send_modify(|s| {
                                 s.marker_applied = Some(token.clone());
                                 s.held_after_marker = 0;
@@ -316,6 +300,10 @@ pub async fn run_loop(
             }
             StreamItem::Commit(boundary) => {
                 progress.set_position(boundary.position.to_string());
+                match holding {
+                    Some(_) => held.commit(&boundary.position),
+                    None => pending.commit(&boundary.position),
+                }
                 last_commit = Some(boundary.position);
             }
         }
@@ -375,7 +363,8 @@ async fn woken(tombstones: Option<&Tombstones>) {
     }
 }
 
-/// The events of the original table read since the last batch was applied.
+/// The events of the original table read since the last batch was applied (or, held after a
+/// cut-over marker, not applied).
 #[derive(Default)]
 struct Pending {
     events: Vec<RowEvent>,
@@ -383,6 +372,10 @@ struct Pending {
     bytes: usize,
     /// When the first of them was read.
     since: Option<Instant>,
+    /// How many of `events` belong to transactions whose end was read, and where the last
+    /// transaction read ends.
+    whole: usize,
+    whole_through: Option<BinlogPosition>,
 }
 
 impl Pending {
@@ -390,6 +383,42 @@ impl Pending {
         self.since.get_or_insert_with(Instant::now);
         self.bytes += event_bytes(&event);
         self.events.push(event);
+    }
+
+    /// A transaction ends at `at`: every event so far is of whole transactions.
+    fn commit(&mut self, at: &BinlogPosition) {
+        self.whole = self.events.len();
+        self.whole_through = Some(at.clone());
+    }
+
+    /// `later`'s events, read after these, follow them.
+    fn append(&mut self, later: Pending) {
+        if let Some(at) = later.whole_through {
+            self.whole = self.events.len() + later.whole;
+            self.whole_through = Some(at);
+        }
+        self.since = self.since.or(later.since);
+        self.bytes += later.bytes;
+        self.events.extend(later.events);
+    }
+
+    /// The first `n` events were applied.
+    fn applied(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.events.drain(..n);
+        self.bytes = self.events.iter().map(event_bytes).sum();
+        self.since = (!self.events.is_empty()).then(Instant::now);
+        self.whole = self.whole.saturating_sub(n);
+        if self.whole == 0 {
+            self.whole_through = None;
+        }
+    }
+
+    /// Past `limit` bytes: hold no more.
+    fn over(&self, limit: usize) -> bool {
+        self.bytes > limit
     }
 }
 
@@ -401,11 +430,15 @@ struct Sink {
 }
 
 impl Sink {
-    async fn apply(&mut self, events: &[RowEvent]) -> Result<(), ApplyError> {
+    async fn apply(
+        &mut self,
+        events: &[RowEvent],
+        through: Option<&BinlogPosition>,
+    ) -> Result<(), ApplyError> {
         if events.is_empty() {
             return Ok(());
         }
-        self.applier.apply(events).await?;
+        self.applier.apply(events, through).await?;
         if self.keylog.recording() {
             self.keylog.record(self.applier.keys_of(events));
         }
@@ -420,20 +453,30 @@ impl Sink {
     /// nothing is pending.
     async fn flush_with_redeletes(&mut self, pending: &mut Pending) -> Result<(), ApplyError> {
         if pending.events.is_empty() {
-            return self.applier.apply(&[]).await;
+            return self.applier.apply(&[], None).await;
         }
         self.flush(pending).await
     }
 
-    /// Applies what is pending, as one batch, and empties it.
+    /// How many pending events the next batch takes: all of them, or, when the applier marks
+    /// where each batch ends ([`Applier::marks_applied`]), those of whole transactions.
+    fn ready(&self, pending: &Pending) -> usize {
+        if self.applier.marks_applied() {
+            pending.whole
+        } else {
+            pending.events.len()
+        }
+    }
+
+    /// Applies what is [ready](Sink::ready), as one batch, and takes it out of `pending`.
     async fn flush(&mut self, pending: &mut Pending) -> Result<(), ApplyError> {
-        if !pending.events.is_empty() {
+        let n = self.ready(pending);
+        if n > 0 {
             crate::failpoint::panic_at("apply:batch");
         }
-        self.apply(&pending.events).await?;
-        pending.events.clear();
-        pending.bytes = 0;
-        pending.since = None;
+        let through = pending.whole_through.clone().filter(|_| n == pending.whole);
+        self.apply(&pending.events[..n], through.as_ref()).await?;
+        pending.applied(n);
         Ok(())
     }
 }
@@ -466,14 +509,70 @@ mod tests {
 
     #[test]
     fn held_events_are_measured_in_bytes_and_bounded() {
-        let mut held = Held::default();
+        let mut held = Pending::default();
         held.push(insert(1000));
         held.push(insert(1000));
         assert!(held.bytes >= 2000);
         assert!(!held.over(10_000));
         held.push(insert(10_000));
         assert!(held.over(10_000));
-        held.clear();
-        assert!(!held.over(0) && held.events.is_empty());
+        held.applied(3);
+        assert!(!held.over(0) && held.events.is_empty() && held.since.is_none());
+    }
+
+    #[test]
+    fn pending_events_know_which_of_them_end_a_transaction_and_where() {
+        let (p1, p2) = (
+            BinlogPosition::new("bin.000001", 100),
+            BinlogPosition::new("bin.000001", 200),
+        );
+        let mut pending = Pending::default();
+        pending.push(insert(10));
+        assert_eq!((pending.whole, pending.whole_through.clone()), (0, None));
+        pending.push(insert(10));
+        pending.commit(&p1);
+        pending.push(insert(10));
+        assert_eq!(
+            (pending.whole, pending.whole_through.clone()),
+            (2, Some(p1))
+        );
+        // A batch of the two whole ones leaves the third, of a transaction still open.
+        pending.applied(2);
+        assert_eq!(pending.events.len(), 1);
+        assert_eq!((pending.whole, pending.whole_through.clone()), (0, None));
+        assert!(pending.since.is_some() && pending.bytes > 0);
+        pending.commit(&p2);
+        assert_eq!(
+            (pending.whole, pending.whole_through.clone()),
+            (1, Some(p2))
+        );
+    }
+
+    #[test]
+    fn events_held_after_a_marker_follow_those_pending_with_their_transactions_ends() {
+        let (p1, p2) = (
+            BinlogPosition::new("bin.000001", 100),
+            BinlogPosition::new("bin.000002", 4),
+        );
+        let mut pending = Pending::default();
+        pending.push(insert(10));
+        let mut held = Pending::default();
+        held.push(insert(10));
+        held.commit(&p1);
+        held.push(insert(10));
+        held.push(insert(10));
+        held.commit(&p2);
+        held.push(insert(10));
+        pending.append(held);
+        assert_eq!(pending.events.len(), 5);
+        assert_eq!(
+            (pending.whole, pending.whole_through.clone()),
+            (4, Some(p2))
+        );
+        // Nothing whole held: what was whole before stays.
+        let mut held = Pending::default();
+        held.push(insert(10));
+        pending.append(held);
+        assert_eq!((pending.events.len(), pending.whole), (6, 4));
     }
 }

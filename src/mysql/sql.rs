@@ -92,9 +92,16 @@ pub fn create_checkpoint(schema: &str, table: &str) -> String {
 /// Writes a checkpoint row; placeholders in [`create_checkpoint`]'s column order from `id`,
 /// `written_at` left out.
 pub fn checkpoint_write(schema: &str, table: &str) -> String {
+    checkpoint_write_values(schema, table, &["?"; 10])
+}
+
+/// [`checkpoint_write`] with the values given (SQL literals or placeholders), for a write sent in
+/// a batch of statements.
+pub fn checkpoint_write_values(schema: &str, table: &str, values: &[&str; 10]) -> String {
     format!(
-        "REPLACE /* wraith */ INTO {} (id, alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied, ghost_definition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        qualified(schema, table)
+        "REPLACE /* wraith */ INTO {} (id, alter_statement, server_id, binlog_file, binlog_pos, copied_through, copy_done, rows_copied, events_applied, ghost_definition) VALUES ({})",
+        qualified(schema, table),
+        values.join(", ")
     )
 }
 

@@ -3,9 +3,10 @@
 //! on writing to the table and to a mirror that was never migrated (same transactions, only
 //! the columns both schemas have). Afterwards `t` is the mirror, byte for byte, on the primary
 //! and the replica: the old schema, every write made since the swap, and the dropped column's
-//! values as they were at the swap. A revert killed half-way runs again from the swap, replaying
-//! in place what it had applied already, and loses nothing. A revert that cannot be done says why
-//! and changes nothing.
+//! values as they were at the swap. A revert killed half-way runs again from where it got to (a
+//! key moved in place cannot be moved twice), and loses nothing; so does a revert whose
+//! connection is lost just after a commit. A revert that cannot be done says why and changes
+//! nothing.
 
 use std::time::Duration;
 
@@ -147,7 +148,7 @@ async fn a_revert_that_cannot_be_done_says_why_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_revert_killed_half_way_runs_again_from_the_swap_and_loses_nothing() {
+async fn a_revert_killed_half_way_runs_again_from_where_it_got_to_and_loses_nothing() {
     let schema = harness::fresh_schema("revert_again").await;
     setup(
         &schema,
@@ -182,12 +183,93 @@ async fn a_revert_killed_half_way_runs_again_from_the_swap_and_loses_nothing() {
     running.finish(Duration::from_secs(30)).await;
     assert!(writers.wait_for_commits(20, Duration::from_secs(30)).await);
 
-    // Again, from the swap: its changelog is dropped first, as for any leftover one.
+    // Again, from where it got to: its changelog is dropped first, as for any leftover one.
     let out = harness::run_wraith(&revert_args(&schema, &["--initially-drop-ghost-table"])).await;
     let log = stderr(&out);
     let stats = writers.stop().await;
     assert!(out.status.success(), "the second revert failed:\n{log}");
     eprintln!("writers: {}", stats.summary());
+    assert_same_as_mirror(&schema, &["id"]).await;
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
+/// The same changes, made on `table` in one transaction: a row moved to a new key and a new row
+/// at its old key, and a row moved twice (away, then on again) with a new row at its first key.
+/// Applied twice in place, the first move would meet its own result.
+fn moves_and_reuses(table: &str) -> String {
+    format!(
+        "START TRANSACTION; \
+         UPDATE {table} SET id = 100000 WHERE id = 1; \
+         INSERT INTO {table} (id, a, b) VALUES (1, 7, 'at the old key'); \
+         UPDATE {table} SET id = 200000 WHERE id = 2; \
+         UPDATE {table} SET id = 300000 WHERE id = 200000; \
+         INSERT INTO {table} (id, a, b) VALUES (2, 8, 'at the first key'); \
+         UPDATE {table} SET a = a + 1 WHERE id = 300000; \
+         COMMIT"
+    )
+}
+
+/// `t` migrated with `--checkpoint`, then [`moves_and_reuses`] on `t` and on the mirror. The old
+/// table keeps `c` of rows 1 and 2, which must move with them.
+async fn migrated_then_moved(name: &str) -> String {
+    let schema = harness::fresh_schema(name).await;
+    setup(
+        &schema,
+        SMALL,
+        "ENGINE=InnoDB",
+        100,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &["--checkpoint"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for table in ["t", "mirror"] {
+        harness::primary_sql(&schema, &[&moves_and_reuses(table)]).await;
+    }
+    schema
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_run_again_after_it_applied_key_moves_goes_on_from_where_it_got_to() {
+    let schema = migrated_then_moved("revert_moves").await;
+    // The first revert applies the moves, waits, postponed, and is killed.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("postpone");
+    std::fs::write(&flag, "").unwrap();
+    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
+    let running = Running::start(&revert_args(&schema, &[&postpone]));
+    harness::eventually("the revert postponed", WRAITH_RUN_LIMIT, async || {
+        changelog_state(&schema).await.as_deref() == Some("Postpone")
+    })
+    .await;
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(running.pid() as i32, libc::SIGKILL) };
+    running.finish(Duration::from_secs(30)).await;
+
+    // Run again, it must not move rows 1 and 2 a second time (1 and 100000 both exist now).
+    let out = harness::run_wraith(&revert_args(&schema, &["--initially-drop-ghost-table"])).await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "the second revert failed:\n{log}");
+    assert!(log.contains("from where an earlier revert got to"), "{log}");
+    assert_same_as_mirror(&schema, &["id"]).await;
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_whose_connection_is_lost_after_a_commit_does_not_apply_that_batch_again() {
+    let schema = migrated_then_moved("revert_lost_commit").await;
+    // The applier's connection dies right after its first batch (the moves) commits.
+    let env = [("WRAITH_FAILPOINT", "apply:committed:kill-connection")];
+    let out = Running::start_with_env(&revert_args(&schema, &[]), &env)
+        .finish(WRAITH_RUN_LIMIT)
+        .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "the revert failed:\n{log}");
+    assert!(
+        log.contains("the batch lost with the connection had been committed"),
+        "{log}"
+    );
     assert_same_as_mirror(&schema, &["id"]).await;
     harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
 }
