@@ -74,10 +74,17 @@ impl AppliedMark {
         )
     }
 
-    /// The position recorded last, if any.
+    /// The position recorded last, if any, read with a shared lock: a transaction that writes
+    /// the mark (a batch still open in a session being ended) is waited for.
     pub async fn read(&self, conn: &mut Conn) -> Result<Option<BinlogPosition>, CheckpointError> {
-        let mark = Checkpoint::read(conn, &self.schema, &self.table, Row::Reverted).await?;
-        Ok(mark.map(|m| m.position))
+        let at: Option<(String, u64)> = conn
+            .exec_first(
+                sql::checkpoint_position_locked(&self.schema, &self.table),
+                (Row::Reverted as u8,),
+            )
+            .await
+            .map_err(sql_error("reading where the applier got to"))?;
+        Ok(at.map(|(file, pos)| BinlogPosition::new(file, pos)))
     }
 }
 

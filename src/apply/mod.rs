@@ -912,7 +912,12 @@ impl Applier {
                             if let Ok(sizes) = packet_sizes(&mut conn).await {
                                 self.sizes = sizes;
                             }
-                            // Marked: the COMMIT may have been done before the connection went.
+                            // The server may still run the lost session, its batch open (its
+                            // locks held, its COMMIT perhaps yet to arrive): end it.
+                            let lost = self.conn.id();
+                            let _ = conn.query_drop(format!("KILL CONNECTION {lost}")).await;
+                            // Marked: the COMMIT may have been done before the connection went
+                            // (the mark is read with a lock: after the lost session's end).
                             if let Some((mark, through)) = marked {
                                 match mark.read(&mut conn).await {
                                     Ok(Some(at)) if at == *through => {

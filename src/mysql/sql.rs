@@ -113,6 +113,15 @@ pub fn checkpoint_read(schema: &str, table: &str) -> String {
     )
 }
 
+/// Reads a checkpoint row's binlog position by id (`?`) with a shared lock (`LOCK IN SHARE MODE`,
+/// which MySQL 8.0 and 8.4 still take, and MariaDB).
+pub fn checkpoint_position_locked(schema: &str, table: &str) -> String {
+    format!(
+        "SELECT binlog_file, binlog_pos FROM {} WHERE id = ? LOCK IN SHARE MODE",
+        qualified(schema, table)
+    )
+}
+
 /// Writes (or overwrites) a changelog row by hint; `id` 1 is the heartbeat, as in gh-ost.
 pub fn changelog_upsert(
     schema: &str,

@@ -37,6 +37,21 @@ fn revert_args(schema: &str, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// A revert whose cut-over is postponed (by a flag file in the returned directory), once it has
+/// applied everything and postponed.
+async fn revert_postponed(schema: &str) -> (Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("postpone");
+    std::fs::write(&flag, "").unwrap();
+    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
+    let running = Running::start(&revert_args(schema, &[&postpone]));
+    harness::eventually("the revert postponed", WRAITH_RUN_LIMIT, async || {
+        changelog_state(schema).await.as_deref() == Some("Postpone")
+    })
+    .await;
+    (running, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revert_brings_the_old_schema_back_with_every_write_made_since_the_swap() {
     let schema = harness::fresh_schema("revert").await;
@@ -168,15 +183,7 @@ async fn a_revert_killed_half_way_runs_again_from_where_it_got_to_and_loses_noth
     assert!(writers.wait_for_commits(30, Duration::from_secs(60)).await);
 
     // The first revert applies the changes since the swap, then waits, postponed, and is killed.
-    let dir = tempfile::tempdir().unwrap();
-    let flag = dir.path().join("postpone");
-    std::fs::write(&flag, "").unwrap();
-    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
-    let running = Running::start(&revert_args(&schema, &[&postpone]));
-    harness::eventually("the revert postponed", WRAITH_RUN_LIMIT, async || {
-        changelog_state(&schema).await.as_deref() == Some("Postpone")
-    })
-    .await;
+    let (running, _flag) = revert_postponed(&schema).await;
     assert!(writers.wait_for_commits(20, Duration::from_secs(30)).await);
     // SAFETY: kill(2) on the child this test started.
     unsafe { libc::kill(running.pid() as i32, libc::SIGKILL) };
@@ -234,15 +241,7 @@ async fn migrated_then_moved(name: &str) -> String {
 async fn a_revert_run_again_after_it_applied_key_moves_goes_on_from_where_it_got_to() {
     let schema = migrated_then_moved("revert_moves").await;
     // The first revert applies the moves, waits, postponed, and is killed.
-    let dir = tempfile::tempdir().unwrap();
-    let flag = dir.path().join("postpone");
-    std::fs::write(&flag, "").unwrap();
-    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
-    let running = Running::start(&revert_args(&schema, &[&postpone]));
-    harness::eventually("the revert postponed", WRAITH_RUN_LIMIT, async || {
-        changelog_state(&schema).await.as_deref() == Some("Postpone")
-    })
-    .await;
+    let (running, _flag) = revert_postponed(&schema).await;
     // SAFETY: kill(2) on the child this test started.
     unsafe { libc::kill(running.pid() as i32, libc::SIGKILL) };
     running.finish(Duration::from_secs(30)).await;
