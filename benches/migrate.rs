@@ -99,6 +99,9 @@ struct Settings {
     only: Option<Vec<String>>,
     /// How long the applier scenario's unthrottled writers run.
     applier_window: Duration,
+    /// How long the load scenario's wraith waits, its cut-over postponed, after its checksum
+    /// (`WRAITH_BENCH_HOLD`): the writers' latency with wraith applying and not copying.
+    hold: Duration,
     /// Where the figures are written as JSON.
     json: PathBuf,
     /// A gh-ost binary to run on the idle scenario's work (`GHOST_BIN`), and its extra flags.
@@ -196,6 +199,7 @@ impl Settings {
                 .unwrap_or_default(),
             only,
             applier_window: Duration::from_secs(num("WRAITH_BENCH_APPLIER_SECS", 25u64)?.max(1)),
+            hold: Duration::from_secs(num("WRAITH_BENCH_HOLD", 20u64)?),
             json: var("WRAITH_BENCH_JSON")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
@@ -461,6 +465,9 @@ struct WriterFigures {
     /// The same median after the swap, once wraith has ended: how far the machine drifts
     /// without wraith.
     p95_after_ms: f64,
+    /// The same median while wraith waited, its cut-over postponed (WRAITH_BENCH_HOLD): what
+    /// its applier, the binlog it reads and its heartbeat cost the writers, without a copy.
+    p95_hold_ms: Option<f64>,
     max_latency_copy_ms: f64,
     /// The p95 of each 1 s interval from wraith's start to the copy's end, in order.
     p95_copy_series_ms: Vec<f64>,
@@ -1047,11 +1054,37 @@ async fn under_load(
     tokio::time::sleep(settings.warmup).await;
 
     println!("[load] wraith --execute on sbtest.sbtest1 under load ...");
-    let args = wraith_args(settings, servers.replica.port, "sbtest", "sbtest1", &[]);
+    // After its checksum wraith postpones its cut-over for `hold`: the writers' latency then is
+    // what wraith costs them without a copy (its applier, the binlog it reads, its heartbeat).
+    let dir = tempfile::Builder::new()
+        .prefix("wraith-bench-load-")
+        .tempdir()?;
+    let postpone = dir.path().join("postpone");
+    let mut extra = Vec::new();
+    if !settings.hold.is_zero() {
+        std::fs::write(&postpone, b"")?;
+        extra.push(format!(
+            "--postpone-cut-over-flag-file={}",
+            postpone.display()
+        ));
+    }
+    let args = wraith_args(settings, servers.replica.port, "sbtest", "sbtest1", &extra);
     let cpu = Cpu::now(servers);
-    let run = Wraith::spawn(&settings.wraith, &args)?
-        .finish(settings.timeout)
-        .await;
+    let mut wraith = Wraith::spawn(&settings.wraith, &args)?;
+    if !settings.hold.is_zero() {
+        if wraith
+            .wait_for_line("cut-over postponed while", settings.timeout)
+            .await
+        {
+            println!(
+                "[load] wraith has copied, caught up and checked; its cut-over postponed for {}s (WRAITH_BENCH_HOLD) ...",
+                settings.hold.as_secs()
+            );
+            tokio::time::sleep(settings.hold).await;
+        }
+        std::fs::remove_file(&postpone)?;
+    }
+    let run = wraith.finish(settings.timeout).await;
     // The servers' CPU includes the writers' work.
     let run_cpu = Cpu::now(servers).since(cpu);
     run.print_summary("load");
@@ -1112,6 +1145,10 @@ async fn under_load(
     // "During" runs from wraith's start to its cut-over (or its end, without one).
     let cutting_over = run.line_at("cutting over");
     let copy_end = secs(cutting_over.or(run.swapped_at).unwrap_or(run.ended_at));
+    // With a hold (WRAITH_BENCH_HOLD), "during" ends where the cut-over was postponed: the hold
+    // is a phase of its own.
+    let postponed = run.line_at("cut-over postponed while").map(secs);
+    let during_end = postponed.unwrap_or(copy_end);
     // Without a swap there is no cut-over to look at: the windows are empty (NaN, printed "-").
     let (cut_from, cut_to) = match (run.swapped_at, run.blocked) {
         (Some(at), Some(b)) => (secs(at) - b, secs(at)),
@@ -1120,27 +1157,28 @@ async fn under_load(
     let samples = &end.samples;
     let figures = WriterFigures {
         before_tps: mean_tps(samples, start - settings.warmup.as_secs_f64() + 2.0, start),
-        during_tps: mean_tps(samples, start + 1.0, copy_end),
+        during_tps: mean_tps(samples, start + 1.0, during_end),
         after_tps: mean_tps(samples, cut_to + 1.0, cut_to + 5.0),
         rate,
         p95_before_ms: median_latency(samples, start - settings.warmup.as_secs_f64() + 2.0, start),
-        p95_during_ms: median_latency(samples, start + 1.0, copy_end),
+        p95_during_ms: median_latency(samples, start + 1.0, during_end),
         p95_after_ms: median_latency(
             samples,
             cut_to + 2.0,
             cut_to + settings.warmup.as_secs_f64(),
         ),
-        max_latency_copy_ms: max_latency(samples, start, copy_end),
+        max_latency_copy_ms: max_latency(samples, start, during_end),
+        p95_hold_ms: postponed.map(|at| median_latency(samples, at + 1.0, copy_end)),
         p95_copy_series_ms: samples
             .iter()
-            .filter(|s| s.end > start && s.end - 1.0 < copy_end)
+            .filter(|s| s.end > start && s.end - 1.0 < during_end)
             .map(|s| s.lat_ms)
             .collect(),
-        pace_copy_series: status_series(&run.lines, clock, copy_end, "Paced: ", 'x'),
-        writes_copy_series_ms: status_series(&run.lines, clock, copy_end, "(writes ", 'm'),
-        limit_copy_series_ms: status_series(&run.lines, clock, copy_end, ", limit ", 'm'),
-        rows_copy_series: status_series(&run.lines, clock, copy_end, "Copy: ", '/'),
-        lag_copy_series: status_series(&run.lines, clock, copy_end, "Lag: ", 's'),
+        pace_copy_series: status_series(&run.lines, clock, during_end, "Paced: ", 'x'),
+        writes_copy_series_ms: status_series(&run.lines, clock, during_end, "(writes ", 'm'),
+        limit_copy_series_ms: status_series(&run.lines, clock, during_end, ", limit ", 'm'),
+        rows_copy_series: status_series(&run.lines, clock, during_end, "Copy: ", '/'),
+        lag_copy_series: status_series(&run.lines, clock, during_end, "Lag: ", 's'),
         phases: {
             let at = |pattern: &str| run.line_at(pattern).map(secs);
             let copied = at("row copy complete");
@@ -1166,7 +1204,7 @@ async fn under_load(
         },
         innodb_copy_series: innodb
             .into_iter()
-            .filter(|s| s.at > start && s.at - 1.0 < copy_end)
+            .filter(|s| s.at > start && s.at - 1.0 < during_end)
             .collect(),
         max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),
         catch_up: run
@@ -2836,6 +2874,14 @@ fn print_results(
             f(w.p95_during_ms),
             w.p95_during_ms / w.p95_before_ms
         );
+        if let Some(hold) = w.p95_hold_ms {
+            println!(
+                "  p95 latency, wraith not copying:{:>7} ms ({:.2}x before; cut-over postponed {}s: its applier, binlog reader and heartbeat only)",
+                f(hold),
+                hold / w.p95_before_ms,
+                settings.hold.as_secs()
+            );
+        }
         println!(
             "  p95 latency after wraith:      {:>8} ms ({:.2}x before; without wraith: the machine's own drift)",
             f(w.p95_after_ms),
@@ -3081,6 +3127,8 @@ fn results_json(
             "p95_during_ms": w.p95_during_ms,
             "p95_ratio": w.p95_during_ms / w.p95_before_ms,
             "p95_after_ms": w.p95_after_ms,
+            "p95_hold_ms": w.p95_hold_ms,
+            "hold_s": settings.hold.as_secs(),
             "worst_p95_copy_ms": w.max_latency_copy_ms,
             "p95_copy_series_ms": w.p95_copy_series_ms,
             "pace_copy_series": w.pace_copy_series,
