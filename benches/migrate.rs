@@ -100,7 +100,8 @@ struct Settings {
     /// How long the applier scenario's unthrottled writers run.
     applier_window: Duration,
     /// How long the load scenario's wraith waits, its cut-over postponed, after its checksum
-    /// (`WRAITH_BENCH_HOLD`): the writers' latency with wraith applying and not copying.
+    /// (`WRAITH_BENCH_HOLD`): the writers' latency with wraith applying and not copying (the
+    /// first half), and with wraith throttled, reading and applying nothing (the second).
     hold: Duration,
     /// Where the figures are written as JSON.
     json: PathBuf,
@@ -468,6 +469,8 @@ struct WriterFigures {
     /// The same median while wraith waited, its cut-over postponed (WRAITH_BENCH_HOLD): what
     /// its applier, the binlog it reads and its heartbeat cost the writers, without a copy.
     p95_hold_ms: Option<f64>,
+    /// The same median while wraith was throttled in the hold, reading and applying nothing.
+    p95_throttled_ms: Option<f64>,
     max_latency_copy_ms: f64,
     /// The p95 of each 1 s interval from wraith's start to the copy's end, in order.
     p95_copy_series_ms: Vec<f64>,
@@ -1060,6 +1063,7 @@ async fn under_load(
         .prefix("wraith-bench-load-")
         .tempdir()?;
     let postpone = dir.path().join("postpone");
+    let throttle = dir.path().join("throttle");
     let mut extra = Vec::new();
     if !settings.hold.is_zero() {
         std::fs::write(&postpone, b"")?;
@@ -1067,7 +1071,9 @@ async fn under_load(
             "--postpone-cut-over-flag-file={}",
             postpone.display()
         ));
+        extra.push(format!("--throttle-flag-file={}", throttle.display()));
     }
+    let mut throttled_at = None;
     let args = wraith_args(settings, servers.replica.port, "sbtest", "sbtest1", &extra);
     let cpu = Cpu::now(servers);
     let mut wraith = Wraith::spawn(&settings.wraith, &args)?;
@@ -1077,10 +1083,14 @@ async fn under_load(
             .await
         {
             println!(
-                "[load] wraith has copied, caught up and checked; its cut-over postponed for {}s (WRAITH_BENCH_HOLD) ...",
+                "[load] wraith has copied, caught up and checked; its cut-over postponed for {}s (WRAITH_BENCH_HOLD), throttled for the second half ...",
                 settings.hold.as_secs()
             );
-            tokio::time::sleep(settings.hold).await;
+            tokio::time::sleep(settings.hold / 2).await;
+            std::fs::write(&throttle, b"")?;
+            throttled_at = Some(Instant::now());
+            tokio::time::sleep(settings.hold / 2).await;
+            std::fs::remove_file(&throttle)?;
         }
         std::fs::remove_file(&postpone)?;
     }
@@ -1149,6 +1159,7 @@ async fn under_load(
     // is a phase of its own.
     let postponed = run.line_at("cut-over postponed while").map(secs);
     let during_end = postponed.unwrap_or(copy_end);
+    let throttled = throttled_at.map(secs);
     // Without a swap there is no cut-over to look at: the windows are empty (NaN, printed "-").
     let (cut_from, cut_to) = match (run.swapped_at, run.blocked) {
         (Some(at), Some(b)) => (secs(at) - b, secs(at)),
@@ -1168,7 +1179,9 @@ async fn under_load(
             cut_to + settings.warmup.as_secs_f64(),
         ),
         max_latency_copy_ms: max_latency(samples, start, during_end),
-        p95_hold_ms: postponed.map(|at| median_latency(samples, at + 1.0, copy_end)),
+        p95_hold_ms: postponed
+            .map(|at| median_latency(samples, at + 1.0, throttled.unwrap_or(copy_end))),
+        p95_throttled_ms: throttled.map(|at| median_latency(samples, at + 1.0, copy_end)),
         p95_copy_series_ms: samples
             .iter()
             .filter(|s| s.end > start && s.end - 1.0 < during_end)
@@ -1190,7 +1203,13 @@ async fn under_load(
             bounds.push(("copy", start + 1.0, copy_to));
             if let Some(checked) = checked {
                 bounds.push(("catch-up and checksum", copy_to, checked));
-                bounds.push(("waiting to cut over (applier only)", checked, copy_end));
+                match throttled {
+                    Some(at) => {
+                        bounds.push(("held: wraith applying, not copying", checked, at));
+                        bounds.push(("held: wraith throttled (idle)", at, copy_end));
+                    }
+                    None => bounds.push(("waiting to cut over (applier only)", checked, copy_end)),
+                }
             } else {
                 bounds.push(("catch-up", copy_to, copy_end));
             }
@@ -2876,10 +2895,17 @@ fn print_results(
         );
         if let Some(hold) = w.p95_hold_ms {
             println!(
-                "  p95 latency, wraith not copying:{:>7} ms ({:.2}x before; cut-over postponed {}s: its applier, binlog reader and heartbeat only)",
+                "  p95 latency, wraith not copying:{:>7} ms ({:.2}x before; cut-over postponed, the hold's first {}s: its applier, binlog reader and heartbeat only)",
                 f(hold),
                 hold / w.p95_before_ms,
-                settings.hold.as_secs()
+                settings.hold.as_secs() / 2
+            );
+        }
+        if let Some(idle) = w.p95_throttled_ms {
+            println!(
+                "  p95 latency, wraith throttled:{:>8} ms ({:.2}x before; the hold's second half: connected, reading and applying nothing)",
+                f(idle),
+                idle / w.p95_before_ms
             );
         }
         println!(
@@ -3128,6 +3154,7 @@ fn results_json(
             "p95_ratio": w.p95_during_ms / w.p95_before_ms,
             "p95_after_ms": w.p95_after_ms,
             "p95_hold_ms": w.p95_hold_ms,
+            "p95_throttled_ms": w.p95_throttled_ms,
             "hold_s": settings.hold.as_secs(),
             "worst_p95_copy_ms": w.max_latency_copy_ms,
             "p95_copy_series_ms": w.p95_copy_series_ms,
