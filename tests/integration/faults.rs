@@ -476,3 +476,57 @@ async fn a_wraith_frozen_while_it_holds_the_lock_loses_the_lock_within_seconds()
         "the row written after the freeze is in the migrated table"
     );
 }
+
+/// The lag a lock was taken "anyway" at, from the log's `locking anyway (lag 1.234s)` lines.
+fn lags_locked_anyway(log: &str) -> Vec<f64> {
+    log.split("locking anyway (lag ")
+        .skip(1)
+        .filter_map(|rest| rest.split('s').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_built_while_throttled_is_applied_before_the_lock_not_under_it() {
+    let (schema, writers) = table_with_writers("fault_backlog", 500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (postpone, throttle) = (dir.path().join("postpone"), dir.path().join("throttle"));
+    std::fs::write(&postpone, "").unwrap();
+    let flags = [
+        format!("--postpone-cut-over-flag-file={}", postpone.display()),
+        format!("--throttle-flag-file={}", throttle.display()),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    // Each batch the applier applies takes 200 ms more: a backlog drains for seconds.
+    let running = Running::start_with_env(
+        &migrate_args(&schema, "t", ALTER, &flags),
+        &[("WRAITH_FAILPOINT", "apply:batch:sleep")],
+    );
+    harness::eventually("the cut-over postponed", WRAITH_RUN_LIMIT, async || {
+        changelog_state(&schema).await.as_deref() == Some("Postpone")
+    })
+    .await;
+    // Throttled while the writers go on: the binlog's lag grows to seconds.
+    std::fs::write(&throttle, "").unwrap();
+    assert!(writers.wait_for_commits(200, Duration::from_secs(60)).await);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Both let go at once: the checksum's snapshot and the cut-over lock the table next.
+    std::fs::remove_file(&throttle).unwrap();
+    std::fs::remove_file(&postpone).unwrap();
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let stats = writers.stop().await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    eprintln!("writers: {}", stats.summary());
+    assert!(
+        log.contains("waiting for the binlog's lag"),
+        "no wait for the backlog before the lock:\n{log}"
+    );
+    // A lock taken over a backlog holds the writers until the applier has drained it.
+    let anyway = lags_locked_anyway(&log);
+    assert!(
+        anyway.iter().all(|lag| *lag <= 0.5),
+        "locked with the binlog's lag at {anyway:?} s:\n{log}"
+    );
+    assert_migrated(&schema, &["id"]).await;
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
