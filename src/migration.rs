@@ -870,9 +870,10 @@ impl Run<'_> {
     /// through the binlog (the checksum's snapshot, the cut-over): writers wait at least as long
     /// as the binlog's lag, so the lock is taken once the lag (the last heartbeat's trip, fresh)
     /// is at most [`LOCK_LAG`], waiting up to [`LOCK_LAG_WAIT`]
-    /// for it; past that the lock is taken anyway, and the log says so, once the lag is at most
-    /// [`LOCK_ANYWAY_LAG`] (over it, the lock would hold writers while a backlog drains: it waits
-    /// on, saying so every [`LOCK_LAG_WAIT`]). Meanwhile the applier
+    /// for it; past that the lock is taken anyway, and the log says so, unless the lag is over
+    /// [`LOCK_ANYWAY_LAG`] and falling (a backlog the applier drains, which the lock would make
+    /// the writers wait for): then it waits on, saying so every [`LOCK_LAG_WAIT`], while it
+    /// keeps falling ([`LOCK_LAG_DRAINING`]). Meanwhile the applier
     /// applies events as they come ([`Control::ApplyNow`]), without its batching window.
     async fn wait_low_lag(&self, step: &str) -> Result<(), MigrationError> {
         let progress = &self.controls.progress;
@@ -906,6 +907,7 @@ impl Run<'_> {
             progress.lag().as_secs_f64(),
             LOCK_LAG.as_secs_f64()
         );
+        let mut before = progress.lag();
         loop {
             if self
                 .poll(LOCK_LAG_WAIT, Duration::from_millis(10), low)
@@ -919,21 +921,25 @@ impl Run<'_> {
                 return Ok(());
             }
             let lag = progress.lag();
-            if lag <= LOCK_ANYWAY_LAG {
+            // A backlog being drained: the lag falls (by a quarter every LOCK_LAG_WAIT at least).
+            let draining = lag < before.mul_f64(LOCK_LAG_DRAINING);
+            if lag <= LOCK_ANYWAY_LAG || !draining {
                 warn!(
-                    "{step}: the binlog's lag stayed above {:.3}s for {:.1}s; locking anyway (lag {:.3}s)",
+                    "{step}: the binlog's lag stayed above {:.3}s for {:.1}s{}; locking anyway (lag {:.3}s)",
                     LOCK_LAG.as_secs_f64(),
                     started.elapsed().as_secs_f64(),
+                    if draining { "" } else { " and is not falling" },
                     lag.as_secs_f64()
                 );
                 return Ok(());
             }
             info!(
-                "{step}: the binlog's lag is {:.3}s after {:.1}s, over {:.3}s: not locking (writers would wait about that long) until the applier has caught up; if it never does, the application writes faster than wraith applies",
+                "{step}: the binlog's lag is {:.3}s after {:.1}s (from {:.3}s): not locking while the applier catches up (writers would wait about that long)",
                 lag.as_secs_f64(),
                 started.elapsed().as_secs_f64(),
-                LOCK_ANYWAY_LAG.as_secs_f64()
+                before.as_secs_f64()
             );
+            before = lag;
         }
     }
 
@@ -2090,9 +2096,15 @@ const LOCK_LAG: Duration = Duration::from_millis(50);
 const LOCK_LAG_WAIT: Duration = Duration::from_secs(3);
 
 /// The binlog's lag up to which [`Run::wait_low_lag`] locks anyway after [`LOCK_LAG_WAIT`]; over
-/// it, it waits on for the applier to catch up. (Locking over a backlog held the writers until
-/// the applier had drained it: 1.08 s for a 9.9 s lag left by a throttle, in the load bench.)
+/// it, it waits on while the lag falls (a backlog the applier drains). (Locking over a backlog
+/// held the writers until the applier had drained it: 1.08 s for a 9.9 s lag left by a
+/// throttle, in the load bench.)
 const LOCK_ANYWAY_LAG: Duration = Duration::from_millis(500);
+
+/// The lag "falls" when it is under this fraction of what it was [`LOCK_LAG_WAIT`] before. A lag
+/// that does not (a replica slowed by other work, say: waiting would not shorten the lock) is
+/// locked over anyway, as before.
+const LOCK_LAG_DRAINING: f64 = 0.75;
 
 /// How long a run waits for the inspected replica to show a table it renamed back on the primary.
 const REPLICATED_WITHIN: Duration = Duration::from_secs(60);
