@@ -7,7 +7,7 @@
 //! connection that holds the lock, issues the RENAME, or writes the marker and reads the proof),
 //! `sigkill`, `sigterm`, `sigstop` (the signal to wraith itself), or `fail` (the step returns an
 //! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
-//! apply loop applies), `sleep` there ([`sleep_at`]: 200 ms more per batch), or `sleep` at `copy:rows` ([`copy_rows_condition`]: each row a copy
+//! apply loop applies), `sleep` there ([`sleep_at`]: 4 ms per event applied), or `sleep` at `copy:rows` ([`copy_rows_condition`]: each row a copy
 //! chunk reads takes 5 ms), or `kill-connection` at `apply:committed` ([`kill_after_commit`]).
 //! Points are named in `src/cutover.rs` (`atomic:locked`,
 //! `two-step:unlocked`, ...), `src/checksum.rs` (`checksum:locked`, `checksum:drained`) and
@@ -58,12 +58,13 @@ pub fn panic_at(point: &str) {
     }
 }
 
-/// Sleeps 200 ms if `point` is configured with the action `sleep` (`apply:batch`: each batch the
-/// apply loop applies takes that much longer, so a backlog drains for seconds).
-pub async fn sleep_at(point: &str) {
+/// Sleeps 4 ms per event if `point` is configured with the action `sleep` (`apply:batch`: the
+/// apply loop applies at most 250 events a second, whatever its batches, so a backlog drains
+/// for seconds).
+pub async fn sleep_at(point: &str, events: usize) {
     if let Some((at, action)) = configured() {
         if at == point && action == "sleep" {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(4 * events as u64)).await;
         }
     }
 }

@@ -473,7 +473,7 @@ impl Sink {
         let n = self.ready(pending);
         if n > 0 {
             crate::failpoint::panic_at("apply:batch");
-            crate::failpoint::sleep_at("apply:batch").await;
+            crate::failpoint::sleep_at("apply:batch", n).await;
         }
         let through = pending.whole_through.clone().filter(|_| n == pending.whole);
         self.apply(&pending.events[..n], through.as_ref()).await?;

@@ -496,7 +496,7 @@ async fn a_backlog_built_while_throttled_is_applied_before_the_lock_not_under_it
         format!("--throttle-flag-file={}", throttle.display()),
     ];
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    // Each batch the applier applies takes 200 ms more: a backlog drains for seconds.
+    // The applier applies at most 250 events a second: a backlog drains for seconds.
     let running = Running::start_with_env(
         &migrate_args(&schema, "t", ALTER, &flags),
         &[("WRAITH_FAILPOINT", "apply:batch:sleep")],
