@@ -7,11 +7,12 @@
 //! connection that holds the lock, issues the RENAME, or writes the marker and reads the proof),
 //! `sigkill`, `sigterm`, `sigstop` (the signal to wraith itself), or `fail` (the step returns an
 //! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
-//! apply loop applies), `sleep` there ([`sleep_at`]: 4 ms per event applied), or `sleep` at `copy:rows` ([`copy_rows_condition`]: each row a copy
-//! chunk reads takes 5 ms), or `kill-connection` at `apply:committed` ([`kill_after_commit`]).
-//! Points are named in `src/cutover.rs` (`atomic:locked`,
-//! `two-step:unlocked`, ...), `src/checksum.rs` (`checksum:locked`, `checksum:drained`) and
-//! `src/migration.rs` (`indexes:build`, just before the deferred indexes' ALTER).
+//! apply loop applies), `sleep` there ([`sleep_at`]: 4 ms per event applied), `sleep` at
+//! `copy:rows` ([`copy_rows_condition`]: each row a copy chunk reads takes 5 ms), or
+//! `kill-connection` at `apply:committed` ([`kill_after_commit`]). Points are named in
+//! `src/cutover.rs` (`atomic:locked`, `two-step:unlocked`, ...), `src/checksum.rs`
+//! (`checksum:locked`, `checksum:drained`) and `src/migration.rs` (`indexes:build`, just before
+//! the deferred indexes' ALTER).
 //! Invariant: without the variable, or in a release build, [`hit`] does nothing.
 
 use std::sync::OnceLock;
@@ -51,29 +52,30 @@ pub fn armed() -> bool {
 /// Panics if `point` is configured with the action `panic` (for points in code that cannot
 /// await, such as the apply loop's batches).
 pub fn panic_at(point: &str) {
-    if let Some((at, action)) = configured() {
-        if at == point && action == "panic" {
-            panic!("failpoint {point}: panic");
-        }
+    if configured_as(point, "panic") {
+        panic!("failpoint {point}: panic");
     }
+}
+
+/// Whether `point` is the configured point, with `action` (every time: these actions do not fire
+/// once per process, as [`hit`]'s do).
+fn configured_as(point: &str, action: &str) -> bool {
+    configured().is_some_and(|(at, configured)| at == point && configured == action)
 }
 
 /// Sleeps 4 ms per event if `point` is configured with the action `sleep` (`apply:batch`: the
 /// apply loop applies at most 250 events a second, whatever its batches, so a backlog drains
 /// for seconds).
 pub async fn sleep_at(point: &str, events: usize) {
-    if let Some((at, action)) = configured() {
-        if at == point && action == "sleep" {
-            tokio::time::sleep(std::time::Duration::from_millis(4 * events as u64)).await;
-        }
+    if configured_as(point, "sleep") {
+        tokio::time::sleep(std::time::Duration::from_millis(4 * events as u64)).await;
     }
 }
 
 /// The extra `WHERE` condition of each copy chunk's read under `copy:rows:sleep`: 5 ms per row
 /// read, so a chunk reads its rows from a snapshot for seconds while the test changes them.
 pub fn copy_rows_condition() -> Option<&'static str> {
-    matches!(configured(), Some((at, action)) if at == "copy:rows" && action == "sleep")
-        .then_some("SLEEP(0.005) = 0")
+    configured_as("copy:rows", "sleep").then_some("SLEEP(0.005) = 0")
 }
 
 /// The configured action, if `point` is the configured point and no failpoint has fired yet in
