@@ -92,6 +92,10 @@ struct Settings {
     /// `innodb_flush_log_at_trx_commit=1`, as most production primaries run) instead of the
     /// sandbox's cheaper settings.
     durable: bool,
+    /// The replica and wraith (and gh-ost) run at nice 19 (`WRAITH_BENCH_APART=1`), so the
+    /// primary and the writers get the CPU first, as when the replica and the tool run on
+    /// machines of their own (production's layout) rather than on the primary's cores.
+    apart: bool,
     /// More `mariadbd` flags for both servers (`WRAITH_BENCH_SERVER_ARGS`, space-separated),
     /// after the bench's own.
     server_args: Vec<String>,
@@ -195,6 +199,7 @@ impl Settings {
             timeout: Duration::from_secs(num("WRAITH_BENCH_TIMEOUT", 900u64)?),
             buffer_pool: var("WRAITH_BENCH_BUFFER_POOL").unwrap_or_else(|| "1G".into()),
             durable: var("WRAITH_BENCH_DURABLE").is_some_and(|v| v == "1"),
+            apart: var("WRAITH_BENCH_APART").is_some_and(|v| v == "1"),
             server_args: var("WRAITH_BENCH_SERVER_ARGS")
                 .map(|a| a.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
@@ -249,7 +254,35 @@ impl Servers {
             sandbox::start_server(spec("bench-replica", 2)),
         )?;
         sandbox::attach_replica(&replica, &primary).await?;
-        Ok(Servers { primary, replica })
+        let servers = Servers { primary, replica };
+        servers.set_apart(settings)?;
+        Ok(servers)
+    }
+
+    /// With `WRAITH_BENCH_APART`, every thread of the replica at nice 19 (a thread's nice value
+    /// is its own on Linux, and a new one takes its creator's, so this is done again before each
+    /// scenario for threads started since).
+    fn set_apart(&self, settings: &Settings) -> Result<()> {
+        if !settings.apart {
+            return Ok(());
+        }
+        let pid = self.replica.pid();
+        let mut n = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let Some(tid) = task?
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: setpriority takes plain integers and touches no memory of ours.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } == 0 {
+                n += 1;
+            }
+        }
+        println!("(WRAITH_BENCH_APART) {n} threads of the replica (pid {pid}) at nice 19");
+        Ok(())
     }
 
     async fn sync(&self) -> Result<()> {
@@ -325,11 +358,13 @@ async fn run(settings: &Settings) -> Result<bool> {
         rows.extend(idle(settings, &servers).await?);
     }
     if settings.runs("load") {
+        servers.set_apart(settings)?;
         let (row, w) = under_load(settings, &servers, clock).await?;
         rows.push(row);
         writers = Some(w);
     }
     if settings.runs("applier") {
+        servers.set_apart(settings)?;
         let (row, a) = applier_ceiling(settings, &servers).await?;
         rows.push(row);
         applier = Some(a);
@@ -872,7 +907,7 @@ async fn wraith_idle(
     let args = wraith_args(settings, servers.replica.port, "bench", table, extra);
     let cpu = Cpu::now(servers);
     let children_rss_before = peak_rss_of_children_mib();
-    let run = Wraith::spawn(&settings.wraith, &args)?
+    let run = Wraith::spawn(&settings.wraith, &args, settings.apart)?
         .finish(settings.timeout)
         .await;
     let wraith_cpu = Cpu::now(servers).since(cpu);
@@ -946,7 +981,9 @@ async fn ghost_idle(
     ];
     args.extend(settings.ghost_args.iter().cloned());
     let cpu = Cpu::now(servers);
-    let run = Wraith::spawn(bin, &args)?.finish(settings.timeout).await;
+    let run = Wraith::spawn(bin, &args, settings.apart)?
+        .finish(settings.timeout)
+        .await;
     let ghost_cpu = Cpu::now(servers).since(cpu);
     run.print_summary("idle/gh-ost");
     println!(
@@ -1076,7 +1113,7 @@ async fn under_load(
     let mut throttled_at = None;
     let args = wraith_args(settings, servers.replica.port, "sbtest", "sbtest1", &extra);
     let cpu = Cpu::now(servers);
-    let mut wraith = Wraith::spawn(&settings.wraith, &args)?;
+    let mut wraith = Wraith::spawn(&settings.wraith, &args, settings.apart)?;
     if !settings.hold.is_zero() {
         if wraith
             .wait_for_line("cut-over postponed while", settings.timeout)
@@ -1424,7 +1461,7 @@ async fn applier_ceiling(
     ];
     println!("[applier] wraith --execute on sbtest.sbtest1 reading the primary, the cut-over postponed ...");
     let args = wraith_args(settings, servers.primary.port, "sbtest", "sbtest1", &extra);
-    let mut wraith = Wraith::spawn(&settings.wraith, &args)?;
+    let mut wraith = Wraith::spawn(&settings.wraith, &args, settings.apart)?;
     let postponed = wraith
         .wait_for_line("cut-over postponed while", settings.timeout)
         .await;
@@ -1898,8 +1935,17 @@ struct WraithRun {
 }
 
 impl Wraith {
-    fn spawn(bin: &std::path::Path, args: &[String]) -> Result<Wraith> {
-        let mut child = Command::new(bin)
+    /// Starts `bin` with `args`; `nice`: at nice 19 (`WRAITH_BENCH_APART`), through `nice`,
+    /// which execs it (so the process id is the tool's).
+    fn spawn(bin: &std::path::Path, args: &[String], nice: bool) -> Result<Wraith> {
+        let mut command = if nice {
+            let mut c = Command::new("nice");
+            c.args(["-n", "19"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let mut child = command
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -3124,6 +3170,7 @@ fn results_json(
             "applier_window_s": settings.applier_window.as_secs(),
             "buffer_pool": settings.buffer_pool,
             "durable": settings.durable,
+            "apart": settings.apart,
             "server_args": settings.server_args,
             "gh_ost": settings.ghost.as_ref().map(|g| g.display().to_string()),
             "gh_ost_extra_args": settings.ghost_args,
