@@ -198,11 +198,22 @@ async fn a_table_named_like_a_common_word_ignores_that_word_in_other_tables_ddl(
         )
         .await;
         std::fs::remove_file(&throttle).unwrap();
-        wraith.finish(Duration::from_secs(180)).await
+        // A few more rounds while wraith copies, then the DDL stops: each DDL statement stalls
+        // the replica's parallel apply, and DDL without end could keep the replica lagging
+        // (and wraith throttled on its lag) for as long as it runs on a busy machine.
+        let seen = ddl.rounds();
+        harness::eventually(
+            "three rounds of other DDL while wraith copies, or its end",
+            Duration::from_secs(60),
+            async || wraith.exited() || ddl.rounds() >= seen + 3,
+        )
+        .await;
+        let rounds = ddl.stop().await;
+        (wraith.finish(Duration::from_secs(180)).await, rounds)
     };
     let shape = Shape::by_id(ROWS, small_values).on("status");
-    let (out, stats, timeline) = under_writes(&schema, Arc::new(shape), 4, PACE, migration).await;
-    let rounds = ddl.stop().await;
+    let ((out, rounds), stats, timeline) =
+        under_writes(&schema, Arc::new(shape), 4, PACE, migration).await;
     assert!(
         out.status.success(),
         "wraith failed ({rounds} rounds of other DDL):\n{}",
