@@ -805,10 +805,7 @@ async fn kill_rename(
         return;
     }
     warn!("cancelling the queued RENAME (connection {b_id})");
-    for kill in [
-        format!("KILL QUERY {b_id}"),
-        format!("KILL CONNECTION {b_id}"),
-    ] {
+    for kill in [sql::kill_query(b_id), sql::kill_connection(b_id)] {
         if c.query_drop(&kill).await.is_err() {
             if let Ok(mut fresh) = mysql::connect(&spec.primary, &spec.creds).await {
                 let _ = fresh.query_drop(&kill).await;

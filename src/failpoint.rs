@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use mysql_async::prelude::Queryable;
 
-use crate::mysql::{self, Credentials, Endpoint};
+use crate::mysql::{self, sql, Credentials, Endpoint};
 
 /// The cut-over's connections, by `CONNECTION_ID()` (0: not open).
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,7 +98,7 @@ pub async fn kill_after_commit(conn: &mut mysql_async::Conn) -> Option<mysql_asy
         return None;
     }
     let id = conn.id();
-    let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    let _ = conn.query_drop(sql::kill_connection(id)).await;
     conn.query_drop("DO 1").await.err()
 }
 
@@ -114,7 +114,7 @@ pub async fn hit(
     };
     let kill = |id: u64| async move {
         if let Ok(mut c) = mysql::connect(primary, creds).await {
-            let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+            let _ = c.query_drop(sql::kill_connection(id)).await;
         }
     };
     match action {

@@ -1553,7 +1553,7 @@ impl Run<'_> {
                 r = mysql::run_ddl(&mut ddl, &statement) => r,
                 _ = cancel.cancelled() => {
                     if let Ok(c) = self.primary_conn().await {
-                        let _ = c.query_drop(format!("KILL QUERY {id}")).await;
+                        let _ = c.query_drop(sql::kill_query(id)).await;
                     }
                     return Err(MigrationError::Cancelled);
                 }

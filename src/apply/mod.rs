@@ -915,7 +915,7 @@ impl Applier {
                             // The server may still run the lost session, its batch open (its
                             // locks held, its COMMIT perhaps yet to arrive): end it.
                             let lost = self.conn.id();
-                            let _ = conn.query_drop(format!("KILL CONNECTION {lost}")).await;
+                            let _ = conn.query_drop(sql::kill_connection(lost)).await;
                             // Marked: the COMMIT may have been done before the connection went
                             // (the mark is read with a lock: after the lost session's end).
                             if let Some((mark, through)) = marked {

@@ -655,6 +655,19 @@ pub fn create_sentry(schema: &str, table: &str, comment: &str) -> String {
     )
 }
 
+/// `KILL QUERY <id>`: ends the statement connection `id` runs, keeping its session.
+pub fn kill_query(id: impl Into<u64>) -> String {
+    let id = id.into();
+    format!("KILL QUERY {id}")
+}
+
+/// `KILL CONNECTION <id>`: ends connection `id`, releasing its locks and rolling back its
+/// transaction.
+pub fn kill_connection(id: impl Into<u64>) -> String {
+    let id = id.into();
+    format!("KILL CONNECTION {id}")
+}
+
 /// `LOCK TABLES a WRITE, b WRITE`
 pub fn lock_tables_write(schema: &str, tables: &[&str]) -> String {
     let list: Vec<String> = tables
