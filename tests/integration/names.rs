@@ -149,6 +149,18 @@ impl OtherDdl {
         self.rounds.load(Ordering::Relaxed)
     }
 
+    /// Waits (at most 60 s) for three more rounds, or for `wraith` to end; `when` says which
+    /// stage of the run they fall in.
+    async fn three_more_rounds(&self, when: &str, wraith: &mut Running) {
+        let seen = self.rounds();
+        harness::eventually(
+            &format!("three rounds of other DDL {when}, or wraith's end"),
+            Duration::from_secs(60),
+            async || wraith.exited() || self.rounds() >= seen + 3,
+        )
+        .await;
+    }
+
     /// Stops after the round in progress (which drops what it created).
     async fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
@@ -190,24 +202,14 @@ async fn a_table_named_like_a_common_word_ignores_that_word_in_other_tables_ddl(
             },
         )
         .await;
-        let seen = ddl.rounds();
-        harness::eventually(
-            "three rounds of other DDL while wraith streams, or its end",
-            Duration::from_secs(60),
-            async || wraith.exited() || ddl.rounds() >= seen + 3,
-        )
-        .await;
+        ddl.three_more_rounds("while wraith streams", &mut wraith)
+            .await;
         std::fs::remove_file(&throttle).unwrap();
         // A few more rounds while wraith copies, then the DDL stops: each DDL statement stalls
         // the replica's parallel apply, and DDL without end could keep the replica lagging
         // (and wraith throttled on its lag) for as long as it runs on a busy machine.
-        let seen = ddl.rounds();
-        harness::eventually(
-            "three rounds of other DDL while wraith copies, or its end",
-            Duration::from_secs(60),
-            async || wraith.exited() || ddl.rounds() >= seen + 3,
-        )
-        .await;
+        ddl.three_more_rounds("while wraith copies", &mut wraith)
+            .await;
         let rounds = ddl.stop().await;
         (wraith.finish(Duration::from_secs(180)).await, rounds)
     };
