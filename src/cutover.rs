@@ -20,11 +20,11 @@
 //! 2. the marker is written and awaited through the binlog; the loop then holds any later event
 //!    of `t` instead of applying it;
 //! 3. connection B issues `RENAME TABLE t TO _t_del, _t_gho TO t`, which waits on the sentry;
-//! 4. A drops the sentry; B is granted `_t_del` and `_t_gho` and queues on `t`;
+//! 4. A drops the sentry; B is granted the locks it takes before `t`'s and queues on `t`;
 //! 5. A unlocks only once the server shows that B is queued on `t` itself (not on another name):
-//!    B holds the ghost table's lock (so it is past the sentry) and a later look shows it
-//!    waiting, so B is granted `t` before any writer waiting on it; otherwise B is killed and A
-//!    unlocks with nothing swapped;
+//!    B holds the lock of every name it locks before `t` ([`locked_before`]: the sentry among
+//!    them, unless `t` comes first) and a later look shows it waiting, so B is granted `t`
+//!    before any writer waiting on it; otherwise B is killed and A unlocks with nothing swapped;
 //! 6. after the swap, the binlog must show the RENAME with no change to `t` between the marker and
 //!    it; if one slipped through, the swap is reported as not proven, loudly.
 //!
@@ -43,6 +43,7 @@ use tracing::{info, warn};
 use crate::apply::{Control, LoopStatus};
 use crate::changelog::Changelog;
 use crate::failpoint;
+use crate::mysql::names::NameCase;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint, Flavor};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,8 @@ pub struct CutOverSpec {
     pub ghost: String,
     pub old: String,
     pub changelog: String,
+    /// How the primary compares table names: it keys its metadata locks by the folded name.
+    pub names: NameCase,
     pub lock_timeout: Duration,
     /// `--include-triggers`: created on the ghost table while the original is locked and drained.
     pub triggers: Vec<crate::triggers::GhostTrigger>,
@@ -344,15 +347,22 @@ impl<'a> Attempt<'a> {
             .map_err(step("dropping the sentry table"))?;
         self.point("atomic:sentry-dropped").await?;
         // 5. Unlock only once the rename is proven to be queued on t itself.
-        let proof = spec.flavor.rename_queued_on_original_sql();
+        let before = locked_before(spec.names, &spec.table, [&spec.old, &spec.ghost]);
+        let proof = spec.flavor.rename_queued_on_original_sql(
+            self.b_id,
+            &spec.schema,
+            &spec.table,
+            &before,
+        );
         let mut proven = false;
         while Instant::now() < deadline {
             let n: Option<u64> = self
                 .c
-                .exec_first(proof, (self.b_id, &spec.schema, &spec.table, &spec.ghost))
+                .query_first(&proof)
                 .await
                 .map_err(step("checking the RENAME's locks"))?;
-            // Past the sentry (or pending on t); seen waiting afterwards, it waits on t itself.
+            // Past every lock before t's (or pending on t); seen waiting afterwards, it waits on
+            // t itself.
             if n.unwrap_or(0) > 0 && wait_for_state(&mut self.c, self.b_id, deadline).await? {
                 proven = true;
                 break;
@@ -770,6 +780,24 @@ fn held_within_limit(status: &watch::Receiver<LoopStatus>) -> Result<(), CutOver
     Ok(())
 }
 
+/// Of `others`, the names whose metadata locks a statement that locks them and `table` takes
+/// before `table`'s. MariaDB and MySQL take a statement's locks in the order of their keys
+/// (`MDL_key::cmp`: the schema, then the name, byte by byte, as the server keys it, folded to
+/// lower case under `lower_case_table_names`), each granted before the next is asked for. A
+/// migration's `_t_del` and `_t_gho` come before `t`, so the RENAME waits on the sentry first;
+/// a revert's ghost `_t_del` comes before its sentry `_t_rev_del`, so the RENAME holds the
+/// ghost's lock while it still waits on the sentry; `Orders` (a capital, or a digit, sorts
+/// before `_`) comes first, so the RENAME waits on it from the start.
+pub fn locked_before<'a>(names: NameCase, table: &str, others: [&'a str; 2]) -> Vec<&'a str> {
+    let key = |name: &str| names.key(name).into_bytes();
+    let mut before: Vec<&str> = others
+        .into_iter()
+        .filter(|other| key(other) < key(table))
+        .collect();
+    before.dedup();
+    before
+}
+
 /// Polls until connection `id` is waiting for a metadata lock, up to `until`.
 async fn wait_for_state(c: &mut Conn, id: u64, until: Instant) -> Result<bool, CutOverError> {
     loop {
@@ -853,9 +881,52 @@ mod tests {
             ghost: "_t_gho".into(),
             old: "_t_del".into(),
             changelog: "_t_ghc".into(),
+            names: NameCase::Exact,
             lock_timeout: Duration::from_secs(3),
             triggers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_rename_takes_the_locks_of_names_that_sort_before_the_table_first() {
+        let exact = NameCase::Exact;
+        // A migration: the sentry, then the ghost, then t.
+        assert_eq!(
+            locked_before(exact, "t", ["_t_del", "_t_gho"]),
+            ["_t_del", "_t_gho"]
+        );
+        // A revert: both come before t (the ghost `_t_del` before the sentry `_t_rev_del`).
+        assert_eq!(
+            locked_before(exact, "t", ["_t_rev_del", "_t_del"]),
+            ["_t_rev_del", "_t_del"]
+        );
+        // A capital or a digit sorts before `_`: t first, nothing held before it.
+        assert!(locked_before(exact, "Orders", ["_Orders_del", "_Orders_gho"]).is_empty());
+        assert!(locked_before(
+            exact,
+            "2024_orders",
+            ["_2024_orders_del", "_2024_orders_gho"]
+        )
+        .is_empty());
+        // Folded names are keyed in lower case.
+        assert_eq!(
+            locked_before(
+                NameCase::Folded,
+                "MyTable",
+                ["_MyTable_del", "_MyTable_gho"]
+            ),
+            ["_MyTable_del", "_MyTable_gho"]
+        );
+        // Byte order: a prefix comes first; letters beyond ASCII after `_`; `_` against `_`.
+        assert_eq!(locked_before(exact, "t", ["t_old", "_t_gho"]), ["_t_gho"]);
+        assert_eq!(
+            locked_before(exact, "tëst ü", ["_tëst ü_del", "_tëst ü_gho"]),
+            ["_tëst ü_del", "_tëst ü_gho"]
+        );
+        assert_eq!(
+            locked_before(exact, "_x", ["__x_del", "_x_gho"]),
+            ["__x_del"]
+        );
     }
 
     fn over_limit(n: usize) -> LoopStatus {

@@ -32,6 +32,7 @@ use crate::datapath::{self, DataPath, PathError, Servers};
 use crate::hooks::{Hook, HookError, Hooks};
 use crate::inspect::{self, checks, plan, Facts, Plan, TableSchema};
 use crate::metrics::Metrics;
+use crate::mysql::names::NameCase;
 use crate::mysql::{self, sql, topology, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::{ChecksumStatus, Progress};
 use crate::table_lock::{self, LockError, TableLock};
@@ -250,6 +251,9 @@ struct Run<'a> {
     stream_from: Option<datapath::Start>,
     /// The inspected server's `@@server_id` (from the preflight's facts): checkpoints name it.
     server_id: u64,
+    /// How the primary compares table names (from the preflight's facts): the cut-over's proof
+    /// orders names as its metadata locks do.
+    primary_names: NameCase,
     /// How far the copy has got, for checkpoints.
     watermark: Arc<Watermark>,
     /// A checkpoint has been written: on failure the helper tables are kept for `--resume`.
@@ -305,6 +309,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         deferred: None,
         stream_from: None,
         server_id: 0,
+        primary_names: NameCase::Exact,
         watermark: Arc::new(Watermark::default()),
         checkpointed: Arc::new(AtomicBool::new(false)),
         kept_for_resume: false,
@@ -407,6 +412,7 @@ impl Run<'_> {
         let (facts, mut iconn) = self.validate().await?;
         let flavor = facts.inspected.flavor.clone();
         self.server_id = u64::from(facts.inspected.server_id);
+        self.primary_names = facts.primary.name_case;
         self.controls.set_servers(control::Servers {
             inspected: format!("{} ({})", self.inspected, facts.inspected.flavor),
             primary: format!("{} ({})", self.primary, facts.primary.flavor),
@@ -1237,6 +1243,7 @@ impl Run<'_> {
             ghost: cfg.ghost_table(),
             old: cfg.old_table(),
             changelog: cfg.changelog_table(),
+            names: self.primary_names,
             lock_timeout: Duration::from_secs(cfg.flags.cut_over_lock_timeout_seconds as u64),
             triggers: self.triggers.clone(),
         }

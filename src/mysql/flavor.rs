@@ -209,27 +209,42 @@ impl Flavor {
         self.mysql_at_least((8, 0, 13))
     }
 
-    /// A query that counts proof that connection `?` (its id), running the cut-over RENAME, has
-    /// moved past the sentry towards the original table. Parameters: connection id, schema,
-    /// original table, ghost table.
+    /// A query whose one value is 1 once connection `rename_id`, running the cut-over's RENAME
+    /// of `schema`.`table`, has got past every lock it takes before the one on `table`: `before`
+    /// names the rename's other tables whose locks it takes first (a statement takes its
+    /// metadata locks in key order: `cutover::locked_before`).
     ///
-    /// MySQL's `performance_schema.metadata_locks` shows the pending lock on the original table
-    /// itself. MariaDB's `METADATA_LOCK_INFO` shows granted locks only: the RENAME takes its locks
-    /// in name order (`_t_del` < `_t_gho` < `t`), so once it holds the ghost table's lock it has
-    /// left the sentry behind; the caller must then see it waiting, in a later query, to know it
-    /// is queued on the original table.
-    pub fn rename_queued_on_original_sql(&self) -> &'static str {
+    /// MySQL's `performance_schema.metadata_locks` shows the pending lock on `table` itself.
+    /// MariaDB's `METADATA_LOCK_INFO` shows granted locks only: the RENAME must hold an exclusive
+    /// lock on every name of `before` (none to hold when `table` comes first); the caller must
+    /// then see it waiting, in a later query, to know it waits on `table`, the next lock.
+    pub fn rename_queued_on_original_sql(
+        &self,
+        rename_id: u64,
+        schema: &str,
+        table: &str,
+        before: &[&str],
+    ) -> String {
         match self.kind {
-            Kind::MySql => {
-                "SELECT COUNT(*) FROM performance_schema.metadata_locks ml \
+            Kind::MySql => format!(
+                "SELECT COUNT(*) > 0 FROM performance_schema.metadata_locks ml \
                  JOIN performance_schema.threads th ON ml.OWNER_THREAD_ID = th.THREAD_ID \
-                 WHERE th.PROCESSLIST_ID = ? AND ml.OBJECT_SCHEMA = ? AND ml.OBJECT_NAME = ? \
-                 AND ml.LOCK_STATUS = 'PENDING' AND ? IS NOT NULL"
-            }
+                 WHERE th.PROCESSLIST_ID = {rename_id} AND ml.OBJECT_SCHEMA = {} \
+                 AND ml.OBJECT_NAME = {} AND ml.LOCK_STATUS = 'PENDING'",
+                quote_str(schema),
+                quote_str(table)
+            ),
+            Kind::MariaDb if before.is_empty() => "SELECT 1".to_string(),
             Kind::MariaDb => {
-                "SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO \
-                 WHERE THREAD_ID = ? AND TABLE_SCHEMA = ? AND ? IS NOT NULL AND TABLE_NAME = ? \
-                 AND LOCK_MODE LIKE '%EXCLUSIVE%'"
+                let names: Vec<String> = before.iter().map(|n| quote_str(n)).collect();
+                format!(
+                    "SELECT COUNT(DISTINCT TABLE_NAME) = {} FROM information_schema.METADATA_LOCK_INFO \
+                     WHERE THREAD_ID = {rename_id} AND TABLE_SCHEMA = {} AND TABLE_NAME IN ({}) \
+                     AND LOCK_MODE LIKE '%EXCLUSIVE%'",
+                    names.len(),
+                    quote_str(schema),
+                    names.join(", ")
+                )
             }
         }
     }

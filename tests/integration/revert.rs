@@ -5,10 +5,13 @@
 //! and the replica: the old schema, every write made since the swap, and the dropped column's
 //! values as they were at the swap. A revert killed half-way runs again from where it got to (a
 //! key moved in place cannot be moved twice), and loses nothing; so does a revert whose
-//! connection is lost just after a commit. A revert that cannot be done says why and changes
-//! nothing.
+//! connection is lost just after a commit. A revert's swap keeps the lock until its RENAME waits
+//! on `t` itself, though its names lock in another order than a migration's. A revert that cannot
+//! be done says why and changes nothing.
 
 use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
 
 use crate::compare::{assert_same_as_mirror, definition};
 use crate::harness::{self, migrate_args, servers, stderr, tables, Running, WRAITH_RUN_LIMIT};
@@ -195,6 +198,98 @@ async fn a_revert_killed_half_way_runs_again_from_where_it_got_to_and_loses_noth
     let log = stderr(&out);
     let stats = writers.stop().await;
     assert!(out.status.success(), "the second revert failed:\n{log}");
+    eprintln!("writers: {}", stats.summary());
+    assert_same_as_mirror(&schema, &["id"]).await;
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
+/// Whether process `pid` is stopped (by a signal).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// A revert's names sort differently from a migration's: its ghost `_t_del` sorts before its
+/// sentry `_t_rev_del`, and a RENAME takes its locks in name order, so wraith's RENAME holds the
+/// ghost's lock from the start while it still waits on the sentry. Here another session takes the
+/// sentry's name the moment the sentry is dropped and keeps it for 3 s (its own RENAME of that
+/// name, queued first, then waiting on a table a third session has locked): wraith's RENAME waits
+/// on the sentry's name all that time, not on `t`, and the lock on `t` must be kept until it does,
+/// or the writers waiting on `t` write to it after the marker, and the swap loses their writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_keeps_the_lock_until_its_rename_waits_on_the_table_itself() {
+    let schema = harness::fresh_schema("revert_sentry_held").await;
+    setup(
+        &schema,
+        SMALL,
+        "ENGINE=InnoDB",
+        300,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let primary = &servers().primary;
+    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &["--checkpoint"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    harness::primary_sql(&schema, &["CREATE TABLE zz_held (id INT)"]).await;
+    let mut third = primary.conn().await;
+    third
+        .query_drop(format!("LOCK TABLES `{schema}`.zz_held WRITE"))
+        .await
+        .unwrap();
+    let workload = by_id(&schema, shared_values).await;
+    let writers = Writers::start(primary, &schema, workload, 4, PACE).await;
+    assert!(writers.wait_for_commits(10, Duration::from_secs(60)).await);
+
+    // wraith stops itself once it holds the lock, before its RENAME is issued.
+    let args = revert_args(&schema, &["--cut-over-lock-timeout-seconds=10"]);
+    let running = Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "atomic:locked:sigstop")]);
+    let pid = running.pid();
+    harness::eventually("the revert's lock", WRAITH_RUN_LIMIT, async || stopped(pid)).await;
+    let mut other = primary.conn().await;
+    let other_id: u64 = other
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    let rename = format!(
+        "RENAME TABLE `{schema}`._t_rev_del TO `{schema}`.zz_a, `{schema}`.zz_held TO `{schema}`.zz_b"
+    );
+    let renaming = tokio::spawn(async move { other.query_drop(rename).await });
+    let mut c = primary.conn().await;
+    harness::eventually(
+        "the other RENAME queued on the sentry",
+        Duration::from_secs(10),
+        async || {
+            let state: Option<Option<String>> = c
+                .exec_first(
+                    "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?",
+                    (other_id,),
+                )
+                .await
+                .unwrap();
+            state
+                .flatten()
+                .is_some_and(|s| s.starts_with("Waiting for table metadata lock"))
+        },
+    )
+    .await;
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    third.query_drop("UNLOCK TABLES").await.unwrap();
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let log = stderr(&out);
+    let renamed = renaming.await.unwrap();
+    let stats = writers.stop().await;
+    assert!(out.status.success(), "the revert failed:\n{log}");
+    // It held the sentry's name until the third session let it go, then found no table there.
+    assert!(
+        matches!(&renamed, Err(mysql_async::Error::Server(e)) if e.code == 1146),
+        "{renamed:?}"
+    );
     eprintln!("writers: {}", stats.summary());
     assert_same_as_mirror(&schema, &["id"]).await;
     harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
