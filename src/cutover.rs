@@ -19,7 +19,10 @@
 //! 1. connection A creates the sentry `_t_del` and takes `LOCK TABLES t WRITE, _t_del WRITE`;
 //! 2. the marker is written and awaited through the binlog; the loop then holds any later event
 //!    of `t` instead of applying it;
-//! 3. connection B issues `RENAME TABLE t TO _t_del, _t_gho TO t`, which waits on the sentry;
+//! 3. connection B issues `RENAME TABLE t TO _t_del, _t_gho TO t`, which waits on the sentry
+//!    (B issues it as soon as A holds the lock, to queue while the marker travels, unless it
+//!    would hold the ghost table's lock meanwhile, [`ghost_locked_while_blocked`], or triggers
+//!    are to be created there);
 //! 4. A drops the sentry; B is granted the locks it takes before `t`'s and queues on `t`;
 //! 5. A unlocks only once the server shows that B is queued on `t` itself (not on another name):
 //!    B holds the lock of every name it locks before `t` ([`locked_before`]: the sentry among
@@ -287,6 +290,15 @@ impl<'a> Attempt<'a> {
         self.point("triggers:created").await
     }
 
+    /// Step 3: B issues the RENAME, which waits behind A's lock (on the sentry, or on `t`).
+    fn issue_rename(&mut self) -> Result<(), CutOverError> {
+        let spec = self.spec;
+        let rename = sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost);
+        let mut b = self.b.take().ok_or(CutOverError::LoopGone)?;
+        self.renaming = Some(tokio::spawn(async move { b.query_drop(rename).await }));
+        Ok(())
+    }
+
     /// The lock's deadline: every wait while it is held ends by then.
     fn deadline(&self) -> Instant {
         self.started + self.spec.lock_timeout
@@ -318,21 +330,38 @@ impl<'a> Attempt<'a> {
         let mut phases = Phases::new(self.started);
         phases.mark("lock");
         self.point("atomic:locked").await?;
+        // 3, early: the rename can wait behind the lock while the marker travels, unless it
+        // would hold the ghost table's lock meanwhile (the applier writes there until the
+        // marker) or triggers are still to be created there.
+        let early = spec.triggers.is_empty() && !ghost_locked_while_blocked(spec);
+        if early {
+            self.issue_rename()?;
+        }
         // 2. The marker, written while writes to t are blocked, awaited through the binlog; the
         // rest of the steps keep a little of the lock's time.
         let reserve = (spec.lock_timeout / 2).min(Duration::from_millis(500));
         let drain_until = self.deadline() - reserve;
-        drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        let deadline = self.deadline();
+        let b_id = self.b_id;
+        // Meanwhile A, idle under its lock, watches the early RENAME queue.
+        let early_queued = async {
+            match early {
+                true => wait_for_state(&mut self.a, b_id, deadline).await,
+                false => Ok(false),
+            }
+        };
+        let drained = drain_to_marker(spec, &mut self.c, control, status, token, drain_until);
+        let ((), early_queued) = tokio::try_join!(drained, early_queued)?;
         phases.mark("drain");
         self.point("atomic:drained").await?;
         self.create_triggers().await?;
 
         // 3. The rename, queued behind the lock.
-        let rename = sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost);
-        let mut b = self.b.take().ok_or(CutOverError::LoopGone)?;
-        self.renaming = Some(tokio::spawn(async move { b.query_drop(rename).await }));
-        let deadline = self.deadline();
-        if !wait_for_state(&mut self.c, self.b_id, deadline).await? {
+        if !early {
+            self.issue_rename()?;
+        }
+        let queued = early_queued || wait_for_state(&mut self.c, self.b_id, deadline).await?;
+        if !queued {
             return Err(CutOverError::Timeout(
                 "the RENAME never started waiting on the lock; nothing was swapped, will retry"
                     .into(),
@@ -345,6 +374,7 @@ impl<'a> Attempt<'a> {
             .query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
             .await
             .map_err(step("dropping the sentry table"))?;
+        phases.mark("sentry dropped");
         self.point("atomic:sentry-dropped").await?;
         // 5. Unlock only once the rename is proven to be queued on t itself.
         let before = locked_before(spec.names, &spec.table, [&spec.old, &spec.ghost]);
@@ -376,7 +406,7 @@ impl<'a> Attempt<'a> {
             return Err(CutOverError::NotProven);
         }
         held_within_limit(status)?;
-        phases.mark("sentry dropped, proof");
+        phases.mark("proof");
         self.point("atomic:proven").await?;
         self.a
             .query_drop("UNLOCK TABLES")
@@ -789,13 +819,26 @@ fn held_within_limit(status: &watch::Receiver<LoopStatus>) -> Result<(), CutOver
 /// ghost's lock while it still waits on the sentry; `Orders` (a capital, or a digit, sorts
 /// before `_`) comes first, so the RENAME waits on it from the start.
 pub fn locked_before<'a>(names: NameCase, table: &str, others: [&'a str; 2]) -> Vec<&'a str> {
-    let key = |name: &str| names.key(name).into_bytes();
     let mut before: Vec<&str> = others
         .into_iter()
-        .filter(|other| key(other) < key(table))
+        .filter(|other| lock_key(names, other) < lock_key(names, table))
         .collect();
     before.dedup();
     before
+}
+
+/// What a table's metadata lock is ordered by, within one schema: its name's bytes, as the
+/// server keys it.
+fn lock_key(names: NameCase, name: &str) -> Vec<u8> {
+    names.key(name).into_bytes()
+}
+
+/// Whether the RENAME, waiting behind A's lock on `t` and the sentry, holds the ghost table's
+/// lock meanwhile: it takes its locks in order ([`locked_before`]) and is blocked at the first of
+/// `t` and the sentry, so it holds the ghost's when that comes before both (a revert's `_t_del`).
+fn ghost_locked_while_blocked(spec: &CutOverSpec) -> bool {
+    let ghost = lock_key(spec.names, &spec.ghost);
+    ghost < lock_key(spec.names, &spec.table) && ghost < lock_key(spec.names, &spec.old)
 }
 
 /// Polls until connection `id` is waiting for a metadata lock, up to `until`.
@@ -927,6 +970,22 @@ mod tests {
             locked_before(exact, "_x", ["__x_del", "_x_gho"]),
             ["__x_del"]
         );
+    }
+
+    #[test]
+    fn only_a_revert_s_rename_holds_the_ghost_table_while_it_waits_behind_the_lock() {
+        let mut s = spec();
+        assert!(
+            !ghost_locked_while_blocked(&s),
+            "a migration's waits on _t_del first"
+        );
+        (s.ghost, s.old) = ("_t_del".into(), "_t_rev_del".into());
+        assert!(
+            ghost_locked_while_blocked(&s),
+            "a revert's takes _t_del first"
+        );
+        (s.table, s.ghost, s.old) = ("Orders".into(), "_Orders_gho".into(), "_Orders_del".into());
+        assert!(!ghost_locked_while_blocked(&s), "it waits on Orders first");
     }
 
     fn over_limit(n: usize) -> LoopStatus {
