@@ -346,7 +346,7 @@ impl<'a> Attempt<'a> {
         // Meanwhile A, idle under its lock, watches the early RENAME queue.
         let early_queued = async {
             match early {
-                true => wait_for_state(&mut self.a, b_id, deadline).await,
+                true => wait_for_state(&mut self.a, b_id, deadline, self.renaming.as_ref()).await,
                 false => Ok(false),
             }
         };
@@ -360,7 +360,8 @@ impl<'a> Attempt<'a> {
         if !early {
             self.issue_rename()?;
         }
-        let queued = early_queued || wait_for_state(&mut self.c, self.b_id, deadline).await?;
+        let queued = early_queued
+            || wait_for_state(&mut self.c, self.b_id, deadline, self.renaming.as_ref()).await?;
         if !queued {
             return Err(CutOverError::Timeout(
                 "the RENAME never started waiting on the lock; nothing was swapped, will retry"
@@ -393,7 +394,9 @@ impl<'a> Attempt<'a> {
                 .map_err(step("checking the RENAME's locks"))?;
             // Past every lock before t's (or pending on t); seen waiting afterwards, it waits on
             // t itself.
-            if n.unwrap_or(0) > 0 && wait_for_state(&mut self.c, self.b_id, deadline).await? {
+            if n.unwrap_or(0) > 0
+                && wait_for_state(&mut self.c, self.b_id, deadline, self.renaming.as_ref()).await?
+            {
                 proven = true;
                 break;
             }
@@ -841,8 +844,14 @@ fn ghost_locked_while_blocked(spec: &CutOverSpec) -> bool {
     ghost < lock_key(spec.names, &spec.table) && ghost < lock_key(spec.names, &spec.old)
 }
 
-/// Polls until connection `id` is waiting for a metadata lock, up to `until`.
-async fn wait_for_state(c: &mut Conn, id: u64, until: Instant) -> Result<bool, CutOverError> {
+/// Polls until connection `id` is waiting for a metadata lock, up to `until`, or until its
+/// statement (`running`) has ended without waiting long enough to be seen.
+async fn wait_for_state(
+    c: &mut Conn,
+    id: u64,
+    until: Instant,
+    running: Option<&JoinHandle<Result<(), mysql_async::Error>>>,
+) -> Result<bool, CutOverError> {
     loop {
         let found: Option<Option<Vec<u8>>> = c
             .exec_first(
@@ -857,7 +866,7 @@ async fn wait_for_state(c: &mut Conn, id: u64, until: Instant) -> Result<bool, C
         {
             return Ok(true);
         }
-        if Instant::now() >= until {
+        if Instant::now() >= until || running.is_some_and(|r| r.is_finished()) {
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
