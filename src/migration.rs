@@ -9,7 +9,6 @@
 //! the tables are swapped only after the checksum found them equal (unless `--skip-checksum`,
 //! which the log and the status line name).
 
-use std::cell::Cell;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -876,8 +875,8 @@ impl Run<'_> {
     /// Before a step that locks the original table and then waits for a marker to come back
     /// through the binlog (the checksum's snapshot, the cut-over): writers wait at least as long
     /// as the binlog's lag, so the lock is taken once the lag (the last heartbeat's trip, fresh)
-    /// is at most [`LOCK_LAG`] (once it had to wait: two heartbeats in a row), waiting up to
-    /// [`LOCK_LAG_WAIT`] for it; past that the lock is taken anyway, and the log says so, unless the lag is over
+    /// is at most [`LOCK_LAG`], waiting up to [`LOCK_LAG_WAIT`]
+    /// for it; past that the lock is taken anyway, and the log says so, unless the lag is over
     /// [`LOCK_ANYWAY_LAG`] and falling (a backlog the applier drains, which the lock would make
     /// the writers wait for): then it waits on, saying so every [`LOCK_LAG_WAIT`], while it
     /// keeps falling ([`LOCK_LAG_DRAINING`]). Meanwhile the applier
@@ -914,25 +913,10 @@ impl Run<'_> {
             progress.lag().as_secs_f64(),
             LOCK_LAG.as_secs_f64()
         );
-        // Once it had to wait, two heartbeats in a row must be low: the first one under the
-        // target can come while the replica still applies a backlog's tail, and a lock taken
-        // then was held 16 to 21 ms where 4 to 9 is usual (load bench, session 24).
-        let streak = Cell::new((NEVER_SEEN, 0u32));
-        let low_twice = || {
-            let at = progress.last_heartbeat_ms.load(Ordering::Relaxed);
-            let (seen, lows) = streak.get();
-            let lows = match (at == seen, progress.lag() <= LOCK_LAG) {
-                (true, _) => lows,
-                (false, true) => lows + 1,
-                (false, false) => 0,
-            };
-            streak.set((at, lows));
-            lows >= 2 && low()
-        };
         let mut before = progress.lag();
         loop {
             if self
-                .poll(LOCK_LAG_WAIT, Duration::from_millis(10), low_twice)
+                .poll(LOCK_LAG_WAIT, Duration::from_millis(10), low)
                 .await?
             {
                 info!(
@@ -2110,9 +2094,6 @@ impl Run<'_> {
         left
     }
 }
-
-/// No heartbeat judged yet, for [`Run::wait_low_lag`]'s streak.
-const NEVER_SEEN: u64 = u64::MAX - 1;
 
 /// The binlog's lag at which a lock that waits for a marker is taken ([`Run::wait_low_lag`]).
 const LOCK_LAG: Duration = Duration::from_millis(50);
