@@ -392,6 +392,33 @@ mod tests {
     }
 
     #[test]
+    fn the_rename_proof_asks_for_the_locks_before_the_table_or_the_pending_one_on_it() {
+        let maria = Flavor::parse("10.11.6-MariaDB", "");
+        let sql = maria.rename_queued_on_original_sql(42, "d", "t", &["_t_del", "_t_gho"]);
+        assert!(
+            sql.starts_with("SELECT COUNT(DISTINCT TABLE_NAME) = 2 "),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("THREAD_ID = 42 AND TABLE_SCHEMA = 'd'"),
+            "{sql}"
+        );
+        assert!(sql.contains("TABLE_NAME IN ('_t_del', '_t_gho')"), "{sql}");
+        // The table comes first: nothing to hold before it, only the wait to see.
+        assert_eq!(
+            maria.rename_queued_on_original_sql(42, "d", "Orders", &[]),
+            "SELECT 1"
+        );
+        let mysql = Flavor::parse("8.0.36", "");
+        let sql = mysql.rename_queued_on_original_sql(42, "d", "it's", &[]);
+        assert!(sql.contains("th.PROCESSLIST_ID = 42"), "{sql}");
+        assert!(
+            sql.contains("ml.OBJECT_NAME = 'it''s' AND ml.LOCK_STATUS = 'PENDING'"),
+            "{sql}"
+        );
+    }
+
+    #[test]
     fn replica_status_statement_follows_the_version() {
         let old = Flavor::parse("8.0.21", "");
         let new = Flavor::parse("8.0.22", "");
