@@ -31,7 +31,11 @@
 //!    a natively altered copy made once the writers stopped, on both servers.
 //!
 //! With `GHOST_BIN`, the idle scenario also runs that gh-ost binary on a copy of the same table
-//! with the same ALTER and command line.
+//! with the same ALTER and command line. A fourth scenario, `scale`, runs only when
+//! `WRAITH_BENCH_ONLY` names it or `WRAITH_BENCH_SCALE_ROWS` is set: the idle scenario's server
+//! ALTER and default wraith run again on a larger table (10,000,000 rows unless that variable
+//! says otherwise), and each copy's time as a multiple of the idle scenario's (the issue's "10x
+//! the rows in at most 11x the time", and wraith's peak RSS at that size).
 //!
 //! Everything the bench starts (servers, sysbench, wraith) is stopped and removed when it ends.
 
@@ -99,8 +103,13 @@ struct Settings {
     /// More `mariadbd` flags for both servers (`WRAITH_BENCH_SERVER_ARGS`, space-separated),
     /// after the bench's own.
     server_args: Vec<String>,
-    /// The scenarios to run (`WRAITH_BENCH_ONLY`, comma-separated); `None`: all of them.
+    /// The scenarios to run (`WRAITH_BENCH_ONLY`, comma-separated); `None`: all of them but
+    /// `scale`, which runs when named here or when `scale_rows` was given.
     only: Option<Vec<String>>,
+    /// The scale scenario's table size (`WRAITH_BENCH_SCALE_ROWS`, default 10,000,000), and
+    /// whether the variable was set (which adds the scenario to the default set).
+    scale_rows: u64,
+    scale_asked: bool,
     /// How long the applier scenario's unthrottled writers run.
     applier_window: Duration,
     /// How long the load scenario's wraith waits, its cut-over postponed, after its checksum
@@ -115,7 +124,7 @@ struct Settings {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: &[&str] = &["idle", "load", "applier"];
+const SCENARIOS: &[&str] = &["idle", "scale", "load", "applier"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LoadKind {
@@ -204,6 +213,8 @@ impl Settings {
                 .map(|a| a.split_whitespace().map(String::from).collect())
                 .unwrap_or_default(),
             only,
+            scale_rows: num("WRAITH_BENCH_SCALE_ROWS", 10_000_000u64)?.max(1),
+            scale_asked: var("WRAITH_BENCH_SCALE_ROWS").is_some(),
             applier_window: Duration::from_secs(num("WRAITH_BENCH_APPLIER_SECS", 25u64)?.max(1)),
             hold: Duration::from_secs(num("WRAITH_BENCH_HOLD", 20u64)?),
             json: var("WRAITH_BENCH_JSON")
@@ -217,9 +228,10 @@ impl Settings {
     }
 
     fn runs(&self, scenario: &str) -> bool {
-        self.only
-            .as_ref()
-            .is_none_or(|o| o.iter().any(|s| s == scenario))
+        match &self.only {
+            Some(only) => only.iter().any(|s| s == scenario),
+            None => scenario != "scale" || self.scale_asked,
+        }
     }
 }
 
@@ -355,7 +367,10 @@ async fn run(settings: &Settings) -> Result<bool> {
     let mut writers = None;
     let mut applier = None;
     if settings.runs("idle") {
-        rows.extend(idle(settings, &servers).await?);
+        rows.extend(idle(settings, &servers, Size::Idle).await?);
+    }
+    if settings.runs("scale") {
+        rows.extend(idle(settings, &servers, Size::Scale).await?);
     }
     if settings.runs("load") {
         servers.set_apart(settings)?;
@@ -776,10 +791,36 @@ impl Cpu {
 
 // ---- scenario 1: idle ----------------------------------------------------------------------------
 
-async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> {
-    let n = settings.rows;
+/// The idle work's two sizes: the bench's table size, with every variant of the run, or the
+/// scale scenario's larger table, with the server's ALTER and wraith's default run only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Idle,
+    Scale,
+}
+
+impl Size {
+    fn rows(self, settings: &Settings) -> u64 {
+        match self {
+            Size::Idle => settings.rows,
+            Size::Scale => settings.scale_rows,
+        }
+    }
+
+    /// The scenario's name: the prefix of its lines and of its result rows.
+    fn name(self) -> &'static str {
+        match self {
+            Size::Idle => "idle",
+            Size::Scale => "scale",
+        }
+    }
+}
+
+async fn idle(settings: &Settings, servers: &Servers, size: Size) -> Result<Vec<ResultRow>> {
+    let n = size.rows(settings);
+    let tag = size.name();
     let mut c = servers.primary.conn().await?;
-    println!("\n[idle] loading bench.orders with {n} rows ...");
+    println!("\n[{tag}] loading bench.orders with {n} rows ...");
     let t = Instant::now();
     c.query_drop("CREATE DATABASE bench").await?;
     c.query_drop("USE bench").await?; // the sequence engine's tables live in the current database
@@ -813,9 +854,10 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
         from = to + 1;
     }
     // Copies of the same rows for wraith with deferred indexes and for gh-ost, on both servers
-    // (both read the replica as wraith does).
-    let copies =
-        std::iter::once(DEFERRED_TABLE).chain(settings.ghost.as_ref().map(|_| GHOST_TABLE));
+    // (both read the replica as wraith does); the scale scenario runs neither.
+    let copies = std::iter::once(DEFERRED_TABLE)
+        .chain(settings.ghost.as_ref().map(|_| GHOST_TABLE))
+        .filter(|_| size == Size::Idle);
     for copy in copies {
         c.query_drop(format!("CREATE TABLE bench.{copy} LIKE bench.orders"))
             .await?;
@@ -832,9 +874,9 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
     c.query_drop("INSERT INTO bench.orders_native SELECT * FROM bench.orders")
         .await?;
     servers.sync().await?;
-    println!("[idle] loaded in {:.1}s", t.elapsed().as_secs_f64());
+    println!("[{tag}] loaded in {:.1}s", t.elapsed().as_secs_f64());
 
-    println!("[idle] ALTER TABLE bench.orders_native {ADD_COLUMN}, ALGORITHM=COPY ...");
+    println!("[{tag}] ALTER TABLE bench.orders_native {ADD_COLUMN}, ALGORITHM=COPY ...");
     let t = Instant::now();
     let cpu = Cpu::now(servers);
     c.query_drop(format!(
@@ -844,46 +886,47 @@ async fn idle(settings: &Settings, servers: &Servers) -> Result<Vec<ResultRow>> 
     let native_wall = t.elapsed();
     let native_cpu = Cpu::now(servers).since(cpu);
     println!(
-        "[idle] native ALTER: {:.1}s; {}",
+        "[{tag}] native ALTER: {:.1}s; {}",
         native_wall.as_secs_f64(),
         native_cpu.line()
     );
     c.query_drop("SET SESSION sql_log_bin = 1").await?;
 
-    let wraith = wraith_idle(settings, servers, &mut c, "orders", &[]).await?;
-    let deferred = wraith_idle(
-        settings,
-        servers,
-        &mut c,
-        DEFERRED_TABLE,
-        &["--defer-secondary-indexes".to_string()],
-    )
-    .await?;
-    let ghost = match &settings.ghost {
-        Some(bin) => ghost_idle(settings, servers, &mut c, bin).await?,
-        None => ResultRow::skipped("idle: gh-ost --execute", "not run: GHOST_BIN is not set"),
-    };
+    let mut runs = vec![wraith_idle(settings, servers, &mut c, size, "orders", &[]).await?];
+    if size == Size::Idle {
+        runs.push(
+            wraith_idle(
+                settings,
+                servers,
+                &mut c,
+                size,
+                DEFERRED_TABLE,
+                &["--defer-secondary-indexes".to_string()],
+            )
+            .await?,
+        );
+        runs.push(match &settings.ghost {
+            Some(bin) => ghost_idle(settings, servers, &mut c, bin).await?,
+            None => ResultRow::skipped("idle: gh-ost --execute", "not run: GHOST_BIN is not set"),
+        });
+    }
     c.query_drop("DROP DATABASE bench").await?;
     servers.sync().await?;
-    Ok(vec![
-        ResultRow {
-            name: "idle: ALTER ... ALGORITHM=COPY".into(),
-            wall: native_wall,
-            rows: n,
-            copy: None,
-            checksum: None,
-            blocked: None,
-            cpu: Some(native_cpu),
-            peak_rss_mib: None,
-            check: "(reference)".into(),
-            ok: true,
-            skipped: None,
-            waits: false,
-        },
-        wraith,
-        deferred,
-        ghost,
-    ])
+    let native = ResultRow {
+        name: format!("{tag}: ALTER ... ALGORITHM=COPY"),
+        wall: native_wall,
+        rows: n,
+        copy: None,
+        checksum: None,
+        blocked: None,
+        cpu: Some(native_cpu),
+        peak_rss_mib: None,
+        check: "(reference)".into(),
+        ok: true,
+        skipped: None,
+        waits: false,
+    };
+    Ok(std::iter::once(native).chain(runs).collect())
 }
 
 /// The table wraith migrates with `--defer-secondary-indexes` in the idle scenario: a copy of
@@ -896,14 +939,16 @@ async fn wraith_idle(
     settings: &Settings,
     servers: &Servers,
     c: &mut Conn,
+    size: Size,
     table: &str,
     extra: &[String],
 ) -> Result<ResultRow> {
-    let n = settings.rows;
+    let n = size.rows(settings);
+    let tag = size.name();
     let name = format!("wraith --execute {}", extra.join(" "))
         .trim_end()
         .to_string();
-    println!("[idle] {name} on bench.{table} (reading the replica) ...");
+    println!("[{tag}] {name} on bench.{table} (reading the replica) ...");
     let args = wraith_args(settings, servers.replica.port, "bench", table, extra);
     let cpu = Cpu::now(servers);
     let children_rss_before = peak_rss_of_children_mib();
@@ -911,9 +956,9 @@ async fn wraith_idle(
         .finish(settings.timeout)
         .await;
     let wraith_cpu = Cpu::now(servers).since(cpu);
-    run.print_summary("idle");
+    run.print_summary(tag);
     println!(
-        "[idle] wraith: {:.1}s; {}; wraith's peak RSS {} MiB (its VmHWM; getrusage's largest \
+        "[{tag}] wraith: {:.1}s; {}; wraith's peak RSS {} MiB (its VmHWM; getrusage's largest \
          waited-for child: {children_rss_before:.0} MiB before wraith ran, {:.0} MiB after)",
         run.wall.as_secs_f64(),
         wraith_cpu.line(),
@@ -938,7 +983,7 @@ async fn wraith_idle(
         check.push(run.failure());
     }
     Ok(ResultRow {
-        name: format!("idle: {name}"),
+        name: format!("{tag}: {name}"),
         wall: run.wall,
         rows: n,
         copy: run.copy,
@@ -2858,7 +2903,14 @@ fn print_results(
     writers: Option<&WriterFigures>,
     applier: Option<&ApplierFigures>,
 ) {
-    println!("\nresults ({} rows):", settings.rows);
+    if settings.runs("scale") {
+        println!(
+            "\nresults ({} rows; the scale scenario {} rows):",
+            settings.rows, settings.scale_rows
+        );
+    } else {
+        println!("\nresults ({} rows):", settings.rows);
+    }
     println!(
         "{:<48} {:>9} {:>10} {:>22} {:>20} {:>10} {:>8}  check",
         "run", "wall", "rows/s", "copy phase", "checksum", "cut-over", "RSS"
@@ -2896,10 +2948,14 @@ fn print_results(
         );
     }
     // The issue's measure: each online copy phase against the server's own ALTER.
-    if let Some(native) = rows.iter().find(|r| r.name.starts_with("idle: ALTER")) {
+    for size in [Size::Idle, Size::Scale] {
+        let tag = size.name();
+        let Some(native) = native_alter(rows, size) else {
+            continue;
+        };
         for r in rows
             .iter()
-            .filter(|r| r.name.starts_with("idle: ") && r.skipped.is_none())
+            .filter(|r| r.name.starts_with(&format!("{tag}: ")) && r.skipped.is_none())
         {
             if let Some((_, copy)) = r.copy {
                 println!(
@@ -2909,6 +2965,18 @@ fn print_results(
                 );
             }
         }
+    }
+    if let Some(s) = Scaling::of(rows) {
+        println!(
+            "  scale: {:.1}x the rows took the server's ALTER {:.2}x the time and wraith's copy \
+             phase {:.2}x (goal: at most {:.1}x); wraith's peak RSS {}",
+            s.rows,
+            s.native,
+            s.wraith,
+            s.rows * 1.1,
+            s.peak_rss_mib
+                .map_or("?".to_string(), |m| format!("{m:.0} MiB"))
+        );
     }
     if let Some(a) = applier {
         print_applier(a, settings);
@@ -3130,6 +3198,53 @@ fn print_applier(a: &ApplierFigures, settings: &Settings) {
 // ---- JSON -------------------------------------------------------------------------------------------
 
 /// Every figure of the run, and the machine's, as one JSON document.
+/// The server's ALTER row of the idle work at `size`.
+fn native_alter(rows: &[ResultRow], size: Size) -> Option<&ResultRow> {
+    rows.iter()
+        .find(|r| r.name.starts_with(&format!("{}: ALTER", size.name())))
+}
+
+/// The default wraith run of the idle work at `size`.
+fn default_wraith(rows: &[ResultRow], size: Size) -> Option<&ResultRow> {
+    let name = format!("{}: wraith --execute", size.name());
+    rows.iter().find(|r| r.name == name && r.skipped.is_none())
+}
+
+/// How the idle work's times grew from the bench's table size to the scale scenario's.
+struct Scaling {
+    /// The larger table's rows over the smaller's.
+    rows: f64,
+    /// The server's ALTER's time, and wraith's copy phase, at the larger size over the smaller.
+    native: f64,
+    wraith: f64,
+    /// wraith's peak RSS on the larger table.
+    peak_rss_mib: Option<f64>,
+}
+
+impl Scaling {
+    fn of(rows: &[ResultRow]) -> Option<Scaling> {
+        let ratio = |size: Size| -> Option<(f64, f64, f64, Option<f64>)> {
+            let native = native_alter(rows, size)?;
+            let wraith = default_wraith(rows, size)?;
+            let (_, copy) = wraith.copy?;
+            Some((
+                wraith.rows as f64,
+                native.wall.as_secs_f64(),
+                copy,
+                wraith.peak_rss_mib,
+            ))
+        };
+        let (small_rows, small_native, small_copy, _) = ratio(Size::Idle)?;
+        let (large_rows, large_native, large_copy, rss) = ratio(Size::Scale)?;
+        Some(Scaling {
+            rows: large_rows / small_rows.max(1.0),
+            native: large_native / small_native.max(0.001),
+            wraith: large_copy / small_copy.max(0.001),
+            peak_rss_mib: rss,
+        })
+    }
+}
+
 fn results_json(
     settings: &Settings,
     machine: &Machine,
@@ -3166,6 +3281,7 @@ fn results_json(
         },
         "settings": {
             "rows": settings.rows,
+            "scale_rows": settings.runs("scale").then_some(settings.scale_rows),
             "wraith": settings.wraith.display().to_string(),
             "wraith_extra_args": settings.extra_args,
             "writers": match settings.load {
@@ -3199,6 +3315,13 @@ fn results_json(
             "cpu": r.cpu.as_ref().map(cpu),
             "peak_rss_mib": r.peak_rss_mib,
         })).collect::<Vec<_>>(),
+        "scale": Scaling::of(rows).map(|s| json!({
+            "rows_factor": s.rows,
+            "server_alter_time_factor": s.native,
+            "wraith_copy_time_factor": s.wraith,
+            "goal_time_factor": s.rows * 1.1,
+            "wraith_peak_rss_mib": s.peak_rss_mib,
+        })),
         "load": writers.map(|w| json!({
             "rate_tps": w.rate,
             "before_tps": w.before_tps,
