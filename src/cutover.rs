@@ -96,6 +96,22 @@ pub struct CutOverSpec {
     pub triggers: Vec<crate::triggers::GhostTrigger>,
 }
 
+impl CutOverSpec {
+    /// [`marker_budget`] of this lock's timeout.
+    pub fn marker_budget(&self) -> Duration {
+        marker_budget(self.lock_timeout)
+    }
+}
+
+/// How long a lock that waits for its marker (the cut-over's, the checksum's snapshot) waits
+/// for it to come back through the binlog, out of the lock's timeout: all of it but a little
+/// for the steps after it. A lock taken while the binlog's lag is longer cannot see its marker
+/// in time: it holds the writers for all of it, then fails.
+pub fn marker_budget(lock_timeout: Duration) -> Duration {
+    let reserve = (lock_timeout / 2).min(Duration::from_millis(500));
+    lock_timeout - reserve
+}
+
 /// How one cut-over attempt ended, as the server shows it afterwards.
 #[derive(Debug)]
 pub enum Outcome {
@@ -339,8 +355,7 @@ impl<'a> Attempt<'a> {
         }
         // 2. The marker, written while writes to t are blocked, awaited through the binlog; the
         // rest of the steps keep a little of the lock's time.
-        let reserve = (spec.lock_timeout / 2).min(Duration::from_millis(500));
-        let drain_until = self.deadline() - reserve;
+        let drain_until = self.started + spec.marker_budget();
         let deadline = self.deadline();
         let b_id = self.b_id;
         // Meanwhile A, idle under its lock, watches the early RENAME queue.

@@ -876,11 +876,14 @@ impl Run<'_> {
     /// through the binlog (the checksum's snapshot, the cut-over): writers wait at least as long
     /// as the binlog's lag, so the lock is taken once the lag (the last heartbeat's trip, fresh)
     /// is at most [`LOCK_LAG`], waiting up to [`LOCK_LAG_WAIT`]
-    /// for it; past that the lock is taken anyway, and the log says so, unless the lag is over
-    /// [`LOCK_ANYWAY_LAG`] and falling (a backlog the applier drains, which the lock would make
-    /// the writers wait for): then it waits on, saying so every [`LOCK_LAG_WAIT`], while it
-    /// keeps falling ([`LOCK_LAG_DRAINING`]). Meanwhile the applier
-    /// applies events as they come ([`Control::ApplyNow`]), without its batching window.
+    /// for it; past that the lock is taken anyway, and the log says so, unless the lag is
+    /// falling (a backlog the applier drains, which the lock would make the writers wait for;
+    /// [`LOCK_LAG_DRAINING`]) or is at least the time the lock may wait for its marker
+    /// ([`cutover::marker_budget`]: such a lock holds the writers for all of it, then fails):
+    /// then it waits on, saying so every [`LOCK_LAG_WAIT`]. (Over one window the lag can look
+    /// steady while the applier is busy with one large batch of a backlog: the second reason
+    /// keeps such a backlog from being locked over.) Meanwhile the applier applies events as
+    /// they come ([`Control::ApplyNow`]), without its batching window.
     async fn wait_low_lag(&self, step: &str) -> Result<(), MigrationError> {
         let progress = &self.controls.progress;
         let fresh = self.heartbeat_fresh();
@@ -914,6 +917,9 @@ impl Run<'_> {
             LOCK_LAG.as_secs_f64()
         );
         let mut before = progress.lag();
+        let budget = cutover::marker_budget(Duration::from_secs(
+            self.cfg.flags.cut_over_lock_timeout_seconds as u64,
+        ));
         loop {
             if self
                 .poll(LOCK_LAG_WAIT, Duration::from_millis(10), low)
@@ -929,22 +935,32 @@ impl Run<'_> {
             let lag = progress.lag();
             // A backlog being drained: the lag falls (by a tenth every LOCK_LAG_WAIT at least).
             let draining = lag < before.mul_f64(LOCK_LAG_DRAINING);
-            if lag <= LOCK_ANYWAY_LAG || !draining {
+            let hopeless = lag >= budget;
+            if !draining && !hopeless {
                 warn!(
-                    "{step}: the binlog's lag stayed above {:.3}s for {:.1}s{}; locking anyway (lag {:.3}s)",
+                    "{step}: the binlog's lag stayed above {:.3}s for {:.1}s and is not falling; locking anyway (lag {:.3}s)",
                     LOCK_LAG.as_secs_f64(),
                     started.elapsed().as_secs_f64(),
-                    if draining { "" } else { " and is not falling" },
                     lag.as_secs_f64()
                 );
                 return Ok(());
             }
-            info!(
-                "{step}: the binlog's lag is {:.3}s after {:.1}s (from {:.3}s): not locking while the applier catches up (writers would wait about that long)",
-                lag.as_secs_f64(),
-                started.elapsed().as_secs_f64(),
-                before.as_secs_f64()
-            );
+            if draining {
+                info!(
+                    "{step}: the binlog's lag is {:.3}s after {:.1}s (from {:.3}s): not locking while the applier catches up (writers would wait about that long)",
+                    lag.as_secs_f64(),
+                    started.elapsed().as_secs_f64(),
+                    before.as_secs_f64()
+                );
+            } else {
+                warn!(
+                    "{step}: the binlog's lag is {:.3}s after {:.1}s (from {:.3}s), longer than the lock may wait for its marker ({:.1}s, --cut-over-lock-timeout-seconds): not locking, the writers would wait that long for nothing; waiting for the applier to catch up (throttle the application's writes, or read the binlog where it lags less)",
+                    lag.as_secs_f64(),
+                    started.elapsed().as_secs_f64(),
+                    before.as_secs_f64(),
+                    budget.as_secs_f64()
+                );
+            }
             before = lag;
         }
     }
@@ -2098,20 +2114,16 @@ impl Run<'_> {
 /// The binlog's lag at which a lock that waits for a marker is taken ([`Run::wait_low_lag`]).
 const LOCK_LAG: Duration = Duration::from_millis(50);
 
-/// How long [`Run::wait_low_lag`] waits for it (then again, while the lag is over
-/// [`LOCK_ANYWAY_LAG`]).
+/// How long [`Run::wait_low_lag`] waits for it (then again, while the lag falls or is too long
+/// for the lock).
 const LOCK_LAG_WAIT: Duration = Duration::from_secs(3);
 
-/// The binlog's lag up to which [`Run::wait_low_lag`] locks anyway after [`LOCK_LAG_WAIT`]; over
-/// it, it waits on while the lag falls (a backlog the applier drains). (Locking over a backlog
-/// held the writers until the applier had drained it: 1.08 s for a 9.9 s lag left by a
-/// throttle, in the load bench.)
-const LOCK_ANYWAY_LAG: Duration = Duration::from_millis(500);
-
 /// The lag "falls" when it is under this fraction of what it was [`LOCK_LAG_WAIT`] before (an
-/// applier a third faster than the writes, draining 10 s of lag, meets it). A lag that does not
-/// (a replica slowed by other work, say: waiting would not shorten the lock) is locked over
-/// anyway, as before.
+/// applier a third faster than the writes, draining 10 s of lag, meets it): [`Run::wait_low_lag`]
+/// then waits on (locking over a backlog held the writers until the applier had drained it:
+/// 1.08 s for a 9.9 s lag left by a throttle, in the load bench; 0.40 s for a 0.42 s lag in a
+/// test). A lag that does not fall (a replica slowed by other work, say: waiting would not
+/// shorten the lock) is locked over anyway, if the lock can see its marker within its timeout.
 const LOCK_LAG_DRAINING: f64 = 0.9;
 
 /// How long a run waits for the inspected replica to show a table it renamed back on the primary.
