@@ -724,14 +724,19 @@ impl Run<'_> {
             }
             let waited = age.unwrap_or_else(|| progress.started.elapsed());
             if waited.min(throttled_at.map_or(Duration::MAX, |t| t.elapsed())) > STALLED_STREAM {
-                return Err(MigrationError::Other(format!(
-                    "no heartbeat has come back through the binlog of {} for {} minutes: the binlog stream is stuck. Check that replication from the primary runs and that the binlog is written, then run the migration again",
-                    self.inspected,
-                    STALLED_STREAM.as_secs() / 60
-                )));
+                return Err(self.stalled_stream());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// No heartbeat has come back for [`STALLED_STREAM`] while nothing throttled the run.
+    fn stalled_stream(&self) -> MigrationError {
+        MigrationError::Other(format!(
+            "no heartbeat has come back through the binlog of {} for {} minutes: the binlog stream is stuck. Check that replication from the primary runs and that the binlog is written, then run the migration again",
+            self.inspected,
+            STALLED_STREAM.as_secs() / 60
+        ))
     }
 
     /// `--attempt-instant-ddl`: the ALTER on the original table with `ALGORITHM=INSTANT`, as gh-ost
@@ -910,16 +915,22 @@ impl Run<'_> {
         if low() {
             return Ok(());
         }
+        // While no heartbeat comes back (the applier busy with one long batch of a backlog),
+        // the last one's trip is not the lag: the next one's is longer.
+        let interval = Duration::from_millis(self.cfg.flags.heartbeat_interval_millis as u64);
+        let lag_now = || progress.lag_now(interval);
         let started = Instant::now();
+        let mut before = lag_now();
         info!(
             "{step}: waiting for the binlog's lag ({:.3}s) to fall to {:.3}s before locking: writers would wait at least that long",
-            progress.lag().as_secs_f64(),
+            before.as_secs_f64(),
             LOCK_LAG.as_secs_f64()
         );
-        let mut before = progress.lag();
         let budget = cutover::marker_budget(Duration::from_secs(
             self.cfg.flags.cut_over_lock_timeout_seconds as u64,
         ));
+        // Since when the stream has been expected to bring heartbeats (not while throttled).
+        let mut expecting = Instant::now();
         loop {
             if self
                 .poll(LOCK_LAG_WAIT, Duration::from_millis(10), low)
@@ -932,7 +943,7 @@ impl Run<'_> {
                 );
                 return Ok(());
             }
-            let lag = progress.lag();
+            let lag = lag_now();
             // A backlog being drained: the lag falls (by a tenth every LOCK_LAG_WAIT at least).
             let draining = lag < before.mul_f64(LOCK_LAG_DRAINING);
             let hopeless = lag >= budget;
@@ -962,6 +973,20 @@ impl Run<'_> {
                 );
             }
             before = lag;
+            let unheard = progress
+                .heartbeat_age()
+                .unwrap_or(Duration::MAX)
+                .min(expecting.elapsed());
+            if unheard > STALLED_STREAM {
+                return Err(self.stalled_stream());
+            }
+            // Throttled meanwhile (the applier reads nothing then): wait for the throttle, then
+            // judge the lag afresh.
+            if matches!(self.controls.gate.state(), GateState::Closed(_)) {
+                self.wait_unthrottled(step).await?;
+                expecting = Instant::now();
+                before = lag_now();
+            }
         }
     }
 
@@ -2132,7 +2157,8 @@ const REPLICATED_WITHIN: Duration = Duration::from_secs(60);
 /// How long cleanup waits for a metadata lock on a helper table before it leaves it behind.
 const CLEANUP_LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// How long the catch-up waits without a heartbeat before it calls the binlog stream stuck.
+/// How long the catch-up, or the wait for a low lag before a lock, waits without a heartbeat
+/// before it calls the binlog stream stuck.
 const STALLED_STREAM: Duration = Duration::from_secs(300);
 
 /// A run `--resume` or `--revert` cannot make, changing nothing, and why.

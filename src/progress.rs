@@ -173,6 +173,12 @@ impl Progress {
         Duration::from_millis(self.lag_ms.load(Ordering::Relaxed))
     }
 
+    /// The binlog's lag as of now, for heartbeats written every `interval`: [`lag_as_of`] the
+    /// last heartbeat's trip and the time since it came back.
+    pub fn lag_now(&self, interval: Duration) -> Duration {
+        lag_as_of(self.lag(), self.heartbeat_age(), interval)
+    }
+
     /// How long the copy still needs at its pace so far (`None` before the first rows, and
     /// `Some(0)` once it is done).
     pub fn eta(&self) -> Option<Duration> {
@@ -302,9 +308,34 @@ pub async fn report(
     }
 }
 
+/// The binlog's lag now, from the last heartbeat's trip (`lag`) and how long ago it came back
+/// (`age`), heartbeats being written every `interval`: the trip, or more once the next heartbeat
+/// is overdue, since that one is still on its way: the time since the last one seen was written
+/// (`age + lag`) less the interval. While the applier is busy with one long batch no heartbeat
+/// comes back, and the last trip alone would say the lag stands still.
+pub fn lag_as_of(lag: Duration, age: Option<Duration>, interval: Duration) -> Duration {
+    match age {
+        Some(age) => lag.max((age + lag).saturating_sub(interval)),
+        None => lag,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lag_now_grows_once_the_next_heartbeat_is_overdue() {
+        let ms = Duration::from_millis;
+        // Heartbeats coming back: the last trip is the lag.
+        assert_eq!(lag_as_of(ms(40), Some(ms(60)), ms(100)), ms(40));
+        assert_eq!(lag_as_of(ms(40), Some(ms(100)), ms(100)), ms(40));
+        // None for 3 s after one that took 2.441 s: the next, written 100 ms after it, has been
+        // on its way for at least 5.341 s.
+        assert_eq!(lag_as_of(ms(2441), Some(ms(3000)), ms(100)), ms(5341));
+        // No heartbeat yet: the lag as recorded.
+        assert_eq!(lag_as_of(ms(0), None, ms(100)), ms(0));
+    }
 
     #[test]
     fn the_status_line_has_gh_osts_shape() {

@@ -4,7 +4,8 @@
 //! without shared locks, the keys to delete again after its chunks ([`Tombstones`], applied at
 //! once even when the stream is quiet). Out: row events of the original
 //! table applied in batches (through [`Applier`]), heartbeat lag and the binlog position in
-//! [`Progress`], and a [`LoopStatus`] the cut-over reads. Invariant (docs/architecture.md, 4): a cut-over
+//! [`Progress`] (a heartbeat counts as come back once the events read before it are applied, so
+//! the lag is the trip to the ghost table, a batch's time included), and a [`LoopStatus`] the cut-over reads. Invariant (docs/architecture.md, 4): a cut-over
 //! marker is reported applied only once every event before it has been applied; after it, events
 //! of the original table are held, not applied, until the swap is seen in the binlog (held events
 //! are writes the swap would lose) or the coordinator resumes after an aborted cut-over. DDL on
@@ -154,6 +155,10 @@ pub async fn run_loop(
     // The end of the last transaction read: once what is pending is applied, so is everything
     // before it.
     let mut last_commit: Option<BinlogPosition> = None;
+    // A heartbeat read while events before it were still to be applied, with its lag then and
+    // when it was read: it counts as come back once they are applied (the lag is the trip to
+    // the ghost table, not to the reader).
+    let mut heard: Option<(Duration, Instant)> = None;
     let result = loop {
         progress
             .backlog
@@ -196,12 +201,12 @@ pub async fn run_loop(
                     tracing::info!("released at marker {token}: applying the {} events held after it", held.events.len());
                     pending.append(std::mem::take(&mut held));
                     sink.flush(&mut pending).await?;
-                    applied_through(&pending, &holding, &mut last_commit, &status);
+                    applied_through(&pending, &holding, &mut last_commit, &status, &mut heard, &progress);
                     status.send_modify(|s| { s.held_after_marker = 0; s.rename_seen = false; s.held_over_limit = false; });
                 } else if holding.is_none() && now != Control::Apply {
                     // The table is locked and the marker on its way: apply what waits meanwhile.
                     sink.flush(&mut pending).await?;
-                    applied_through(&pending, &holding, &mut last_commit, &status);
+                    applied_through(&pending, &holding, &mut last_commit, &status, &mut heard, &progress);
                 }
                 continue;
             }
@@ -209,13 +214,13 @@ pub async fn run_loop(
             // them again now, with what is pending, rather than at the next event.
             _ = woken(tombstones.as_deref()), if holding.is_none() && !paused => {
                 sink.flush_with_redeletes(&mut pending).await?;
-                applied_through(&pending, &holding, &mut last_commit, &status);
+                applied_through(&pending, &holding, &mut last_commit, &status, &mut heard, &progress);
                 continue;
             }
             // The first pending event has waited long enough for more.
             _ = sleep_until(due), if due.is_some() && !paused => {
                 sink.flush(&mut pending).await?;
-                applied_through(&pending, &holding, &mut last_commit, &status);
+                applied_through(&pending, &holding, &mut last_commit, &status, &mut heard, &progress);
                 continue;
             }
             item = streamer.recv(), if reading && !paused => item,
@@ -249,7 +254,13 @@ pub async fn run_loop(
             StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.changelog) => {
                 for (_, after) in &event.rows {
                     match after.as_deref().and_then(Entry::read) {
-                        Some(Entry::Heartbeat(lag)) => progress.heartbeat_seen(lag),
+                        Some(Entry::Heartbeat(lag))
+                            if pending.events.is_empty() || holding.is_some() =>
+                        {
+                            progress.heartbeat_seen(lag);
+                            heard = None;
+                        }
+                        Some(Entry::Heartbeat(lag)) => heard = Some((lag, Instant::now())),
                         Some(Entry::NullKeyRowsCopied) => {
                             // Changes before it are in the copy; those after it are not.
                             sink.flush(&mut pending).await?;
@@ -320,7 +331,14 @@ pub async fn run_loop(
         if pending.events.len() >= cap || pending.bytes >= BATCH_BYTES || quiet {
             sink.flush(&mut pending).await?;
         }
-        applied_through(&pending, &holding, &mut last_commit, &status);
+        applied_through(
+            &pending,
+            &holding,
+            &mut last_commit,
+            &status,
+            &mut heard,
+            &progress,
+        );
     };
     if result.is_ok() && holding.is_none() {
         sink.flush(&mut pending).await?;
@@ -328,14 +346,22 @@ pub async fn run_loop(
     result
 }
 
-/// Once nothing is pending, everything up to the last transaction read is applied. Held events
-/// are not applied: the position stays where the holding began.
+/// Once nothing is pending, everything up to the last transaction read is applied, and so is
+/// the last heartbeat read (`heard`), whose lag then counts until now. Held events are not
+/// applied: the position stays where the holding began.
 fn applied_through(
     pending: &Pending,
     holding: &Option<String>,
     last_commit: &mut Option<BinlogPosition>,
     status: &watch::Sender<LoopStatus>,
+    heard: &mut Option<(Duration, Instant)>,
+    progress: &Progress,
 ) {
+    if pending.events.is_empty() {
+        if let Some((lag, read)) = heard.take() {
+            progress.heartbeat_seen(lag + read.elapsed());
+        }
+    }
     if pending.events.is_empty() && holding.is_none() {
         if let Some(at) = last_commit.take() {
             status.send_if_modified(|s| {
