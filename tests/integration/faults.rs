@@ -495,9 +495,8 @@ async fn a_backlog_built_while_throttled_is_applied_before_the_lock_not_under_it
 /// a batch is applied no heartbeat comes back, and the lag last heard of stands still. Seen in
 /// CI: a lag of 2.441 s that "did not fall" over 3 s was locked over and the lock held the
 /// writers its whole 2.5 s for nothing; and, in a run by hand, a heartbeat read before a batch
-/// was applied let the
-/// checksum lock with 0.047 s of lag while 1.3 s of events were still to apply (the table locked
-/// 0.338 s instead of 0.004 s).
+/// was applied let the checksum lock with 0.047 s of lag while 1.3 s of events were still to
+/// apply (the table locked 0.338 s instead of 0.004 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backlog_in_one_long_batch_is_not_locked_over_either() {
     backlog_then_cut_over("fault_backlog_batch", &["--dml-batch-size=100"]).await;
