@@ -254,12 +254,7 @@ pub async fn run_loop(
             StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.changelog) => {
                 for (_, after) in &event.rows {
                     match after.as_deref().and_then(Entry::read) {
-                        Some(Entry::Heartbeat(lag))
-                            if pending.events.is_empty() || holding.is_some() =>
-                        {
-                            progress.heartbeat_seen(lag);
-                            heard = None;
-                        }
+                        // Counted come back at the end of this step if nothing waits before it.
                         Some(Entry::Heartbeat(lag)) => heard = Some((lag, Instant::now())),
                         Some(Entry::NullKeyRowsCopied) => {
                             // Changes before it are in the copy; those after it are not.
@@ -347,8 +342,9 @@ pub async fn run_loop(
 }
 
 /// Once nothing is pending, everything up to the last transaction read is applied, and so is
-/// the last heartbeat read (`heard`), whose lag then counts until now. Held events are not
-/// applied: the position stays where the holding began.
+/// the last heartbeat read (`heard`), whose lag then counts until now (while events are held
+/// after a marker, at once). Held events are not applied: the position stays where the holding
+/// began.
 fn applied_through(
     pending: &Pending,
     holding: &Option<String>,
@@ -357,7 +353,7 @@ fn applied_through(
     heard: &mut Option<(Duration, Instant)>,
     progress: &Progress,
 ) {
-    if pending.events.is_empty() {
+    if pending.events.is_empty() || holding.is_some() {
         if let Some((lag, read)) = heard.take() {
             progress.heartbeat_seen(lag + read.elapsed());
         }
