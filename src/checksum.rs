@@ -367,7 +367,7 @@ pub async fn snapshot(
             .await
             .map_err(step("locking the original table"))?;
         point("checksum:locked", spec, ids).await?;
-        let until = started + cut.marker_budget();
+        let until = started + cutover::marker_budget(cut.lock_timeout);
         cutover::drain_to_marker(cut, &mut marker, control, status, token, until).await?;
         point("checksum:drained", spec, ids).await?;
         for result in join_all(conns.iter_mut().map(|c| c.query_drop(sql::START_SNAPSHOT))).await {

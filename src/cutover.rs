@@ -96,13 +96,6 @@ pub struct CutOverSpec {
     pub triggers: Vec<crate::triggers::GhostTrigger>,
 }
 
-impl CutOverSpec {
-    /// [`marker_budget`] of this lock's timeout.
-    pub fn marker_budget(&self) -> Duration {
-        marker_budget(self.lock_timeout)
-    }
-}
-
 /// How long a lock that waits for its marker (the cut-over's, the checksum's snapshot) waits
 /// for it to come back through the binlog, out of the lock's timeout: all of it but a little
 /// for the steps after it. A lock taken while the binlog's lag is longer cannot see its marker
@@ -355,7 +348,7 @@ impl<'a> Attempt<'a> {
         }
         // 2. The marker, written while writes to t are blocked, awaited through the binlog; the
         // rest of the steps keep a little of the lock's time.
-        let drain_until = self.started + spec.marker_budget();
+        let drain_until = self.started + marker_budget(spec.lock_timeout);
         let deadline = self.deadline();
         let b_id = self.b_id;
         // Meanwhile A, idle under its lock, watches the early RENAME queue.
