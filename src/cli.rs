@@ -398,7 +398,8 @@ pub struct Flags {
     /// the writes then, counted up to twice what it was, and at least 0.2 ms above it); the copy
     /// and the checksum then rest up to 19 times each chunk's time; a copy begun while the
     /// application writes the table starts resting 3.5 times and speeds up while the writes stay
-    /// fast (0 = off)
+    /// fast; writes still slow after 10 s of resting 19 times are the server's and become the
+    /// baseline (0 = off)
     #[arg(long, default_value_t = 1.5)]
     pub pace_latency_ratio: f64,
     /// wraith: while the binlog brings the original table's changes one by one, gather them for

@@ -220,15 +220,11 @@ async fn critical_load_met_twice_stops_the_migration_and_leaves_the_table_untouc
     );
 }
 
-/// Pacing (`--pace-latency-ratio`, on by default): when the primary's writes take much longer
-/// than before the copy began while the application writes the table, the copy rests between
-/// chunks and says so, and stops resting once they are fast again; every row still arrives. The heartbeat's write is made slow by
-/// holding its row's lock for 50 ms at a time, until the status line shows the copy resting the
-/// most it does (9 times each chunk's time).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
-    let schema = setup("paced").await;
-    // Enough chunks of 10 rows that the copy is still going when the pace is back to 0.
+/// A table of 50,000 rows, copied in chunks of 10 so the copy is still going after whatever
+/// the pacer does with slowed writes; wraith started held by a flag file, so the pacer's
+/// baseline is taken before the writes are slowed.
+async fn paced_run(name: &str) -> (String, Running, tempfile::TempDir) {
+    let schema = setup(name).await;
     primary_sql(
         &schema,
         &[&format!(
@@ -240,8 +236,6 @@ async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("throttle");
     std::fs::write(&flag, "").unwrap();
-    // The baseline is taken when the copy begins, held back by the flag file: before the
-    // heartbeat is slowed.
     let wraith = start_held(
         &schema,
         &[
@@ -250,40 +244,52 @@ async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
         ],
     )
     .await;
-    let slowing = Arc::new(AtomicBool::new(true));
-    let slow_heartbeats = {
-        let (slowing, schema) = (slowing.clone(), schema.clone());
-        tokio::spawn(async move {
-            let mut c = servers().primary.conn().await;
-            let lock = format!(
-                "SELECT id FROM {} WHERE id = 1 FOR UPDATE",
-                qualified(&schema, "_t_ghc")
-            );
-            // The application writes the table meanwhile: pacing protects its writes.
-            let write = format!(
-                "UPDATE {} SET a = a + 1 WHERE id = 7",
-                qualified(&schema, "t")
-            );
-            // Until told to stop, or the run has ended (the changelog is gone).
-            while slowing.load(Ordering::Relaxed) {
-                c.query_drop("BEGIN").await.unwrap();
-                if c.query_drop(&lock).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                c.query_drop("COMMIT").await.unwrap();
-                if c.query_drop(&write).await.is_err() {
-                    return;
-                }
+    (schema, wraith, dir)
+}
+
+/// Makes the primary's writes slow for a reason that is not the copy: holds the heartbeat row's
+/// lock 50 ms at a time, and writes the table between (the application writes it, so the pacer
+/// protects somebody), until `slowing` is false or the run has ended (the changelog is gone).
+fn slow_the_heartbeat(schema: &str, slowing: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    let lock = format!(
+        "SELECT id FROM {} WHERE id = 1 FOR UPDATE",
+        qualified(schema, "_t_ghc")
+    );
+    let write = format!(
+        "UPDATE {} SET a = a + 1 WHERE id = 7",
+        qualified(schema, "t")
+    );
+    tokio::spawn(async move {
+        let mut c = servers().primary.conn().await;
+        while slowing.load(Ordering::Relaxed) {
+            c.query_drop("BEGIN").await.unwrap();
+            if c.query_drop(&lock).await.is_err() {
+                return;
             }
-        })
-    };
-    std::fs::remove_file(&flag).unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.query_drop("COMMIT").await.unwrap();
+            if c.query_drop(&write).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Pacing (`--pace-latency-ratio`, on by default): when the primary's writes take much longer
+/// than before the copy began while the application writes the table, the copy rests between
+/// chunks and says so, and stops resting once they are fast again; every row still arrives.
+/// The writes are slowed until the status line shows the copy resting the most it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
+    let (schema, wraith, dir) = paced_run("paced").await;
+    let slowing = Arc::new(AtomicBool::new(true));
+    let slow = slow_the_heartbeat(&schema, slowing.clone());
+    std::fs::remove_file(dir.path().join("throttle")).unwrap();
     let socket = crate::control::socket(&schema);
     let most = format!("; Paced: {:.1}x", wraith::throttle::pace::MAX_PACE);
     crate::control::until_sup_says(&socket, &most).await;
     slowing.store(false, Ordering::Relaxed);
-    slow_heartbeats.await.unwrap();
+    slow.await.unwrap();
     let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -296,5 +302,37 @@ async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
         "{err}"
     );
     assert!(err.contains("the copy is no longer paced"), "{err}");
+    assert_altered_natively(&schema).await;
+}
+
+/// Writes that stay slow while the copy rests the most it does are not the copy's doing (on a
+/// busy server, another job's): after a while they are the pacer's baseline, the copy works
+/// again while they last instead of at a twentieth of its speed to the end, and once they are
+/// fast again the baseline falls with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_slowed_by_something_else_than_the_copy_do_not_hold_it_at_its_slowest() {
+    let (schema, wraith, dir) = paced_run("ambient").await;
+    let slowing = Arc::new(AtomicBool::new(true));
+    let slow = slow_the_heartbeat(&schema, slowing.clone());
+    std::fs::remove_file(dir.path().join("throttle")).unwrap();
+    let socket = crate::control::socket(&schema);
+    let most = format!("; Paced: {:.1}x", wraith::throttle::pace::MAX_PACE);
+    crate::control::until_sup_says(&socket, &most).await;
+    // Still slowed: the pace comes down from its most (the slow start from the new baseline).
+    let again = format!("; Paced: {:.1}x", wraith::throttle::pace::START_PACE);
+    crate::control::until_sup_says(&socket, &again).await;
+    slowing.store(false, Ordering::Relaxed);
+    slow.await.unwrap();
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("that is the server's latency, not the copy's; it is the baseline now"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the primary's writes are faster again"),
+        "the baseline falls back once the writes are fast: {err}"
+    );
     assert_altered_natively(&schema).await;
 }
