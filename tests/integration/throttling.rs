@@ -9,6 +9,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wraith::mysql::sql::qualified;
+use wraith::throttle::pace;
 
 use crate::compare::assert_migrated;
 use crate::harness::{
@@ -220,10 +221,12 @@ async fn critical_load_met_twice_stops_the_migration_and_leaves_the_table_untouc
     );
 }
 
-/// A table of 50,000 rows, copied in chunks of 10 so the copy is still going after whatever
-/// the pacer does with slowed writes; wraith started held by a flag file, so the pacer's
-/// baseline is taken before the writes are slowed.
-async fn paced_run(name: &str) -> (String, Running, tempfile::TempDir) {
+/// Migrates a table of 50,000 rows, copied in chunks of 10 so the copy is still going after
+/// whatever the pacer does, while the primary's writes are slowed (see [`slow_the_heartbeat`])
+/// from the copy's start until the status line has shown each pace of `paces` in turn; wraith
+/// starts held by a flag file, so the pacer's baseline is taken before the writes are slowed.
+/// Asserts that the run succeeds with the natively altered table, and returns its log.
+async fn migrate_under_slowed_writes(name: &str, paces: &[f64]) -> String {
     let schema = setup(name).await;
     primary_sql(
         &schema,
@@ -244,7 +247,20 @@ async fn paced_run(name: &str) -> (String, Running, tempfile::TempDir) {
         ],
     )
     .await;
-    (schema, wraith, dir)
+    let slowing = Arc::new(AtomicBool::new(true));
+    let slow = slow_the_heartbeat(&schema, slowing.clone());
+    std::fs::remove_file(&flag).unwrap();
+    let socket = crate::control::socket(&schema);
+    for pace in paces {
+        crate::control::until_sup_says(&socket, &format!("; Paced: {pace:.1}x")).await;
+    }
+    slowing.store(false, Ordering::Relaxed);
+    slow.await.unwrap();
+    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_altered_natively(&schema).await;
+    err
 }
 
 /// Makes the primary's writes slow for a reason that is not the copy: holds the heartbeat row's
@@ -281,18 +297,7 @@ fn slow_the_heartbeat(schema: &str, slowing: Arc<AtomicBool>) -> tokio::task::Jo
 /// The writes are slowed until the status line shows the copy resting the most it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
-    let (schema, wraith, dir) = paced_run("paced").await;
-    let slowing = Arc::new(AtomicBool::new(true));
-    let slow = slow_the_heartbeat(&schema, slowing.clone());
-    std::fs::remove_file(dir.path().join("throttle")).unwrap();
-    let socket = crate::control::socket(&schema);
-    let most = format!("; Paced: {:.1}x", wraith::throttle::pace::MAX_PACE);
-    crate::control::until_sup_says(&socket, &most).await;
-    slowing.store(false, Ordering::Relaxed);
-    slow.await.unwrap();
-    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    let err = migrate_under_slowed_writes("paced", &[pace::MAX_PACE]).await;
     assert!(
         err.contains("before the copy (median of"),
         "the baseline is said: {err}"
@@ -302,30 +307,16 @@ async fn slow_writes_on_the_primary_pace_the_copy_until_they_are_fast_again() {
         "{err}"
     );
     assert!(err.contains("the copy is no longer paced"), "{err}");
-    assert_altered_natively(&schema).await;
 }
 
 /// Writes that stay slow while the copy rests the most it does are not the copy's doing (on a
 /// busy server, another job's): after a while they are the pacer's baseline, the copy works
-/// again while they last instead of at a twentieth of its speed to the end, and once they are
-/// fast again the baseline falls with them.
+/// again while they last (the status line shows the slow start from the new baseline) instead
+/// of at a twentieth of its speed to the end, and once they are fast again the baseline falls
+/// with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_slowed_by_something_else_than_the_copy_do_not_hold_it_at_its_slowest() {
-    let (schema, wraith, dir) = paced_run("ambient").await;
-    let slowing = Arc::new(AtomicBool::new(true));
-    let slow = slow_the_heartbeat(&schema, slowing.clone());
-    std::fs::remove_file(dir.path().join("throttle")).unwrap();
-    let socket = crate::control::socket(&schema);
-    let most = format!("; Paced: {:.1}x", wraith::throttle::pace::MAX_PACE);
-    crate::control::until_sup_says(&socket, &most).await;
-    // Still slowed: the pace comes down from its most (the slow start from the new baseline).
-    let again = format!("; Paced: {:.1}x", wraith::throttle::pace::START_PACE);
-    crate::control::until_sup_says(&socket, &again).await;
-    slowing.store(false, Ordering::Relaxed);
-    slow.await.unwrap();
-    let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
+    let err = migrate_under_slowed_writes("ambient", &[pace::MAX_PACE, pace::START_PACE]).await;
     assert!(
         err.contains("that is the server's latency, not the copy's; it is the baseline now"),
         "{err}"
@@ -334,5 +325,4 @@ async fn writes_slowed_by_something_else_than_the_copy_do_not_hold_it_at_its_slo
         err.contains("the primary's writes are faster again"),
         "the baseline falls back once the writes are fast: {err}"
     );
-    assert_altered_natively(&schema).await;
 }
