@@ -1966,7 +1966,7 @@ struct WraithRun {
     started: Instant,
     wall: Duration,
     ended_at: Instant,
-    /// Rows and seconds from "row copy complete: N rows in Xs".
+    /// Rows and seconds from "row copy complete: N rows in C chunks in Xs".
     copy: Option<(u64, f64)>,
     /// Seconds from "checksum passed: N rows in M chunks compared in Xs".
     checksum: Option<f64>,
@@ -2120,11 +2120,14 @@ impl Wraith {
                 run.swapped_at = Some(*at);
             }
             if let Some(rest) = after(line, "row copy complete: ") {
-                // "N rows in Xs"
-                let mut words = rest.split_whitespace();
-                let rows = words.next().and_then(|w| w.parse().ok());
-                let secs = words
-                    .nth(2)
+                // "N rows in C chunks in Xs" ("N rows in Xs" before session 26)
+                let rows = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|w| w.parse().ok());
+                let secs = after(rest, " chunks in ")
+                    .or_else(|| after(rest, " rows in "))
+                    .and_then(|w| w.split_whitespace().next())
                     .and_then(|w| w.trim_end_matches('s').parse().ok());
                 if let (Some(r), Some(s)) = (rows, secs) {
                     run.copy = Some((r, s));

@@ -386,6 +386,13 @@ pub struct Flags {
     /// (0 = off: every chunk has --chunk-size rows, as in gh-ost)
     #[arg(long, default_value_t = 0)]
     pub chunk_target_millis: u64,
+    /// wraith: the most bytes one chunk copies, by the table's average row length
+    /// (information_schema): a table of wide rows is copied in chunks of fewer than --chunk-size
+    /// rows, so that no chunk is a transaction of hundreds of megabytes for the primary, its
+    /// binlog and the replicas (the checksum's chunks shrink alike; 0 = off: --chunk-size rows
+    /// whatever their size)
+    #[arg(long, default_value_t = 8 << 20)]
+    pub chunk_max_bytes: u64,
     /// wraith: drop the ghost table's plain secondary indexes (not primary, unique, full-text or
     /// spatial; none when it has a foreign key) before the copy and build them in one ALTER after
     /// it: a faster copy that costs the servers less CPU, but each server builds the indexes in

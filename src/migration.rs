@@ -256,6 +256,9 @@ struct Run<'a> {
     primary_names: NameCase,
     /// How far the copy has got, for checkpoints.
     watermark: Arc<Watermark>,
+    /// `--chunk-max-bytes` in rows of the table's average length: no copy chunk holds more
+    /// (the checksum's, ten times that).
+    chunk_rows_cap: Option<u64>,
     /// A checkpoint has been written: on failure the helper tables are kept for `--resume`.
     checkpointed: Arc<AtomicBool>,
     /// Cleanup kept the helper tables for `--resume`.
@@ -311,6 +314,7 @@ pub async fn run(cfg: &Config, cancel: CancellationToken) -> Result<Report, Fail
         server_id: 0,
         primary_names: NameCase::Exact,
         watermark: Arc::new(Watermark::default()),
+        chunk_rows_cap: None,
         checkpointed: Arc::new(AtomicBool::new(false)),
         kept_for_resume: false,
     };
@@ -471,6 +475,7 @@ impl Run<'_> {
             list_suffix(", dropped: ", &plan.dropped),
             list_suffix(", added: ", &plan.added),
         );
+        self.chunk_rows_cap = chunk_rows_cap(cfg, facts.avg_row_bytes);
         self.write_state(State::Prepare).await?;
 
         // Copy, with the binlog applied from a position taken before the first chunk is read.
@@ -534,8 +539,9 @@ impl Run<'_> {
             .map(|s| s.elapsed())
             .unwrap_or_default();
         info!(
-            "row copy complete: {} rows in {:.1}s{}",
+            "row copy complete: {} rows in {} chunks in {:.1}s{}",
             progress.rows_copied.load(Ordering::Relaxed),
+            progress.chunks_copied.load(Ordering::Relaxed),
             copy_time.as_secs_f64(),
             built.map_or(String::new(), |b| format!(
                 " (the deferred secondary indexes built in the last {:.1}s)",
@@ -643,6 +649,7 @@ impl Run<'_> {
         spec.workers = cfg.flags.copy_workers as usize;
         spec.chunk_target = (cfg.flags.chunk_target_millis > 0)
             .then(|| Duration::from_millis(cfg.flags.chunk_target_millis));
+        spec.max_chunk_rows = self.chunk_rows_cap;
         spec.strict = !cfg.flags.skip_strict_mode;
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         spec.changelog = cfg.changelog_table();
@@ -1042,6 +1049,7 @@ impl Run<'_> {
         let cfg = self.cfg;
         // Reading is cheaper than copying: chunks of ten copy chunks.
         let rows = (cfg.flags.chunk_size.max(1) as u64 * 10).clamp(100, 100_000);
+        let rows = self.chunk_rows_cap.map_or(rows, |most| rows.min(most * 10));
         let mut spec = ChecksumSpec::new(
             plan,
             self.cut_over_spec(flavor.clone()),
@@ -2206,6 +2214,22 @@ fn marker_token(prefix: &str) -> String {
 }
 
 /// Clears the postponing state when the postponement ends, however it ends.
+/// `--chunk-max-bytes` in rows of `avg_row_bytes` (the table's average, from the preflight): no
+/// chunk holds more, whatever `--chunk-size` (or the socket's `chunk-size=`, or
+/// `--chunk-target-millis`) asks; said when it caps `--chunk-size` from the start. `None`: no
+/// budget, or a row length the server does not know.
+fn chunk_rows_cap(cfg: &Config, avg_row_bytes: u64) -> Option<u64> {
+    let most = crate::copy::chunker::rows_within(cfg.flags.chunk_max_bytes, avg_row_bytes)?;
+    let asked = cfg.flags.chunk_size.max(1) as u64;
+    if most < asked {
+        info!(
+            "rows average {avg_row_bytes} bytes (information_schema.TABLES): chunks of at most {most} rows, within --chunk-max-bytes={} (--chunk-size asks {asked})",
+            cfg.flags.chunk_max_bytes
+        );
+    }
+    Some(most)
+}
+
 struct PostponingFlag<'a>(&'a Controls);
 
 impl Drop for PostponingFlag<'_> {

@@ -2,7 +2,7 @@
 //!
 //! In: the shared unique key and a connection to the primary. Out: [`Chunk`]s, consecutive ranges
 //! of the key from the smallest key to the largest one that existed when copying began, each
-//! holding about `chunk_size` rows. A key with a NULL in it (a nullable key under
+//! holding about `chunk_size` rows (at most [`Chunker::cap_rows`], when a byte budget caps them). A key with a NULL in it (a nullable key under
 //! `--allow-nullable-unique-key`) is in no range: the copier copies those rows apart. Rows inserted later beyond that largest key reach the ghost
 //! table through the binlog, not the copy. Boundaries are read from the index only (cheap), one
 //! at a time, so several workers can copy ranges while the next boundary is being found.
@@ -48,10 +48,18 @@ pub struct Chunker {
     nullable: Vec<String>,
     /// The current chunk size in rows; may be changed while copying.
     pub chunk_size: Arc<AtomicI64>,
+    /// The most rows a chunk holds, whatever `chunk_size` says ([`rows_within`]).
+    max_rows: Option<u64>,
     next_lo: Option<Vec<Value>>,
     first: bool,
     max: Option<Vec<Value>>,
     seq: u64,
+}
+
+/// The most rows of `avg_row_bytes` each that fit in `max_bytes` (at least one); `None` when
+/// either is 0 (no budget, or a row length the server does not know).
+pub fn rows_within(max_bytes: u64, avg_row_bytes: u64) -> Option<u64> {
+    (max_bytes > 0 && avg_row_bytes > 0).then(|| (max_bytes / avg_row_bytes).max(1))
 }
 
 fn row_values(row: Row) -> Vec<Value> {
@@ -80,6 +88,7 @@ impl Chunker {
             key_columns: key_columns.to_vec(),
             nullable: nullable.to_vec(),
             chunk_size,
+            max_rows: None,
             next_lo: min.map(row_values),
             first: true,
             max: max.map(row_values),
@@ -95,6 +104,11 @@ impl Chunker {
         }
     }
 
+    /// No chunk holds more than `most` rows (None: `chunk_size` alone sizes them).
+    pub fn cap_rows(&mut self, most: Option<u64>) {
+        self.max_rows = most;
+    }
+
     /// The next chunk, or `None` when the range is covered. The cursor moves only when the
     /// boundary was read: after an error, the same chunk is handed out again.
     pub async fn next(&mut self, conn: &mut Conn) -> Result<Option<Chunk>, mysql_async::Error> {
@@ -102,6 +116,7 @@ impl Chunker {
             return Ok(None);
         };
         let rows = self.chunk_size.load(Ordering::Relaxed).max(1) as u64;
+        let rows = self.max_rows.map_or(rows, |most| rows.min(most));
         let (query, lo_order, hi_order) = sql::chunk_end(
             &self.schema,
             &self.table,
@@ -179,5 +194,23 @@ pub async fn split(
             return Ok(pieces);
         }
         (lo, lo_inclusive) = (hi, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_within;
+
+    #[test]
+    fn a_byte_budget_holds_as_many_average_rows_as_fit_and_at_least_one() {
+        assert_eq!(rows_within(8 << 20, 200), Some(41_943));
+        assert_eq!(rows_within(8 << 20, 64 << 10), Some(128));
+        assert_eq!(
+            rows_within(8 << 20, 32 << 20),
+            Some(1),
+            "a row over the budget"
+        );
+        assert_eq!(rows_within(0, 200), None, "--chunk-max-bytes=0: off");
+        assert_eq!(rows_within(8 << 20, 0), None, "no estimate: no cap");
     }
 }

@@ -101,6 +101,8 @@ pub struct CopySpec {
     /// `--chunk-target-millis`: chunks are resized after each one to take about this long
     /// ([`adapt_chunk_size`]).
     pub chunk_target: Option<Duration>,
+    /// `--chunk-max-bytes`: no chunk holds more rows than this ([`chunker::rows_within`]).
+    pub max_chunk_rows: Option<u64>,
     /// Some: chunks read their snapshot without shared locks, and the keys the applier deletes
     /// meanwhile are deleted again after each chunk ([`tombstones`]). None: `LOCK IN SHARE MODE`.
     pub tombstones: Option<Arc<Tombstones>>,
@@ -145,6 +147,7 @@ impl CopySpec {
             workers: 1,
             strict: true,
             chunk_target: None,
+            max_chunk_rows: None,
             tombstones: None,
             primary,
             creds,
@@ -174,6 +177,7 @@ pub async fn run(
         knobs.chunk_size_handle(),
     )
     .await?;
+    chunker.cap_rows(spec.max_chunk_rows);
     if let Some(after) = watermark.mark().through {
         chunker.start_after(after);
     }
@@ -750,6 +754,7 @@ mod tests {
             workers: 1,
             strict: true,
             chunk_target: None,
+            max_chunk_rows: None,
             tombstones: None,
             primary: crate::mysql::Endpoint {
                 host: "127.0.0.1".into(),

@@ -710,6 +710,7 @@ mod tests {
             registered_replica_ids: vec![],
             primary_lock_instrument: true,
             table_bytes: 100 << 20,
+            avg_row_bytes: 0,
             primary_free_bytes: None,
         }
     }

@@ -116,6 +116,9 @@ pub struct Facts {
     pub primary_lock_instrument: bool,
     /// Bytes the original table takes (data and indexes): about what its copy will need.
     pub table_bytes: u64,
+    /// The original table's average row length (`AVG_ROW_LENGTH`, the server's estimate; 0:
+    /// unknown): what sizes a chunk within `--chunk-max-bytes`.
+    pub avg_row_bytes: u64,
     /// Free bytes where the primary keeps its data, when that can be known from here.
     pub primary_free_bytes: Option<u64>,
 }
@@ -196,15 +199,15 @@ pub async fn gather(
         found
     };
     // DATA_LENGTH and INDEX_LENGTH are NULL for a view.
-    let (table_type, table_bytes) = match iconn
-        .exec_first::<(String, Option<u64>), _, _>(
-            "SELECT TABLE_TYPE, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+    let (table_type, table_bytes, avg_row_bytes) = match iconn
+        .exec_first::<(String, Option<u64>, Option<u64>), _, _>(
+            "SELECT TABLE_TYPE, DATA_LENGTH + INDEX_LENGTH, AVG_ROW_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (db, &cfg.table),
         )
         .await?
     {
-        Some((kind, bytes)) => (Some(kind), bytes),
-        None => (None, None),
+        Some((kind, bytes, avg)) => (Some(kind), bytes, avg),
+        None => (None, None, None),
     };
     let primary_free_bytes = match pconn.as_deref_mut() {
         Some(c) => free_bytes(c, &primary_facts.endpoint).await,
@@ -245,6 +248,7 @@ pub async fn gather(
         registered_replica_ids,
         primary_lock_instrument,
         table_bytes: table_bytes.unwrap_or(0),
+        avg_row_bytes: avg_row_bytes.unwrap_or(0),
         primary_free_bytes,
     })
 }

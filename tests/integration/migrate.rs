@@ -336,6 +336,77 @@ async fn every_column_type_survives_a_migration_under_writes() {
     );
 }
 
+/// Rows of 24 to 40 KB (a blob), as documents or images make them.
+const WIDE: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b MEDIUMBLOB NOT NULL, c INT NULL) ENGINE=InnoDB";
+
+fn wide_values(r: &mut Rng) -> Vec<(&'static str, String)> {
+    vec![
+        ("a", r.below(1_000_000).to_string()),
+        (
+            "b",
+            format!(
+                "REPEAT('{}', {})",
+                (b'a' + r.below(26) as u8) as char,
+                24_000 + r.below(16_000)
+            ),
+        ),
+        ("c", r.below(100).to_string()),
+    ]
+}
+
+/// A table of wide rows is copied in chunks within `--chunk-max-bytes` (256 KiB: about 8 of its
+/// rows, where `--chunk-size` asks 1000) by the average row length the server keeps for it,
+/// under writers, and is then the natively altered mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wide_rows_are_copied_in_chunks_within_the_byte_budget_under_writes() {
+    let schema = harness::fresh_schema("wide_rows").await;
+    let alter = "ADD COLUMN d INT NOT NULL DEFAULT 3";
+    setup(
+        &schema,
+        WIDE,
+        alter,
+        1_500,
+        &["id", "a", "b", "c"],
+        wide_values,
+    )
+    .await;
+    // Fresh statistics, on the replica too (wraith reads them where it inspects).
+    primary_sql(&schema, &["ANALYZE TABLE t"]).await;
+    sync_replica().await;
+    let (log, _) = migrate_under_writes(
+        &schema,
+        alter,
+        wide_values,
+        2,
+        &["--chunk-max-bytes=262144"],
+    )
+    .await;
+    assert_migrated(&schema, &["id"]).await;
+    let number_after = |what: &str| -> u64 {
+        let line = log
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"));
+        let rest = &line[line.find(what).unwrap() + what.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after {what:?}: {line}"))
+    };
+    let most = number_after("chunks of at most ");
+    assert!(
+        (4..=16).contains(&most),
+        "rows of 24 to 40 KB in 256 KiB: {most}"
+    );
+    let copied = number_after("row copy complete: ");
+    let chunks = number_after(&format!("row copy complete: {copied} rows in "));
+    eprintln!("wide rows: {copied} rows in {chunks} chunks of at most {most}");
+    assert!(
+        chunks >= copied / most,
+        "{copied} rows in {chunks} chunks of at most {most}"
+    );
+}
+
 pub(crate) const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
 
 /// The columns of [`SMALL`].
