@@ -2121,10 +2121,7 @@ impl Wraith {
             }
             if let Some(rest) = after(line, "row copy complete: ") {
                 // "N rows in C chunks in Xs" ("N rows in Xs" before session 26)
-                let rows = rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|w| w.parse().ok());
+                let rows = rest.split_whitespace().next().and_then(|w| w.parse().ok());
                 let secs = after(rest, " chunks in ")
                     .or_else(|| after(rest, " rows in "))
                     .and_then(|w| w.split_whitespace().next())
