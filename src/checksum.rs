@@ -330,6 +330,8 @@ pub struct Snapshot {
     pub touched: Touched,
     /// How long writers on the original table were blocked.
     pub locked_for: Duration,
+    /// Where the marker's trip under that lock spent its time.
+    pub trip: cutover::MarkerTrip,
 }
 
 /// Takes the snapshot (step 1 of the module's documentation). On failure, nothing is locked and
@@ -368,14 +370,15 @@ pub async fn snapshot(
             .map_err(step("locking the original table"))?;
         point("checksum:locked", spec, ids).await?;
         let until = started + cutover::marker_budget(cut.lock_timeout);
-        cutover::drain_to_marker(cut, &mut marker, control, status, token, until).await?;
+        let trip =
+            cutover::drain_to_marker(cut, &mut marker, control, status, token, until).await?;
         point("checksum:drained", spec, ids).await?;
         for result in join_all(conns.iter_mut().map(|c| c.query_drop(sql::START_SNAPSHOT))).await {
             result.map_err(step("starting a consistent snapshot"))?;
         }
         // The loop holds every event after the marker: the log holds exactly the keys written
         // before this snapshot.
-        Ok::<_, ChecksumError>(keylog.take())
+        Ok::<_, ChecksumError>((keylog.take(), trip))
     }
     .await;
     // Whatever happened: nothing stays locked (the lock dies with its connection if UNLOCK
@@ -384,7 +387,7 @@ pub async fn snapshot(
     drop(lock);
     let locked_for = started.elapsed();
     let resumed = control.send(Control::Apply).is_ok();
-    let touched = held?;
+    let (touched, trip) = held?;
     if !resumed {
         return Err(ChecksumError::LoopGone);
     }
@@ -392,6 +395,7 @@ pub async fn snapshot(
         conns,
         touched,
         locked_for,
+        trip,
     })
 }
 

@@ -127,7 +127,7 @@ pub enum Outcome {
 /// How long each part of the lock's time took, for the log: where writers wait.
 struct Phases {
     last: Instant,
-    parts: Vec<(&'static str, Duration)>,
+    parts: Vec<(&'static str, Duration, Option<String>)>,
 }
 
 impl Phases {
@@ -140,8 +140,13 @@ impl Phases {
 
     /// The part named `name` ends now.
     fn mark(&mut self, name: &'static str) {
+        self.mark_with(name, None);
+    }
+
+    /// The part named `name` ends now; `detail` says more of it (in parentheses).
+    fn mark_with(&mut self, name: &'static str, detail: Option<String>) {
         let now = Instant::now();
-        self.parts.push((name, now - self.last));
+        self.parts.push((name, now - self.last, detail));
         self.last = now;
     }
 }
@@ -151,7 +156,10 @@ impl std::fmt::Display for Phases {
         let parts: Vec<String> = self
             .parts
             .iter()
-            .map(|(name, took)| format!("{name} {:.3}s", took.as_secs_f64()))
+            .map(|(name, took, detail)| match detail {
+                Some(d) => format!("{name} {:.3}s ({d})", took.as_secs_f64()),
+                None => format!("{name} {:.3}s", took.as_secs_f64()),
+            })
             .collect();
         f.write_str(&parts.join(", "))
     }
@@ -359,8 +367,8 @@ impl<'a> Attempt<'a> {
             }
         };
         let drained = drain_to_marker(spec, &mut self.c, control, status, token, drain_until);
-        let ((), early_queued) = tokio::try_join!(drained, early_queued)?;
-        phases.mark("drain");
+        let (trip, early_queued) = tokio::try_join!(drained, early_queued)?;
+        phases.mark_with("drain", Some(trip.to_string()));
         self.point("atomic:drained").await?;
         self.create_triggers().await?;
 
@@ -456,7 +464,8 @@ impl<'a> Attempt<'a> {
         self.locked = true;
         self.point("two-step:locked").await?;
         let drain_until = self.deadline();
-        drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        let trip = drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
+        tracing::debug!("two-step cut-over: the marker's trip: {trip}");
         held_within_limit(status)?;
         self.point("two-step:drained").await?;
         self.create_triggers().await?;
@@ -773,10 +782,32 @@ pub(crate) async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> 
     Ok(id.unwrap_or(0))
 }
 
+/// Where the time of a marker's trip went: writing it on the primary, until the apply loop read it
+/// from the binlog (the replica's apply and binlog, when reading a replica), and applying what was
+/// pending then.
+#[derive(Debug, Clone, Copy)]
+pub struct MarkerTrip {
+    pub written: Duration,
+    pub read: Duration,
+    pub applied: Duration,
+}
+
+impl std::fmt::Display for MarkerTrip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "marker written {:.3}s, read back {:.3}s, applied {:.3}s",
+            self.written.as_secs_f64(),
+            self.read.as_secs_f64(),
+            self.applied.as_secs_f64()
+        )
+    }
+}
+
 /// Tells the apply loop to expect the marker `token`, writes it (on `c`, while the original table
 /// is locked), and waits until `until` for every event before it to be applied. The loop then
 /// holds the events after the marker until [`Control::Apply`] (or the swap). Used by the cut-over
-/// and by the checksum's snapshot.
+/// and by the checksum's snapshot. Returns where the trip's time went.
 pub(crate) async fn drain_to_marker(
     spec: &CutOverSpec,
     c: &mut Conn,
@@ -784,7 +815,8 @@ pub(crate) async fn drain_to_marker(
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
     until: Instant,
-) -> Result<(), CutOverError> {
+) -> Result<MarkerTrip, CutOverError> {
+    let started = Instant::now();
     control
         .send(Control::ExpectMarker(token.to_string()))
         .map_err(|_| CutOverError::LoopGone)?;
@@ -796,11 +828,24 @@ pub(crate) async fn drain_to_marker(
         .marker(c, token)
         .await
         .map_err(step("writing the marker"))?;
+    let written = Instant::now();
     let applied = async {
         while status.borrow().marker_applied.as_deref() != Some(token) {
             status.changed().await.map_err(|_| CutOverError::LoopGone)?;
         }
-        Ok(())
+        let now = Instant::now();
+        // The loop may read the marker before its INSERT's answer has come back here (reading
+        // the primary): that trip counts as read on writing.
+        let read = status
+            .borrow()
+            .marker_read_at
+            .unwrap_or(now)
+            .clamp(written, now);
+        Ok(MarkerTrip {
+            written: written - started,
+            read: read - written,
+            applied: now - read,
+        })
     };
     let budget = until.saturating_duration_since(Instant::now());
     tokio::time::timeout(budget, applied).await.map_err(|_| {
@@ -1003,6 +1048,26 @@ mod tests {
         );
         (s.table, s.ghost, s.old) = ("Orders".into(), "_Orders_gho".into(), "_Orders_del".into());
         assert!(!ghost_locked_while_blocked(&s), "it waits on Orders first");
+    }
+
+    #[test]
+    fn the_lock_time_is_told_by_part_and_the_drain_by_its_marker_trip() {
+        let started = Instant::now();
+        let mut phases = Phases::new(started);
+        phases.mark("lock");
+        let trip = MarkerTrip {
+            written: Duration::from_millis(2),
+            read: Duration::from_millis(9),
+            applied: Duration::from_millis(4),
+        };
+        phases.mark_with("drain", Some(trip.to_string()));
+        let told = phases.to_string();
+        assert!(told.starts_with("lock 0.0"), "{told}");
+        assert!(
+            told.contains(", drain 0.0",)
+                && told.ends_with("s (marker written 0.002s, read back 0.009s, applied 0.004s)"),
+            "{told}"
+        );
     }
 
     fn over_limit(n: usize) -> LoopStatus {

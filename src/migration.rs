@@ -1076,8 +1076,9 @@ impl Run<'_> {
             let error = match checksum::snapshot(spec, control, status, &keylog, &token).await {
                 Ok(snapshot) => {
                     info!(
-                        "checksum: snapshot taken; the original table was locked for {:.3}s",
-                        snapshot.locked_for.as_secs_f64()
+                        "checksum: snapshot taken; the original table was locked for {:.3}s ({})",
+                        snapshot.locked_for.as_secs_f64(),
+                        snapshot.trip
                     );
                     return Ok(snapshot);
                 }

@@ -66,6 +66,9 @@ pub enum Control {
 pub struct LoopStatus {
     /// The last expected marker whose preceding events are all applied.
     pub marker_applied: Option<String>,
+    /// When that marker was read from the binlog (before the events pending then were applied):
+    /// the cut-over's log splits the marker's trip there.
+    pub marker_read_at: Option<std::time::Instant>,
     /// Row events of the original table seen after the marker and not applied.
     pub held_after_marker: usize,
     /// The swap (a RENAME of the original table) came through the binlog after the marker.
@@ -265,11 +268,13 @@ pub async fn run_loop(
                             if holding.is_none()
                                 && *control.borrow() == Control::ExpectMarker(token.clone()) =>
                         {
+                            let read_at = std::time::Instant::now();
                             sink.flush(&mut pending).await?;
                             holding = Some(token.clone());
                             held = Pending::default();
                             status.send_modify(|s| {
                                 s.marker_applied = Some(token.clone());
+                                s.marker_read_at = Some(read_at);
                                 s.held_after_marker = 0;
                                 s.rename_seen = false;
                                 s.held_over_limit = false;
