@@ -203,20 +203,26 @@ pub async fn prepare(
 /// rename the original away, unlock, rename the ghost in; between the two renames the table does
 /// not exist and writers get errors, as with gh-ost; if the second rename fails, the original is
 /// renamed back, or failing that the ghost in). Its steps, then, on a failed step, the outcome
-/// the server shows.
+/// the server shows. `sentry_read` waits (a bounded time) until the binlog reader has gone past
+/// the statement that created the atomic swap's sentry, before the lock: on a replica, the
+/// sentry's `CREATE TABLE` is a DDL applied before anything written after it, and the marker,
+/// written under the lock, would wait behind it while writers wait for the marker.
 pub async fn attempt(
     spec: &CutOverSpec,
     atomic: bool,
     control: &watch::Sender<Control>,
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
+    sentry_read: impl AsyncFnOnce(),
 ) -> Outcome {
     let mut attempt = match Attempt::open(spec, atomic).await {
         Ok(a) => a,
         Err(reason) => return not_swapped(control, reason),
     };
     let steps = if atomic {
-        attempt.atomic_steps(control, status, token).await
+        attempt
+            .atomic_steps(control, status, token, sentry_read)
+            .await
     } else {
         attempt.two_step_steps(control, status, token).await
     };
@@ -327,13 +333,15 @@ impl<'a> Attempt<'a> {
         control: &watch::Sender<Control>,
         status: &mut watch::Receiver<LoopStatus>,
         token: &str,
+        sentry_read: impl AsyncFnOnce(),
     ) -> Result<Duration, CutOverError> {
         let spec = self.spec;
-        // 1. The sentry, and the lock.
+        // 1. The sentry, read past in the binlog before anything is locked; then the lock.
         self.a
             .query_drop(sql::create_sentry(&spec.schema, &spec.old, SENTRY_COMMENT))
             .await
             .map_err(step("creating the sentry table"))?;
+        sentry_read().await;
         self.point("atomic:sentry").await?;
         self.started = Instant::now();
         self.a

@@ -1232,7 +1232,17 @@ impl Run<'_> {
             let (control, status) = (&path.control, &mut path.status);
             let atomic = cfg.cut_over == CutOverMode::Atomic;
             progress.cut_over_attempts.fetch_add(1, Ordering::Relaxed);
-            let outcome = cutover::attempt(&spec, atomic, control, status, &token).await;
+            let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
+            let sentry_read = async || {
+                let created = Instant::now();
+                let read = || progress.heartbeat_written_after(created);
+                let limit = Instant::now() + SENTRY_READ_WAIT.max(interval * 2);
+                while !read() && Instant::now() < limit && !self.cancel.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            };
+            let outcome =
+                cutover::attempt(&spec, atomic, control, status, &token, sentry_read).await;
             let (reason, retry) = match outcome {
                 Outcome::Swapped { locked_for } => {
                     progress.swapped(locked_for);
@@ -2159,6 +2169,12 @@ const LOCK_LAG_WAIT: Duration = Duration::from_secs(3);
 /// test). A lag that does not fall (a replica slowed by other work, say: waiting would not
 /// shorten the lock) is locked over anyway, if the lock can see its marker within its timeout.
 const LOCK_LAG_DRAINING: f64 = 0.9;
+
+/// How long the atomic cut-over waits, after creating its sentry and before locking, for a
+/// heartbeat written after it to come back (the sentry's DDL then applied on the replica and read
+/// past): a heartbeat and its trip, with room (or two heartbeat intervals, if longer). Past it the lock is taken anyway; the marker then
+/// waits behind the DDL, as it did before (7 ms of a 9 ms drain in a load run).
+const SENTRY_READ_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a run waits for the inspected replica to show a table it renamed back on the primary.
 const REPLICATED_WITHIN: Duration = Duration::from_secs(60);
