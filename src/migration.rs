@@ -1240,6 +1240,12 @@ impl Run<'_> {
                 while !read() && Instant::now() < limit && !self.cancel.is_cancelled() {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
+                if !read() {
+                    info!(
+                        "cut-over: no heartbeat written after the sentry table came back through the binlog within {:.1}s; locking anyway (the marker may wait behind the sentry's creation on the replica)",
+                        created.elapsed().as_secs_f64()
+                    );
+                }
             };
             let outcome =
                 cutover::attempt(&spec, atomic, control, status, &token, sentry_read).await;
