@@ -911,8 +911,7 @@ impl Run<'_> {
                     .is_some_and(|age| age < sent.elapsed())
             };
             if window {
-                self.poll(fresh, Duration::from_millis(5), seen_since)
-                    .await?;
+                poll(&self.cancel, fresh, Duration::from_millis(5), seen_since).await?;
             }
         }
         // The lag is a heartbeat's whole trip, queued behind whatever waits to be applied.
@@ -939,10 +938,7 @@ impl Run<'_> {
         // Since when the stream has been expected to bring heartbeats (not while throttled).
         let mut expecting = Instant::now();
         loop {
-            if self
-                .poll(LOCK_LAG_WAIT, Duration::from_millis(10), low)
-                .await?
-            {
+            if poll(&self.cancel, LOCK_LAG_WAIT, Duration::from_millis(10), low).await? {
                 info!(
                     "{step}: the binlog's lag is {:.3}s after {:.1}s: locking",
                     progress.lag().as_secs_f64(),
@@ -995,27 +991,6 @@ impl Run<'_> {
                 before = lag_now();
             }
         }
-    }
-
-    /// Checks `done` every `every` until it holds (true) or `limit` has passed (false); ends
-    /// early when the run is cancelled.
-    async fn poll(
-        &self,
-        limit: Duration,
-        every: Duration,
-        done: impl Fn() -> bool,
-    ) -> Result<bool, MigrationError> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = self.cancel.cancelled() => return Err(MigrationError::Cancelled),
-            }
-            if done() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Stays synced while the postpone flag file exists (set by flag or command), until it is
@@ -1233,14 +1208,14 @@ impl Run<'_> {
             let atomic = cfg.cut_over == CutOverMode::Atomic;
             progress.cut_over_attempts.fetch_add(1, Ordering::Relaxed);
             let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
+            let cancel = &self.cancel;
             let sentry_read = async || {
                 let created = Instant::now();
                 let read = || progress.heartbeat_written_after(created);
-                let limit = Instant::now() + SENTRY_READ_WAIT.max(interval * 2);
-                while !read() && Instant::now() < limit && !self.cancel.is_cancelled() {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                if !read() {
+                let limit = SENTRY_READ_WAIT.max(interval * 2);
+                // Cancelled: the attempt goes on to its lock, and sees it there.
+                let waited = poll(cancel, limit, Duration::from_millis(2), read).await;
+                if matches!(waited, Ok(false)) {
                     info!(
                         "cut-over: no heartbeat written after the sentry table came back through the binlog within {:.1}s; locking anyway (the marker may wait behind the sentry's creation on the replica)",
                         created.elapsed().as_secs_f64()
@@ -2178,8 +2153,9 @@ const LOCK_LAG_DRAINING: f64 = 0.9;
 
 /// How long the atomic cut-over waits, after creating its sentry and before locking, for a
 /// heartbeat written after it to come back (the sentry's DDL then applied on the replica and read
-/// past): a heartbeat and its trip, with room (or two heartbeat intervals, if longer). Past it the lock is taken anyway; the marker then
-/// waits behind the DDL, as it did before (7 ms of a 9 ms drain in a load run).
+/// past): a heartbeat and its trip, with room (or two heartbeat intervals, if longer). Past it
+/// the lock is taken anyway; the marker then waits behind the DDL, as it did before (7 ms of a
+/// 9 ms drain in a load run).
 const SENTRY_READ_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a run waits for the inspected replica to show a table it renamed back on the primary.
@@ -2236,7 +2212,27 @@ fn marker_token(prefix: &str) -> String {
     format!("{prefix}{nanos}")
 }
 
-/// Clears the postponing state when the postponement ends, however it ends.
+/// Checks `done` every `every` until it holds (true) or `limit` has passed (false); ends early
+/// when `cancel` fires.
+async fn poll(
+    cancel: &CancellationToken,
+    limit: Duration,
+    every: Duration,
+    done: impl Fn() -> bool,
+) -> Result<bool, MigrationError> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return Err(MigrationError::Cancelled),
+        }
+        if done() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// `--chunk-max-bytes` in rows of `avg_row_bytes` (the table's average, from the preflight): no
 /// chunk holds more, whatever `--chunk-size` (or the socket's `chunk-size=`, or
 /// `--chunk-target-millis`) asks; said when it caps `--chunk-size` from the start. `None`: no
@@ -2253,6 +2249,7 @@ fn chunk_rows_cap(cfg: &Config, avg_row_bytes: u64) -> Option<u64> {
     Some(most)
 }
 
+/// Clears the postponing state when the postponement ends, however it ends.
 struct PostponingFlag<'a>(&'a Controls);
 
 impl Drop for PostponingFlag<'_> {
