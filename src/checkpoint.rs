@@ -6,7 +6,7 @@
 //! copy starts, every `--checkpoint-seconds`, and when the copy ends; `--resume` reads it back
 //! ([`Checkpoint::read`]) and checks that the inspected server still has the binlog it names
 //! ([`check_binlog`]). A `--revert` records, with each batch it applies, where the batch ends
-//! ([`AppliedMark`], row [`Row::Reverted`]).
+//! ([`AppliedMark`], [`AppliedAt`], row [`Row::Reverted`]).
 //!
 //! Invariant (docs/architecture.md, 11): each of the two facts was true when it was written, so
 //! a resumed run that streams from the position and copies from above the watermark misses
@@ -38,16 +38,17 @@ pub enum Row {
     Progress = 1,
     /// Where the swap ended in the binlog, written after it: what `--revert` reads.
     CutOver = 2,
-    /// How far a `--revert` has applied the binlog to the old table, written in the same
-    /// transaction as each batch it applies ([`AppliedMark`]): a revert run again goes on from
-    /// there, since its changes in place cannot be applied twice.
+    /// How far a `--revert` has applied the binlog to the old table ([`AppliedAt`]: a position,
+    /// and rows events into the transaction after it), written in the same transaction as each
+    /// batch it applies ([`AppliedMark`]): a revert run again goes on from there, since its
+    /// changes in place cannot be applied twice.
     Reverted = 3,
 }
 
-/// Where an applier records, in each batch's own transaction, the binlog position the batch
-/// was applied through (the end of its last transaction): row [`Row::Reverted`] of `table`.
-/// Exact, unlike [`Row::Progress`]: after a crash, or a connection lost around a `COMMIT`, the
-/// row says whether a batch was applied, so none is applied twice.
+/// Where an applier records, in each batch's own transaction, how far in the binlog the batch
+/// was applied ([`AppliedAt`]): row [`Row::Reverted`] of `table`. Exact, unlike
+/// [`Row::Progress`]: after a crash, or a connection lost around a `COMMIT`, the row says whether
+/// a batch was applied, so none is applied twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedMark {
     pub schema: String,
@@ -59,32 +60,75 @@ pub struct AppliedMark {
     pub server_id: u64,
 }
 
+/// How far a marked batch applied the binlog: the transactions before `position` (which is where
+/// one ends), and the first `events` rows events of the applied table in the transaction after
+/// it: a transaction too large for one batch is applied in several, each saying how far into it
+/// it got. Stored in row [`Row::Reverted`]'s `binlog_file`, `binlog_pos` and `events_applied`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedAt {
+    pub position: BinlogPosition,
+    pub events: u64,
+}
+
+impl AppliedAt {
+    /// At a transaction's end.
+    pub fn at(position: BinlogPosition) -> AppliedAt {
+        AppliedAt {
+            position,
+            events: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for AppliedAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.events {
+            0 => write!(f, "{}", self.position),
+            n => write!(
+                f,
+                "{} and {n} rows events into the transaction after it",
+                self.position
+            ),
+        }
+    }
+}
+
 impl AppliedMark {
     /// The statement that records `through`, to run in the batch's transaction.
-    pub fn write_sql(&self, through: &BinlogPosition) -> String {
+    pub fn write_sql(&self, through: &AppliedAt) -> String {
         let (alter, server_id) = (sql::quote_str(&self.alter), self.server_id.to_string());
-        let (file, pos) = (sql::quote_str(&through.file), through.pos.to_string());
-        let id = (Row::Reverted as u8).to_string();
+        let (file, pos) = (
+            sql::quote_str(&through.position.file),
+            through.position.pos.to_string(),
+        );
+        let (id, events) = (
+            (Row::Reverted as u8).to_string(),
+            through.events.to_string(),
+        );
         sql::checkpoint_write_values(
             &self.schema,
             &self.table,
             &[
-                &id, &alter, &server_id, &file, &pos, "NULL", "0", "0", "0", "NULL",
+                &id, &alter, &server_id, &file, &pos, "NULL", "0", "0", &events, "NULL",
             ],
         )
     }
 
-    /// The position recorded last, if any, read with a shared lock: a transaction that writes
-    /// the mark (a batch still open in a session being ended) is waited for.
-    pub async fn read(&self, conn: &mut Conn) -> Result<Option<BinlogPosition>, CheckpointError> {
-        let at: Option<(String, u64)> = conn
+    /// How far the applier got by the mark recorded last, if any, read with a shared lock: a
+    /// transaction that writes the mark (a batch still open in a session being ended) is waited
+    /// for.
+    pub async fn read(&self, conn: &mut Conn) -> Result<Option<AppliedAt>, CheckpointError> {
+        let at: Option<(String, u64, u64)> = conn
             .exec_first(
                 sql::checkpoint_position_locked(&self.schema, &self.table),
                 (Row::Reverted as u8,),
             )
             .await
             .map_err(sql_error("reading where the applier got to"))?;
-        Ok(at.map(|(file, pos)| BinlogPosition::new(file, pos)))
+        Ok(at.map(|(file, pos, events)| AppliedAt {
+            position: BinlogPosition::new(file, pos),
+            events,
+        }))
     }
 }
 

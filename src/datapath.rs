@@ -76,7 +76,11 @@ pub struct DataPath {
 #[derive(Debug, Clone)]
 pub struct Start {
     pub position: BinlogPosition,
-    /// `--revert`: each batch records the position it was applied through here.
+    /// Rows events of the original table in the transaction after `position` that are already
+    /// applied (a `--revert` that stopped inside a large transaction:
+    /// [`crate::checkpoint::AppliedAt`]).
+    pub applied_events: u64,
+    /// `--revert`: each batch records how far it applied the binlog here.
     pub mark: Option<AppliedMark>,
 }
 
@@ -114,12 +118,17 @@ impl DataPath {
             cancel: cancel.clone(),
         };
         let db = cfg.database.as_str();
-        let (position, mark) = match from {
-            Some(Start { position, mark }) => (position, mark),
-            None => (
-                binlog_position(iconn, servers.flavor, servers.inspected).await?,
-                None,
-            ),
+        let Start {
+            position,
+            applied_events,
+            mark,
+        } = match from {
+            Some(start) => start,
+            None => Start {
+                position: binlog_position(iconn, servers.flavor, servers.inspected).await?,
+                applied_events: 0,
+                mark: None,
+            },
         };
         progress.set_position(position.to_string());
         tracing::info!(
@@ -214,6 +223,7 @@ impl DataPath {
             held_limit: apply::stream_loop::HELD_LIMIT,
             gate: gate.watch(),
             linger: Duration::from_millis(cfg.flags.apply_batch_millis),
+            applied_at_start: applied_events,
         };
         let (loop_progress, loop_cancel, keylog) =
             (progress.clone(), cancel.clone(), path.keylog.clone());

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::apply::Control;
-use crate::checkpoint::{self, AppliedMark, Checkpoint, CheckpointError};
+use crate::checkpoint::{self, AppliedAt, AppliedMark, Checkpoint, CheckpointError};
 use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
 use crate::config::{Config, CutOverMode};
 use crate::control::{self, Controls, Knobs};
@@ -1759,15 +1759,20 @@ impl Run<'_> {
             server_id: self.server_id,
         };
         let reverted = Checkpoint::read(pconn, db, &ghk, checkpoint::Row::Reverted).await?;
-        let since = match &reverted {
-            Some(earlier) => {
+        // Its events_applied: rows events into the transaction after its position.
+        let got_to = reverted.as_ref().map(|r| AppliedAt {
+            position: r.position.clone(),
+            events: r.events_applied,
+        });
+        let since = match (&reverted, &got_to) {
+            (Some(earlier), Some(at)) => {
                 checkpoint::check_binlog(iconn, &self.inspected, self.server_id, earlier).await?;
                 format!(
-                    "from where an earlier revert got to ({}; the swap ended at {})",
-                    earlier.position, checkpoint.position
+                    "from where an earlier revert got to ({at}; the swap ended at {})",
+                    checkpoint.position
                 )
             }
-            None => format!("since the swap ({})", checkpoint.position),
+            _ => format!("since the swap ({})", checkpoint.position),
         };
         info!(
             "--revert: bringing {} up to date from the binlog of {} {since}, then swapping it back in (the migrated table will be kept as {}); ALTER undone: {}",
@@ -1776,8 +1781,10 @@ impl Run<'_> {
             sql::quote_ident(&cfg.old_table()),
             checkpoint.alter
         );
+        let got_to = got_to.unwrap_or(AppliedAt::at(checkpoint.position));
         self.stream_from = Some(datapath::Start {
-            position: reverted.map_or(checkpoint.position, |r| r.position),
+            position: got_to.position,
+            applied_events: got_to.events,
             mark: Some(mark),
         });
         Ok(plan)
@@ -1934,6 +1941,7 @@ impl Run<'_> {
         self.watermark = Arc::new(Watermark::starting_after(checkpoint.copy.through.clone()));
         self.stream_from = Some(datapath::Start {
             position: checkpoint.position.clone(),
+            applied_events: 0,
             mark: None,
         });
         self.resumed = Some(checkpoint);

@@ -7,9 +7,10 @@
 //! update that changes the key removes the old key, and a delete deletes; replaying any suffix of
 //! the stream twice leaves the same table. Except in place ([`ApplyPlan::preserve_unmapped`],
 //! `--revert`): there an update that moves a key moves the row, which cannot be done twice, so
-//! each batch ends at a transaction's end and records that position in its own transaction
-//! ([`AppliedMark`]); a revert run again, or a batch retried after a lost connection, goes on
-//! from exactly there.
+//! each batch records in its own transaction how far it applied the binlog ([`AppliedMark`],
+//! [`AppliedAt`]: where a transaction ends, or, for a transaction too large for one batch, how
+//! many of its rows events); a revert run again, or a batch retried after a lost connection,
+//! goes on from exactly there.
 //!
 //! A batch is one transaction (its round trips: see Sizes below). When the key compares exactly (integers,
 //! decimals, temporals, binary strings, `_bin` collations), the batch is coalesced per key (the
@@ -52,8 +53,8 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use crate::binlog::{BinlogPosition, Cell, RowEvent, RowKind};
-use crate::checkpoint::AppliedMark;
+use crate::binlog::{Cell, RowEvent, RowKind};
+use crate::checkpoint::{AppliedAt, AppliedMark};
 use crate::inspect::Plan;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
 use crate::progress::Progress;
@@ -779,14 +780,14 @@ impl Applier {
         })
     }
 
-    /// Each batch records the position it was applied through in `mark`, in its own
-    /// transaction; batches must then end at a transaction's end ([`Applier::marks_applied`]).
+    /// Each batch records how far it applied the binlog in `mark` ([`AppliedAt`]), in its own
+    /// transaction ([`Applier::marks_applied`]).
     pub fn mark_applied(&mut self, mark: AppliedMark) {
         self.mark = Some(mark);
     }
 
-    /// Whether batches record their position: the apply loop then sends only whole
-    /// transactions, each batch with the position it ends at.
+    /// Whether batches record how far they applied: the apply loop then sends whole
+    /// transactions, or a part of one too large for a batch, each batch with where it ends.
     pub fn marks_applied(&self) -> bool {
         self.mark.is_some()
     }
@@ -824,12 +825,12 @@ impl Applier {
     /// Applies `events` in one transaction, retrying on deadlocks and lock wait timeouts. While
     /// the copy reads without shared locks, the transaction first deletes again the keys
     /// [`Tombstones`] hands back (`events` may be empty for just that). With a mark
-    /// ([`Applier::mark_applied`]), `through` (where the batch's last transaction ends) is
+    /// ([`Applier::mark_applied`]), `through` (how far in the binlog the batch goes) is
     /// recorded in the same transaction.
     pub async fn apply(
         &mut self,
         events: &[RowEvent],
-        through: Option<&BinlogPosition>,
+        through: Option<&AppliedAt>,
     ) -> Result<(), ApplyError> {
         let mark = self.mark.clone();
         let marked = mark.as_ref().zip(through);
@@ -1096,6 +1097,7 @@ mod tests {
             position: BinlogPosition::new("bin.000001", 4),
             gtid: None,
             timestamp: 0,
+            from_prepare: false,
         }
     }
 

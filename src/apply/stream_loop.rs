@@ -25,9 +25,12 @@
 //! a backlog waits or the window is on) or [`BATCH_BYTES`] of row images, whichever comes first; held events are bounded by [`LoopSpec::held_limit`]: past
 //! it the loop says so ([`LoopStatus::held_over_limit`], the cut-over then aborts) and reads no
 //! more of the binlog until the coordinator resumes or the run ends. When the applier records
-//! where each batch ends ([`Applier::marks_applied`], `--revert`), a batch takes only whole
-//! transactions (with the position the last one ends at): a transaction larger than those
-//! bounds is held whole until its end is read.
+//! where each batch ends ([`Applier::marks_applied`], `--revert`), a batch takes whole
+//! transactions (with the position the last one ends at), and a transaction larger than those
+//! bounds goes in parts, each recording how many of its rows events are applied
+//! ([`AppliedAt`]; a run started from such a mark reads those again without applying them,
+//! [`LoopSpec::applied_at_start`]); only the rows of an XA transaction, handed out at its commit
+//! ([`RowEvent::from_prepare`]), are held whole until its end.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,6 +45,7 @@ use crate::binlog::{
     BinlogPosition, RowEvent, Statement, StreamError, StreamItem, Streamer, Touch,
 };
 use crate::changelog::Entry;
+use crate::checkpoint::AppliedAt;
 use crate::copy::Tombstones;
 use crate::mysql::names::NameCase;
 use crate::progress::Progress;
@@ -95,6 +99,11 @@ pub enum LoopError {
     StreamEnded,
     #[error("the original table was changed by another statement during the migration ({0}); the ghost table no longer matches it. Start the migration again")]
     ForeignDdl(String),
+    #[error("the transaction after {position} ended {missing} rows events of the table short of what an earlier run recorded having applied of it (the checkpoint table's row 3): this is not the binlog that run read. Run with --host naming the server the earlier run read")]
+    MarkPastTransaction {
+        position: BinlogPosition,
+        missing: u64,
+    },
 }
 
 /// Names the loop needs.
@@ -115,6 +124,10 @@ pub struct LoopSpec {
     /// How long the first pending event waits for more while the stream is quiet
     /// (`--apply-batch-millis`); zero applies whenever the stream is momentarily empty.
     pub linger: Duration,
+    /// Rows events of the original table at the start of the stream that an earlier run already
+    /// applied ([`AppliedAt::events`]: a `--revert` that stopped inside a large transaction):
+    /// read again, not applied.
+    pub applied_at_start: u64,
 }
 
 /// What [`LoopSpec::held_limit`] is unless set otherwise.
@@ -149,7 +162,13 @@ pub async fn run_loop(
         progress: progress.clone(),
         keylog,
     };
-    let mut pending = Pending::default();
+    // The stream starts where a transaction begins, some of whose events may be applied.
+    let mut pending = Pending {
+        open_from: status.borrow().applied_through.clone(),
+        open_applied: spec.applied_at_start,
+        ..Pending::default()
+    };
+    let mut skip = spec.applied_at_start;
     // Events of the original table seen after the cut-over marker and not applied.
     let mut held = Pending::default();
     // The marker token events are being held for, after it was applied.
@@ -182,7 +201,7 @@ pub async fn run_loop(
         };
         let due = pending
             .since
-            .filter(|_| sink.ready(&pending) > 0)
+            .filter(|_| sink.ready(&pending, false) > 0)
             .map(|since| since + linger);
         let item = tokio::select! {
             biased;
@@ -236,7 +255,10 @@ pub async fn run_loop(
         };
         match item {
             StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.original) => {
-                if holding.is_some() {
+                if skip > 0 {
+                    // Applied by the run that recorded where this one starts.
+                    skip -= 1;
+                } else if holding.is_some() {
                     held.push(event);
                     let over = held.over(spec.held_limit);
                     if over {
@@ -310,6 +332,12 @@ pub async fn run_loop(
                 }
             }
             StreamItem::Commit(boundary) => {
+                if skip > 0 {
+                    break Err(LoopError::MarkPastTransaction {
+                        position: pending.open_from.clone().unwrap_or(boundary.position),
+                        missing: skip,
+                    });
+                }
                 progress.set_position(boundary.position.to_string());
                 match holding {
                     Some(_) => held.commit(&boundary.position),
@@ -328,8 +356,9 @@ pub async fn run_loop(
         };
         let quiet =
             streamer.backlog() == 0 && pending.since.is_some_and(|since| since.elapsed() >= linger);
-        if pending.events.len() >= cap || pending.bytes >= BATCH_BYTES || quiet {
-            sink.flush(&mut pending).await?;
+        let full = pending.events.len() >= cap || pending.bytes >= BATCH_BYTES;
+        if full || quiet {
+            sink.flush_part(&mut pending, full).await?;
         }
         applied_through(
             &pending,
@@ -403,11 +432,20 @@ struct Pending {
     /// transaction read ends.
     whole: usize,
     whole_through: Option<BinlogPosition>,
+    /// Where the transaction whose end is not read yet begins: the end of the last transaction
+    /// read (or where the stream started).
+    open_from: Option<BinlogPosition>,
+    /// How many of that transaction's events earlier batches applied.
+    open_applied: u64,
+    /// That transaction can only be applied whole: its rows were handed out at an XA commit
+    /// ([`RowEvent::from_prepare`]), and reading again from `open_from` would not bring them back.
+    open_whole_only: bool,
 }
 
 impl Pending {
     fn push(&mut self, event: RowEvent) {
         self.since.get_or_insert_with(Instant::now);
+        self.open_whole_only |= event.from_prepare;
         self.bytes += event_bytes(&event);
         self.events.push(event);
     }
@@ -416,6 +454,9 @@ impl Pending {
     fn commit(&mut self, at: &BinlogPosition) {
         self.whole = self.events.len();
         self.whole_through = Some(at.clone());
+        self.open_from = Some(at.clone());
+        self.open_applied = 0;
+        self.open_whole_only = false;
     }
 
     /// `later`'s events, read after these, follow them.
@@ -423,6 +464,11 @@ impl Pending {
         if let Some(at) = later.whole_through {
             self.whole = self.events.len() + later.whole;
             self.whole_through = Some(at);
+            self.open_from = later.open_from;
+            self.open_applied = later.open_applied;
+            self.open_whole_only = later.open_whole_only;
+        } else {
+            self.open_whole_only |= later.open_whole_only;
         }
         self.since = self.since.or(later.since);
         self.bytes += later.bytes;
@@ -434,6 +480,7 @@ impl Pending {
         if n == 0 {
             return;
         }
+        self.open_applied += n.saturating_sub(self.whole) as u64;
         self.events.drain(..n);
         self.bytes = self.events.iter().map(event_bytes).sum();
         self.since = (!self.events.is_empty()).then(Instant::now);
@@ -441,6 +488,27 @@ impl Pending {
         if self.whole == 0 {
             self.whole_through = None;
         }
+    }
+
+    /// Where a batch of the first `n` events ends: at the end of the last transaction in it, or,
+    /// when it takes only events of the open transaction, that many into it. None when no
+    /// position says it (a batch of whole and open events, which a marked applier never sends).
+    fn through(&self, n: usize) -> Option<AppliedAt> {
+        if n == self.whole {
+            self.whole_through.clone().map(AppliedAt::at)
+        } else if self.whole == 0 {
+            self.open_from.clone().map(|position| AppliedAt {
+                position,
+                events: self.open_applied + n as u64,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Whether the open transaction may be applied in parts.
+    fn divisible(&self) -> bool {
+        self.open_from.is_some() && !self.open_whole_only
     }
 
     /// Past `limit` bytes: hold no more.
@@ -460,7 +528,7 @@ impl Sink {
     async fn apply(
         &mut self,
         events: &[RowEvent],
-        through: Option<&BinlogPosition>,
+        through: Option<&AppliedAt>,
     ) -> Result<(), ApplyError> {
         if events.is_empty() {
             return Ok(());
@@ -486,23 +554,39 @@ impl Sink {
     }
 
     /// How many pending events the next batch takes: all of them, or, when the applier marks
-    /// where each batch ends ([`Applier::marks_applied`]), those of whole transactions.
-    fn ready(&self, pending: &Pending) -> usize {
-        if self.applier.marks_applied() {
+    /// where each batch ends ([`Applier::marks_applied`]), those of whole transactions, or, if
+    /// there are none and `split` (the pending events fill a batch), those of the open
+    /// transaction when it may be applied in parts.
+    fn ready(&self, pending: &Pending, split: bool) -> usize {
+        if !self.applier.marks_applied() {
+            pending.events.len()
+        } else if pending.whole > 0 || !split || !pending.divisible() {
             pending.whole
         } else {
             pending.events.len()
         }
     }
 
-    /// Applies what is [ready](Sink::ready), as one batch, and takes it out of `pending`.
+    /// Applies what is [ready](Sink::ready) (not splitting a transaction), as one batch.
     async fn flush(&mut self, pending: &mut Pending) -> Result<(), ApplyError> {
-        let n = self.ready(pending);
-        if n > 0 {
-            crate::failpoint::panic_at("apply:batch");
-            crate::failpoint::sleep_at("apply:batch", n).await;
+        self.flush_part(pending, false).await
+    }
+
+    /// Applies what is [ready](Sink::ready), as one batch, and takes it out of `pending`.
+    async fn flush_part(&mut self, pending: &mut Pending, split: bool) -> Result<(), ApplyError> {
+        let n = self.ready(pending, split);
+        if n == 0 {
+            return Ok(());
         }
-        let through = pending.whole_through.clone().filter(|_| n == pending.whole);
+        crate::failpoint::panic_at("apply:batch");
+        crate::failpoint::sleep_at("apply:batch", n).await;
+        let through = pending.through(n);
+        if n > pending.whole && pending.open_applied == 0 {
+            tracing::info!(
+                "a transaction of more than {n} rows events ({} bytes) on the table: applying it in parts, each recording how far into it it got",
+                pending.bytes
+            );
+        }
         self.apply(&pending.events[..n], through.as_ref()).await?;
         pending.applied(n);
         Ok(())
@@ -532,6 +616,7 @@ mod tests {
             position: BinlogPosition::new("bin.000001", 4),
             gtid: None,
             timestamp: 0,
+            from_prepare: false,
         }
     }
 
@@ -574,6 +659,86 @@ mod tests {
             (pending.whole, pending.whole_through.clone()),
             (1, Some(p2))
         );
+    }
+
+    #[test]
+    fn a_transaction_too_large_for_a_batch_goes_in_parts_that_say_how_far_into_it_they_got() {
+        let (p0, p1) = (
+            BinlogPosition::new("bin.000001", 100),
+            BinlogPosition::new("bin.000001", 900),
+        );
+        let into = |position: &BinlogPosition, events| AppliedAt {
+            position: position.clone(),
+            events,
+        };
+        // The stream starts where a transaction begins.
+        let mut pending = Pending {
+            open_from: Some(p0.clone()),
+            ..Pending::default()
+        };
+        for _ in 0..3 {
+            pending.push(insert(10));
+        }
+        assert!(pending.divisible());
+        assert_eq!(pending.through(2), Some(into(&p0, 2)));
+        pending.applied(2);
+        pending.push(insert(10));
+        assert_eq!(pending.through(2), Some(into(&p0, 4)));
+        pending.applied(2);
+        // Its end: the rest of it, and the batch ends where the transaction does.
+        pending.push(insert(10));
+        pending.commit(&p1);
+        assert_eq!(pending.through(1), Some(AppliedAt::at(p1.clone())));
+        pending.applied(1);
+        // The next one counts from there.
+        pending.push(insert(10));
+        assert_eq!(pending.through(1), Some(into(&p1, 1)));
+        // Whole transactions and part of the open one cannot be said by one position.
+        pending.commit(&BinlogPosition::new("bin.000001", 1000));
+        pending.push(insert(10));
+        assert_eq!(pending.through(2), None);
+    }
+
+    #[test]
+    fn a_run_started_inside_a_transaction_counts_on_from_the_events_already_applied() {
+        let p0 = BinlogPosition::new("bin.000001", 100);
+        let mut pending = Pending {
+            open_from: Some(p0.clone()),
+            open_applied: 5,
+            ..Pending::default()
+        };
+        pending.push(insert(10));
+        assert_eq!(
+            pending.through(1),
+            Some(AppliedAt {
+                position: p0,
+                events: 6
+            })
+        );
+    }
+
+    #[test]
+    fn rows_handed_out_at_an_xa_commit_are_applied_whole() {
+        let mut pending = Pending {
+            open_from: Some(BinlogPosition::new("bin.000001", 100)),
+            ..Pending::default()
+        };
+        pending.push(insert(10));
+        let mut prepared = insert(10);
+        prepared.from_prepare = true;
+        pending.push(prepared);
+        assert!(!pending.divisible());
+        pending.commit(&BinlogPosition::new("bin.000001", 900));
+        pending.applied(2);
+        pending.push(insert(10));
+        assert!(pending.divisible());
+        // Held after a marker, then appended: its open transaction stays whole too.
+        let mut held = Pending::default();
+        let mut prepared = insert(10);
+        prepared.from_prepare = true;
+        held.push(prepared);
+        pending.append(held);
+        assert!(!pending.divisible());
     }
 
     #[test]

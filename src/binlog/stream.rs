@@ -159,6 +159,10 @@ pub struct RowEvent {
     pub gtid: Option<String>,
     /// The event's timestamp (seconds since the epoch, from the server that wrote it first).
     pub timestamp: u32,
+    /// Rows of an XA transaction, handed out at its commit (`position` is then the commit's):
+    /// they are in the binlog with its prepare, so reading the binlog again from just before
+    /// the commit does not bring them back.
+    pub from_prepare: bool,
 }
 
 /// The end of a transaction (or of a statement outside one): everything before `position` has been
@@ -806,6 +810,7 @@ fn handle_event(
                         items.extend(rows.into_iter().map(|mut r| {
                             r.position = here.clone();
                             r.gtid = state.gtid.clone();
+                            r.from_prepare = true;
                             StreamItem::Rows(r)
                         }));
                     }
@@ -969,6 +974,7 @@ fn handle_event(
                     position: here.clone(),
                     gtid: state.gtid.clone(),
                     timestamp: header.timestamp(),
+                    from_prepare: false,
                 };
                 if state.xa_open {
                     // Handed out at its XA COMMIT, if it comes.
@@ -998,6 +1004,7 @@ fn prepare(
     if one_phase {
         items.extend(rows.into_iter().map(|mut r| {
             r.position = here.clone();
+            r.from_prepare = true;
             StreamItem::Rows(r)
         }));
     } else {
@@ -1117,6 +1124,7 @@ mod tests {
             position: BinlogPosition::new("bin.000001", 4),
             gtid: None,
             timestamp: 0,
+            from_prepare: false,
         })
     }
 

@@ -113,11 +113,11 @@ pub fn checkpoint_read(schema: &str, table: &str) -> String {
     )
 }
 
-/// Reads a checkpoint row's binlog position by id (`?`) with a shared lock (`LOCK IN SHARE MODE`,
-/// which MySQL 8.0 and 8.4 still take, and MariaDB).
+/// Reads a checkpoint row's binlog position and `events_applied` by id (`?`) with a shared lock
+/// (`LOCK IN SHARE MODE`, which MySQL 8.0 and 8.4 still take, and MariaDB).
 pub fn checkpoint_position_locked(schema: &str, table: &str) -> String {
     format!(
-        "SELECT binlog_file, binlog_pos FROM {} WHERE id = ? LOCK IN SHARE MODE",
+        "SELECT binlog_file, binlog_pos, events_applied FROM {} WHERE id = ? LOCK IN SHARE MODE",
         qualified(schema, table)
     )
 }

@@ -5,7 +5,8 @@
 //! and the replica: the old schema, every write made since the swap, and the dropped column's
 //! values as they were at the swap. A revert killed half-way runs again from where it got to (a
 //! key moved in place cannot be moved twice), and loses nothing; so does a revert whose
-//! connection is lost just after a commit. A revert's swap keeps the lock until its RENAME waits
+//! connection is lost just after a commit, and one killed (or whose connection is lost) inside a
+//! transaction too large for a batch, which it applies in parts. A revert's swap keeps the lock until its RENAME waits
 //! on `t` itself, though its names lock in another order than a migration's. A revert that cannot
 //! be done says why and changes nothing.
 
@@ -362,6 +363,121 @@ async fn a_revert_whose_connection_is_lost_after_a_commit_does_not_apply_that_ba
     assert!(out.status.success(), "the revert failed:\n{log}");
     assert!(
         log.contains("the batch lost with the connection had been committed"),
+        "{log}"
+    );
+    assert_same_as_mirror(&schema, &["id"]).await;
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
+/// Every row of `table` moved to a new key and a new row put at each old key, in one
+/// transaction: applied twice in place, a move would meet the row put at its old key.
+fn move_all_and_reuse(table: &str) -> String {
+    format!(
+        "START TRANSACTION; \
+         UPDATE {table} SET id = id + 1000000; \
+         INSERT INTO {table} (id, a, b) SELECT id - 1000000, a + 1, 'at the old key' FROM {table}; \
+         COMMIT"
+    )
+}
+
+/// `t` (12,000 rows) migrated with `--checkpoint`, then [`move_all_and_reuse`] on `t` and on the
+/// mirror.
+async fn migrated_then_all_moved(name: &str) -> String {
+    let schema = harness::fresh_schema(name).await;
+    setup(
+        &schema,
+        SMALL,
+        "ENGINE=InnoDB",
+        12_000,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &["--checkpoint"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for table in ["t", "mirror"] {
+        harness::primary_sql(&schema, &[&move_all_and_reuse(table)]).await;
+    }
+    schema
+}
+
+/// How far the revert recorded it got (`_t_ghk` row 3): rows events into the transaction after
+/// its position.
+async fn reverted_events_into_a_transaction(schema: &str) -> Option<u64> {
+    let mut c = servers().primary.conn().await;
+    c.query_first(format!(
+        "SELECT events_applied FROM `{schema}`.`_t_ghk` WHERE id = 3"
+    ))
+    .await
+    .ok()
+    .flatten()
+}
+
+/// A transaction larger than a batch (here 12,000 rows moved and 12,000 put at their old keys,
+/// hundreds of rows events, with `--dml-batch-size=1`: batches of 50 events) is applied in parts,
+/// each recording how many of its rows events are applied, so a revert does not hold it whole in
+/// memory; killed between two parts, the revert runs again from inside the transaction, applies
+/// no part twice, and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_applies_a_large_transaction_in_parts_and_run_again_goes_on_from_inside_it() {
+    let schema = migrated_then_all_moved("revert_large_txn").await;
+    // Each batch takes a while (the failpoint: 4 ms per event), so the revert is caught between
+    // two parts of the transaction and killed there.
+    let env = [("WRAITH_FAILPOINT", "apply:batch:sleep")];
+    let running = Running::start_with_env(&revert_args(&schema, &["--dml-batch-size=1"]), &env);
+    harness::eventually(
+        "the revert recorded a part of the transaction",
+        WRAITH_RUN_LIMIT,
+        async || {
+            reverted_events_into_a_transaction(&schema)
+                .await
+                .unwrap_or(0)
+                > 0
+        },
+    )
+    .await;
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(running.pid() as i32, libc::SIGKILL) };
+    let log = stderr(&running.finish(Duration::from_secs(30)).await);
+    assert!(log.contains("applying it in parts"), "{log}");
+    let into = reverted_events_into_a_transaction(&schema).await.unwrap();
+    assert!(
+        into > 0,
+        "killed past the transaction: the test is too slow to catch it"
+    );
+
+    let out = harness::run_wraith(&revert_args(
+        &schema,
+        &["--initially-drop-ghost-table", "--dml-batch-size=1"],
+    ))
+    .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "the second revert failed:\n{log}");
+    assert!(
+        log.contains(&format!(
+            "and {into} rows events into the transaction after it"
+        )),
+        "{log}"
+    );
+    assert_same_as_mirror(&schema, &["id"]).await;
+    harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
+}
+
+/// The connection lost right after the first part of a large transaction commits: the mark read
+/// back says that part is applied (its rows events into the transaction), so it is not applied
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_whose_connection_is_lost_after_a_part_of_a_transaction_does_not_apply_it_again() {
+    let schema = migrated_then_all_moved("revert_lost_part").await;
+    let env = [("WRAITH_FAILPOINT", "apply:committed:kill-connection")];
+    let out = Running::start_with_env(&revert_args(&schema, &["--dml-batch-size=1"]), &env)
+        .finish(WRAITH_RUN_LIMIT)
+        .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "the revert failed:\n{log}");
+    assert!(
+        log.contains("the batch lost with the connection had been committed")
+            && log.contains("rows events into the transaction after it)"),
         "{log}"
     );
     assert_same_as_mirror(&schema, &["id"]).await;
