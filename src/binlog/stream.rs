@@ -109,7 +109,8 @@ pub struct StreamConfig {
     /// Depth of the channel of [`StreamItem`]s (the backlog shown in the status line).
     pub channel_capacity: usize,
     /// Bytes of row images the channel may hold ([`super::value::images_size_hint`]); one
-    /// larger event passes alone.
+    /// larger event passes alone. 16 MB by default: two of the applier's largest batches ahead
+    /// of it, and, decoded, about two and a half times as much memory.
     pub channel_bytes: usize,
     /// Reconnect attempts in a row after a dropped connection before giving up.
     pub max_reconnects: u32,
@@ -134,7 +135,7 @@ impl StreamConfig {
             start,
             start_gtid: None,
             channel_capacity: 1000,
-            channel_bytes: 64 << 20,
+            channel_bytes: 16 << 20,
             max_reconnects: 5,
             reconnect_delay: Duration::from_secs(1),
             heartbeat: Duration::from_secs(2),

@@ -88,7 +88,7 @@ async fn verdict(c: &mut mysql_async::Conn, schema: &str) -> Result<String, Vec<
 // ---- helpers --------------------------------------------------------------------------------
 
 /// wraith's peak resident set (VmHWM, in KiB), sampled from /proc every 20 ms until it exits.
-fn sample_peak_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
+pub(crate) fn sample_peak_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut peak = 0u64;
         loop {
