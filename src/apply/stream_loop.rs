@@ -168,7 +168,10 @@ pub async fn run_loop(
         open_applied: spec.applied_at_start,
         ..Pending::default()
     };
-    let mut skip = spec.applied_at_start;
+    let mut skip = Skip {
+        left: spec.applied_at_start,
+        of: spec.applied_at_start,
+    };
     // Events of the original table seen after the cut-over marker and not applied.
     let mut held = Pending::default();
     // The marker token events are being held for, after it was applied.
@@ -255,9 +258,8 @@ pub async fn run_loop(
         };
         match item {
             StreamItem::Rows(event) if spec.is(&event.schema, &event.table, &spec.original) => {
-                if skip > 0 {
+                if skip.event() {
                     // Applied by the run that recorded where this one starts.
-                    skip -= 1;
                 } else if holding.is_some() {
                     held.push(event);
                     let over = held.over(spec.held_limit);
@@ -332,16 +334,23 @@ pub async fn run_loop(
                 }
             }
             StreamItem::Commit(boundary) => {
-                if skip > 0 {
-                    break Err(LoopError::MarkPastTransaction {
-                        position: pending.open_from.clone().unwrap_or(boundary.position),
-                        missing: skip,
-                    });
-                }
+                let before_marked = match skip.commit() {
+                    Ok(before) => before,
+                    Err(missing) => {
+                        break Err(LoopError::MarkPastTransaction {
+                            position: pending.open_from.clone().unwrap_or(boundary.position),
+                            missing,
+                        })
+                    }
+                };
                 progress.set_position(boundary.position.to_string());
                 match holding {
                     Some(_) => held.commit(&boundary.position),
                     None => pending.commit(&boundary.position),
+                }
+                if before_marked {
+                    // The transaction the mark is inside begins here, its first events applied.
+                    pending.open_applied = skip.of;
                 }
                 last_commit = Some(boundary.position);
             }
@@ -517,6 +526,34 @@ impl Pending {
     }
 }
 
+/// The rows events of the original table that a run started inside a transaction
+/// ([`LoopSpec::applied_at_start`]) reads again without applying them: the first `of` of the
+/// first transaction that has any.
+struct Skip {
+    left: u64,
+    of: u64,
+}
+
+impl Skip {
+    /// An event of the original table is read: whether it is one to skip.
+    fn event(&mut self) -> bool {
+        let skip = self.left > 0;
+        self.left = self.left.saturating_sub(1);
+        skip
+    }
+
+    /// A transaction ends: `Ok(true)` if it ended before the one to skip in began (it had none of
+    /// the table's events: another table's, or the changelog's); `Err(missing)` if that one ended
+    /// before all of them were read.
+    fn commit(&self) -> Result<bool, u64> {
+        match (self.left, self.of) {
+            (0, _) => Ok(false),
+            (left, of) if left == of => Ok(true),
+            (left, _) => Err(left),
+        }
+    }
+}
+
 /// Where batches go: the applier, then the key log (while it records) and the progress counters.
 struct Sink {
     applier: Applier,
@@ -581,7 +618,7 @@ impl Sink {
         crate::failpoint::panic_at("apply:batch");
         crate::failpoint::sleep_at("apply:batch", n).await;
         let through = pending.through(n);
-        if n > pending.whole && pending.open_applied == 0 {
+        if self.applier.marks_applied() && n > pending.whole && pending.open_applied == 0 {
             tracing::info!(
                 "a transaction of more than {n} rows events ({} bytes) on the table: applying it in parts, each recording how far into it it got",
                 pending.bytes
@@ -715,6 +752,24 @@ mod tests {
                 events: 6
             })
         );
+    }
+
+    #[test]
+    fn a_run_started_inside_a_transaction_skips_its_applied_events_and_no_others() {
+        let mut skip = Skip { left: 2, of: 2 };
+        // Transactions of other tables before it: nothing skipped yet.
+        assert_eq!(skip.commit(), Ok(true));
+        assert!(skip.event() && skip.event() && !skip.event());
+        assert_eq!(skip.commit(), Ok(false));
+        assert!(!skip.event());
+        // The transaction ended short of the events the mark says were applied.
+        let mut short = Skip { left: 3, of: 3 };
+        assert!(short.event());
+        assert_eq!(short.commit(), Err(2));
+        // Started at a transaction's end: nothing to skip.
+        let mut none = Skip { left: 0, of: 0 };
+        assert_eq!(none.commit(), Ok(false));
+        assert!(!none.event());
     }
 
     #[test]
