@@ -373,6 +373,9 @@ impl ApplyPlan {
 
     /// [`ApplyPlan::batch_statements`] of a batch already read.
     pub fn statements_of(&self, batch: &Batch, sizes: Sizes) -> Result<Vec<String>, ApplyError> {
+        if self.preserve_unmapped {
+            return self.preserving_statements(batch.events, sizes);
+        }
         let Some((order, last)) = &batch.coalesced else {
             let mut out = Vec::new();
             for event in batch.events {
@@ -489,6 +492,19 @@ impl ApplyPlan {
             &self.ghost_columns,
             self.allow_skipped_rows,
         );
+        self.push_rows(out, images, &head, tail, sizes)
+    }
+
+    /// Statements `head` (tuples) `tail` of `images`' mapped values, in order, each within
+    /// `sizes`.
+    fn push_rows(
+        &self,
+        out: &mut Vec<String>,
+        images: &[&[Cell]],
+        head: &str,
+        tail: &str,
+        sizes: Sizes,
+    ) -> Result<(), ApplyError> {
         let finish = |mut statement: String| {
             statement.push_str(tail);
             statement
@@ -508,7 +524,7 @@ impl ApplyPlan {
             let mark = current.len();
             let fresh = current.is_empty();
             if fresh {
-                current.push_str(&head);
+                current.push_str(head);
             } else {
                 current.push_str(", ");
             }
@@ -517,7 +533,7 @@ impl ApplyPlan {
                 // The estimate was short: this row starts the next statement.
                 current.truncate(mark);
                 out.push(finish(std::mem::take(&mut current)));
-                current.push_str(&head);
+                current.push_str(head);
                 self.write_tuple(&mut current, image);
             }
             if current.len() + tail.len() > sizes.max {
@@ -579,61 +595,74 @@ impl ApplyPlan {
             .collect()
     }
 
-    /// [`ApplyPlan::statements`] for [`ApplyPlan::preserve_unmapped`]: a row is changed in
+    /// [`ApplyPlan::statements_of`] for [`ApplyPlan::preserve_unmapped`]: a row is changed in
     /// place, so the target's columns the images do not map keep their values. An insert or an
     /// update is an upsert of the after image (idempotent); an update that moves the key first
-    /// moves the row (`UPDATE ... WHERE` the old key); a delete deletes.
+    /// moves the row (`UPDATE ... WHERE` the old key); a delete deletes. In binlog order, with
+    /// consecutive upserts in one multi-row statement (its rows are written one after the other,
+    /// as separate statements would write them) and consecutive deletes in another.
     fn preserving_statements(
         &self,
-        event: &RowEvent,
+        events: &[RowEvent],
         sizes: Sizes,
     ) -> Result<Vec<String>, ApplyError> {
+        let head = sql::insert_head(&self.schema, &self.ghost, &self.ghost_columns, false);
+        let tail = sql::upsert_tail(&self.ghost_columns);
         let mut out = Vec::new();
-        for (before, after) in &event.rows {
-            for image in [before, after].into_iter().flatten() {
-                self.check_shape(image)?;
-            }
-            let after = after
-                .as_deref()
-                .filter(|_| matches!(event.kind, RowKind::Insert | RowKind::Update));
-            match (before.as_deref(), after) {
-                (Some(before), None) => {
-                    let key = self.key_of(before);
-                    self.push_deletes(&mut out, &self.key_columns, &[key], false, sizes)?;
+        let mut upserts: Vec<&[Cell]> = Vec::new();
+        let mut deletes: Vec<Vec<String>> = Vec::new();
+        for event in events {
+            for (before, after) in &event.rows {
+                for image in [before, after].into_iter().flatten() {
+                    self.check_shape(image)?;
                 }
-                (before, Some(after)) => {
-                    if let Some(before) = before.filter(|b| self.key_of(b) != self.key_of(after)) {
-                        let values: Vec<String> = self
-                            .image_index
-                            .iter()
-                            .map(|&i| after[i].sql_literal())
-                            .collect();
-                        let moved = sql::update_row(
-                            &self.schema,
-                            &self.ghost,
-                            &self.ghost_columns,
-                            &values,
-                            &self.key_columns,
-                            &self.key_of(before),
-                        );
-                        out.push(self.fitting(moved, after, sizes)?);
+                let after = after
+                    .as_deref()
+                    .filter(|_| matches!(event.kind, RowKind::Insert | RowKind::Update));
+                match (before.as_deref(), after) {
+                    (Some(before), None) => {
+                        self.push_rows(&mut out, &upserts, &head, &tail, sizes)?;
+                        upserts.clear();
+                        deletes.push(self.key_of(before));
                     }
-                    let mut upsert =
-                        sql::insert_head(&self.schema, &self.ghost, &self.ghost_columns, false);
-                    self.write_tuple(&mut upsert, after);
-                    upsert.push_str(&sql::upsert_tail(&self.ghost_columns));
-                    out.push(self.fitting(upsert, after, sizes)?);
+                    (before, Some(after)) => {
+                        self.push_deletes(&mut out, &self.key_columns, &deletes, false, sizes)?;
+                        deletes.clear();
+                        if let Some(before) =
+                            before.filter(|b| self.key_of(b) != self.key_of(after))
+                        {
+                            self.push_rows(&mut out, &upserts, &head, &tail, sizes)?;
+                            upserts.clear();
+                            let values: Vec<String> = self
+                                .image_index
+                                .iter()
+                                .map(|&i| after[i].sql_literal())
+                                .collect();
+                            let moved = sql::update_row(
+                                &self.schema,
+                                &self.ghost,
+                                &self.ghost_columns,
+                                &values,
+                                &self.key_columns,
+                                &self.key_of(before),
+                            );
+                            out.push(self.fitting(moved, after, sizes)?);
+                        }
+                        upserts.push(after);
+                    }
+                    (None, None) => {}
                 }
-                (None, None) => {}
             }
         }
+        self.push_rows(&mut out, &upserts, &head, &tail, sizes)?;
+        self.push_deletes(&mut out, &self.key_columns, &deletes, false, sizes)?;
         Ok(out)
     }
 
     /// The statements that make the ghost table reflect one rows event, each within `sizes`.
     pub fn statements(&self, event: &RowEvent, sizes: Sizes) -> Result<Vec<String>, ApplyError> {
         if self.preserve_unmapped {
-            return self.preserving_statements(event, sizes);
+            return self.preserving_statements(std::slice::from_ref(event), sizes);
         }
         let mut keys: Vec<Vec<String>> = Vec::new();
         let mut rows: Vec<&[Cell]> = Vec::new();
@@ -1123,11 +1152,31 @@ mod tests {
         assert_eq!(
             plan.batch_statements(&events, SIZES).unwrap(),
             vec![
-                upsert("(1, 10)"),
-                upsert("(1, 11)"),
+                // Consecutive upserts in one statement, its rows written in order.
+                upsert("(1, 10), (1, 11)"),
                 "UPDATE /* wraith */ `d`.`_t_gho` SET `id` = 2, `v` = 11 WHERE `id` IN (1)".into(),
                 upsert("(2, 11)"),
                 "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (2)".into(),
+            ]
+        );
+        // A delete between upserts keeps its place.
+        let events = [
+            event(
+                RowKind::Insert,
+                vec![(None, Some([3, 0, 1])), (None, Some([4, 0, 1]))],
+            ),
+            event(
+                RowKind::Delete,
+                vec![(Some([3, 0, 1]), None), (Some([4, 0, 1]), None)],
+            ),
+            event(RowKind::Insert, vec![(None, Some([3, 0, 2]))]),
+        ];
+        assert_eq!(
+            plan.batch_statements(&events, SIZES).unwrap(),
+            vec![
+                upsert("(3, 1), (4, 1)"),
+                "DELETE /* wraith */ FROM `d`.`_t_gho` WHERE `id` IN (3, 4)".into(),
+                upsert("(3, 2)"),
             ]
         );
     }
