@@ -313,15 +313,16 @@ fn moves_and_reuses(table: &str) -> String {
     )
 }
 
-/// `t` migrated with `--checkpoint`, then [`moves_and_reuses`] on `t` and on the mirror. The old
-/// table keeps `c` of rows 1 and 2, which must move with them.
-async fn migrated_then_moved(name: &str) -> String {
+/// `t` of `rows` rows migrated with `--checkpoint`, then the transaction `change` writes, on `t`
+/// and on the mirror ([`moves_and_reuses`]: the old table keeps `c` of the rows moved, which must
+/// move with them).
+async fn migrated_then(name: &str, rows: u64, change: fn(&str) -> String) -> String {
     let schema = harness::fresh_schema(name).await;
     setup(
         &schema,
         SMALL,
         "ENGINE=InnoDB",
-        100,
+        rows,
         &SMALL_COLUMNS,
         small_values,
     )
@@ -329,14 +330,14 @@ async fn migrated_then_moved(name: &str) -> String {
     let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &["--checkpoint"])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     for table in ["t", "mirror"] {
-        harness::primary_sql(&schema, &[&moves_and_reuses(table)]).await;
+        harness::primary_sql(&schema, &[&change(table)]).await;
     }
     schema
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revert_run_again_after_it_applied_key_moves_goes_on_from_where_it_got_to() {
-    let schema = migrated_then_moved("revert_moves").await;
+    let schema = migrated_then("revert_moves", 100, moves_and_reuses).await;
     // The first revert applies the moves, waits, postponed, and is killed.
     let (running, _flag) = revert_postponed(&schema).await;
     // SAFETY: kill(2) on the child this test started.
@@ -354,7 +355,7 @@ async fn a_revert_run_again_after_it_applied_key_moves_goes_on_from_where_it_got
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revert_whose_connection_is_lost_after_a_commit_does_not_apply_that_batch_again() {
-    let schema = migrated_then_moved("revert_lost_commit").await;
+    let schema = migrated_then("revert_lost_commit", 100, moves_and_reuses).await;
     // The applier's connection dies right after its first batch (the moves) commits.
     let env = [("WRAITH_FAILPOINT", "apply:committed:kill-connection")];
     let out = Running::start_with_env(&revert_args(&schema, &[]), &env)
@@ -381,27 +382,6 @@ fn move_all_and_reuse(table: &str) -> String {
     )
 }
 
-/// `t` (12,000 rows) migrated with `--checkpoint`, then [`move_all_and_reuse`] on `t` and on the
-/// mirror.
-async fn migrated_then_all_moved(name: &str) -> String {
-    let schema = harness::fresh_schema(name).await;
-    setup(
-        &schema,
-        SMALL,
-        "ENGINE=InnoDB",
-        12_000,
-        &SMALL_COLUMNS,
-        small_values,
-    )
-    .await;
-    let out = harness::run_wraith(&migrate_args(&schema, "t", ALTER, &["--checkpoint"])).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    for table in ["t", "mirror"] {
-        harness::primary_sql(&schema, &[&move_all_and_reuse(table)]).await;
-    }
-    schema
-}
-
 /// How far the revert recorded it got (`_t_ghk` row 3): rows events into the transaction after
 /// its position.
 async fn reverted_events_into_a_transaction(schema: &str) -> Option<u64> {
@@ -421,7 +401,7 @@ async fn reverted_events_into_a_transaction(schema: &str) -> Option<u64> {
 /// no part twice, and loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revert_applies_a_large_transaction_in_parts_and_run_again_goes_on_from_inside_it() {
-    let schema = migrated_then_all_moved("revert_large_txn").await;
+    let schema = migrated_then("revert_large_txn", 12_000, move_all_and_reuse).await;
     // Each batch takes a while (the failpoint: 4 ms per event), so the revert is caught between
     // two parts of the transaction and killed there.
     let env = [("WRAITH_FAILPOINT", "apply:batch:sleep")];
@@ -469,7 +449,7 @@ async fn a_revert_applies_a_large_transaction_in_parts_and_run_again_goes_on_fro
 /// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revert_whose_connection_is_lost_after_a_part_of_a_transaction_does_not_apply_it_again() {
-    let schema = migrated_then_all_moved("revert_lost_part").await;
+    let schema = migrated_then("revert_lost_part", 12_000, move_all_and_reuse).await;
     let env = [("WRAITH_FAILPOINT", "apply:committed:kill-connection")];
     let out = Running::start_with_env(&revert_args(&schema, &["--dml-batch-size=1"]), &env)
         .finish(WRAITH_RUN_LIMIT)
