@@ -12,7 +12,7 @@ use wraith::{config, demo, migration};
 /// The log format chosen by `--log-format`, for the lines written outside the log.
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
-/// The driver's setting for the largest packet buffer it keeps for reuse ([`bound_driver_buffers`]).
+/// The driver's setting: the largest packet buffer it keeps for reuse ([`bound_driver_buffers`]).
 const BUFFER_SIZE_CAP: &str = "MYSQL_ASYNC_BUFFER_SIZE_CAP";
 
 /// mysql_async keeps up to 128 of its packet buffers for reuse, each of up to 4 MiB unless told
