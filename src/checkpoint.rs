@@ -166,6 +166,15 @@ fn sql_error(context: &'static str) -> impl FnOnce(mysql_async::Error) -> Checkp
 }
 
 impl Checkpoint {
+    /// How far a [`Row::Reverted`] checkpoint says the revert got: there, `events_applied`
+    /// counts the rows events applied of the transaction after `position`.
+    pub fn applied_at(&self) -> AppliedAt {
+        AppliedAt {
+            position: self.position.clone(),
+            events: self.events_applied,
+        }
+    }
+
     /// Writes this checkpoint as the table's `row`.
     pub async fn write(
         &self,

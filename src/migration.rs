@@ -1759,20 +1759,16 @@ impl Run<'_> {
             server_id: self.server_id,
         };
         let reverted = Checkpoint::read(pconn, db, &ghk, checkpoint::Row::Reverted).await?;
-        // Its events_applied: rows events into the transaction after its position.
-        let got_to = reverted.as_ref().map(|r| AppliedAt {
-            position: r.position.clone(),
-            events: r.events_applied,
-        });
-        let since = match (&reverted, &got_to) {
-            (Some(earlier), Some(at)) => {
+        let since = match &reverted {
+            Some(earlier) => {
                 checkpoint::check_binlog(iconn, &self.inspected, self.server_id, earlier).await?;
                 format!(
-                    "from where an earlier revert got to ({at}; the swap ended at {})",
+                    "from where an earlier revert got to ({}; the swap ended at {})",
+                    earlier.applied_at(),
                     checkpoint.position
                 )
             }
-            _ => format!("since the swap ({})", checkpoint.position),
+            None => format!("since the swap ({})", checkpoint.position),
         };
         info!(
             "--revert: bringing {} up to date from the binlog of {} {since}, then swapping it back in (the migrated table will be kept as {}); ALTER undone: {}",
@@ -1781,7 +1777,7 @@ impl Run<'_> {
             sql::quote_ident(&cfg.old_table()),
             checkpoint.alter
         );
-        let got_to = got_to.unwrap_or(AppliedAt::at(checkpoint.position));
+        let got_to = reverted.map_or(AppliedAt::at(checkpoint.position), |r| r.applied_at());
         self.stream_from = Some(datapath::Start {
             position: got_to.position,
             applied_events: got_to.events,

@@ -46,6 +46,7 @@ pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 use crate::copy::tombstones::{Redelete, Tombstones};
 
 use std::borrow::Cow;
+use std::mem::take;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -621,18 +622,16 @@ impl ApplyPlan {
                     .filter(|_| matches!(event.kind, RowKind::Insert | RowKind::Update));
                 match (before.as_deref(), after) {
                     (Some(before), None) => {
-                        self.push_rows(&mut out, &upserts, &head, &tail, sizes)?;
-                        upserts.clear();
+                        self.push_rows(&mut out, &take(&mut upserts), &head, &tail, sizes)?;
                         deletes.push(self.key_of(before));
                     }
                     (before, Some(after)) => {
-                        self.push_deletes(&mut out, &self.key_columns, &deletes, false, sizes)?;
-                        deletes.clear();
+                        let keys = take(&mut deletes);
+                        self.push_deletes(&mut out, &self.key_columns, &keys, false, sizes)?;
                         if let Some(before) =
                             before.filter(|b| self.key_of(b) != self.key_of(after))
                         {
-                            self.push_rows(&mut out, &upserts, &head, &tail, sizes)?;
-                            upserts.clear();
+                            self.push_rows(&mut out, &take(&mut upserts), &head, &tail, sizes)?;
                             let values: Vec<String> = self
                                 .image_index
                                 .iter()

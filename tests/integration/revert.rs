@@ -353,12 +353,14 @@ async fn a_revert_run_again_after_it_applied_key_moves_goes_on_from_where_it_got
     harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_revert_whose_connection_is_lost_after_a_commit_does_not_apply_that_batch_again() {
-    let schema = migrated_then("revert_lost_commit", 100, moves_and_reuses).await;
-    // The applier's connection dies right after its first batch (the moves) commits.
+/// A revert (with `extra` flags) whose applier's connection dies right after its first batch
+/// commits: it succeeds, and its log says it found that batch committed. Returns the log.
+async fn revert_losing_the_connection_after_its_first_batch(
+    schema: &str,
+    extra: &[&str],
+) -> String {
     let env = [("WRAITH_FAILPOINT", "apply:committed:kill-connection")];
-    let out = Running::start_with_env(&revert_args(&schema, &[]), &env)
+    let out = Running::start_with_env(&revert_args(schema, extra), &env)
         .finish(WRAITH_RUN_LIMIT)
         .await;
     let log = stderr(&out);
@@ -367,6 +369,14 @@ async fn a_revert_whose_connection_is_lost_after_a_commit_does_not_apply_that_ba
         log.contains("the batch lost with the connection had been committed"),
         "{log}"
     );
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_whose_connection_is_lost_after_a_commit_does_not_apply_that_batch_again() {
+    let schema = migrated_then("revert_lost_commit", 100, moves_and_reuses).await;
+    // The first batch: the moves.
+    revert_losing_the_connection_after_its_first_batch(&schema, &[]).await;
     assert_same_as_mirror(&schema, &["id"]).await;
     harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
 }
@@ -450,15 +460,11 @@ async fn a_revert_applies_a_large_transaction_in_parts_and_run_again_goes_on_fro
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revert_whose_connection_is_lost_after_a_part_of_a_transaction_does_not_apply_it_again() {
     let schema = migrated_then("revert_lost_part", 12_000, move_all_and_reuse).await;
-    let env = [("WRAITH_FAILPOINT", "apply:committed:kill-connection")];
-    let out = Running::start_with_env(&revert_args(&schema, &["--dml-batch-size=1"]), &env)
-        .finish(WRAITH_RUN_LIMIT)
-        .await;
-    let log = stderr(&out);
-    assert!(out.status.success(), "the revert failed:\n{log}");
+    // The first batch: the first part of the transaction.
+    let log =
+        revert_losing_the_connection_after_its_first_batch(&schema, &["--dml-batch-size=1"]).await;
     assert!(
-        log.contains("the batch lost with the connection had been committed")
-            && log.contains("rows events into the transaction after it)"),
+        log.contains("rows events into the transaction after it)"),
         "{log}"
     );
     assert_same_as_mirror(&schema, &["id"]).await;
