@@ -332,6 +332,8 @@ pub struct Snapshot {
     pub locked_for: Duration,
     /// Where the marker's trip under that lock spent its time.
     pub trip: cutover::MarkerTrip,
+    /// How the lock was taken.
+    pub locked: cutover::Locked,
 }
 
 /// Takes the snapshot (step 1 of the module's documentation). On failure, nothing is locked and
@@ -363,11 +365,9 @@ pub async fn snapshot(
     } else {
         failpoint::Connections::default()
     };
-    let started = Instant::now();
+    let locked = cutover::lock_when_quiet(&mut lock, cut, &[&cut.table]).await?;
+    let started = locked.requested;
     let held = async {
-        lock.query_drop(sql::lock_tables_write(&cut.schema, &[&cut.table]))
-            .await
-            .map_err(step("locking the original table"))?;
         point("checksum:locked", spec, ids).await?;
         let until = started + cutover::marker_budget(cut.lock_timeout);
         let trip =
@@ -396,6 +396,7 @@ pub async fn snapshot(
         touched,
         locked_for,
         trip,
+        locked,
     })
 }
 

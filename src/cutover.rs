@@ -16,7 +16,9 @@
 //! The atomic swap is gh-ost's, with the race it has on MariaDB closed (docs/mysql-notes.md, "The
 //! cut-over"; the protocol, why it is safe and where it is tested: docs/architecture.md, "The
 //! cut-over"):
-//! 1. connection A creates the sentry `_t_del` and takes `LOCK TABLES t WRITE, _t_del WRITE`;
+//! 1. connection A creates the sentry `_t_del` and takes `LOCK TABLES t WRITE, _t_del WRITE`,
+//!    at a moment when no transaction is open on `t` where the server can tell
+//!    ([`lock_when_quiet`]);
 //! 2. the marker is written and awaited through the binlog; the loop then holds any later event
 //!    of `t` instead of applying it;
 //! 3. connection B issues `RENAME TABLE t TO _t_del, _t_gho TO t`, which waits on the sentry
@@ -343,17 +345,11 @@ impl<'a> Attempt<'a> {
             .map_err(step("creating the sentry table"))?;
         sentry_read().await;
         self.point("atomic:sentry").await?;
-        self.started = Instant::now();
-        self.a
-            .query_drop(sql::lock_tables_write(
-                &spec.schema,
-                &[&spec.table, &spec.old],
-            ))
-            .await
-            .map_err(step("locking the original table"))?;
+        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table, &spec.old]).await?;
+        self.started = locked.requested;
         self.locked = true;
         let mut phases = Phases::new(self.started);
-        phases.mark("lock");
+        phases.mark_with("lock", (locked.refused > 0).then(|| locked.to_string()));
         self.point("atomic:locked").await?;
         // 3, early: the rename can wait behind the lock while the marker travels, unless it
         // would hold the ghost table's lock meanwhile (the applier writes there until the
@@ -464,11 +460,8 @@ impl<'a> Attempt<'a> {
         token: &str,
     ) -> Result<Duration, CutOverError> {
         let spec = self.spec;
-        self.started = Instant::now();
-        self.a
-            .query_drop(sql::lock_tables_write(&spec.schema, &[&spec.table]))
-            .await
-            .map_err(step("locking the original table"))?;
+        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table]).await?;
+        self.started = locked.requested;
         self.locked = true;
         self.point("two-step:locked").await?;
         let drain_until = self.deadline();
@@ -780,6 +773,82 @@ pub(crate) async fn lock_session(spec: &CutOverSpec) -> Result<Conn, CutOverErro
         .map_err(step("setting the lock session's timeouts"))?;
     Ok(conn)
 }
+
+/// How a [`lock_when_quiet`] lock was taken.
+#[derive(Debug, Clone, Copy)]
+pub struct Locked {
+    /// When the request that was granted was sent: writers of the tables wait from then on.
+    pub requested: Instant,
+    /// Requests refused first, because another session held a table (MariaDB's `NOWAIT`).
+    pub refused: u32,
+    /// From the first request to the one granted.
+    pub sought: Duration,
+}
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "granted at a moment without open transactions on the table, after {} refusal(s) in {:.3}s",
+            self.refused,
+            self.sought.as_secs_f64()
+        )
+    }
+}
+
+/// Takes `LOCK TABLES ... WRITE` on `tables` (in `spec.schema`) with `conn`, a
+/// [`lock_session`], at a moment when no other session holds them if the server can tell.
+///
+/// A lock request that waits queues every later writer of its tables behind it until the
+/// transactions already open on them end: under load the application waits for the slowest of
+/// them on top of the lock's own time. Where the server can refuse instead of queueing
+/// ([`Flavor::lock_tables_nowait`]), the request is sent again every millisecond until it is
+/// granted, for up to the lock timeout; only then (and on MySQL at once) does it queue like
+/// any statement. A refused request blocks no one.
+pub(crate) async fn lock_when_quiet(
+    conn: &mut Conn,
+    spec: &CutOverSpec,
+    tables: &[&str],
+) -> Result<Locked, CutOverError> {
+    let first = Instant::now();
+    let mut refused = 0;
+    if spec.flavor.lock_tables_nowait() {
+        let nowait = sql::lock_tables_write(&spec.schema, tables, true);
+        while first.elapsed() < spec.lock_timeout {
+            let requested = Instant::now();
+            match conn.query_drop(&nowait).await {
+                Ok(()) => {
+                    return Ok(Locked {
+                        requested,
+                        refused,
+                        sought: requested - first,
+                    })
+                }
+                Err(mysql_async::Error::Server(e)) if e.code == LOCK_WAIT_TIMEOUT => refused += 1,
+                Err(e) => return Err(step("locking the original table")(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        warn!(
+            "no moment without an open transaction on {} came in {:?} ({refused} lock requests refused); the lock now waits for them, and new writers wait behind it",
+            sql::qualified(&spec.schema, tables[0]),
+            spec.lock_timeout
+        );
+    }
+    let requested = Instant::now();
+    conn.query_drop(sql::lock_tables_write(&spec.schema, tables, false))
+        .await
+        .map_err(step("locking the original table"))?;
+    Ok(Locked {
+        requested,
+        refused,
+        sought: requested - first,
+    })
+}
+
+/// `ER_LOCK_WAIT_TIMEOUT`: what a `NOWAIT` lock request gets while another session holds the
+/// lock.
+const LOCK_WAIT_TIMEOUT: u16 = 1205;
 
 /// The server's id of `conn`'s session.
 pub(crate) async fn connection_id(conn: &mut Conn) -> Result<u64, CutOverError> {

@@ -1050,8 +1050,13 @@ impl Run<'_> {
             let (control, status) = (&path.control, &mut path.status);
             let error = match checksum::snapshot(spec, control, status, &keylog, &token).await {
                 Ok(snapshot) => {
+                    let locked = snapshot.locked;
+                    let how = match locked.refused {
+                        0 => String::new(),
+                        _ => format!("; lock {locked}"),
+                    };
                     info!(
-                        "checksum: snapshot taken; the original table was locked for {:.3}s ({})",
+                        "checksum: snapshot taken; the original table was locked for {:.3}s ({}{how})",
                         snapshot.locked_for.as_secs_f64(),
                         snapshot.trip
                     );

@@ -203,6 +203,14 @@ impl Flavor {
         }
     }
 
+    /// `LOCK TABLES ... NOWAIT` exists (MariaDB 10.3+): a lock request that fails at once while
+    /// another session holds a table's metadata lock (an open transaction that wrote it),
+    /// instead of queueing, with every later writer of the table queued behind it. MySQL has no
+    /// such form, and its `lock_wait_timeout` is at least one second.
+    pub fn lock_tables_nowait(&self) -> bool {
+        self.kind == Kind::MariaDb && self.version >= (10, 3, 0)
+    }
+
     /// `RENAME TABLE` is allowed under `LOCK TABLES` when every table involved is write-locked
     /// (MySQL 8.0.13+), which closes the cut-over race described in docs/mysql-notes.md.
     pub fn rename_under_lock_tables(&self) -> bool {
@@ -453,6 +461,9 @@ mod tests {
     #[test]
     fn only_mysql_8_0_13_and_later_renames_under_lock_tables() {
         assert!(!Flavor::parse("10.11.6-MariaDB", "").rename_under_lock_tables());
+        assert!(Flavor::parse("10.11.6-MariaDB", "").lock_tables_nowait());
+        assert!(!Flavor::parse("10.2.44-MariaDB", "").lock_tables_nowait());
+        assert!(!Flavor::parse("8.4.0", "").lock_tables_nowait());
         assert!(!Flavor::parse("8.0.12", "").rename_under_lock_tables());
         assert!(Flavor::parse("8.0.13", "").rename_under_lock_tables());
         assert!(Flavor::parse("8.4.0", "").rename_under_lock_tables());

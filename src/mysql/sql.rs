@@ -668,13 +668,16 @@ pub fn kill_connection(id: impl Into<u64>) -> String {
     format!("KILL CONNECTION {id}")
 }
 
-/// `LOCK TABLES a WRITE, b WRITE`
-pub fn lock_tables_write(schema: &str, tables: &[&str]) -> String {
+/// `LOCK TABLES a WRITE, b WRITE`, with `NOWAIT` when `nowait` (MariaDB: fails at once with a
+/// lock wait timeout, 1205, instead of queueing, while another session holds a table's
+/// metadata lock).
+pub fn lock_tables_write(schema: &str, tables: &[&str], nowait: bool) -> String {
     let list: Vec<String> = tables
         .iter()
         .map(|t| format!("{} WRITE", qualified(schema, t)))
         .collect();
-    format!("LOCK /* wraith */ TABLES {}", list.join(", "))
+    let nowait = if nowait { " NOWAIT" } else { "" };
+    format!("LOCK /* wraith */ TABLES {}{nowait}", list.join(", "))
 }
 
 /// The atomic swap: `RENAME TABLE t TO _t_del, _t_gho TO t`.

@@ -851,6 +851,91 @@ async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_are_not_queued_behind_a_cut_over_lock_that_waits_for_an_open_transaction() {
+    lock_meeting_an_open_transaction("quiet_swap", "CutOver", &["--skip-checksum"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_are_not_queued_behind_a_checksum_lock_that_waits_for_an_open_transaction() {
+    lock_meeting_an_open_transaction("quiet_checksum", "Checksum", &[]).await;
+}
+
+/// A migration postponed before its cut-over; a transaction of the application opens on t; the
+/// postponement ends and wraith, in changelog state `state`, takes its lock on t while that
+/// transaction stays open. Meanwhile another writer of t must not wait behind the lock's
+/// request; then the open transaction commits and the migration completes, with both rows.
+async fn lock_meeting_an_open_transaction(name: &str, state: &str, extra: &[&str]) {
+    let schema = harness::fresh_schema(name).await;
+    setup(
+        &schema,
+        SMALL,
+        "ADD COLUMN d INT",
+        1_000,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    let flag_arg = format!("--postpone-cut-over-flag-file={}", flag.path().display());
+    let mut extra = extra.to_vec();
+    extra.extend([flag_arg.as_str(), "--cut-over-lock-timeout-seconds=10"]);
+    let args = migrate_args(&schema, "t", "ADD COLUMN d INT", &extra);
+    let wraith = tokio::spawn(async move { run_wraith(&args).await });
+    harness::eventually(
+        "the changelog to record the postponed cut-over",
+        Duration::from_secs(60),
+        async || {
+            assert!(!wraith.is_finished(), "wraith ended before its cut-over");
+            changelog_state(&schema).await.as_deref() == Some("Postpone")
+        },
+    )
+    .await;
+    let mut open = servers().primary.conn().await;
+    open.query_drop(format!(
+        "USE `{schema}`; BEGIN; INSERT INTO t (a, b) VALUES (-1, 'open'); \
+         INSERT INTO mirror (id, a, b) VALUES (LAST_INSERT_ID(), -1, 'open')"
+    ))
+    .await
+    .unwrap();
+    drop(flag);
+    harness::eventually(
+        &format!("the changelog state {state}"),
+        Duration::from_secs(60),
+        async || changelog_state(&schema).await.as_deref() == Some(state),
+    )
+    .await;
+    // Past the waits before the lock (a heartbeat's trip, at most half a second for the
+    // cut-over's sentry): a lock request that waited for the open transaction would be queued
+    // by now, and every new writer of t behind it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut writer = servers().primary.conn().await;
+    let wrote = writer
+        .query_drop(format!(
+            "USE `{schema}`; SET SESSION lock_wait_timeout = 2; \
+             INSERT INTO t (a, b) VALUES (-2, 'meanwhile'); \
+             INSERT INTO mirror (id, a, b) VALUES (LAST_INSERT_ID(), -2, 'meanwhile')"
+        ))
+        .await;
+    assert!(
+        wrote.is_ok(),
+        "a writer of t waited behind wraith's lock request, itself waiting for a transaction open on t: {wrote:?}"
+    );
+    assert!(
+        !wraith.is_finished(),
+        "the tables were swapped while a transaction was open on t"
+    );
+    open.query_drop("COMMIT").await.unwrap();
+    let out = wraith.await.unwrap();
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("granted at a moment without open transactions on the table"),
+        "the log does not say how the lock was granted:\n{log}"
+    );
+    assert_migrated(&schema, &["id"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_two_step_cut_over_swaps_the_tables() {
     let schema = harness::fresh_schema("two_step").await;
     setup(
