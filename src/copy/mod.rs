@@ -316,21 +316,30 @@ pub fn adapt_chunk_size(rows: i64, took: Duration, target: Duration) -> i64 {
 }
 
 /// Takes the primary's write latency before the first chunk as the pacer's baseline, waiting
-/// (up to two seconds) for the heartbeat to have timed [`pace::BASELINE_WANTED`] writes.
+/// (up to two seconds) for the heartbeat to have timed [`pace::BASELINE_WANTED`] writes, and,
+/// when the application writes the table meanwhile, (up to four) for
+/// [`pace::BASELINE_WANTED_UNDER_WRITES`], whose quietest second counts.
 async fn pace_baseline(pacer: &Pacer, cancel: &CancellationToken) {
     if !pacer.enabled() {
         return;
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while pacer.samples_before() < pace::BASELINE_WANTED
-        && Instant::now() < deadline
-        && !cancel.is_cancelled()
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = Instant::now();
+    let wait = async |wanted: usize, within: Duration| {
+        while pacer.samples_before() < wanted
+            && started.elapsed() < within
+            && !cancel.is_cancelled()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    wait(pace::BASELINE_WANTED, Duration::from_secs(2)).await;
+    if pacer.application_writes() {
+        wait(pace::BASELINE_WANTED_UNDER_WRITES, Duration::from_secs(4)).await;
     }
     match pacer.begin() {
         Some(baseline) => tracing::info!(
-            "the primary's writes take {baseline:?} before the copy (median of {} heartbeats); the copy slows down while they take longer than --pace-latency-ratio times that",
+            "the primary's writes take {baseline:?} before the copy (median of the quietest {} of {} heartbeats); the copy slows down while they take longer than --pace-latency-ratio times that",
+            pace::BASELINE_WANTED.min(pacer.samples_before()),
             pacer.samples_before()
         ),
         None => tracing::info!(
