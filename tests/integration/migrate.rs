@@ -799,9 +799,18 @@ pub(crate) async fn changelog_state(schema: &str) -> Option<String> {
     .flatten()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
-    let schema = harness::fresh_schema("postpone").await;
+/// A migration (`ADD COLUMN d INT`) of a fresh schema's 1,000-row `t` with `extra` flags and a
+/// postpone flag file, run until the changelog records the postponed cut-over (once the copy is
+/// done). Returns the schema, the flag file (dropping it ends the postponement) and wraith.
+async fn postponed(
+    name: &str,
+    extra: &[&str],
+) -> (
+    String,
+    tempfile::NamedTempFile,
+    tokio::task::JoinHandle<std::process::Output>,
+) {
+    let schema = harness::fresh_schema(name).await;
     setup(
         &schema,
         SMALL,
@@ -813,9 +822,10 @@ async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
     .await;
     let flag = tempfile::NamedTempFile::new().unwrap();
     let flag_arg = format!("--postpone-cut-over-flag-file={}", flag.path().display());
-    let args = migrate_args(&schema, "t", "ADD COLUMN d INT", &[&flag_arg]);
+    let mut extra = extra.to_vec();
+    extra.push(&flag_arg);
+    let args = migrate_args(&schema, "t", "ADD COLUMN d INT", &extra);
     let wraith = tokio::spawn(async move { run_wraith(&args).await });
-    // The changelog records the postponement once the copy is done.
     harness::eventually(
         "the changelog to record the postponed cut-over",
         Duration::from_secs(60),
@@ -828,6 +838,12 @@ async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
         },
     )
     .await;
+    (schema, flag, wraith)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cut_over_waits_while_the_postpone_flag_file_exists() {
+    let (schema, flag, wraith) = postponed("postpone", &[]).await;
     // Postponed, it stays synced: a row written now is in the result.
     let mut c = servers().primary.conn().await;
     c.query_drop(format!(
@@ -865,31 +881,9 @@ async fn writers_are_not_queued_behind_a_checksum_lock_that_waits_for_an_open_tr
 /// transaction stays open. Meanwhile another writer of t must not wait behind the lock's
 /// request; then the open transaction commits and the migration completes, with both rows.
 async fn lock_meeting_an_open_transaction(name: &str, state: &str, extra: &[&str]) {
-    let schema = harness::fresh_schema(name).await;
-    setup(
-        &schema,
-        SMALL,
-        "ADD COLUMN d INT",
-        1_000,
-        &SMALL_COLUMNS,
-        small_values,
-    )
-    .await;
-    let flag = tempfile::NamedTempFile::new().unwrap();
-    let flag_arg = format!("--postpone-cut-over-flag-file={}", flag.path().display());
     let mut extra = extra.to_vec();
-    extra.extend([flag_arg.as_str(), "--cut-over-lock-timeout-seconds=10"]);
-    let args = migrate_args(&schema, "t", "ADD COLUMN d INT", &extra);
-    let wraith = tokio::spawn(async move { run_wraith(&args).await });
-    harness::eventually(
-        "the changelog to record the postponed cut-over",
-        Duration::from_secs(60),
-        async || {
-            assert!(!wraith.is_finished(), "wraith ended before its cut-over");
-            changelog_state(&schema).await.as_deref() == Some("Postpone")
-        },
-    )
-    .await;
+    extra.push("--cut-over-lock-timeout-seconds=10");
+    let (schema, flag, wraith) = postponed(name, &extra).await;
     let mut open = servers().primary.conn().await;
     open.query_drop(format!(
         "USE `{schema}`; BEGIN; INSERT INTO t (a, b) VALUES (-1, 'open'); \
