@@ -344,6 +344,7 @@ pub async fn snapshot(
     status: &mut watch::Receiver<LoopStatus>,
     keylog: &KeyLog,
     token: &str,
+    lag_low: &dyn Fn() -> bool,
 ) -> Result<Snapshot, ChecksumError> {
     let cut = &spec.lock;
     let mut conns = Vec::with_capacity(spec.connections);
@@ -365,7 +366,7 @@ pub async fn snapshot(
     } else {
         failpoint::Connections::default()
     };
-    let locked = cutover::lock_when_quiet(&mut lock, cut, &[&cut.table]).await?;
+    let locked = cutover::lock_when_quiet(&mut lock, cut, &[&cut.table], lag_low).await?;
     let started = locked.requested;
     let held = async {
         point("checksum:locked", spec, ids).await?;

@@ -208,7 +208,8 @@ pub async fn prepare(
 /// the server shows. `sentry_read` waits (a bounded time) until the binlog reader has gone past
 /// the statement that created the atomic swap's sentry, before the lock: on a replica, the
 /// sentry's `CREATE TABLE` is a DDL applied before anything written after it, and the marker,
-/// written under the lock, would wait behind it while writers wait for the marker.
+/// written under the lock, would wait behind it while writers wait for the marker. `lag_low`
+/// says whether the binlog's lag is low enough to lock over ([`lock_when_quiet`]).
 pub async fn attempt(
     spec: &CutOverSpec,
     atomic: bool,
@@ -216,6 +217,7 @@ pub async fn attempt(
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
     sentry_read: impl AsyncFnOnce(),
+    lag_low: &dyn Fn() -> bool,
 ) -> Outcome {
     let mut attempt = match Attempt::open(spec, atomic).await {
         Ok(a) => a,
@@ -223,10 +225,12 @@ pub async fn attempt(
     };
     let steps = if atomic {
         attempt
-            .atomic_steps(control, status, token, sentry_read)
+            .atomic_steps(control, status, token, sentry_read, lag_low)
             .await
     } else {
-        attempt.two_step_steps(control, status, token).await
+        attempt
+            .two_step_steps(control, status, token, lag_low)
+            .await
     };
     match steps {
         Ok(locked_for) => prove(spec, status, locked_for, None).await,
@@ -336,6 +340,7 @@ impl<'a> Attempt<'a> {
         status: &mut watch::Receiver<LoopStatus>,
         token: &str,
         sentry_read: impl AsyncFnOnce(),
+        lag_low: &dyn Fn() -> bool,
     ) -> Result<Duration, CutOverError> {
         let spec = self.spec;
         // 1. The sentry, read past in the binlog before anything is locked; then the lock.
@@ -345,7 +350,7 @@ impl<'a> Attempt<'a> {
             .map_err(step("creating the sentry table"))?;
         sentry_read().await;
         self.point("atomic:sentry").await?;
-        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table, &spec.old]).await?;
+        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table, &spec.old], lag_low).await?;
         self.started = locked.requested;
         self.locked = true;
         let mut phases = Phases::new(self.started);
@@ -458,9 +463,10 @@ impl<'a> Attempt<'a> {
         control: &watch::Sender<Control>,
         status: &mut watch::Receiver<LoopStatus>,
         token: &str,
+        lag_low: &dyn Fn() -> bool,
     ) -> Result<Duration, CutOverError> {
         let spec = self.spec;
-        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table]).await?;
+        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table], lag_low).await?;
         self.started = locked.requested;
         self.locked = true;
         self.point("two-step:locked").await?;
@@ -797,24 +803,32 @@ impl std::fmt::Display for Locked {
 }
 
 /// Takes `LOCK TABLES ... WRITE` on `tables` (in `spec.schema`) with `conn`, a
-/// [`lock_session`], at a moment when no other session holds them if the server can tell.
+/// [`lock_session`], at a moment when no other session holds them if the server can tell, and
+/// when `lag_low` says the binlog's lag is low enough to lock over.
 ///
 /// A lock request that waits queues every later writer of its tables behind it until the
 /// transactions already open on them end: under load the application waits for the slowest of
 /// them on top of the lock's own time. Where the server can refuse instead of queueing
 /// ([`Flavor::lock_tables_nowait`]), the request is sent again every millisecond until it is
 /// granted, for up to the lock timeout; only then (and on MySQL at once) does it queue like
-/// any statement. A refused request blocks no one.
+/// any statement. A refused request blocks no one. The search can last a second under load, and
+/// the lag can grow meanwhile (a snapshot's marker took 18 ms back after a 1.07 s search begun
+/// at a lag of 7 ms): no request is sent while `lag_low` says no.
 pub(crate) async fn lock_when_quiet(
     conn: &mut Conn,
     spec: &CutOverSpec,
     tables: &[&str],
+    lag_low: &dyn Fn() -> bool,
 ) -> Result<Locked, CutOverError> {
     let first = Instant::now();
     let mut refused = 0;
     if spec.flavor.lock_tables_nowait() {
         let nowait = sql::lock_tables_write(&spec.schema, tables, true);
         while first.elapsed() < spec.lock_timeout {
+            if !lag_low() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
             let requested = Instant::now();
             match conn.query_drop(&nowait).await {
                 Ok(()) => {

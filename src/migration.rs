@@ -884,6 +884,15 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Whether the binlog's lag is still low enough to lock over, after [`Run::wait_low_lag`]
+    /// let a lock go at `accepted`: at most that or [`LOCK_LAG`], whichever is more (a steady lag
+    /// it locked over anyway stays acceptable).
+    fn lag_low(&self, accepted: Duration) -> impl Fn() -> bool + use<> {
+        let progress = self.controls.progress.clone();
+        let limit = accepted.max(LOCK_LAG);
+        move || progress.lag() <= limit
+    }
+
     /// Before a step that locks the original table and then waits for a marker to come back
     /// through the binlog (the checksum's snapshot, the cut-over): writers wait at least as long
     /// as the binlog's lag, so the lock is taken once the lag (the last heartbeat's trip, fresh)
@@ -895,8 +904,9 @@ impl Run<'_> {
     /// then it waits on, saying so every [`LOCK_LAG_WAIT`]. (Over one window the lag can look
     /// steady while the applier is busy with one large batch of a backlog: the second reason
     /// keeps such a backlog from being locked over.) Meanwhile the applier applies events as
-    /// they come ([`Control::ApplyNow`]), without its batching window.
-    async fn wait_low_lag(&self, step: &str) -> Result<(), MigrationError> {
+    /// they come ([`Control::ApplyNow`]), without its batching window. Returns the lag it lets
+    /// the lock go at.
+    async fn wait_low_lag(&self, step: &str) -> Result<Duration, MigrationError> {
         let progress = &self.controls.progress;
         let fresh = self.heartbeat_fresh();
         // From now until the lock, events are applied as they come (no batching window). Once a
@@ -919,7 +929,7 @@ impl Run<'_> {
             progress.lag() <= LOCK_LAG && progress.heartbeat_age().is_some_and(|age| age < fresh)
         };
         if low() {
-            return Ok(());
+            return Ok(progress.lag());
         }
         // While no heartbeat comes back (the applier busy with one long batch of a backlog),
         // the last one's trip is not the lag: the next one's is longer.
@@ -944,7 +954,7 @@ impl Run<'_> {
                     progress.lag().as_secs_f64(),
                     started.elapsed().as_secs_f64()
                 );
-                return Ok(());
+                return Ok(progress.lag());
             }
             let lag = lag_now();
             // A backlog being drained: the lag falls (by a tenth every LOCK_LAG_WAIT at least).
@@ -957,7 +967,7 @@ impl Run<'_> {
                     started.elapsed().as_secs_f64(),
                     lag.as_secs_f64()
                 );
-                return Ok(());
+                return Ok(lag);
             }
             if draining {
                 info!(
@@ -1043,12 +1053,13 @@ impl Run<'_> {
         loop {
             attempt += 1;
             self.wait_unthrottled("checksum").await?;
-            self.wait_low_lag("checksum").await?;
+            let lag_low = self.lag_low(self.wait_low_lag("checksum").await?);
             let token = marker_token("checksum-");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let keylog = path.keylog.clone();
             let (control, status) = (&path.control, &mut path.status);
-            let error = match checksum::snapshot(spec, control, status, &keylog, &token).await {
+            let snapshot = checksum::snapshot(spec, control, status, &keylog, &token, &lag_low);
+            let error = match snapshot.await {
                 Ok(snapshot) => {
                     let locked = snapshot.locked;
                     let how = match locked.refused {
@@ -1206,7 +1217,7 @@ impl Run<'_> {
         loop {
             attempt += 1;
             self.wait_unthrottled("cut-over").await?;
-            self.wait_low_lag("cut-over").await?;
+            let lag_low = self.lag_low(self.wait_low_lag("cut-over").await?);
             let token = marker_token("");
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let (control, status) = (&path.control, &mut path.status);
@@ -1227,8 +1238,16 @@ impl Run<'_> {
                     );
                 }
             };
-            let outcome =
-                cutover::attempt(&spec, atomic, control, status, &token, sentry_read).await;
+            let outcome = cutover::attempt(
+                &spec,
+                atomic,
+                control,
+                status,
+                &token,
+                sentry_read,
+                &lag_low,
+            )
+            .await;
             let (reason, retry) = match outcome {
                 Outcome::Swapped { locked_for } => {
                     progress.swapped(locked_for);
