@@ -824,9 +824,12 @@ pub(crate) async fn lock_when_quiet(
     let mut refused = 0;
     if spec.flavor.lock_tables_nowait() {
         let nowait = sql::lock_tables_write(&spec.schema, tables, true);
+        let mut lagging = Duration::ZERO;
         while first.elapsed() < spec.lock_timeout {
             if !lag_low() {
+                let since = Instant::now();
                 tokio::time::sleep(Duration::from_millis(1)).await;
+                lagging += since.elapsed();
                 continue;
             }
             let requested = Instant::now();
@@ -844,9 +847,10 @@ pub(crate) async fn lock_when_quiet(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         warn!(
-            "no moment without an open transaction on {} came in {:?} ({refused} lock requests refused); the lock now waits for them, and new writers wait behind it",
+            "no moment without an open transaction on {} came in {:?} ({refused} lock requests refused; {:.3}s with the binlog's lag too long to lock over, no request sent); the lock now waits for them, and new writers wait behind it",
             sql::qualified(&spec.schema, tables[0]),
-            spec.lock_timeout
+            spec.lock_timeout,
+            lagging.as_secs_f64()
         );
     }
     let requested = Instant::now();
