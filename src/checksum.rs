@@ -8,7 +8,9 @@
 //! allows (and only briefly past it for the unlock).
 //!
 //! How (Spirit's design, with the cut-over's drain):
-//! 1. [`snapshot`]: `LOCK TABLES t WRITE` on a session with the cut-over's lock settings; a marker
+//! 1. [`snapshot`]: `LOCK TABLES t WRITE` on a session with the cut-over's lock settings, taken
+//!    as the cut-over takes its own ([`cutover::lock_when_quiet`]: not queued behind an open
+//!    transaction where the server can refuse instead, not while the binlog lags); a marker
 //!    written to the changelog and awaited through the binlog until every event before it is
 //!    applied (the apply loop then holds the events after it); `START TRANSACTION WITH CONSISTENT
 //!    SNAPSHOT` on N connections; unlock, and the loop applies what it held. Every snapshot then
