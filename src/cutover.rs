@@ -814,7 +814,7 @@ impl std::fmt::Display for Locked {
 /// any statement. A refused request blocks no one. The search can last a second under load, and
 /// the lag can grow meanwhile (a snapshot's marker took 18 ms back after a 1.07 s search begun
 /// at a lag of 7 ms): no request is sent while `lag_low` says no.
-pub(crate) async fn lock_when_quiet(
+pub async fn lock_when_quiet(
     conn: &mut Conn,
     spec: &CutOverSpec,
     tables: &[&str],
