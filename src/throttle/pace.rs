@@ -12,8 +12,8 @@
 //! the CPU, the I/O or the locks the application needs, the heartbeat waits too. Its latency before
 //! the copy begins (the median of the writes timed while the binlog is already applied, so the
 //! applier's share is in it; of its quietest second of three when the application writes the
-//! table, so that a stall of the server then does not make the baseline lenient) is the baseline; while copying, when the recent writes (the third
-//! quartile of the last 10) take longer than `--pace-latency-ratio` times the baseline (and longer
+//! table, so that a stall of the server then does not make the baseline lenient) is the
+//! baseline; while copying, when the recent writes (the third quartile of the last 10) take longer than `--pace-latency-ratio` times the baseline (and longer
 //! than the slowest tenth of the writes before the copy, counted up to [`NOISE_CAP`] times the
 //! baseline, and at least 0.2 ms more than the baseline), the pace rises, multiplicatively (0.5, 1.5, 3.5, 7.5, 15.5, 19 at half-second
 //! steps), up to [`MAX_PACE`] (the copy then works a twentieth of the time: it slows but always
@@ -236,10 +236,7 @@ impl Pacer {
         s.noise = baseline.map_or(noise, |b| noise.min(b.mul_f64(NOISE_CAP)));
         s.baseline = Some(baseline);
         s.before_copy = baseline.map(|b| (b, s.noise));
-        let writing = s
-            .applied_first
-            .is_some_and(|first| s.applied_at_step > first);
-        if baseline.is_some() && writing {
+        if baseline.is_some() && s.application_wrote() {
             s.pace = START_PACE;
             tracing::info!(
                 "the application is writing the table: the copy starts paced at {START_PACE}x and speeds up while the primary's writes stay fast (--pace-latency-ratio)"
@@ -262,9 +259,7 @@ impl Pacer {
 
     /// Whether the application has written the table since the first sample before the copy.
     pub fn application_writes(&self) -> bool {
-        let s = crate::lock(&self.state);
-        s.applied_first
-            .is_some_and(|first| s.applied_at_step > first)
+        crate::lock(&self.state).application_wrote()
     }
 
     /// Whether pacing is on (`--pace-latency-ratio` above 0).
@@ -294,6 +289,12 @@ impl Pacer {
 }
 
 impl State {
+    /// The application has written the table since the first sample before the copy.
+    fn application_wrote(&self) -> bool {
+        self.applied_first
+            .is_some_and(|first| self.applied_at_step > first)
+    }
+
     /// The writes stayed past the limit with the copy resting at [`MAX_PACE`] for
     /// [`AMBIENT_STEPS`]: their median is the server's latency now, and the new baseline.
     fn raise_baseline(&mut self, old: Duration) {
