@@ -354,7 +354,7 @@ impl<'a> Attempt<'a> {
         self.started = locked.requested;
         self.locked = true;
         let mut phases = Phases::new(self.started);
-        phases.mark_with("lock", (locked.refused > 0).then(|| locked.to_string()));
+        phases.mark_with("lock", locked.detail());
         self.point("atomic:locked").await?;
         // 3, early: the rename can wait behind the lock while the marker travels, unless it
         // would hold the ghost table's lock meanwhile (the applier writes there until the
@@ -789,16 +789,24 @@ pub struct Locked {
     pub refused: u32,
     /// From the first request to the one granted.
     pub sought: Duration,
+    /// The granted request waited (no quiet moment came in the lock timeout, or the server
+    /// cannot refuse instead).
+    pub waited: bool,
 }
 
-impl std::fmt::Display for Locked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "granted at a moment without open transactions on the table, after {} refusal(s) in {:.3}s",
-            self.refused,
-            self.sought.as_secs_f64()
-        )
+impl Locked {
+    /// What the log says of how the lock was taken, when there is more to say than "at once".
+    pub fn detail(&self) -> Option<String> {
+        let (refused, secs) = (self.refused, self.sought.as_secs_f64());
+        match (refused, self.waited) {
+            (0, _) => None,
+            (_, false) => Some(format!(
+                "granted at a moment without open transactions on the table, after {refused} refusal(s) in {secs:.3}s"
+            )),
+            (_, true) => Some(format!(
+                "queued behind the transactions open on the table after {refused} refusal(s) in {secs:.3}s"
+            )),
+        }
     }
 }
 
@@ -839,6 +847,7 @@ pub async fn lock_when_quiet(
                         requested,
                         refused,
                         sought: requested - first,
+                        waited: false,
                     })
                 }
                 Err(mysql_async::Error::Server(e)) if e.code == LOCK_WAIT_TIMEOUT => refused += 1,
@@ -861,6 +870,7 @@ pub async fn lock_when_quiet(
         requested,
         refused,
         sought: requested - first,
+        waited: true,
     })
 }
 
@@ -1143,6 +1153,26 @@ mod tests {
         );
         (s.table, s.ghost, s.old) = ("Orders".into(), "_Orders_gho".into(), "_Orders_del".into());
         assert!(!ghost_locked_while_blocked(&s), "it waits on Orders first");
+    }
+
+    #[test]
+    fn the_log_says_whether_the_lock_came_at_a_quiet_moment_or_queued() {
+        let locked = |refused, waited| Locked {
+            requested: Instant::now(),
+            refused,
+            sought: Duration::from_millis(12),
+            waited,
+        };
+        assert_eq!(locked(0, false).detail(), None);
+        assert_eq!(locked(0, true).detail(), None);
+        assert_eq!(
+            locked(3, false).detail().as_deref(),
+            Some("granted at a moment without open transactions on the table, after 3 refusal(s) in 0.012s")
+        );
+        assert_eq!(
+            locked(3, true).detail().as_deref(),
+            Some("queued behind the transactions open on the table after 3 refusal(s) in 0.012s")
+        );
     }
 
     #[test]

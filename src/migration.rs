@@ -1061,11 +1061,11 @@ impl Run<'_> {
             let snapshot = checksum::snapshot(spec, control, status, &keylog, &token, &lag_low);
             let error = match snapshot.await {
                 Ok(snapshot) => {
-                    let locked = snapshot.locked;
-                    let how = match locked.refused {
-                        0 => String::new(),
-                        _ => format!("; lock {locked}"),
-                    };
+                    let how = snapshot
+                        .locked
+                        .detail()
+                        .map(|d| format!("; lock {d}"))
+                        .unwrap_or_default();
                     info!(
                         "checksum: snapshot taken; the original table was locked for {:.3}s ({}{how})",
                         snapshot.locked_for.as_secs_f64(),
