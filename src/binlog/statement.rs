@@ -430,8 +430,10 @@ mod tests {
             "status",
         ] {
             let (old, ghost) = (format!("_{t}_del"), format!("_{t}_gho"));
+            let gate = (format!("{t}_ghg"), format!("{t}_ghd"));
             for text in [
                 sql::rename_swap("d", t, &old, &ghost),
+                sql::rename_swap_gated("d", (&gate.0, &gate.1), t, &old, &ghost),
                 sql::alter_rename("d", t, &old),
             ] {
                 let s = Statement::read(&text, 0);

@@ -645,11 +645,12 @@ pub const SNAPSHOT_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL REPE
 /// Opens the snapshot a checksum connection reads in.
 pub const START_SNAPSHOT: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
 
-/// The cut-over sentry: a table under the old table's name, so that a RENAME left behind by a
-/// dead wraith cannot succeed.
-pub fn create_sentry(schema: &str, table: &str, comment: &str) -> String {
+/// An empty table of the cut-over's whose existence is all that matters: the sentry under the
+/// old table's name, so that a RENAME left behind by a dead wraith cannot succeed, or the gate
+/// the RENAME needs (`crate::cutover`). `engine`: `InnoDB`, or `MEMORY` (cheaper to create).
+pub fn create_sentry(schema: &str, table: &str, engine: &str, comment: &str) -> String {
     format!(
-        "CREATE /* wraith */ TABLE {} (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB COMMENT={}",
+        "CREATE /* wraith */ TABLE {} (id INT NOT NULL PRIMARY KEY) ENGINE={engine} COMMENT={}",
         qualified(schema, table),
         quote_str(comment)
     )
@@ -684,6 +685,26 @@ pub fn lock_tables_write(schema: &str, tables: &[&str], nowait: bool) -> String 
 pub fn rename_swap(schema: &str, table: &str, old: &str, ghost: &str) -> String {
     format!(
         "RENAME /* wraith */ TABLE {} TO {}, {} TO {}",
+        qualified(schema, table),
+        qualified(schema, old),
+        qualified(schema, ghost),
+        qualified(schema, table)
+    )
+}
+
+/// The atomic swap through a gate: `RENAME TABLE g TO g_done, t TO _t_del, _t_gho TO t`. The
+/// gate `g` comes first: while it does not exist, the statement fails before renaming anything.
+pub fn rename_swap_gated(
+    schema: &str,
+    (gate, gate_done): (&str, &str),
+    table: &str,
+    old: &str,
+    ghost: &str,
+) -> String {
+    format!(
+        "RENAME /* wraith */ TABLE {} TO {}, {} TO {}, {} TO {}",
+        qualified(schema, gate),
+        qualified(schema, gate_done),
         qualified(schema, table),
         qualified(schema, old),
         qualified(schema, ghost),

@@ -28,21 +28,23 @@ use crate::writers::{Writers, PACE};
 /// The ALTER of every run here: visible in the table's comment, harmless to the rows.
 const ALTER: &str = "COMMENT='migrated'";
 
-const ATOMIC_POINTS: [&str; 7] = [
+const ATOMIC_POINTS: [&str; 8] = [
     "atomic:sentry",
     "atomic:locked",
     "atomic:drained",
     "atomic:queued",
     "atomic:sentry-dropped",
     "atomic:proven",
+    "atomic:gated",
     "atomic:unlocked",
 ];
 
 /// Points at which the RENAME connection exists.
-const RENAME_POINTS: [&str; 4] = [
+const RENAME_POINTS: [&str; 5] = [
     "atomic:queued",
     "atomic:sentry-dropped",
     "atomic:proven",
+    "atomic:gated",
     "atomic:unlocked",
 ];
 
@@ -234,13 +236,22 @@ pub(crate) async fn postponed(
     schema: &str,
     args: Vec<String>,
 ) -> (Running, tempfile::NamedTempFile) {
+    postponed_with_env(schema, args, &[]).await
+}
+
+/// [`postponed`] with extra environment variables (a failpoint).
+async fn postponed_with_env(
+    schema: &str,
+    args: Vec<String>,
+    env: &[(&str, &str)],
+) -> (Running, tempfile::NamedTempFile) {
     let flag = tempfile::NamedTempFile::new().unwrap();
     let mut args = args;
     args.push(format!(
         "--postpone-cut-over-flag-file={}",
         flag.path().display()
     ));
-    let running = Running::start(&args);
+    let running = Running::start_with_env(&args, env);
     harness::eventually(
         "the changelog to record the postponed cut-over",
         Duration::from_secs(60),
@@ -302,6 +313,67 @@ async fn a_two_step_swap_blocked_by_a_reader_of_the_ghost_table_puts_the_origina
         "tables left: {left:?}\n{log}"
     );
     eprintln!("reader on the ghost: {}", stats.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing() {
+    // The RENAME takes its locks in order: the sentry `_t_del`, the ghost `_t_gho`, then `t`.
+    // Once the sentry is dropped it must still get the ghost's lock before it queues on `t`; a
+    // reader of the ghost table (a dump, a monitoring query) holds it there. If the connection
+    // holding the lock on `t` dies meanwhile, the writers of `t` go first, and the RENAME must
+    // then fail rather than swap their writes away into `_t_del`.
+    let (schema, writers) = table_with_writers("fault_lost_lock", 1_000).await;
+    let primary = &servers().primary;
+    let args = migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &["--cut-over-lock-timeout-seconds=5", "--default-retries=5"],
+    );
+    let failpoint = [("WRAITH_FAILPOINT", "atomic:sentry-dropped:kill-lock")];
+    let (running, flag) = postponed_with_env(&schema, args, &failpoint).await;
+    let mut reader = primary.conn().await;
+    reader
+        .query_drop(format!(
+            "START TRANSACTION; SELECT COUNT(*) FROM `{schema}`._t_gho"
+        ))
+        .await
+        .unwrap();
+    drop(flag);
+    // The sentry is dropped (the RENAME now waits on the reader), then the lock's connection is
+    // killed: the writers write to `t` for a moment before the reader lets the RENAME go on.
+    harness::eventually(
+        "the cut-over to drop its sentry",
+        Duration::from_secs(60),
+        async || {
+            let mut c = primary.conn().await;
+            let renaming: Option<u64> = c
+                .query_first(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'RENAME /* wraith */ TABLE%'",
+                )
+                .await
+                .unwrap();
+            renaming.is_some() && !tables(primary, &schema).await.iter().any(|t| t == "_t_del")
+        },
+    )
+    .await;
+    assert!(
+        writers.wait_for_commits(5, Duration::from_secs(10)).await,
+        "the writers did not write once the lock's connection was killed"
+    );
+    reader.query_drop("COMMIT").await.unwrap();
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let log = stderr(&out);
+    let stats = writers.stop().await;
+    let (count, samples) = differences(primary, &schema, "t", "mirror", &["id"]).await;
+    assert!(
+        count == 0,
+        "t lost {count} writes made after the lock's connection died:\n{}\n{log}",
+        samples.join("\n")
+    );
+    assert!(out.status.success(), "wraith failed:\n{log}");
+    assert_eq!(comment(&schema).await.as_deref(), Some("migrated"), "{log}");
+    eprintln!("lock lost before the rename queued: {}", stats.summary());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
