@@ -13,36 +13,33 @@
 //! is killed on every exit path before the lock is released; `t` never stays missing while
 //! wraith can restore it.
 //!
-//! The atomic swap is gh-ost's, with the race it has on MariaDB closed (docs/mysql-notes.md, "The
+//! The atomic swap is gh-ost's, with the races it has on MariaDB closed (docs/mysql-notes.md, "The
 //! cut-over"; the protocol, why it is safe and where it is tested: docs/architecture.md, "The
 //! cut-over"):
-//! 1. connection A creates the sentry `_t_del` and takes `LOCK TABLES t WRITE, _t_del WRITE`,
-//!    at a moment when no transaction is open on `t` where the server can tell
-//!    ([`lock_when_quiet`]);
+//! 1. connection A takes `LOCK TABLES t WRITE` at a moment when no transaction is open on `t`
+//!    where the server can tell ([`lock_when_quiet`]);
 //! 2. the marker is written and awaited through the binlog; the loop then holds any later event
-//!    of `t` instead of applying it;
-//! 3. connection B issues `RENAME TABLE t TO _t_del, _t_gho TO t`, which waits on the sentry
-//!    (B issues it as soon as A holds the lock, to queue while the marker travels, unless it
-//!    would hold the ghost table's lock meanwhile, [`ghost_locked_while_blocked`], or triggers
-//!    are to be created there);
-//! 4. A drops the sentry; B is granted the locks it takes before `t`'s and queues on `t`;
-//! 5. A unlocks only once the server shows that B is queued on `t` itself (not on another name):
-//!    B holds the lock of every name it locks before `t` ([`locked_before`]: the sentry among
-//!    them, unless `t` comes first) and a later look shows it waiting, so B is granted `t`
-//!    before any writer waiting on it; otherwise B is killed and A unlocks with nothing swapped;
-//!    then the gate is opened (created, below) and A unlocks;
+//!    of `t` instead of applying it, and writes no more to the ghost table;
+//! 3. connection B issues `RENAME TABLE t_ghg TO t_ghd, t TO _t_del, _t_gho TO t`: it takes the
+//!    locks of the names that sort before `t` ([`locked_before`]: `_t_del`, `_t_gho`) and waits
+//!    on `t`;
+//! 4. the server must show that B is queued on `t` itself: B holds the lock of every name it
+//!    locks before `t` and a later look shows it waiting, so B is granted `t` before any writer
+//!    waiting on it; otherwise B is killed and A unlocks with nothing swapped;
+//! 5. connection C opens the gate: it creates `t_ghg` ([`gate_names`]); then A unlocks;
 //! 6. after the swap, the binlog must show the RENAME with no change to `t` between the marker and
 //!    it; if one slipped through, the swap is reported as not proven, loudly.
 //!
-//! B's RENAME also renames the gate `t_ghg` (a name that sorts after `t`, so B takes its lock
-//! only once it holds `t`'s) to `t_ghd`, and the gate exists only from step 5 on: until then
-//! the RENAME fails if it gets `t`. If wraith (or A's connection alone) dies before step 4, the
-//! sentry makes B's rename fail, so no swap can happen with unapplied events; if it dies between
-//! step 4 and the gate, B may not be queued on `t` yet (it still takes the ghost's lock, which
-//! a reader of the ghost table can hold for as long as it likes), writers of `t` may go first,
-//! and the missing gate makes B's rename fail rather than swap their writes away; if it dies
-//! after, B was proven queued on `t`: its rename runs once A's lock dies with its connection,
-//! and no write can have reached `t` since the marker.
+//! The gate's names extend `t`'s, so they sort after it: B asks for their locks only once it
+//! holds `t`'s, and while the gate does not exist its RENAME then fails, renaming nothing. If
+//! wraith, or A's connection alone, dies before the gate is open, B may not be queued on `t`
+//! (not issued yet, or still taking the ghost's lock, which a reader of the ghost table can hold
+//! for as long as it likes): writers of `t` may go first, and the missing gate makes B's rename
+//! fail rather than swap away their writes or unapplied events. If it dies after, B was proven
+//! queued on `t`: its rename runs once A's lock dies with its connection, and no write can have
+//! reached `t` since the marker. (Until session 29 a sentry table `_t_del`, locked by A and
+//! dropped after the drain, kept B from renaming early; it did not cover A dying after its drop.
+//! A run still drops a sentry an older wraith left.)
 
 use std::time::{Duration, Instant};
 
@@ -227,18 +224,14 @@ pub async fn prepare(
 /// rename the original away, unlock, rename the ghost in; between the two renames the table does
 /// not exist and writers get errors, as with gh-ost; if the second rename fails, the original is
 /// renamed back, or failing that the ghost in). Its steps, then, on a failed step, the outcome
-/// the server shows. `sentry_read` waits (a bounded time) until the binlog reader has gone past
-/// the statement that created the atomic swap's sentry, before the lock: on a replica, the
-/// sentry's `CREATE TABLE` is a DDL applied before anything written after it, and the marker,
-/// written under the lock, would wait behind it while writers wait for the marker. `lag_low`
-/// says whether the binlog's lag is low enough to lock over ([`lock_when_quiet`]).
+/// the server shows. `lag_low` says whether the binlog's lag is low enough to lock over
+/// ([`lock_when_quiet`]).
 pub async fn attempt(
     spec: &CutOverSpec,
     atomic: bool,
     control: &watch::Sender<Control>,
     status: &mut watch::Receiver<LoopStatus>,
     token: &str,
-    sentry_read: impl AsyncFnOnce(),
     lag_low: &dyn Fn() -> bool,
 ) -> Outcome {
     let mut attempt = match Attempt::open(spec, atomic).await {
@@ -246,9 +239,7 @@ pub async fn attempt(
         Err(reason) => return not_swapped(control, reason),
     };
     let steps = if atomic {
-        attempt
-            .atomic_steps(control, status, token, sentry_read, lag_low)
-            .await
+        attempt.atomic_steps(control, status, token, lag_low).await
     } else {
         attempt
             .two_step_steps(control, status, token, lag_low)
@@ -348,7 +339,7 @@ impl<'a> Attempt<'a> {
         self.point("triggers:created").await
     }
 
-    /// Step 3: B issues the RENAME, which waits behind A's lock (on the sentry, or on `t`).
+    /// Step 3: B issues the RENAME, which waits behind A's lock on `t`.
     fn issue_rename(&mut self) -> Result<(), CutOverError> {
         let spec = self.spec;
         let rename = match &self.gate {
@@ -377,78 +368,32 @@ impl<'a> Attempt<'a> {
         control: &watch::Sender<Control>,
         status: &mut watch::Receiver<LoopStatus>,
         token: &str,
-        sentry_read: impl AsyncFnOnce(),
         lag_low: &dyn Fn() -> bool,
     ) -> Result<Duration, CutOverError> {
         let spec = self.spec;
         if let Some(gate) = &self.gate {
             clear_gate(spec, gate).await?;
         }
-        // 1. The sentry, read past in the binlog before anything is locked; then the lock.
-        self.a
-            .query_drop(sql::create_sentry(
-                &spec.schema,
-                &spec.old,
-                "InnoDB",
-                SENTRY_COMMENT,
-            ))
-            .await
-            .map_err(step("creating the sentry table"))?;
-        sentry_read().await;
-        self.point("atomic:sentry").await?;
-        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table, &spec.old], lag_low).await?;
+        // 1. The lock.
+        let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table], lag_low).await?;
         self.started = locked.requested;
         self.locked = true;
         let mut phases = Phases::new(self.started);
         phases.mark_with("lock", locked.detail());
         self.point("atomic:locked").await?;
-        // 3, early: the rename can wait behind the lock while the marker travels, unless it
-        // would hold the ghost table's lock meanwhile (the applier writes there until the
-        // marker) or triggers are still to be created there.
-        let early = spec.triggers.is_empty() && !ghost_locked_while_blocked(spec);
-        if early {
-            self.issue_rename()?;
-        }
         // 2. The marker, written while writes to t are blocked, awaited through the binlog; the
         // rest of the steps keep a little of the lock's time.
         let drain_until = self.started + marker_budget(spec.lock_timeout);
         let deadline = self.deadline();
-        let b_id = self.b_id;
-        // Meanwhile A, idle under its lock, watches the early RENAME queue.
-        let early_queued = async {
-            match early {
-                true => wait_for_state(&mut self.a, b_id, deadline, self.renaming.as_ref()).await,
-                false => Ok(false),
-            }
-        };
-        let drained = drain_to_marker(spec, &mut self.c, control, status, token, drain_until);
-        let (trip, early_queued) = tokio::try_join!(drained, early_queued)?;
+        let trip = drain_to_marker(spec, &mut self.c, control, status, token, drain_until).await?;
         phases.mark_with("drain", Some(trip.to_string()));
         self.point("atomic:drained").await?;
         self.create_triggers().await?;
-
-        // 3. The rename, queued behind the lock.
-        if !early {
-            self.issue_rename()?;
-        }
-        let queued = early_queued
-            || wait_for_state(&mut self.c, self.b_id, deadline, self.renaming.as_ref()).await?;
-        if !queued {
-            return Err(CutOverError::Timeout(
-                "the RENAME never started waiting on the lock; nothing was swapped, will retry"
-                    .into(),
-            ));
-        }
-        phases.mark("rename queued");
-        self.point("atomic:queued").await?;
-        // 4. Drop the sentry; the rename moves on to wait for t.
-        self.a
-            .query_drop(sql::drop_table_if_exists(&spec.schema, &spec.old))
-            .await
-            .map_err(step("dropping the sentry table"))?;
-        phases.mark("sentry dropped");
-        self.point("atomic:sentry-dropped").await?;
-        // 5. Unlock only once the rename is proven to be queued on t itself.
+        // 3. The rename, issued only now: it takes the ghost table's lock before t's (for most
+        // names), and the applier wrote to the ghost until the marker.
+        self.issue_rename()?;
+        self.point("atomic:issued").await?;
+        // 4. Proof that it waits on t itself.
         let before = locked_before(spec.names, &spec.table, [&spec.old, &spec.ghost]);
         let proof = spec.flavor.rename_queued_on_original_sql(
             self.b_id,
@@ -474,15 +419,15 @@ impl<'a> Attempt<'a> {
             if self.renaming.as_ref().is_some_and(|r| r.is_finished()) {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if !proven {
             return Err(CutOverError::NotProven);
         }
         held_within_limit(status)?;
-        phases.mark("proof");
-        self.point("atomic:proven").await?;
-        // The gate opens: from now on the RENAME, proven queued on t, may succeed. A MEMORY
+        phases.mark("rename queued");
+        self.point("atomic:queued").await?;
+        // 5. The gate opens: from now on the RENAME, proven queued on t, may succeed. A MEMORY
         // table takes half the time of an InnoDB one to create (1.3 ms against 3, idle); where
         // the engine is disabled, InnoDB.
         if let Some((gate, _)) = &self.gate {
@@ -1079,14 +1024,6 @@ fn lock_key(names: NameCase, name: &str) -> Vec<u8> {
     names.key(name).into_bytes()
 }
 
-/// Whether the RENAME, waiting behind A's lock on `t` and the sentry, holds the ghost table's
-/// lock meanwhile: it takes its locks in order ([`locked_before`]) and is blocked at the first of
-/// `t` and the sentry, so it holds the ghost's when that comes before both (a revert's `_t_del`).
-fn ghost_locked_while_blocked(spec: &CutOverSpec) -> bool {
-    let ghost = lock_key(spec.names, &spec.ghost);
-    ghost < lock_key(spec.names, &spec.table) && ghost < lock_key(spec.names, &spec.old)
-}
-
 /// Polls until connection `id` is waiting for a metadata lock, up to `until`, or until its
 /// statement (`running`) has ended without waiting long enough to be seen.
 async fn wait_for_state(
@@ -1250,19 +1187,21 @@ mod tests {
     }
 
     #[test]
-    fn only_a_revert_s_rename_holds_the_ghost_table_while_it_waits_behind_the_lock() {
-        let mut s = spec();
-        assert!(
-            !ghost_locked_while_blocked(&s),
-            "a migration's waits on _t_del first"
-        );
-        (s.ghost, s.old) = ("_t_del".into(), "_t_rev_del".into());
-        assert!(
-            ghost_locked_while_blocked(&s),
-            "a revert's takes _t_del first"
-        );
-        (s.table, s.ghost, s.old) = ("Orders".into(), "_Orders_gho".into(), "_Orders_del".into());
-        assert!(!ghost_locked_while_blocked(&s), "it waits on Orders first");
+    fn the_gate_s_locks_are_taken_after_the_table_s_for_every_name() {
+        for names in [NameCase::Exact, NameCase::Folded] {
+            for t in ["t", "Orders", "0rders", "_x", "tëst ü", "we`ird", "T"] {
+                let (gate, done) = gate_names(t).unwrap();
+                for name in [&gate, &done] {
+                    assert!(
+                        locked_before(names, t, [name, name]).is_empty(),
+                        "{name} before {t}"
+                    );
+                }
+            }
+        }
+        // The longest names leave no room for the gate's.
+        assert_eq!(gate_names(&"t".repeat(60)).unwrap().0.chars().count(), 64);
+        assert_eq!(gate_names(&"t".repeat(61)), None);
     }
 
     #[test]

@@ -1223,31 +1223,7 @@ impl Run<'_> {
             let (control, status) = (&path.control, &mut path.status);
             let atomic = cfg.cut_over == CutOverMode::Atomic;
             progress.cut_over_attempts.fetch_add(1, Ordering::Relaxed);
-            let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
-            let cancel = &self.cancel;
-            let sentry_read = async || {
-                let created = Instant::now();
-                let read = || progress.heartbeat_written_after(created);
-                let limit = SENTRY_READ_WAIT.max(interval * 2);
-                // Cancelled: the attempt goes on to its lock, and sees it there.
-                let waited = poll(cancel, limit, Duration::from_millis(2), read).await;
-                if matches!(waited, Ok(false)) {
-                    info!(
-                        "cut-over: no heartbeat written after the sentry table came back through the binlog within {:.1}s; locking anyway (the marker may wait behind the sentry's creation on the replica)",
-                        created.elapsed().as_secs_f64()
-                    );
-                }
-            };
-            let outcome = cutover::attempt(
-                &spec,
-                atomic,
-                control,
-                status,
-                &token,
-                sentry_read,
-                &lag_low,
-            )
-            .await;
+            let outcome = cutover::attempt(&spec, atomic, control, status, &token, &lag_low).await;
             let (reason, retry) = match outcome {
                 Outcome::Swapped { locked_for } => {
                     progress.swapped(locked_for);
@@ -2166,7 +2142,7 @@ impl Run<'_> {
 
 /// The binlog's lag at which a lock that waits for a marker is taken ([`Run::wait_low_lag`]):
 /// writers wait for about that long under the lock, and the swap's other steps take 5 to 10 ms
-/// more (the sentry's drop, the proof), within 20 ms together. At 50 ms, a checksum's snapshot
+/// more (the RENAME queued and proven, the gate), within 20 ms together. At 50 ms, a checksum's snapshot
 /// taken as a backlog drained after a throttle held the writers 36 ms (its marker 30 ms on the
 /// way back) in the load bench.
 const LOCK_LAG: Duration = Duration::from_millis(10);
@@ -2182,13 +2158,6 @@ const LOCK_LAG_WAIT: Duration = Duration::from_secs(3);
 /// test). A lag that does not fall (a replica slowed by other work, say: waiting would not
 /// shorten the lock) is locked over anyway, if the lock can see its marker within its timeout.
 const LOCK_LAG_DRAINING: f64 = 0.9;
-
-/// How long the atomic cut-over waits, after creating its sentry and before locking, for a
-/// heartbeat written after it to come back (the sentry's DDL then applied on the replica and read
-/// past): a heartbeat and its trip, with room (or two heartbeat intervals, if longer). Past it
-/// the lock is taken anyway; the marker then waits behind the DDL, as it did before (7 ms of a
-/// 9 ms drain in a load run).
-const SENTRY_READ_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a run waits for the inspected replica to show a table it renamed back on the primary.
 const REPLICATED_WITHIN: Duration = Duration::from_secs(60);

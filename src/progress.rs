@@ -169,14 +169,6 @@ impl Progress {
         (ms != NEVER).then(|| Duration::from_millis(ms))
     }
 
-    /// Whether the last heartbeat to come back was written after `at` (it came back
-    /// [`Progress::heartbeat_age`] ago, after a trip of [`Progress::lag`]): whatever the
-    /// primary wrote before `at` has been read from the binlog.
-    pub fn heartbeat_written_after(&self, at: std::time::Instant) -> bool {
-        self.heartbeat_age()
-            .is_some_and(|age| age + self.lag() < at.elapsed())
-    }
-
     pub fn lag(&self) -> Duration {
         Duration::from_millis(self.lag_ms.load(Ordering::Relaxed))
     }

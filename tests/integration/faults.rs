@@ -28,22 +28,19 @@ use crate::writers::{Writers, PACE};
 /// The ALTER of every run here: visible in the table's comment, harmless to the rows.
 const ALTER: &str = "COMMENT='migrated'";
 
-const ATOMIC_POINTS: [&str; 8] = [
-    "atomic:sentry",
+const ATOMIC_POINTS: [&str; 6] = [
     "atomic:locked",
     "atomic:drained",
+    "atomic:issued",
     "atomic:queued",
-    "atomic:sentry-dropped",
-    "atomic:proven",
     "atomic:gated",
     "atomic:unlocked",
 ];
 
 /// Points at which the RENAME connection exists.
-const RENAME_POINTS: [&str; 5] = [
+const RENAME_POINTS: [&str; 4] = [
+    "atomic:issued",
     "atomic:queued",
-    "atomic:sentry-dropped",
-    "atomic:proven",
     "atomic:gated",
     "atomic:unlocked",
 ];
@@ -317,11 +314,11 @@ async fn a_two_step_swap_blocked_by_a_reader_of_the_ghost_table_puts_the_origina
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing() {
-    // The RENAME takes its locks in order: the sentry `_t_del`, the ghost `_t_gho`, then `t`.
-    // Once the sentry is dropped it must still get the ghost's lock before it queues on `t`; a
-    // reader of the ghost table (a dump, a monitoring query) holds it there. If the connection
-    // holding the lock on `t` dies meanwhile, the writers of `t` go first, and the RENAME must
-    // then fail rather than swap their writes away into `_t_del`.
+    // The RENAME takes its locks in order: `_t_del`, the ghost `_t_gho`, then `t`. Issued, it
+    // must get the ghost's lock before it queues on `t`; a reader of the ghost table (a dump, a
+    // monitoring query) holds it there. If the connection holding the lock on `t` dies
+    // meanwhile, the writers of `t` go first, and the RENAME must then fail rather than swap
+    // their writes away into `_t_del`.
     let (schema, writers) = table_with_writers("fault_lost_lock", 1_000).await;
     let primary = &servers().primary;
     let args = migrate_args(
@@ -330,7 +327,7 @@ async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing(
         ALTER,
         &["--cut-over-lock-timeout-seconds=5", "--default-retries=5"],
     );
-    let failpoint = [("WRAITH_FAILPOINT", "atomic:sentry-dropped:kill-lock")];
+    let failpoint = [("WRAITH_FAILPOINT", "atomic:issued:kill-lock")];
     let (running, flag) = postponed_with_env(&schema, args, &failpoint).await;
     let mut reader = primary.conn().await;
     reader
@@ -340,10 +337,10 @@ async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing(
         .await
         .unwrap();
     drop(flag);
-    // The sentry is dropped (the RENAME now waits on the reader), then the lock's connection is
-    // killed: the writers write to `t` for a moment before the reader lets the RENAME go on.
+    // The RENAME is issued (and waits on the reader), then the lock's connection is killed: the
+    // writers write to `t` for a moment before the reader lets the RENAME go on.
     harness::eventually(
-        "the cut-over to drop its sentry",
+        "the cut-over to issue its RENAME",
         Duration::from_secs(60),
         async || {
             let mut c = primary.conn().await;
@@ -353,7 +350,7 @@ async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing(
                 )
                 .await
                 .unwrap();
-            renaming.is_some() && !tables(primary, &schema).await.iter().any(|t| t == "_t_del")
+            renaming.is_some()
         },
     )
     .await;
@@ -495,15 +492,10 @@ async fn a_wraith_frozen_while_it_holds_the_lock_loses_the_lock_within_seconds()
     // a hung process or a host cut off from the network.
     let running = Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "atomic:locked:sigstop")]);
     let mut c = primary.conn().await;
-    harness::eventually(
-        "the cut-over to begin",
-        Duration::from_secs(60),
-        async || {
-            tables(primary, &schema)
-                .await
-                .contains(&"_t_del".to_string())
-        },
-    )
+    let pid = running.pid();
+    harness::eventually("the cut-over's lock", Duration::from_secs(60), async || {
+        crate::revert::stopped(pid)
+    })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A writer waits for the lock; the server must end the frozen lock session on its own.

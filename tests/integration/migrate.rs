@@ -898,9 +898,8 @@ async fn lock_meeting_an_open_transaction(name: &str, state: &str, extra: &[&str
         async || changelog_state(&schema).await.as_deref() == Some(state),
     )
     .await;
-    // Past the waits before the lock (a heartbeat's trip, at most half a second for the
-    // cut-over's sentry): a lock request that waited for the open transaction would be queued
-    // by now, and every new writer of t behind it.
+    // Past the waits before the lock (a heartbeat's trip): a lock request that waited for the
+    // open transaction would be queued by now, and every new writer of t behind it.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut writer = servers().primary.conn().await;
     let wrote = writer

@@ -100,8 +100,8 @@ async fn a_table_with_a_unicode_name_in_a_unicode_schema_migrates_under_writes()
 }
 
 /// A name that starts with a capital (or a digit) sorts before `_Orders_del` and `_Orders_gho`,
-/// so the RENAME waits on the table itself first, not on the sentry: the cut-over must still see
-/// it queued there (on a server that keeps names' case).
+/// so the RENAME waits on the table itself first, holding no other lock: the cut-over must still
+/// see it queued there (on a server that keeps names' case).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_table_named_with_a_capital_migrates_under_writes() {
     migrates_under_writes("names_capital", "Orders").await;

@@ -206,20 +206,20 @@ async fn a_revert_killed_half_way_runs_again_from_where_it_got_to_and_loses_noth
 }
 
 /// Whether process `pid` is stopped (by a signal).
-fn stopped(pid: u32) -> bool {
+pub(crate) fn stopped(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('T')))
         .unwrap_or(false)
 }
 
-/// A revert's names sort differently from a migration's: its ghost `_t_del` sorts before its
-/// sentry `_t_rev_del`, and a RENAME takes its locks in name order, so wraith's RENAME holds the
-/// ghost's lock from the start while it still waits on the sentry. Here another session takes the
-/// sentry's name the moment the sentry is dropped and keeps it for 3 s (its own RENAME of that
-/// name, queued first, then waiting on a table a third session has locked): wraith's RENAME waits
-/// on the sentry's name all that time, not on `t`, and the lock on `t` must be kept until it does,
-/// or the writers waiting on `t` write to it after the marker, and the swap loses their writes.
+/// A revert's names sort differently from a migration's: its ghost `_t_del` sorts before its old
+/// table's name `_t_rev_del`, and a RENAME takes its locks in name order, so wraith's RENAME holds
+/// the ghost's lock and waits on `_t_rev_del` when another session holds that name. Here another
+/// session takes it while wraith holds its lock and keeps it for 3 s (its own RENAME of that name,
+/// then waiting on a table a third session has locked): wraith's RENAME waits on that name all
+/// that time, not on `t`, and the lock on `t` must be kept until it does, or the writers waiting
+/// on `t` write to it after the marker, and the swap loses their writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revert_keeps_the_lock_until_its_rename_waits_on_the_table_itself() {
     let schema = harness::fresh_schema("revert_sentry_held").await;
@@ -262,7 +262,7 @@ async fn a_revert_keeps_the_lock_until_its_rename_waits_on_the_table_itself() {
     let renaming = tokio::spawn(async move { other.query_drop(rename).await });
     let mut c = primary.conn().await;
     harness::eventually(
-        "the other RENAME queued on the sentry",
+        "the other RENAME holding `_t_rev_del`",
         Duration::from_secs(10),
         async || {
             let state: Option<Option<String>> = c
@@ -287,7 +287,7 @@ async fn a_revert_keeps_the_lock_until_its_rename_waits_on_the_table_itself() {
     let renamed = renaming.await.unwrap();
     let stats = writers.stop().await;
     assert!(out.status.success(), "the revert failed:\n{log}");
-    // It held the sentry's name until the third session let it go, then found no table there.
+    // It held the old table's name until the third session let it go, then found no table there.
     assert!(
         matches!(&renamed, Err(mysql_async::Error::Server(e)) if e.code == 1146),
         "{renamed:?}"

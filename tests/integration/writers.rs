@@ -687,8 +687,9 @@ async fn timed(
 pub struct Timeline {
     /// The ghost table `_t_gho` was first seen.
     pub ghost_created: Option<Instant>,
-    /// The cut-over began: `_t_del` (the atomic swap's sentry, or the two-step swap's renamed
-    /// original) was first seen while `_t_gho` existed; one poll interval earlier, to be safe.
+    /// The cut-over began: the changelog's state was first seen to be the cut-over's, or `_t_del`
+    /// (the two-step swap's renamed original) while `_t_gho` existed; one poll interval earlier,
+    /// to be safe.
     pub cut_over_began: Option<Instant>,
     /// `_t_gho` was seen gone for good after it existed (swapped in, or dropped by a noop run).
     pub ghost_gone: Option<Instant>,
@@ -758,14 +759,16 @@ impl TableWatch {
                 let now = Instant::now();
                 let ghost = names.contains(&ghost_name);
                 let old = names.contains(&old_name);
-                let copying = names.contains(&changelog_name)
-                    && conn
-                        .query_first::<String, _>(&state)
-                        .await
-                        .ok()
-                        .flatten()
-                        .as_deref()
-                        == Some("Copy");
+                let state_now = match names.contains(&changelog_name) {
+                    true => conn.query_first::<String, _>(&state).await.ok().flatten(),
+                    false => None,
+                };
+                let copying = state_now.as_deref() == Some("Copy");
+                // The cut-over's state, or its marker (a checksum's snapshot writes one too).
+                let cutting = state_now.as_deref().is_some_and(|s| {
+                    s == "CutOver"
+                        || (s.starts_with("AllEventsUpToLockProcessed:") && !s.contains("checksum"))
+                });
                 let state_read = Instant::now();
                 let counts = match (ghost, fresh_above) {
                     (true, Some(above)) => conn
@@ -788,7 +791,7 @@ impl TableWatch {
                     if ghost && t.ghost_created.is_none() {
                         t.ghost_created = Some(now);
                     }
-                    if ghost && old && t.cut_over_began.is_none() {
+                    if ((ghost && old) || cutting) && t.cut_over_began.is_none() {
                         t.cut_over_began = Some(polled - POLL);
                     }
                     // The ghost table vanishes for a moment while the server ALTERs it (a
