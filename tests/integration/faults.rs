@@ -258,6 +258,19 @@ async fn postponed_with_env(
     (running, flag)
 }
 
+/// A session in a transaction that has read `_t_gho`: it holds the ghost table's metadata lock
+/// until it commits.
+async fn reader_of_the_ghost(schema: &str) -> mysql_async::Conn {
+    let mut reader = servers().primary.conn().await;
+    reader
+        .query_drop(format!(
+            "START TRANSACTION; SELECT COUNT(*) FROM `{schema}`._t_gho"
+        ))
+        .await
+        .unwrap();
+    reader
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_two_step_swap_blocked_by_a_reader_of_the_ghost_table_puts_the_original_back() {
     let (schema, writers) = table_with_writers("fault_reader", 1_000).await;
@@ -271,13 +284,7 @@ async fn a_two_step_swap_blocked_by_a_reader_of_the_ghost_table_puts_the_origina
     let (running, flag) = postponed(&schema, args).await;
     // A reader (a `mysqldump --single-transaction`, say) holds the ghost table for 4 s: longer
     // than the lock timeout, so the second RENAME of the two-step swap fails.
-    let mut reader = primary.conn().await;
-    reader
-        .query_drop(format!(
-            "START TRANSACTION; SELECT COUNT(*) FROM `{schema}`._t_gho"
-        ))
-        .await
-        .unwrap();
+    let mut reader = reader_of_the_ghost(&schema).await;
     let holding = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(4)).await;
         reader.query_drop("COMMIT").await.unwrap();
@@ -329,13 +336,7 @@ async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing(
     );
     let failpoint = [("WRAITH_FAILPOINT", "atomic:issued:kill-lock")];
     let (running, flag) = postponed_with_env(&schema, args, &failpoint).await;
-    let mut reader = primary.conn().await;
-    reader
-        .query_drop(format!(
-            "START TRANSACTION; SELECT COUNT(*) FROM `{schema}`._t_gho"
-        ))
-        .await
-        .unwrap();
+    let mut reader = reader_of_the_ghost(&schema).await;
     drop(flag);
     // The RENAME is issued (and waits on the reader), then the lock's connection is killed: the
     // writers write to `t` for a moment before the reader lets the RENAME go on.
