@@ -178,7 +178,7 @@ const SENTRY_COMMENT: &str = "wraith cut-over sentry";
 
 /// The gate's comment, so that a table of the gate's name that wraith did not create is never
 /// dropped.
-const GATE_COMMENT: &str = "wraith cut-over gate";
+pub const GATE_COMMENT: &str = "wraith cut-over gate";
 
 /// The atomic swap's gate `t_ghg` and the name the swap gives it, `t_ghd` (module docs): names
 /// that sort after `t`'s (they extend it), so the RENAME asks for their locks after `t`'s. None

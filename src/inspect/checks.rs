@@ -140,6 +140,11 @@ pub const CHECKS: &[Check] = &[
         run: cut_over_lock_proof,
     },
     Check {
+        name: "cut-over-gate",
+        phase: Phase::BeforeStart,
+        run: cut_over_gate,
+    },
+    Check {
         name: "disk-space",
         phase: Phase::BeforeStart,
         run: disk_space,
@@ -554,6 +559,26 @@ fn cut_over_lock_proof(f: &Facts, cfg: &Config) -> Outcome {
     ))
 }
 
+/// The atomic cut-over's RENAME renames its gate table (`crate::cutover`, module docs), whose names
+/// extend the table's: a table of those names that wraith did not create would fail every attempt
+/// at the end of the copy; it is never dropped.
+fn cut_over_gate(f: &Facts, cfg: &Config) -> Outcome {
+    use crate::config::CutOverMode;
+    if !cfg.execute() || cfg.cut_over != CutOverMode::Atomic || f.foreign_gate_tables.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = f
+        .foreign_gate_tables
+        .iter()
+        .map(|n| crate::mysql::sql::quote_ident(n))
+        .collect();
+    Err(format!(
+        "the atomic cut-over needs the name{} {} for its gate table, and a table of that name exists that wraith did not create: rename it, or use --cut-over=two-step",
+        if names.len() > 1 { "s" } else { "" },
+        names.join(" and ")
+    ))
+}
+
 /// The copy needs about as much room as the table takes now; ask for a tenth more.
 fn disk_space(f: &Facts, _: &Config) -> Outcome {
     let Some(free) = f.primary_free_bytes else {
@@ -707,6 +732,7 @@ mod tests {
             parent_foreign_keys: vec![],
             triggers: vec![],
             existing_helper_tables: vec![],
+            foreign_gate_tables: vec![],
             registered_replica_ids: vec![],
             primary_lock_instrument: true,
             table_bytes: 100 << 20,

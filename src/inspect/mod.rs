@@ -110,6 +110,9 @@ pub struct Facts {
     pub triggers: Vec<String>,
     /// Ghost, changelog and old tables that already exist on the primary.
     pub existing_helper_tables: Vec<String>,
+    /// Tables of the atomic swap's gate names ([`crate::cutover::gate_names`]) on the primary
+    /// that wraith did not create (they lack its comment).
+    pub foreign_gate_tables: Vec<String>,
     /// Server ids of replicas registered with the inspected server.
     pub registered_replica_ids: Vec<u32>,
     /// The primary shows metadata locks (what the atomic cut-over's proof reads).
@@ -198,6 +201,28 @@ pub async fn gather(
         }
         found
     };
+    let foreign_gate_tables = {
+        let conn = match pconn.as_deref_mut() {
+            Some(c) => c,
+            None => &mut *iconn,
+        };
+        let mut found = Vec::new();
+        for name in crate::cutover::gate_names(&cfg.table)
+            .map(|(gate, done)| vec![gate, done])
+            .unwrap_or_default()
+        {
+            let comment: Option<Option<String>> = conn
+                .exec_first(
+                    "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (db, &name),
+                )
+                .await?;
+            if comment.is_some_and(|c| c.as_deref() != Some(crate::cutover::GATE_COMMENT)) {
+                found.push(name);
+            }
+        }
+        found
+    };
     // DATA_LENGTH and INDEX_LENGTH are NULL for a view.
     let (table_type, table_bytes, avg_row_bytes) = match iconn
         .exec_first::<(String, Option<u64>, Option<u64>), _, _>(
@@ -245,6 +270,7 @@ pub async fn gather(
         parent_foreign_keys,
         triggers,
         existing_helper_tables,
+        foreign_gate_tables,
         registered_replica_ids,
         primary_lock_instrument,
         table_bytes: table_bytes.unwrap_or(0),

@@ -765,6 +765,55 @@ async fn a_view_named_as_the_table_is_refused_as_not_a_base_table() {
     .await;
 }
 
+/// The atomic cut-over's RENAME renames a gate table named after the table (`orders_ghg`): a table
+/// of that name that wraith did not create is refused before anything is created, and never
+/// dropped; the two-step cut-over needs no gate.
+#[tokio::test]
+async fn a_table_taking_the_cut_over_gates_name_is_refused_for_the_atomic_cut_over() {
+    let schema = orders_schema(
+        "gate_taken",
+        &[
+            "CREATE TABLE orders_ghg (id INT NOT NULL PRIMARY KEY)",
+            "INSERT INTO orders_ghg VALUES (7)",
+        ],
+    )
+    .await;
+    let err = assert_refused(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &["--execute"],
+        "a table of that name exists that wraith did not create",
+    )
+    .await;
+    assert!(
+        err.contains("`orders_ghg`") && err.contains("--cut-over=two-step"),
+        "{err}"
+    );
+    let two_step = ["--execute", "--cut-over=two-step"];
+    let out = run_wraith(&args(
+        &servers().replica,
+        &schema,
+        "orders",
+        "ADD COLUMN c INT",
+        &two_step,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let primary = &servers().primary;
+    assert_eq!(
+        tables(primary, &schema).await,
+        ["_orders_del", "orders", "orders_ghg"]
+    );
+    let mut c = primary.conn().await;
+    let kept: Option<u32> = c
+        .query_first(format!("SELECT id FROM `{schema}`.orders_ghg"))
+        .await
+        .unwrap();
+    assert_eq!(kept, Some(7), "the user's table keeps its row");
+}
+
 /// Flags that narrow what may happen (where to run, when to stop, what to throttle on, what
 /// operators can rely on) that this build cannot honour, each as a script would pass it.
 const REFUSED: &[&[&str]] = &[&["--analyze-ghost-table-before-cutover"]];
