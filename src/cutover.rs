@@ -178,7 +178,7 @@ const SENTRY_COMMENT: &str = "wraith cut-over sentry";
 
 /// The gate's comment, so that a table of the gate's name that wraith did not create is never
 /// dropped.
-pub const GATE_COMMENT: &str = "wraith cut-over gate";
+const GATE_COMMENT: &str = "wraith cut-over gate";
 
 /// The atomic swap's gate `t_ghg` and the name the swap gives it, `t_ghd` (module docs): names
 /// that sort after `t`'s (they extend it), so the RENAME asks for their locks after `t`'s. None
@@ -339,6 +339,28 @@ impl<'a> Attempt<'a> {
         self.point("triggers:created").await
     }
 
+    /// Step 5: C creates the gate (false: this swap has none). A MEMORY table takes half the time
+    /// of an InnoDB one to create (1.3 ms against 3, idle); where the engine is refused, InnoDB.
+    async fn open_gate(&mut self) -> Result<bool, CutOverError> {
+        let Some((gate, _)) = &self.gate else {
+            return Ok(false);
+        };
+        let schema = &self.spec.schema;
+        let memory = sql::create_gate(schema, gate, "MEMORY", GATE_COMMENT);
+        match self.c.query_drop(memory).await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(e)) => {
+                tracing::debug!("the gate cannot be a MEMORY table ({e}); creating it in InnoDB");
+                self.c
+                    .query_drop(sql::create_gate(schema, gate, "InnoDB", GATE_COMMENT))
+                    .await
+                    .map_err(step("opening the gate"))?;
+            }
+            Err(e) => return Err(step("opening the gate")(e)),
+        }
+        Ok(true)
+    }
+
     /// Step 3: B issues the RENAME, which waits behind A's lock on `t`.
     fn issue_rename(&mut self) -> Result<(), CutOverError> {
         let spec = self.spec;
@@ -427,25 +449,8 @@ impl<'a> Attempt<'a> {
         held_within_limit(status)?;
         phases.mark("rename queued");
         self.point("atomic:queued").await?;
-        // 5. The gate opens: from now on the RENAME, proven queued on t, may succeed. A MEMORY
-        // table takes half the time of an InnoDB one to create (1.3 ms against 3, idle); where
-        // the engine is disabled, InnoDB.
-        if let Some((gate, _)) = &self.gate {
-            let memory = sql::create_sentry(&spec.schema, gate, "MEMORY", GATE_COMMENT);
-            match self.c.query_drop(memory).await {
-                Ok(()) => {}
-                Err(mysql_async::Error::Server(e)) => {
-                    tracing::debug!(
-                        "the gate cannot be a MEMORY table ({e}); creating it in InnoDB"
-                    );
-                    let innodb = sql::create_sentry(&spec.schema, gate, "InnoDB", GATE_COMMENT);
-                    self.c
-                        .query_drop(innodb)
-                        .await
-                        .map_err(step("opening the gate"))?;
-                }
-                Err(e) => return Err(step("opening the gate")(e)),
-            }
+        // 5. The gate opens: from now on the RENAME, proven queued on t, may succeed.
+        if self.open_gate().await? {
             phases.mark("gate");
             self.point("atomic:gated").await?;
         }
@@ -462,9 +467,7 @@ impl<'a> Attempt<'a> {
             .await
             .map_err(|_| CutOverError::LoopGone)?
             .map_err(step("renaming the tables"))?;
-        if let Some(gate) = &self.gate {
-            let _ = clear_gate(spec, gate).await;
-        }
+        clear_gate_or_warn(spec, self.gate.as_ref()).await;
         info!(
             "tables swapped; writers were blocked for {:.3}s ({})",
             locked_for.as_secs_f64(),
@@ -535,11 +538,7 @@ impl<'a> Attempt<'a> {
         drop(self.a);
         let locked_for = self.started.elapsed();
         // The RENAME is over (killed, failed or done): the gate has served, whatever happened.
-        if let Some(gate) = &self.gate {
-            if let Err(e) = clear_gate(spec, gate).await {
-                warn!("could not drop the cut-over's gate: {e}");
-            }
-        }
+        clear_gate_or_warn(spec, self.gate.as_ref()).await;
         let tables = match look(spec).await {
             Ok(t) => t,
             Err(e) => {
@@ -1079,22 +1078,35 @@ async fn kill_rename(
     renaming.abort();
 }
 
-/// Drops the gate and its renamed self where wraith created them (by their comment); a table of
-/// either name that wraith did not create is an error, and stays.
-async fn clear_gate(
-    spec: &CutOverSpec,
+/// The tables of `schema` named as the gate or its renamed self ([`gate_names`]) that exist, each
+/// with whether wraith created it (it carries the gate's comment). Read by the cut-over and the
+/// preflight alike.
+pub async fn gate_tables(
+    conn: &mut Conn,
+    schema: &str,
     (gate, done): &(String, String),
-) -> Result<(), CutOverError> {
-    let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
+) -> Result<Vec<(String, bool)>, mysql_async::Error> {
     let found: Vec<(String, Option<String>)> = conn
         .exec(
             "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
-            (&spec.schema, gate, done),
+            (schema, gate, done),
         )
+        .await?;
+    Ok(found
+        .into_iter()
+        .map(|(name, comment)| (name, comment.as_deref() == Some(GATE_COMMENT)))
+        .collect())
+}
+
+/// Drops the gate and its renamed self where wraith created them (by their comment); a table of
+/// either name that wraith did not create is an error, and stays.
+async fn clear_gate(spec: &CutOverSpec, gate: &(String, String)) -> Result<(), CutOverError> {
+    let mut conn = mysql::connect(&spec.primary, &spec.creds).await?;
+    let found = gate_tables(&mut conn, &spec.schema, gate)
         .await
         .map_err(step("looking for the cut-over's gate"))?;
-    for (name, comment) in found {
-        if comment.as_deref() != Some(GATE_COMMENT) {
+    for (name, ours) in found {
+        if !ours {
             return Err(CutOverError::GateTaken(name));
         }
         conn.query_drop(sql::drop_table_if_exists(&spec.schema, &name))
@@ -1102,6 +1114,16 @@ async fn clear_gate(
             .map_err(step("dropping the cut-over's gate"))?;
     }
     Ok(())
+}
+
+/// Drops an attempt's gate, once its RENAME is over; a failure is only logged (the next attempt
+/// or run drops it).
+async fn clear_gate_or_warn(spec: &CutOverSpec, gate: Option<&(String, String)>) {
+    if let Some(gate) = gate {
+        if let Err(e) = clear_gate(spec, gate).await {
+            warn!("could not drop the cut-over's gate: {e}");
+        }
+    }
 }
 
 /// Drops the sentry `_t_del`, but only if it is the sentry (never the old table).

@@ -2142,9 +2142,9 @@ impl Run<'_> {
 
 /// The binlog's lag at which a lock that waits for a marker is taken ([`Run::wait_low_lag`]):
 /// writers wait for about that long under the lock, and the swap's other steps take 5 to 10 ms
-/// more (the RENAME queued and proven, the gate), within 20 ms together. At 50 ms, a checksum's snapshot
-/// taken as a backlog drained after a throttle held the writers 36 ms (its marker 30 ms on the
-/// way back) in the load bench.
+/// more (the RENAME queued and proven, the gate), within 20 ms together. At 50 ms, a checksum's
+/// snapshot taken as a backlog drained after a throttle held the writers 36 ms (its marker 30 ms
+/// on the way back) in the load bench.
 const LOCK_LAG: Duration = Duration::from_millis(10);
 
 /// How long [`Run::wait_low_lag`] waits for it (then again, while the lag falls or is too long

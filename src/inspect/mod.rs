@@ -206,22 +206,14 @@ pub async fn gather(
             Some(c) => c,
             None => &mut *iconn,
         };
-        let mut found = Vec::new();
-        for name in crate::cutover::gate_names(&cfg.table)
-            .map(|(gate, done)| vec![gate, done])
-            .unwrap_or_default()
-        {
-            let comment: Option<Option<String>> = conn
-                .exec_first(
-                    "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                    (db, &name),
-                )
-                .await?;
-            if comment.is_some_and(|c| c.as_deref() != Some(crate::cutover::GATE_COMMENT)) {
-                found.push(name);
-            }
+        match crate::cutover::gate_names(&cfg.table) {
+            Some(gate) => crate::cutover::gate_tables(conn, db, &gate)
+                .await?
+                .into_iter()
+                .filter_map(|(name, ours)| (!ours).then_some(name))
+                .collect(),
+            None => Vec::new(),
         }
-        found
     };
     // DATA_LENGTH and INDEX_LENGTH are NULL for a view.
     let (table_type, table_bytes, avg_row_bytes) = match iconn

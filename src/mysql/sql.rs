@@ -645,10 +645,9 @@ pub const SNAPSHOT_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL REPE
 /// Opens the snapshot a checksum connection reads in.
 pub const START_SNAPSHOT: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
 
-/// An empty table of the cut-over's whose existence is all that matters: the sentry under the
-/// old table's name, so that a RENAME left behind by a dead wraith cannot succeed, or the gate
-/// the RENAME needs (`crate::cutover`). `engine`: `InnoDB`, or `MEMORY` (cheaper to create).
-pub fn create_sentry(schema: &str, table: &str, engine: &str, comment: &str) -> String {
+/// The atomic swap's gate (`crate::cutover`): an empty table whose existence is all that matters.
+/// `engine`: `MEMORY` (cheaper to create), or `InnoDB` where that is refused.
+pub fn create_gate(schema: &str, table: &str, engine: &str, comment: &str) -> String {
     format!(
         "CREATE /* wraith */ TABLE {} (id INT NOT NULL PRIMARY KEY) ENGINE={engine} COMMENT={}",
         qualified(schema, table),

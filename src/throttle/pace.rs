@@ -8,18 +8,18 @@
 //! duration after it (or `--nice-ratio` times, whichever is longer), and the status line's
 //! `Paced` figure with the latency and the limit behind it.
 //!
-//! The heartbeat is a small write on the primary, like the application's: when the copy takes
-//! the CPU, the I/O or the locks the application needs, the heartbeat waits too. Its latency before
-//! the copy begins (the median of the writes timed while the binlog is already applied, so the
-//! applier's share is in it; of its quietest second of three when the application writes the
-//! table, so that a stall of the server then does not make the baseline lenient) is the
-//! baseline; while copying, when the recent writes (the third quartile of the last 10) take longer than `--pace-latency-ratio` times the baseline (and longer
-//! than the slowest tenth of the writes before the copy, counted up to [`NOISE_CAP`] times the
-//! baseline, and at least 0.2 ms more than the baseline), the pace rises, multiplicatively (0.5, 1.5, 3.5, 7.5, 15.5, 19 at half-second
+//! The heartbeat is a small write on the primary, like the application's: when the copy takes the
+//! CPU, the I/O or the locks the application needs, the heartbeat waits too. Its latency before the
+//! copy begins (the median of the writes timed while the binlog is already applied, so the
+//! applier's share is in it; of its quietest second of three when the application writes the table,
+//! so that a stall of the server then does not make the baseline lenient) is the baseline; while
+//! copying, when the recent writes (the third quartile of the last 10) take longer than
+//! `--pace-latency-ratio` times the baseline (and longer than the slowest tenth of the writes
+//! before the copy, counted up to [`NOISE_CAP`] times the baseline, and at least 0.2 ms more than
+//! the baseline), the pace rises, multiplicatively (0.5, 1.5, 3.5, 7.5, 15.5, 19 at half-second
 //! steps), up to [`MAX_PACE`] (the copy then works a twentieth of the time: it slows but always
-//! finishes); a copy that begins while the application writes the table starts at
-//! [`START_PACE`] (a slow start);
-//! when they do not, it halves at each step, to 0 below 0.05. Writes that stay slow while the
+//! finishes); a copy that begins while the application writes the table starts at [`START_PACE`] (a
+//! slow start); when they do not, it halves at each step, to 0 below 0.05. Writes that stay slow while the
 //! copy rests at [`MAX_PACE`] for [`AMBIENT_STEPS`] steps are not the copy's doing (other work
 //! on the server, or the application's own load): their median becomes the baseline (a slow
 //! start again), so the copy is paced by what it adds, not held at a twentieth for the whole
