@@ -446,6 +446,13 @@ impl<'a> Attempt<'a> {
         if !proven {
             return Err(CutOverError::NotProven);
         }
+        // A must still hold the lock now that B is seen queued on t: a lock lost before (A's
+        // connection killed) let writers write t, and B, queued behind them, would swap their
+        // writes away once the gate opens. A lock is lost only with its connection.
+        self.a
+            .query_drop("DO 0")
+            .await
+            .map_err(step("checking that the lock is still held"))?;
         held_within_limit(status)?;
         phases.mark("rename queued");
         self.point("atomic:queued").await?;

@@ -325,7 +325,7 @@ async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing(
     // must get the ghost's lock before it queues on `t`; a reader of the ghost table (a dump, a
     // monitoring query) holds it there. If the connection holding the lock on `t` dies
     // meanwhile, the writers of `t` go first, and the RENAME must then fail rather than swap
-    // their writes away into `_t_del`.
+    // their writes away into `_t_del`, even once it is seen queued on `t` after them.
     let (schema, writers) = table_with_writers("fault_lost_lock", 1_000).await;
     let primary = &servers().primary;
     let args = migrate_args(
@@ -334,20 +334,22 @@ async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing(
         ALTER,
         &["--cut-over-lock-timeout-seconds=5", "--default-retries=5"],
     );
-    let failpoint = [("WRAITH_FAILPOINT", "atomic:issued:kill-lock")];
+    // wraith stops itself once its gate is open (its RENAME then free to go), until told to go on.
+    let failpoint = [("WRAITH_FAILPOINT", "atomic:gated:sigstop")];
     let (running, flag) = postponed_with_env(&schema, args, &failpoint).await;
+    let pid = running.pid();
     let mut reader = reader_of_the_ghost(&schema).await;
     drop(flag);
-    // The RENAME is issued (and waits on the reader), then the lock's connection is killed: the
-    // writers write to `t` for a moment before the reader lets the RENAME go on.
+    let mut c = primary.conn().await;
     harness::eventually(
         "the cut-over to issue its RENAME",
         Duration::from_secs(60),
         async || {
-            let mut c = primary.conn().await;
+            // This schema's RENAME (other tests' run at the same time).
             let renaming: Option<u64> = c
-                .query_first(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'RENAME /* wraith */ TABLE%'",
+                .exec_first(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'RENAME /* wraith */ TABLE%' AND INFO LIKE ?",
+                    (format!("%`{schema}`%"),),
                 )
                 .await
                 .unwrap();
@@ -355,12 +357,53 @@ async fn a_lock_lost_before_the_rename_reaches_the_original_table_swaps_nothing(
         },
     )
     .await;
+    // The RENAME waits on the reader: the connection holding wraith's lock on `t` is killed, and
+    // the writers write to `t`.
+    let holding: Option<u64> = c
+        .exec_first(
+            "SELECT THREAD_ID FROM information_schema.METADATA_LOCK_INFO WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't' AND LOCK_MODE LIKE '%NO_READ_WRITE%'",
+            (&schema,),
+        )
+        .await
+        .unwrap();
+    let holding = holding.expect("wraith's lock on t");
+    c.query_drop(format!("KILL CONNECTION {holding}"))
+        .await
+        .unwrap();
     assert!(
         writers.wait_for_commits(5, Duration::from_secs(10)).await,
         "the writers did not write once the lock's connection was killed"
     );
+    // Then the RENAME gets the ghost and queues on `t`, behind a transaction that read it: seen
+    // queued on `t` now, but after those writes, it must not be let through.
+    let mut holder = primary.conn().await;
+    holder
+        .query_drop(format!(
+            "START TRANSACTION; SELECT COUNT(*) FROM `{schema}`.t"
+        ))
+        .await
+        .unwrap();
     reader.query_drop("COMMIT").await.unwrap();
+    // Had wraith opened its gate (it stops there), the RENAME would go once `t` is free. It must
+    // not get there: after a few seconds the holder lets `t` go either way.
+    let started = std::time::Instant::now();
+    while !crate::revert::stopped(pid) && started.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    holder.query_drop("COMMIT").await.unwrap();
+    // A later attempt stops at its own gate: let it go on, whenever it does.
+    let resume = tokio::spawn(async move {
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            if crate::revert::stopped(pid) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                // SAFETY: kill(2) on the child this test started.
+                unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
     let out = running.finish(WRAITH_RUN_LIMIT).await;
+    resume.abort();
     let log = stderr(&out);
     let stats = writers.stop().await;
     let (count, samples) = differences(primary, &schema, "t", "mirror", &["id"]).await;
