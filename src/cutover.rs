@@ -25,7 +25,9 @@
 //!    on `t`;
 //! 4. the server must show that B is queued on `t` itself: B holds the lock of every name it
 //!    locks before `t` and a later look shows it waiting, so B is granted `t` before any writer
-//!    waiting on it; otherwise B is killed and A unlocks with nothing swapped;
+//!    waiting on it; otherwise B is killed and A unlocks with nothing swapped; then A must still
+//!    answer: had its lock been lost before (its connection killed), B would be queued behind
+//!    writes made meanwhile;
 //! 5. connection C opens the gate: it creates `t_ghg` ([`gate_names`]); then A unlocks;
 //! 6. after the swap, the binlog must show the RENAME with no change to `t` between the marker and
 //!    it; if one slipped through, the swap is reported as not proven, loudly.
