@@ -82,6 +82,8 @@ pub enum CutOverError {
     HeldOverLimit(usize),
     #[error("cut-over: a table named `{0}` exists and wraith did not create it; the atomic cut-over needs that name for its gate. Rename that table, or use --cut-over=two-step")]
     GateTaken(String),
+    #[error("cut-over: the atomic cut-over needs a gate table named `{0}_ghg`, longer than the 64 characters a table name may have; nothing was swapped. Use --cut-over=two-step")]
+    NoGate(String),
 }
 
 fn step(step: &'static str) -> impl FnOnce(mysql_async::Error) -> CutOverError {
@@ -185,7 +187,8 @@ const GATE_COMMENT: &str = "wraith cut-over gate";
 /// The atomic swap's gate `t_ghg` and the name the swap gives it, `t_ghd` (module docs): names
 /// that sort after `t`'s (they extend it), so the RENAME asks for their locks after `t`'s. None
 /// when they would be longer than a table name may be (a table of 61 to 64 characters, with
-/// `--force-table-names`): the swap then goes without a gate.
+/// `--force-table-names`): such a table has no atomic swap ([`CutOverError::NoGate`]; the
+/// preflight refuses it first), since one without a gate can swap writes away.
 pub fn gate_names(table: &str) -> Option<(String, String)> {
     let gate = format!("{table}_ghg");
     (gate.chars().count() <= 64).then(|| (gate, format!("{table}_ghd")))
@@ -253,9 +256,14 @@ pub async fn attempt(
     }
 }
 
-/// Nothing was swapped and nothing is held: the loop applies what it held, and a retry may follow.
+/// Nothing was swapped and nothing is held: the loop applies what it held, and a retry may follow
+/// (not for a gate that cannot be had: another attempt would fail the same way).
 fn not_swapped(control: &watch::Sender<Control>, reason: CutOverError) -> Outcome {
-    let retry = control.send(Control::Apply).is_ok() && !matches!(reason, CutOverError::LoopGone);
+    let retry = control.send(Control::Apply).is_ok()
+        && !matches!(
+            reason,
+            CutOverError::LoopGone | CutOverError::GateTaken(_) | CutOverError::NoGate(_)
+        );
     Outcome::NotSwapped { reason, retry }
 }
 
@@ -279,12 +287,19 @@ struct Attempt<'a> {
     ids: failpoint::Connections,
     /// Triggers may exist on the ghost table (`--include-triggers`).
     triggers_created: bool,
-    /// The atomic swap's gate and the name the swap gives it ([`gate_names`]).
+    /// The atomic swap's gate and the name the swap gives it ([`gate_names`]); None for the
+    /// two-step cut-over.
     gate: Option<(String, String)>,
 }
 
 impl<'a> Attempt<'a> {
     async fn open(spec: &'a CutOverSpec, atomic: bool) -> Result<Attempt<'a>, CutOverError> {
+        let gate = match atomic {
+            true => Some(
+                gate_names(&spec.table).ok_or_else(|| CutOverError::NoGate(spec.table.clone()))?,
+            ),
+            false => None,
+        };
         let mut a = lock_session(spec).await?;
         let (b, b_id) = if atomic {
             let mut b = lock_session(spec).await?;
@@ -313,11 +328,7 @@ impl<'a> Attempt<'a> {
             started: Instant::now(),
             ids,
             triggers_created: false,
-            gate: if atomic {
-                gate_names(&spec.table)
-            } else {
-                None
-            },
+            gate,
         })
     }
 
@@ -341,12 +352,18 @@ impl<'a> Attempt<'a> {
         self.point("triggers:created").await
     }
 
-    /// Step 5: C creates the gate (false: this swap has none). A MEMORY table takes half the time
-    /// of an InnoDB one to create (1.3 ms against 3, idle); where the engine is refused, InnoDB.
-    async fn open_gate(&mut self) -> Result<bool, CutOverError> {
-        let Some((gate, _)) = &self.gate else {
-            return Ok(false);
-        };
+    /// The gate's names; every atomic attempt has them ([`Attempt::open`]).
+    fn gate(&self) -> Result<&(String, String), CutOverError> {
+        self.gate
+            .as_ref()
+            .ok_or_else(|| CutOverError::NoGate(self.spec.table.clone()))
+    }
+
+    /// Step 5: C creates the gate. A MEMORY table takes half the time of an InnoDB one to create
+    /// (1.3 ms against 3, idle); where the engine is refused, InnoDB.
+    async fn open_gate(&mut self) -> Result<(), CutOverError> {
+        let gate = self.gate()?.0.clone();
+        let gate = &gate;
         let schema = &self.spec.schema;
         let memory = sql::create_gate(schema, gate, "MEMORY", GATE_COMMENT);
         match self.c.query_drop(memory).await {
@@ -360,22 +377,20 @@ impl<'a> Attempt<'a> {
             }
             Err(e) => return Err(step("opening the gate")(e)),
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Step 3: B issues the RENAME, which waits behind A's lock on `t`.
     fn issue_rename(&mut self) -> Result<(), CutOverError> {
         let spec = self.spec;
-        let rename = match &self.gate {
-            Some((gate, done)) => sql::rename_swap_gated(
-                &spec.schema,
-                (gate, done),
-                &spec.table,
-                &spec.old,
-                &spec.ghost,
-            ),
-            None => sql::rename_swap(&spec.schema, &spec.table, &spec.old, &spec.ghost),
-        };
+        let (gate, done) = self.gate()?;
+        let rename = sql::rename_swap_gated(
+            &spec.schema,
+            (gate, done),
+            &spec.table,
+            &spec.old,
+            &spec.ghost,
+        );
         let mut b = self.b.take().ok_or(CutOverError::LoopGone)?;
         self.renaming = Some(tokio::spawn(async move { b.query_drop(rename).await }));
         Ok(())
@@ -395,9 +410,7 @@ impl<'a> Attempt<'a> {
         lag_low: &dyn Fn() -> bool,
     ) -> Result<Duration, CutOverError> {
         let spec = self.spec;
-        if let Some(gate) = &self.gate {
-            clear_gate(spec, gate).await?;
-        }
+        clear_gate(spec, self.gate()?).await?;
         // 1. The lock.
         let locked = lock_when_quiet(&mut self.a, spec, &[&spec.table], lag_low).await?;
         self.started = locked.requested;
@@ -459,10 +472,9 @@ impl<'a> Attempt<'a> {
         phases.mark("rename queued");
         self.point("atomic:queued").await?;
         // 5. The gate opens: from now on the RENAME, proven queued on t, may succeed.
-        if self.open_gate().await? {
-            phases.mark("gate");
-            self.point("atomic:gated").await?;
-        }
+        self.open_gate().await?;
+        phases.mark("gate");
+        self.point("atomic:gated").await?;
         self.a
             .query_drop("UNLOCK TABLES")
             .await

@@ -816,7 +816,11 @@ fn handle_event(
                         }));
                     }
                     (Some(XaQuery::Commit(_)), None) if fresh => tracing::warn!(
-                        "XA COMMIT {xid} at {here} of a transaction prepared before the binlog                          was read from: if it inserted rows into the migrated table beyond the                          range the copy reads, the new table misses them"
+                        "XA COMMIT {xid} at {here} of a transaction prepared before the binlog \
+                         was read from: a change it made to the migrated table was written with its \
+                         prepare, which the applier never read; where the copy read those rows \
+                         before this commit, the new table misses the change (the checksum before \
+                         the swap finds it)"
                     ),
                     _ => {}
                 }

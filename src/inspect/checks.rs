@@ -560,11 +560,22 @@ fn cut_over_lock_proof(f: &Facts, cfg: &Config) -> Outcome {
 }
 
 /// The atomic cut-over's RENAME renames its gate table (`crate::cutover`, module docs), whose names
-/// extend the table's: a table of those names that wraith did not create would fail every attempt
-/// at the end of the copy; it is never dropped.
+/// extend the table's: a name too long for that (61 to 64 characters) has no atomic swap, and a
+/// table of those names that wraith did not create would fail every attempt at the end of the
+/// copy; it is never dropped.
 fn cut_over_gate(f: &Facts, cfg: &Config) -> Outcome {
     use crate::config::CutOverMode;
-    if !cfg.execute() || cfg.cut_over != CutOverMode::Atomic || f.foreign_gate_tables.is_empty() {
+    if !cfg.execute() || cfg.cut_over != CutOverMode::Atomic {
+        return Ok(());
+    }
+    if crate::cutover::gate_names(&cfg.table).is_none() {
+        return Err(format!(
+            "the atomic cut-over needs a gate table named {} ({} characters), longer than the {MAX_TABLE_NAME}-character limit of a table name: use --cut-over=two-step for this table",
+            crate::mysql::sql::quote_ident(&format!("{}_ghg", cfg.table)),
+            cfg.table.chars().count() + 4
+        ));
+    }
+    if f.foreign_gate_tables.is_empty() {
         return Ok(());
     }
     let names: Vec<String> = f
@@ -813,6 +824,25 @@ mod tests {
         assert_eq!(helper_table_names(&f, &config_with(&[&mid])), Ok(()));
         let e = helper_table_names(&f, &config_with(&[&mid, "--timestamp-old-table"])).unwrap_err();
         assert!(e.contains("run without --timestamp-old-table"), "{e}");
+    }
+
+    #[test]
+    fn a_table_name_without_room_for_the_gate_is_refused_for_the_atomic_cut_over() {
+        let f = facts();
+        let table = format!("--table={}", "t".repeat(61));
+        let prefix = "--force-table-names=short";
+        let e = cut_over_gate(&f, &config_with(&[&table, prefix, "--execute"])).unwrap_err();
+        assert!(
+            e.contains("(65 characters)") && e.contains("--cut-over=two-step"),
+            "{e}"
+        );
+        let two_step = config_with(&[&table, prefix, "--execute", "--cut-over=two-step"]);
+        assert_eq!(cut_over_gate(&f, &two_step), Ok(()));
+        let fits = format!("--table={}", "t".repeat(60));
+        assert_eq!(
+            cut_over_gate(&f, &config_with(&[&fits, prefix, "--execute"])),
+            Ok(())
+        );
     }
 
     #[test]

@@ -814,6 +814,50 @@ async fn a_table_taking_the_cut_over_gates_name_is_refused_for_the_atomic_cut_ov
     assert_eq!(kept, Some(7), "the user's table keeps its row");
 }
 
+#[tokio::test]
+async fn a_table_name_without_room_for_the_cut_over_gate_is_refused_for_the_atomic_cut_over() {
+    let schema = harness::fresh_schema("no_gate_room").await;
+    // 61 characters: the helper tables fit under a short prefix, the gate `<name>_ghg` (65) not.
+    let table = "t".repeat(61);
+    primary_sql(
+        &schema,
+        &[
+            &format!("CREATE TABLE `{table}` (id INT NOT NULL PRIMARY KEY, v INT) ENGINE=InnoDB"),
+            &format!("INSERT INTO `{table}` VALUES (1, 1), (2, 2)"),
+        ],
+    )
+    .await;
+    let prefix = "--force-table-names=short";
+    let err = assert_refused(
+        &servers().replica,
+        &schema,
+        &table,
+        "ADD COLUMN c INT",
+        &["--execute", prefix],
+        "the atomic cut-over needs a gate table",
+    )
+    .await;
+    assert!(err.contains("--cut-over=two-step"), "{err}");
+    let two_step = ["--execute", prefix, "--cut-over=two-step"];
+    let out = run_wraith(&args(
+        &servers().replica,
+        &schema,
+        &table,
+        "ADD COLUMN c INT",
+        &two_step,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut c = servers().primary.conn().await;
+    let rows: Vec<(u32, u32, Option<u32>)> = c
+        .query(format!(
+            "SELECT id, v, c FROM `{schema}`.`{table}` ORDER BY id"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows, [(1, 1, None), (2, 2, None)]);
+}
+
 /// Flags that narrow what may happen (where to run, when to stop, what to throttle on, what
 /// operators can rely on) that this build cannot honour, each as a script would pass it.
 const REFUSED: &[&[&str]] = &[&["--analyze-ghost-table-before-cutover"]];
