@@ -522,7 +522,8 @@ struct WriterFigures {
     /// The same median while wraith was throttled in the hold, reading and applying nothing.
     p95_throttled_ms: Option<f64>,
     max_latency_copy_ms: f64,
-    /// The p95 of each 1 s interval from wraith's start to the copy's end, in order.
+    /// The p95 of each 1 s interval from wraith's start to its cut-over (the hold included), in
+    /// order; the other series below cover the same seconds.
     p95_copy_series_ms: Vec<f64>,
     /// The pace of each of wraith's status lines (one a second) over the same time.
     pace_copy_series: Vec<f64>,
@@ -593,6 +594,9 @@ struct Phase {
     p95_median_ms: f64,
     p95_worst_ms: f64,
     cores: [f64; 3],
+    /// The primary's InnoDB history list, most of the phase's samples (purge held back, by a
+    /// snapshot such as the checksum's, and then caught up, costs the writers too).
+    history_max: f64,
 }
 
 impl Phase {
@@ -624,6 +628,10 @@ impl Phase {
                 mean(|s| s.cores_replica),
                 mean(|s| s.cores_busy),
             ],
+            history_max: inside
+                .iter()
+                .map(|s| s.history_length)
+                .fold(f64::NAN, f64::max),
         }
     }
 }
@@ -1276,14 +1284,14 @@ async fn under_load(
             .map(|at| median_latency(samples, at + 1.0, unthrottled.unwrap_or(copy_end))),
         p95_copy_series_ms: samples
             .iter()
-            .filter(|s| s.end > start && s.end - 1.0 < during_end)
+            .filter(|s| s.end > start && s.end - 1.0 < copy_end)
             .map(|s| s.lat_ms)
             .collect(),
-        pace_copy_series: status_series(&run.lines, clock, during_end, "Paced: ", 'x'),
-        writes_copy_series_ms: status_series(&run.lines, clock, during_end, "(writes ", 'm'),
-        limit_copy_series_ms: status_series(&run.lines, clock, during_end, ", limit ", 'm'),
-        rows_copy_series: status_series(&run.lines, clock, during_end, "Copy: ", '/'),
-        lag_copy_series: status_series(&run.lines, clock, during_end, "Lag: ", 's'),
+        pace_copy_series: status_series(&run.lines, clock, copy_end, "Paced: ", 'x'),
+        writes_copy_series_ms: status_series(&run.lines, clock, copy_end, "(writes ", 'm'),
+        limit_copy_series_ms: status_series(&run.lines, clock, copy_end, ", limit ", 'm'),
+        rows_copy_series: status_series(&run.lines, clock, copy_end, "Copy: ", '/'),
+        lag_copy_series: status_series(&run.lines, clock, copy_end, "Lag: ", 's'),
         phases: {
             let at = |pattern: &str| run.line_at(pattern).map(secs);
             let copied = at("row copy complete");
@@ -1319,7 +1327,7 @@ async fn under_load(
         },
         innodb_copy_series: innodb
             .into_iter()
-            .filter(|s| s.at > start && s.at - 1.0 < during_end)
+            .filter(|s| s.at > start && s.at - 1.0 < copy_end)
             .collect(),
         max_latency_cutover_ms: max_latency(samples, cut_from - 1.0, cut_to + 2.0),
         catch_up: run
@@ -3061,7 +3069,7 @@ fn print_results(
         );
         let series: Vec<String> = w.p95_copy_series_ms.iter().map(|ms| f(*ms)).collect();
         println!(
-            "  p95 of each second from wraith's start to the copy's end (ms): {}",
+            "  p95 of each second from wraith's start to its cut-over (ms): {}",
             series.join(" ")
         );
         let figures = |f: fn(&InnodbSample) -> f64, decimals: usize| {
@@ -3105,21 +3113,22 @@ fn print_results(
             "  replica lag (status lines, s): {}",
             joined(w.lag_copy_series.iter().copied(), 1)
         );
-        println!("  by phase (writers' p95: median and worst of its seconds; cores: mean):");
+        println!("  by phase (writers' p95: median and worst of its seconds; cores: mean; the primary's history list: most):");
         println!(
-            "    {:<36} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8}",
-            "phase", "s", "p95 ms", "worst ms", "primary", "replica", "machine"
+            "    {:<38} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
+            "phase", "s", "p95 ms", "worst ms", "primary", "replica", "machine", "history"
         );
         for p in &w.phases {
             println!(
-                "    {:<36} {:>7.1} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2}",
+                "    {:<38} {:>7.1} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8}",
                 p.name,
                 p.seconds,
                 f(p.p95_median_ms),
                 f(p.p95_worst_ms),
                 p.cores[0],
                 p.cores[1],
-                p.cores[2]
+                p.cores[2],
+                f(p.history_max)
             );
         }
         println!(
@@ -3363,6 +3372,7 @@ fn results_json(
                 "cores_primary": p.cores[0],
                 "cores_replica": p.cores[1],
                 "cores_machine": p.cores[2],
+                "history_max": p.history_max,
             })).collect::<Vec<_>>(),
             "innodb_copy_series": w.innodb_copy_series.iter().map(|s| serde_json::json!({
                 "at_s": s.at,
