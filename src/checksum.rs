@@ -2,31 +2,40 @@
 //!
 //! In: the [`Plan`], the apply loop's [`Control`], [`LoopStatus`] and [`KeyLog`], and the primary.
 //! Out: how many rows were compared ([`Compared`]), or [`ChecksumError::Differs`] naming up to
-//! ten keys whose rows differ. Invariant (docs/architecture.md, 8): the run swaps only tables found equal,
-//! over the shared key and the compared columns, at one logical moment; writers on the original
-//! are blocked only while that moment is fixed, never longer than `--cut-over-lock-timeout-seconds`
-//! allows (and only briefly past it for the unlock).
+//! ten keys whose rows differ. Invariant (docs/architecture.md, 8): the run swaps only tables
+//! whose every row, over the shared key and the compared columns, was found equal at some moment
+//! after the key log started (a row changed since has its key in the log); no read view outlives
+//! a chunk or a batch of keys, except in a snapshot; writers on the original are blocked only
+//! while a snapshot's moment is fixed, never longer than `--cut-over-lock-timeout-seconds` allows
+//! (and only briefly past it for the unlock).
 //!
-//! How (Spirit's design, with the cut-over's drain):
-//! 1. [`snapshot`]: `LOCK TABLES t WRITE` on a session with the cut-over's lock settings, taken
-//!    as the cut-over takes its own ([`cutover::lock_when_quiet`]: not queued behind an open
-//!    transaction where the server can refuse instead, not while the binlog lags); a marker
-//!    written to the changelog and awaited through the binlog until every event before it is
-//!    applied (the apply loop then holds the events after it); `START TRANSACTION WITH CONSISTENT
-//!    SNAPSHOT` on N connections; unlock, and the loop applies what it held. Every snapshot then
-//!    sees `t` and `_t_gho` at the same logical moment, while writers and the applier go on. A
-//!    lock or drain that does not finish in time is released and the caller tries again later,
-//!    as the cut-over does.
-//! 2. [`compare_all`]: the key is walked in chunks read in the snapshot from `t`'s key index, the
-//!    first and the last chunk open-ended (so a row the ghost table holds outside `t`'s key range
-//!    is seen too); for each chunk, `COUNT(*)`, `BIT_XOR` and `SUM` of the `CRC32` of each row's
-//!    compared columns, on both tables. A chunk whose figures differ is compared row by row
-//!    (`NOT EXISTS` both ways, every compared column's exact bytes with `<=>`) to name the keys.
+//! How (the caller, `crate::migration`, drives the steps; docs/architecture.md, "The checksum
+//! before the swap", says why it proves what one snapshot proved):
+//! 1. [`compare_all`] with [`Views::PerChunk`], once the apply loop logs the keys it writes
+//!    ([`KeyLog`]): the key is walked in chunks read from `t`'s key index, the first and the last
+//!    chunk open-ended (so a row the ghost table holds outside `t`'s key range is seen too); each
+//!    chunk in a read view of its own, closed before the worker rests; for each chunk, `COUNT(*)`,
+//!    `BIT_XOR` and `SUM` of the `CRC32` of each row's compared columns, on both tables. A chunk
+//!    whose figures differ is compared row by row (`NOT EXISTS` both ways, every compared column's
+//!    exact bytes with `<=>`): its differing rows are [suspects](Pass::suspects), since the
+//!    applier may not have applied their last change yet.
+//! 2. [`compare_suspects`]: the suspects again, once the applier has caught up, each batch in a
+//!    view of its own; those that still differ, in a [`snapshot`]: `LOCK TABLES t WRITE` on a
+//!    session with the cut-over's lock settings, taken as the cut-over takes its own
+//!    ([`cutover::lock_when_quiet`]: not queued behind an open transaction where the server can
+//!    refuse instead, not while the binlog lags); a marker written to the changelog and awaited
+//!    through the binlog until every event before it is applied (the apply loop then holds the
+//!    events after it); `START TRANSACTION WITH CONSISTENT SNAPSHOT` on N connections; unlock, and
+//!    the loop applies what it held. Every snapshot sees `t` and `_t_gho` at the same logical
+//!    moment: a row that differs there fails the checksum ([`suspects_verdict`]). A lock or drain
+//!    that does not finish in time is released and the caller tries again later, as the cut-over
+//!    does. Too many suspects ([`SUSPECT_LIMIT`]): [`compare_all`] again in a snapshot
+//!    ([`Views::Snapshot`]).
 //! 3. [`compare_keys`]: after a postponed cut-over, in a new snapshot, only the rows of the keys
-//!    the apply loop wrote since the previous snapshot ([`KeyLog`]), row by row; a log that
-//!    overflowed means [`compare_all`] again. What the application changed while the cut-over was
+//!    the apply loop wrote since step 1 began ([`KeyLog`]), row by row; a log that
+//!    overflowed means steps 1 and 2 again. What the application changed while the cut-over was
 //!    postponed is so verified again. Not seen: a change made to the ghost table behind wraith's
-//!    back, after the first snapshot, to a row nothing writes afterwards (only a full compare
+//!    back, after its row was compared, to a row nothing writes afterwards (only a full compare
 //!    would see it, and would cost as much as the first).
 //!
 //! Which columns are compared: every mapped column whose value the copy carries over without
@@ -338,25 +347,21 @@ pub struct Snapshot {
     pub locked: cutover::Locked,
 }
 
-/// Takes the snapshot (step 1 of the module's documentation). On failure, nothing is locked and
-/// the apply loop applies again; [`ChecksumError::retry`] says whether to try again.
+/// Takes the snapshot (step 1 of the module's documentation); with `take_keys`, the keys the
+/// apply loop wrote since the previous snapshot come with it ([`Snapshot::touched`]) and the log
+/// starts again. On failure, nothing is locked and the apply loop applies again;
+/// [`ChecksumError::retry`] says whether to try again.
 pub async fn snapshot(
     spec: &ChecksumSpec,
     control: &watch::Sender<Control>,
     status: &mut watch::Receiver<LoopStatus>,
     keylog: &KeyLog,
+    take_keys: bool,
     token: &str,
     lag_low: &dyn Fn() -> bool,
 ) -> Result<Snapshot, ChecksumError> {
     let cut = &spec.lock;
-    let mut conns = Vec::with_capacity(spec.connections);
-    for _ in 0..spec.connections {
-        let mut c = mysql::connect(&cut.primary, &cut.creds).await?;
-        c.query_drop(sql::SNAPSHOT_SESSION)
-            .await
-            .map_err(step("setting up a snapshot connection"))?;
-        conns.push(c);
-    }
+    let mut conns = connections(spec).await?;
     let mut lock = cutover::lock_session(cut).await?;
     let mut marker = mysql::connect(&cut.primary, &cut.creds).await?;
     let ids = if failpoint::armed() {
@@ -381,7 +386,12 @@ pub async fn snapshot(
         }
         // The loop holds every event after the marker: the log holds exactly the keys written
         // before this snapshot.
-        Ok::<_, ChecksumError>((keylog.take(), trip))
+        let touched = if take_keys {
+            keylog.take()
+        } else {
+            Touched::default()
+        };
+        Ok::<_, ChecksumError>((touched, trip))
     }
     .await;
     // Whatever happened: nothing stays locked (the lock dies with its connection if UNLOCK
@@ -401,6 +411,28 @@ pub async fn snapshot(
         trip,
         locked,
     })
+}
+
+/// The comparing connections (`spec.connections`), each in a session whose reads are
+/// repeatable within a transaction; none has a transaction open.
+pub async fn connections(spec: &ChecksumSpec) -> Result<Vec<Conn>, ChecksumError> {
+    let cut = &spec.lock;
+    let mut conns = Vec::with_capacity(spec.connections);
+    for _ in 0..spec.connections {
+        let mut c = mysql::connect(&cut.primary, &cut.creds).await?;
+        c.query_drop(sql::SNAPSHOT_SESSION)
+            .await
+            .map_err(step("setting up a snapshot connection"))?;
+        conns.push(c);
+    }
+    Ok(conns)
+}
+
+impl Snapshot {
+    /// The connections, each still in the snapshot's transaction.
+    pub fn into_connections(self) -> Vec<Conn> {
+        self.conns
+    }
 }
 
 async fn point(
@@ -423,12 +455,58 @@ pub struct Compared {
     pub rested: Duration,
 }
 
+/// Which read view [`compare_all`]'s chunks are compared in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Views {
+    /// Each chunk in a view of its own, opened just before it and closed just after it: no read
+    /// view outlives a chunk, so the server's purge is never held back for the whole compare
+    /// (a view held for a whole checksum grew the primary's history list to 10,000 transactions
+    /// in 23 s under the load bench; on a table of hundreds of millions of rows it would be held
+    /// for hours). The applier is a little behind the original table, so a row may differ in its
+    /// chunk's view only because a change to it is not applied yet: such rows are
+    /// [suspects](Pass::suspects), to be compared again ([`compare_suspects`]), not failures.
+    PerChunk,
+    /// Every chunk in the view the connections already have (a [`Snapshot`]'s): a row that
+    /// differs fails the checksum.
+    Snapshot,
+}
+
+/// What one pass of [`compare_all`] found.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub compared: Compared,
+    /// ([`Views::PerChunk`]) Keys of rows that differed in their chunk's view (the original's key
+    /// columns, as the server returned them).
+    pub suspects: Vec<Vec<Value>>,
+    /// There were more suspects than [`SUSPECT_LIMIT`]: `suspects` is empty and the tables
+    /// must be compared again in one snapshot.
+    pub overflowed: bool,
+}
+
+/// The most suspects a pass keeps before it gives up on comparing them again one by one.
+pub const SUSPECT_LIMIT: usize = crate::apply::keylog::KEYLOG_LIMIT;
+
 /// What the workers found so far.
 #[derive(Default)]
 struct Findings {
     keys: Vec<String>,
     more: bool,
     compared: Compared,
+    suspects: Vec<Vec<Value>>,
+    overflowed: bool,
+}
+
+impl Findings {
+    fn suspect(&mut self, keys: impl IntoIterator<Item = Vec<Value>>) {
+        if self.overflowed {
+            return;
+        }
+        self.suspects.extend(keys);
+        if self.suspects.len() > SUSPECT_LIMIT {
+            self.overflowed = true;
+            self.suspects = Vec::new();
+        }
+    }
 }
 
 /// The key range walked so far.
@@ -443,18 +521,20 @@ struct Range {
     hi: Option<Vec<Value>>,
 }
 
-/// Compares the whole tables in `snapshot` (step 2 of the module's documentation). As the copy
-/// does, waits on the throttle `gate` before each chunk and rests after it (`--nice-ratio` from
-/// `knobs`, or the pace the primary's write latency asks for): a checksum at full speed is a
-/// burst of reads the application would feel at the end of a paced copy.
+/// Compares the whole tables on `conns` (step 2 of the module's documentation), each chunk in
+/// the view `views` says. As the copy does, waits on the throttle `gate` before each chunk and
+/// rests after it (`--nice-ratio` from `knobs`, or the pace the primary's write latency asks
+/// for): a checksum at full speed is a burst of reads the application would feel at the end of
+/// a paced copy. Under [`Views::PerChunk`] no view is open while a worker waits or rests.
 pub async fn compare_all(
     spec: &ChecksumSpec,
-    snapshot: Snapshot,
+    conns: Vec<Conn>,
+    views: Views,
     gate: &Gate,
     knobs: &Arc<Knobs>,
     progress: &Arc<Progress>,
     cancel: &CancellationToken,
-) -> Result<Compared, ChecksumError> {
+) -> Result<Pass, ChecksumError> {
     let walker = Arc::new(tokio::sync::Mutex::new(Walker {
         next_lo: None,
         done: false,
@@ -462,7 +542,7 @@ pub async fn compare_all(
     let findings = Arc::new(Mutex::new(Findings::default()));
     let enough = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
-    for (worker, conn) in snapshot.conns.into_iter().enumerate() {
+    for (worker, conn) in conns.into_iter().enumerate() {
         let (spec, walker, findings, enough, gate, knobs, progress, cancel) = (
             spec.clone(),
             walker.clone(),
@@ -484,12 +564,26 @@ pub async fn compare_all(
                     if enough.load(Ordering::Relaxed) {
                         return Ok(());
                     }
+                    if views == Views::PerChunk {
+                        conn.query_drop(sql::START_SNAPSHOT)
+                            .await
+                            .map_err(step("opening a chunk's read view"))?;
+                    }
                     let range = next_range(&spec, &mut conn, &walker).await?;
                     let Some(range) = range else {
                         return Ok(());
                     };
                     let started = Instant::now();
-                    compare_range(&spec, &mut conn, &range, &findings, &enough, &progress).await?;
+                    compare_range(
+                        &spec, &mut conn, &range, views, &findings, &enough, &progress,
+                    )
+                    .await?;
+                    if views == Views::PerChunk {
+                        conn.query_drop("COMMIT")
+                            .await
+                            .map_err(step("closing a chunk's read view"))?;
+                    }
+                    crate::failpoint::sleep_after("checksum:chunk").await;
                     let rested = gate
                         .rest_after_chunk(started.elapsed(), knobs.nice_ratio(), &progress, &cancel)
                         .await;
@@ -517,19 +611,24 @@ pub async fn compare_all(
     }
     result?;
     let findings = std::mem::take(&mut *crate::lock(&findings));
-    verdict(spec, findings)
+    let pass = Pass {
+        compared: findings.compared,
+        suspects: findings.suspects,
+        overflowed: findings.overflowed,
+    };
+    verdict(spec, findings.keys, findings.more).map(|()| pass)
 }
 
-/// The outcome once every worker is done.
-fn verdict(spec: &ChecksumSpec, findings: Findings) -> Result<Compared, ChecksumError> {
-    if findings.keys.is_empty() {
-        return Ok(findings.compared);
+/// Fails with the differing keys found, if any.
+fn verdict(spec: &ChecksumSpec, keys: Vec<String>, more: bool) -> Result<(), ChecksumError> {
+    if keys.is_empty() {
+        return Ok(());
     }
     Err(ChecksumError::Differs {
         table: spec.table().to_string(),
         ghost: spec.ghost().to_string(),
-        keys: findings.keys,
-        more: findings.more,
+        keys,
+        more,
     })
 }
 
@@ -582,6 +681,10 @@ fn params(
     if let Some(hi) = hi {
         values.extend(hi_order.iter().map(|&i| hi[i].clone()));
     }
+    positional(values)
+}
+
+fn positional(values: Vec<Value>) -> Params {
     if values.is_empty() {
         Params::Empty
     } else {
@@ -594,6 +697,7 @@ async fn compare_range(
     spec: &ChecksumSpec,
     conn: &mut Conn,
     range: &Range,
+    views: Views,
     findings: &Mutex<Findings>,
     enough: &AtomicBool,
     progress: &Progress,
@@ -640,19 +744,29 @@ async fn compare_range(
         .unwrap_or(0);
     progress.rows_checksummed.fetch_add(rows, Ordering::Relaxed);
     let mut keys = Vec::new();
+    let mut suspects = Vec::new();
     if original != ghost {
-        keys = differing_keys(spec, conn, &t_range, &g_range, p).await?;
+        let limit = match views {
+            Views::Snapshot => NAMED_KEYS + 1,
+            Views::PerChunk => SUSPECT_LIMIT + 1,
+        };
+        let found = differing(spec, conn, &t_range, &g_range, p, limit).await?;
         // (With rows allowed to be missing, a missing row explains the figures.)
-        if keys.is_empty() && !spec.allow_missing {
+        if found.is_empty() && !spec.allow_missing {
             keys.push(format!(
                 "the rows with keys {} (their checksums differ, though no single row was found)",
                 describe_range(spec, range)
             ));
         }
+        match views {
+            Views::Snapshot => keys.extend(found.iter().map(|d| d.describe(spec))),
+            Views::PerChunk => suspects.extend(found.into_iter().map(|d| d.key)),
+        }
     }
     let mut f = crate::lock(findings);
     f.compared.rows += rows;
     f.compared.chunks += 1;
+    f.suspect(suspects);
     add_keys(&mut f, keys, enough);
     Ok(())
 }
@@ -670,14 +784,37 @@ fn add_keys(f: &mut Findings, keys: Vec<String>, enough: &AtomicBool) {
     }
 }
 
-/// Keys of rows matching the conditions that are missing from either table, or differ.
-async fn differing_keys(
+/// A row that differs between the tables, or that only one of them holds.
+#[derive(Debug)]
+pub struct Differing {
+    /// Its key: the original's key columns, or the ghost's when only the ghost holds the row.
+    pub key: Vec<Value>,
+    only_in_ghost: bool,
+}
+
+impl Differing {
+    fn describe(&self, spec: &ChecksumSpec) -> String {
+        if self.only_in_ghost {
+            format!(
+                "{} (only in the ghost table)",
+                describe_key(&spec.ghost_key, &self.key)
+            )
+        } else {
+            describe_key(&spec.key, &self.key)
+        }
+    }
+}
+
+/// Rows matching the conditions that are missing from either table, or differ: up to `limit`
+/// of each kind.
+async fn differing(
     spec: &ChecksumSpec,
     conn: &mut Conn,
     t_where: &str,
     g_where: &str,
     params: impl Fn() -> Params,
-) -> Result<Vec<String>, ChecksumError> {
+    limit: usize,
+) -> Result<Vec<Differing>, ChecksumError> {
     let same = spec.same();
     let in_t = sql::rows_not_in(
         spec.schema(),
@@ -688,15 +825,18 @@ async fn differing_keys(
         t_where,
         Some(&same),
         spec.allow_missing,
-        NAMED_KEYS as u64 + 1,
+        limit as u64,
     );
     let rows: Vec<Row> = conn
         .exec(in_t, params())
         .await
         .map_err(step("finding the rows that differ"))?;
-    let mut keys: Vec<String> = rows
+    let mut found: Vec<Differing> = rows
         .into_iter()
-        .map(|r| describe_key(&spec.key, &r.unwrap()))
+        .map(|r| Differing {
+            key: r.unwrap(),
+            only_in_ghost: false,
+        })
         .collect();
     let in_ghost = sql::rows_not_in(
         spec.schema(),
@@ -707,19 +847,17 @@ async fn differing_keys(
         g_where,
         None,
         false,
-        NAMED_KEYS as u64 + 1,
+        limit as u64,
     );
     let rows: Vec<Row> = conn
         .exec(in_ghost, params())
         .await
         .map_err(step("finding the rows only the ghost table holds"))?;
-    keys.extend(rows.into_iter().map(|r| {
-        format!(
-            "{} (only in the ghost table)",
-            describe_key(&spec.ghost_key, &r.unwrap())
-        )
+    found.extend(rows.into_iter().map(|r| Differing {
+        key: r.unwrap(),
+        only_in_ghost: true,
     }));
-    Ok(keys)
+    Ok(found)
 }
 
 /// Compares, in `snapshot`, the rows of `keys` (SQL literals of the original's key columns),
@@ -730,34 +868,89 @@ pub async fn compare_keys(
     keys: Vec<Vec<String>>,
     cancel: &CancellationToken,
 ) -> Result<Compared, ChecksumError> {
-    let batches: Vec<Vec<Vec<String>>> = keys.chunks(KEYS_PER_BATCH).map(|c| c.to_vec()).collect();
-    let queue = Arc::new(Mutex::new(batches));
-    let findings = Arc::new(Mutex::new(Findings::default()));
-    let enough = Arc::new(AtomicBool::new(false));
-    let workers = snapshot.conns.into_iter().map(|mut conn| {
-        let (queue, findings, enough) = (queue.clone(), findings.clone(), enough.clone());
+    let conditions = keys
+        .chunks(KEYS_PER_BATCH)
+        .map(|batch| {
+            let t = sql::keys_condition(&spec.key, batch, spec.key_nullable);
+            let g = sql::keys_condition(&spec.ghost_key, batch, spec.key_nullable);
+            (t, g, Vec::new(), batch.len())
+        })
+        .collect();
+    let (compared, found) =
+        compare_conditions(spec, snapshot.conns, conditions, Views::Snapshot, cancel).await?;
+    let keys = found.iter().take(NAMED_KEYS).map(|d| d.describe(spec));
+    verdict(spec, keys.collect(), found.len() > NAMED_KEYS)?;
+    Ok(compared)
+}
+
+/// Compares again the rows of `suspects` ([`Pass::suspects`]), in `views`: each batch of keys in
+/// a view of its own ([`Views::PerChunk`]), or in the snapshot `conns` are in. Returns how many
+/// were compared and those that still differ (all of them).
+pub async fn compare_suspects(
+    spec: &ChecksumSpec,
+    conns: Vec<Conn>,
+    suspects: Vec<Vec<Value>>,
+    views: Views,
+    cancel: &CancellationToken,
+) -> Result<(Compared, Vec<Differing>), ChecksumError> {
+    let conditions = suspects
+        .chunks(KEYS_PER_BATCH)
+        .map(|batch| {
+            let t = sql::keys_placeholders(&spec.key, batch.len(), spec.key_nullable);
+            let g = sql::keys_placeholders(&spec.ghost_key, batch.len(), spec.key_nullable);
+            let values: Vec<Value> = batch.iter().flatten().cloned().collect();
+            (t, g, values, batch.len())
+        })
+        .collect();
+    compare_conditions(spec, conns, conditions, views, cancel).await
+}
+
+/// Fails, naming them, if rows still differ after [`compare_suspects`] in a snapshot.
+pub fn suspects_verdict(spec: &ChecksumSpec, still: &[Differing]) -> Result<(), ChecksumError> {
+    let keys = still.iter().take(NAMED_KEYS).map(|d| d.describe(spec));
+    verdict(spec, keys.collect(), still.len() > NAMED_KEYS)
+}
+
+/// Rows differing under each of `conditions` (on the original, on the ghost, their parameters,
+/// how many keys they name), on `conns` in parallel.
+async fn compare_conditions(
+    spec: &ChecksumSpec,
+    conns: Vec<Conn>,
+    conditions: Vec<(String, String, Vec<Value>, usize)>,
+    views: Views,
+    cancel: &CancellationToken,
+) -> Result<(Compared, Vec<Differing>), ChecksumError> {
+    let queue = Arc::new(Mutex::new(conditions));
+    let found = Arc::new(Mutex::new((Compared::default(), Vec::new())));
+    let workers = conns.into_iter().map(|mut conn| {
+        let (queue, found) = (queue.clone(), found.clone());
         async move {
             let result = async {
                 loop {
                     if cancel.is_cancelled() {
                         return Err(ChecksumError::Cancelled);
                     }
-                    let batch = crate::lock(&queue).pop();
-                    let Some(batch) = batch else {
+                    let next = crate::lock(&queue).pop();
+                    let Some((t_where, g_where, values, n)) = next else {
                         return Ok(());
                     };
-                    if enough.load(Ordering::Relaxed) {
-                        return Ok(());
+                    if views == Views::PerChunk {
+                        conn.query_drop(sql::START_SNAPSHOT)
+                            .await
+                            .map_err(step("opening a read view"))?;
                     }
-                    let t_where = sql::keys_condition(&spec.key, &batch, spec.key_nullable);
-                    let g_where = sql::keys_condition(&spec.ghost_key, &batch, spec.key_nullable);
-                    let keys =
-                        differing_keys(spec, &mut conn, &t_where, &g_where, || Params::Empty)
-                            .await?;
-                    let mut f = crate::lock(&findings);
-                    f.compared.rows += batch.len() as u64;
-                    f.compared.chunks += 1;
-                    add_keys(&mut f, keys, &enough);
+                    let limit = 2 * n + 1;
+                    let p = || positional(values.clone());
+                    let rows = differing(spec, &mut conn, &t_where, &g_where, p, limit).await?;
+                    if views == Views::PerChunk {
+                        conn.query_drop("COMMIT")
+                            .await
+                            .map_err(step("closing a read view"))?;
+                    }
+                    let mut f = crate::lock(&found);
+                    f.0.rows += n as u64;
+                    f.0.chunks += 1;
+                    f.1.extend(rows);
                 }
             }
             .await;
@@ -768,8 +961,8 @@ pub async fn compare_keys(
     for result in join_all(workers).await {
         result?;
     }
-    let findings = std::mem::take(&mut *crate::lock(&findings));
-    verdict(spec, findings)
+    let found = std::mem::take(&mut *crate::lock(&found));
+    Ok(found)
 }
 
 /// `id=5`, or `(a=1, b='x')` for a key of several columns.

@@ -8,7 +8,8 @@
 //! `sigkill`, `sigterm`, `sigstop` (the signal to wraith itself), or `fail` (the step returns an
 //! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
 //! apply loop applies), `sleep` there ([`sleep_at`]: 4 ms per event applied), `sleep` at
-//! `copy:rows` ([`copy_rows_condition`]: each row a copy chunk reads takes 5 ms), or
+//! `copy:rows` ([`copy_rows_condition`]: each row a copy chunk reads takes 5 ms), `sleep` at
+//! `checksum:chunk` ([`sleep_after`]: 300 ms after each chunk the checksum compares), or
 //! `kill-connection` at `apply:committed` ([`kill_after_commit`]). Points are named in
 //! `src/cutover.rs` (`atomic:locked`, `two-step:unlocked`, ...), `src/checksum.rs`
 //! (`checksum:locked`, `checksum:drained`) and `src/migration.rs` (`indexes:build`, just before
@@ -69,6 +70,14 @@ fn configured_as(point: &str, action: &str) -> bool {
 pub async fn sleep_at(point: &str, events: usize) {
     if configured_as(point, "sleep") {
         tokio::time::sleep(std::time::Duration::from_millis(4 * events as u64)).await;
+    }
+}
+
+/// Sleeps 300 ms if `point` is configured with the action `sleep` (`checksum:chunk`: after each
+/// chunk the checksum compares, where it rests, so a checksum of a small table lasts seconds).
+pub async fn sleep_after(point: &str) {
+    if configured_as(point, "sleep") {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
 

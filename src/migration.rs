@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::apply::Control;
 use crate::checkpoint::{self, AppliedAt, AppliedMark, Checkpoint, CheckpointError};
-use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot};
+use crate::checksum::{self, ChecksumError, ChecksumSpec, Snapshot, Views};
 use crate::config::{Config, CutOverMode};
 use crate::control::{self, Controls, Knobs};
 use crate::copy::{self, deferred, CopySpec, Watermark};
@@ -143,6 +143,20 @@ impl MigrationError {
                     ..
                 }
         )
+    }
+}
+
+/// Rounds of comparing again, without a lock, the rows that differed in their chunk's view
+/// before the ones still differing are compared in a snapshot (which locks the table briefly).
+const SUSPECT_ROUNDS: usize = 3;
+
+/// How long a round waits for the applier to apply what was committed before it.
+const SUSPECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Marks the checksum as failed on the status line when `e` says rows differ.
+fn differs(progress: &Progress, e: &MigrationError) {
+    if matches!(e, MigrationError::Checksum(ChecksumError::Differs { .. })) {
+        progress.set_checksum(ChecksumStatus::Differs);
     }
 }
 
@@ -1046,8 +1060,13 @@ impl Run<'_> {
     }
 
     /// Fixes one logical moment of both tables (the checksum's brief lock), trying again after
-    /// a lock or drain that did not finish in time, up to --default-retries.
-    async fn checksum_snapshot(&mut self, spec: &ChecksumSpec) -> Result<Snapshot, MigrationError> {
+    /// a lock or drain that did not finish in time, up to --default-retries. With `take_keys`,
+    /// the snapshot brings the keys applied since the previous one ([`checksum::snapshot`]).
+    async fn checksum_snapshot(
+        &mut self,
+        spec: &ChecksumSpec,
+        take_keys: bool,
+    ) -> Result<Snapshot, MigrationError> {
         let retries = self.cfg.flags.default_retries;
         let mut attempt = 0i64;
         loop {
@@ -1058,7 +1077,8 @@ impl Run<'_> {
             let path = self.path.as_mut().ok_or(MigrationError::Cancelled)?;
             let keylog = path.keylog.clone();
             let (control, status) = (&path.control, &mut path.status);
-            let snapshot = checksum::snapshot(spec, control, status, &keylog, &token, &lag_low);
+            let snapshot =
+                checksum::snapshot(spec, control, status, &keylog, take_keys, &token, &lag_low);
             let error = match snapshot.await {
                 Ok(snapshot) => {
                     let how = snapshot
@@ -1092,26 +1112,116 @@ impl Run<'_> {
         }
     }
 
-    /// [`checksum::compare_all`] with the run's throttle, knobs and cancellation.
-    async fn compare_all(
-        &self,
+    /// The whole tables compared ([`checksum::compare_all`], with the run's throttle, knobs and
+    /// cancellation), each chunk in a read view of its own, from a moment when the apply loop
+    /// records the keys it writes: rows that differed in their chunk's view are compared again
+    /// once the applier has caught up, and those that still differ, in a snapshot ([`Self::settle`]).
+    /// Invariant (docs/architecture.md, 8): every row of both tables is found equal at one moment
+    /// at or after the log started, and a row changed after that moment has its key in the log;
+    /// so the tables are equal at the next snapshot once its logged keys are (the re-verify after
+    /// a postponed cut-over).
+    async fn compare_whole(
+        &mut self,
         spec: &ChecksumSpec,
-        snapshot: Snapshot,
         progress: &Arc<Progress>,
-    ) -> Result<checksum::Compared, ChecksumError> {
-        checksum::compare_all(
+    ) -> Result<checksum::Compared, MigrationError> {
+        self.wait_unthrottled("checksum").await?;
+        let path = self.path.as_ref().ok_or(MigrationError::Cancelled)?;
+        // From here on, every key the applier writes is logged: a row found equal now and
+        // changed later is compared again at the next snapshot.
+        path.keylog.take();
+        let conns = checksum::connections(spec).await?;
+        let pass = checksum::compare_all(
             spec,
-            snapshot,
+            conns,
+            Views::PerChunk,
             &self.controls.gate,
             &self.controls.knobs,
             progress,
             &self.cancel,
         )
-        .await
+        .await?;
+        let mut compared = pass.compared;
+        if pass.overflowed {
+            info!(
+                "checksum: more than {} rows differed in their chunks' views (the applier behind); comparing the whole tables again, in one snapshot",
+                checksum::SUSPECT_LIMIT
+            );
+            progress.rows_checksummed.store(0, Ordering::Relaxed);
+            let snapshot = self.checksum_snapshot(spec, false).await?;
+            let again = checksum::compare_all(
+                spec,
+                snapshot.into_connections(),
+                Views::Snapshot,
+                &self.controls.gate,
+                &self.controls.knobs,
+                progress,
+                &self.cancel,
+            )
+            .await?;
+            compared.rested += again.compared.rested;
+            return Ok(compared);
+        }
+        self.settle(spec, pass.suspects).await?;
+        Ok(compared)
     }
 
-    /// The checksum: the ghost table compared with the original, chunk by chunk, in one
-    /// snapshot. Fails the run, naming the keys, if any row differs. Returns how long it took.
+    /// Compares again the rows that differed in their chunk's view: up to [`SUSPECT_ROUNDS`]
+    /// times, each once the applier has applied what was committed before it (rows whose last
+    /// change was not applied yet then agree), each batch in a view of its own; rows that still
+    /// differ (changed again meanwhile, or really different), in a snapshot, where any
+    /// difference fails the checksum.
+    async fn settle(
+        &mut self,
+        spec: &ChecksumSpec,
+        mut suspects: Vec<Vec<mysql_async::Value>>,
+    ) -> Result<(), MigrationError> {
+        let first = suspects.len();
+        for _ in 0..SUSPECT_ROUNDS {
+            if suspects.is_empty() {
+                break;
+            }
+            self.wait_unthrottled("checksum").await?;
+            let asked = Instant::now();
+            let progress = &self.controls.progress;
+            poll(&self.cancel, SUSPECT_WAIT, Duration::from_millis(5), || {
+                progress
+                    .heartbeat_age()
+                    .is_some_and(|age| age < asked.elapsed())
+            })
+            .await?;
+            let conns = checksum::connections(spec).await?;
+            let (_, still) =
+                checksum::compare_suspects(spec, conns, suspects, Views::PerChunk, &self.cancel)
+                    .await?;
+            suspects = still.into_iter().map(|d| d.key).collect();
+        }
+        if first > 0 {
+            info!(
+                "checksum: {first} row(s) differed in their chunk's view (changes not applied yet) and were compared again: {} still differ{}",
+                suspects.len(),
+                if suspects.is_empty() { "" } else { "; comparing them in a snapshot" }
+            );
+        }
+        if suspects.is_empty() {
+            return Ok(());
+        }
+        let snapshot = self.checksum_snapshot(spec, false).await?;
+        let (_, still) = checksum::compare_suspects(
+            spec,
+            snapshot.into_connections(),
+            suspects,
+            Views::Snapshot,
+            &self.cancel,
+        )
+        .await?;
+        checksum::suspects_verdict(spec, &still)?;
+        Ok(())
+    }
+
+    /// The checksum: the ghost table compared with the original, chunk by chunk
+    /// ([`Self::compare_whole`]). Fails the run, naming the keys, if any row differs. Returns how
+    /// long it took.
     async fn checksum(
         &mut self,
         spec: &ChecksumSpec,
@@ -1132,15 +1242,10 @@ impl Run<'_> {
         }
         progress.set_state("checksumming");
         progress.set_checksum(ChecksumStatus::Comparing);
-        let snapshot = self.checksum_snapshot(spec).await?;
         let compared = self
-            .compare_all(spec, snapshot, progress)
+            .compare_whole(spec, progress)
             .await
-            .inspect_err(|e| {
-                if matches!(e, ChecksumError::Differs { .. }) {
-                    progress.set_checksum(ChecksumStatus::Differs);
-                }
-            })?;
+            .inspect_err(|e| differs(progress, e))?;
         let took = started.elapsed();
         progress.set_checksum(ChecksumStatus::Passed);
         progress.set_state("migrating");
@@ -1172,7 +1277,8 @@ impl Run<'_> {
     }
 
     /// After a postponed cut-over: compares again, in a new snapshot, the rows the applier wrote
-    /// since the checksum's snapshot (all of them if there were too many to list).
+    /// since the checksum began (or the previous snapshot); all of them if there were too many
+    /// to list.
     async fn reverify(
         &mut self,
         spec: &ChecksumSpec,
@@ -1180,27 +1286,26 @@ impl Run<'_> {
     ) -> Result<(), MigrationError> {
         let started = Instant::now();
         progress.set_checksum(ChecksumStatus::ReVerifying);
-        let mut snapshot = self.checksum_snapshot(spec).await?;
+        let mut snapshot = self.checksum_snapshot(spec, true).await?;
         let touched = std::mem::take(&mut snapshot.touched);
-        let result = if touched.overflowed {
+        let rows = if touched.overflowed {
+            drop(snapshot);
             progress.rows_checksummed.store(0, Ordering::Relaxed);
             info!(
                 "checksum: more than {} rows changed while the cut-over was postponed; comparing the whole tables again",
                 crate::apply::keylog::KEYLOG_LIMIT
             );
-            self.compare_all(spec, snapshot, progress).await
+            self.compare_whole(spec, progress).await.map(|c| c.rows)
         } else {
-            checksum::compare_keys(spec, snapshot, touched.keys, &self.cancel).await
+            checksum::compare_keys(spec, snapshot, touched.keys, &self.cancel)
+                .await
+                .map(|c| c.rows)
+                .map_err(MigrationError::from)
         };
-        let compared = result.inspect_err(|e| {
-            if matches!(e, ChecksumError::Differs { .. }) {
-                progress.set_checksum(ChecksumStatus::Differs);
-            }
-        })?;
+        let rows = rows.inspect_err(|e| differs(progress, e))?;
         progress.set_checksum(ChecksumStatus::Passed);
         info!(
-            "checksum: re-verified {} rows changed while the cut-over was postponed in {:.2}s",
-            compared.rows,
+            "checksum: re-verified {rows} rows changed while the cut-over was postponed in {:.2}s",
             started.elapsed().as_secs_f64()
         );
         Ok(())

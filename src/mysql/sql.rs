@@ -210,17 +210,33 @@ pub fn delete_keys(
 
 /// A condition matching rows whose key is one of `keys`.
 pub fn keys_condition(key_columns: &[String], keys: &[Vec<String>], null_safe: bool) -> String {
+    keys_matching(key_columns, keys.len(), null_safe, |k, c| &keys[k][c])
+}
+
+/// [`keys_condition`] for `n` keys given as parameters, one `?` per key column, key by key.
+pub fn keys_placeholders(key_columns: &[String], n: usize, null_safe: bool) -> String {
+    keys_matching(key_columns, n, null_safe, |_, _| "?")
+}
+
+/// A condition matching rows whose key is one of `n` keys, `value(key, column)` giving each
+/// value's SQL.
+fn keys_matching<'a>(
+    key_columns: &[String],
+    n: usize,
+    null_safe: bool,
+    value: impl Fn(usize, usize) -> &'a str,
+) -> String {
     if key_columns.len() == 1 && !null_safe {
-        let list: Vec<&str> = keys.iter().map(|k| k[0].as_str()).collect();
+        let list: Vec<&str> = (0..n).map(|k| value(k, 0)).collect();
         return format!("{} IN ({})", quote_ident(&key_columns[0]), list.join(", "));
     }
     let op = if null_safe { " <=> " } else { " = " };
-    keys.iter()
-        .map(|key| {
+    (0..n)
+        .map(|k| {
             let parts: Vec<String> = key_columns
                 .iter()
-                .zip(key)
-                .map(|(c, v)| format!("{}{op}{v}", quote_ident(c)))
+                .enumerate()
+                .map(|(c, name)| format!("{}{op}{}", quote_ident(name), value(k, c)))
                 .collect();
             format!("({})", parts.join(" AND "))
         })
@@ -780,6 +796,12 @@ mod tests {
                 true
             ),
             "(`a` <=> 1 AND `b` <=> 'x') OR (`a` <=> 2 AND `b` <=> NULL)"
+        );
+        // The same, with the values as parameters, key by key.
+        assert_eq!(keys_placeholders(&one, 2, false), "`id` IN (?, ?)");
+        assert_eq!(
+            keys_placeholders(&two, 2, false),
+            "(`a` = ? AND `b` = ?) OR (`a` = ? AND `b` = ?)"
         );
     }
 

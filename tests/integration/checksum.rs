@@ -4,14 +4,15 @@
 //! `--skip-checksum` the same difference is swapped in, and the log says the checksum was
 //! skipped; a postponed run compares again the rows that changed while it was postponed, and a
 //! difference on one of them stops it; a snapshot attempt that fails is released and retried;
-//! the checksum rests between chunks as the copy does (`--nice-ratio`, the copy's pace).
+//! the checksum rests between chunks as the copy does (`--nice-ratio`, the copy's pace), and
+//! holds no read view from one chunk to the next.
 
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
 use crate::compare::{assert_migrated, differences};
-use crate::faults::postponed;
+use crate::faults::{postponed, postponed_with_env};
 use crate::harness::{self, migrate_args, servers, stderr, tables, Running, WRAITH_RUN_LIMIT};
 use crate::migrate::{by_id, setup, small_values, SMALL, SMALL_COLUMNS};
 use crate::writers::{under_writes, Writers, PACE};
@@ -106,6 +107,104 @@ async fn the_checksum_rests_between_chunks_as_the_copy_does() {
     assert!(rested > 0.0, "{log}");
     assert_eq!(comment(&schema).await.as_deref(), Some("migrated"), "{log}");
     assert_migrated(&schema, &["id"]).await;
+}
+
+/// The longest a read view of wraith's checksum connections has been open on the primary, in
+/// whole seconds (from `SHOW ENGINE INNODB STATUS`, which says how long each transaction holding
+/// a view has been active), sampled while `running` runs; and how many such connections were
+/// seen. A checksum connection is one seen running the checksum's figures on `schema`'s ghost
+/// table.
+async fn checksum_views(schema: &str, running: &mut Running) -> (u64, usize) {
+    let mut c = servers().primary.conn().await;
+    let mut ids: Vec<u64> = Vec::new();
+    let mut longest = 0u64;
+    while !running.exited() {
+        let seen: Vec<u64> = c
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND INFO LIKE '%CRC32%'",
+                (format!("%`{schema}`.`_t_gho`%"),),
+            )
+            .await
+            .unwrap();
+        for id in seen {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if !ids.is_empty() {
+            let status: Option<(String, String, String)> =
+                c.query_first("SHOW ENGINE INNODB STATUS").await.unwrap();
+            let text = status.map(|(_, _, text)| text).unwrap_or_default();
+            for block in text.split("---TRANSACTION").skip(1) {
+                let ours = ids
+                    .iter()
+                    .any(|id| block.contains(&format!("thread id {id},")));
+                let active = block
+                    .split("ACTIVE ")
+                    .nth(1)
+                    .and_then(|r| r.split(" sec").next())
+                    .and_then(|n| n.trim().parse::<u64>().ok());
+                if let (true, true, Some(secs)) = (ours, block.contains("read view"), active) {
+                    longest = longest.max(secs);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (longest, ids.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checksum_holds_no_read_view_from_one_chunk_to_the_next() {
+    let schema = harness::fresh_schema("checksum_views").await;
+    setup(
+        &schema,
+        SMALL,
+        COMMENT,
+        15_000,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    let writers = Writers::start(
+        &servers().primary,
+        &schema,
+        by_id(&schema, small_values).await,
+        2,
+        PACE * 2,
+    )
+    .await;
+    // 500-row checksum chunks (ten copy chunks), each followed by 300 ms: 30 chunks on two
+    // connections, about 4.5 s of checksum. A read view held across them holds back the
+    // server's purge for all that time (on a table of hundreds of millions of rows, for hours).
+    let args = migrate_args(&schema, "t", COMMENT, &["--chunk-size=50"]);
+    let mut running =
+        Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "checksum:chunk:sleep")]);
+    let (longest, connections) = checksum_views(&schema, &mut running).await;
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let stats = writers.stop().await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    let took: f64 = log
+        .split("chunks compared in ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no checksum line:\n{log}"));
+    assert!(
+        took >= 4.0,
+        "the checksum took {took}s, too short to tell:\n{log}"
+    );
+    assert!(connections > 0, "no checksum connection was seen:\n{log}");
+    assert!(
+        longest <= 1,
+        "a checksum connection kept a read view open for {longest}s of a {took}s checksum:\n{log}"
+    );
+    assert_migrated(&schema, &["id"]).await;
+    eprintln!(
+        "checksum of {took}s on {connections} connections, views at most {longest}s; writers {}",
+        stats.summary()
+    );
 }
 
 /// Migrates `schema`.t (1,000 rows) with `extra` flags after planting two differences in the
@@ -291,22 +390,27 @@ async fn a_difference_on_a_row_changed_while_postponed_stops_the_run_before_the_
 async fn a_snapshot_attempt_that_fails_after_the_drain_is_released_and_tried_again() {
     let schema = harness::fresh_schema("checksum_retry").await;
     setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
-    let args = migrate_args(&schema, "t", COMMENT, &[]);
-    // The first attempt fails while it holds the lock and the applier holds the events after
-    // its marker: both must be released, and the held events applied.
-    let run = async {
-        Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "checksum:drained:fail")])
-            .finish(WRAITH_RUN_LIMIT)
-            .await
-    };
-    let (out, stats, _) = under_writes(
+    let writers = Writers::start(
+        &servers().primary,
         &schema,
         by_id(&schema, small_values).await,
         2,
         PACE * 2,
-        run,
     )
     .await;
+    // The re-verify after the postponed cut-over takes a snapshot; its first attempt fails
+    // while it holds the lock and the applier holds the events after its marker: both must be
+    // released, and the held events applied.
+    let (running, flag) = postponed_with_env(
+        &schema,
+        migrate_args(&schema, "t", COMMENT, &[]),
+        &[("WRAITH_FAILPOINT", "checksum:drained:fail")],
+    )
+    .await;
+    assert!(writers.wait_for_commits(30, Duration::from_secs(60)).await);
+    drop(flag);
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let stats = writers.stop().await;
     let log = stderr(&out);
     assert!(out.status.success(), "{log}");
     assert!(

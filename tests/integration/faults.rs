@@ -237,7 +237,7 @@ pub(crate) async fn postponed(
 }
 
 /// [`postponed`] with extra environment variables (a failpoint).
-async fn postponed_with_env(
+pub(crate) async fn postponed_with_env(
     schema: &str,
     args: Vec<String>,
     env: &[(&str, &str)],
