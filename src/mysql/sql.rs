@@ -645,7 +645,7 @@ pub fn rows_not_in(
         .map(|k| format!("x.{}", quote_ident(k)))
         .collect();
     format!(
-        "SELECT /* wraith */ {} FROM {} x WHERE {condition}{present} AND NOT EXISTS \
+        "SELECT /* wraith */ {} FROM {} x WHERE ({condition}){present} AND NOT EXISTS \
          (SELECT 1 FROM {} y WHERE {}{same}) ORDER BY {} LIMIT {limit}",
         keys.join(", "),
         qualified(schema, a),
@@ -899,7 +899,7 @@ mod tests {
         );
         assert_eq!(
             q,
-            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE `id` > ? AND NOT EXISTS (SELECT 1 FROM `d`.`_t_gho` y WHERE y.`ident` <=> x.`id` AND (x.`v` <=> y.`v`)) ORDER BY x.`id` LIMIT 10"
+            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE (`id` > ?) AND NOT EXISTS (SELECT 1 FROM `d`.`_t_gho` y WHERE y.`ident` <=> x.`id` AND (x.`v` <=> y.`v`)) ORDER BY x.`id` LIMIT 10"
         );
         let q = rows_not_in(
             "d",
@@ -914,7 +914,23 @@ mod tests {
         );
         assert_eq!(
             q,
-            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE TRUE AND EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) AND NOT EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) ORDER BY x.`id` LIMIT 1"
+            "SELECT /* wraith */ x.`id` FROM `d`.`t` x WHERE (TRUE) AND EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) AND NOT EXISTS (SELECT 1 FROM `d`.`g` y WHERE y.`id` <=> x.`id`) ORDER BY x.`id` LIMIT 1"
+        );
+        // A condition of several keys (an OR) stays whole: `NOT EXISTS` applies to every key.
+        let q = rows_not_in(
+            "d",
+            "t",
+            &["id".to_string()],
+            "g",
+            &["id".to_string()],
+            "`id` = 1 OR `id` = 2",
+            None,
+            false,
+            5,
+        );
+        assert!(
+            q.contains("WHERE (`id` = 1 OR `id` = 2) AND NOT EXISTS"),
+            "{q}"
         );
     }
 

@@ -330,6 +330,46 @@ async fn a_postponed_run_compares_again_the_rows_changed_while_postponed_and_swa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postponed_run_on_a_composite_key_compares_again_the_changed_rows_and_no_others() {
+    let schema = harness::fresh_schema("checksum_composite").await;
+    harness::primary_sql(
+        &schema,
+        &[
+            "CREATE TABLE t (a INT NOT NULL, b VARCHAR(8) NOT NULL, v INT, PRIMARY KEY (a, b))",
+            "INSERT INTO t WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 500) \
+             SELECT n, CONCAT('b', n % 3), n FROM s",
+        ],
+    )
+    .await;
+    let (running, flag) = postponed(&schema, migrate_args(&schema, "t", COMMENT, &[])).await;
+    // Three rows change while the cut-over is postponed: their keys are compared again, each
+    // key's row alone (a condition naming several keys of two columns is an OR of ANDs).
+    harness::primary_sql(&schema, &["UPDATE t SET v = -v WHERE a IN (10, 20, 30)"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(flag);
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("checksum: re-verified 3 rows"), "{log}");
+    assert_eq!(comment(&schema).await.as_deref(), Some("migrated"), "{log}");
+    let mut c = servers().primary.conn().await;
+    let negated: Vec<(i32, String, i32)> = c
+        .query(format!(
+            "SELECT a, b, v FROM `{schema}`.t WHERE v < 0 ORDER BY a"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        negated,
+        [
+            (10, "b1".to_string(), -10),
+            (20, "b2".to_string(), -20),
+            (30, "b0".to_string(), -30)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_difference_on_a_row_changed_while_postponed_stops_the_run_before_the_swap() {
     let (schema, writers, running, flag) =
         postponed_under_writes("checksum_postponed_planted").await;
