@@ -416,6 +416,13 @@ pub struct Flags {
     /// momentarily idle)
     #[arg(long, default_value_t = 100)]
     pub apply_batch_millis: u64,
+    /// wraith: while the applier drains a backlog (the binlog over a second behind, after a
+    /// throttle, say), it rests this many times each full batch's time after it, so that the
+    /// catching up does not take the application's latency with it; it rests only while the lag
+    /// falls by at least half a second a second, and drains at full speed otherwise (0 = always
+    /// full speed)
+    #[arg(long, default_value_t = 1.0)]
+    pub backlog_nice_ratio: f64,
     /// wraith: let rows the new table cannot hold (a duplicate on a unique key the ALTER adds, a
     /// value that does not fit) be dropped, with a warning for each, instead of failing
     #[arg(long)]

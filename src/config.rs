@@ -386,6 +386,13 @@ pub fn build(
         0,
         10_000,
     )?;
+    if !(0.0..=100.0).contains(&flags.backlog_nice_ratio) {
+        return Err(ConfigError::OutOfRange {
+            flag: "backlog-nice-ratio",
+            value: flags.backlog_nice_ratio.to_string(),
+            expected: "expected 0 to 100",
+        });
+    }
     if !(flags.pace_latency_ratio == 0.0 || (1.0..=100.0).contains(&flags.pace_latency_ratio)) {
         return Err(ConfigError::OutOfRange {
             flag: "pace-latency-ratio",

@@ -224,6 +224,7 @@ impl DataPath {
             gate: gate.watch(),
             linger: Duration::from_millis(cfg.flags.apply_batch_millis),
             applied_at_start: applied_events,
+            backlog_nice_ratio: cfg.flags.backlog_nice_ratio.max(0.0),
         };
         let (loop_progress, loop_cancel, keylog) =
             (progress.clone(), cancel.clone(), path.keylog.clone());

@@ -128,6 +128,97 @@ pub struct LoopSpec {
     /// applied ([`AppliedAt::events`]: a `--revert` that stopped inside a large transaction):
     /// read again, not applied.
     pub applied_at_start: u64,
+    /// `--backlog-nice-ratio`: how many times a full batch's time the loop rests after it while
+    /// it drains a backlog ([`Drain`]).
+    pub backlog_nice_ratio: f64,
+}
+
+/// A lag from which the loop is draining a backlog, not keeping up ([`Drain`]).
+const BACKLOG_LAG: Duration = Duration::from_secs(1);
+
+/// While resting, the lag must fall at least this many seconds a second, measured over
+/// [`DRAIN_CHECK`]; else the backlog is drained at full speed until it is gone.
+const DRAIN_MIN_FALL: f64 = 0.5;
+
+/// How often a resting drain's fall is measured.
+const DRAIN_CHECK: Duration = Duration::from_secs(2);
+
+/// How a backlog is drained: after each full batch (a backlog waits) while the lag is at least
+/// [`BACKLOG_LAG`], the loop rests `ratio` times the batch's time, so that catching up after a
+/// throttle does not take the application's latency with it (at full speed, a 10 s backlog
+/// drained in 2 to 5 s with the load bench's writers at a p95 of 123 to 167 ms, 11 to 15 times
+/// their p95 before). It rests only while the lag falls by at least [`DRAIN_MIN_FALL`] seconds a
+/// second: an applier that could not catch up resting stops resting until the backlog is gone
+/// (the loop applies whenever the stream is momentarily empty). Never while a lock waits on the
+/// loop ([`unlocked`]), nor while events are held after a marker.
+#[derive(Debug, Default)]
+struct Drain {
+    ratio: f64,
+    /// When the current measure began, and the lag then.
+    since: Option<(Instant, Duration)>,
+    /// Resting did not drain fast enough: full speed until this backlog is gone.
+    off: bool,
+}
+
+impl Drain {
+    /// How long to rest after a full batch that took `took`, with the lag at `lag` at `now`.
+    fn rest(&mut self, took: Duration, lag: Duration, now: Instant) -> Duration {
+        if self.off || self.ratio <= 0.0 || lag < BACKLOG_LAG {
+            return Duration::ZERO;
+        }
+        match self.since {
+            Some((since, before)) if now.duration_since(since) >= DRAIN_CHECK => {
+                let fell = before.as_secs_f64() - lag.as_secs_f64();
+                if fell < DRAIN_MIN_FALL * now.duration_since(since).as_secs_f64() {
+                    tracing::info!(
+                        "the binlog's lag fell {fell:.1}s in {:.1}s while the applier rested between batches (--backlog-nice-ratio): applying the backlog at full speed",
+                        now.duration_since(since).as_secs_f64()
+                    );
+                    self.off = true;
+                    return Duration::ZERO;
+                }
+                self.since = Some((now, lag));
+            }
+            Some(_) => {}
+            None => self.since = Some((now, lag)),
+        }
+        took.mul_f64(self.ratio)
+    }
+
+    /// The stream is momentarily empty and the lag under [`BACKLOG_LAG`]: the backlog is gone,
+    /// and the next one starts afresh.
+    fn caught_up(&mut self) {
+        self.since = None;
+        self.off = false;
+    }
+}
+
+/// No lock waits on the apply loop: the coordinator says [`Control::Apply`], or
+/// [`Control::ApplyNow`] while it waits for the lag to fall before a lock (a backlog's drain may
+/// rest then: the lock is taken only once the lag is under a second, where the drain rests no
+/// more).
+fn unlocked(control: &watch::Receiver<Control>) -> bool {
+    matches!(*control.borrow(), Control::Apply | Control::ApplyNow)
+}
+
+/// Sleeps `rest`, in slices, until it is over, the run is cancelled or a lock waits on the loop
+/// ([`unlocked`] no more: what waits must be applied at once). Reads the control without
+/// marking it seen, so the loop still sees the change.
+async fn rest_between_batches(
+    rest: Duration,
+    control: &watch::Receiver<Control>,
+    cancel: &CancellationToken,
+) {
+    let until = Instant::now() + rest;
+    while Instant::now() < until && unlocked(control) {
+        let slice = until
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(10));
+        tokio::select! {
+            _ = tokio::time::sleep(slice) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// What [`LoopSpec::held_limit`] is unless set otherwise.
@@ -184,6 +275,10 @@ pub async fn run_loop(
     // when it was read: it counts as come back once they are applied (the lag is the trip to
     // the ghost table, not to the reader).
     let mut heard: Option<(Duration, Instant)> = None;
+    let mut drain = Drain {
+        ratio: spec.backlog_nice_ratio,
+        ..Drain::default()
+    };
     let result = loop {
         progress
             .backlog
@@ -366,6 +461,7 @@ pub async fn run_loop(
         let quiet =
             streamer.backlog() == 0 && pending.since.is_some_and(|since| since.elapsed() >= linger);
         let full = pending.events.len() >= cap || pending.bytes >= BATCH_BYTES;
+        let started = Instant::now();
         if full || quiet {
             sink.flush_part(&mut pending, full).await?;
         }
@@ -377,6 +473,14 @@ pub async fn run_loop(
             &mut heard,
             &progress,
         );
+        if quiet && progress.lag() < BACKLOG_LAG {
+            drain.caught_up();
+        } else if full && holding.is_none() && unlocked(&control) {
+            let rest = drain.rest(started.elapsed(), progress.lag(), Instant::now());
+            if !rest.is_zero() {
+                rest_between_batches(rest, &control, &cancel).await;
+            }
+        }
     };
     if result.is_ok() && holding.is_none() {
         sink.flush(&mut pending).await?;
@@ -655,6 +759,37 @@ mod tests {
             timestamp: 0,
             from_prepare: false,
         }
+    }
+
+    #[test]
+    fn a_backlog_is_drained_resting_between_full_batches_while_the_lag_falls_fast_enough() {
+        let ms = Duration::from_millis;
+        let start = Instant::now();
+        let mut drain = Drain {
+            ratio: 1.0,
+            ..Drain::default()
+        };
+        // Keeping up (under a second behind): no rest.
+        assert_eq!(drain.rest(ms(40), ms(900), start), Duration::ZERO);
+        // A backlog: a rest as long as the batch, while the lag falls 1 s a second.
+        assert_eq!(drain.rest(ms(40), ms(10_000), start), ms(40));
+        assert_eq!(drain.rest(ms(40), ms(9_000), start + ms(1_000)), ms(40));
+        assert_eq!(drain.rest(ms(40), ms(8_000), start + ms(2_000)), ms(40));
+        // Over the next two seconds it falls 0.6 s only: full speed until the backlog is gone.
+        assert_eq!(
+            drain.rest(ms(40), ms(7_400), start + ms(4_000)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            drain.rest(ms(40), ms(5_000), start + ms(5_000)),
+            Duration::ZERO
+        );
+        // The stream caught up: the next backlog is drained resting again.
+        drain.caught_up();
+        assert_eq!(drain.rest(ms(40), ms(3_000), start + ms(9_000)), ms(40));
+        // A ratio of 0 never rests.
+        let mut full_speed = Drain::default();
+        assert_eq!(full_speed.rest(ms(40), ms(10_000), start), Duration::ZERO);
     }
 
     #[test]
