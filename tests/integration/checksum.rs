@@ -166,14 +166,7 @@ async fn the_checksum_holds_no_read_view_from_one_chunk_to_the_next() {
         small_values,
     )
     .await;
-    let writers = Writers::start(
-        &servers().primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
+    let writers = two_writers(&schema).await;
     // 500-row checksum chunks (ten copy chunks), each followed by 300 ms: 30 chunks on two
     // connections, about 4.5 s of checksum. A read view held across them holds back the
     // server's purge for all that time (on a table of hundreds of millions of rows, for hours).
@@ -279,6 +272,12 @@ async fn with_skip_checksum_the_same_difference_is_swapped_in_and_the_log_says_s
     assert_eq!(count, 2, "{log}");
 }
 
+/// Two writers on `schema`.t, each writing every other pace.
+async fn two_writers(schema: &str) -> Writers {
+    let workload = by_id(schema, small_values).await;
+    Writers::start(&servers().primary, schema, workload, 2, PACE * 2).await
+}
+
 /// `t` (1,000 rows) of a fresh schema `name` under two writers, and a run of wraith postponed at
 /// its cut-over.
 async fn postponed_under_writes(
@@ -286,14 +285,7 @@ async fn postponed_under_writes(
 ) -> (String, Writers, harness::Running, tempfile::NamedTempFile) {
     let schema = harness::fresh_schema(name).await;
     setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
-    let writers = Writers::start(
-        &servers().primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
+    let writers = two_writers(&schema).await;
     let (running, flag) = postponed(&schema, migrate_args(&schema, "t", COMMENT, &[])).await;
     (schema, writers, running, flag)
 }
@@ -430,14 +422,7 @@ async fn a_difference_on_a_row_changed_while_postponed_stops_the_run_before_the_
 async fn a_snapshot_attempt_that_fails_after_the_drain_is_released_and_tried_again() {
     let schema = harness::fresh_schema("checksum_retry").await;
     setup(&schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
-    let writers = Writers::start(
-        &servers().primary,
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-    )
-    .await;
+    let writers = two_writers(&schema).await;
     // The re-verify after the postponed cut-over takes a snapshot; its first attempt fails
     // while it holds the lock and the applier holds the events after its marker: both must be
     // released, and the held events applied.
