@@ -937,12 +937,12 @@ async fn idle(settings: &Settings, servers: &Servers, size: Size) -> Result<Vec<
     Ok(std::iter::once(native).chain(runs).collect())
 }
 
-/// The table wraith migrates with `--defer-secondary-indexes` in the idle scenario: a copy of
-/// `bench.orders` made before the first run.
 /// How long the load scenario lets wraith catch up after its hold's throttle before letting its
 /// cut-over go: a backlog of 10 s of writes took 1.6 to 2.5 s to drain in earlier runs.
 const CATCH_UP: Duration = Duration::from_secs(5);
 
+/// The table wraith migrates with `--defer-secondary-indexes` in the idle scenario: a copy of
+/// `bench.orders` made before the first run.
 const DEFERRED_TABLE: &str = "orders_deferred";
 
 /// wraith on `bench.table` (reading the replica) with `extra` flags: the run, its servers' CPU

@@ -347,8 +347,8 @@ pub struct Snapshot {
     pub locked: cutover::Locked,
 }
 
-/// Takes the snapshot (step 1 of the module's documentation); with `take_keys`, the keys the
-/// apply loop wrote since the previous snapshot come with it ([`Snapshot::touched`]) and the log
+/// Takes the snapshot (step 2 of the module's documentation); with `take_keys`, the keys the
+/// apply loop wrote since its log last started come with it ([`Snapshot::touched`]) and the log
 /// starts again. On failure, nothing is locked and the apply loop applies again;
 /// [`ChecksumError::retry`] says whether to try again.
 pub async fn snapshot(
@@ -471,6 +471,27 @@ pub enum Views {
     Snapshot,
 }
 
+/// Opens a read view of its own on `conn` under [`Views::PerChunk`] (under [`Views::Snapshot`]
+/// the connection is in its snapshot already).
+async fn open_view(conn: &mut Conn, views: Views) -> Result<(), ChecksumError> {
+    if views == Views::PerChunk {
+        conn.query_drop(sql::START_SNAPSHOT)
+            .await
+            .map_err(step("opening a read view"))?;
+    }
+    Ok(())
+}
+
+/// Closes what [`open_view`] opened.
+async fn close_view(conn: &mut Conn, views: Views) -> Result<(), ChecksumError> {
+    if views == Views::PerChunk {
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(step("closing a read view"))?;
+    }
+    Ok(())
+}
+
 /// What one pass of [`compare_all`] found.
 #[derive(Debug, Default)]
 pub struct Pass {
@@ -564,11 +585,7 @@ pub async fn compare_all(
                     if enough.load(Ordering::Relaxed) {
                         return Ok(());
                     }
-                    if views == Views::PerChunk {
-                        conn.query_drop(sql::START_SNAPSHOT)
-                            .await
-                            .map_err(step("opening a chunk's read view"))?;
-                    }
+                    open_view(&mut conn, views).await?;
                     let range = next_range(&spec, &mut conn, &walker).await?;
                     let Some(range) = range else {
                         return Ok(());
@@ -578,11 +595,7 @@ pub async fn compare_all(
                         &spec, &mut conn, &range, views, &findings, &enough, &progress,
                     )
                     .await?;
-                    if views == Views::PerChunk {
-                        conn.query_drop("COMMIT")
-                            .await
-                            .map_err(step("closing a chunk's read view"))?;
-                    }
+                    close_view(&mut conn, views).await?;
                     crate::failpoint::sleep_after("checksum:chunk").await;
                     let rested = gate
                         .rest_after_chunk(started.elapsed(), knobs.nice_ratio(), &progress, &cancel)
@@ -934,19 +947,11 @@ async fn compare_conditions(
                     let Some((t_where, g_where, values, n)) = next else {
                         return Ok(());
                     };
-                    if views == Views::PerChunk {
-                        conn.query_drop(sql::START_SNAPSHOT)
-                            .await
-                            .map_err(step("opening a read view"))?;
-                    }
+                    open_view(&mut conn, views).await?;
                     let limit = 2 * n + 1;
                     let p = || positional(values.clone());
                     let rows = differing(spec, &mut conn, &t_where, &g_where, p, limit).await?;
-                    if views == Views::PerChunk {
-                        conn.query_drop("COMMIT")
-                            .await
-                            .map_err(step("closing a read view"))?;
-                    }
+                    close_view(&mut conn, views).await?;
                     let mut f = crate::lock(&found);
                     f.0.rows += n as u64;
                     f.0.chunks += 1;

@@ -82,7 +82,7 @@ pub enum CutOverError {
     HeldOverLimit(usize),
     #[error("cut-over: a table named `{0}` exists and wraith did not create it; the atomic cut-over needs that name for its gate. Rename that table, or use --cut-over=two-step")]
     GateTaken(String),
-    #[error("cut-over: the atomic cut-over needs a gate table named `{0}_ghg`, longer than the 64 characters a table name may have; nothing was swapped. Use --cut-over=two-step")]
+    #[error("cut-over: the atomic cut-over needs a gate table named `{}`, longer than the 64 characters a table name may have; nothing was swapped. Use --cut-over=two-step", gate_name(.0))]
     NoGate(String),
 }
 
@@ -190,8 +190,13 @@ const GATE_COMMENT: &str = "wraith cut-over gate";
 /// `--force-table-names`): such a table has no atomic swap ([`CutOverError::NoGate`]; the
 /// preflight refuses it first), since one without a gate can swap writes away.
 pub fn gate_names(table: &str) -> Option<(String, String)> {
-    let gate = format!("{table}_ghg");
+    let gate = gate_name(table);
     (gate.chars().count() <= 64).then(|| (gate, format!("{table}_ghd")))
+}
+
+/// The gate's name for `table`, `t_ghg`, whether or not a table name may be that long.
+pub fn gate_name(table: &str) -> String {
+    format!("{table}_ghg")
 }
 
 /// How long the binlog may take to show the RENAME after the swap.
@@ -362,8 +367,9 @@ impl<'a> Attempt<'a> {
     /// Step 5: C creates the gate. A MEMORY table takes half the time of an InnoDB one to create
     /// (1.3 ms against 3, idle); where the engine is refused, InnoDB.
     async fn open_gate(&mut self) -> Result<(), CutOverError> {
-        let gate = self.gate()?.0.clone();
-        let gate = &gate;
+        let Some((gate, _)) = &self.gate else {
+            return Err(CutOverError::NoGate(self.spec.table.clone()));
+        };
         let schema = &self.spec.schema;
         let memory = sql::create_gate(schema, gate, "MEMORY", GATE_COMMENT);
         match self.c.query_drop(memory).await {

@@ -1112,8 +1112,27 @@ impl Run<'_> {
         }
     }
 
-    /// The whole tables compared ([`checksum::compare_all`], with the run's throttle, knobs and
-    /// cancellation), each chunk in a read view of its own, from a moment when the apply loop
+    /// [`checksum::compare_all`] on `conns` with the run's throttle, knobs and cancellation.
+    async fn compare_all(
+        &self,
+        spec: &ChecksumSpec,
+        conns: Vec<mysql_async::Conn>,
+        views: Views,
+        progress: &Arc<Progress>,
+    ) -> Result<checksum::Pass, ChecksumError> {
+        checksum::compare_all(
+            spec,
+            conns,
+            views,
+            &self.controls.gate,
+            &self.controls.knobs,
+            progress,
+            &self.cancel,
+        )
+        .await
+    }
+
+    /// The whole tables compared ([`Self::compare_all`]), each chunk in a read view of its own, from a moment when the apply loop
     /// records the keys it writes: rows that differed in their chunk's view are compared again
     /// once the applier has caught up, and those that still differ, in a snapshot ([`Self::settle`]).
     /// Invariant (docs/architecture.md, 8): every row of both tables is found equal at one moment
@@ -1131,16 +1150,9 @@ impl Run<'_> {
         // changed later is compared again at the next snapshot.
         path.keylog.take();
         let conns = checksum::connections(spec).await?;
-        let pass = checksum::compare_all(
-            spec,
-            conns,
-            Views::PerChunk,
-            &self.controls.gate,
-            &self.controls.knobs,
-            progress,
-            &self.cancel,
-        )
-        .await?;
+        let pass = self
+            .compare_all(spec, conns, Views::PerChunk, progress)
+            .await?;
         let mut compared = pass.compared;
         if pass.overflowed {
             info!(
@@ -1148,17 +1160,13 @@ impl Run<'_> {
                 checksum::SUSPECT_LIMIT
             );
             progress.rows_checksummed.store(0, Ordering::Relaxed);
-            let snapshot = self.checksum_snapshot(spec, false).await?;
-            let again = checksum::compare_all(
-                spec,
-                snapshot.into_connections(),
-                Views::Snapshot,
-                &self.controls.gate,
-                &self.controls.knobs,
-                progress,
-                &self.cancel,
-            )
-            .await?;
+            let conns = self
+                .checksum_snapshot(spec, false)
+                .await?
+                .into_connections();
+            let again = self
+                .compare_all(spec, conns, Views::Snapshot, progress)
+                .await?;
             compared.rested += again.compared.rested;
             return Ok(compared);
         }

@@ -569,10 +569,11 @@ fn cut_over_gate(f: &Facts, cfg: &Config) -> Outcome {
         return Ok(());
     }
     if crate::cutover::gate_names(&cfg.table).is_none() {
+        let gate = crate::cutover::gate_name(&cfg.table);
         return Err(format!(
             "the atomic cut-over needs a gate table named {} ({} characters), longer than the {MAX_TABLE_NAME}-character limit of a table name: use --cut-over=two-step for this table",
-            crate::mysql::sql::quote_ident(&format!("{}_ghg", cfg.table)),
-            cfg.table.chars().count() + 4
+            crate::mysql::sql::quote_ident(&gate),
+            gate.chars().count()
         ));
     }
     if f.foreign_gate_tables.is_empty() {

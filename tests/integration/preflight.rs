@@ -723,11 +723,10 @@ async fn run_wraith_owned(args: Vec<String>) -> std::process::Output {
     run_wraith(&args).await
 }
 
-#[tokio::test]
-async fn a_table_name_too_long_for_its_helper_tables_is_refused_naming_the_limit() {
-    let schema = harness::fresh_schema("long_name").await;
-    // 60 characters: `_<name>_gho` would be 65, one over the server's limit.
-    let table = "t".repeat(60);
+/// A fresh schema `name` with a table named by `chars` t's, holding rows (1, 1) and (2, 2).
+async fn long_named_table(name: &str, chars: usize) -> (String, String) {
+    let schema = harness::fresh_schema(name).await;
+    let table = "t".repeat(chars);
     primary_sql(
         &schema,
         &[
@@ -736,6 +735,13 @@ async fn a_table_name_too_long_for_its_helper_tables_is_refused_naming_the_limit
         ],
     )
     .await;
+    (schema, table)
+}
+
+#[tokio::test]
+async fn a_table_name_too_long_for_its_helper_tables_is_refused_naming_the_limit() {
+    // 60 characters: `_<name>_gho` would be 65, one over the server's limit.
+    let (schema, table) = long_named_table("long_name", 60).await;
     assert_refused(
         &servers().replica,
         &schema,
@@ -816,17 +822,8 @@ async fn a_table_taking_the_cut_over_gates_name_is_refused_for_the_atomic_cut_ov
 
 #[tokio::test]
 async fn a_table_name_without_room_for_the_cut_over_gate_is_refused_for_the_atomic_cut_over() {
-    let schema = harness::fresh_schema("no_gate_room").await;
     // 61 characters: the helper tables fit under a short prefix, the gate `<name>_ghg` (65) not.
-    let table = "t".repeat(61);
-    primary_sql(
-        &schema,
-        &[
-            &format!("CREATE TABLE `{table}` (id INT NOT NULL PRIMARY KEY, v INT) ENGINE=InnoDB"),
-            &format!("INSERT INTO `{table}` VALUES (1, 1), (2, 2)"),
-        ],
-    )
-    .await;
+    let (schema, table) = long_named_table("no_gate_room", 61).await;
     let prefix = "--force-table-names=short";
     let err = assert_refused(
         &servers().replica,
