@@ -1193,9 +1193,7 @@ impl Run<'_> {
             let asked = Instant::now();
             let progress = &self.controls.progress;
             poll(&self.cancel, SUSPECT_WAIT, Duration::from_millis(5), || {
-                progress
-                    .heartbeat_age()
-                    .is_some_and(|age| age < asked.elapsed())
+                progress.heartbeat_written_after(asked)
             })
             .await?;
             let conns = checksum::connections(spec).await?;

@@ -169,6 +169,14 @@ impl Progress {
         (ms != NEVER).then(|| Duration::from_millis(ms))
     }
 
+    /// Whether the last heartbeat to come back was written after `at` (it came back
+    /// [`Progress::heartbeat_age`] ago, after a trip of [`Progress::lag`]): whatever the primary
+    /// committed before `at` has been applied.
+    pub fn heartbeat_written_after(&self, at: std::time::Instant) -> bool {
+        self.heartbeat_age()
+            .is_some_and(|age| age + self.lag() < at.elapsed())
+    }
+
     pub fn lag(&self) -> Duration {
         Duration::from_millis(self.lag_ms.load(Ordering::Relaxed))
     }
