@@ -57,13 +57,25 @@ const ACTIONS: [&str; 4] = ["kill-lock", "kill-proof", "sigkill", "sigterm"];
 /// How many faulted runs go at once.
 const AT_ONCE: usize = 4;
 
+/// The pause between a faulted run's writers' transactions: the two matrices run side by side,
+/// [`AT_ONCE`] runs each, and their sixteen writers together must stay within what the test
+/// replica applies on a slow 2-core machine (at [`PACE`] times 2 they wrote 800 transactions a
+/// second, the replica lagged past `--max-lag-millis` for minutes, and the runs waited throttled
+/// until the test gave up on them). A writer still waits on every lock the cut-over holds.
+const FAULTED_PACE: Duration = Duration::from_millis(80);
+
 /// A fresh schema `t_<name>` holding `t` with `rows` rows and its mirror (altered with
 /// [`ALTER`]), and two writers writing to both.
 async fn table_with_writers(name: &str, rows: u64) -> (String, Writers) {
+    table_with_writers_at(name, rows, PACE * 2).await
+}
+
+/// [`table_with_writers`] with the writers pausing `pace` between transactions.
+async fn table_with_writers_at(name: &str, rows: u64, pace: Duration) -> (String, Writers) {
     let schema = harness::fresh_schema(name).await;
     setup(&schema, SMALL, ALTER, rows, &SMALL_COLUMNS, small_values).await;
     let workload = by_id(&schema, small_values).await;
-    let writers = Writers::start(&servers().primary, &schema, workload, 2, PACE * 2).await;
+    let writers = Writers::start(&servers().primary, &schema, workload, 2, pace).await;
     (schema, writers)
 }
 
@@ -80,7 +92,7 @@ async fn comment(schema: &str) -> Option<String> {
 
 /// One faulted run and the checks after it. Returns a line for the log.
 async fn faulted_run(n: usize, two_step: bool, point: &str, action: &str) -> String {
-    let (schema, writers) = table_with_writers(&format!("fault_{n}"), 300).await;
+    let (schema, writers) = table_with_writers_at(&format!("fault_{n}"), 300, FAULTED_PACE).await;
     let primary = &servers().primary;
     assert!(
         writers.wait_for_commits(10, Duration::from_secs(60)).await,
@@ -92,9 +104,11 @@ async fn faulted_run(n: usize, two_step: bool, point: &str, action: &str) -> Str
     }
     let args = migrate_args(&schema, "t", ALTER, &extra);
     let failpoint = format!("{point}:{action}");
+    let began = std::time::Instant::now();
     let out = Running::start_with_env(&args, &[("WRAITH_FAILPOINT", &failpoint)])
         .finish(WRAITH_RUN_LIMIT)
         .await;
+    let took = began.elapsed();
     let log = stderr(&out);
     let what = format!("{failpoint} (exit {:?})", out.status.code());
     // Killed between the two renames of the two-step swap, nobody is left to rename the second:
@@ -185,7 +199,8 @@ async fn faulted_run(n: usize, two_step: bool, point: &str, action: &str) -> Str
     );
     harness::primary_sql(&schema, &[&format!("DROP DATABASE `{schema}`")]).await;
     format!(
-        "{what}: `t` migrated afterwards: {migrated}; writers {}",
+        "{what} in {:.1}s: `t` migrated afterwards: {migrated}; writers {}",
+        took.as_secs_f64(),
         stats.summary()
     )
 }

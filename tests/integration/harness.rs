@@ -497,7 +497,13 @@ impl Running {
                 let _ = self.child.kill().await;
                 let err =
                     String::from_utf8_lossy(&self.stderr.await.unwrap_or_default()).into_owned();
-                panic!("wraith did not finish within {limit:?}:\n{err}");
+                // The last lines first: where it waited (a log cut to its first lines still
+                // shows them).
+                let lines: Vec<&str> = err.lines().collect();
+                let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+                panic!(
+                    "wraith did not finish within {limit:?}; its last lines:\n{tail}\n--- its whole log:\n{err}"
+                );
             }
         };
         Output {
@@ -507,6 +513,9 @@ impl Running {
         }
     }
 }
+
+/// How many of its last lines a wraith that did not finish in time shows first.
+const TAIL_LINES: usize = 12;
 
 /// Runs wraith with `args`, writing `input` to its standard input.
 pub async fn run_wraith_with_input(args: &[String], input: &str) -> Output {
