@@ -45,8 +45,10 @@
 //! retypes otherwise (a DECIMAL's scale, a temporal precision, FLOAT to DOUBLE, ...) changes its
 //! value on purpose: it is not compared, and the log names it. When the key's columns themselves
 //! change type or collation, key ranges would not select the same rows in both tables, so the
-//! whole table is compared as one chunk. With `--allow-skipped-rows`, a row of the original the
-//! ghost table lacks was dropped knowingly and is not held against it.
+//! whole table is compared as one chunk (in one read view), unless both are integers (an `INT`
+//! key widened to `BIGINT UNSIGNED`, the most common change of a key): their ranges select alike.
+//! With `--allow-skipped-rows`, a row of the original the ghost table lacks was dropped knowingly
+//! and is not held against it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -215,6 +217,19 @@ pub fn compared(original: &Column, ghost: &Column) -> Option<ComparedColumn> {
     })
 }
 
+/// Whether a range of values of the key column `original` selects the same rows as the same
+/// range of the ghost table's `ghost`: the same type, character set and collation, or integers
+/// both (an `INT` key widened to `BIGINT`, signed or not: the copy carries each value over
+/// unchanged, and integers order alike whatever their width; a value the new type cannot hold
+/// changes, and its row is found differing, as it should be).
+fn ranges_alike(original: &Column, ghost: &Column) -> bool {
+    let same = original.column_type == ghost.column_type
+        && original.charset == ghost.charset
+        && original.collation == ghost.collation;
+    same || INTEGERS.contains(&original.data_type.as_str())
+        && INTEGERS.contains(&ghost.data_type.as_str())
+}
+
 /// What the checksum compares, fixed for the run.
 #[derive(Debug, Clone)]
 pub struct ChecksumSpec {
@@ -262,11 +277,7 @@ impl ChecksumSpec {
             .zip(&plan.ghost_key_columns)
             .all(
                 |(o, g)| match (plan.original.column(o), plan.ghost.column(g)) {
-                    (Some(o), Some(g)) => {
-                        o.column_type == g.column_type
-                            && o.charset == g.charset
-                            && o.collation == g.collation
-                    }
+                    (Some(o), Some(g)) => ranges_alike(o, g),
                     _ => false,
                 },
             );
@@ -1033,6 +1044,28 @@ mod tests {
                 None,
                 "",
             ),
+        }
+    }
+
+    #[test]
+    fn key_ranges_select_alike_for_the_same_type_and_for_integers_of_any_width() {
+        let c = |t: &str, ct: &str| column("id", t, ct, None);
+        let s = |ct: &str, cs: &str| column("id", "varchar", ct, Some(cs));
+        for (o, g) in [
+            (c("int", "int(11)"), c("int", "int(11)")),
+            (c("int", "int(11)"), c("bigint", "bigint(20) unsigned")),
+            (c("smallint", "smallint(6) unsigned"), c("int", "int(11)")),
+            (s("varchar(10)", "utf8mb4"), s("varchar(10)", "utf8mb4")),
+        ] {
+            assert!(ranges_alike(&o, &g), "{o:?} -> {g:?}");
+        }
+        for (o, g) in [
+            (c("int", "int(11)"), c("decimal", "decimal(20,0)")),
+            (s("varchar(10)", "latin1"), s("varchar(10)", "utf8mb4")),
+            (s("varchar(10)", "utf8mb4"), s("varchar(20)", "utf8mb4")),
+            (c("int", "int(11)"), s("varchar(10)", "utf8mb4")),
+        ] {
+            assert!(!ranges_alike(&o, &g), "{o:?} -> {g:?}");
         }
     }
 

@@ -5,8 +5,11 @@
 //! skipped; a postponed run compares again the rows that changed while it was postponed, and a
 //! difference on one of them stops it; a snapshot attempt that fails is released and retried;
 //! the checksum rests between chunks as the copy does (`--nice-ratio`, the copy's pace), and
-//! holds no read view from one chunk to the next.
+//! holds no read view from one chunk to the next; an `INT` key widened to `BIGINT UNSIGNED` is
+//! compared chunk by chunk too (not as one chunk in one view), and a difference behind it is
+//! found.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -15,7 +18,7 @@ use crate::compare::{assert_migrated, differences};
 use crate::faults::{postponed, postponed_with_env};
 use crate::harness::{self, migrate_args, servers, stderr, tables, Running, WRAITH_RUN_LIMIT};
 use crate::migrate::{by_id, setup, small_values, SMALL, SMALL_COLUMNS};
-use crate::writers::{under_writes, Writers, PACE};
+use crate::writers::{under_writes, Shape, Writers, PACE};
 
 /// An ALTER harmless to the rows, visible in the table's comment: `t` and `mirror` keep the same
 /// columns, so they can be compared whether or not the swap happened.
@@ -26,6 +29,19 @@ fn rows_checksummed(log: &str) -> Option<u64> {
     let rest = log.split("checksum passed: ").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
 }
+
+/// The chunks the checksum compared, from its log line (`... rows in N chunks compared ...`).
+fn chunks_checksummed(log: &str) -> Option<u64> {
+    let rest = log.split("checksum passed: ").nth(1)?;
+    let rest = rest.split(" rows in ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// `t` as [`SMALL`], with a signed `INT` key.
+const SMALL_INT_KEY: &str = "CREATE TABLE t (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
+
+/// The most common change of a key: an `INT` about to run out of ids, widened.
+const WIDEN_KEY: &str = "MODIFY id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT";
 
 /// `t`'s table comment (None when `t` is missing).
 async fn comment(schema: &str) -> Option<String> {
@@ -205,13 +221,23 @@ async fn the_checksum_holds_no_read_view_from_one_chunk_to_the_next() {
 /// not have. The copy skips a row the ghost table already holds (`INSERT IGNORE`) and no writer
 /// touches either key, so nothing but a comparison can see them. Returns wraith's output.
 async fn run_with_planted_difference(schema: &str, extra: &[&str]) -> std::process::Output {
-    setup(schema, SMALL, COMMENT, 1_000, &SMALL_COLUMNS, small_values).await;
+    run_with_planted_difference_in(schema, SMALL, COMMENT, extra).await
+}
+
+/// [`run_with_planted_difference`] on a table made by `create`, migrated with `alter`.
+async fn run_with_planted_difference_in(
+    schema: &str,
+    create: &str,
+    alter: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    setup(schema, create, alter, 1_000, &SMALL_COLUMNS, small_values).await;
     // The throttle flag holds the copy until the difference is planted.
     let throttle = tempfile::NamedTempFile::new().unwrap();
     let throttle_arg = format!("--throttle-flag-file={}", throttle.path().display());
     let mut flags = vec!["--chunk-size=10", throttle_arg.as_str()];
     flags.extend(extra);
-    let args = migrate_args(schema, "t", COMMENT, &flags);
+    let args = migrate_args(schema, "t", alter, &flags);
     let running = Running::start(&args);
     let primary = &servers().primary;
     harness::eventually(
@@ -270,6 +296,61 @@ async fn with_skip_checksum_the_same_difference_is_swapped_in_and_the_log_says_s
     // What the checksum would have stopped: t now holds the planted rows.
     let (count, _) = differences(&servers().primary, &schema, "t", "mirror", &["id"]).await;
     assert_eq!(count, 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_int_key_widened_to_bigint_is_checksummed_chunk_by_chunk_under_writes() {
+    let schema = harness::fresh_schema("checksum_widened_key").await;
+    setup(
+        &schema,
+        SMALL_INT_KEY,
+        WIDEN_KEY,
+        2_000,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+    // Checksum chunks of ten copy chunks: about ten of them.
+    let args = migrate_args(&schema, "t", WIDEN_KEY, &["--chunk-size=20"]);
+    // Rows move to ids counted down from 2^30, within the INT they start in.
+    let shape = Shape {
+        rekey: |_, _, unique| vec![((1u64 << 30) - unique).to_string()],
+        ..Shape::by_id(2_000, small_values)
+    };
+    let (out, stats, _) = under_writes(
+        &schema,
+        Arc::new(shape),
+        2,
+        PACE * 2,
+        harness::run_wraith(&args),
+    )
+    .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    // In chunks, each in a read view of its own: not the whole table in one view.
+    let chunks = chunks_checksummed(&log).unwrap_or_else(|| panic!("no checksum line:\n{log}"));
+    assert!(
+        chunks >= 5,
+        "the checksum compared the widened key's table in {chunks} chunk(s)\n{log}"
+    );
+    assert_migrated(&schema, &["id"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_that_differs_behind_a_widened_key_stops_the_run_before_the_swap() {
+    let schema = harness::fresh_schema("checksum_widened_planted").await;
+    let out = run_with_planted_difference_in(&schema, SMALL_INT_KEY, WIDEN_KEY, &[]).await;
+    let log = stderr(&out);
+    assert!(!out.status.success(), "wraith swapped:\n{log}");
+    assert!(
+        log.contains("id=500") && log.contains("id=5000000 (only in the ghost table)"),
+        "the planted rows are not named:\n{log}"
+    );
+    assert!(log.contains("untouched"), "{log}");
+    let (count, samples) = differences(&servers().primary, &schema, "t", "mirror", &["id"]).await;
+    assert_eq!(count, 0, "t changed:\n{}\n{log}", samples.join("\n"));
+    assert_no_helper_tables(&schema, &log).await;
 }
 
 /// Two writers on `schema`.t, each writing every other pace.
