@@ -45,8 +45,9 @@
 //! retypes otherwise (a DECIMAL's scale, a temporal precision, FLOAT to DOUBLE, ...) changes its
 //! value on purpose: it is not compared, and the log names it. When the key's columns themselves
 //! change type or collation, key ranges would not select the same rows in both tables, so the
-//! whole table is compared as one chunk (in one read view), unless both are integers (an `INT`
-//! key widened to `BIGINT UNSIGNED`, the most common change of a key): their ranges select alike.
+//! whole table is compared as one chunk (in one read view), unless their ranges still select
+//! alike ([`ranges_alike`]: integers of any width, as an `INT` key widened to `BIGINT UNSIGNED`,
+//! the most common change of a key; text lengthened in the same collation).
 //! With `--allow-skipped-rows`, a row of the original the ghost table lacks was dropped knowingly
 //! and is not held against it.
 
@@ -218,16 +219,19 @@ pub fn compared(original: &Column, ghost: &Column) -> Option<ComparedColumn> {
 }
 
 /// Whether a range of values of the key column `original` selects the same rows as the same
-/// range of the ghost table's `ghost`: the same type, character set and collation, or integers
-/// both (an `INT` key widened to `BIGINT`, signed or not: the copy carries each value over
-/// unchanged, and integers order alike whatever their width; a value the new type cannot hold
-/// changes, and its row is found differing, as it should be).
+/// range of the ghost table's `ghost`: the copy carries each value over unchanged and both order
+/// it alike. So for the same type, character set and collation; for integers of any width,
+/// signed or not (an `INT` key widened to `BIGINT UNSIGNED`); for text lengthened or shortened
+/// in the same character set and collation, never to `CHAR` (which drops trailing spaces); and
+/// for binary strings, never to `BINARY` (which pads). A value the new type cannot hold changes,
+/// and its row is found differing, as it should be.
 fn ranges_alike(original: &Column, ghost: &Column) -> bool {
-    let same = original.column_type == ghost.column_type
-        && original.charset == ghost.charset
-        && original.collation == ghost.collation;
-    same || INTEGERS.contains(&original.data_type.as_str())
-        && INTEGERS.contains(&ghost.data_type.as_str())
+    let (o, g) = (original.data_type.as_str(), ghost.data_type.as_str());
+    let same_text = original.charset == ghost.charset && original.collation == ghost.collation;
+    let same = original.column_type == ghost.column_type && same_text;
+    same || INTEGERS.contains(&o) && INTEGERS.contains(&g)
+        || TEXTS.contains(&o) && TEXTS.contains(&g) && o != "char" && g != "char" && same_text
+        || BINARIES.contains(&o) && BINARIES.contains(&g) && g != "binary"
 }
 
 /// What the checksum compares, fixed for the run.
@@ -1056,13 +1060,18 @@ mod tests {
             (c("int", "int(11)"), c("bigint", "bigint(20) unsigned")),
             (c("smallint", "smallint(6) unsigned"), c("int", "int(11)")),
             (s("varchar(10)", "utf8mb4"), s("varchar(10)", "utf8mb4")),
+            (s("varchar(10)", "utf8mb4"), s("varchar(64)", "utf8mb4")),
+            (c("binary", "binary(4)"), c("varbinary", "varbinary(16)")),
         ] {
             assert!(ranges_alike(&o, &g), "{o:?} -> {g:?}");
         }
+        let char10 = column("id", "char", "char(10)", Some("utf8mb4"));
         for (o, g) in [
             (c("int", "int(11)"), c("decimal", "decimal(20,0)")),
             (s("varchar(10)", "latin1"), s("varchar(10)", "utf8mb4")),
-            (s("varchar(10)", "utf8mb4"), s("varchar(20)", "utf8mb4")),
+            (s("varchar(10)", "utf8mb4"), char10.clone()),
+            (char10, s("varchar(10)", "utf8mb4")),
+            (c("varbinary", "varbinary(4)"), c("binary", "binary(4)")),
             (c("int", "int(11)"), s("varchar(10)", "utf8mb4")),
         ] {
             assert!(!ranges_alike(&o, &g), "{o:?} -> {g:?}");
