@@ -46,7 +46,7 @@
 //! value on purpose: it is not compared, and the log names it. When the key's columns themselves
 //! change type or collation, key ranges would not select the same rows in both tables, so the
 //! whole table is compared as one chunk (in one read view), unless their ranges still select
-//! alike ([`ranges_alike`]: integers of any width, as an `INT` key widened to `BIGINT UNSIGNED`,
+//! alike (`ranges_alike`: integers of any width, as an `INT` key widened to `BIGINT UNSIGNED`,
 //! the most common change of a key; text lengthened in the same collation).
 //! With `--allow-skipped-rows`, a row of the original the ghost table lacks was dropped knowingly
 //! and is not held against it.

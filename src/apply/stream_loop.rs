@@ -129,7 +129,7 @@ pub struct LoopSpec {
     /// read again, not applied.
     pub applied_at_start: u64,
     /// `--backlog-nice-ratio`: how many times a full batch's time the loop rests after it while
-    /// it drains a backlog ([`Drain`]).
+    /// it drains a backlog (`Drain`).
     pub backlog_nice_ratio: f64,
 }
 
