@@ -18,7 +18,7 @@ use crate::compare::{assert_migrated, differences};
 use crate::faults::{postponed, postponed_with_env};
 use crate::harness::{self, migrate_args, servers, stderr, tables, Running, WRAITH_RUN_LIMIT};
 use crate::migrate::{by_id, setup, small_values, SMALL, SMALL_COLUMNS};
-use crate::writers::{under_writes, Shape, Writers, PACE};
+use crate::writers::{under_writes, Shape, Workload, WriterStats, Writers, PACE};
 
 /// An ALTER harmless to the rows, visible in the table's comment: `t` and `mirror` keep the same
 /// columns, so they can be compared whether or not the swap happened.
@@ -63,25 +63,31 @@ async fn assert_no_helper_tables(schema: &str, log: &str) {
     );
 }
 
+/// Migrates `schema`.t with `alter` in chunks of 20 rows (the checksum walks many chunks, ten
+/// copy chunks each) while two writers write `workload`; asserts that wraith succeeded and no
+/// writer met an error. Returns wraith's log and what the writers did.
+async fn migrated_in_small_chunks(
+    schema: &str,
+    alter: &str,
+    workload: Arc<dyn Workload>,
+) -> (String, WriterStats) {
+    let args = migrate_args(schema, "t", alter, &["--chunk-size=20"]);
+    let (out, stats, _) =
+        under_writes(schema, workload, 2, PACE * 2, harness::run_wraith(&args)).await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    (log, stats)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_clean_run_under_writes_passes_the_checksum_and_swaps() {
     let schema = harness::fresh_schema("checksum_clean").await;
     // `b` moves to another character set: compared as the copy converts it.
     let alter = "MODIFY b VARCHAR(64) CHARACTER SET utf16 NOT NULL, ADD COLUMN d INT";
     setup(&schema, SMALL, alter, 2_000, &SMALL_COLUMNS, small_values).await;
-    // Small chunks: the checksum walks many of them (ten copy chunks each).
-    let args = migrate_args(&schema, "t", alter, &["--chunk-size=20"]);
-    let (out, stats, _) = under_writes(
-        &schema,
-        by_id(&schema, small_values).await,
-        2,
-        PACE * 2,
-        harness::run_wraith(&args),
-    )
-    .await;
-    let log = stderr(&out);
-    assert!(out.status.success(), "{log}");
-    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    let (log, stats) =
+        migrated_in_small_chunks(&schema, alter, by_id(&schema, small_values).await).await;
     let rows = rows_checksummed(&log).unwrap_or_else(|| panic!("no checksum line:\n{log}"));
     assert!(rows >= 2_000, "the checksum compared {rows} rows\n{log}");
     assert!(
@@ -310,25 +316,13 @@ async fn an_int_key_widened_to_bigint_is_checksummed_chunk_by_chunk_under_writes
         small_values,
     )
     .await;
-    // Checksum chunks of ten copy chunks: about ten of them.
-    let args = migrate_args(&schema, "t", WIDEN_KEY, &["--chunk-size=20"]);
     // Rows move to ids counted down from 2^30, within the INT they start in.
     let shape = Shape {
         rekey: |_, _, unique| vec![((1u64 << 30) - unique).to_string()],
         ..Shape::by_id(2_000, small_values)
     };
-    let (out, stats, _) = under_writes(
-        &schema,
-        Arc::new(shape),
-        2,
-        PACE * 2,
-        harness::run_wraith(&args),
-    )
-    .await;
-    let log = stderr(&out);
-    assert!(out.status.success(), "{log}");
-    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
-    // In chunks, each in a read view of its own: not the whole table in one view.
+    let (log, _) = migrated_in_small_chunks(&schema, WIDEN_KEY, Arc::new(shape)).await;
+    // About ten checksum chunks; in chunks, each in a read view of its own: not the whole table in one view.
     let chunks = chunks_checksummed(&log).unwrap_or_else(|| panic!("no checksum line:\n{log}"));
     assert!(
         chunks >= 5,
