@@ -50,7 +50,8 @@ const RELEASE_MARGIN: Duration = Duration::from_millis(50);
 
 /// The usual pace of a writer: at most 100 transactions a second, so that the writers of two
 /// tests running side by side stay within what the test replica applies on 2 cores (tests with
-/// six or eight writers pace them at twice this).
+/// six or eight writers pace them at twice this, and the fault matrices' sixteen at eight times:
+/// a replica that lags past `--max-lag-millis` holds every run throttled until the test gives up).
 pub const PACE: Duration = Duration::from_millis(10);
 
 /// A small deterministic random generator (xorshift).
