@@ -9,6 +9,10 @@
 //! collide with gh-ost's flags. Turning flags into a validated [`crate::config::Config`] is the
 //! job of `config`.
 
+// The flags' doc comments are their `--help` text, not rustdoc: `<table>` and `[client]` there
+// are words for the terminal.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+
 use std::collections::BTreeSet;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};

@@ -867,7 +867,7 @@ impl Locked {
 }
 
 /// Takes `LOCK TABLES ... WRITE` on `tables` (in `spec.schema`) with `conn`, a
-/// [`lock_session`], at a moment when no other session holds them if the server can tell, and
+/// `lock_session`, at a moment when no other session holds them if the server can tell, and
 /// when `lag_low` says the binlog's lag is low enough to lock over.
 ///
 /// A lock request that waits queues every later writer of its tables behind it until the

@@ -140,7 +140,7 @@ impl Gate {
 
     /// After a chunk of row work (the copy's or the checksum's) that took `took`: rests
     /// `max(nice_ratio, pace)` times as long, the pace being the pacer's (shown on the status
-    /// line). The pace is read again every [`REST_SLICE`] while resting: a rest begun at a high
+    /// line). The pace is read again every `REST_SLICE` while resting: a rest begun at a high
     /// pace ends as soon as the pace has fallen below what was rested (a checksum chunk of a
     /// third of a second at 19x rested 6 s while the writes were already fast again), and
     /// lengthens if it rises. Returns how long it rested; returns early when `cancel` fires (the

@@ -82,7 +82,7 @@ pub struct CopySpec {
     pub index: String,
     pub key_columns: Vec<String>,
     /// Key columns that may hold NULL in the original table: rows with a NULL there are copied
-    /// apart ([`copy_null_keys`]).
+    /// apart (`copy_null_keys`).
     pub nullable_key_columns: Vec<String>,
     /// The changelog table, where the copy of the rows with a NULL key is marked.
     pub changelog: String,

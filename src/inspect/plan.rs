@@ -4,7 +4,7 @@
 //! user's choices. Out: [`Plan`]: the column mapping (shared, renamed, dropped, added; generated
 //! columns never written) and the shared unique key the copier chunks by and the applier matches
 //! rows with. Invariant: a key is chosen only if it is unique, with the same columns in the same
-//! order, the same prefix lengths and the same collations, in both tables ([`same_key`]); without
+//! order, the same prefix lengths and the same collations, in both tables (`same_key`); without
 //! one, rows could be duplicated or lost, so there is no plan. Before the plan, [`check_built`]
 //! holds the ghost table the server built against what the ALTER was read to say: a column may
 //! only vanish where the ALTER names it dropped or renamed, and the ghost table must be InnoDB.
@@ -256,7 +256,7 @@ fn same_key(
 }
 
 impl Plan {
-    /// Unique keys the ghost table shares with the original ([`same_key`]: the same columns, by
+    /// Unique keys the ghost table shares with the original (`same_key`: the same columns, by
     /// mapping, prefix lengths and collations), as (original index, ghost index). The original
     /// never holds a value of one of them twice, so a duplicate on one in the ghost table is a
     /// row not yet brought up to date, and a later binlog event rewrites it. A unique key that

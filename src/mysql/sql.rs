@@ -317,7 +317,7 @@ const QUOTING_MODES: &[&str] = &[
 ];
 
 /// The session settings of the connection that runs the user's ALTER on the ghost table: the
-/// session's `current` sql_mode without [`QUOTING_MODES`], so that the server reads the ALTER's
+/// session's `current` sql_mode without `QUOTING_MODES`, so that the server reads the ALTER's
 /// quotes as `inspect::alter` reads them (the server's default dialect). Every other mode (strict
 /// modes, zero dates) stays as the server has it.
 pub fn ddl_session(current: &str) -> String {

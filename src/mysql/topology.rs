@@ -1,9 +1,10 @@
 //! Where the binlog is read and where the ghost table is written.
 //!
 //! In: the server wraith was pointed at (`--host`, normally a replica) and the topology flags.
-//! Out: [`Topology`]: the inspected server and the primary, each with its flavor. By default
-//! wraith reads a replica and writes the primary it replicates from; `--allow-on-master` reads and
-//! writes the primary; `--assume-master-host` names the primary instead of asking the replica.
+//! Out: the primary to write ([`resolve_primary`]), from the inspected server's replica status.
+//! By default wraith reads a replica and writes the primary it replicates from;
+//! `--allow-on-master` reads and writes the primary; `--assume-master-host` names the primary
+//! instead of asking the replica.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};

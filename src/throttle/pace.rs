@@ -15,7 +15,7 @@
 //! so that a stall of the server then does not make the baseline lenient) is the baseline; while
 //! copying, when the recent writes (the third quartile of the last 10) take longer than
 //! `--pace-latency-ratio` times the baseline (and longer than the slowest tenth of the writes
-//! before the copy, counted up to [`NOISE_CAP`] times the baseline, and at least 0.2 ms more than
+//! before the copy, counted up to `NOISE_CAP` times the baseline, and at least 0.2 ms more than
 //! the baseline), the pace rises, multiplicatively (0.5, 1.5, 3.5, 7.5, 15.5, 19 at half-second
 //! steps), up to [`MAX_PACE`] (the copy then works a twentieth of the time: it slows but always
 //! finishes); a copy that begins while the application writes the table starts at [`START_PACE`] (a
@@ -59,7 +59,7 @@ pub const BASELINE_WANTED: usize = 10;
 
 /// The samples the copy waits for when the application writes the table (three seconds at the
 /// default heartbeat): the baseline is the median of the quietest [`BASELINE_WANTED`] of them in
-/// a row ([`quietest_median`]). A stall of the server in the one second the baseline was taken
+/// a row (`quietest_median`). A stall of the server in the one second the baseline was taken
 /// in made it 1.81 ms where other runs measured 0.8 to 1.6, and the copy went almost unpaced:
 /// the writers' p95 in the copy 7.1x what it was before (load bench, session 28).
 pub const BASELINE_WANTED_UNDER_WRITES: usize = 30;
