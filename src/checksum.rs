@@ -1052,7 +1052,7 @@ mod tests {
     }
 
     #[test]
-    fn key_ranges_select_alike_for_the_same_type_and_for_integers_of_any_width() {
+    fn key_ranges_select_alike_where_the_copy_keeps_each_value_and_its_order() {
         let c = |t: &str, ct: &str| column("id", t, ct, None);
         let s = |ct: &str, cs: &str| column("id", "varchar", ct, Some(cs));
         for (o, g) in [

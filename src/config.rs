@@ -1,9 +1,9 @@
 //! From parsed flags to one validated [`Config`].
 //!
-//! In: [`crate::cli::Parsed`], the `--conf` ini file, the terminal (for `--ask-pass`). Out: a [`Config`]
-//! every other module reads and none mutates, or a [`ConfigError`] that names the flag and what
-//! to write instead. Nothing here touches a server (a `--statsd-addr` host name is looked up,
-//! so that one that does not resolve is a config error).
+//! In: [`crate::cli::Parsed`], the `--conf` ini file, the terminal (for `--ask-pass`). Out: a
+//! [`Config`] every other module reads and none mutates, or a [`ConfigError`] that names the flag
+//! and what to write instead. Nothing here touches a server (a `--statsd-addr` host name is
+//! looked up, so that one that does not resolve is a config error).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

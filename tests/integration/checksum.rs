@@ -24,17 +24,19 @@ use crate::writers::{under_writes, Shape, Workload, WriterStats, Writers, PACE};
 /// columns, so they can be compared whether or not the swap happened.
 const COMMENT: &str = "COMMENT='migrated'";
 
-/// The rows the checksum compared, from its log line (`checksum passed: N rows ...`).
-fn rows_checksummed(log: &str) -> Option<u64> {
+/// The rows and the chunks the checksum compared, from its log line (`checksum passed: N rows
+/// in M chunks compared ...`).
+fn checksummed(log: &str) -> Option<(u64, u64)> {
     let rest = log.split("checksum passed: ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
+    let mut words = rest.split_whitespace();
+    let rows = words.next()?.parse().ok()?;
+    let chunks = words.nth(2)?.parse().ok()?;
+    Some((rows, chunks))
 }
 
-/// The chunks the checksum compared, from its log line (`... rows in N chunks compared ...`).
-fn chunks_checksummed(log: &str) -> Option<u64> {
-    let rest = log.split("checksum passed: ").nth(1)?;
-    let rest = rest.split(" rows in ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
+/// The rows the checksum compared ([`checksummed`]).
+fn rows_checksummed(log: &str) -> Option<u64> {
+    checksummed(log).map(|(rows, _)| rows)
 }
 
 /// `t` as [`SMALL`], with a signed `INT` key.
@@ -307,11 +309,12 @@ async fn with_skip_checksum_the_same_difference_is_swapped_in_and_the_log_says_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_int_key_widened_to_bigint_is_checksummed_chunk_by_chunk_under_writes() {
     let schema = harness::fresh_schema("checksum_widened_key").await;
+    let rows = 2_000;
     setup(
         &schema,
         SMALL_INT_KEY,
         WIDEN_KEY,
-        2_000,
+        rows,
         &SMALL_COLUMNS,
         small_values,
     )
@@ -319,11 +322,11 @@ async fn an_int_key_widened_to_bigint_is_checksummed_chunk_by_chunk_under_writes
     // Rows move to ids counted down from 2^30, within the INT they start in.
     let shape = Shape {
         rekey: |_, _, unique| vec![((1u64 << 30) - unique).to_string()],
-        ..Shape::by_id(2_000, small_values)
+        ..Shape::by_id(rows, small_values)
     };
     let (log, _) = migrated_in_small_chunks(&schema, WIDEN_KEY, Arc::new(shape)).await;
-    // About ten checksum chunks; in chunks, each in a read view of its own: not the whole table in one view.
-    let chunks = chunks_checksummed(&log).unwrap_or_else(|| panic!("no checksum line:\n{log}"));
+    // About ten chunks, each in a read view of its own (not the whole table in one view).
+    let (_, chunks) = checksummed(&log).unwrap_or_else(|| panic!("no checksum line:\n{log}"));
     assert!(
         chunks >= 5,
         "the checksum compared the widened key's table in {chunks} chunk(s)\n{log}"
