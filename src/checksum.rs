@@ -68,6 +68,7 @@ use crate::failpoint;
 use crate::inspect::plan::Plan;
 use crate::inspect::schema::Column;
 use crate::mysql::{self, sql, ConnectError};
+use crate::priority;
 use crate::progress::Progress;
 use crate::throttle::Gate;
 use crate::verify;
@@ -375,6 +376,8 @@ pub async fn snapshot(
     token: &str,
     lag_low: &dyn Fn() -> bool,
 ) -> Result<Snapshot, ChecksumError> {
+    // The writers will wait for this lock: it must not wait for the CPU.
+    let _urgent = priority::Urgent::begin();
     let cut = &spec.lock;
     let mut conns = connections(spec).await?;
     let mut lock = cutover::lock_session(cut).await?;

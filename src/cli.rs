@@ -427,6 +427,14 @@ pub struct Flags {
     /// full speed)
     #[arg(long, default_value_t = 1.0)]
     pub backlog_nice_ratio: f64,
+    /// wraith: run at this nice value (0 to 19; 0 = at the priority wraith was started with),
+    /// so that the servers on the same host get the cores before wraith's binlog reader, applier
+    /// and copy; it goes back to the priority it started with while it holds a lock on the
+    /// original table (the checksum's snapshot, the cut-over), and so lowers it only where the
+    /// system lets it raise it again (root, CAP_SYS_NICE or RLIMIT_NICE; elsewhere the log says
+    /// so); hooks inherit it
+    #[arg(long, default_value_t = 19)]
+    pub cpu_nice: i32,
     /// wraith: let rows the new table cannot hold (a duplicate on a unique key the ALTER adds, a
     /// value that does not fit) be dropped, with a warning for each, instead of failing
     #[arg(long)]

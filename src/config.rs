@@ -367,6 +367,7 @@ pub fn build(
     )?;
     range("default-retries", flags.default_retries, 1, i64::MAX)?;
     range("copy-workers", flags.copy_workers as i64, 1, 64)?;
+    range("cpu-nice", flags.cpu_nice as i64, 0, 19)?;
     range(
         "exponential-backoff-max-interval",
         flags.exponential_backoff_max_interval,

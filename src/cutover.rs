@@ -56,6 +56,7 @@ use crate::changelog::Changelog;
 use crate::failpoint;
 use crate::mysql::names::NameCase;
 use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint, Flavor};
+use crate::priority;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CutOverError {
@@ -244,6 +245,8 @@ pub async fn attempt(
     token: &str,
     lag_low: &dyn Fn() -> bool,
 ) -> Outcome {
+    // The writers will wait for this attempt: it must not wait for the CPU.
+    let _urgent = priority::Urgent::begin();
     let mut attempt = match Attempt::open(spec, atomic).await {
         Ok(a) => a,
         Err(reason) => return not_swapped(control, reason),

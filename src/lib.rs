@@ -27,6 +27,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod migration;
 pub mod mysql;
+pub mod priority;
 pub mod progress;
 pub mod sandbox;
 pub mod table_lock;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use tokio_util::sync::CancellationToken;
 use wraith::cli::{self, Extra, LogFormat};
-use wraith::{config, demo, migration};
+use wraith::{config, demo, migration, priority};
 
 /// The log format chosen by `--log-format`, for the lines written outside the log.
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
@@ -78,7 +78,10 @@ fn main() -> ExitCode {
         None => match config::build(parsed, read_password) {
             Err(e) => Err(e.to_string()),
             Ok(cfg) => runtime
-                .block_on(migration::run(&cfg, cancel))
+                .block_on(async {
+                    priority::lower(cfg.flags.cpu_nice);
+                    migration::run(&cfg, cancel).await
+                })
                 .map(|_| ())
                 .map_err(|failed| {
                     say(&failed.aftermath());

@@ -12,10 +12,13 @@ use wraith::mysql::sql::qualified;
 use wraith::throttle::pace;
 
 use crate::compare::assert_migrated;
+use crate::faults::postponed_with_env;
 use crate::harness::{
     self, eventually, fresh_schema, migrate_args, primary_sql, servers, stderr, tables, Running,
+    WRAITH_RUN_LIMIT,
 };
-use crate::migrate::SMALL;
+use crate::migrate::{by_id, setup as setup_migrated, small_values, SMALL, SMALL_COLUMNS};
+use crate::writers::{Writers, PACE};
 
 pub(crate) const ALTER: &str = "ADD COLUMN d INT";
 
@@ -325,4 +328,103 @@ async fn writes_slowed_by_something_else_than_the_copy_do_not_hold_it_at_its_slo
         err.contains("the primary's writes are faster again"),
         "the baseline falls back once the writes are fast: {err}"
     );
+}
+
+/// wraith runs every thread at its `--cpu-nice`, so that the servers on its host get the cores
+/// before its binlog reader, applier and copy; while it holds the lock on the original table
+/// (here the atomic cut-over's, where wraith stops itself) the writers wait for it, and it runs
+/// at the priority it was started with. Where the system would not let it raise its priority
+/// again (not root, no CAP_SYS_NICE or RLIMIT_NICE), it keeps its priority throughout and says
+/// so. The table is migrated whole either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_lock() {
+    let schema = fresh_schema("cpu_nice").await;
+    setup_migrated(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
+    let workload = by_id(&schema, small_values).await;
+    let writers = Writers::start(&servers().primary, &schema, workload, 2, PACE * 2).await;
+    let ours = nice_of(std::process::id()).expect("the test's own nice value");
+    let may_raise = may_raise_priority();
+    let lowered = if may_raise { 7.max(ours) } else { ours };
+    let args = migrate_args(&schema, "t", ALTER, &["--cpu-nice=7"]);
+    let (running, flag) = postponed_with_env(
+        &schema,
+        args,
+        &[("WRAITH_FAILPOINT", "atomic:locked:sigstop")],
+    )
+    .await;
+    let pid = running.pid();
+    // Postponed, past the checksum's lock: every thread at the nice value asked for.
+    assert_eq!(
+        threads_at(pid),
+        vec![lowered],
+        "wraith's threads' nice values while postponed"
+    );
+    drop(flag);
+    eventually(
+        "wraith to stop itself holding the cut-over's lock",
+        Duration::from_secs(60),
+        async || crate::revert::stopped(pid),
+    )
+    .await;
+    assert_eq!(
+        threads_at(pid),
+        vec![ours],
+        "wraith's threads' nice values under the lock"
+    );
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "wraith failed: {err}");
+    let said = if may_raise {
+        format!("wraith runs at nice {lowered} (--cpu-nice)")
+    } else {
+        format!("wraith keeps its priority (nice {ours})")
+    };
+    assert!(err.contains(&said), "{err}");
+    let stats = writers.stop().await;
+    assert!(
+        !stats.commits.is_empty(),
+        "the writers wrote during the run"
+    );
+    assert_migrated(&schema, &["id"]).await;
+}
+
+/// The distinct nice values of `pid`'s threads.
+fn threads_at(pid: u32) -> Vec<i32> {
+    let mut nices: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("wraith's threads")
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|tid| nice_of_task(pid, tid))
+        .collect();
+    nices.sort();
+    nices.dedup();
+    nices
+}
+
+/// A process's (its main thread's) nice value.
+fn nice_of(pid: u32) -> Option<i32> {
+    nice_of_task(pid, pid)
+}
+
+/// Field 19 of `/proc/<pid>/task/<tid>/stat`.
+fn nice_of_task(pid: u32, tid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()
+}
+
+/// Whether a process of this user may lower a thread's nice value (root, CAP_SYS_NICE or
+/// RLIMIT_NICE): tried on a thread of its own.
+fn may_raise_priority() -> bool {
+    std::thread::spawn(|| {
+        // SAFETY: setpriority on this (new) thread only; plain integers.
+        unsafe {
+            let own = libc::getpriority(libc::PRIO_PROCESS, 0);
+            libc::setpriority(libc::PRIO_PROCESS, 0, own + 1) == 0
+                && libc::setpriority(libc::PRIO_PROCESS, 0, own) == 0
+        }
+    })
+    .join()
+    .unwrap()
 }

@@ -1,0 +1,161 @@
+//! wraith's CPU priority on the host it runs on.
+//!
+//! In: `--cpu-nice` (from `main`, once the flags are read, for a migration run only; `wraith
+//! demo` and the library's callers keep their priority). Out: every thread of the process at
+//! that nice value ([`lower`]), and, while an [`Urgent`] guard lives (the checksum's snapshot
+//! and the cut-over, which hold a lock on the original table), at the value wraith started with.
+//! Only where the system lets a process raise its priority again (root, `CAP_SYS_NICE`, or an
+//! `RLIMIT_NICE` that allows it): elsewhere wraith keeps its priority throughout and says so,
+//! since a lock's work at a low priority would wait behind every busier process on the host
+//! while the writers wait on the lock.
+//!
+//! Why: on a host it shares with the servers (the replica's host, or the primary's), wraith's
+//! binlog reader and applier compete for the cores the application's queries need. Their CPU is
+//! small (a tenth of a core under a write load) but comes in bursts, and at the same priority it
+//! took the writers' p95 latency from 12 to 30 ms in the load bench; at a lower priority wraith
+//! gets the cores the servers leave idle (docs/performance.md, session 32). A lock on the
+//! original table reverses that: the writers wait for wraith, so wraith must not wait for the
+//! CPU.
+//!
+//! Invariant: priority changes only when the process runs; it changes no data, and a failure to
+//! change it is logged, never an error. On Linux the nice value is each thread's own, and a new
+//! thread takes its creator's, so every change is made to every thread of the process.
+
+use std::sync::{Mutex, OnceLock};
+
+/// The nice values wraith moves between.
+#[derive(Debug, Clone, Copy)]
+struct Levels {
+    /// The nice value the process started with.
+    started: i32,
+    /// The one it runs at (`--cpu-nice`).
+    lowered: i32,
+}
+
+static LEVELS: OnceLock<Levels> = OnceLock::new();
+
+/// Puts every thread of the process at nice `nice` (0 to 19), unless it already runs at that or
+/// a lower priority, or the system would not let it raise its priority again for a lock (the
+/// lock's work would then wait for the CPU behind every busier process, the writers waiting
+/// on it). Called once; later calls do nothing.
+pub fn lower(nice: i32) {
+    if LEVELS.get().is_some() {
+        return;
+    }
+    let Some(started) = current() else {
+        tracing::warn!("cannot read wraith's nice value; it runs at the priority it was given");
+        return;
+    };
+    let lowered = nice.clamp(0, 19).max(started);
+    if lowered == started {
+        return;
+    }
+    if !may_raise(started) {
+        tracing::info!(
+            "wraith keeps its priority (nice {started}): it could lower it (--cpu-nice={lowered}) but not raise it again for its lock on the original table, which the writers wait on (that takes root, CAP_SYS_NICE, or an RLIMIT_NICE of at least {}); to run at a lower priority throughout, start it with `nice`",
+            20 - started
+        );
+        return;
+    }
+    if let Err(e) = set_all(lowered) {
+        tracing::warn!("cannot lower wraith's CPU priority to nice {lowered} (--cpu-nice): {e}");
+        let _ = set_all(started);
+        return;
+    }
+    let _ = LEVELS.set(Levels { started, lowered });
+    tracing::info!(
+        "wraith runs at nice {lowered} (--cpu-nice), so that the servers on this host get the cores first; at nice {started} while it holds a lock on the original table"
+    );
+}
+
+/// While it lives, wraith runs at the priority it started with (where [`lower`] lowered it).
+/// Guards may overlap: the priority goes back down when the last one ends.
+#[must_use = "the priority goes back down when the guard is dropped"]
+pub struct Urgent(Option<Levels>);
+
+/// Live [`Urgent`] guards.
+static URGENT: Mutex<usize> = Mutex::new(0);
+
+impl Urgent {
+    /// Raises the priority back, if [`lower`] lowered it.
+    pub fn begin() -> Urgent {
+        let levels = LEVELS.get().copied();
+        if let Some(l) = levels {
+            let mut live = crate::lock(&URGENT);
+            if *live == 0 {
+                if let Err(e) = set_all(l.started) {
+                    tracing::debug!("raising wraith's priority for the lock: {e}");
+                }
+            }
+            *live += 1;
+        }
+        Urgent(levels)
+    }
+}
+
+impl Drop for Urgent {
+    fn drop(&mut self) {
+        if let Some(l) = self.0 {
+            let mut live = crate::lock(&URGENT);
+            *live -= 1;
+            if *live == 0 {
+                if let Err(e) = set_all(l.lowered) {
+                    tracing::debug!("lowering wraith's priority after the lock: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The calling thread's nice value.
+fn current() -> Option<i32> {
+    // getpriority returns -1 both as a value and as an error: errno tells them apart.
+    // SAFETY: errno is this thread's; getpriority takes plain integers.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+        (nice != -1 || *libc::__errno_location() == 0).then_some(nice)
+    }
+}
+
+/// Whether a thread of this process may go back to nice `started` once lowered: tried on a
+/// thread of its own, so that no other thread's priority changes.
+fn may_raise(started: i32) -> bool {
+    std::thread::spawn(move || {
+        set_thread(0, (started + 1).min(19)).is_ok() && set_thread(0, started).is_ok()
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+/// Sets the nice value of thread `tid` (0: the calling thread).
+fn set_thread(tid: u32, nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    match unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Sets the nice value of every thread of the process (the calling thread's at least). Twice
+/// over the thread list, so that a thread started during the first pass by a thread not yet
+/// changed is changed in the second.
+fn set_all(nice: i32) -> std::io::Result<()> {
+    set_thread(0, nice)?;
+    for _ in 0..2 {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Ok(());
+        };
+        for tid in tasks
+            .flatten()
+            .filter_map(|t| t.file_name().to_str().and_then(|t| t.parse::<u32>().ok()))
+        {
+            match set_thread(tid, nice) {
+                // A thread that ended meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
