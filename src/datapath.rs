@@ -31,6 +31,7 @@ use crate::copy::Tombstones;
 use crate::inspect::{Plan, TableSchema};
 use crate::mysql::names::NameCase;
 use crate::mysql::{self, Credentials, Endpoint, Flavor};
+use crate::priority;
 use crate::throttle::{self, ThrottleSettings};
 
 /// Why the data path could not start or stopped.
@@ -249,7 +250,6 @@ impl DataPath {
             result
         }));
 
-        let heartbeat_conn = mysql::connect(servers.primary, &pcreds).await?;
         let changelog = Changelog {
             schema: db.to_string(),
             table: cfg.changelog_table(),
@@ -262,11 +262,27 @@ impl DataPath {
         let timed = move |latency| {
             pacer.observe(latency, applied.events_applied.load(Ordering::Relaxed));
         };
-        path.others.push(tokio::spawn(async move {
+        // The heartbeat stands for the application's writes: timed at the servers' priority,
+        // not at wraith's (`priority`).
+        let (connected_tx, connected) = tokio::sync::oneshot::channel();
+        let heartbeat = priority::on_own_thread("heartbeat", move || async move {
+            let conn = match mysql::connect(&reconnect.0, &reconnect.1).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let _ = connected_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = connected_tx.send(Ok(()));
             changelog
-                .heartbeat_loop(heartbeat_conn, reconnect, interval, timed, hb_cancel)
+                .heartbeat_loop(conn, reconnect, interval, timed, hb_cancel)
                 .await
-        }));
+        })
+        .map_err(|e| PathError::Other(format!("starting the heartbeat's thread: {e}")))?;
+        path.others.push(heartbeat);
+        connected.await.map_err(|_| {
+            PathError::Other("the heartbeat's thread ended before it connected".into())
+        })??;
 
         let settings = throttle_settings(cfg, &servers, pcreds_for_throttle, knobs.clone());
         path.throttle = Some(tokio::spawn(throttle::run(

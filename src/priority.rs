@@ -3,7 +3,8 @@
 //! In: `--cpu-nice` (from `main`, once the flags are read, for a migration run only; `wraith
 //! demo` and the library's callers keep their priority). Out: every thread of the process at
 //! that nice value ([`lower`]), and, while an [`Urgent`] guard lives (the checksum's snapshot
-//! and the cut-over, which hold a lock on the original table), at the value wraith started with.
+//! and the cut-over, which hold a lock on the original table), at the value wraith started with;
+//! the heartbeat, whose timing paces the copy, on a thread that stays there ([`on_own_thread`]).
 //! Only where the system lets a process raise its priority again (root, `CAP_SYS_NICE`, or an
 //! `RLIMIT_NICE` that allows it): elsewhere wraith keeps its priority throughout and says so,
 //! since a lock's work at a low priority would wait behind every busier process on the host
@@ -107,6 +108,50 @@ impl Drop for Urgent {
     }
 }
 
+/// Threads that keep the priority wraith started with (by thread id): see [`on_own_thread`].
+static EXEMPT: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Runs the future `task` makes on a thread of its own, with a runtime of its own (so that its
+/// I/O is driven on that thread too), at the priority wraith started with whatever [`lower`]
+/// and [`Urgent`] do to the others; the handle ends when it does. For the heartbeat, whose
+/// timing paces the copy: it stands for the application's writes, which run at the servers'
+/// priority, and timed from a thread at nice 19 it also measured how long wraith waited for the
+/// CPU (the copy, paced by that, took two to four times as long at a light load,
+/// docs/performance.md, session 32).
+pub fn on_own_thread<F, Fut>(name: &str, task: F) -> std::io::Result<tokio::task::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let tid = thread_id();
+            crate::lock(&EXEMPT).push(tid);
+            if let Some(l) = LEVELS.get() {
+                if let Err(e) = set_thread(0, l.started) {
+                    tracing::debug!("keeping the heartbeat's thread at nice {}: {e}", l.started);
+                }
+            }
+            runtime.block_on(task());
+            crate::lock(&EXEMPT).retain(|t| *t != tid);
+            let _ = done_tx.send(());
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = done_rx.await;
+    }))
+}
+
+/// The calling thread's id (what `/proc/self/task` lists).
+fn thread_id() -> u32 {
+    // SAFETY: gettid takes nothing and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
 /// The calling thread's nice value.
 fn current() -> Option<i32> {
     // getpriority returns -1 both as a value and as an error: errno tells them apart.
@@ -137,11 +182,14 @@ fn set_thread(tid: u32, nice: i32) -> std::io::Result<()> {
     }
 }
 
-/// Sets the nice value of every thread of the process (the calling thread's at least). Twice
-/// over the thread list, so that a thread started during the first pass by a thread not yet
-/// changed is changed in the second.
+/// Sets the nice value of every thread of the process but the exempt ones ([`on_own_thread`]).
+/// Twice over the thread list, so that a thread started during the first pass by a thread not
+/// yet changed is changed in the second.
 fn set_all(nice: i32) -> std::io::Result<()> {
-    set_thread(0, nice)?;
+    let exempt = crate::lock(&EXEMPT).clone();
+    if !exempt.contains(&thread_id()) {
+        set_thread(0, nice)?;
+    }
     for _ in 0..2 {
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
             return Ok(());
@@ -149,6 +197,7 @@ fn set_all(nice: i32) -> std::io::Result<()> {
         for tid in tasks
             .flatten()
             .filter_map(|t| t.file_name().to_str().and_then(|t| t.parse::<u32>().ok()))
+            .filter(|tid| !exempt.contains(tid))
         {
             match set_thread(tid, nice) {
                 // A thread that ended meanwhile.

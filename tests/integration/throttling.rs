@@ -331,7 +331,8 @@ async fn writes_slowed_by_something_else_than_the_copy_do_not_hold_it_at_its_slo
 }
 
 /// wraith runs every thread at its `--cpu-nice`, so that the servers on its host get the cores
-/// before its binlog reader, applier and copy; while it holds the lock on the original table
+/// before its binlog reader, applier and copy (all but the heartbeat's, whose timing paces the
+/// copy as the application feels the primary); while it holds the lock on the original table
 /// (here the atomic cut-over's, where wraith stops itself) the writers wait for it, and it runs
 /// at the priority it was started with. Where the system would not let it raise its priority
 /// again (not root, no CAP_SYS_NICE or RLIMIT_NICE), it keeps its priority throughout and says
@@ -353,11 +354,18 @@ async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_
     )
     .await;
     let pid = running.pid();
-    // Postponed, past the checksum's lock: every thread at the nice value asked for.
+    // Postponed, past the checksum's lock: every thread at the nice value asked for, but the
+    // heartbeat's, which times the primary's writes for the pacer as the application feels them.
     assert_eq!(
-        threads_at(pid),
+        threads_at(pid, false),
         vec![lowered],
-        "wraith's threads' nice values while postponed"
+        "wraith's threads' nice values while postponed: {:?}",
+        threads(pid)
+    );
+    assert_eq!(
+        threads_at(pid, true),
+        vec![ours],
+        "the heartbeat's thread's nice value"
     );
     drop(flag);
     eventually(
@@ -367,9 +375,10 @@ async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_
     )
     .await;
     assert_eq!(
-        threads_at(pid),
+        threads_at(pid, false),
         vec![ours],
-        "wraith's threads' nice values under the lock"
+        "wraith's threads' nice values under the lock: {:?}",
+        threads(pid)
     );
     // SAFETY: kill(2) on the child this test started.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
@@ -390,17 +399,37 @@ async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_
     assert_migrated(&schema, &["id"]).await;
 }
 
-/// The distinct nice values of `pid`'s threads.
-fn threads_at(pid: u32) -> Vec<i32> {
+/// The distinct nice values of `pid`'s threads: the heartbeat's (`heartbeat`), or the
+/// others.
+fn threads_at(pid: u32, heartbeat: bool) -> Vec<i32> {
+    let is_heartbeat = |tid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+            .is_ok_and(|name| name.trim() == "heartbeat")
+    };
     let mut nices: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("wraith's threads")
         .flatten()
         .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|tid| is_heartbeat(*tid) == heartbeat)
         .filter_map(|tid| nice_of_task(pid, tid))
         .collect();
     nices.sort();
     nices.dedup();
     nices
+}
+
+/// `pid`'s threads: each one's name and nice value.
+fn threads(pid: u32) -> Vec<(String, Option<i32>)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("wraith's threads")
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
+        .map(|tid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .unwrap_or_default();
+            (name.trim().to_string(), nice_of_task(pid, tid))
+        })
+        .collect()
 }
 
 /// A process's (its main thread's) nice value.
