@@ -115,9 +115,10 @@ static EXEMPT: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// I/O is driven on that thread too), at the priority wraith started with whatever [`lower`]
 /// and [`Urgent`] do to the others; the handle ends when it does. For the heartbeat, whose
 /// timing paces the copy: it stands for the application's writes, which run at the servers'
-/// priority, and timed from a thread at nice 19 it also measured how long wraith waited for the
-/// CPU (the copy, paced by that, took two to four times as long at a light load,
-/// docs/performance.md, session 32).
+/// priority, and timed from a thread at nice 19 it would also time wraith's own wait for a core
+/// (at a light load the copy of a wraith at nice 19 took 39 to 67 s where it took 15 to 35 s at
+/// nice 0, docs/performance.md, session 32). `name` is the thread's (the system shows 15
+/// characters of it).
 pub fn on_own_thread<F, Fut>(name: &str, task: F) -> std::io::Result<tokio::task::JoinHandle<()>>
 where
     F: FnOnce() -> Fut + Send + 'static,

@@ -425,8 +425,8 @@ fn threads(pid: u32) -> Vec<(String, Option<i32>)> {
         .flatten()
         .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
         .map(|tid| {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-                .unwrap_or_default();
+            let name =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
             (name.trim().to_string(), nice_of_task(pid, tid))
         })
         .collect()
