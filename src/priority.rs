@@ -20,7 +20,8 @@
 //!
 //! Invariant: priority changes only when the process runs; it changes no data, and a failure to
 //! change it is logged, never an error. On Linux the nice value is each thread's own, and a new
-//! thread takes its creator's, so every change is made to every thread of the process.
+//! thread takes its creator's, so every change is made to every thread of the process (listed in
+//! `/proc/self/task`; Linux only, as wraith is).
 
 use std::sync::{Mutex, OnceLock};
 
