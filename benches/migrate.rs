@@ -279,20 +279,7 @@ impl Servers {
             return Ok(());
         }
         let pid = self.replica.pid();
-        let mut n = 0;
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-            let Some(tid) = task?
-                .file_name()
-                .to_str()
-                .and_then(|t| t.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // SAFETY: setpriority takes plain integers and touches no memory of ours.
-            if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } == 0 {
-                n += 1;
-            }
-        }
+        let n = wraith::priority::set_process(pid, 19)?;
         println!("(WRAITH_BENCH_APART) {n} threads of the replica (pid {pid}) at nice 19");
         Ok(())
     }

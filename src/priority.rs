@@ -4,7 +4,8 @@
 //! demo` and the library's callers keep their priority). Out: every thread of the process at
 //! that nice value ([`lower`]), and, while an [`Urgent`] guard lives (the checksum's snapshot
 //! and the cut-over, which hold a lock on the original table), at the value wraith started with;
-//! the heartbeat, whose timing paces the copy, on a thread that stays there ([`on_own_thread`]).
+//! the heartbeat, whose timing paces the copy, on a thread that stays there ([`on_own_thread`]);
+//! another process's threads at a nice value for the bench ([`set_process`]).
 //! Only where the system lets a process raise its priority again (root, `CAP_SYS_NICE`, or an
 //! `RLIMIT_NICE` that allows it): elsewhere wraith keeps its priority throughout and says so,
 //! since a lock's work at a low priority would wait behind every busier process on the host
@@ -129,14 +130,15 @@ where
         .enable_all()
         .build()?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let name = name.to_string();
     std::thread::Builder::new()
-        .name(name.to_string())
+        .name(name.clone())
         .spawn(move || {
             let tid = thread_id();
             crate::lock(&EXEMPT).push(tid);
             if let Some(l) = LEVELS.get() {
                 if let Err(e) = set_thread(0, l.started) {
-                    tracing::debug!("keeping the heartbeat's thread at nice {}: {e}", l.started);
+                    tracing::debug!("keeping the thread {name} at nice {}: {e}", l.started);
                 }
             }
             runtime.block_on(task());
@@ -193,14 +195,10 @@ fn set_all(nice: i32) -> std::io::Result<()> {
         set_thread(0, nice)?;
     }
     for _ in 0..2 {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        let Ok(tasks) = threads_of("self") else {
             return Ok(());
         };
-        for tid in tasks
-            .flatten()
-            .filter_map(|t| t.file_name().to_str().and_then(|t| t.parse::<u32>().ok()))
-            .filter(|tid| !exempt.contains(tid))
-        {
+        for tid in tasks.filter(|tid| !exempt.contains(tid)) {
             match set_thread(tid, nice) {
                 // A thread that ended meanwhile.
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
@@ -209,4 +207,19 @@ fn set_all(nice: i32) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The thread ids of process `pid` (`self`: this one), from `/proc/<pid>/task`.
+fn threads_of(pid: &str) -> std::io::Result<impl Iterator<Item = u32>> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .flatten()
+        .filter_map(|t| t.file_name().to_str().and_then(|t| t.parse().ok())))
+}
+
+/// Sets every thread of another process, `pid`, at nice `nice` (the bench's
+/// `WRAITH_BENCH_APART`, for the replica); returns how many of them took it.
+pub fn set_process(pid: u32, nice: i32) -> std::io::Result<usize> {
+    Ok(threads_of(&pid.to_string())?
+        .filter(|tid| set_thread(*tid, nice).is_ok())
+        .count())
 }

@@ -402,16 +402,10 @@ async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_
 /// The distinct nice values of `pid`'s threads: the heartbeat's (`heartbeat`), or the
 /// others.
 fn threads_at(pid: u32, heartbeat: bool) -> Vec<i32> {
-    let is_heartbeat = |tid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-            .is_ok_and(|name| name.trim() == "heartbeat")
-    };
-    let mut nices: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("wraith's threads")
-        .flatten()
-        .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|tid| is_heartbeat(*tid) == heartbeat)
-        .filter_map(|tid| nice_of_task(pid, tid))
+    let mut nices: Vec<i32> = threads(pid)
+        .into_iter()
+        .filter(|(name, _)| (name == "heartbeat") == heartbeat)
+        .filter_map(|(_, nice)| nice)
         .collect();
     nices.sort();
     nices.dedup();
