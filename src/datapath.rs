@@ -1,5 +1,5 @@
-//! The background half of a run's data path: binlog streamer, apply loop, heartbeat, throttler
-//! and status line, started together and owned by one [`DataPath`].
+//! The background half of a run's data path: binlog streamer, apply loop, heartbeat, throttler,
+//! status line and the priority that follows the lag, started together and owned by one [`DataPath`].
 //!
 //! In: the run's [`Config`], the inspected server's connection and flavor, the [`Plan`], the
 //! run's [`Controls`] (progress, gate and knobs), and the run's cancellation token. Out: the apply loop's
@@ -294,6 +294,11 @@ impl DataPath {
         )));
         path.others.push(tokio::spawn(crate::progress::report(
             progress.clone(),
+            cancel.clone(),
+        )));
+        let behind = progress.clone();
+        path.others.push(tokio::spawn(priority::follow_lag(
+            move || behind.lag_now(interval),
             cancel.clone(),
         )));
         Ok(path)

@@ -5,7 +5,9 @@
 //! that nice value ([`lower`]), and, while an [`Urgent`] guard lives (the checksum's snapshot
 //! and the cut-over, which hold a lock on the original table), at the value wraith started with;
 //! the heartbeat, whose timing paces the copy, on a thread that stays there ([`on_own_thread`]);
-//! another process's threads at a nice value for the bench ([`set_process`]).
+//! back at that value too while the binlog's lag says wraith has fallen behind the writes it
+//! applies ([`follow_lag`]: from [`BEHIND`] until under [`CAUGHT_UP`]); another process's threads
+//! at a nice value for the bench ([`set_process`]).
 //! Only where the system lets a process raise its priority again (root, `CAP_SYS_NICE`, or an
 //! `RLIMIT_NICE` that allows it): elsewhere wraith keeps its priority throughout and says so,
 //! since a lock's work at a low priority would wait behind every busier process on the host
@@ -25,6 +27,9 @@
 //! `/proc/self/task`; Linux only, as wraith is).
 
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 /// The nice values wraith moves between.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +111,66 @@ impl Drop for Urgent {
                     tracing::debug!("lowering wraith's priority after the lock: {e}");
                 }
             }
+        }
+    }
+}
+
+/// The binlog's lag from which wraith, behind the writes it applies, runs at the priority it
+/// started with ([`follow_lag`]).
+pub const BEHIND: Duration = Duration::from_secs(1);
+
+/// The lag under which wraith, back at its started priority for a lag, goes down to
+/// `--cpu-nice` again.
+pub const CAUGHT_UP: Duration = Duration::from_millis(250);
+
+/// How often [`follow_lag`] reads the lag.
+const LAG_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether wraith should run at its started priority for a lag of `lag`, having done so before
+/// (`behind`): from [`BEHIND`] on, until the lag is under [`CAUGHT_UP`].
+pub fn behind_at(behind: bool, lag: Duration) -> bool {
+    if behind {
+        lag >= CAUGHT_UP
+    } else {
+        lag >= BEHIND
+    }
+}
+
+/// Until `cancel`, reads the binlog's lag (`lag`) every quarter of a second and holds an
+/// [`Urgent`] guard while wraith is behind ([`behind_at`]): at a lower priority the applier
+/// would get only the cores the writers leave, and where they leave too few the lag would grow
+/// for good. Does nothing where [`lower`] did not lower the priority.
+pub async fn follow_lag(lag: impl Fn() -> Duration, cancel: CancellationToken) {
+    let Some(levels) = LEVELS.get().copied() else {
+        return;
+    };
+    let mut urgent: Option<Urgent> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(LAG_EVERY) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let now = lag();
+        match (urgent.is_some(), behind_at(urgent.is_some(), now)) {
+            (false, true) => {
+                tracing::info!(
+                    "wraith is {:.1}s behind the binlog: at nice {} until it catches up (--cpu-nice={} again under {:.2}s)",
+                    now.as_secs_f64(),
+                    levels.started,
+                    levels.lowered,
+                    CAUGHT_UP.as_secs_f64()
+                );
+                urgent = Some(Urgent::begin());
+            }
+            (true, false) => {
+                tracing::info!(
+                    "wraith caught up with the binlog ({:.2}s behind): at nice {} again (--cpu-nice)",
+                    now.as_secs_f64(),
+                    levels.lowered
+                );
+                urgent = None;
+            }
+            _ => {}
         }
     }
 }
@@ -222,4 +287,22 @@ pub fn set_process(pid: u32, nice: i32) -> std::io::Result<usize> {
     Ok(threads_of(&pid.to_string())?
         .filter(|tid| set_thread(*tid, nice).is_ok())
         .count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraith_is_behind_from_a_second_of_lag_until_it_is_under_a_quarter() {
+        let ms = Duration::from_millis;
+        // Keeping up: a lag under a second changes nothing.
+        assert!(!behind_at(false, ms(0)));
+        assert!(!behind_at(false, ms(999)));
+        assert!(behind_at(false, ms(1_000)));
+        // Behind: it stays so while it catches up, down to a quarter of a second.
+        assert!(behind_at(true, ms(999)));
+        assert!(behind_at(true, ms(250)));
+        assert!(!behind_at(true, ms(249)));
+    }
 }

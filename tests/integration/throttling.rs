@@ -399,6 +399,64 @@ async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_
     assert_migrated(&schema, &["id"]).await;
 }
 
+/// A wraith at its `--cpu-nice` that falls behind the binlog (here throttled while the writers
+/// write) runs at the priority it was started with until it has caught up, then at its
+/// `--cpu-nice` again: on a host the writers saturate, at nice 19 it would get too few of the
+/// cores to ever catch up. The table is migrated whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wraith_behind_the_binlog_runs_at_its_own_priority_until_it_has_caught_up() {
+    let schema = fresh_schema("cpu_nice_lag").await;
+    setup_migrated(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
+    let workload = by_id(&schema, small_values).await;
+    let writers = Writers::start(&servers().primary, &schema, workload, 2, PACE * 2).await;
+    let ours = nice_of(std::process::id()).expect("the test's own nice value");
+    let may_raise = may_raise_priority();
+    let lowered = if may_raise { 7.max(ours) } else { ours };
+    let dir = tempfile::tempdir().unwrap();
+    let throttle = dir.path().join("throttle");
+    let args = migrate_args(
+        &schema,
+        "t",
+        ALTER,
+        &[
+            "--cpu-nice=7",
+            &format!("--throttle-flag-file={}", throttle.display()),
+        ],
+    );
+    let (running, flag) = postponed_with_env(&schema, args, &[]).await;
+    let pid = running.pid();
+    assert_eq!(threads_at(pid, false), vec![lowered], "{:?}", threads(pid));
+    // Throttled, wraith applies nothing while the writers write: its lag grows past a second.
+    std::fs::write(&throttle, b"").unwrap();
+    eventually(
+        "wraith, behind the binlog, at the priority it was started with",
+        Duration::from_secs(30),
+        async || threads_at(pid, false) == vec![ours],
+    )
+    .await;
+    std::fs::remove_file(&throttle).unwrap();
+    eventually(
+        "wraith, caught up, at its --cpu-nice again",
+        Duration::from_secs(30),
+        async || threads_at(pid, false) == vec![lowered],
+    )
+    .await;
+    drop(flag);
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "wraith failed: {err}");
+    if may_raise {
+        assert!(err.contains("behind the binlog: at nice"), "{err}");
+        assert!(err.contains("caught up with the binlog"), "{err}");
+    }
+    let stats = writers.stop().await;
+    assert!(
+        !stats.commits.is_empty(),
+        "the writers wrote during the run"
+    );
+    assert_migrated(&schema, &["id"]).await;
+}
+
 /// The distinct nice values of `pid`'s threads: the heartbeat's (`heartbeat`), or the
 /// others.
 fn threads_at(pid: u32, heartbeat: bool) -> Vec<i32> {
