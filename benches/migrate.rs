@@ -2271,6 +2271,7 @@ impl WraithRun {
             "Row copy complete",
             "Lock & rename duration",
             "Done migrating",
+            "--cpu-nice",
             "WARN",
             "ERROR",
             "error",
