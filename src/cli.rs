@@ -430,7 +430,8 @@ pub struct Flags {
     /// wraith: run at this nice value (0 to 19; 0 = at the priority wraith was started with),
     /// so that the servers on the same host get the cores before wraith's binlog reader, applier
     /// and copy; it goes back to the priority it started with while it holds a lock on the
-    /// original table (the checksum's snapshot, the cut-over), and so lowers it only where the
+    /// original table (the checksum's snapshot, the cut-over) and while it is a second or more
+    /// behind the binlog (until it has caught up), and so lowers it only where the
     /// system lets it raise it again (root, CAP_SYS_NICE or RLIMIT_NICE; elsewhere the log says
     /// so); hooks inherit it
     #[arg(long, default_value_t = 19)]
