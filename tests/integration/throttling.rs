@@ -339,13 +339,13 @@ async fn writes_slowed_by_something_else_than_the_copy_do_not_hold_it_at_its_slo
 /// so. The table is migrated whole either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_lock() {
-    let schema = fresh_schema("cpu_nice").await;
-    setup_migrated(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
-    let workload = by_id(&schema, small_values).await;
-    let writers = Writers::start(&servers().primary, &schema, workload, 2, PACE * 2).await;
-    let ours = nice_of(std::process::id()).expect("the test's own nice value");
-    let may_raise = may_raise_priority();
-    let lowered = if may_raise { 7.max(ours) } else { ours };
+    let Niced {
+        schema,
+        writers,
+        ours,
+        may_raise,
+        lowered,
+    } = niced("cpu_nice").await;
     let args = migrate_args(&schema, "t", ALTER, &["--cpu-nice=7"]);
     let (running, flag) = postponed_with_env(
         &schema,
@@ -405,13 +405,13 @@ async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_
 /// cores to ever catch up. The table is migrated whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wraith_behind_the_binlog_runs_at_its_own_priority_until_it_has_caught_up() {
-    let schema = fresh_schema("cpu_nice_lag").await;
-    setup_migrated(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
-    let workload = by_id(&schema, small_values).await;
-    let writers = Writers::start(&servers().primary, &schema, workload, 2, PACE * 2).await;
-    let ours = nice_of(std::process::id()).expect("the test's own nice value");
-    let may_raise = may_raise_priority();
-    let lowered = if may_raise { 7.max(ours) } else { ours };
+    let Niced {
+        schema,
+        writers,
+        ours,
+        may_raise,
+        lowered,
+    } = niced("cpu_nice_lag").await;
     let dir = tempfile::tempdir().unwrap();
     let throttle = dir.path().join("throttle");
     let args = migrate_args(
@@ -455,6 +455,35 @@ async fn wraith_behind_the_binlog_runs_at_its_own_priority_until_it_has_caught_u
         "the writers wrote during the run"
     );
     assert_migrated(&schema, &["id"]).await;
+}
+
+/// A table migrated at `--cpu-nice=7` while writers write it, and the nice values to expect.
+struct Niced {
+    schema: String,
+    writers: Writers,
+    /// The test's own nice value: wraith's when it started.
+    ours: i32,
+    /// Whether wraith may raise its priority again, so lowers it.
+    may_raise: bool,
+    /// The nice value wraith's threads run at: 7, where it may lower it.
+    lowered: i32,
+}
+
+async fn niced(name: &str) -> Niced {
+    let schema = fresh_schema(name).await;
+    setup_migrated(&schema, SMALL, ALTER, 1_000, &SMALL_COLUMNS, small_values).await;
+    let workload = by_id(&schema, small_values).await;
+    let writers = Writers::start(&servers().primary, &schema, workload, 2, PACE * 2).await;
+    let ours = nice_of(std::process::id()).expect("the test's own nice value");
+    let may_raise = may_raise_priority();
+    let lowered = if may_raise { 7.max(ours) } else { ours };
+    Niced {
+        schema,
+        writers,
+        ours,
+        may_raise,
+        lowered,
+    }
 }
 
 /// The distinct nice values of `pid`'s threads: the heartbeat's (`heartbeat`), or the
