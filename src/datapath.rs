@@ -298,7 +298,7 @@ impl DataPath {
         )));
         let behind = progress.clone();
         path.others.push(tokio::spawn(priority::follow_lag(
-            move || behind.lag_now(interval),
+            move || behind.own_lag(interval),
             cancel.clone(),
         )));
         Ok(path)

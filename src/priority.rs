@@ -136,7 +136,9 @@ pub fn behind_at(behind: bool, lag: Duration) -> bool {
     }
 }
 
-/// Until `cancel`, reads the binlog's lag (`lag`) every quarter of a second and holds an
+/// Until `cancel`, reads wraith's own lag behind the binlog it reads (`lag`: the heartbeat's trip
+/// less the inspected server's own lag, which a higher priority for wraith cannot shorten) every
+/// quarter of a second and holds an
 /// [`Urgent`] guard while wraith is behind ([`behind_at`]): at a lower priority the applier
 /// would get only the cores the writers leave, and where they leave too few the lag would grow
 /// for good. Does nothing where [`lower`] did not lower the priority.
@@ -154,7 +156,7 @@ pub async fn follow_lag(lag: impl Fn() -> Duration, cancel: CancellationToken) {
         match (urgent.is_some(), behind_at(urgent.is_some(), now)) {
             (false, true) => {
                 tracing::info!(
-                    "wraith is {:.1}s behind the binlog: at nice {} until it catches up (--cpu-nice={} again under {:.2}s)",
+                    "wraith is {:.1}s behind the binlog it reads: at nice {} until it catches up (--cpu-nice={} again under {:.2}s)",
                     now.as_secs_f64(),
                     levels.started,
                     levels.lowered,

@@ -34,6 +34,9 @@ pub struct Progress {
     pub lag_ms: AtomicU64,
     /// When the last heartbeat was read back (ms since `started`).
     pub last_heartbeat_ms: AtomicU64,
+    /// The inspected server's own lag behind the primary, as the throttler last read it (its
+    /// copy of the heartbeat row), in ms (`NEVER`: not read).
+    inspected_lag_ms: AtomicU64,
     pub position: Mutex<String>,
     pub state: Mutex<String>,
     pub checksum: Mutex<ChecksumStatus>,
@@ -78,6 +81,7 @@ impl Progress {
             backlog_capacity,
             lag_ms: AtomicU64::new(0),
             last_heartbeat_ms: AtomicU64::new(NEVER),
+            inspected_lag_ms: AtomicU64::new(NEVER),
             position: Mutex::new(String::new()),
             state: Mutex::new("migrating".into()),
             checksum: Mutex::new(ChecksumStatus::NotYet),
@@ -185,6 +189,23 @@ impl Progress {
     /// last heartbeat's trip and the time since it came back.
     pub fn lag_now(&self, interval: Duration) -> Duration {
         lag_as_of(self.lag(), self.heartbeat_age(), interval)
+    }
+
+    /// The inspected server's lag behind the primary, as the throttler read it (None: unread).
+    pub fn set_inspected_lag(&self, lag: Option<Duration>) {
+        let ms = lag.map_or(NEVER, |l| (l.as_millis() as u64).min(NEVER - 1));
+        self.inspected_lag_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The part of the binlog's lag as of now ([`Progress::lag_now`]) that is wraith's own: the
+    /// heartbeat's trip from the primary to the ghost table less the inspected server's lag
+    /// behind the primary (a replica that applies late delivers late; wraith cannot read what it
+    /// has not received).
+    pub fn own_lag(&self, interval: Duration) -> Duration {
+        let inspected = self.inspected_lag_ms.load(Ordering::Relaxed);
+        let inspected = if inspected == NEVER { 0 } else { inspected };
+        self.lag_now(interval)
+            .saturating_sub(Duration::from_millis(inspected))
     }
 
     /// How long the copy still needs at its pace so far (`None` before the first rows, and
@@ -331,6 +352,23 @@ pub fn lag_as_of(lag: Duration, age: Option<Duration>, interval: Duration) -> Du
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wraith_s_own_lag_leaves_out_the_inspected_server_s() {
+        let interval = Duration::from_millis(100);
+        let p = Progress::new(10);
+        p.heartbeat_seen(Duration::from_secs(3));
+        // The inspected server unread: the whole trip is wraith's.
+        assert_eq!(p.own_lag(interval), Duration::from_secs(3));
+        // A replica 2.9 s behind the primary: a tenth of a second of the trip is wraith's.
+        p.set_inspected_lag(Some(Duration::from_millis(2_900)));
+        assert_eq!(p.own_lag(interval), Duration::from_millis(100));
+        // Read later than the heartbeat came back: never below nothing.
+        p.set_inspected_lag(Some(Duration::from_secs(4)));
+        assert_eq!(p.own_lag(interval), Duration::ZERO);
+        p.set_inspected_lag(None);
+        assert_eq!(p.own_lag(interval), Duration::from_secs(3));
+    }
 
     #[test]
     fn the_lag_now_grows_once_the_next_heartbeat_is_overdue() {

@@ -358,6 +358,7 @@ pub async fn run(
             _ = cancel.cancelled() => return Ok(()),
         }
         let now = crate::lock(&readings).clone();
+        progress.set_inspected_lag(now.lag);
         let state = decide(&settings, &now, gate.forced(), &progress);
         let before = gate.state();
         if state != before {

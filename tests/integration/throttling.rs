@@ -446,7 +446,7 @@ async fn wraith_behind_the_binlog_runs_at_its_own_priority_until_it_has_caught_u
     let err = stderr(&out);
     assert!(out.status.success(), "wraith failed: {err}");
     if may_raise {
-        assert!(err.contains("behind the binlog: at nice"), "{err}");
+        assert!(err.contains("behind the binlog it reads: at nice"), "{err}");
         assert!(err.contains("caught up with the binlog"), "{err}");
     }
     let stats = writers.stop().await;
@@ -455,6 +455,96 @@ async fn wraith_behind_the_binlog_runs_at_its_own_priority_until_it_has_caught_u
         "the writers wrote during the run"
     );
     assert_migrated(&schema, &["id"]).await;
+}
+
+/// A replica behind the primary delivers the binlog late, and wraith, reading it, is as late;
+/// a higher priority cannot shorten that lag, only take cores from the replica catching up. So a
+/// lag that is the inspected replica's own leaves wraith at its `--cpu-nice` (here replication
+/// stopped on the replica wraith reads while its cut-over is postponed); the run finishes once
+/// replication is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lag_that_is_the_replica_s_own_leaves_wraith_at_its_cpu_nice() {
+    let Some((primary, replica)) = harness::own_pair("cpu-nice-replica-lag", &[]) else {
+        return;
+    };
+    let schema = "cpu_nice_replica_lag".to_string();
+    harness::fresh_schema_on(&primary, &schema).await;
+    crate::memory::run_sql(
+        &primary,
+        &schema,
+        &[
+            SMALL.into(),
+            format!(
+                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
+                harness::seq(1, 3000)
+            ),
+        ],
+    )
+    .await;
+    harness::sync_replica_of(&primary, &replica).await;
+    let lowered = if may_raise_priority() {
+        7.max(nice_of(std::process::id()).expect("the test's own nice value"))
+    } else {
+        return;
+    };
+    let postpone = tempfile::NamedTempFile::new().unwrap();
+    let sock = crate::control::socket(&schema);
+    let mut args = replica.flags();
+    args.extend([
+        harness::unique_server_id_flag(),
+        format!("--database={schema}"),
+        "--table=t".into(),
+        format!("--alter={ALTER}"),
+        "--execute".into(),
+        "--cpu-nice=7".into(),
+        "--heartbeat-interval-millis=50".into(),
+        "--initially-drop-socket-file".into(),
+        format!(
+            "--postpone-cut-over-flag-file={}",
+            postpone.path().display()
+        ),
+    ]);
+    let wraith = Running::start(&args);
+    let pid = wraith.pid();
+    crate::control::until_sup_says(&sock, "State: postponing cut-over").await;
+    assert_eq!(threads_at(pid, false), vec![lowered], "{:?}", threads(pid));
+    let flavor = replica.flavor().await;
+    let mut r = replica.conn().await;
+    r.query_drop(flavor.stop_replication_sql()).await.unwrap();
+    let stale = format!(
+        "SELECT UNIX_TIMESTAMP(NOW(6)) - value > 3 FROM {} WHERE hint = 'heartbeat'",
+        qualified(&schema, "_t_ghc")
+    );
+    // Over three seconds of the replica's lag, wraith never leaves its --cpu-nice.
+    let (mut seen, since) = (Vec::new(), std::time::Instant::now());
+    while r.query_first::<bool, _>(&stale).await.unwrap() != Some(true) {
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "the replica's heartbeat did not fall 3 s behind in a minute"
+        );
+        seen.push(threads_at(pid, false));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen.push(threads_at(pid, false));
+    assert!(
+        seen.iter().all(|nices| *nices == vec![lowered]),
+        "wraith's threads' nice values while the replica fell behind: {seen:?}"
+    );
+    r.query_drop(flavor.start_replication_sql()).await.unwrap();
+    drop(postpone);
+    let out = wraith.finish(WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("behind the binlog it reads"), "{err}");
+    let mut p = primary.conn().await;
+    let rows: Option<u64> = p
+        .query_first(format!(
+            "SELECT COUNT(d IS NULL) FROM {}",
+            qualified(&schema, "t")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows, Some(3000));
 }
 
 /// A table migrated at `--cpu-nice=7` while writers write it, and the nice values to expect.
