@@ -219,7 +219,8 @@ struct Sighting {
     asked: Instant,
     answered: Instant,
     ghost: bool,
-    sentry_or_old: bool,
+    /// `_orders_del`: the original table, renamed by the swap.
+    old: bool,
 }
 
 /// Lists the demo database's tables every 20 ms until `stop`: when `_orders_gho` and `_orders_del`
@@ -255,7 +256,7 @@ async fn watch_tables(
             asked,
             answered: Instant::now(),
             ghost: names.iter().any(|n| n == "_orders_gho"),
-            sentry_or_old: names.iter().any(|n| n == "_orders_del"),
+            old: names.iter().any(|n| n == "_orders_del"),
         });
         if ghost_seen.is_none() && seen.last().is_some_and(|s| s.ghost) {
             ghost_seen = Some((Instant::now(), committed.load(Ordering::Relaxed)));
@@ -272,24 +273,23 @@ struct Windows {
     /// lies inside was made while the ghost table existed, so wraith had to carry it over).
     ghost_from: Instant,
     ghost_to: Instant,
-    /// From before the first cut-over attempt (the last look without a sentry) to after the swap.
+    /// Around the swap: from the last look before it (without `_orders_del`) to the first after.
     swap_from: Instant,
     swap_to: Instant,
 }
 
 /// The swap is the first look, after the ghost table was seen, with `_orders_del` (the old table)
-/// and without `_orders_gho`: a look with neither is the ghost table's own ALTER (which replaces
-/// the table), one with both is the cut-over's sentry.
+/// and without `_orders_gho` (a look with neither is the ghost table's own ALTER, which replaces
+/// the table; the RENAME swaps both names at once, so no look has both).
 fn windows(seen: &[Sighting]) -> Option<Windows> {
     let first_ghost = seen.iter().position(|s| s.ghost)?;
     let after = |i: usize, f: fn(&Sighting) -> bool| seen[i..].iter().position(f).map(|at| i + at);
-    let swapped = after(first_ghost, |s| s.sentry_or_old && !s.ghost)?;
+    let swapped = after(first_ghost, |s| s.old && !s.ghost)?;
     let last_ghost = seen[..swapped].iter().rposition(|s| s.ghost)?;
-    let first_sentry = after(first_ghost, |s| s.sentry_or_old)?;
     Some(Windows {
         ghost_from: seen[first_ghost].answered,
         ghost_to: seen[last_ghost].asked,
-        swap_from: seen[first_sentry - 1].asked,
+        swap_from: seen[swapped - 1].asked,
         swap_to: seen[swapped].answered,
     })
 }
@@ -516,7 +516,7 @@ pub async fn run(args: DemoArgs, cancel: CancellationToken) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     println!(
-        "\nmigrated demo.orders on {} (binlog read from replica {}, written on primary {}):\n  key: {} ({}); {} columns copied; added: {}\n  {} rows copied in {:.1}s, {} binlog row events applied\n  checksum before the swap: {}\n  writers blocked at cut-over: {:.3}s\n  the application committed {} writes, {} of them between the ghost table's creation and the swap ({ghost_for} apart)\n  rolled-back application transactions: {} ({conflicts_by_code}), {} of them during the cut-over ({cut_over_for} from before the sentry to after the swap); other errors: {}",
+        "\nmigrated demo.orders on {} (binlog read from replica {}, written on primary {}):\n  key: {} ({}); {} columns copied; added: {}\n  {} rows copied in {:.1}s, {} binlog row events applied\n  checksum before the swap: {}\n  writers blocked at cut-over: {:.3}s\n  the application committed {} writes, {} of them between the ghost table's creation and the swap ({ghost_for} apart)\n  rolled-back application transactions: {} ({conflicts_by_code}), {} of them during the cut-over ({cut_over_for} around the swap, from the last look before it to the first after); other errors: {}",
         report.flavor,
         report.inspected,
         report.primary,
@@ -578,4 +578,45 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_swap_is_the_first_look_with_the_old_table_and_without_the_ghost() {
+        let start = Instant::now();
+        // Looks 20 ms apart, each answered 1 ms after it was asked: (ghost, old).
+        let looks = [
+            (false, false),
+            (true, false),
+            (true, false),
+            // The ghost table's own ALTER replaces it for a moment.
+            (false, false),
+            (true, false),
+            (false, true),
+            (false, true),
+        ];
+        let seen: Vec<Sighting> = looks
+            .iter()
+            .enumerate()
+            .map(|(i, &(ghost, old))| {
+                let asked = start + Duration::from_millis(20 * i as u64);
+                Sighting {
+                    asked,
+                    answered: asked + Duration::from_millis(1),
+                    ghost,
+                    old,
+                }
+            })
+            .collect();
+        let w = windows(&seen).expect("a swap was seen");
+        assert_eq!(w.ghost_from, seen[1].answered);
+        assert_eq!(w.ghost_to, seen[4].asked);
+        assert_eq!(w.swap_from, seen[4].asked);
+        assert_eq!(w.swap_to, seen[5].answered);
+        // Never swapped: no windows.
+        assert!(windows(&seen[..5]).is_none());
+    }
 }
