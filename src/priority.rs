@@ -5,9 +5,9 @@
 //! that nice value ([`lower`]), and, while an [`Urgent`] guard lives (the checksum's snapshot
 //! and the cut-over, which hold a lock on the original table), at the value wraith started with;
 //! the heartbeat, whose timing paces the copy, on a thread that stays there ([`on_own_thread`]);
-//! back at that value too while the binlog's lag says wraith has fallen behind the writes it
-//! applies ([`follow_lag`]: from [`BEHIND`] until under [`CAUGHT_UP`]); another process's threads
-//! at a nice value for the bench ([`set_process`]).
+//! back at that value too while wraith has fallen behind the binlog it reads (its own lag, not
+//! the inspected replica's: [`follow_lag`], from [`BEHIND`] until under [`CAUGHT_UP`]); another
+//! process's threads at a nice value for the bench ([`set_process`]).
 //! Only where the system lets a process raise its priority again (root, `CAP_SYS_NICE`, or an
 //! `RLIMIT_NICE` that allows it): elsewhere wraith keeps its priority throughout and says so,
 //! since a lock's work at a low priority would wait behind every busier process on the host
@@ -115,8 +115,8 @@ impl Drop for Urgent {
     }
 }
 
-/// The binlog's lag from which wraith, behind the writes it applies, runs at the priority it
-/// started with ([`follow_lag`]).
+/// wraith's own lag behind the binlog it reads from which it runs at the priority it started
+/// with ([`follow_lag`]).
 pub const BEHIND: Duration = Duration::from_secs(1);
 
 /// The lag under which wraith, back at its started priority for a lag, goes down to
@@ -138,10 +138,9 @@ pub fn behind_at(behind: bool, lag: Duration) -> bool {
 
 /// Until `cancel`, reads wraith's own lag behind the binlog it reads (`lag`: the heartbeat's trip
 /// less the inspected server's own lag, which a higher priority for wraith cannot shorten) every
-/// quarter of a second and holds an
-/// [`Urgent`] guard while wraith is behind ([`behind_at`]): at a lower priority the applier
-/// would get only the cores the writers leave, and where they leave too few the lag would grow
-/// for good. Does nothing where [`lower`] did not lower the priority.
+/// quarter of a second and holds an [`Urgent`] guard while wraith is behind ([`behind_at`]): at
+/// a lower priority the applier would get only the cores the writers leave, and where they leave
+/// too few the lag would grow for good. Does nothing where [`lower`] did not lower the priority.
 pub async fn follow_lag(lag: impl Fn() -> Duration, cancel: CancellationToken) {
     let Some(levels) = LEVELS.get().copied() else {
         return;
