@@ -12,7 +12,6 @@ use wraith::mysql::sql::qualified;
 use crate::harness::{
     self, eventually, migrate_args, primary_sql, servers, stderr, table_checksum, tables, Running,
 };
-use crate::memory::run_sql;
 use crate::throttling::{self, finish_released, ALTER};
 
 /// The socket gh-ost (and wraith) serves by default for `schema`.`t`.
@@ -593,37 +592,20 @@ async fn stopped_replication_throttles_on_lag_and_max_lag_millis_changes_at_once
         return;
     };
     let schema = "control_lag".to_string();
-    harness::fresh_schema_on(&primary, &schema).await;
-    run_sql(
-        &primary,
-        &schema,
-        &[
-            crate::migrate::SMALL.into(),
-            format!(
-                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
-                harness::seq(1, 3000)
-            ),
-        ],
-    )
-    .await;
-    harness::sync_replica_of(&primary, &replica).await;
+    throttling::setup_on_pair(&primary, &replica, &schema, 3000).await;
     let dir = tempfile::tempdir().unwrap();
     let hold = dir.path().join("throttle");
     std::fs::write(&hold, "").unwrap();
     let sock = socket(&schema);
-    let mut args = replica.flags();
-    args.extend([
-        harness::unique_server_id_flag(),
-        format!("--database={schema}"),
-        "--table=t".into(),
-        format!("--alter={ALTER}"),
-        "--execute".into(),
-        "--chunk-size=100".into(),
-        "--heartbeat-interval-millis=50".into(),
-        "--max-lag-millis=1000".into(),
-        "--initially-drop-socket-file".into(),
-        format!("--throttle-flag-file={}", hold.display()),
-    ]);
+    let args = throttling::args_on_pair(
+        &replica,
+        &schema,
+        &[
+            "--chunk-size=100".into(),
+            "--max-lag-millis=1000".into(),
+            format!("--throttle-flag-file={}", hold.display()),
+        ],
+    );
     let wraith = Running::start(&args);
     until_sup_says(&sock, "State: throttled, flag-file").await;
     let flavor = replica.flavor().await;
@@ -671,14 +653,7 @@ async fn stopped_replication_throttles_on_lag_and_max_lag_millis_changes_at_once
         !err.contains("snapshot failed") && !err.contains("cut-over attempt"),
         "{err}"
     );
-    let rows: Option<u64> = p
-        .query_first(format!(
-            "SELECT COUNT(d IS NULL) FROM {}",
-            qualified(&schema, "t")
-        ))
-        .await
-        .unwrap();
-    assert_eq!(rows, Some(3000));
+    throttling::assert_all_rows_migrated(&primary, &schema).await;
 }
 
 /// Throttled after the copy, the run locks nothing: the checksum and the cut-over wait (the

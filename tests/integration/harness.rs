@@ -405,20 +405,28 @@ pub fn unique_server_id_flag() -> String {
 /// server id of its own, replacing a stale control socket; `extra` flags are appended (a
 /// repeated flag: the last one wins).
 pub fn migrate_args(schema: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
-    let mut a = servers().replica.flags();
+    let mut a = migrate_args_on(&servers().replica, schema, table, alter);
+    a.push("--chunk-size=500".into());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// wraith's arguments to migrate `schema`.`table` for real, reading `server` (a pair of the
+/// test's own, say), with a binlog server id of its own, heartbeats every 50 ms, replacing a
+/// stale control socket; the caller appends its own flags.
+pub fn migrate_args_on(server: &Endpoint, schema: &str, table: &str, alter: &str) -> Vec<String> {
+    let mut a = server.flags();
     a.extend([
         unique_server_id_flag(),
         format!("--database={schema}"),
         format!("--table={table}"),
         format!("--alter={alter}"),
         "--execute".into(),
-        "--chunk-size=500".into(),
         "--heartbeat-interval-millis=50".into(),
         // The default socket (/tmp/gh-ost.<schema>.<table>.sock) of a run a test killed is
         // replaced by the next run on the table.
         "--initially-drop-socket-file".into(),
     ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
 

@@ -115,16 +115,11 @@ fn args(
     postpone: &std::path::Path,
     extra: &[&str],
 ) -> Vec<String> {
-    let mut a = replica.flags();
-    a.extend([
-        harness::unique_server_id_flag(),
-        format!("--database={schema}"),
-        "--table=t".into(),
-        format!("--alter={ALTER}"),
-        "--execute".into(),
-        "--heartbeat-interval-millis=50".into(),
-        format!("--postpone-cut-over-flag-file={}", postpone.display()),
-    ]);
+    let mut a = harness::migrate_args_on(replica, schema, "t", ALTER);
+    a.push(format!(
+        "--postpone-cut-over-flag-file={}",
+        postpone.display()
+    ));
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }

@@ -5,7 +5,6 @@ use mysql_async::prelude::Queryable;
 
 use crate::harness::{self, stderr, tables, Endpoint};
 use crate::memory::run_sql;
-use crate::migrate::SMALL;
 
 /// `t` of `schema` on `endpoint`: (rows, whether column `d` exists).
 async fn shape(endpoint: &Endpoint, schema: &str) -> (u64, bool) {
@@ -34,32 +33,8 @@ async fn on_replica(
     rows: u64,
     mode: &str,
 ) -> Vec<String> {
-    harness::fresh_schema_on(primary, schema).await;
-    run_sql(
-        primary,
-        schema,
-        &[
-            SMALL.into(),
-            format!(
-                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
-                harness::seq(1, rows)
-            ),
-        ],
-    )
-    .await;
-    harness::sync_replica_of(primary, replica).await;
-    let mut args = replica.flags();
-    args.extend([
-        harness::unique_server_id_flag(),
-        format!("--database={schema}"),
-        "--table=t".into(),
-        "--alter=ADD COLUMN d INT".into(),
-        "--execute".into(),
-        mode.into(),
-        "--heartbeat-interval-millis=50".into(),
-        "--initially-drop-socket-file".into(),
-    ]);
-    args
+    crate::throttling::setup_on_pair(primary, replica, schema, rows).await;
+    crate::throttling::args_on_pair(replica, schema, &[mode.into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,9 +14,10 @@ use wraith::throttle::pace;
 use crate::compare::assert_migrated;
 use crate::faults::postponed_with_env;
 use crate::harness::{
-    self, eventually, fresh_schema, migrate_args, primary_sql, servers, stderr, tables, Running,
-    WRAITH_RUN_LIMIT,
+    self, eventually, fresh_schema, migrate_args, primary_sql, servers, stderr, tables, Endpoint,
+    Running, WRAITH_RUN_LIMIT,
 };
+use crate::memory::run_sql;
 use crate::migrate::{by_id, setup as setup_migrated, small_values, SMALL, SMALL_COLUMNS};
 use crate::writers::{Writers, PACE};
 
@@ -29,16 +30,51 @@ pub(crate) async fn setup(name: &str) -> String {
         &schema,
         &[
             SMALL,
-            &format!(
-                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
-                harness::seq(1, 3000)
-            ),
+            &small_rows(3000),
             "CREATE TABLE gate (id INT PRIMARY KEY)",
             "INSERT INTO gate VALUES (1)",
         ],
     )
     .await;
     schema
+}
+
+/// The statement that puts `rows` rows in `t` ([`setup`]'s 3000).
+fn small_rows(rows: u64) -> String {
+    format!(
+        "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
+        harness::seq(1, rows)
+    )
+}
+
+/// [`setup`]'s table `t` of `rows` rows (without `gate`) in a fresh `schema` on a pair of the
+/// test's own: created on `primary`, replicated to `replica`.
+pub(crate) async fn setup_on_pair(primary: &Endpoint, replica: &Endpoint, schema: &str, rows: u64) {
+    harness::fresh_schema_on(primary, schema).await;
+    run_sql(primary, schema, &[SMALL.into(), small_rows(rows)]).await;
+    harness::sync_replica_of(primary, replica).await;
+}
+
+/// [`harness::migrate_args_on`] for `schema`.`t` with [`ALTER`], reading `replica`, and `extra`.
+pub(crate) fn args_on_pair(replica: &Endpoint, schema: &str, extra: &[String]) -> Vec<String> {
+    let mut args = harness::migrate_args_on(replica, schema, "t", ALTER);
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Asserts that every one of [`setup`]'s 3000 rows of `schema`.`t` on `primary` is there, in the
+/// migrated table (the one with `d`).
+pub(crate) async fn assert_all_rows_migrated(primary: &Endpoint, schema: &str) {
+    let rows: Option<u64> = primary
+        .conn()
+        .await
+        .query_first(format!(
+            "SELECT COUNT(d IS NULL) FROM {}",
+            qualified(schema, "t")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows, Some(3000));
 }
 
 /// Starts wraith on `schema`.`t` with `flags`, waits until its data path runs (its heartbeat is
@@ -382,21 +418,13 @@ async fn wraith_runs_at_its_cpu_nice_and_at_its_own_priority_while_it_holds_the_
     );
     // SAFETY: kill(2) on the child this test started.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-    let out = running.finish(WRAITH_RUN_LIMIT).await;
-    let err = stderr(&out);
-    assert!(out.status.success(), "wraith failed: {err}");
+    let err = finished_niced(running, writers, &schema).await;
     let said = if may_raise {
         format!("wraith runs at nice {lowered} (--cpu-nice)")
     } else {
         format!("wraith keeps its priority (nice {ours})")
     };
     assert!(err.contains(&said), "{err}");
-    let stats = writers.stop().await;
-    assert!(
-        !stats.commits.is_empty(),
-        "the writers wrote during the run"
-    );
-    assert_migrated(&schema, &["id"]).await;
 }
 
 /// A wraith at its `--cpu-nice` that falls behind the binlog (here throttled while the writers
@@ -442,19 +470,11 @@ async fn wraith_behind_the_binlog_runs_at_its_own_priority_until_it_has_caught_u
     )
     .await;
     drop(flag);
-    let out = running.finish(WRAITH_RUN_LIMIT).await;
-    let err = stderr(&out);
-    assert!(out.status.success(), "wraith failed: {err}");
+    let err = finished_niced(running, writers, &schema).await;
     if may_raise {
         assert!(err.contains("behind the binlog it reads: at nice"), "{err}");
         assert!(err.contains("caught up with the binlog"), "{err}");
     }
-    let stats = writers.stop().await;
-    assert!(
-        !stats.commits.is_empty(),
-        "the writers wrote during the run"
-    );
-    assert_migrated(&schema, &["id"]).await;
 }
 
 /// A replica behind the primary delivers the binlog late, and wraith, reading it, is as late;
@@ -468,20 +488,7 @@ async fn a_lag_that_is_the_replica_s_own_leaves_wraith_at_its_cpu_nice() {
         return;
     };
     let schema = "cpu_nice_replica_lag".to_string();
-    harness::fresh_schema_on(&primary, &schema).await;
-    crate::memory::run_sql(
-        &primary,
-        &schema,
-        &[
-            SMALL.into(),
-            format!(
-                "INSERT INTO t (a, b) SELECT seq, CONCAT('r', seq) FROM {}",
-                harness::seq(1, 3000)
-            ),
-        ],
-    )
-    .await;
-    harness::sync_replica_of(&primary, &replica).await;
+    setup_on_pair(&primary, &replica, &schema, 3000).await;
     let lowered = if may_raise_priority() {
         7.max(nice_of(std::process::id()).expect("the test's own nice value"))
     } else {
@@ -489,21 +496,17 @@ async fn a_lag_that_is_the_replica_s_own_leaves_wraith_at_its_cpu_nice() {
     };
     let postpone = tempfile::NamedTempFile::new().unwrap();
     let sock = crate::control::socket(&schema);
-    let mut args = replica.flags();
-    args.extend([
-        harness::unique_server_id_flag(),
-        format!("--database={schema}"),
-        "--table=t".into(),
-        format!("--alter={ALTER}"),
-        "--execute".into(),
-        "--cpu-nice=7".into(),
-        "--heartbeat-interval-millis=50".into(),
-        "--initially-drop-socket-file".into(),
-        format!(
-            "--postpone-cut-over-flag-file={}",
-            postpone.path().display()
-        ),
-    ]);
+    let args = args_on_pair(
+        &replica,
+        &schema,
+        &[
+            "--cpu-nice=7".into(),
+            format!(
+                "--postpone-cut-over-flag-file={}",
+                postpone.path().display()
+            ),
+        ],
+    );
     let wraith = Running::start(&args);
     let pid = wraith.pid();
     crate::control::until_sup_says(&sock, "State: postponing cut-over").await;
@@ -536,15 +539,7 @@ async fn a_lag_that_is_the_replica_s_own_leaves_wraith_at_its_cpu_nice() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("behind the binlog it reads"), "{err}");
-    let mut p = primary.conn().await;
-    let rows: Option<u64> = p
-        .query_first(format!(
-            "SELECT COUNT(d IS NULL) FROM {}",
-            qualified(&schema, "t")
-        ))
-        .await
-        .unwrap();
-    assert_eq!(rows, Some(3000));
+    assert_all_rows_migrated(&primary, &schema).await;
 }
 
 /// A table migrated at `--cpu-nice=7` while writers write it, and the nice values to expect.
@@ -574,6 +569,21 @@ async fn niced(name: &str) -> Niced {
         may_raise,
         lowered,
     }
+}
+
+/// Waits for a [`niced`] run to end, and asserts that it succeeded while the writers wrote and
+/// that `t` equals its mirror; returns wraith's log.
+async fn finished_niced(running: Running, writers: Writers, schema: &str) -> String {
+    let out = running.finish(WRAITH_RUN_LIMIT).await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "wraith failed: {err}");
+    let stats = writers.stop().await;
+    assert!(
+        !stats.commits.is_empty(),
+        "the writers wrote during the run"
+    );
+    assert_migrated(schema, &["id"]).await;
+    err
 }
 
 /// The distinct nice values of `pid`'s threads: the heartbeat's (`heartbeat`), or the
