@@ -107,15 +107,16 @@ impl Changelog {
         self.state(conn, &format!("{MARKER_PREFIX}{token}")).await
     }
 
-    /// Writes a heartbeat every `interval` until cancelled, telling `timed` how long each write
-    /// took (the copy's pacer). A failed write is logged and tried again at the next tick, on a
+    /// Writes a heartbeat every `interval` until cancelled, telling `timed` when each write that
+    /// succeeded was sent and how long it took (the copy's pacer; the copy's front, for which an
+    /// acknowledged heartbeat proves visible every change in the binlog before it was sent). A failed write is logged and tried again at the next tick, on a
     /// new connection if the old one was lost.
     pub async fn heartbeat_loop(
         &self,
         mut conn: Conn,
         reconnect: (Endpoint, Credentials),
         interval: Duration,
-        timed: impl Fn(Duration),
+        timed: impl Fn(std::time::Instant, Duration),
         cancel: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(interval);
@@ -127,7 +128,7 @@ impl Changelog {
             }
             let started = std::time::Instant::now();
             let Err(e) = self.heartbeat(&mut conn).await else {
-                timed(started.elapsed());
+                timed(started, started.elapsed());
                 continue;
             };
             tracing::warn!("writing the heartbeat failed: {e}");

@@ -385,6 +385,12 @@ pub struct Flags {
     /// a nullable key, and --checkpoint or --resume always use locking reads)
     #[arg(long)]
     pub copy_with_shared_locks: bool,
+    /// wraith: apply every change to the new table, as gh-ost does, including changes to rows
+    /// the copy has not reached yet (by default, while an integer key's rows are being copied
+    /// without locks, those are left to the copy, which reads them later: each such row is
+    /// written once instead of twice, on the primary and on every replica)
+    #[arg(long)]
+    pub apply_ahead_of_copy: bool,
     /// wraith: after each chunk, resize the chunks (--chunk-size, which is then the first chunk's
     /// size) so that one takes about this many milliseconds to copy, between 10 and 100000 rows
     /// (0 = off: every chunk has --chunk-size rows, as in gh-ost)

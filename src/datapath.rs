@@ -27,7 +27,7 @@ use crate::changelog::Changelog;
 use crate::checkpoint::AppliedMark;
 use crate::config::Config;
 use crate::control::{Controls, Knobs};
-use crate::copy::Tombstones;
+use crate::copy::{CopyFront, Tombstones};
 use crate::inspect::{Plan, TableSchema};
 use crate::mysql::names::NameCase;
 use crate::mysql::{self, Credentials, Endpoint, Flavor};
@@ -63,6 +63,9 @@ pub struct DataPath {
     pub keylog: Arc<KeyLog>,
     /// Some when the copy reads without shared locks: shared by its workers and the applier.
     pub tombstones: Option<Arc<Tombstones>>,
+    /// Some when the applier leaves the changes of rows not yet copied to the copy: shared by
+    /// the chunker, the applier and the heartbeat.
+    pub front: Option<Arc<CopyFront>>,
     apply: Option<JoinHandle<Result<(), apply::LoopError>>>,
     /// The throttler: ends with an error when the critical load stops the run.
     throttle: Option<JoinHandle<Result<(), throttle::ThrottleError>>>,
@@ -113,6 +116,7 @@ impl DataPath {
             status: watch::channel(LoopStatus::default()).1,
             keylog: Arc::new(KeyLog::new()),
             tombstones: None,
+            front: None,
             apply: None,
             throttle: None,
             others: Vec::new(),
@@ -206,6 +210,24 @@ impl DataPath {
         }
         if let Some(t) = &path.tombstones {
             applier.track_deletes_for(t.clone());
+            let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
+            if cfg.flags.apply_ahead_of_copy {
+                tracing::info!("--apply-ahead-of-copy: every change is applied, including those to rows the copy has not reached");
+            } else if !plan.integer_key() {
+                tracing::info!("the key is not of integer columns: every change is applied, including those to rows the copy has not reached");
+            } else if !applier
+                .primary_commits_in_binlog_order(servers.flavor)
+                .await
+            {
+                tracing::info!("the primary does not make transactions visible in binlog order (binlog_order_commits=OFF): every change is applied, including those to rows the copy has not reached");
+            } else {
+                // A batch waits at most a few heartbeats for proof that its changes are visible.
+                let front = Arc::new(CopyFront::new(
+                    (interval * 3).max(Duration::from_millis(300)),
+                ));
+                applier.leave_to_copy_ahead_of(front.clone());
+                path.front = Some(front);
+            }
         }
         let (control_tx, control_rx) = watch::channel(Control::Apply);
         // Nothing is applied yet: every event from where the stream starts is still to come.
@@ -259,8 +281,12 @@ impl DataPath {
         let reconnect = (servers.primary.clone(), pcreds);
         let hb_cancel = cancel.clone();
         let (pacer, applied) = (gate.pacer().clone(), progress.clone());
-        let timed = move |latency| {
+        let front = path.front.clone();
+        let timed = move |sent, latency| {
             pacer.observe(latency, applied.events_applied.load(Ordering::Relaxed));
+            if let Some(front) = &front {
+                front.acknowledged(sent);
+            }
         };
         // The heartbeat stands for the application's writes: timed at the servers' priority,
         // not at wraith's (`priority`).

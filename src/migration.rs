@@ -668,6 +668,7 @@ impl Run<'_> {
         spec.allow_skipped_rows = cfg.flags.allow_skipped_rows;
         spec.changelog = cfg.changelog_table();
         spec.tombstones = self.path.as_ref().and_then(|p| p.tombstones.clone());
+        spec.front = self.path.as_ref().and_then(|p| p.front.clone());
         if cfg.flags.revert {
             info!("--revert: nothing to copy: the old table held every row at the swap, and the binlog since brings it up to date");
             self.watermark.done();

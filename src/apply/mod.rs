@@ -44,6 +44,7 @@ pub use keylog::{KeyLog, Touched};
 pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
 use crate::copy::tombstones::{Redelete, Tombstones};
+use crate::copy::CopyFront;
 
 use std::borrow::Cow;
 use std::mem::take;
@@ -57,7 +58,7 @@ use mysql_async::Conn;
 use crate::binlog::{Cell, RowEvent, RowKind};
 use crate::checkpoint::{AppliedAt, AppliedMark};
 use crate::inspect::Plan;
-use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint};
+use crate::mysql::{self, sql, ConnectError, Credentials, Endpoint, Flavor};
 use crate::progress::Progress;
 
 /// How row images of the original table map onto the ghost table.
@@ -123,6 +124,24 @@ pub struct Batch<'e> {
 }
 
 impl Batch<'_> {
+    /// The keys of a coalesced batch, in first-touched order.
+    pub fn keys(&self) -> Option<&[Vec<String>]> {
+        self.coalesced.as_ref().map(|(order, _)| order.as_slice())
+    }
+
+    /// Leaves `keys` out of a coalesced batch: neither deleted nor written.
+    pub fn leave_out(&mut self, keys: &[Vec<String>]) {
+        let Some((order, last)) = &mut self.coalesced else {
+            return;
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let keys: std::collections::HashSet<&Vec<String>> = keys.iter().collect();
+        order.retain(|k| !keys.contains(k));
+        last.retain(|k, _| !keys.contains(k));
+    }
+
     /// How each key of a coalesced batch ends (`true`: written, `false`: deleted); nothing when
     /// the batch is not coalesced.
     pub fn finals(&self) -> impl Iterator<Item = (&Vec<String>, bool)> {
@@ -769,6 +788,8 @@ pub struct Applier {
     /// While the copy reads without shared locks: the keys deleted while its chunks read, to
     /// delete again once they have committed.
     tombstones: Option<Arc<Tombstones>>,
+    /// While the copy has rows still to copy: the keys whose changes it leaves to the copy.
+    front: Option<Arc<CopyFront>>,
     /// Where each batch records the position it was applied through ([`Applier::mark_applied`]).
     mark: Option<AppliedMark>,
 }
@@ -804,6 +825,7 @@ impl Applier {
             sizes,
             progress: None,
             tombstones: None,
+            front: None,
             mark: None,
         })
     }
@@ -830,6 +852,20 @@ impl Applier {
         self.tombstones.as_ref()
     }
 
+    /// Whether the primary makes transactions visible in the order it binlogs them
+    /// ([`Flavor::commit_order_sql`]); false when it cannot be read.
+    pub async fn primary_commits_in_binlog_order(&mut self, flavor: &Flavor) -> bool {
+        match flavor.commit_order_sql() {
+            None => true,
+            Some(query) => matches!(self.conn.query_first::<i64, _>(query).await, Ok(Some(1))),
+        }
+    }
+
+    /// Leaves the changes of rows the copy has yet to reach to the copy ([`CopyFront`]).
+    pub fn leave_to_copy_ahead_of(&mut self, front: Arc<CopyFront>) {
+        self.front = Some(front);
+    }
+
     /// The sizes statements are built to (from the primary's `max_allowed_packet`).
     pub fn sizes(&self) -> Sizes {
         self.sizes
@@ -854,23 +890,31 @@ impl Applier {
     /// the copy reads without shared locks, the transaction first deletes again the keys
     /// [`Tombstones`] hands back (`events` may be empty for just that). With a mark
     /// ([`Applier::mark_applied`]), `through` (how far in the binlog the batch goes) is
-    /// recorded in the same transaction.
+    /// recorded in the same transaction. The keys the copy will bring itself are left out
+    /// ([`CopyFront`]; `read_by`: when the last of `events` was read from the binlog).
     pub async fn apply(
         &mut self,
         events: &[RowEvent],
         through: Option<&AppliedAt>,
+        read_by: Instant,
     ) -> Result<(), ApplyError> {
         let mark = self.mark.clone();
         let marked = mark.as_ref().zip(through);
-        let batch = self.plan.batch(events)?;
+        let mut batch = self.plan.batch(events)?;
         let redelete = match &self.tombstones {
             Some(t) => {
                 // Recorded before the statements run: see the invariant of `copy::tombstones`.
+                // Keys left to the copy are recorded too: a key written since is never deleted
+                // again, wherever the row came from.
                 t.record(batch.finals());
                 t.take()
             }
             None => Redelete::default(),
         };
+        if let (Some(front), Some(keys)) = (&self.front, batch.keys()) {
+            let left = front.leave_to_copy(keys, read_by).await;
+            batch.leave_out(&left);
+        }
         let build = |plan: &ApplyPlan, sizes: Sizes| -> Result<Vec<String>, ApplyError> {
             let mut out = plan.delete_statements(&redelete.keys, sizes)?;
             out.extend(plan.statements_of(&batch, sizes)?);

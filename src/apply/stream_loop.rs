@@ -541,6 +541,9 @@ struct Pending {
     bytes: usize,
     /// When the first of them was read.
     since: Option<Instant>,
+    /// When the last of them was read: the batch's changes were in the primary's binlog by then
+    /// ([`crate::copy::CopyFront`]).
+    read_last: Option<Instant>,
     /// How many of `events` belong to transactions whose end was read, and where the last
     /// transaction read ends.
     whole: usize,
@@ -557,7 +560,9 @@ struct Pending {
 
 impl Pending {
     fn push(&mut self, event: RowEvent) {
-        self.since.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        self.read_last = Some(now);
         self.open_whole_only |= event.from_prepare;
         self.bytes += event_bytes(&event);
         self.events.push(event);
@@ -584,6 +589,7 @@ impl Pending {
             self.open_whole_only |= later.open_whole_only;
         }
         self.since = self.since.or(later.since);
+        self.read_last = later.read_last.or(self.read_last);
         self.bytes += later.bytes;
         self.events.extend(later.events);
     }
@@ -670,11 +676,14 @@ impl Sink {
         &mut self,
         events: &[RowEvent],
         through: Option<&AppliedAt>,
+        read_by: Instant,
     ) -> Result<(), ApplyError> {
         if events.is_empty() {
             return Ok(());
         }
-        self.applier.apply(events, through).await?;
+        self.applier
+            .apply(events, through, read_by.into_std())
+            .await?;
         if self.keylog.recording() {
             self.keylog.record(self.applier.keys_of(events));
         }
@@ -689,7 +698,10 @@ impl Sink {
     /// nothing is pending.
     async fn flush_with_redeletes(&mut self, pending: &mut Pending) -> Result<(), ApplyError> {
         if pending.events.is_empty() {
-            return self.applier.apply(&[], None).await;
+            return self
+                .applier
+                .apply(&[], None, std::time::Instant::now())
+                .await;
         }
         self.flush(pending).await
     }
@@ -728,7 +740,10 @@ impl Sink {
                 pending.bytes
             );
         }
-        self.apply(&pending.events[..n], through.as_ref()).await?;
+        // Conservative: the last event read, whether or not this batch takes it.
+        let read_by = pending.read_last.unwrap_or_else(Instant::now);
+        self.apply(&pending.events[..n], through.as_ref(), read_by)
+            .await?;
         pending.applied(n);
         Ok(())
     }

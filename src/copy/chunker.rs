@@ -13,6 +13,7 @@ use std::sync::Arc;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
+use super::CopyFront;
 use crate::mysql::sql;
 
 /// A key range to copy: `lo < key <= hi` (`lo <= key` for the first chunk).
@@ -54,6 +55,8 @@ pub struct Chunker {
     first: bool,
     max: Option<Vec<Value>>,
     seq: u64,
+    /// Told the range and each chunk handed out.
+    front: Option<Arc<CopyFront>>,
 }
 
 /// The most rows of `avg_row_bytes` each that fit in `max_bytes` (at least one); `None` when
@@ -93,6 +96,7 @@ impl Chunker {
             first: true,
             max: max.map(row_values),
             seq: 0,
+            front: None,
         })
     }
 
@@ -102,6 +106,19 @@ impl Chunker {
             self.next_lo = Some(key);
             self.first = false;
         }
+    }
+
+    /// Tells `front` the copy's range now, and each chunk's upper bound as it is handed out, so
+    /// the applier can leave the changes of rows not yet copied to the copy.
+    /// A resumed copy ([`Chunker::start_after`]) leaves nothing to itself: rows above where it
+    /// starts may be in the ghost table already.
+    pub fn report_to(&mut self, front: Arc<CopyFront>) {
+        if self.first {
+            front.begin(self.next_lo.as_ref().and(self.max.as_deref()));
+        } else {
+            front.stop();
+        }
+        self.front = Some(front);
     }
 
     /// No chunk holds more than `most` rows (None: `chunk_size` alone sizes them).
@@ -143,6 +160,9 @@ impl Chunker {
             hi: hi.clone(),
             seq: self.seq,
         };
+        if let Some(front) = &self.front {
+            front.handed_out(&chunk.hi);
+        }
         self.first = false;
         self.seq += 1;
         self.next_lo = if last { None } else { Some(hi) };

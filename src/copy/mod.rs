@@ -34,6 +34,7 @@
 
 pub mod chunker;
 pub mod deferred;
+pub mod front;
 pub mod tombstones;
 pub mod watermark;
 
@@ -47,6 +48,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub use chunker::{Chunk, Chunker};
+pub use front::CopyFront;
 pub use tombstones::Tombstones;
 pub use watermark::{CopyMark, Watermark};
 
@@ -106,6 +108,9 @@ pub struct CopySpec {
     /// Some: chunks read their snapshot without shared locks, and the keys the applier deletes
     /// meanwhile are deleted again after each chunk ([`tombstones`]). None: `LOCK IN SHARE MODE`.
     pub tombstones: Option<Arc<Tombstones>>,
+    /// Some: the chunker tells the applier which keys are still to be copied, whose changes it
+    /// leaves to the copy ([`front`]).
+    pub front: Option<Arc<CopyFront>>,
     /// Where to reconnect after a lost connection.
     pub primary: Endpoint,
     pub creds: Credentials,
@@ -149,6 +154,7 @@ impl CopySpec {
             chunk_target: None,
             max_chunk_rows: None,
             tombstones: None,
+            front: None,
             primary,
             creds,
         }
@@ -166,6 +172,8 @@ pub async fn run(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
+    // Whatever ends the copy, the applier applies every change from then on.
+    let _front = spec.front.clone().map(StopFront);
     let mut conn = writer_conn(&spec.primary, &spec.creds, spec.strict).await?;
     let mut chunker = Chunker::new(
         &mut conn,
@@ -180,6 +188,9 @@ pub async fn run(
     chunker.cap_rows(spec.max_chunk_rows);
     if let Some(after) = watermark.mark().through {
         chunker.start_after(after);
+    }
+    if let Some(front) = &spec.front {
+        chunker.report_to(front.clone());
     }
     pace_baseline(gate.pacer(), &cancel).await;
     let chunker = Arc::new(Mutex::new(chunker));
@@ -226,6 +237,12 @@ pub async fn run(
             t.handed_back()
         );
     }
+    if let Some(front) = &spec.front {
+        tracing::info!(
+            "{} changes to rows the copy had not reached yet were left to the copy instead of being written twice",
+            front.left_out()
+        );
+    }
     if !spec.nullable_key_columns.is_empty() {
         if cancel.is_cancelled() {
             return Err(CopyError::Cancelled);
@@ -238,6 +255,15 @@ pub async fn run(
     }
     watermark.done();
     Ok(())
+}
+
+/// Turns the copy's front off when the copy ends, however it ends.
+struct StopFront(Arc<CopyFront>);
+
+impl Drop for StopFront {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Copies the rows whose key holds a NULL and writes the changelog row that tells the applier
@@ -765,6 +791,7 @@ mod tests {
             chunk_target: None,
             max_chunk_rows: None,
             tombstones: None,
+            front: None,
             primary: crate::mysql::Endpoint {
                 host: "127.0.0.1".into(),
                 port: 3306,

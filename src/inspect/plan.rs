@@ -256,6 +256,19 @@ fn same_key(
 }
 
 impl Plan {
+    /// Whether every column of the shared key is an integer (of any size, signed or not) in the
+    /// original table: keys wraith can order as the server does ([`crate::copy::CopyFront`]).
+    pub fn integer_key(&self) -> bool {
+        self.key.columns.iter().all(|c| {
+            self.original.column(c).is_some_and(|col| {
+                matches!(
+                    col.data_type.as_str(),
+                    "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
+                )
+            })
+        })
+    }
+
     /// Unique keys the ghost table shares with the original (`same_key`: the same columns, by
     /// mapping, prefix lengths and collations), as (original index, ghost index). The original
     /// never holds a value of one of them twice, so a duplicate on one in the ghost table is a

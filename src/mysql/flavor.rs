@@ -182,6 +182,17 @@ impl Flavor {
             .then_some("SET SESSION binlog_alter_two_phase = ON")
     }
 
+    /// The query that reads whether the server makes transactions visible in the order it writes
+    /// them to the binlog (1: it does), or `None` where it always does: MariaDB runs every
+    /// engine's `commit_ordered` in binlog order; MySQL does with `binlog_order_commits` (on by
+    /// default). The copy's front relies on it ([`crate::copy::CopyFront`]).
+    pub fn commit_order_sql(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::MariaDb => None,
+            Kind::MySql => Some("SELECT @@GLOBAL.binlog_order_commits"),
+        }
+    }
+
     /// MySQL 8.0's `binlog_row_value_options=PARTIAL_JSON` writes partial JSON updates.
     pub fn has_partial_json(&self) -> bool {
         self.mysql_at_least((8, 0, 3))

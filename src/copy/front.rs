@@ -1,0 +1,350 @@
+//! The copy's front: the changes the copy will bring itself, which the applier leaves to it.
+//!
+//! In: from the chunker, the largest key of the copy's range when the copy begins
+//! ([`CopyFront::begin`]) and the upper bound of each chunk as it is handed out
+//! ([`CopyFront::handed_out`]); the copy's end ([`CopyFront::stop`]); from the heartbeat writer,
+//! when each heartbeat it sent was acknowledged ([`CopyFront::acknowledged`]); from the applier, a
+//! batch's keys and when the last of its events was read. Out: to the applier, the keys of the
+//! batch to leave out ([`CopyFront::leave_to_copy`]), and how many it left out in all.
+//!
+//! Why: a row whose key is above every chunk handed out, and within the copy's range, is still to
+//! be copied, by a chunk that reads it later from a snapshot of its own. Writing its changes to
+//! the ghost table now writes the row twice on the primary and twice more on every replica (the
+//! applier's write, then the copy's), the larger share of what the application feels of a
+//! migration under load. Spirit leaves such changes to its copier in the same way (its "key above
+//! high watermark").
+//!
+//! Invariants, which together make leaving a change out the same as applying it:
+//! 1. **Visible before it is left out.** A change is left out only once a heartbeat *sent after
+//!    its event was read* has been acknowledged. The event was in the primary's binlog when wraith
+//!    read it (from a replica or from the primary itself); the heartbeat, received by the primary
+//!    afterwards, is after it there; and the server makes transactions visible in binlog order
+//!    (MariaDB always; MySQL with `binlog_order_commits`, checked before the front is used). So
+//!    the change is in every snapshot taken from then on, a chunk's included.
+//! 2. **Above the front when decided.** A key is left out only while it is above the upper bound
+//!    of every chunk handed out (and not above the copy's range, whose later rows only the binlog
+//!    brings): the chunk that copies it is handed out afterwards and takes its snapshot later
+//!    still, so it reads the change.
+//! 3. **Never written above the front, then left out.** Once the applier writes a key that is
+//!    above the front (a change before the copy began, or one not yet proven visible), the ghost
+//!    table may hold that row, which the copy's `INSERT IGNORE` keeps: that key is remembered and
+//!    never left out again. Past [`WRITTEN_LIMIT`] such keys the front turns off for the rest of
+//!    the run: applying every change, as gh-ost does, is always safe.
+//!
+//! Only keys of integer columns are compared (as numbers, column by column, as the chunker's
+//! ranges order them); any other key, a value that does not read as an integer, a resumed or a
+//! checkpointed run, and `--apply-ahead-of-copy` leave every change to the applier.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mysql_async::Value;
+use tokio::sync::watch;
+
+/// A key as the applier writes it: the SQL literals of its columns.
+pub type Key = Vec<String>;
+
+/// A key read as integers.
+type IntKey = Vec<i128>;
+
+/// The most keys remembered as written above the front (invariant 3) before the front turns off.
+pub const WRITTEN_LIMIT: usize = 100_000;
+
+#[derive(Debug)]
+pub struct CopyFront {
+    state: Mutex<State>,
+    /// When the last acknowledged heartbeat was sent.
+    acknowledged: watch::Sender<Option<Instant>>,
+    /// How long a batch waits for a heartbeat to prove its changes visible.
+    wait: Duration,
+    left_out: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    phase: Phase,
+    /// Keys written while above the front (invariant 3).
+    written: HashSet<IntKey>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+enum Phase {
+    /// The copy has not begun: every key is above the front.
+    #[default]
+    Before,
+    /// Copying `..=end`; chunks are handed out up to `hi`.
+    Copying { hi: Option<IntKey>, end: IntKey },
+    /// Nothing is left out any more.
+    Off,
+}
+
+/// Reads a key's SQL literals as integers (`None`: a NULL, or not an integer).
+fn int_key(key: &Key) -> Option<IntKey> {
+    key.iter().map(|l| l.parse().ok()).collect()
+}
+
+/// Reads a key's values, as the server returned them, as integers.
+fn int_values(values: &[Value]) -> Option<IntKey> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Int(i) => Some(i128::from(*i)),
+            Value::UInt(u) => Some(i128::from(*u)),
+            Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+impl State {
+    /// Whether `key` is above the front: a change to it would be copied by a chunk not handed out
+    /// yet (or, before the copy, may be).
+    fn above(&self, key: &IntKey) -> bool {
+        match &self.phase {
+            Phase::Before => true,
+            Phase::Copying { hi, end } => hi.as_ref().is_none_or(|hi| key > hi) && key <= end,
+            Phase::Off => false,
+        }
+    }
+
+    /// The keys of `keys` to leave to the copy, given whether their changes are `visible`
+    /// (invariant 1); every other key above the front is remembered as written (invariant 3).
+    fn decide<'k>(&mut self, keys: impl IntoIterator<Item = &'k Key>, visible: bool) -> Vec<Key> {
+        let mut left = Vec::new();
+        if self.phase == Phase::Off {
+            return left;
+        }
+        let may_leave = visible && matches!(self.phase, Phase::Copying { .. });
+        for key in keys {
+            let Some(int) = int_key(key) else { continue };
+            if !self.above(&int) {
+                continue;
+            }
+            if may_leave && !self.written.contains(&int) {
+                left.push(key.clone());
+            } else {
+                self.written.insert(int);
+            }
+        }
+        if self.written.len() > WRITTEN_LIMIT {
+            self.prune();
+        }
+        left
+    }
+
+    /// Forgets the written keys the copy has since reached; turns off if too many remain.
+    fn prune(&mut self) {
+        if let Phase::Copying { hi: Some(hi), .. } = &self.phase {
+            let hi = hi.clone();
+            self.written.retain(|k| *k > hi);
+        }
+        if self.written.len() > WRITTEN_LIMIT {
+            tracing::info!(
+                "more than {WRITTEN_LIMIT} keys ahead of the copy were written by the applier: from now on it applies every change, including those the copy will bring"
+            );
+            self.turn_off();
+        }
+    }
+
+    fn turn_off(&mut self) {
+        self.phase = Phase::Off;
+        self.written = HashSet::new();
+    }
+}
+
+impl CopyFront {
+    /// A front before the copy begins; a batch waits at most `wait` for a heartbeat to prove its
+    /// changes visible (a few heartbeat intervals).
+    pub fn new(wait: Duration) -> CopyFront {
+        CopyFront {
+            state: Mutex::default(),
+            acknowledged: watch::channel(None).0,
+            wait,
+            left_out: AtomicU64::new(0),
+        }
+    }
+
+    /// The copy begins; it covers the keys up to `end` (`None`: the table is empty, nothing is
+    /// left out).
+    pub fn begin(&self, end: Option<&[Value]>) {
+        let mut s = crate::lock(&self.state);
+        match (&s.phase, end.and_then(int_values)) {
+            (Phase::Before, Some(end)) => s.phase = Phase::Copying { hi: None, end },
+            _ => s.turn_off(),
+        }
+    }
+
+    /// A chunk up to `hi` is handed out, before its statement reads anything.
+    pub fn handed_out(&self, hi: &[Value]) {
+        let mut s = crate::lock(&self.state);
+        let Phase::Copying { end, .. } = &s.phase else {
+            return;
+        };
+        match int_values(hi) {
+            Some(hi) if hi < *end => {
+                let end = end.clone();
+                s.phase = Phase::Copying { hi: Some(hi), end };
+            }
+            // The last chunk: nothing is above the front any more.
+            _ => s.turn_off(),
+        }
+    }
+
+    /// The copy ended (done, failed or cancelled): every change is applied from now on.
+    pub fn stop(&self) {
+        crate::lock(&self.state).turn_off();
+    }
+
+    /// A heartbeat sent at `sent` is committed.
+    pub fn acknowledged(&self, sent: Instant) {
+        self.acknowledged.send_if_modified(|last| {
+            let later = last.is_none_or(|l| sent > l);
+            if later {
+                *last = Some(sent);
+            }
+            later
+        });
+    }
+
+    /// The keys of a batch to leave to the copy; `read_by`: when the batch's last event was read.
+    /// Waits (at most a few heartbeats) for proof that the changes are visible when some key
+    /// could be left out.
+    pub async fn leave_to_copy<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k Key> + Clone,
+        read_by: Instant,
+    ) -> Vec<Key> {
+        let candidates = {
+            let s = crate::lock(&self.state);
+            matches!(s.phase, Phase::Copying { .. })
+                && keys.clone().into_iter().any(|k| {
+                    int_key(k).is_some_and(|int| s.above(&int) && !s.written.contains(&int))
+                })
+        };
+        let visible = candidates && self.visible(read_by).await;
+        let left = crate::lock(&self.state).decide(keys, visible);
+        self.left_out
+            .fetch_add(left.len() as u64, Ordering::Relaxed);
+        left
+    }
+
+    /// Whether a heartbeat sent at or after `read_by` is (or, within the wait, gets) acknowledged.
+    async fn visible(&self, read_by: Instant) -> bool {
+        let mut rx = self.acknowledged.subscribe();
+        let proven = rx.wait_for(|sent| sent.is_some_and(|s| s >= read_by));
+        let outcome = tokio::time::timeout(self.wait, proven).await;
+        matches!(outcome, Ok(Ok(_)))
+    }
+
+    /// Keys left to the copy so far.
+    pub fn left_out(&self) -> u64 {
+        self.left_out.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: i64) -> Key {
+        vec![n.to_string()]
+    }
+
+    fn copying(hi: Option<i128>, end: i128) -> State {
+        State {
+            phase: Phase::Copying {
+                hi: hi.map(|h| vec![h]),
+                end: vec![end],
+            },
+            ..State::default()
+        }
+    }
+
+    #[test]
+    fn only_keys_above_every_chunk_handed_out_and_within_the_copy_are_left_out() {
+        let mut s = copying(Some(100), 1000);
+        let keys = [key(50), key(100), key(101), key(1000), key(1001)];
+        assert_eq!(s.decide(&keys, true), vec![key(101), key(1000)]);
+    }
+
+    #[test]
+    fn changes_not_proven_visible_are_applied_and_their_keys_never_left_out_again() {
+        let mut s = copying(Some(100), 1000);
+        assert!(s.decide(&[key(500)], false).is_empty());
+        assert_eq!(s.decide(&[key(500), key(600)], true), vec![key(600)]);
+    }
+
+    #[test]
+    fn keys_written_before_the_copy_began_are_never_left_out() {
+        let front = CopyFront::new(Duration::ZERO);
+        crate::lock(&front.state).decide(&[key(7)], true);
+        front.begin(Some(&[Value::Int(1000)]));
+        let mut s = crate::lock(&front.state);
+        assert_eq!(s.decide(&[key(7), key(8)], true), vec![key(8)]);
+    }
+
+    #[test]
+    fn the_last_chunk_or_a_key_that_is_not_an_integer_turns_the_front_off() {
+        let front = CopyFront::new(Duration::ZERO);
+        front.begin(Some(&[Value::Bytes(b"1000".to_vec())]));
+        front.handed_out(&[Value::Int(10)]);
+        assert_eq!(
+            crate::lock(&front.state).decide(&[key(11)], true),
+            vec![key(11)]
+        );
+        front.handed_out(&[Value::Int(1000)]);
+        assert!(crate::lock(&front.state)
+            .decide(&[key(1000)], true)
+            .is_empty());
+
+        let front = CopyFront::new(Duration::ZERO);
+        front.begin(Some(&[Value::Bytes(b"abc".to_vec())]));
+        assert_eq!(crate::lock(&front.state).phase, Phase::Off);
+        let mut s = copying(None, 10);
+        assert!(s
+            .decide(&[vec!["NULL".into()], vec!["'a'".into()]], true)
+            .is_empty());
+    }
+
+    #[test]
+    fn composite_keys_compare_column_by_column() {
+        let mut s = State {
+            phase: Phase::Copying {
+                hi: Some(vec![5, 100]),
+                end: vec![9, 0],
+            },
+            ..State::default()
+        };
+        let k = |a: i64, b: i64| vec![a.to_string(), b.to_string()];
+        let keys = [k(5, 100), k(5, 101), k(4, 999), k(9, 0), k(9, 1)];
+        assert_eq!(s.decide(&keys, true), vec![k(5, 101), k(9, 0)]);
+    }
+
+    #[test]
+    fn too_many_keys_written_ahead_of_the_copy_turn_the_front_off() {
+        let mut s = copying(Some(0), i128::MAX);
+        let keys: Vec<Key> = (1..=WRITTEN_LIMIT as i64 + 1).map(key).collect();
+        s.decide(&keys, false);
+        assert_eq!(s.phase, Phase::Off);
+        assert!(s.decide(&[key(-1), key(5)], true).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_change_is_left_out_only_once_a_heartbeat_sent_after_it_was_read_is_acknowledged() {
+        let front = CopyFront::new(Duration::from_millis(50));
+        front.begin(Some(&[Value::Int(1000)]));
+        let before = Instant::now();
+        front.acknowledged(before);
+        let read = Instant::now();
+        assert!(front.leave_to_copy(&[key(1)], read).await.is_empty());
+        front.acknowledged(Instant::now());
+        // Key 1 was written above the front (not proven then): it stays with the applier.
+        assert_eq!(
+            front.leave_to_copy(&[key(1), key(2)], read).await,
+            vec![key(2)]
+        );
+        assert_eq!(front.left_out(), 1);
+    }
+}
