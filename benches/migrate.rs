@@ -2263,6 +2263,8 @@ impl WraithRun {
             "pacing the copy",
             "no longer paced",
             "deleted while a chunk read",
+            "left to the copy instead",
+            "every change is applied",
             "row copy complete",
             "checksum",
             "tables swapped",

@@ -67,6 +67,8 @@ struct State {
     phase: Phase,
     /// Keys written while above the front (invariant 3).
     written: HashSet<IntKey>,
+    /// Keys of the batches decided while copying.
+    met: u64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -116,8 +118,10 @@ impl State {
         if self.phase == Phase::Off {
             return left;
         }
-        let may_leave = visible && matches!(self.phase, Phase::Copying { .. });
+        let copying = matches!(self.phase, Phase::Copying { .. });
+        let may_leave = visible && copying;
         for key in keys {
+            self.met += u64::from(copying);
             let Some(int) = int_key(key) else { continue };
             if !self.above(&int) {
                 continue;
@@ -242,6 +246,11 @@ impl CopyFront {
     pub fn left_out(&self) -> u64 {
         self.left_out.load(Ordering::Relaxed)
     }
+
+    /// Keys of the batches the applier wrote while the copy was running, left out or not.
+    pub fn met(&self) -> u64 {
+        crate::lock(&self.state).met
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +354,6 @@ mod tests {
             front.leave_to_copy(&[key(1), key(2)], read).await,
             vec![key(2)]
         );
-        assert_eq!(front.left_out(), 1);
+        assert_eq!((front.left_out(), front.met()), (1, 3));
     }
 }

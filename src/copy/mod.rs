@@ -239,8 +239,9 @@ pub async fn run(
     }
     if let Some(front) = &spec.front {
         tracing::info!(
-            "{} changes to rows the copy had not reached yet were left to the copy instead of being written twice",
-            front.left_out()
+            "{} of the {} changes the applier met while the copy ran were to rows the copy had not reached yet: left to the copy instead of being written twice",
+            front.left_out(),
+            front.met()
         );
     }
     if !spec.nullable_key_columns.is_empty() {

@@ -1206,9 +1206,11 @@ async fn change_rows_ahead_of_the_copy(schema: &str, extra: &[&str]) -> String {
 
 /// How many changes wraith says it left to the copy, if it says so.
 fn left_to_the_copy(log: &str) -> Option<u64> {
-    let (head, _) =
-        log.split_once(" changes to rows the copy had not reached yet were left to the copy")?;
-    head.rsplit(' ').next()?.parse().ok()
+    let line = log
+        .lines()
+        .find(|l| l.contains("left to the copy instead of being written twice"))?;
+    let (_, said) = line.split_once(" INFO ")?;
+    said.split(' ').next()?.parse().ok()
 }
 
 /// A change to a row the copy has not reached is left to the copy, which reads the row later
