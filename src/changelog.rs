@@ -4,15 +4,71 @@
 //! value a timestamp), hint `state` carries state changes and the cut-over marker
 //! `AllEventsUpToLockProcessed:<token>`. Rows written here come back through the binlog, which is
 //! how wraith measures lag and proves that the applier has caught up ([`Entry::read`]).
+//! Acknowledged heartbeats also prove changes visible on the primary ([`Fence`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::binlog::Cell;
 use crate::mysql::{self, sql, Credentials, Endpoint};
+
+/// What the heartbeats prove of the changes wraith reads from the binlog: a change read before a
+/// heartbeat was sent is visible, on the primary, to every snapshot taken once that heartbeat is
+/// acknowledged.
+///
+/// In: from the heartbeat writer, when each heartbeat that succeeded was sent
+/// ([`Fence::acknowledged`]). Out: to the applier, whether the changes it read by some moment are
+/// proven visible ([`Fence::visible`], waiting a few heartbeats at most).
+///
+/// Why it holds: a change read from the binlog (the primary's, or a replica's, which got it from
+/// the primary's) was in the primary's binlog when read; a heartbeat sent afterwards reaches the
+/// primary later and is written to its binlog after the change; and the primary makes
+/// transactions visible in binlog order (MariaDB always; MySQL with `binlog_order_commits`,
+/// [`crate::mysql::Flavor::commit_order_sql`]), so once the heartbeat's commit is acknowledged
+/// the change's is visible. Reading a change from the binlog alone does not prove it: the primary
+/// sends a transaction's events once they are in its binlog, before the engine's commit makes
+/// them visible.
+#[derive(Debug)]
+pub struct Fence {
+    /// When the last acknowledged heartbeat was sent.
+    sent: watch::Sender<Option<Instant>>,
+    /// How long [`Fence::visible`] waits.
+    wait: Duration,
+}
+
+impl Fence {
+    /// A fence whose proofs wait at most `wait` (a few heartbeat intervals).
+    pub fn new(wait: Duration) -> Fence {
+        Fence {
+            sent: watch::channel(None).0,
+            wait,
+        }
+    }
+
+    /// A heartbeat sent at `sent` is committed.
+    pub fn acknowledged(&self, sent: Instant) {
+        self.sent.send_if_modified(|last| {
+            let later = last.is_none_or(|l| sent > l);
+            if later {
+                *last = Some(sent);
+            }
+            later
+        });
+    }
+
+    /// Whether a heartbeat sent at or after `read_by` is acknowledged, or gets acknowledged
+    /// within the wait: then every change read by `read_by` is visible.
+    pub async fn visible(&self, read_by: Instant) -> bool {
+        let mut rx = self.sent.subscribe();
+        let proven = rx.wait_for(|sent| sent.is_some_and(|s| s >= read_by));
+        let outcome = tokio::time::timeout(self.wait, proven).await;
+        matches!(outcome, Ok(Ok(_)))
+    }
+}
 
 /// The prefix of the cut-over marker's value.
 pub const MARKER_PREFIX: &str = "AllEventsUpToLockProcessed:";
@@ -108,8 +164,7 @@ impl Changelog {
     }
 
     /// Writes a heartbeat every `interval` until cancelled, telling `timed` when each write that
-    /// succeeded was sent and how long it took (the copy's pacer; the copy's front, for which an
-    /// acknowledged heartbeat proves visible every change in the binlog before it was sent). A failed write is logged and tried again at the next tick, on a
+    /// succeeded was sent and how long it took (the copy's pacer; the [`Fence`]). A failed write is logged and tried again at the next tick, on a
     /// new connection if the old one was lost.
     pub async fn heartbeat_loop(
         &self,
@@ -144,6 +199,18 @@ impl Changelog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn changes_are_proven_visible_only_by_a_heartbeat_sent_after_they_were_read() {
+        let fence = Fence::new(Duration::from_millis(50));
+        let earlier = Instant::now();
+        fence.acknowledged(earlier);
+        let read = Instant::now();
+        assert!(!fence.visible(read).await, "a heartbeat sent before");
+        fence.acknowledged(Instant::now());
+        fence.acknowledged(earlier);
+        assert!(fence.visible(read).await);
+    }
 
     fn image(hint: &str, value: &str) -> Vec<Cell> {
         let b = |s: &str| Cell::Bytes {

@@ -24,6 +24,7 @@ use tracing::warn;
 use crate::apply::{self, Applier, ApplyPlan, Control, KeyLog, LoopSpec, LoopStatus};
 use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
 use crate::changelog::Changelog;
+use crate::changelog::Fence;
 use crate::checkpoint::AppliedMark;
 use crate::config::Config;
 use crate::control::{Controls, Knobs};
@@ -208,9 +209,14 @@ impl DataPath {
         if let Some(mark) = mark {
             applier.mark_applied(mark);
         }
+        let mut fence = None;
         if let Some(t) = &path.tombstones {
             applier.track_deletes_for(t.clone());
             let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
+            // A batch waits at most a few heartbeats for proof that its changes are visible.
+            let proofs = Arc::new(Fence::new((interval * 3).max(Duration::from_millis(300))));
+            applier.prove_visible_with(proofs.clone());
+            fence = Some(proofs);
             if cfg.flags.apply_ahead_of_copy {
                 tracing::info!("--apply-ahead-of-copy: every change is applied, including those to rows the copy has not reached");
             } else if !plan.integer_key() {
@@ -221,10 +227,7 @@ impl DataPath {
             {
                 tracing::info!("the primary does not make transactions visible in binlog order (binlog_order_commits=OFF): every change is applied, including those to rows the copy has not reached");
             } else {
-                // A batch waits at most a few heartbeats for proof that its changes are visible.
-                let front = Arc::new(CopyFront::new(
-                    (interval * 3).max(Duration::from_millis(300)),
-                ));
+                let front = Arc::new(CopyFront::default());
                 applier.leave_to_copy_ahead_of(front.clone());
                 path.front = Some(front);
             }
@@ -281,11 +284,10 @@ impl DataPath {
         let reconnect = (servers.primary.clone(), pcreds);
         let hb_cancel = cancel.clone();
         let (pacer, applied) = (gate.pacer().clone(), progress.clone());
-        let front = path.front.clone();
         let timed = move |sent, latency| {
             pacer.observe(latency, applied.events_applied.load(Ordering::Relaxed));
-            if let Some(front) = &front {
-                front.acknowledged(sent);
+            if let Some(fence) = &fence {
+                fence.acknowledged(sent);
             }
         };
         // The heartbeat stands for the application's writes: timed at the servers' priority,

@@ -43,6 +43,7 @@ pub mod stream_loop;
 pub use keylog::{KeyLog, Touched};
 pub use stream_loop::{run_loop, Control, LoopError, LoopSpec, LoopStatus};
 
+use crate::changelog::Fence;
 use crate::copy::tombstones::{Redelete, Tombstones};
 use crate::copy::CopyFront;
 
@@ -790,6 +791,8 @@ pub struct Applier {
     tombstones: Option<Arc<Tombstones>>,
     /// While the copy has rows still to copy: the keys whose changes it leaves to the copy.
     front: Option<Arc<CopyFront>>,
+    /// What proves a batch's changes visible on the primary, for the tombstones and the front.
+    fence: Option<Arc<Fence>>,
     /// Where each batch records the position it was applied through ([`Applier::mark_applied`]).
     mark: Option<AppliedMark>,
 }
@@ -826,6 +829,7 @@ impl Applier {
             progress: None,
             tombstones: None,
             front: None,
+            fence: None,
             mark: None,
         })
     }
@@ -859,6 +863,12 @@ impl Applier {
             None => true,
             Some(query) => matches!(self.conn.query_first::<i64, _>(query).await, Ok(Some(1))),
         }
+    }
+
+    /// Proves batches visible with `fence` before recording their deletes for the tombstones
+    /// and before leaving any of their changes to the copy.
+    pub fn prove_visible_with(&mut self, fence: Arc<Fence>) {
+        self.fence = Some(fence);
     }
 
     /// Leaves the changes of rows the copy has yet to reach to the copy ([`CopyFront`]).
@@ -901,6 +911,20 @@ impl Applier {
         let mark = self.mark.clone();
         let marked = mark.as_ref().zip(through);
         let mut batch = self.plan.batch(events)?;
+        // Deletes recorded for chunks yet to begin, and changes left to the copy, must be
+        // visible to the chunks' snapshots: proven so first (see `copy::tombstones`, `copy::front`).
+        let deletes = self
+            .tombstones
+            .as_ref()
+            .is_some_and(|t| t.chunks_may_begin())
+            && batch.finals().any(|(_, written)| !written);
+        let may_leave = (self.front.as_ref())
+            .zip(batch.keys())
+            .is_some_and(|(front, keys)| front.may_leave(keys));
+        let visible = match &self.fence {
+            Some(fence) if deletes || may_leave => fence.visible(read_by).await,
+            _ => false,
+        };
         let redelete = match &self.tombstones {
             Some(t) => {
                 // Recorded before the statements run: see the invariant of `copy::tombstones`.
@@ -912,7 +936,7 @@ impl Applier {
             None => Redelete::default(),
         };
         if let (Some(front), Some(keys)) = (&self.front, batch.keys()) {
-            let left = front.leave_to_copy(keys, read_by).await;
+            let left = front.leave_to_copy(keys, visible);
             batch.leave_out(&left);
         }
         let build = |plan: &ApplyPlan, sizes: Sizes| -> Result<Vec<String>, ApplyError> {

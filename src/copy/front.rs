@@ -2,10 +2,10 @@
 //!
 //! In: from the chunker, the largest key of the copy's range when the copy begins
 //! ([`CopyFront::begin`]) and the upper bound of each chunk as it is handed out
-//! ([`CopyFront::handed_out`]); the copy's end ([`CopyFront::stop`]); from the heartbeat writer,
-//! when each heartbeat it sent was acknowledged ([`CopyFront::acknowledged`]); from the applier, a
-//! batch's keys and when the last of its events was read. Out: to the applier, the keys of the
-//! batch to leave out ([`CopyFront::leave_to_copy`]), and how many it left out in all.
+//! ([`CopyFront::handed_out`]); the copy's end ([`CopyFront::stop`]); from the applier, a batch's
+//! keys and whether its changes are proven visible on the primary ([`crate::changelog::Fence`]).
+//! Out: to the applier, the keys of the batch to leave out ([`CopyFront::leave_to_copy`]), and how
+//! many it left out in all.
 //!
 //! Why: a row whose key is above every chunk handed out, and within the copy's range, is still to
 //! be copied, by a chunk that reads it later from a snapshot of its own. Writing its changes to
@@ -15,18 +15,15 @@
 //! high watermark").
 //!
 //! Invariants, which together make leaving a change out the same as applying it:
-//! 1. **Visible before it is left out.** A change is left out only once a heartbeat *sent after
-//!    its event was read* has been acknowledged. The event was in the primary's binlog when wraith
-//!    read it (from a replica or from the primary itself); the heartbeat, received by the primary
-//!    afterwards, is after it there; and the server makes transactions visible in binlog order
-//!    (MariaDB always; MySQL with `binlog_order_commits`, checked before the front is used). So
-//!    the change is in every snapshot taken from then on, a chunk's included.
+//! 1. **Visible before it is left out.** A change is left out only once the [`Fence`] proves it
+//!    visible to every snapshot taken from then on, a chunk's included (reading it from the
+//!    binlog does not: the primary sends events before its engine's commit makes them visible).
 //! 2. **Above the front when decided.** A key is left out only while it is above the upper bound
 //!    of every chunk handed out (and not above the copy's range, whose later rows only the binlog
 //!    brings): the chunk that copies it is handed out afterwards and takes its snapshot later
 //!    still, so it reads the change.
 //! 3. **Never written above the front, then left out.** Once the applier writes a key that is
-//!    above the front (a change before the copy began, or one not yet proven visible), the ghost
+//!    above the front (a change before the copy began, or one not proven visible), the ghost
 //!    table may hold that row, which the copy's `INSERT IGNORE` keeps: that key is remembered and
 //!    never left out again. Past [`WRITTEN_LIMIT`] such keys the front turns off for the rest of
 //!    the run: applying every change, as gh-ost does, is always safe.
@@ -34,14 +31,14 @@
 //! Only keys of integer columns are compared (as numbers, column by column, as the chunker's
 //! ranges order them); any other key, a value that does not read as an integer, a resumed or a
 //! checkpointed run, and `--apply-ahead-of-copy` leave every change to the applier.
+//!
+//! [`Fence`]: crate::changelog::Fence
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use mysql_async::Value;
-use tokio::sync::watch;
 
 /// A key as the applier writes it: the SQL literals of its columns.
 pub type Key = Vec<String>;
@@ -52,13 +49,9 @@ type IntKey = Vec<i128>;
 /// The most keys remembered as written above the front (invariant 3) before the front turns off.
 pub const WRITTEN_LIMIT: usize = 100_000;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CopyFront {
     state: Mutex<State>,
-    /// When the last acknowledged heartbeat was sent.
-    acknowledged: watch::Sender<Option<Instant>>,
-    /// How long a batch waits for a heartbeat to prove its changes visible.
-    wait: Duration,
     left_out: AtomicU64,
 }
 
@@ -159,17 +152,6 @@ impl State {
 }
 
 impl CopyFront {
-    /// A front before the copy begins; a batch waits at most `wait` for a heartbeat to prove its
-    /// changes visible (a few heartbeat intervals).
-    pub fn new(wait: Duration) -> CopyFront {
-        CopyFront {
-            state: Mutex::default(),
-            acknowledged: watch::channel(None).0,
-            wait,
-            left_out: AtomicU64::new(0),
-        }
-    }
-
     /// The copy begins; it covers the keys up to `end` (`None`: the table is empty, nothing is
     /// left out).
     pub fn begin(&self, end: Option<&[Value]>) {
@@ -201,45 +183,26 @@ impl CopyFront {
         crate::lock(&self.state).turn_off();
     }
 
-    /// A heartbeat sent at `sent` is committed.
-    pub fn acknowledged(&self, sent: Instant) {
-        self.acknowledged.send_if_modified(|last| {
-            let later = last.is_none_or(|l| sent > l);
-            if later {
-                *last = Some(sent);
-            }
-            later
-        });
+    /// Whether some of `keys` could be left to the copy, if their changes were proven visible.
+    pub fn may_leave<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) -> bool {
+        let s = crate::lock(&self.state);
+        matches!(s.phase, Phase::Copying { .. })
+            && keys
+                .into_iter()
+                .any(|k| int_key(k).is_some_and(|int| s.above(&int) && !s.written.contains(&int)))
     }
 
-    /// The keys of a batch to leave to the copy; `read_by`: when the batch's last event was read.
-    /// Waits (at most a few heartbeats) for proof that the changes are visible when some key
-    /// could be left out.
-    pub async fn leave_to_copy<'k>(
+    /// The keys of a batch to leave to the copy, given whether its changes are proven `visible`
+    /// (invariant 1); the others above the front are remembered as written (invariant 3).
+    pub fn leave_to_copy<'k>(
         &self,
-        keys: impl IntoIterator<Item = &'k Key> + Clone,
-        read_by: Instant,
+        keys: impl IntoIterator<Item = &'k Key>,
+        visible: bool,
     ) -> Vec<Key> {
-        let candidates = {
-            let s = crate::lock(&self.state);
-            matches!(s.phase, Phase::Copying { .. })
-                && keys.clone().into_iter().any(|k| {
-                    int_key(k).is_some_and(|int| s.above(&int) && !s.written.contains(&int))
-                })
-        };
-        let visible = candidates && self.visible(read_by).await;
         let left = crate::lock(&self.state).decide(keys, visible);
         self.left_out
             .fetch_add(left.len() as u64, Ordering::Relaxed);
         left
-    }
-
-    /// Whether a heartbeat sent at or after `read_by` is (or, within the wait, gets) acknowledged.
-    async fn visible(&self, read_by: Instant) -> bool {
-        let mut rx = self.acknowledged.subscribe();
-        let proven = rx.wait_for(|sent| sent.is_some_and(|s| s >= read_by));
-        let outcome = tokio::time::timeout(self.wait, proven).await;
-        matches!(outcome, Ok(Ok(_)))
     }
 
     /// Keys left to the copy so far.
@@ -287,7 +250,7 @@ mod tests {
 
     #[test]
     fn keys_written_before_the_copy_began_are_never_left_out() {
-        let front = CopyFront::new(Duration::ZERO);
+        let front = CopyFront::default();
         crate::lock(&front.state).decide(&[key(7)], true);
         front.begin(Some(&[Value::Int(1000)]));
         let mut s = crate::lock(&front.state);
@@ -296,7 +259,7 @@ mod tests {
 
     #[test]
     fn the_last_chunk_or_a_key_that_is_not_an_integer_turns_the_front_off() {
-        let front = CopyFront::new(Duration::ZERO);
+        let front = CopyFront::default();
         front.begin(Some(&[Value::Bytes(b"1000".to_vec())]));
         front.handed_out(&[Value::Int(10)]);
         assert_eq!(
@@ -308,7 +271,7 @@ mod tests {
             .decide(&[key(1000)], true)
             .is_empty());
 
-        let front = CopyFront::new(Duration::ZERO);
+        let front = CopyFront::default();
         front.begin(Some(&[Value::Bytes(b"abc".to_vec())]));
         assert_eq!(crate::lock(&front.state).phase, Phase::Off);
         let mut s = copying(None, 10);
@@ -340,20 +303,14 @@ mod tests {
         assert!(s.decide(&[key(-1), key(5)], true).is_empty());
     }
 
-    #[tokio::test]
-    async fn a_change_is_left_out_only_once_a_heartbeat_sent_after_it_was_read_is_acknowledged() {
-        let front = CopyFront::new(Duration::from_millis(50));
+    #[test]
+    fn the_front_counts_the_keys_it_met_and_left_out() {
+        let front = CopyFront::default();
         front.begin(Some(&[Value::Int(1000)]));
-        let before = Instant::now();
-        front.acknowledged(before);
-        let read = Instant::now();
-        assert!(front.leave_to_copy(&[key(1)], read).await.is_empty());
-        front.acknowledged(Instant::now());
-        // Key 1 was written above the front (not proven then): it stays with the applier.
-        assert_eq!(
-            front.leave_to_copy(&[key(1), key(2)], read).await,
-            vec![key(2)]
-        );
-        assert_eq!((front.left_out(), front.met()), (1, 3));
+        front.handed_out(&[Value::Int(10)]);
+        assert!(front.may_leave(&[key(5), key(11)]));
+        assert!(!front.may_leave(&[key(5), key(1001)]));
+        assert_eq!(front.leave_to_copy(&[key(5), key(11)], true), vec![key(11)]);
+        assert_eq!((front.left_out(), front.met()), (1, 2));
     }
 }

@@ -173,7 +173,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), CopyError> {
     // Whatever ends the copy, the applier applies every change from then on.
-    let _front = spec.front.clone().map(StopFront);
+    let _ended = CopyEnded(spec.clone());
     let mut conn = writer_conn(&spec.primary, &spec.creds, spec.strict).await?;
     let mut chunker = Chunker::new(
         &mut conn,
@@ -258,12 +258,17 @@ pub async fn run(
     Ok(())
 }
 
-/// Turns the copy's front off when the copy ends, however it ends.
-struct StopFront(Arc<CopyFront>);
+/// Tells the front and the tombstones that the copy has ended, however it ends.
+struct CopyEnded(Arc<CopySpec>);
 
-impl Drop for StopFront {
+impl Drop for CopyEnded {
     fn drop(&mut self) {
-        self.0.stop();
+        if let Some(front) = &self.0.front {
+            front.stop();
+        }
+        if let Some(t) = &self.0.tombstones {
+            t.copy_over();
+        }
     }
 }
 

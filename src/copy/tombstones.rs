@@ -17,9 +17,12 @@
 //! applier, in stream order, unless a later event has written the key since.
 //!
 //! Invariant: a chunk registers ([`Tombstones::begin`]) before its statement takes its read view,
-//! and the applier records a batch before it runs the batch's statements; so a delete the chunk
-//! did not see is recorded while the chunk is registered, and either runs after the chunk's
-//! commit (and deletes the copied row) or is deleted again afterwards. No key ordering is needed:
+//! and the applier records a batch before it runs the batch's statements, and, while chunks may
+//! begin, only once the batch's changes are proven visible on the primary
+//! ([`crate::changelog::Fence`]; the applier's part). So a delete recorded before a chunk
+//! registered is in the chunk's snapshot, and a delete the chunk did not see is recorded while
+//! the chunk is registered, and either runs after the chunk's commit (and deletes the copied
+//! row) or is deleted again afterwards. No key ordering is needed:
 //! keys are compared as the applier writes them (exact keys only), and deleting again a key that
 //! is deleted is harmless.
 
@@ -57,6 +60,8 @@ struct Inner {
     generation: u64,
     /// Keys handed to the applier to delete again, in all.
     handed_back: u64,
+    /// The copy has ended: no chunk begins any more.
+    copy_over: bool,
 }
 
 /// A chunk being copied.
@@ -120,6 +125,18 @@ impl Tombstones {
         drop(s);
         self.wake.notify_one();
         Some(generation)
+    }
+
+    /// The copy has ended (done, failed or cancelled): no chunk begins after this.
+    pub fn copy_over(&self) {
+        crate::lock(&self.inner).copy_over = true;
+    }
+
+    /// Whether a chunk may still begin: then a batch's deletes are recorded only once proven
+    /// visible ([`crate::changelog::Fence`]), so that a chunk registered after the record reads
+    /// them in its snapshot.
+    pub fn chunks_may_begin(&self) -> bool {
+        !crate::lock(&self.inner).copy_over
     }
 
     /// The applier is about to write a batch whose keys end as `finals` (`true`: written,
