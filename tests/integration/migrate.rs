@@ -1068,6 +1068,30 @@ async fn killed_copy_connections_are_reopened_and_nothing_is_lost() {
     assert_migrated(&schema, &["id"]).await;
 }
 
+/// Starts wraith with `args` where each row a copy chunk reads takes 5 ms (failpoint
+/// `copy:rows:sleep`), and returns once a chunk of its own (in `schema`: other tests' copies run
+/// on the same primary meanwhile) is reading.
+async fn with_a_slow_chunk_reading(schema: &str, args: &[String]) -> harness::Running {
+    let wraith = harness::Running::start_with_env(args, &[("WRAITH_FAILPOINT", "copy:rows:sleep")]);
+    let mut c = servers().primary.conn().await;
+    let reading = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                   WHERE INFO LIKE 'INSERT /* wraith */ IGNORE INTO%' AND LOCATE(?, INFO) > 0";
+    let ours = format!("`{schema}`.");
+    harness::eventually(
+        "a chunk to be reading",
+        Duration::from_secs(60),
+        async || {
+            c.exec_first::<u64, _, _>(reading, (ours.as_str(),))
+                .await
+                .ok()
+                .flatten()
+                > Some(0)
+        },
+    )
+    .await;
+    wraith
+}
+
 /// The copy reads each chunk from a snapshot, without shared locks: a row deleted (or moved to
 /// another key) after a chunk began reading may have its delete applied before the chunk writes
 /// the old row, which would bring it back. Here each row a chunk reads takes 5 ms (failpoint
@@ -1095,25 +1119,7 @@ async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
         &["--chunk-size=2000", "--copy-workers=1", "--allow-on-master"],
     );
     args.splice(..servers().replica.flags().len(), servers().primary.flags());
-    let wraith =
-        harness::Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "copy:rows:sleep")]);
-    let mut c = servers().primary.conn().await;
-    // This run's chunk: other tests' copies run on the same primary meanwhile.
-    let reading = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                   WHERE INFO LIKE 'INSERT /* wraith */ IGNORE INTO%' AND LOCATE(?, INFO) > 0";
-    let ours = format!("`{schema}`.");
-    harness::eventually(
-        "the chunk to be reading",
-        Duration::from_secs(60),
-        async || {
-            c.exec_first::<u64, _, _>(reading, (ours.as_str(),))
-                .await
-                .ok()
-                .flatten()
-                > Some(0)
-        },
-    )
-    .await;
+    let wraith = with_a_slow_chunk_reading(&schema, &args).await;
     primary_sql(
         &schema,
         &[
@@ -1161,24 +1167,7 @@ async fn change_rows_ahead_of_the_copy(schema: &str, extra: &[&str]) -> String {
     let mut flags = vec!["--copy-workers=1"];
     flags.extend(extra);
     let args = migrate_args(schema, "t", "ADD COLUMN d INT", &flags);
-    let wraith =
-        harness::Running::start_with_env(&args, &[("WRAITH_FAILPOINT", "copy:rows:sleep")]);
-    let mut c = servers().primary.conn().await;
-    let reading = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                   WHERE INFO LIKE 'INSERT /* wraith */ IGNORE INTO%' AND LOCATE(?, INFO) > 0";
-    let ours = format!("`{schema}`.");
-    harness::eventually(
-        "the first chunk to be reading",
-        Duration::from_secs(60),
-        async || {
-            c.exec_first::<u64, _, _>(reading, (ours.as_str(),))
-                .await
-                .ok()
-                .flatten()
-                > Some(0)
-        },
-    )
-    .await;
+    let wraith = with_a_slow_chunk_reading(schema, &args).await;
     let both = |statement: &str| {
         [
             statement.replace("{table}", "t"),
