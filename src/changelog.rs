@@ -22,7 +22,9 @@ use crate::mysql::{self, sql, Credentials, Endpoint};
 ///
 /// In: from the heartbeat writer, when each heartbeat that succeeded was sent
 /// ([`Fence::acknowledged`]). Out: to the applier, whether the changes it read by some moment are
-/// proven visible ([`Fence::visible`], waiting a few heartbeats at most).
+/// proven visible ([`Fence::visible`], waiting [`Fence::new`]'s bound at most); to the heartbeat
+/// writer, a request for a heartbeat now when a proof waits for one ([`Fence::wanted`]), so a
+/// proof takes one heartbeat's round trip, not up to `--heartbeat-interval-millis`.
 ///
 /// Why it holds: a change read from the binlog (the primary's, or a replica's, which got it from
 /// the primary's) was in the primary's binlog when read; a heartbeat sent afterwards reaches the
@@ -38,15 +40,23 @@ pub struct Fence {
     sent: watch::Sender<Option<Instant>>,
     /// How long [`Fence::visible`] waits.
     wait: Duration,
+    /// A proof waits for a heartbeat.
+    wanted: tokio::sync::Notify,
 }
 
 impl Fence {
-    /// A fence whose proofs wait at most `wait` (a few heartbeat intervals).
+    /// A fence whose proofs wait at most `wait`: past it, the changes count as not proven.
     pub fn new(wait: Duration) -> Fence {
         Fence {
             sent: watch::channel(None).0,
             wait,
+            wanted: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Completes when a proof waits for a heartbeat sent from now on.
+    pub async fn wanted(&self) {
+        self.wanted.notified().await
     }
 
     /// A heartbeat sent at `sent` is committed.
@@ -64,6 +74,9 @@ impl Fence {
     /// within the wait: then every change read by `read_by` is visible.
     pub async fn visible(&self, read_by: Instant) -> bool {
         let mut rx = self.sent.subscribe();
+        if !rx.borrow().is_some_and(|s| s >= read_by) {
+            self.wanted.notify_one();
+        }
         let proven = rx.wait_for(|sent| sent.is_some_and(|s| s >= read_by));
         let outcome = tokio::time::timeout(self.wait, proven).await;
         matches!(outcome, Ok(Ok(_)))
@@ -163,27 +176,38 @@ impl Changelog {
         self.state(conn, &format!("{MARKER_PREFIX}{token}")).await
     }
 
-    /// Writes a heartbeat every `interval` until cancelled, telling `timed` when each write that
-    /// succeeded was sent and how long it took (the copy's pacer; the [`Fence`]). A failed write is logged and tried again at the next tick, on a
-    /// new connection if the old one was lost.
+    /// Writes a heartbeat every `interval`, and whenever `fence` wants one, until cancelled,
+    /// telling `timed` how long each write took (the copy's pacer) and `fence` when each that
+    /// succeeded was sent. A failed write is logged and tried again at the next tick, on a new
+    /// connection if the old one was lost.
     pub async fn heartbeat_loop(
         &self,
         mut conn: Conn,
         reconnect: (Endpoint, Credentials),
         interval: Duration,
-        timed: impl Fn(std::time::Instant, Duration),
+        timed: impl Fn(Duration),
+        fence: Option<std::sync::Arc<Fence>>,
         cancel: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wanted = async || match &fence {
+            Some(fence) => fence.wanted().await,
+            None => std::future::pending().await,
+        };
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = wanted() => {}
                 _ = cancel.cancelled() => return,
             }
-            let started = std::time::Instant::now();
+            // Sent after the wait: a proof that asked for a heartbeat asked before this instant.
+            let started = Instant::now();
             let Err(e) = self.heartbeat(&mut conn).await else {
-                timed(started, started.elapsed());
+                timed(started.elapsed());
+                if let Some(fence) = &fence {
+                    fence.acknowledged(started);
+                }
                 continue;
             };
             tracing::warn!("writing the heartbeat failed: {e}");
@@ -199,6 +223,19 @@ impl Changelog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_proof_waiting_for_a_heartbeat_asks_for_one() {
+        let fence = std::sync::Arc::new(Fence::new(Duration::from_secs(5)));
+        let writer = fence.clone();
+        let heartbeats = tokio::spawn(async move {
+            writer.wanted().await;
+            writer.acknowledged(Instant::now());
+        });
+        let read = Instant::now();
+        assert!(fence.visible(read).await);
+        heartbeats.await.unwrap();
+    }
 
     #[tokio::test]
     async fn changes_are_proven_visible_only_by_a_heartbeat_sent_after_they_were_read() {

@@ -212,9 +212,9 @@ impl DataPath {
         let mut fence = None;
         if let Some(t) = &path.tombstones {
             applier.track_deletes_for(t.clone());
-            let interval = Duration::from_millis(cfg.flags.heartbeat_interval_millis as u64);
-            // A batch waits at most a few heartbeats for proof that its changes are visible.
-            let proofs = Arc::new(Fence::new((interval * 3).max(Duration::from_millis(300))));
+            // A heartbeat is written as soon as a proof waits for one: a second is ample, and
+            // past it the changes count as not proven (the primary is in trouble).
+            let proofs = Arc::new(Fence::new(Duration::from_secs(1)));
             applier.prove_visible_with(proofs.clone());
             fence = Some(proofs);
             if cfg.flags.apply_ahead_of_copy {
@@ -284,11 +284,8 @@ impl DataPath {
         let reconnect = (servers.primary.clone(), pcreds);
         let hb_cancel = cancel.clone();
         let (pacer, applied) = (gate.pacer().clone(), progress.clone());
-        let timed = move |sent, latency| {
+        let timed = move |latency| {
             pacer.observe(latency, applied.events_applied.load(Ordering::Relaxed));
-            if let Some(fence) = &fence {
-                fence.acknowledged(sent);
-            }
         };
         // The heartbeat stands for the application's writes: timed at the servers' priority,
         // not at wraith's (`priority`).
@@ -303,7 +300,7 @@ impl DataPath {
             };
             let _ = connected_tx.send(Ok(()));
             changelog
-                .heartbeat_loop(conn, reconnect, interval, timed, hb_cancel)
+                .heartbeat_loop(conn, reconnect, interval, timed, fence, hb_cancel)
                 .await
         })
         .map_err(|e| PathError::Other(format!("starting the heartbeat's thread: {e}")))?;
