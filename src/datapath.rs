@@ -23,8 +23,7 @@ use tracing::warn;
 
 use crate::apply::{self, Applier, ApplyPlan, Control, KeyLog, LoopSpec, LoopStatus};
 use crate::binlog::{BinlogPosition, ColumnInfo, StreamConfig, Streamer, WatchedTable};
-use crate::changelog::Changelog;
-use crate::changelog::Fence;
+use crate::changelog::{Changelog, Fence};
 use crate::checkpoint::AppliedMark;
 use crate::config::Config;
 use crate::control::{Controls, Knobs};
@@ -65,7 +64,7 @@ pub struct DataPath {
     /// Some when the copy reads without shared locks: shared by its workers and the applier.
     pub tombstones: Option<Arc<Tombstones>>,
     /// Some when the applier leaves the changes of rows not yet copied to the copy: shared by
-    /// the chunker, the applier and the heartbeat.
+    /// the chunker and the applier.
     pub front: Option<Arc<CopyFront>>,
     apply: Option<JoinHandle<Result<(), apply::LoopError>>>,
     /// The throttler: ends with an error when the critical load stops the run.

@@ -541,8 +541,8 @@ struct Pending {
     bytes: usize,
     /// When the first of them was read.
     since: Option<Instant>,
-    /// When the last of them was read: the batch's changes were in the primary's binlog by then
-    /// ([`crate::copy::CopyFront`]).
+    /// When the last of them was read: the batch's changes were in the primary's binlog by then,
+    /// which a heartbeat sent afterwards proves visible ([`crate::changelog::Fence`]).
     read_last: Option<Instant>,
     /// How many of `events` belong to transactions whose end was read, and where the last
     /// transaction read ends.

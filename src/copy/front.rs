@@ -40,8 +40,7 @@ use std::sync::Mutex;
 
 use mysql_async::Value;
 
-/// A key as the applier writes it: the SQL literals of its columns.
-pub type Key = Vec<String>;
+use super::tombstones::Key;
 
 /// A key read as integers.
 type IntKey = Vec<i128>;
