@@ -9,7 +9,8 @@
 //! error), once per process; or `panic` at a point of [`panic_at`] (`apply:batch`, each batch the
 //! apply loop applies), `sleep` there ([`sleep_at`]: 4 ms per event applied), `sleep` at
 //! `copy:rows` ([`copy_rows_condition`]: each row a copy chunk reads takes 5 ms), `sleep` at
-//! `checksum:chunk` ([`sleep_after`]: 300 ms after each chunk the checksum compares), or
+//! `checksum:chunk` ([`sleep_after`]: 300 ms after each chunk the checksum compares), `sleep`
+//! at `apply:left` (300 ms after a batch left keys to the copy, before it is written), or
 //! `kill-connection` at `apply:committed` ([`kill_after_commit`]). Points are named in
 //! `src/cutover.rs` (`atomic:locked`, `two-step:unlocked`, ...), `src/checksum.rs`
 //! (`checksum:locked`, `checksum:drained`) and `src/migration.rs` (`indexes:build`, just before

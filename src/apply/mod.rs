@@ -935,9 +935,15 @@ impl Applier {
             }
             None => Redelete::default(),
         };
-        if let (Some(front), Some(keys)) = (&self.front, batch.keys()) {
-            let left = front.leave_to_copy(keys, visible);
-            batch.leave_out(&left);
+        // Kept until the batch is written or has failed: no chunk reads the rows it leaves to
+        // the copy before (`copy::front`, invariant 4).
+        let left = match (&self.front, batch.keys()) {
+            (Some(front), Some(keys)) => Some(front.leave_to_copy(keys, visible)),
+            _ => None,
+        };
+        if let Some(left) = left.as_ref().filter(|l| !l.keys.is_empty()) {
+            crate::failpoint::sleep_after("apply:left").await;
+            batch.leave_out(&left.keys);
         }
         let build = |plan: &ApplyPlan, sizes: Sizes| -> Result<Vec<String>, ApplyError> {
             let mut out = plan.delete_statements(&redelete.keys, sizes)?;

@@ -5,7 +5,8 @@
 //! ([`CopyFront::handed_out`]); the copy's end ([`CopyFront::stop`]); from the applier, a batch's
 //! keys and whether its changes are proven visible on the primary ([`crate::changelog::Fence`]).
 //! Out: to the applier, the keys of the batch to leave out ([`CopyFront::leave_to_copy`]), and how
-//! many it left out in all.
+//! many it left out in all; to each copy worker, when a chunk it was handed may begin reading
+//! ([`CopyFront::settled`]).
 //!
 //! Why: a row whose key is above every chunk handed out, and within the copy's range, is still to
 //! be copied, by a chunk that reads it later from a snapshot of its own. Writing its changes to
@@ -27,6 +28,14 @@
 //!    table may hold that row, which the copy's `INSERT IGNORE` keeps: that key is remembered and
 //!    never left out again. Past [`WRITTEN_LIMIT`] such keys the front turns off for the rest of
 //!    the run: applying every change, as gh-ost does, is always safe.
+//! 4. **The rest of the batch is written before a chunk reads the rows it left.** A chunk begins
+//!    reading only once every batch that left keys to the copy before the chunk was handed out
+//!    is written (or has failed: the run then stops). Such a batch may move a value of another
+//!    unique key from a row already copied to a row it leaves to the copy; a chunk that copied
+//!    that row first would meet the value, still on the copied row in the ghost table, and its
+//!    `INSERT IGNORE` would drop the row. Elsewhere such a duplicate is harmless, because a later
+//!    binlog event rewrites the dropped row (`CopySpec::tolerated_keys`); for a row left to the
+//!    copy, none does. The wait is one batch's commit at most.
 //!
 //! Only keys of integer columns are compared (as numbers, column by column, as the chunker's
 //! ranges order them); any other key, a value that does not read as an integer, a resumed or a
@@ -36,9 +45,10 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mysql_async::Value;
+use tokio::sync::Notify;
 
 use super::tombstones::Key;
 
@@ -52,6 +62,28 @@ pub const WRITTEN_LIMIT: usize = 100_000;
 pub struct CopyFront {
     state: Mutex<State>,
     left_out: AtomicU64,
+    /// Batches that left keys out and are written since (or failed): invariant 4.
+    written: AtomicU64,
+    /// Told whenever `written` grows.
+    on_written: Notify,
+}
+
+/// The keys a batch leaves to the copy. While it lives (until the rest of the batch is written
+/// or has failed), chunks handed out since the decision wait before they read (invariant 4).
+#[derive(Debug)]
+pub struct Left {
+    pub keys: Vec<Key>,
+    /// The front and the batch's number among those that left keys out.
+    batch: Option<(Arc<CopyFront>, u64)>,
+}
+
+impl Drop for Left {
+    fn drop(&mut self) {
+        if let Some((front, n)) = self.batch.take() {
+            front.written.fetch_max(n, Ordering::SeqCst);
+            front.on_written.notify_waiters();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +93,8 @@ struct State {
     written: HashSet<IntKey>,
     /// Keys of the batches decided while copying.
     met: u64,
+    /// Batches that left keys out (invariant 4).
+    leaving: u64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -192,16 +226,36 @@ impl CopyFront {
     }
 
     /// The keys of a batch to leave to the copy, given whether its changes are proven `visible`
-    /// (invariant 1); the others above the front are remembered as written (invariant 3).
+    /// (invariant 1); the others above the front are remembered as written (invariant 3). Keep
+    /// the answer until the rest of the batch is written (invariant 4).
     pub fn leave_to_copy<'k>(
-        &self,
+        self: &Arc<Self>,
         keys: impl IntoIterator<Item = &'k Key>,
         visible: bool,
-    ) -> Vec<Key> {
-        let left = crate::lock(&self.state).decide(keys, visible);
+    ) -> Left {
+        let mut s = crate::lock(&self.state);
+        let keys = s.decide(keys, visible);
+        let batch = (!keys.is_empty()).then(|| {
+            s.leaving += 1;
+            (self.clone(), s.leaving)
+        });
         self.left_out
-            .fetch_add(left.len() as u64, Ordering::Relaxed);
-        left
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        Left { keys, batch }
+    }
+
+    /// Returns once every batch that left keys to the copy so far is written (or has failed): a
+    /// chunk handed out before this call may then read (invariant 4).
+    pub async fn settled(&self) {
+        let leaving = crate::lock(&self.state).leaving;
+        loop {
+            // Registered before the check: a batch written in between wakes it.
+            let written = self.on_written.notified();
+            if self.written.load(Ordering::SeqCst) >= leaving {
+                return;
+            }
+            written.await;
+        }
     }
 
     /// Keys left to the copy so far.
@@ -309,7 +363,35 @@ mod tests {
         front.handed_out(&[Value::Int(10)]);
         assert!(front.may_leave(&[key(5), key(11)]));
         assert!(!front.may_leave(&[key(5), key(1001)]));
-        assert_eq!(front.leave_to_copy(&[key(5), key(11)], true), vec![key(11)]);
+        let front = Arc::new(front);
+        assert_eq!(
+            front.leave_to_copy(&[key(5), key(11)], true).keys,
+            vec![key(11)]
+        );
         assert_eq!((front.left_out(), front.met()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_chunk_reads_only_once_the_batches_that_left_keys_to_it_are_written() {
+        let front = Arc::new(CopyFront::default());
+        front.begin(Some(&[Value::Int(1000)]));
+        let first = front.leave_to_copy(&[key(500)], true);
+        let second = front.leave_to_copy(&[key(600)], true);
+        // A batch that leaves nothing out is not waited for.
+        let none = front.leave_to_copy(&[key(2000)], true);
+        assert!(none.keys.is_empty());
+        front.handed_out(&[Value::Int(700)]);
+        let settled = tokio::spawn({
+            let front = front.clone();
+            async move { front.settled().await }
+        });
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!settled.is_finished());
+        drop(second);
+        tokio::time::timeout(std::time::Duration::from_secs(5), settled)
+            .await
+            .expect("the chunk waits for written batches")
+            .unwrap();
     }
 }

@@ -93,7 +93,9 @@ pub struct CopySpec {
     /// duplicate on one of them is expected: on the shared key, the applier wrote the row first;
     /// on another, the copy read a row newer than one the applier has not updated yet, and the
     /// binlog event that gave the copied row its value follows (the original never held the
-    /// value twice), so the applier writes it. A duplicate on any other unique key (one the ALTER
+    /// value twice), so the applier writes it; a row whose change was left to the copy has no
+    /// such event, and is read only once the batch that left it is written ([`CopyFront`],
+    /// invariant 4). A duplicate on any other unique key (one the ALTER
     /// adds or changes) is a row the new table cannot hold.
     pub tolerated_keys: Vec<String>,
     /// `--allow-skipped-rows`: a skipped row is counted and logged instead of failing the copy.
@@ -433,6 +435,14 @@ async fn work(
         let Some(chunk) = chunk else {
             return Ok(());
         };
+        if let Some(front) = &spec.front {
+            // The batches that left rows of this chunk to it are written first (`front`,
+            // invariant 4).
+            tokio::select! {
+                _ = front.settled() => {}
+                _ = cancel.cancelled() => return Err(CopyError::Cancelled),
+            }
+        }
         let started = Instant::now();
         let rows = chunker
             .lock()

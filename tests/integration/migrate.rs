@@ -12,6 +12,7 @@ use wraith::mysql::sql::quote_ident;
 use crate::compare::{assert_migrated, assert_same_as_mirror};
 use crate::harness::{
     self, migrate_args, primary_sql, run_wraith, servers, stderr, sync_replica, tables, Endpoint,
+    Running,
 };
 use crate::writers::{
     assert_wrote_through, under_writes, Rng, Shape, Step, TableWatch, Workload, WriterState,
@@ -1294,7 +1295,30 @@ impl Workload for EmailSwaps {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy() {
-    let schema = harness::fresh_schema("moving_unique").await;
+    swap_emails_while_migrating("moving_unique", &[]).await;
+}
+
+/// A row the copy has not reached takes a value of the second unique key from a row it has
+/// copied; the change is left to the copy ([`changes_to_rows_the_copy_has_not_reached_are_left_to_the_copy`]),
+/// the other row's change is applied. Each batch that leaves keys to the copy waits 300 ms
+/// before it is written (failpoint `apply:left:sleep`), so chunks are handed out meanwhile: a
+/// chunk that copied the row before that batch was written would meet the value still on the
+/// copied row in the ghost table, and its `INSERT IGNORE` would drop the row for good (the
+/// checksum names it). The copy waits for the batch instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_left_to_the_copy_arrives_though_the_batch_freeing_its_unique_value_commits_late() {
+    let log = swap_emails_while_migrating(
+        "moving_unique_late",
+        &[("WRAITH_FAILPOINT", "apply:left:sleep")],
+    )
+    .await;
+    assert_left_to_the_copy(&log);
+}
+
+/// A 40,000-row table with a second unique key migrated while [`EmailSwaps`] writers move its
+/// values between rows; wraith runs with `env`. Returns its log.
+async fn swap_emails_while_migrating(name: &str, env: &[(&str, &str)]) -> String {
+    let schema = harness::fresh_schema(name).await;
     primary_sql(
         &schema,
         &[
@@ -1315,11 +1339,19 @@ async fn values_moving_between_rows_of_a_second_unique_key_do_not_fail_the_copy(
         "ADD COLUMN d INT",
         &["--chunk-size=200", "--copy-workers=2"],
     );
+    // Started once the writers commit.
+    let migration = async {
+        Running::start_with_env(&args, env)
+            .finish(harness::WRAITH_RUN_LIMIT)
+            .await
+    };
     let (out, stats, timeline) =
-        under_writes(&schema, Arc::new(EmailSwaps), 4, PACE, run_wraith(&args)).await;
-    assert!(out.status.success(), "wraith failed:\n{}", stderr(&out));
+        under_writes(&schema, Arc::new(EmailSwaps), 4, PACE, migration).await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "wraith failed:\n{log}");
     assert_wrote_through(&stats, &timeline, 100);
     assert_migrated(&schema, &["id"]).await;
+    log
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
