@@ -114,7 +114,7 @@ impl Chunker {
     /// starts may be in the ghost table already.
     pub fn report_to(&mut self, front: Arc<CopyFront>) {
         if self.first {
-            front.begin(self.next_lo.as_ref().and(self.max.as_deref()));
+            front.begin(self.next_lo.as_deref().zip(self.max.as_deref()));
         } else {
             front.stop();
         }

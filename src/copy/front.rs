@@ -1,6 +1,6 @@
 //! The copy's front: the changes the copy will bring itself, which the applier leaves to it.
 //!
-//! In: from the chunker, the largest key of the copy's range when the copy begins
+//! In: from the chunker, the smallest and largest keys of the copy's range when the copy begins
 //! ([`CopyFront::begin`]) and the upper bound of each chunk as it is handed out
 //! ([`CopyFront::handed_out`]); the copy's end ([`CopyFront::stop`]); from the applier, a batch's
 //! keys and whether its changes are proven visible on the primary ([`crate::changelog::Fence`]).
@@ -20,9 +20,9 @@
 //!    visible to every snapshot taken from then on, a chunk's included (reading it from the
 //!    binlog does not: the primary sends events before its engine's commit makes them visible).
 //! 2. **Above the front when decided.** A key is left out only while it is above the upper bound
-//!    of every chunk handed out (and not above the copy's range, whose later rows only the binlog
-//!    brings): the chunk that copies it is handed out afterwards and takes its snapshot later
-//!    still, so it reads the change.
+//!    of every chunk handed out, and within the copy's range (rows inserted below its first key
+//!    or above its last one later are the binlog's alone to bring): the chunk that copies it is
+//!    handed out afterwards and takes its snapshot later still, so it reads the change.
 //! 3. **Never written above the front, then left out.** Once the applier writes a key that is
 //!    above the front (a change before the copy began, or one not proven visible), the ghost
 //!    table may hold that row, which the copy's `INSERT IGNORE` keeps: that key is remembered and
@@ -102,8 +102,12 @@ enum Phase {
     /// The copy has not begun: every key is above the front.
     #[default]
     Before,
-    /// Copying `..=end`; chunks are handed out up to `hi`.
-    Copying { hi: Option<IntKey>, end: IntKey },
+    /// Copying `lo..=end`; chunks are handed out up to `hi`.
+    Copying {
+        lo: IntKey,
+        hi: Option<IntKey>,
+        end: IntKey,
+    },
     /// Nothing is left out any more.
     Off,
 }
@@ -132,7 +136,9 @@ impl State {
     fn above(&self, key: &IntKey) -> bool {
         match &self.phase {
             Phase::Before => true,
-            Phase::Copying { hi, end } => hi.as_ref().is_none_or(|hi| key > hi) && key <= end,
+            Phase::Copying { lo, hi, end } => {
+                key >= lo && hi.as_ref().is_none_or(|hi| key > hi) && key <= end
+            }
             Phase::Off => false,
         }
     }
@@ -185,12 +191,13 @@ impl State {
 }
 
 impl CopyFront {
-    /// The copy begins; it covers the keys up to `end` (`None`: the table is empty, nothing is
-    /// left out).
-    pub fn begin(&self, end: Option<&[Value]>) {
+    /// The copy begins; it covers the keys from `lo` to `end` (`None`: the table is empty,
+    /// nothing is left out).
+    pub fn begin(&self, range: Option<(&[Value], &[Value])>) {
         let mut s = crate::lock(&self.state);
-        match (&s.phase, end.and_then(int_values)) {
-            (Phase::Before, Some(end)) => s.phase = Phase::Copying { hi: None, end },
+        let range = range.and_then(|(lo, end)| Some((int_values(lo)?, int_values(end)?)));
+        match (&s.phase, range) {
+            (Phase::Before, Some((lo, end))) => s.phase = Phase::Copying { lo, hi: None, end },
             _ => s.turn_off(),
         }
     }
@@ -198,13 +205,17 @@ impl CopyFront {
     /// A chunk up to `hi` is handed out, before its statement reads anything.
     pub fn handed_out(&self, hi: &[Value]) {
         let mut s = crate::lock(&self.state);
-        let Phase::Copying { end, .. } = &s.phase else {
+        let Phase::Copying { lo, end, .. } = &s.phase else {
             return;
         };
         match int_values(hi) {
             Some(hi) if hi < *end => {
-                let end = end.clone();
-                s.phase = Phase::Copying { hi: Some(hi), end };
+                let (lo, end) = (lo.clone(), end.clone());
+                s.phase = Phase::Copying {
+                    lo,
+                    hi: Some(hi),
+                    end,
+                };
             }
             // The last chunk: nothing is above the front any more.
             _ => s.turn_off(),
@@ -280,6 +291,7 @@ mod tests {
     fn copying(hi: Option<i128>, end: i128) -> State {
         State {
             phase: Phase::Copying {
+                lo: vec![i128::MIN],
                 hi: hi.map(|h| vec![h]),
                 end: vec![end],
             },
@@ -295,6 +307,15 @@ mod tests {
     }
 
     #[test]
+    fn keys_below_where_the_copy_starts_are_not_left_out() {
+        let front = CopyFront::default();
+        front.begin(Some((&[Value::Int(101)], &[Value::Int(2000)])));
+        let mut s = crate::lock(&front.state);
+        let keys = [key(1), key(100), key(101), key(2000), key(2001)];
+        assert_eq!(s.decide(&keys, true), vec![key(101), key(2000)]);
+    }
+
+    #[test]
     fn changes_not_proven_visible_are_applied_and_their_keys_never_left_out_again() {
         let mut s = copying(Some(100), 1000);
         assert!(s.decide(&[key(500)], false).is_empty());
@@ -305,7 +326,7 @@ mod tests {
     fn keys_written_before_the_copy_began_are_never_left_out() {
         let front = CopyFront::default();
         crate::lock(&front.state).decide(&[key(7)], true);
-        front.begin(Some(&[Value::Int(1000)]));
+        front.begin(Some((&[Value::Int(1)], &[Value::Int(1000)])));
         let mut s = crate::lock(&front.state);
         assert_eq!(s.decide(&[key(7), key(8)], true), vec![key(8)]);
     }
@@ -313,7 +334,7 @@ mod tests {
     #[test]
     fn the_last_chunk_or_a_key_that_is_not_an_integer_turns_the_front_off() {
         let front = CopyFront::default();
-        front.begin(Some(&[Value::Bytes(b"1000".to_vec())]));
+        front.begin(Some((&[Value::Int(1)], &[Value::Bytes(b"1000".to_vec())])));
         front.handed_out(&[Value::Int(10)]);
         assert_eq!(
             crate::lock(&front.state).decide(&[key(11)], true),
@@ -325,7 +346,7 @@ mod tests {
             .is_empty());
 
         let front = CopyFront::default();
-        front.begin(Some(&[Value::Bytes(b"abc".to_vec())]));
+        front.begin(Some((&[Value::Int(1)], &[Value::Bytes(b"abc".to_vec())])));
         assert_eq!(crate::lock(&front.state).phase, Phase::Off);
         let mut s = copying(None, 10);
         assert!(s
@@ -337,6 +358,7 @@ mod tests {
     fn composite_keys_compare_column_by_column() {
         let mut s = State {
             phase: Phase::Copying {
+                lo: vec![0, 0],
                 hi: Some(vec![5, 100]),
                 end: vec![9, 0],
             },
@@ -359,7 +381,7 @@ mod tests {
     #[test]
     fn the_front_counts_the_keys_it_met_and_left_out() {
         let front = CopyFront::default();
-        front.begin(Some(&[Value::Int(1000)]));
+        front.begin(Some((&[Value::Int(1)], &[Value::Int(1000)])));
         front.handed_out(&[Value::Int(10)]);
         assert!(front.may_leave(&[key(5), key(11)]));
         assert!(!front.may_leave(&[key(5), key(1001)]));
@@ -374,7 +396,7 @@ mod tests {
     #[tokio::test]
     async fn a_chunk_reads_only_once_the_batches_that_left_keys_to_it_are_written() {
         let front = Arc::new(CopyFront::default());
-        front.begin(Some(&[Value::Int(1000)]));
+        front.begin(Some((&[Value::Int(1)], &[Value::Int(1000)])));
         let first = front.leave_to_copy(&[key(500)], true);
         let second = front.leave_to_copy(&[key(600)], true);
         // A batch that leaves nothing out is not waited for.
