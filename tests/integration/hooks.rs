@@ -97,10 +97,11 @@ impl HooksDir {
     }
 
     /// A hook file `name` that records its name and environment (`env -0`, so values may hold
-    /// newlines), then exits with `exit`.
+    /// newlines), then exits with `exit`. The record is appended in one write, whole: a status
+    /// hook may run at the same moment as another.
     fn add(&self, name: &str, exit: i32) {
         let script = format!(
-            "#!/bin/sh\n{{ printf '%s\\0' '{name}'; env -0; printf '\\0\\0'; }} >> '{}'\nexit {exit}\n",
+            "#!/bin/sh\none=$(mktemp)\n{{ printf '%s\\0' '{name}'; env -0; printf '\\0\\0'; }} > \"$one\"\ncat \"$one\" >> '{}'\nrm -f \"$one\"\nexit {exit}\n",
             self.record.display()
         );
         let path = self.dir.path().join(name);
