@@ -408,6 +408,28 @@ async fn wide_rows_are_copied_in_chunks_within_the_byte_budget_under_writes() {
     );
 }
 
+/// A [`SMALL`] table of 2,000 rows in `schema`, and its mirror with the column
+/// `ADD COLUMN d INT` adds.
+async fn small_table(schema: &str) {
+    setup(
+        schema,
+        SMALL,
+        "ADD COLUMN d INT",
+        2_000,
+        &SMALL_COLUMNS,
+        small_values,
+    )
+    .await;
+}
+
+/// `statement` with `{table}` as `t`, then as `mirror`.
+fn on_t_and_mirror(statement: &str) -> [String; 2] {
+    [
+        statement.replace("{table}", "t"),
+        statement.replace("{table}", "mirror"),
+    ]
+}
+
 pub(crate) const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
 
 /// The columns of [`SMALL`].
@@ -932,15 +954,7 @@ async fn lock_meeting_an_open_transaction(name: &str, state: &str, extra: &[&str
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_two_step_cut_over_swaps_the_tables() {
     let schema = harness::fresh_schema("two_step").await;
-    setup(
-        &schema,
-        SMALL,
-        "ADD COLUMN d INT",
-        2_000,
-        &SMALL_COLUMNS,
-        small_values,
-    )
-    .await;
+    small_table(&schema).await;
     let out = run_wraith(&migrate_args(
         &schema,
         "t",
@@ -1104,15 +1118,7 @@ async fn with_a_slow_chunk_reading(schema: &str, args: &[String]) -> harness::Ru
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
     let schema = harness::fresh_schema("snapshot_deletes").await;
-    setup(
-        &schema,
-        SMALL,
-        "ADD COLUMN d INT",
-        2_000,
-        &SMALL_COLUMNS,
-        small_values,
-    )
-    .await;
+    small_table(&schema).await;
     let mut args = migrate_args(
         &schema,
         "t",
@@ -1156,15 +1162,7 @@ async fn rows_deleted_while_a_chunk_reads_its_snapshot_stay_deleted() {
 /// keys ahead of it, and an insert ahead of it. Returns wraith's log, once the new table has
 /// been checked against the mirror.
 async fn change_rows_ahead_of_the_copy(schema: &str, extra: &[&str]) -> String {
-    setup(
-        schema,
-        SMALL,
-        "ADD COLUMN d INT",
-        2_000,
-        &SMALL_COLUMNS,
-        small_values,
-    )
-    .await;
+    small_table(schema).await;
     let mut flags = vec!["--copy-workers=1"];
     flags.extend(extra);
     let mut args = migrate_args(schema, "t", "ADD COLUMN d INT", &flags);
@@ -1179,12 +1177,6 @@ async fn change_rows_ahead_of_the_copy(schema: &str, extra: &[&str]) -> String {
         }
     }
     let wraith = with_a_slow_chunk_reading(schema, &args).await;
-    let both = |statement: &str| {
-        [
-            statement.replace("{table}", "t"),
-            statement.replace("{table}", "mirror"),
-        ]
-    };
     let statements: Vec<String> = [
         "UPDATE {table} SET a = a + 1, b = 'ahead' WHERE id BETWEEN 1501 AND 1600",
         "DELETE FROM {table} WHERE id BETWEEN 1601 AND 1650",
@@ -1193,7 +1185,7 @@ async fn change_rows_ahead_of_the_copy(schema: &str, extra: &[&str]) -> String {
         "INSERT INTO {table} (id, a, b) VALUES (1655, 7, 'inserted ahead')",
     ]
     .iter()
-    .flat_map(|s| both(s))
+    .flat_map(|s| on_t_and_mirror(s))
     .collect();
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     primary_sql(schema, &statements).await;
@@ -1254,22 +1246,8 @@ async fn a_batch_waiting_for_proof_asks_for_a_heartbeat_rather_than_waiting_for_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_below_where_the_copy_starts_are_applied() {
     let schema = harness::fresh_schema("below_copy_start").await;
-    setup(
-        &schema,
-        SMALL,
-        "ADD COLUMN d INT",
-        2_000,
-        &SMALL_COLUMNS,
-        small_values,
-    )
-    .await;
-    let both = |statement: &str| {
-        [
-            statement.replace("{table}", "t"),
-            statement.replace("{table}", "mirror"),
-        ]
-    };
-    let delete = both("DELETE FROM {table} WHERE id <= 100");
+    small_table(&schema).await;
+    let delete = on_t_and_mirror("DELETE FROM {table} WHERE id <= 100");
     primary_sql(&schema, &[&delete[0], &delete[1]]).await;
     sync_replica().await;
     let dir = tempfile::tempdir().unwrap();
@@ -1283,7 +1261,7 @@ async fn changes_below_where_the_copy_starts_are_applied() {
         "UPDATE {table} SET a = a + 1, b = 'within' WHERE id BETWEEN 501 AND 600",
     ]
     .iter()
-    .flat_map(|s| both(s))
+    .flat_map(|s| on_t_and_mirror(s))
     .collect();
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     primary_sql(&schema, &statements).await;
