@@ -62,7 +62,8 @@ pub const WRITTEN_LIMIT: usize = 100_000;
 pub struct CopyFront {
     state: Mutex<State>,
     left_out: AtomicU64,
-    /// Batches that left keys out and are written since (or failed): invariant 4.
+    /// Batches that left keys out and are written since (or failed): invariant 4. The applier
+    /// writes one batch at a time, so they end in the order they were numbered.
     written: AtomicU64,
     /// Told whenever `written` grows.
     on_written: Notify,
@@ -205,18 +206,14 @@ impl CopyFront {
     /// A chunk up to `hi` is handed out, before its statement reads anything.
     pub fn handed_out(&self, hi: &[Value]) {
         let mut s = crate::lock(&self.state);
-        let Phase::Copying { lo, end, .. } = &s.phase else {
+        let Phase::Copying {
+            hi: handed, end, ..
+        } = &mut s.phase
+        else {
             return;
         };
         match int_values(hi) {
-            Some(hi) if hi < *end => {
-                let (lo, end) = (lo.clone(), end.clone());
-                s.phase = Phase::Copying {
-                    lo,
-                    hi: Some(hi),
-                    end,
-                };
-            }
+            Some(hi) if hi < *end => *handed = Some(hi),
             // The last chunk: nothing is above the front any more.
             _ => s.turn_off(),
         }

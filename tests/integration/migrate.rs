@@ -422,12 +422,14 @@ async fn small_table(schema: &str) {
     .await;
 }
 
-/// `statement` with `{table}` as `t`, then as `mirror`.
-fn on_t_and_mirror(statement: &str) -> [String; 2] {
-    [
-        statement.replace("{table}", "t"),
-        statement.replace("{table}", "mirror"),
-    ]
+/// Runs each of `statements` on the primary with `{table}` as `t`, then as `mirror`.
+async fn on_t_and_mirror(schema: &str, statements: &[&str]) {
+    let both: Vec<String> = statements
+        .iter()
+        .flat_map(|s| [s.replace("{table}", "t"), s.replace("{table}", "mirror")])
+        .collect();
+    let both: Vec<&str> = both.iter().map(String::as_str).collect();
+    primary_sql(schema, &both).await;
 }
 
 pub(crate) const SMALL: &str = "CREATE TABLE t (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, a INT NOT NULL, b VARCHAR(32) NOT NULL, c DATETIME(3) NULL) ENGINE=InnoDB";
@@ -1177,18 +1179,17 @@ async fn change_rows_ahead_of_the_copy(schema: &str, extra: &[&str]) -> String {
         }
     }
     let wraith = with_a_slow_chunk_reading(schema, &args).await;
-    let statements: Vec<String> = [
-        "UPDATE {table} SET a = a + 1, b = 'ahead' WHERE id BETWEEN 1501 AND 1600",
-        "DELETE FROM {table} WHERE id BETWEEN 1601 AND 1650",
-        "UPDATE {table} SET id = id + 1000000 WHERE id BETWEEN 1651 AND 1660",
-        "UPDATE {table} SET id = id + 1600 WHERE id BETWEEN 21 AND 30",
-        "INSERT INTO {table} (id, a, b) VALUES (1655, 7, 'inserted ahead')",
-    ]
-    .iter()
-    .flat_map(|s| on_t_and_mirror(s))
-    .collect();
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    primary_sql(schema, &statements).await;
+    on_t_and_mirror(
+        schema,
+        &[
+            "UPDATE {table} SET a = a + 1, b = 'ahead' WHERE id BETWEEN 1501 AND 1600",
+            "DELETE FROM {table} WHERE id BETWEEN 1601 AND 1650",
+            "UPDATE {table} SET id = id + 1000000 WHERE id BETWEEN 1651 AND 1660",
+            "UPDATE {table} SET id = id + 1600 WHERE id BETWEEN 21 AND 30",
+            "INSERT INTO {table} (id, a, b) VALUES (1655, 7, 'inserted ahead')",
+        ],
+    )
+    .await;
     let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
     let err = stderr(&out);
     assert!(out.status.success(), "wraith failed:\n{err}");
@@ -1247,8 +1248,7 @@ async fn a_batch_waiting_for_proof_asks_for_a_heartbeat_rather_than_waiting_for_
 async fn changes_below_where_the_copy_starts_are_applied() {
     let schema = harness::fresh_schema("below_copy_start").await;
     small_table(&schema).await;
-    let delete = on_t_and_mirror("DELETE FROM {table} WHERE id <= 100");
-    primary_sql(&schema, &[&delete[0], &delete[1]]).await;
+    on_t_and_mirror(&schema, &["DELETE FROM {table} WHERE id <= 100"]).await;
     sync_replica().await;
     let dir = tempfile::tempdir().unwrap();
     let throttle = dir.path().join("throttle");
@@ -1256,15 +1256,14 @@ async fn changes_below_where_the_copy_starts_are_applied() {
     let flag = format!("--throttle-flag-file={}", throttle.display());
     let wraith = Running::start(&migrate_args(&schema, "t", "ADD COLUMN d INT", &[&flag]));
     crate::control::until_sup_says(&crate::control::socket(&schema), "State: throttled").await;
-    let statements: Vec<String> = [
-        "INSERT INTO {table} (id, a, b) SELECT seq, seq, 'below' FROM seq_1_to_50",
-        "UPDATE {table} SET a = a + 1, b = 'within' WHERE id BETWEEN 501 AND 600",
-    ]
-    .iter()
-    .flat_map(|s| on_t_and_mirror(s))
-    .collect();
-    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    primary_sql(&schema, &statements).await;
+    on_t_and_mirror(
+        &schema,
+        &[
+            "INSERT INTO {table} (id, a, b) SELECT seq, seq, 'below' FROM seq_1_to_50",
+            "UPDATE {table} SET a = a + 1, b = 'within' WHERE id BETWEEN 501 AND 600",
+        ],
+    )
+    .await;
     std::fs::remove_file(&throttle).unwrap();
     let out = wraith.finish(harness::WRAITH_RUN_LIMIT).await;
     let log = stderr(&out);
